@@ -1,0 +1,1 @@
+"""Service-independent machinery of the sandbox: errors, request parsing, signing, registry, clock."""

@@ -1,0 +1,1 @@
+"""Container Registry 2018-12-01 emulation."""

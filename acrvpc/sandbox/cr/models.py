@@ -1,0 +1,16 @@
+"""State and rules of the cr emulation (no HTTP here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..world import World
+
+
+class CrBackend:
+    def __init__(self, world: "World") -> None:
+        self.world = world
+
+    def load(self, section: dict[str, Any]) -> None:
+        """Seed state from the scenario's ``cr:`` section."""

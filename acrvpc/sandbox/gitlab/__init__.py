@@ -1,0 +1,1 @@
+"""GitLab REST v4 emulation (the calls the pipeline makes)."""

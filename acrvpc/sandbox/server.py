@@ -1,0 +1,245 @@
+"""The sandbox's loopback HTTP server.
+
+One port speaks three things:
+
+* Alibaba Cloud RPC (``POST /?<params>``), routed by ``x-acs-version`` / ``Version`` to the CR,
+  ECS or VPC emulation, after the request's signature is verified;
+* GitLab REST v4 under ``/api/v4/``;
+* admin routes under ``/_sandbox/`` (call log, reset, settings, faults, clock).
+
+Use it in-process (``with SandboxServer() as sb: sb.url``) or standalone (``acrvpc sandbox``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .core.errors import RpcError, VersionNotFound, ActionNotFound
+from .core.registry import SERVICES
+from .core.request import RpcRequest
+from .world import World, load_scenario
+
+# Importing the response modules registers their actions.
+from .cr import responses as _cr  # noqa: F401
+from .ecs import responses as _ecs  # noqa: F401
+from .gitlab import responses as gitlab_responses
+from .vpc import responses as _vpc  # noqa: F401
+
+MAX_BODY = 1 << 20
+# V1-signed requests carry these in the query; they are not API parameters.
+_V1_COMMON_PARAMS = ("Action", "Version", "Format", "Timestamp", "SignatureNonce", "SignatureMethod",
+                     "SignatureVersion", "AccessKeyId", "Signature", "SecurityToken")
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_HTTPServer"
+    protocol_version = "HTTP/1.1"
+
+    # Quiet: the call log is the record.
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = _json_bytes(body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(min(length, MAX_BODY)) if length else b""
+
+    def _dispatch(self) -> None:
+        world = self.server.world
+        split = urlsplit(self.path)
+        body = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if split.path.startswith("/_sandbox/"):
+            self._admin(world, split.path, dict(parse_qsl(split.query)), body)
+        elif split.path.startswith("/api/v4/") or split.path == "/api/v4":
+            self._gitlab(world, split.path[len("/api/v4"):], split.query, headers, body)
+        else:
+            self._rpc(world, split.path, split.query, headers, body)
+
+    def _latency(self, world: World) -> None:
+        if world.faults.latency_ms > 0:
+            time.sleep(world.faults.latency_ms / 1000.0)
+
+    # -- Alibaba Cloud RPC ----------------------------------------------------------------
+    def _rpc(self, world: World, path: str, raw_query: str, headers: dict[str, str], body: bytes) -> None:
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        version = headers.get("x-acs-version") or params.get("Version", "")
+        action = headers.get("x-acs-action") or params.get("Action", "")
+        service = SERVICES.get(version)
+        product = service.product if service else "unknown"
+        host_id = (service.host if service else "sandbox").format(region=world.region)
+        request_id = str(uuid.uuid4()).upper()
+        for k in _V1_COMMON_PARAMS:
+            params.pop(k, None)
+        writes = False
+        self._latency(world)
+        try:
+            if service is None:
+                raise VersionNotFound(version)
+            with world.lock:
+                access_key_id = world.verifier.verify(self.command, path or "/", raw_query, headers, body)
+            spec = service.actions.get(action)
+            if spec is None:
+                raise ActionNotFound(service.product, service.version, action)
+            writes = spec.writes
+            injected = world.faults.take(action)
+            if injected is not None:
+                raise injected
+            req = RpcRequest(product, version, action, params, access_key_id, request_id, headers)
+            with world.lock:
+                result = spec.handler(world, req)
+            reply: dict[str, Any] = {"RequestId": request_id}
+            if product == "cr":
+                reply.update({"IsSuccess": True, "Code": "success"})
+            reply.update(result)
+            world.calls.record(product, action, writes, 200, "", world.clock.now(), params)
+            self._send(200, reply, {"x-acs-request-id": request_id})
+        except RpcError as err:
+            world.calls.record(product, action, writes, err.http_status, err.code, world.clock.now(), params)
+            self._send(err.http_status, err.body(request_id, host_id, product), {"x-acs-request-id": request_id})
+
+    # -- GitLab ---------------------------------------------------------------------------
+    def _gitlab(self, world: World, path: str, raw_query: str, headers: dict[str, str], body: bytes) -> None:
+        self._latency(world)
+        base_url = f"http://{headers.get('host', '127.0.0.1')}"
+        query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        with world.lock:
+            status, reply, extra, route = gitlab_responses.handle(world, self.command, path, query, headers, body,
+                                                                  base_url)
+        code = "" if status < 400 else str(status)
+        world.calls.record("gitlab", route, self.command not in ("GET", "HEAD"), status, code, world.clock.now(),
+                           query)
+        self._send(status, reply, extra)
+
+    # -- admin ----------------------------------------------------------------------------
+    def _admin(self, world: World, path: str, query: dict[str, str], body: bytes) -> None:
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            self._send(400, {"error": "the body must be JSON"})
+            return
+        route = (self.command, path.rstrip("/"))
+        if route == ("GET", "/_sandbox/calls"):
+            self._send(200, {"calls": world.calls.list(int(query.get("since", 0)))})
+        elif route == ("GET", "/_sandbox/healthz"):
+            self._send(200, {"status": "ok"})
+        elif route == ("POST", "/_sandbox/reset"):
+            world.reset(payload.get("scenario"))
+            self._send(200, {"status": "reset"})
+        elif route == ("GET", "/_sandbox/settings"):
+            self._send(200, self._settings(world))
+        elif route == ("POST", "/_sandbox/settings"):
+            if "latency_ms" in payload:
+                world.faults.latency_ms = float(payload["latency_ms"])
+            if "time_scale" in payload:
+                world.clock.set_scale(float(payload["time_scale"]))
+            if "replay_protection" in payload:
+                world.verifier.replay_protection = bool(payload["replay_protection"])
+            self._send(200, self._settings(world))
+        elif route == ("POST", "/_sandbox/faults"):
+            if "action" not in payload:
+                self._send(400, {"error": "faults needs 'action' (and optionally count, code, status)"})
+                return
+            world.faults.fail_next(payload["action"], int(payload.get("count", 1)),
+                                   payload.get("code", "ServiceUnavailable"), payload.get("status"))
+            self._send(200, {"status": "armed"})
+        elif route == ("POST", "/_sandbox/clock/advance"):
+            world.clock.advance(float(payload.get("seconds", 0)))
+            self._send(200, {"now": world.clock.now()})
+        else:
+            self._send(404, {"error": f"no sandbox admin route {self.command} {path}"})
+
+    @staticmethod
+    def _settings(world: World) -> dict[str, Any]:
+        return {"latency_ms": world.faults.latency_ms, "time_scale": world.clock.time_scale,
+                "replay_protection": world.verifier.replay_protection}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], world: World) -> None:
+        super().__init__(address, _Handler)
+        self.world = world
+
+
+class SandboxServer:
+    """A sandbox on loopback.
+
+    Args:
+        scenario: a scenario mapping, or a path to a scenario YAML file; ``None`` for the default.
+        port: TCP port (0 picks a free one).
+        host: bind address; loopback by default, and it should stay so.
+
+    Example:
+        >>> with SandboxServer() as sandbox:
+        ...     os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
+    """
+
+    def __init__(self, scenario: dict[str, Any] | str | Path | None = None, port: int = 0,
+                 host: str = "127.0.0.1") -> None:
+        if scenario is None or isinstance(scenario, (str, Path)):
+            scenario = load_scenario(scenario)
+        self.world = World(scenario)
+        self._httpd = _HTTPServer((host, port), self.world)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._httpd.server_address[0]}:{self.port}"
+
+    def start(self) -> "SandboxServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="acrvpc-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "SandboxServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

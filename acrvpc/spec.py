@@ -1,0 +1,425 @@
+"""The pipeline spec: what a release manager declares, validated before anything is called.
+
+A spec error names the field (as a dotted path such as ``repositories[0].build_rules[1].push_type``)
+and says how to fix it. See ``examples/sandbox.yaml`` for a complete spec.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REVERSE_ACCESS_CIDR = "100.104.0.0/16"
+TAG_KEY = "acr-vpc-build:link"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
+_NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,119}$")
+_PLATFORMS = {"linux/amd64", "linux/arm64", "linux/386", "linux/arm/v7", "linux/arm/v6"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used. ``problems`` holds ``(field, message)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) in the spec; nothing was created."]
+        lines += [f"  - {field}: {message}" for field, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class GitLabAccess(str, Enum):
+    """How the registry's builders reach GitLab."""
+
+    ECS = "ecs"  # an ECS instance's private IP: its security group must admit 100.104.0.0/16
+    SLB = "slb"  # behind a Server Load Balancer: no security-group change needed
+    DATACENTER = "datacenter"  # in a data center over Express Connect: VBR return route needed
+
+
+class LinkMode(str, Enum):
+    API = "api"  # the pipeline creates the managed security group and ENI through ECS
+    CONSOLE = "console"  # a person does it in the console; the pipeline pauses, then verifies
+
+
+class PushType(str, Enum):
+    GIT_BRANCH = "GIT_BRANCH"
+    GIT_TAG = "GIT_TAG"
+
+
+def _check_cidr(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid {what} ({exc}); write it like 10.10.0.0/16") from None
+
+
+class NetworkSpec(_Model):
+    """The VPC side: where the registry's build ENI goes and how the data center connects."""
+
+    vpc_id: str = Field(description="The VPC holding GitLab (or connected to its data center), e.g. vpc-bp1...")
+    vswitch_id: str = Field(description="The vSwitch for the build ENI; its zone must support VPC mode.")
+    datacenter_cidrs: list[str] = Field(default_factory=list,
+                                        description="Data-center CIDR blocks reached over Express Connect.")
+    vbr_id: str | None = Field(default=None, description="The Express Connect virtual border router (datacenter access).")
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        if not v.startswith("vpc-"):
+            raise ValueError(f"{v!r} is not a VPC id; VPC ids start with 'vpc-' (see the VPC console)")
+        return v
+
+    @field_validator("vswitch_id")
+    @classmethod
+    def _vsw(cls, v: str) -> str:
+        if not v.startswith("vsw-"):
+            raise ValueError(f"{v!r} is not a vSwitch id; vSwitch ids start with 'vsw-'")
+        return v
+
+    @field_validator("vbr_id")
+    @classmethod
+    def _vbr(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("vbr-"):
+            raise ValueError(f"{v!r} is not a VBR id; VBR ids start with 'vbr-' (Express Connect console)")
+        return v
+
+    @field_validator("datacenter_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        return [_check_cidr(c, "CIDR block") for c in v]
+
+
+class GitLabSpec(_Model):
+    """The self-managed GitLab the registry builds from."""
+
+    endpoint: str = Field(description="GitLab's URL as the registry reaches it and as bound in the console, "
+                                      "e.g. http://192.168.1.20")
+    api_url: str | None = Field(default=None, description="Where this pipeline reaches GitLab's API, when it "
+                                                          "differs from endpoint (e.g. a bastion or DNS name).")
+    private_ip: str = Field(description="GitLab's private IPv4 address (the ECS IP, SLB IP or data-center IP).")
+    port: int = Field(default=80, ge=1, le=65535, description="GitLab's HTTP(S) port as the registry reaches it.")
+    access: GitLabAccess = Field(default=GitLabAccess.ECS, description="ecs | slb | datacenter")
+    security_group_id: str | None = Field(default=None, description="The GitLab ECS's security group; found from "
+                                                                    "the private IP when omitted (access: ecs).")
+    username: str = Field(description="The GitLab user the token belongs to (the console's bound user name).")
+    token_block: str = Field(default="gitlab-token", description="Name of the Prefect Secret block that holds the "
+                                                                   "personal access token.")
+    required_scopes: list[str] = Field(default_factory=lambda: ["api"],
+                                       description="Scopes the token must have (the console binding needs api).")
+    register_webhook: bool = Field(default=False, description="Register the push webhook on each project.")
+
+    @field_validator("endpoint", "api_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not a URL; write it with its scheme, e.g. http://192.168.1.20")
+        return v.rstrip("/")
+
+    @field_validator("private_ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            ip = ipaddress.IPv4Address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 address; give GitLab's private IP, e.g. 192.168.1.20") from None
+        return str(ip)
+
+    @field_validator("security_group_id")
+    @classmethod
+    def _sg(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("sg-"):
+            raise ValueError(f"{v!r} is not a security group id; they start with 'sg-'")
+        return v
+
+    @property
+    def api_base(self) -> str:
+        """The URL this pipeline uses for GitLab's API (``api_url`` or ``endpoint``)."""
+        return self.api_url or self.endpoint
+
+
+class AllowedTarget(_Model):
+    """One egress destination besides GitLab, e.g. a Maven mirror."""
+
+    cidr: str
+    port_range: str = "1/65535"
+
+    @property
+    def label(self) -> str:
+        return self.cidr if self.port_range == "1/65535" else f"{self.cidr}:{self.port_range.split('/')[0]}"
+
+
+def _parse_allowed(value: Any) -> AllowedTarget:
+    if isinstance(value, dict):
+        return AllowedTarget(**value)
+    text = str(value).strip()
+    host, _, port = text.partition(":")
+    try:
+        net = ipaddress.ip_network(host, strict=True)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or CIDR block; write 192.168.1.30, 10.0.0.0/24 "
+                         f"or 192.168.1.30:8081") from None
+    if net.version != 4:
+        raise ValueError(f"{text!r}: only IPv4 destinations are supported")
+    port_range = "1/65535"
+    if port:
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{text!r}: the port after ':' must be a number from 1 to 65535")
+        port_range = f"{port}/{port}"
+    return AllowedTarget(cidr=str(net), port_range=port_range)
+
+
+class LinkSpec(_Model):
+    """The build link: the managed security group and ENI the registry's builders use."""
+
+    mode: LinkMode = Field(default=LinkMode.API, description="api | console")
+    allowed_ips: list[AllowedTarget] = Field(default_factory=list,
+                                             description="Other egress destinations (IP, CIDR or IP:port).")
+    build_service_account_id: int | None = Field(
+        default=None, description="Account id of the registry's build service, granted InstanceAttach on the ENI "
+                                  "(api mode).")
+
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _allowed(cls, v: Any) -> list[AllowedTarget]:
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise ValueError("must be a list such as [192.168.1.30, 10.0.0.0/24]")
+        return [_parse_allowed(item) for item in v]
+
+
+class BuildRuleSpec(_Model):
+    """One ACR build rule: which Git ref builds which image tag."""
+
+    push_type: PushType = Field(default=PushType.GIT_BRANCH, description="GIT_BRANCH | GIT_TAG")
+    push_name: str = Field(description="Branch or tag name (or pattern) that triggers the rule.")
+    image_tag: str = Field(description="Image tag to push, e.g. latest.")
+    dockerfile_location: str = Field(default="/", description="Directory of the Dockerfile in the repository.")
+    dockerfile_name: str = Field(default="Dockerfile")
+    platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
+    build_args: list[str] = Field(default_factory=list, description="KEY=VALUE build arguments.")
+    build: bool = Field(default=True, description="Start a build of this rule on every pipeline run.")
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if p not in _PLATFORMS]
+        if bad:
+            raise ValueError(f"unsupported platform(s) {bad}; choose from {sorted(_PLATFORMS)}")
+        if not v:
+            raise ValueError("needs at least one platform, e.g. [linux/amd64]")
+        return v
+
+    @field_validator("build_args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        for arg in v:
+            if "=" not in arg:
+                raise ValueError(f"build arg {arg!r} must be KEY=VALUE")
+        return v
+
+    @field_validator("dockerfile_location")
+    @classmethod
+    def _loc(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"{v!r} must be a path from the repository root starting with '/', e.g. / or /docker")
+        return v
+
+
+class RepositorySpec(_Model):
+    """An ACR image repository built from a GitLab project."""
+
+    namespace: str = Field(description="ACR namespace (created when missing).")
+    name: str = Field(description="ACR repository name (created when missing).")
+    gitlab_project: str = Field(description="GitLab project path, e.g. platform/billing-api.")
+    summary: str = Field(default="", description="Repository summary (defaults to the project path).")
+    repo_type: str = Field(default="PRIVATE", pattern="^(PRIVATE|PUBLIC)$")
+    auto_build: bool = Field(default=False, description="Let ACR build on every push by itself.")
+    disable_cache_build: bool = Field(default=False)
+    build_rules: list[BuildRuleSpec] = Field(min_length=1)
+
+    @field_validator("namespace", "name")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        if not _NAMESPACE_RE.match(v):
+            raise ValueError(f"{v!r} must be 2-120 lower-case letters, digits, '.', '_' or '-', starting with a "
+                             f"letter or digit")
+        return v
+
+    @field_validator("gitlab_project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        v = v.strip("/")
+        if "/" not in v:
+            raise ValueError(f"{v!r} must be the project's full path with its group, e.g. platform/billing-api")
+        return v
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def code_repo_namespace(self) -> str:
+        return self.gitlab_project.rsplit("/", 1)[0]
+
+    @property
+    def code_repo_name(self) -> str:
+        return self.gitlab_project.rsplit("/", 1)[1]
+
+
+class CredentialsSpec(_Model):
+    alibaba_block: str | None = Field(default=None, description="Name of an AlibabaCloudCredentials block; the "
+                                                                "standard credential chain when omitted.")
+
+
+class BuildSettings(_Model):
+    timeout_minutes: float = Field(default=60, gt=0, description="Cancel a build still running after this long.")
+    poll_seconds: float = Field(default=2, gt=0, description="First status poll interval; it relaxes to 30 s.")
+
+
+class Spec(_Model):
+    """The whole pipeline spec."""
+
+    name: str = Field(description="Link name: tags every created resource acr-vpc-build:link=<name>.")
+    region: str = Field(description="Region of the instance and VPC, e.g. cn-hangzhou.")
+    instance_id: str = Field(description="ACR Enterprise Edition instance id, e.g. cri-xxxx.")
+    network: NetworkSpec
+    gitlab: GitLabSpec
+    link: LinkSpec = Field(default_factory=LinkSpec)
+    repositories: list[RepositorySpec] = Field(min_length=1)
+    credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
+    build: BuildSettings = Field(default_factory=BuildSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} must be 2-40 lower-case letters, digits and '-', e.g. billing-build")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not re.match(r"^[a-z]{2}-[a-z0-9-]+$", v):
+            raise ValueError(f"{v!r} is not a region id; write it like cn-hangzhou")
+        return v
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        if not v.startswith("cri-"):
+            raise ValueError(f"{v!r} is not an ACR EE instance id; they start with 'cri-' (Instances page)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Spec":
+        problems: list[str] = []
+        if self.gitlab.access == GitLabAccess.DATACENTER:
+            if not self.network.datacenter_cidrs:
+                problems.append("network.datacenter_cidrs: gitlab.access is datacenter, so list the data center's "
+                                "CIDR blocks")
+            if not self.network.vbr_id:
+                problems.append("network.vbr_id: gitlab.access is datacenter, so name the Express Connect VBR")
+        if self.link.mode == LinkMode.API and self.link.build_service_account_id is None:
+            problems.append("link.build_service_account_id: link.mode is api, so give the account id of the "
+                            "registry's build service (or use link.mode: console)")
+        seen: set[str] = set()
+        for i, repo in enumerate(self.repositories):
+            if repo.full_name in seen:
+                problems.append(f"repositories[{i}]: {repo.full_name} is listed twice; merge the entries")
+            seen.add(repo.full_name)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def tag(self) -> tuple[str, str]:
+        """The tag every created resource carries."""
+        return TAG_KEY, self.name
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            desc = _describe(loc)
+            msg = "is required" + (f": {desc}" if desc else "")
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a spec field; check its spelling and indentation (see examples/sandbox.yaml)"
+        if "; " in msg and err["type"] == "value_error" and not loc:
+            for part in msg.split("; "):
+                field, _, m = part.partition(": ")
+                problems.append((field, m))
+            continue
+        problems.append((_loc(loc), msg))
+    return problems
+
+
+def _describe(loc: tuple[Any, ...]) -> str:
+    model: Any = Spec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        model = inner[0] if inner and hasattr(inner[0], "model_fields") else ann
+        desc = field.description or ""
+    return desc
+
+
+def parse_spec(data: Any, source: str = "spec") -> Spec:
+    """Validate a spec mapping. Raises :class:`SpecError` naming every bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("(top level)", "the spec must be a YAML mapping; see examples/sandbox.yaml")])
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, _problems(exc)) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec file.
+
+    Raises:
+        SpecError: the file is missing, is not YAML, or a field is wrong (each named with its fix).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise SpecError(str(path), [("(file)", "no such file; pass the path of a spec such as "
+                                               "examples/sandbox.yaml")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise SpecError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_spec(data, str(path))

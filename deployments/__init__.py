@@ -1,0 +1,1 @@
+"""Deployment-specific code (the GitLab webhook receiver lands here)."""
