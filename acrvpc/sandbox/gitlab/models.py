@@ -14,3 +14,7 @@ class GitLabBackend:
 
     def load(self, section: dict[str, Any]) -> None:
         """Seed state from the scenario's ``gitlab:`` section."""
+
+    def project_by_path(self, path: str) -> dict[str, Any] | None:
+        """The project with this ``path_with_namespace`` (used by the CR emulation), or ``None``."""
+        return None
