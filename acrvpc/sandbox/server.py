@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = _json_bytes(body)
+        data = b"" if status == 204 else _json_bytes(body)  # 204 carries no body (keep-alive stays in sync)
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
