@@ -53,14 +53,14 @@ class InvalidCidrBlock(RpcError):
 
 
 class InvalidDestinationCidrBlock(RpcError):
-    """A vRouter route whose destination is, contains or lies inside 100.64.0.0/10."""
+    """A vRouter route whose destination is or lies inside 100.64.0.0/10."""
 
     code = "InvalidDestinationCidrBlock"
     status = 400
 
     def __init__(self, cidr: str) -> None:
         super().__init__(f"The specified destinationCidrBlock must not included in black list cidr. ({cidr} "
-                         f"overlaps 100.64.0.0/10)")
+                         f"lies inside 100.64.0.0/10)")
 
 
 class InvalidCidrBlockDuplicate(RpcError):

@@ -9,8 +9,9 @@ Every VPC has one system route table of its vRouter (ids derived from the VPC id
 route per vSwitch CIDR plus the scenario's custom routes. Every VBR has its own route table.
 
 Assumptions:
-- CreateRouteEntry refuses destinations that are, contain or lie inside 100.64.0.0/10 on a
-  vRouter table (``InvalidDestinationCidrBlock``), as the SDK and API reference document.
+- CreateRouteEntry refuses destinations that are or lie inside 100.64.0.0/10 on a vRouter table
+  (``InvalidDestinationCidrBlock``), as the SDK documents ("cannot point to or be contained by
+  100.64.0.0/10"); a wider destination such as 0.0.0.0/0 is accepted.
 - VBR tables (the reference lists the same 100.64.0.0/10 limit for VBRs, while the ACR
   procedure requires a VBR return route for 100.104.0.0/16): the limit applies to routes that
   point at the data center; a destination inside 100.64.0.0/10 is accepted only with
@@ -274,7 +275,7 @@ class VpcBackend:
         return entry
 
     def _check_vrouter_route(self, table: RouteTable, dest: Any) -> None:
-        if dest.version == 4 and dest.overlaps(CLOUD_SERVICE_BLOCK):
+        if dest.version == 4 and dest.subnet_of(CLOUD_SERVICE_BLOCK):
             raise errors.InvalidDestinationCidrBlock(str(dest))
         vpc = self.vpcs.get(table.vpc_id)
         for vsw_id in vpc.vswitch_ids if vpc else []:
@@ -290,6 +291,6 @@ class VpcBackend:
         if vbr.status.lower() != "active":
             raise errors.InvalidVbrStatus()
         hop_type = next_hops[0]["type"] if next_hops else ""
-        if dest.version == 4 and dest.overlaps(CLOUD_SERVICE_BLOCK) and hop_type != "RouterInterface":
+        if dest.version == 4 and dest.subnet_of(CLOUD_SERVICE_BLOCK) and hop_type != "RouterInterface":
             raise errors.InvalidCidrBlock("Because 100.64.0.0/10 is a cloud service address, you cannot add this "
                                           "CIDR block to point to the IDC under the cloud.")
