@@ -1,0 +1,207 @@
+"""Stage "eni" (api mode): the elastic network interface the registry's builders attach.
+
+Calls: ECS ``DescribeNetworkInterfaces`` (by vSwitch and the link tag, then by id while waiting) and
+``DescribeNetworkInterfacePermissions`` (reads); ``CreateNetworkInterface``,
+``ModifyNetworkInterfaceAttribute`` (security-group drift) and ``CreateNetworkInterfacePermission``
+(``InstanceAttach`` for the registry's build service account) (writes, only for what differs).
+
+Once the build service may attach the ENI, the registry attaches it: ``Available`` ->
+``Attaching`` -> ``InUse``. The stage waits for ``InUse``, polling with a backoff from 0.5 s to 5 s.
+An ENI that falls back to ``Available`` after ``Attaching`` failed to attach (``ENI_ATTACH_FAILED``);
+one still not ``InUse`` at the deadline is ``ENI_ATTACH_TIMEOUT``. A converged ENI costs two reads
+and no write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from alibabacloud_ecs20140526 import models as ecs_models
+from prefect import get_run_logger, task
+
+from acrvpc import cloud
+from acrvpc.errors import RETRY, PipelineError
+from acrvpc.outcomes import EniOutcome
+from acrvpc.spec import Spec
+from tasks.link import client_token, ecs_call
+
+FIRST_POLL_S = 0.5
+MAX_POLL_S = 5.0
+PERMISSION = "InstanceAttach"
+_LIVE_PERMISSION_STATES = {"granted", "pending"}
+
+
+def eni_name(spec: Spec) -> str:
+    """The ENI's name, ``acr-vpc-build-<name>``."""
+    return f"acr-vpc-build-{spec.name}"
+
+
+def _ids(wrapper: Any, attr: str) -> list[str]:
+    return list(getattr(wrapper, attr, None) or []) if wrapper else []
+
+
+def find_network_interface(ecs: Any, spec: Spec) -> Any | None:
+    """The ENI tagged for this link in the spec's vSwitch (an SDK item), ``None`` when there is none.
+
+    Raises:
+        PipelineError: ``ENI_AMBIGUOUS`` when several ENIs carry the tag.
+    """
+    key, value = spec.tag
+    request = ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=spec.region, v_switch_id=spec.network.vswitch_id, max_results=100,
+        tag=[ecs_models.DescribeNetworkInterfacesRequestTag(key=key, value=value)])
+    body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request,
+                    f"vSwitch {spec.network.vswitch_id}")
+    found = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
+    if len(found) > 1:
+        ids = sorted(n.network_interface_id for n in found)
+        raise PipelineError(
+            f"{len(ids)} network interfaces in {spec.network.vswitch_id} carry the tag {key}={value}: {', '.join(ids)}",
+            code="ENI_AMBIGUOUS",
+            fix=f"keep the one the registry uses, delete the others (or remove their {key} tag), then rerun")
+    return found[0] if found else None
+
+
+def _describe_one(ecs: Any, spec: Spec, eni_id: str) -> Any | None:
+    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, network_interface_id=[eni_id])
+    body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request, f"ENI {eni_id}")
+    found = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
+    return found[0] if found else None
+
+
+def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int) -> list[str]:
+    """Grant ``InstanceAttach`` on the ENI to ``account_id`` unless a Granted/Pending grant exists."""
+    what = f"ENI {eni_id}"
+    body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions,
+                    ecs_models.DescribeNetworkInterfacePermissionsRequest(region_id=spec.region,
+                                                                          network_interface_id=eni_id, page_size=100),
+                    what)
+    perms = body.network_interface_permissions.network_interface_permission if body.network_interface_permissions else []
+    for p in perms:
+        if (int(p.account_id or 0) == account_id and p.permission == PERMISSION
+                and (p.permission_state or "").lower() in _LIVE_PERMISSION_STATES):
+            return []
+    body = ecs_call("CreateNetworkInterfacePermission", ecs.create_network_interface_permission,
+                    ecs_models.CreateNetworkInterfacePermissionRequest(region_id=spec.region, network_interface_id=eni_id,
+                                                                       account_id=account_id, permission=PERMISSION),
+                    what)
+    perm = body.network_interface_permission
+    return [f"CreateNetworkInterfacePermission {perm.network_interface_permission_id} "
+            f"({PERMISSION} for account {account_id} on {eni_id})"]
+
+
+def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: float,
+                sleep: Callable[[float], None]) -> Any:
+    """Poll the ENI until it is ``InUse``; returns its last SDK item.
+
+    Raises:
+        PipelineError: ``ENI_ATTACH_FAILED`` (back to Available after Attaching, or gone) or
+            ``ENI_ATTACH_TIMEOUT``.
+    """
+    delay, slept, start = FIRST_POLL_S, 0.0, time.monotonic()
+    seen_attaching = status == "Attaching"
+    while True:
+        item = _describe_one(ecs, spec, eni_id)
+        if item is None:
+            raise PipelineError(f"ENI {eni_id} disappeared while waiting for the registry to attach it",
+                                code="ENI_ATTACH_FAILED", fix="check that nothing else deletes it, then rerun")
+        status = item.status or ""
+        if status == "InUse":
+            return item
+        if status == "Attaching":
+            seen_attaching = True
+        elif status == "Available" and seen_attaching:
+            raise PipelineError(
+                f"ENI {eni_id} in {spec.network.vswitch_id} went back to Available after Attaching: the registry "
+                f"could not attach it", code="ENI_ATTACH_FAILED",
+                fix="check that the vSwitch's zone supports VPC builds (run preflight) and that "
+                    "link.build_service_account_id is the registry's build service account, then rerun")
+        elapsed = max(slept, time.monotonic() - start)
+        if elapsed >= timeout_s:
+            raise PipelineError(
+                f"ENI {eni_id} is still {status} after {timeout_s:.0f} s, not InUse", code="ENI_ATTACH_TIMEOUT",
+                fix="check link.build_service_account_id and the registry's VPC build settings, then rerun "
+                    "(the ENI and its permission are kept)", retryable=False)
+        step = min(delay, timeout_s - elapsed)
+        sleep(step)
+        slept += step
+        delay = min(delay * 2, MAX_POLL_S)
+
+
+def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,
+                             sleep: Callable[[float], None] = time.sleep) -> EniOutcome:
+    """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
+
+    Args:
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
+        spec: the pipeline spec (network.vswitch_id, link.build_service_account_id).
+        security_group_id: the link's security group (from the link stage).
+        timeout_s: how long to wait for ``InUse``.
+        sleep: the sleep function between polls (tests pass one that advances the sandbox clock).
+
+    Returns:
+        EniOutcome with the ENI id, status (``InUse``), private IP and one ``changes`` entry per write.
+
+    Raises:
+        PipelineError: ``ENI_AMBIGUOUS``, ``ENI_NO_SERVICE_ACCOUNT``, ``ENI_ATTACH_FAILED``,
+            ``ENI_ATTACH_TIMEOUT``, or a fatal ECS code such as ``InvalidVSwitchId.IpNotEnough``.
+    """
+    account_id = spec.link.build_service_account_id
+    if account_id is None:
+        raise PipelineError("the ENI stage needs the registry's build service account id",
+                            code="ENI_NO_SERVICE_ACCOUNT",
+                            fix="set link.build_service_account_id in the spec (or use link.mode: console)")
+    changes: list[str] = []
+    item = find_network_interface(ecs, spec)
+    if item is None:
+        key, value = spec.tag
+        request = ecs_models.CreateNetworkInterfaceRequest(
+            region_id=spec.region, v_switch_id=spec.network.vswitch_id, security_group_id=security_group_id,
+            network_interface_name=eni_name(spec),
+            description=f"Managed by acr-vpc-build for link {spec.name}: the registry's build ENI",
+            tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)],
+            client_token=client_token("eni", spec.name, spec.network.vswitch_id, security_group_id))
+        item = ecs_call("CreateNetworkInterface", ecs.create_network_interface, request,
+                        f"vSwitch {spec.network.vswitch_id}")
+        changes.append(f"CreateNetworkInterface {item.network_interface_id} ({item.private_ip_address})")
+    eni_id = item.network_interface_id
+    groups = _ids(item.security_group_ids, "security_group_id")
+    if groups != [security_group_id]:
+        ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
+                 ecs_models.ModifyNetworkInterfaceAttributeRequest(region_id=spec.region, network_interface_id=eni_id,
+                                                                   security_group_id=[security_group_id]),
+                 f"ENI {eni_id}")
+        changes.append(f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
+                       f"(was {', '.join(groups) or 'none'})")
+    changes += ensure_permission(ecs, spec, eni_id, account_id)
+    status, private_ip = item.status or "", item.private_ip_address or ""
+    if status != "InUse":
+        final = wait_in_use(ecs, spec, eni_id, status, timeout_s=timeout_s, sleep=sleep)
+        status, private_ip = final.status, final.private_ip_address or private_ip
+    return EniOutcome(network_interface_id=eni_id, status=status, private_ip=private_ip,
+                      resources={"eni": eni_id}, changes=changes)
+
+
+@task(name="eni", **RETRY)
+def eni(spec: Spec, security_group_id: str) -> EniOutcome:
+    """Converge the build ENI and wait until the registry has attached it (api mode).
+
+    Args:
+        spec: the pipeline spec.
+        security_group_id: the link's security group, from the link stage.
+
+    Returns:
+        EniOutcome: the ENI id, its status (InUse), private IP and the writes made.
+
+    Raises:
+        PipelineError: ``ENI_AMBIGUOUS``, ``ENI_ATTACH_FAILED``, ``ENI_ATTACH_TIMEOUT`` or a fatal ECS error.
+    """
+    outcome = ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id)
+    logger = get_run_logger()
+    logger.info("eni: %s %s (%s)", outcome.network_interface_id, outcome.status,
+                f"{len(outcome.changes)} change(s)" if outcome.changes else "already converged")
+    for change in outcome.changes:
+        logger.info("eni: %s", change)
+    return outcome

@@ -1,0 +1,244 @@
+"""Stage "link" (api mode): the security group the registry's builders use, converged to the spec.
+
+Calls: ECS ``DescribeSecurityGroups`` (by VPC and the link tag) and ``DescribeSecurityGroupAttribute``
+(reads); ``CreateSecurityGroup``, ``ModifySecurityGroupPolicy``, ``RevokeSecurityGroup``,
+``AuthorizeSecurityGroupEgress``, ``RevokeSecurityGroupEgress`` (writes, only for what differs).
+
+Desired state of the group (a basic ``normal`` group, tagged ``acr-vpc-build:link=<name>``):
+
+- ``InnerAccessPolicy`` Drop;
+- no inbound Accept rule (builders never need inbound traffic; any found is drift and revoked);
+- egress, in priority order: Accept TCP to GitLab ``private_ip/32`` on its port, Accept TCP to each
+  ``link.allowed_ips`` target, both at priority 1; then Drop ALL to ``0.0.0.0/0`` at priority 100
+  (a basic group allows all egress by default, so the explicit Drop is what restricts it).
+
+Egress rules that are not desired are revoked by ``SecurityGroupRuleId``. Missing ones are added in
+one ``AuthorizeSecurityGroupEgress`` call, before the revocations, so the group never admits more
+than the spec while it converges. A converged group costs two reads and no write.
+
+Errors: ``LINK_AMBIGUOUS`` when more than one group carries the link tag; an ECS error that is not
+transient becomes a :class:`~acrvpc.errors.PipelineError` with the provider's code and a fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from alibabacloud_ecs20140526 import models as ecs_models
+from prefect import get_run_logger, task
+
+from acrvpc import cloud
+from acrvpc.errors import FIXES, RETRY, PipelineError, error_code, is_retryable
+from acrvpc.outcomes import LinkOutcome
+from acrvpc.spec import Spec
+
+ALL_IPV4 = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class EgressRule:
+    """One egress rule in comparable form (description excluded from comparisons)."""
+
+    policy: str  # Accept | Drop
+    priority: int
+    ip_protocol: str  # upper case
+    port_range: str
+    cidr: str  # canonical CIDR
+    description: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, str, str, str]:
+        return self.policy, self.priority, self.ip_protocol, self.port_range, self.cidr
+
+    def label(self) -> str:
+        return f"{self.policy} {self.ip_protocol} {self.port_range} to {self.cidr} (priority {self.priority})"
+
+
+def group_name(spec: Spec) -> str:
+    """The managed group's name, ``acr-vpc-build-<name>``."""
+    return f"acr-vpc-build-{spec.name}"
+
+
+def client_token(kind: str, *parts: str) -> str:
+    """A deterministic ClientToken (ASCII, at most 64 characters) for one created resource."""
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
+    return f"acrvpc-{kind}-{digest}"
+
+
+def canonical_cidr(value: str) -> str:
+    """``10.0.0.5`` -> ``10.0.0.5/32``; ``10.0.0.0/8`` stays; unparsable values come back unchanged."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        return value
+
+
+def desired_egress(spec: Spec) -> list[EgressRule]:
+    """The egress rules the spec asks for: GitLab, the allowed targets, then drop everything else."""
+    gl = spec.gitlab
+    rules = [EgressRule("Accept", 1, "TCP", f"{gl.port}/{gl.port}", canonical_cidr(gl.private_ip), "GitLab")]
+    for target in spec.link.allowed_ips:
+        rules.append(EgressRule("Accept", 1, "TCP", target.port_range, canonical_cidr(target.cidr),
+                                f"Allowed {target.label}"))
+    rules.append(EgressRule("Drop", 100, "ALL", "-1/-1", ALL_IPV4, "Deny everything else"))
+    unique: dict[tuple[str, int, str, str, str], EgressRule] = {}
+    for rule in rules:
+        unique.setdefault(rule.key, rule)
+    return list(unique.values())
+
+
+def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: str) -> Any:
+    """Make one ECS call and return its body; fatal provider errors become a PipelineError.
+
+    Transient errors (throttling, 5xx, network) are re-raised unchanged so the task's retry
+    condition sees them.
+    """
+    try:
+        return call(request).body
+    except Exception as exc:  # noqa: BLE001 - classified below
+        code = error_code(exc)
+        if code is None or is_retryable(exc):
+            raise
+        detail = getattr(exc, "message", None) or str(exc)
+        fix = FIXES.get(code) or (f"check {resource} and that the RAM user may call ecs:{action}, then rerun")
+        raise PipelineError(f"ECS {action} for {resource} failed: {detail}", code=code, fix=fix) from exc
+
+
+def _permission_rule(p: Any) -> EgressRule | None:
+    if p.dest_group_id or p.dest_prefix_list_id or not p.dest_cidr_ip:
+        return None  # not a CIDR rule: never one of ours
+    return EgressRule(p.policy.capitalize() if p.policy else "Accept", int(p.priority or 1),
+                      (p.ip_protocol or "").upper(), p.port_range or "", canonical_cidr(p.dest_cidr_ip),
+                      p.description or "")
+
+
+def find_security_group(ecs: Any, spec: Spec) -> str | None:
+    """The id of the group tagged for this link in the spec's VPC, ``None`` when there is none.
+
+    Raises:
+        PipelineError: ``LINK_AMBIGUOUS`` when several groups carry the tag.
+    """
+    key, value = spec.tag
+    request = ecs_models.DescribeSecurityGroupsRequest(
+        region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=100,
+        tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)])
+    body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request,
+                    f"VPC {spec.network.vpc_id}")
+    groups = body.security_groups.security_group if body.security_groups else []
+    ids = sorted(g.security_group_id for g in groups)
+    if len(ids) > 1:
+        raise PipelineError(
+            f"{len(ids)} security groups in {spec.network.vpc_id} carry the tag {key}={value}: {', '.join(ids)}",
+            code="LINK_AMBIGUOUS",
+            fix=f"keep the one the ENI uses, delete the others (or remove their {key} tag), then rerun")
+    return ids[0] if ids else None
+
+
+def ensure_security_group(ecs: Any, spec: Spec) -> LinkOutcome:
+    """Find or create the link's security group and converge its policy and rules to the spec.
+
+    Args:
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
+        spec: the pipeline spec (network.vpc_id, gitlab.private_ip/port, link.allowed_ips).
+
+    Returns:
+        LinkOutcome with the group id and one ``changes`` entry per write (none when converged).
+
+    Raises:
+        PipelineError: ``LINK_AMBIGUOUS`` (several tagged groups), or an ECS code such as
+            ``InvalidVpcId.NotFound`` with its fix.
+    """
+    changes: list[str] = []
+    group_id = find_security_group(ecs, spec)
+    if group_id is None:
+        key, value = spec.tag
+        request = ecs_models.CreateSecurityGroupRequest(
+            region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=group_name(spec),
+            description=f"Managed by acr-vpc-build for link {spec.name}: registry builds in this VPC",
+            security_group_type="normal", client_token=client_token("sg", spec.name, spec.network.vpc_id),
+            tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)])
+        body = ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
+        group_id = body.security_group_id
+        changes.append(f"CreateSecurityGroup {group_id}")
+    changes += converge_rules(ecs, spec, group_id)
+    return LinkOutcome(security_group_id=group_id, resources={"security_group": group_id}, changes=changes)
+
+
+def converge_rules(ecs: Any, spec: Spec, group_id: str) -> list[str]:
+    """Bring one group's inner policy and rules to the desired state; returns one line per write."""
+    changes: list[str] = []
+    what = f"security group {group_id}"
+    attr = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
+                    ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
+                                                                     direction="all"), what)
+    if (attr.inner_access_policy or "").lower() != "drop":
+        ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
+                 ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
+                                                             inner_access_policy="Drop"), what)
+        changes.append(f"ModifySecurityGroupPolicy {group_id} InnerAccessPolicy=Drop")
+    permissions = attr.permissions.permission if attr.permissions else []
+    inbound = [p for p in permissions if p.direction == "ingress" and (p.policy or "").lower() == "accept"]
+    egress = [p for p in permissions if p.direction == "egress"]
+
+    desired = desired_egress(spec)
+    wanted = {r.key for r in desired}
+    present: set[tuple[str, int, str, str, str]] = set()
+    extra: list[Any] = []
+    for p in egress:
+        rule = _permission_rule(p)
+        if rule is None or rule.key not in wanted or rule.key in present:
+            extra.append(p)
+        else:
+            present.add(rule.key)
+    missing = [r for r in desired if r.key not in present]
+
+    if missing:
+        for chunk in (missing[i:i + 100] for i in range(0, len(missing), 100)):
+            perms = [ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
+                policy=r.policy.lower(), priority=str(r.priority), ip_protocol=r.ip_protocol, port_range=r.port_range,
+                dest_cidr_ip=r.cidr, description=r.description) for r in chunk]
+            ecs_call("AuthorizeSecurityGroupEgress", ecs.authorize_security_group_egress,
+                     ecs_models.AuthorizeSecurityGroupEgressRequest(region_id=spec.region, security_group_id=group_id,
+                                                                    permissions=perms), what)
+        changes += [f"AuthorizeSecurityGroupEgress {group_id} {r.label()}" for r in missing]
+    if extra:
+        ecs_call("RevokeSecurityGroupEgress", ecs.revoke_security_group_egress,
+                 ecs_models.RevokeSecurityGroupEgressRequest(
+                     region_id=spec.region, security_group_id=group_id,
+                     security_group_rule_id=[p.security_group_rule_id for p in extra]), what)
+        changes += [f"RevokeSecurityGroupEgress {group_id} {p.security_group_rule_id} (not in the spec)"
+                    for p in extra]
+    if inbound:
+        ecs_call("RevokeSecurityGroup", ecs.revoke_security_group,
+                 ecs_models.RevokeSecurityGroupRequest(
+                     region_id=spec.region, security_group_id=group_id,
+                     security_group_rule_id=[p.security_group_rule_id for p in inbound]), what)
+        changes += [f"RevokeSecurityGroup {group_id} {p.security_group_rule_id} (inbound Accept: builders need none)"
+                    for p in inbound]
+    return changes
+
+
+@task(name="link", **RETRY)
+def link(spec: Spec) -> LinkOutcome:
+    """Converge the build link's managed security group (api mode).
+
+    Args:
+        spec: the pipeline spec.
+
+    Returns:
+        LinkOutcome: the security group id and the writes made.
+
+    Raises:
+        PipelineError: ``LINK_AMBIGUOUS`` or a fatal ECS error, with its fix.
+    """
+    outcome = ensure_security_group(cloud.cloud_clients(spec).ecs, spec)
+    logger = get_run_logger()
+    logger.info("link: security group %s (%s)", outcome.security_group_id,
+                f"{len(outcome.changes)} change(s)" if outcome.changes else "already converged")
+    for change in outcome.changes:
+        logger.info("link: %s", change)
+    return outcome
