@@ -70,9 +70,11 @@ def _body(exc: gitlab.exceptions.GitlabError) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _reason(exc: gitlab.exceptions.GitlabError) -> str:
+def _reason(exc: gitlab.exceptions.GitlabError, status: int | None = None) -> str:
+    """GitLab's explanation: ``error_description`` (revoked / expired), else ``message`` or ``error``."""
     body = _body(exc)
-    return str(body.get("error_description") or body.get("message") or body.get("error") or exc.error_message)
+    text = str(body.get("error_description") or body.get("message") or body.get("error") or exc.error_message)
+    return text if status is None or text.startswith(str(status)) else f"{status} {text}"
 
 
 def _role(level: int) -> str:
@@ -103,12 +105,13 @@ def _authenticate(gl: gitlab.Gitlab, spec: Spec) -> Any:
         gl.auth()
     except GitlabAuthenticationError as exc:
         raise PipelineError(f"GitLab at {gl.url} rejected the token (Secret block {spec.gitlab.token_block!r} or "
-                            f"{cloud.GITLAB_TOKEN_ENV}): 401 {_reason(exc)}", code="GITLAB_TOKEN_INVALID", fix=_new_token_fix(spec)) from exc
+                            f"{cloud.GITLAB_TOKEN_ENV}): {_reason(exc, 401)}", code="GITLAB_TOKEN_INVALID",
+                            fix=_new_token_fix(spec)) from exc
     except GitlabGetError as exc:
         if exc.response_code == 403 and _body(exc).get("error") == "insufficient_scope":
             return None  # valid token without read_user/read_api/api: the scope check explains it
         if exc.response_code == 403:
-            raise PipelineError(f"GitLab at {gl.url} refused the account behind the token (403: {_reason(exc)})",
+            raise PipelineError(f"GitLab at {gl.url} refused the account behind the token ({_reason(exc, 403)})",
                                 code="GITLAB_TOKEN_INVALID",
                                 fix=f"ask a GitLab administrator to unblock {spec.gitlab.username}, or "
                                     f"{_new_token_fix(spec)}") from exc

@@ -98,7 +98,8 @@ class TestValidToken:
         assert out.username == "release-bot" and out.projects["platform/web-frontend"] == 43
 
     def test_broader_scope_satisfies_narrower_required_ones(self, world, spec):
-        out = validate_token(cloud.gitlab_for(spec), with_projects(spec, required_scopes=["read_api", "read_repository"]))
+        narrow = with_projects(spec, required_scopes=["read_api", "read_repository"])
+        out = validate_token(cloud.gitlab_for(spec), narrow)
         assert "api" in out.scopes
 
     def test_maintainer_passes_with_register_webhook(self, world, spec):
