@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
-from prefect import get_run_logger, task
+from prefect import task
 
 from acrvpc import cloud
 from acrvpc.errors import RETRY, PipelineError
@@ -198,10 +198,4 @@ def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     Raises:
         PipelineError: ``ENI_AMBIGUOUS``, ``ENI_ATTACH_FAILED``, ``ENI_ATTACH_TIMEOUT`` or a fatal ECS error.
     """
-    outcome = ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id)
-    logger = get_run_logger()
-    logger.info("eni: %s %s (%s)", outcome.network_interface_id, outcome.status,
-                f"{len(outcome.changes)} change(s)" if outcome.changes else "already converged")
-    for change in outcome.changes:
-        logger.info("eni: %s", change)
-    return outcome
+    return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id)

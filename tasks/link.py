@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
-from prefect import get_run_logger, task
+from prefect import task
 
 from acrvpc import cloud
 from acrvpc.errors import FIXES, RETRY, PipelineError, error_code, is_retryable
@@ -235,10 +235,4 @@ def link(spec: Spec) -> LinkOutcome:
     Raises:
         PipelineError: ``LINK_AMBIGUOUS`` or a fatal ECS error, with its fix.
     """
-    outcome = ensure_security_group(cloud.cloud_clients(spec).ecs, spec)
-    logger = get_run_logger()
-    logger.info("link: security group %s (%s)", outcome.security_group_id,
-                f"{len(outcome.changes)} change(s)" if outcome.changes else "already converged")
-    for change in outcome.changes:
-        logger.info("link: %s", change)
-    return outcome
+    return ensure_security_group(cloud.cloud_clients(spec).ecs, spec)
