@@ -1,0 +1,277 @@
+"""Build stage: start one ACR build by rule, follow it to the end, and stream its log.
+
+:func:`run_build` calls CreateBuildRecordByRule once, then polls GetRepoBuildRecordStatus and
+tails ListRepoBuildRecordLog until the build ends (or the spec's timeout cancels it), and
+returns a :class:`~acrvpc.outcomes.BuildOutcome`. A FAILED or CANCELED build is returned, not
+raised, so the flow keeps every build's result and decides.
+
+Retries and idempotency. CreateBuildRecordByRule takes no ClientToken, so repeating it starts a
+second build. The task therefore never lets a retryable error escape once the record exists:
+
+* errors before the record exists (CreateBuildRecordByRule refused, throttled, 5xx) escape
+  unchanged, and the task's Prefect retries may safely start the build again;
+* after that, every poll (status, log, record) is retried in place a few times with backoff when
+  :func:`acrvpc.errors.is_retryable` says so; if it keeps failing, the error is raised as a
+  non-retryable ``BUILD_POLL_FAILED`` naming the build record, so Prefect does not start a
+  duplicate build.
+
+(The one gap: a CreateBuildRecordByRule whose response is lost after the service accepted it
+may leave a build that nobody follows; the API offers nothing to detect it.)
+
+Status strings are compared case-insensitively; SUCCESS, FAILED, CANCELED and CANCELLED end
+the build; any other value counts as running (noted once). Log lines are tracked by
+``LineNumber``: each poll asks for lines after the highest number seen (``Offset``), pages until
+``TotalCount`` is reached, and skips numbers already seen, so no line is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+from alibabacloud_cr20181201 import models as cr_models
+from alibabacloud_cr20181201.client import Client as CrClient
+from prefect import get_run_logger, task
+
+from acrvpc import cloud
+from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr, explain, is_retryable
+from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.spec import Spec
+
+T = TypeVar("T")
+TERMINAL = {"SUCCESS", "FAILED", "CANCELED", "CANCELLED"}
+RUNNING = {"PENDING", "BUILDING"}
+MAX_POLL_SECONDS = 30.0
+POLL_GROWTH = 1.5
+POLL_ATTEMPTS = 5  # tries per poll call before BUILD_POLL_FAILED
+TAIL_LINES = 30
+MAX_LOG_PAGES = 10_000  # per poll: a guard against a service that ignores Offset
+
+_log = logging.getLogger("acrvpc.build")
+
+
+class LogLine:
+    """One build log line: ``LineNumber``, ``BuildStage``, ``Message``."""
+
+    __slots__ = ("number", "stage", "message")
+
+    def __init__(self, number: int, stage: str, message: str) -> None:
+        self.number, self.stage, self.message = number, stage, message
+
+    def __str__(self) -> str:
+        return f"{self.stage} {self.message}"
+
+    def __repr__(self) -> str:
+        return f"LogLine({self.number}, {self.stage!r}, {self.message!r})"
+
+
+class _Poller:
+    """The calls made once the build record exists, each retried in place while transient."""
+
+    def __init__(self, cr: CrClient, spec: Spec, binding: BindingOutcome, record_id: str,
+                 sleep: Callable[[float], None], on_log: Callable[[LogLine], None] | None) -> None:
+        self.cr, self.spec, self.binding, self.record_id = cr, spec, binding, record_id
+        self.sleep, self.on_log = sleep, on_log
+        self.last_line = 0
+        self.lines: list[LogLine] = []
+
+    def call(self, action: str, fn: Callable[[], T]) -> T:
+        for attempt in range(1, POLL_ATTEMPTS + 1):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not is_retryable(exc) or attempt == POLL_ATTEMPTS:
+                    raise PipelineError(
+                        f"{action} for build {self.record_id} of {self.binding.full_name} failed: {explain(exc)}",
+                        code="BUILD_POLL_FAILED",
+                        fix=(f"the build may still be running: see build record {self.record_id} in the console "
+                             f"(instance {self.spec.instance_id}); rerun to start a new build")) from exc
+                _log.warning("%s for build %s failed (attempt %d), retrying: %s", action, self.record_id, attempt,
+                             explain(exc))
+                self.sleep(min(2.0 ** (attempt - 1), 8.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def status(self) -> str:
+        body = self.call("GetRepoBuildRecordStatus", lambda: check_cr(self.cr.get_repo_build_record_status(
+            cr_models.GetRepoBuildRecordStatusRequest(instance_id=self.spec.instance_id,
+                                                      repo_id=self.binding.repo_id,
+                                                      build_record_id=self.record_id)), "GetRepoBuildRecordStatus"))
+        return str(body.build_status or "").strip()
+
+    def fetch_logs(self) -> int:
+        """Fetch the lines after the last one seen (all pages); returns how many were new."""
+        new = 0
+        for _ in range(MAX_LOG_PAGES):
+            offset = self.last_line
+            body = self.call("ListRepoBuildRecordLog", lambda: check_cr(self.cr.list_repo_build_record_log(
+                cr_models.ListRepoBuildRecordLogRequest(instance_id=self.spec.instance_id,
+                                                        repo_id=self.binding.repo_id,
+                                                        build_record_id=self.record_id, offset=offset)),
+                "ListRepoBuildRecordLog"))
+            fresh = sorted((entry for entry in body.build_record_logs or []
+                            if (entry.line_number or 0) > self.last_line), key=lambda e: e.line_number)
+            for entry in fresh:
+                line = LogLine(int(entry.line_number), entry.build_stage or "", entry.message or "")
+                self.last_line = line.number
+                self.lines.append(line)
+                new += 1
+                if self.on_log is not None:
+                    self.on_log(line)
+            total = _int(body.total_count)  # a string on the wire
+            if not fresh or self.last_line >= total:
+                break
+        return new
+
+    def record(self) -> Any:
+        return self.call("GetRepoBuildRecord", lambda: check_cr(self.cr.get_repo_build_record(
+            cr_models.GetRepoBuildRecordRequest(instance_id=self.spec.instance_id, build_record_id=self.record_id)),
+            "GetRepoBuildRecord"))
+
+    def cancel(self) -> bool:
+        """CancelRepoBuildRecord; False when CR refuses because the build already ended."""
+        try:
+            self.call("CancelRepoBuildRecord", lambda: check_cr(self.cr.cancel_repo_build_record(
+                cr_models.CancelRepoBuildRecordRequest(instance_id=self.spec.instance_id,
+                                                       repo_id=self.binding.repo_id,
+                                                       build_record_id=self.record_id)), "CancelRepoBuildRecord"))
+        except PipelineError as exc:
+            if isinstance(exc.__cause__, CrBusinessError):
+                _log.warning("build %s: cancel refused (%s)", self.record_id, exc.__cause__.code)
+                return False
+            raise
+        return True
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return 0
+
+
+def start_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
+    """CreateBuildRecordByRule: start a build of one rule.
+
+    Args:
+        cr: a Container Registry client.
+        spec: the pipeline spec (instance id).
+        binding: the repository's binding outcome (repo id).
+        rule: the rule to build.
+
+    Returns:
+        The build record id.
+
+    Raises:
+        CrBusinessError: CR refused (e.g. ``BUILD_RULE_NOT_EXIST``); SDK errors pass through.
+    """
+    body = check_cr(cr.create_build_record_by_rule(cr_models.CreateBuildRecordByRuleRequest(
+        instance_id=spec.instance_id, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id)),
+        "CreateBuildRecordByRule")
+    return str(body.build_record_id)
+
+
+def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule, *,
+              on_log: Callable[[LogLine], None] | None = None, sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.monotonic) -> BuildOutcome:
+    """Start a build of ``rule`` and follow it to the end.
+
+    Args:
+        cr: a Container Registry client (from :mod:`acrvpc.cloud`).
+        spec: the pipeline spec: instance id, ``build.poll_seconds`` and ``build.timeout_minutes``.
+        binding: the repository's binding outcome.
+        rule: the bound rule to build.
+        on_log: called with each new :class:`LogLine`, exactly once per line, in order.
+        sleep: how to wait between polls (tests pass one that advances a sandbox clock).
+        clock: monotonic seconds, for the timeout.
+
+    Returns:
+        The outcome: status SUCCESS, FAILED, CANCELED or TIMEOUT (the build was canceled after
+        ``build.timeout_minutes``), image, duration, line count and the last 30 lines.
+
+    Raises:
+        PipelineError: the build could not be started (CR's code), or ``BUILD_POLL_FAILED`` when
+            following it kept failing (not retryable: a retry would start a second build).
+    """
+    started = clock()
+    record_id = start_build(cr, spec, binding, rule)
+    changes = [f"CreateBuildRecordByRule {record_id}"]
+    notes: list[str] = []
+    poller = _Poller(cr, spec, binding, record_id, sleep, on_log)
+    deadline = started + spec.build.timeout_minutes * 60
+    interval = spec.build.poll_seconds
+    unknown: set[str] = set()
+    while True:
+        raw = poller.status()
+        status = raw.upper()
+        poller.fetch_logs()
+        if status in TERMINAL:
+            status = "CANCELED" if status == "CANCELLED" else status
+            break
+        if status not in RUNNING and status not in unknown:
+            unknown.add(status)
+            notes.append(f"unknown build status {raw!r} treated as running")
+            _log.warning("build %s of %s: unknown status %r, treated as running", record_id, binding.full_name, raw)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            status = _time_out(poller, spec, record_id, changes, notes)
+            break
+        sleep(min(interval, remaining))
+        interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
+    poller.fetch_logs()
+    record = poller.record()
+    return _outcome(spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes)
+
+
+def _time_out(poller: _Poller, spec: Spec, record_id: str, changes: list[str], notes: list[str]) -> str:
+    """Cancel a build past its deadline; the final status (TIMEOUT unless it ended meanwhile)."""
+    if poller.cancel():
+        changes.append(f"CancelRepoBuildRecord {record_id}")
+        notes.append(f"canceled after the {spec.build.timeout_minutes:g}-minute timeout")
+        return "TIMEOUT"
+    status = poller.status().upper()  # the cancel was refused: the build has just ended
+    status = "CANCELED" if status == "CANCELLED" else status
+    return status if status in TERMINAL else "TIMEOUT"
+
+
+def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: str, status: str, record: Any,
+             elapsed: float, poller: _Poller, changes: list[str], notes: list[str]) -> BuildOutcome:
+    image_model = record.image
+    ns = (image_model.repo_namespace_name if image_model else None) or binding.namespace
+    name = (image_model.repo_name if image_model else None) or binding.name
+    tag = (image_model.image_tag if image_model else None) or rule.image_tag
+    image = f"{ns}/{name}:{tag}"
+    start_ms, end_ms = _int(record.start_time), _int(record.end_time)
+    seconds = (end_ms - start_ms) / 1000 if start_ms and end_ms >= start_ms else elapsed
+    return BuildOutcome(
+        repository=binding.full_name, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id,
+        build_record_id=record_id, status=status, image=image, seconds=round(seconds, 3),
+        log_lines=len(poller.lines), log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]],
+        resources={"build": record_id, "image": image}, changes=changes, notes=notes)
+
+
+@task(name="build", task_run_name="build-{binding.namespace}/{binding.name}:{rule.image_tag}", **RETRY)
+def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
+    """Run one build of a bound rule, streaming its log into the task run's logs.
+
+    Args:
+        spec: the pipeline spec.
+        binding: the repository's binding outcome.
+        rule: the rule to build (one of ``binding.rules``).
+
+    Returns:
+        The :class:`~acrvpc.outcomes.BuildOutcome`; a FAILED build is returned, not raised.
+
+    Raises:
+        PipelineError: the build could not be started or followed (see :func:`run_build`).
+    """
+    logger = get_run_logger()
+    prefix = binding.full_name
+
+    def on_log(line: LogLine) -> None:
+        logger.info("[%s] %s %s", prefix, line.stage, line.message)
+
+    outcome = run_build(cloud.cloud_clients(spec).cr, spec, binding, rule, on_log=on_log)
+    logger.info("[%s] build %s %s (%s, %.1f s)", prefix, outcome.build_record_id, outcome.status, outcome.image,
+                outcome.seconds)
+    return outcome
