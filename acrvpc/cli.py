@@ -1,0 +1,157 @@
+"""The ``acrvpc`` command.
+
+``demo`` runs the whole pipeline against an in-process sandbox on Prefect's embedded default;
+``run SPEC`` runs it for a spec (real cloud, or a sandbox when ``ACRVPC_SANDBOX_URL`` is set);
+``sandbox`` serves the sandbox standalone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
+console = Console()
+err = Console(stderr=True)
+
+DEFAULT_SPEC = Path("examples/sandbox.yaml")
+
+
+def _load_spec_or_exit(path: Path):
+    from .spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _run_flow(spec_path: Path, start_builds: bool) -> tuple[bool, dict[str, Any] | None, str, str]:
+    """Run the flow in this process. Returns (ok, summary, error message, flow run id)."""
+    from flows.vpc_build import vpc_build
+
+    state = vpc_build(spec_path=str(spec_path), start_builds=start_builds, return_state=True)
+    run_id = str(state.state_details.flow_run_id or "")
+    if state.is_completed():
+        return True, state.result(), "", run_id
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - shown to the person
+        return False, None, str(exc), run_id
+    return False, None, state.message or state.name, run_id
+
+
+@app.command()
+def demo(
+    spec: Path = typer.Option(DEFAULT_SPEC, help="Spec to run; the default matches the sandbox's default world."),
+    time_scale: float = typer.Option(10.0, help="Sandbox seconds per real second (builds take ~18 sandbox s)."),
+    rerun: bool = typer.Option(False, "--rerun", help="Run the flow a second time to show it writes nothing new."),
+) -> None:
+    """Run the whole pipeline against an in-process sandbox (no cloud, no server to start)."""
+    from .sandbox import SandboxServer
+
+    _load_spec_or_exit(spec)
+    with SandboxServer() as sandbox:
+        sandbox.world.clock.set_scale(time_scale)
+        os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
+        console.print(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4)")
+        runs = 2 if rerun else 1
+        for attempt in range(1, runs + 1):
+            since = len(sandbox.world.calls.list())
+            ok, summary, message, run_id = _run_flow(spec, start_builds=True)
+            calls = sandbox.world.calls.list(since)
+            writes = [c["action"] for c in calls if c["writes"]]
+            if not ok:
+                err.print(f"[red]run {attempt} failed:[/] {message}", highlight=False)
+                _where(run_id)
+                raise typer.Exit(1)
+            assert summary is not None
+            from .report import print_summary
+
+            print_summary(summary, console)
+            console.print(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
+                          f"({', '.join(sorted(set(writes))) or 'none'})")
+        _where(run_id)
+
+
+def _where(run_id: str) -> None:
+    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        console.print(f"flow run {run_id} is recorded on {api}")
+        return
+    console.print(f"flow run [bold]{run_id}[/] is recorded in {home}/prefect.db. To see it in the Prefect UI:\n"
+                  f"  prefect server start   # then open http://127.0.0.1:4200/runs/flow-run/{run_id}\n"
+                  f"or list runs with: prefect flow-run ls")
+
+
+@app.command()
+def run(
+    spec: Path = typer.Argument(..., help="The YAML spec to converge and build."),
+    no_builds: bool = typer.Option(False, "--no-builds", help="Converge the setup only; start no builds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Run the pipeline for SPEC (the real cloud, or the sandbox named by ACRVPC_SANDBOX_URL)."""
+    _load_spec_or_exit(spec)
+    ok, summary, message, run_id = _run_flow(spec, start_builds=not no_builds)
+    if not ok:
+        if as_json:
+            print(json.dumps({"ok": False, "error": message, "flow_run_id": run_id}))
+        else:
+            err.print(f"[red]failed:[/] {message}", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        from .report import print_summary
+
+        print_summary(summary or {}, console)
+        _where(run_id)
+
+
+@app.command()
+def sandbox(
+    port: int = typer.Option(8470, help="TCP port on 127.0.0.1 (0 picks a free one)."),
+    scenario: Optional[Path] = typer.Option(None, help="Scenario YAML; default: the built-in default world."),
+    time_scale: Optional[float] = typer.Option(None, help="Sandbox seconds per real second."),
+    latency_ms: float = typer.Option(0.0, help="Latency added to every call."),
+) -> None:
+    """Serve the sandbox on loopback until interrupted."""
+    from .sandbox import SandboxServer
+
+    if scenario is not None and not scenario.exists():
+        err.print(f"[red]--scenario: no such file {scenario}[/]")
+        raise typer.Exit(2)
+    try:
+        server = SandboxServer(scenario, port=port)
+    except OSError as exc:
+        err.print(f"[red]--port {port}: cannot listen ({exc.strerror}); pick another port or 0[/]")
+        raise typer.Exit(2) from None
+    if time_scale is not None:
+        server.world.clock.set_scale(time_scale)
+    server.world.faults.latency_ms = latency_ms
+    console.print(f"sandbox listening on {server.url}\n  export ACRVPC_SANDBOX_URL={server.url}\n"
+                  f"  admin: {server.url}/_sandbox/calls  (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,127 @@
+"""The full pipeline: preflight -> link -> ENI, GitLab token -> bindings, then builds.
+
+Order and concurrency (each box is a retryable task; arrows are data dependencies)::
+
+    preflight ──┬─> link ──> eni ───────────────┐
+                └─> gitlab ──> binding (per repo) ┴─> build (per rule with build: true)
+
+Preflight gates everything: a failing check stops the run before any write. The link/ENI
+branch and the GitLab/binding branch are independent and run concurrently; builds start once
+both are done, and run concurrently with each other. A failed build does not hide the others:
+the run fails at the end, naming every failed build.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+
+from acrvpc.errors import PipelineError
+from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
+from acrvpc.spec import Spec, load_spec
+from tasks.binding import binding
+from tasks.build import build
+from tasks.eni import eni
+from tasks.gitlab_token import gitlab_token
+from tasks.link import link
+from tasks.preflight import preflight
+
+
+def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str = "completed") -> dict[str, Any]:
+    resources: dict[str, str] = {}
+    changes: list[str] = []
+    for outcome in outcomes:
+        for key, value in outcome.resources.items():
+            resources[key] = f"{resources[key]}, {value}" if key in resources else value
+        changes.extend(outcome.changes)
+    return {"stage": stage, "result": result, "resources": resources, "changes": changes,
+            "seconds": round(seconds, 2)}
+
+
+def _gather(futures: list[PrefectFuture], started: float) -> tuple[list[Any], float]:
+    """Results in submission order, and seconds until the last one finished."""
+    for _ in as_completed(futures):
+        pass
+    return [f.result() for f in futures], time.monotonic() - started
+
+
+@flow(name="vpc-build", log_prints=False)
+def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
+    """Converge a spec's VPC build setup and run its builds.
+
+    Args:
+        spec_path: path of the YAML spec (relative to the worker's working directory).
+        start_builds: start a build for every rule with ``build: true`` (default). With
+            ``False`` the run only converges the setup.
+
+    Returns:
+        A summary: ``{"spec", "flow_run_id", "stages": [...], "builds": [...]}`` where each stage
+        row has ``stage, result, resources, changes, seconds`` and each build is a
+        :class:`~acrvpc.outcomes.BuildOutcome` as a dict.
+
+    Raises:
+        SpecError: the spec is invalid (nothing is called).
+        PipelineError: a stage failed (its code and fix in the message), or a build failed.
+    """
+    logger = get_run_logger()
+    spec: Spec = load_spec(spec_path)
+    logger.info("spec %s: instance %s, %d repositories, link mode %s", spec.name, spec.instance_id,
+                len(spec.repositories), spec.link.mode.value)
+    stages: list[dict[str, Any]] = []
+
+    t0 = time.monotonic()
+    pre = preflight(spec)
+    stages.append(_row("preflight", [pre], time.monotonic() - t0))
+
+    # Two independent branches: link -> eni, and gitlab -> bindings. Each dependent stage is
+    # submitted the moment its dependency finishes.
+    t_branch = time.monotonic()
+    link_future = link.submit(spec)
+    gitlab_future = gitlab_token.submit(spec)
+    finished: dict[int, float] = {}
+    eni_future: PrefectFuture | None = None
+    binding_futures: list[PrefectFuture] = []
+    for fut in as_completed([link_future, gitlab_future]):
+        finished[id(fut)] = time.monotonic()
+        if fut is link_future:
+            eni_future = eni.submit(spec, fut.result().security_group_id)
+        else:
+            fut.result()
+            binding_futures = [binding.submit(spec, repo) for repo in spec.repositories]
+    assert eni_future is not None
+    for fut in as_completed([eni_future, *binding_futures]):
+        finished[id(fut)] = time.monotonic()
+    link_done, gitlab_done = finished[id(link_future)], finished[id(gitlab_future)]
+    bindings = [f.result() for f in binding_futures]
+    stages += [
+        _row("link", [link_future.result()], link_done - t_branch),
+        _row("eni", [eni_future.result()], finished[id(eni_future)] - link_done),
+        _row("gitlab", [gitlab_future.result()], gitlab_done - t_branch),
+        _row("binding", bindings, max(finished[id(f)] for f in binding_futures) - gitlab_done),
+    ]
+
+    builds: list[BuildOutcome] = []
+    if start_builds:
+        wanted = [(b, rule) for b in bindings if isinstance(b, BindingOutcome) for rule in b.rules if rule.build]
+        build_futures = [build.submit(spec, b, rule) for b, rule in wanted]
+        builds, t_build = _gather(build_futures, time.monotonic())
+        failed = [b for b in builds if not b.succeeded]
+        stages.append(_row("build", builds, t_build, "failed" if failed else "completed"))
+    else:
+        stages.append({"stage": "build", "result": "skipped", "resources": {}, "changes": [], "seconds": 0.0})
+
+    summary = {"spec": spec.name, "flow_run_id": str(flow_run.get_id() or ""), "stages": stages,
+               "builds": [b.model_dump() for b in builds]}
+    writes = sum(len(s["changes"]) for s in stages)
+    logger.info("done: %d stage(s), %d write(s), %d build(s)", len(stages), writes, len(builds))
+    failed = [b for b in builds if not b.succeeded]
+    if failed:
+        names = ", ".join(f"{b.repository} ({b.build_record_id}: {b.status})" for b in failed)
+        raise PipelineError(f"{len(failed)} of {len(builds)} build(s) did not succeed: {names}",
+                            code="BUILD_FAILED", fix="read the build logs in this run's logs; fix the source or "
+                                                     "Dockerfile and rerun")
+    return summary
