@@ -370,7 +370,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "is required" + (f": {desc}" if desc else "")
         elif err["type"] == "extra_forbidden":
             msg = "is not a spec field; check its spelling and indentation (see examples/sandbox.yaml)"
-        if "; " in msg and err["type"] == "value_error" and not loc:
+        if err["type"] == "value_error" and not loc:  # cross-field rules: "field: message; field: message"
             for part in msg.split("; "):
                 field, _, m = part.partition(": ")
                 problems.append((field, m))
