@@ -227,7 +227,8 @@ class SandboxServer:
         return f"http://{self._httpd.server_address[0]}:{self.port}"
 
     def start(self) -> "SandboxServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="acrvpc-sandbox", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="acrvpc-sandbox", daemon=True)
         self._thread.start()
         return self
 
