@@ -112,6 +112,21 @@ def ip_in_any(ip: str, cidrs: Iterable[str]) -> str | None:
     return None
 
 
+def covering_route(routes: Iterable[Mapping[str, Any]], cidr: str) -> Mapping[str, Any] | None:
+    """The route (``DestinationCidrBlock`` dict, as DescribeRouteEntryList gives) whose destination
+    contains the whole ``cidr`` with the longest prefix, or ``None``."""
+    want = _net(cidr)
+    best, best_len = None, -1
+    for route in routes:
+        try:
+            dest = _net(route.get("DestinationCidrBlock") or "")
+        except ValueError:
+            continue
+        if dest.version == want.version and want.subnet_of(dest) and dest.prefixlen > best_len:  # type: ignore[arg-type]
+            best, best_len = route, dest.prefixlen
+    return best
+
+
 def parse_target(value: str) -> tuple[str, str]:
     """An egress target ``IP``, ``CIDR`` or ``IP:port`` as ``(cidr, "port/port" | "1/65535")``.
 
