@@ -16,9 +16,11 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from .report import console_for_output
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
-console = Console()
+console = console_for_output()
 err = Console(stderr=True)
 
 DEFAULT_SPEC = Path("examples/sandbox.yaml")

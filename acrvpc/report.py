@@ -15,7 +15,7 @@ def stage_table(summary: dict[str, Any]) -> Table:
     table.add_column("stage")
     table.add_column("result")
     table.add_column("resources")
-    table.add_column("writes", justify="right")
+    table.add_column("changes", justify="right")
     table.add_column("seconds", justify="right")
     for row in summary.get("stages", []):
         style = _STYLE.get(row["result"], "")
@@ -28,7 +28,7 @@ def stage_table(summary: dict[str, Any]) -> Table:
 def build_table(summary: dict[str, Any]) -> Table:
     table = Table(title="builds")
     for col in ("repository", "rule", "status", "image", "build record", "seconds", "log lines"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for b in summary.get("builds", []):
         style = "green" if b["status"] == "SUCCESS" else "red"
         table.add_row(b["repository"], b["build_rule_id"], f"[{style}]{b['status']}[/]", b.get("image", ""),
@@ -36,8 +36,16 @@ def build_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def console_for_output() -> Console:
+    """A console that does not squeeze tables to 80 columns when output is piped or logged."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or console_for_output()
     console.print(stage_table(summary))
     if summary.get("builds"):
         console.print(build_table(summary))
