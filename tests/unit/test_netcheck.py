@@ -244,3 +244,19 @@ class TestIngressRuleFix:
         assert "--SecurityGroupId sg-bp1x" in fix
         assert "--Permissions.1.PortRange 8929/8929" in fix
         assert "--Permissions.1.SourceCidrIp 100.104.0.0/16" in fix
+
+
+class TestCoveringRoute:
+    ROUTES = [{"RouteEntryId": "wide", "DestinationCidrBlock": "100.64.0.0/10"},
+              {"RouteEntryId": "exact", "DestinationCidrBlock": "100.104.0.0/16"},
+              {"RouteEntryId": "narrow", "DestinationCidrBlock": "100.104.0.0/24"},
+              {"RouteEntryId": "bad", "DestinationCidrBlock": "not-a-cidr"}]
+
+    def test_longest_prefix_that_contains_the_whole_block(self):
+        assert netcheck.covering_route(self.ROUTES, BLOCK)["RouteEntryId"] == "exact"
+
+    def test_supernet_route_covers(self):
+        assert netcheck.covering_route(self.ROUTES[:1], BLOCK)["RouteEntryId"] == "wide"
+
+    def test_narrower_route_does_not_cover(self):
+        assert netcheck.covering_route(self.ROUTES[2:], BLOCK) is None
