@@ -76,7 +76,8 @@ class TestSecondRun:
         assert writes(sandbox, mark) == []
         assert all(o.changes == [] for o in second)
         assert [o.repo_id for o in second] == [o.repo_id for o in first]
-        assert [[r.build_rule_id for r in o.rules] for o in second] == [[r.build_rule_id for r in o.rules] for o in first]
+        rule_ids = [[r.build_rule_id for r in o.rules] for o in first]
+        assert [[r.build_rule_id for r in o.rules] for o in second] == rule_ids
 
     def test_existing_rule_is_found_on_a_later_page(self, sandbox, spec, cr):
         # given a repository whose matching rule comes after 100 others

@@ -278,8 +278,8 @@ class TestBuildRules:
     def test_bad_push_type(self, cr):
         repo_id = make_repo(cr)
         with pytest.raises(ClientException) as err:
-            cr.create_repo_build_rule(m.CreateRepoBuildRuleRequest(instance_id=INSTANCE, repo_id=repo_id,
-                                                                   push_type="GIT_COMMIT", push_name="x", image_tag="y"))
+            cr.create_repo_build_rule(m.CreateRepoBuildRuleRequest(
+                instance_id=INSTANCE, repo_id=repo_id, push_type="GIT_COMMIT", push_name="x", image_tag="y"))
         assert err.value.code == "InvalidParameter"
 
 

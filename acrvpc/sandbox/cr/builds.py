@@ -131,7 +131,8 @@ def _stage_script(stage: str, ctx: dict[str, Any], failure: tuple[str, list[str]
                 f"pushing layer sha256:{ctx['seed'][32:44]}",
                 f"{ctx['tag']}: digest: sha256:{ctx['seed']} size: 1789",
                 "push stage end"], False
-    return [f"{low} stage begin", *(failure[1] if fails and failure else []), f"{low} stage end"], fails
+    extra = failure[1] if fails and failure else []
+    return [f"{low} stage begin", *extra, f"{low} stage end"], fails
 
 
 def plan_build(record: BuildRecord, stages: list[dict[str, Any]], pending_seconds: float, ctx: dict[str, Any],

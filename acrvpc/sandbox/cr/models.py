@@ -217,8 +217,8 @@ class CrBackend:
         return inst
 
     def list_instances(self, name: str | None = None, status: str | None = None) -> list[Instance]:
-        return [i for i in self.instances.values()
-                if i.region == self.world.region and (not name or name in i.name) and (not status or i.status == status)]
+        return [i for i in self.instances.values() if i.region == self.world.region
+                and (not name or name in i.name) and (not status or i.status == status)]
 
     @staticmethod
     def code_source(inst: Instance, code_repo_type: str) -> CodeSource | None:
@@ -257,14 +257,16 @@ class CrBackend:
 
     def list_namespaces(self, instance_id: str, name: str | None = None) -> list[Namespace]:
         self.instance(instance_id)
-        return [ns for ns in self.namespaces.values() if ns.instance_id == instance_id and (not name or ns.name == name)]
+        return [ns for ns in self.namespaces.values()
+                if ns.instance_id == instance_id and (not name or ns.name == name)]
 
     # -- repositories -------------------------------------------------------------------------
     def create_repository(self, instance_id: str, namespace: str, name: str, repo_type: str, summary: str,
                           detail: str = "", tag_immutability: bool = False) -> Repository:
         self.writable_instance(instance_id)
         self.namespace(instance_id, namespace)
-        if any(r.instance_id == instance_id and r.namespace == namespace and r.name == name for r in self.repos.values()):
+        if any(r.instance_id == instance_id and r.namespace == namespace and r.name == name
+               for r in self.repos.values()):
             raise RepoAlreadyExist(f"{namespace}/{name}")
         now = self.world.clock.epoch_ms()
         repo = Repository(self.world.new_id("crr"), instance_id, namespace, name, repo_type, summary, detail,
