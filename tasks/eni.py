@@ -34,7 +34,14 @@ _LIVE_PERMISSION_STATES = {"granted", "pending"}
 
 
 def eni_name(spec: Spec) -> str:
-    """The ENI's name, ``acr-vpc-build-<name>``."""
+    """The ENI's name.
+
+    Args:
+        spec: the pipeline spec.
+
+    Returns:
+        ``acr-vpc-build-<spec.name>``.
+    """
     return f"acr-vpc-build-{spec.name}"
 
 
@@ -43,7 +50,14 @@ def _ids(wrapper: Any, attr: str) -> list[str]:
 
 
 def find_network_interface(ecs: Any, spec: Spec) -> Any | None:
-    """The ENI tagged for this link in the spec's vSwitch (an SDK item), ``None`` when there is none.
+    """Look up the ENI tagged for this link in the spec's vSwitch.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+
+    Returns:
+        The ENI's ``DescribeNetworkInterfaces`` item (SDK model, used only inside this stage), or ``None``.
 
     Raises:
         PipelineError: ``ENI_AMBIGUOUS`` when several ENIs carry the tag.
@@ -72,7 +86,20 @@ def _describe_one(ecs: Any, spec: Spec, eni_id: str) -> Any | None:
 
 
 def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int) -> list[str]:
-    """Grant ``InstanceAttach`` on the ENI to ``account_id`` unless a Granted/Pending grant exists."""
+    """Grant ``InstanceAttach`` on the ENI to ``account_id`` unless a Granted or Pending grant exists.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec (its region).
+        eni_id: the build ENI.
+        account_id: the registry's build service account.
+
+    Returns:
+        One line per write made (empty when the grant exists).
+
+    Raises:
+        PipelineError: a fatal ECS error, with its code and fix.
+    """
     what = f"ENI {eni_id}"
     body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions,
                     ecs_models.DescribeNetworkInterfacePermissionsRequest(region_id=spec.region,
@@ -94,7 +121,18 @@ def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int) -> lis
 
 def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: float,
                 sleep: Callable[[float], None]) -> Any:
-    """Poll the ENI until it is ``InUse``; returns its last SDK item.
+    """Poll the ENI until it is ``InUse``, backing off from 0.5 s to 5 s.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+        eni_id: the build ENI.
+        status: its status when the stage last read it.
+        timeout_s: the deadline, in seconds of sleeping (or wall time, whichever is larger).
+        sleep: the sleep function between polls.
+
+    Returns:
+        The ENI's last ``DescribeNetworkInterfaces`` item (SDK model, used only inside this stage).
 
     Raises:
         PipelineError: ``ENI_ATTACH_FAILED`` (back to Available after Attaching, or gone) or

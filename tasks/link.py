@@ -59,18 +59,40 @@ class EgressRule:
 
 
 def group_name(spec: Spec) -> str:
-    """The managed group's name, ``acr-vpc-build-<name>``."""
+    """The managed group's name.
+
+    Args:
+        spec: the pipeline spec.
+
+    Returns:
+        ``acr-vpc-build-<spec.name>``.
+    """
     return f"acr-vpc-build-{spec.name}"
 
 
 def client_token(kind: str, *parts: str) -> str:
-    """A deterministic ClientToken (ASCII, at most 64 characters) for one created resource."""
+    """A deterministic ClientToken for one created resource.
+
+    Args:
+        kind: a short resource kind, e.g. ``sg`` or ``eni``.
+        *parts: the values that identify the resource (spec name, VPC, vSwitch...).
+
+    Returns:
+        ``acrvpc-<kind>-<40 hex digits>``: ASCII and at most 64 characters, as ECS requires.
+    """
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
     return f"acrvpc-{kind}-{digest}"
 
 
 def canonical_cidr(value: str) -> str:
-    """``10.0.0.5`` -> ``10.0.0.5/32``; ``10.0.0.0/8`` stays; unparsable values come back unchanged."""
+    """A CIDR in canonical form, for comparing rules.
+
+    Args:
+        value: an IPv4 address or CIDR block as ECS reports it.
+
+    Returns:
+        ``10.0.0.5`` -> ``10.0.0.5/32``; ``10.0.0.0/8`` stays; an unparsable value comes back unchanged.
+    """
     try:
         return str(ipaddress.ip_network(value.strip(), strict=False))
     except ValueError:
@@ -78,7 +100,15 @@ def canonical_cidr(value: str) -> str:
 
 
 def desired_egress(spec: Spec) -> list[EgressRule]:
-    """The egress rules the spec asks for: GitLab, the allowed targets, then drop everything else."""
+    """The egress rules the spec asks for.
+
+    Args:
+        spec: the pipeline spec (gitlab.private_ip/port, link.allowed_ips).
+
+    Returns:
+        Accept TCP to GitLab, Accept TCP to each allowed target (priority 1), then Drop ALL to
+        0.0.0.0/0 (priority 100), without duplicates.
+    """
     gl = spec.gitlab
     rules = [EgressRule("Accept", 1, "TCP", f"{gl.port}/{gl.port}", canonical_cidr(gl.private_ip), "GitLab")]
     for target in spec.link.allowed_ips:
@@ -92,10 +122,20 @@ def desired_egress(spec: Spec) -> list[EgressRule]:
 
 
 def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: str) -> Any:
-    """Make one ECS call and return its body; fatal provider errors become a PipelineError.
+    """Make one ECS call and return its body.
 
-    Transient errors (throttling, 5xx, network) are re-raised unchanged so the task's retry
-    condition sees them.
+    Args:
+        action: the API action, for messages.
+        call: the client method, e.g. ``ecs.describe_security_groups``.
+        request: its request model.
+        resource: what the call is about, named in the error message (e.g. ``VPC vpc-...``).
+
+    Returns:
+        The response body model.
+
+    Raises:
+        PipelineError: for a fatal provider code, with that code and a fix. Transient errors
+            (throttling, 5xx, network) are re-raised unchanged so the task's retry condition sees them.
     """
     try:
         return call(request).body
@@ -117,7 +157,14 @@ def _permission_rule(p: Any) -> EgressRule | None:
 
 
 def find_security_group(ecs: Any, spec: Spec) -> str | None:
-    """The id of the group tagged for this link in the spec's VPC, ``None`` when there is none.
+    """Look up the group tagged for this link in the spec's VPC.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+
+    Returns:
+        The group id, or ``None`` when no group carries the tag.
 
     Raises:
         PipelineError: ``LINK_AMBIGUOUS`` when several groups carry the tag.
@@ -169,7 +216,19 @@ def ensure_security_group(ecs: Any, spec: Spec) -> LinkOutcome:
 
 
 def converge_rules(ecs: Any, spec: Spec, group_id: str) -> list[str]:
-    """Bring one group's inner policy and rules to the desired state; returns one line per write."""
+    """Bring one group's inner access policy and rules to the desired state.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+        group_id: the link's security group.
+
+    Returns:
+        One line per write made (empty when the group was already converged).
+
+    Raises:
+        PipelineError: a fatal ECS error, with its code and fix.
+    """
     changes: list[str] = []
     what = f"security group {group_id}"
     attr = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
