@@ -2,7 +2,7 @@
 
 ``demo`` runs the whole pipeline against an in-process sandbox on Prefect's embedded default;
 ``run SPEC`` runs it for a spec (real cloud, or a sandbox when ``ACRVPC_SANDBOX_URL`` is set);
-``sandbox`` serves the sandbox standalone.
+``sandbox`` serves the sandbox standalone. More commands live in :mod:`acrvpc.commands`.
 """
 
 from __future__ import annotations
@@ -149,6 +149,11 @@ def sandbox(
         pass
     finally:
         server.stop()
+
+
+from . import commands  # noqa: E402 - the command modules import `app` from here
+
+commands.load_all()
 
 
 def main() -> None:  # pragma: no cover - console entry point

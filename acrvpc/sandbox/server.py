@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .core.errors import RpcError, VersionNotFound, ActionNotFound
+from . import admin
+from .core.errors import ActionNotFound, RpcError, VersionNotFound
 from .core.registry import SERVICES
 from .core.request import RpcRequest
 from .world import World, load_scenario
@@ -151,41 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(400, {"error": "the body must be JSON"})
             return
-        route = (self.command, path.rstrip("/"))
-        if route == ("GET", "/_sandbox/calls"):
-            self._send(200, {"calls": world.calls.list(int(query.get("since", 0)))})
-        elif route == ("GET", "/_sandbox/healthz"):
-            self._send(200, {"status": "ok"})
-        elif route == ("POST", "/_sandbox/reset"):
-            world.reset(payload.get("scenario"))
-            self._send(200, {"status": "reset"})
-        elif route == ("GET", "/_sandbox/settings"):
-            self._send(200, self._settings(world))
-        elif route == ("POST", "/_sandbox/settings"):
-            if "latency_ms" in payload:
-                world.faults.latency_ms = float(payload["latency_ms"])
-            if "time_scale" in payload:
-                world.clock.set_scale(float(payload["time_scale"]))
-            if "replay_protection" in payload:
-                world.verifier.replay_protection = bool(payload["replay_protection"])
-            self._send(200, self._settings(world))
-        elif route == ("POST", "/_sandbox/faults"):
-            if "action" not in payload:
-                self._send(400, {"error": "faults needs 'action' (and optionally count, code, status)"})
-                return
-            world.faults.fail_next(payload["action"], int(payload.get("count", 1)),
-                                   payload.get("code", "ServiceUnavailable"), payload.get("status"))
-            self._send(200, {"status": "armed"})
-        elif route == ("POST", "/_sandbox/clock/advance"):
-            world.clock.advance(float(payload.get("seconds", 0)))
-            self._send(200, {"now": world.clock.now()})
-        else:
-            self._send(404, {"error": f"no sandbox admin route {self.command} {path}"})
-
-    @staticmethod
-    def _settings(world: World) -> dict[str, Any]:
-        return {"latency_ms": world.faults.latency_ms, "time_scale": world.clock.time_scale,
-                "replay_protection": world.verifier.replay_protection}
+        with world.lock:
+            status, reply = admin.dispatch(world, self.command, path, query, payload)
+        self._send(status, reply)
 
 
 class _HTTPServer(ThreadingHTTPServer):
