@@ -1,0 +1,99 @@
+"""The README's main command and the standalone sandbox, run as a newcomer would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+STAGES = ["preflight", "link", "eni", "gitlab", "binding", "build"]
+
+
+def clean_env(prefect_home) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "ACRVPC_"))}
+    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="200")
+    return env
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    proc = subprocess.run([sys.executable, "-m", "acrvpc", "demo"], cwd=ROOT, env=clean_env(home),
+                          capture_output=True, text=True, timeout=300)
+    return proc, home
+
+
+class TestDemo:
+    def test_demo_exits_zero_with_all_stages_completed_and_images_built(self, demo_run):
+        proc, _ = demo_run
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        for stage in STAGES:
+            assert re.search(rf"│ {stage}\s+│ completed", proc.stdout), f"stage {stage} not completed"
+        assert proc.stdout.count("SUCCESS") >= 2
+        assert "apps/billing-api:latest" in proc.stdout and "apps/web-frontend:latest" in proc.stdout
+        assert "prefect server start" in proc.stdout  # how to see the run in the UI
+
+    def test_flow_run_is_recorded_as_completed_with_a_task_run_per_stage(self, demo_run):
+        proc, home = demo_run
+        run_id = re.search(r"flow run (\S+) is recorded", proc.stdout).group(1)
+        listed = subprocess.run(["prefect", "flow-run", "ls"], env=clean_env(home), capture_output=True,
+                                text=True, timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        assert run_id[:8] in listed.stdout and "COMPLETED" in listed.stdout.upper()
+        script = (
+            "import json,uuid\n"
+            "from prefect.client.orchestration import get_client\n"
+            "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId\n"
+            "with get_client(sync_client=True) as c:\n"
+            f"    runs = c.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId("
+            f"any_=[uuid.UUID('{run_id}')])))\n"
+            "    print(json.dumps([[r.name, r.state.type.value] for r in runs]))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", script], env=clean_env(home), capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        task_runs = json.loads(out.stdout.strip().splitlines()[-1])
+        completed = {name.split("-")[0] for name, state in task_runs if state == "COMPLETED"}
+        assert set(STAGES) <= completed, task_runs
+
+
+class TestSandboxCommand:
+    def test_serves_until_stopped_and_prints_the_export_line(self):
+        proc = subprocess.Popen([sys.executable, "-m", "acrvpc", "sandbox", "--port", "0"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "COLUMNS": "200"})
+        try:
+            line = ""
+            while "export ACRVPC_SANDBOX_URL=" not in line:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()
+            url = line.split("=", 1)[1].strip()
+            with urllib.request.urlopen(url + "/_sandbox/healthz", timeout=5) as resp:
+                assert json.loads(resp.read()) == {"status": "ok"}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def test_missing_scenario_file_exits_2_naming_the_option(self, tmp_path):
+        proc = subprocess.run([sys.executable, "-m", "acrvpc", "sandbox", "--scenario", str(tmp_path / "x.yaml")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "--scenario" in proc.stderr
+
+
+class TestRunCommand:
+    def test_invalid_spec_exits_2_and_names_the_field(self, tmp_path):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text((ROOT / "examples" / "sandbox.yaml").read_text().replace("vpc-bp1sandbox00000001", "oops"))
+        proc = subprocess.run([sys.executable, "-m", "acrvpc", "run", str(bad)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+        assert proc.returncode == 2
+        assert "network.vpc_id" in proc.stderr and "vpc-" in proc.stderr
