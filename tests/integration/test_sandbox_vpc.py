@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alibabacloud_tea_openapi import utils_models as open_api_util_models
 from alibabacloud_vpc20160428 import models as vpc_models
-from darabonba.runtime import RuntimeOptions
 
 from acrvpc import cloud
+from tests import sdk_shapes
 
 REGION = "cn-hangzhou"
 VPC_ID = "vpc-bp1sandbox00000001"
@@ -25,33 +24,10 @@ def vpc(sandbox):
 
 
 def raw_call(client: Any, action: str, query: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body exactly as the sandbox sent it (before the SDK model drops unknown keys)."""
-    params = open_api_util_models.Params(action=action, version="2016-04-28", protocol="HTTPS", pathname="/",
-                                         method="POST", auth_type="AK", style="RPC", req_body_type="formData",
-                                         body_type="json")
-    request = open_api_util_models.OpenApiRequest(query={k: str(v) for k, v in query.items()})
-    return client.call_api(params, request, RuntimeOptions())["body"]
+    return sdk_shapes.raw_call(client, action, query, "2016-04-28")
 
 
-def lost_keys(raw: Any, kept: Any, path: str = "") -> list[str]:
-    """Paths present in ``raw`` but missing (or changed) after the SDK model's from_map/to_map."""
-    if isinstance(raw, dict):
-        if not isinstance(kept, dict):
-            return [path or "(root)"]
-        out: list[str] = []
-        for key, value in raw.items():
-            out += [f"{path}.{key}"] if key not in kept else lost_keys(value, kept[key], f"{path}.{key}")
-        return out
-    if isinstance(raw, list):
-        if not isinstance(kept, list) or len(kept) != len(raw):
-            return [path]
-        return [p for i, item in enumerate(raw) for p in lost_keys(item, kept[i], f"{path}[{i}]")]
-    return [] if raw == kept else [path]
-
-
-def assert_sdk_keeps_every_key(body: dict[str, Any], model_cls: type) -> None:
-    kept = model_cls().from_map(body).to_map()
-    assert lost_keys(body, kept) == []
+assert_sdk_keeps_every_key = sdk_shapes.assert_sdk_keeps_every_key
 
 
 def calls(sandbox, action: str) -> list[dict[str, Any]]:
