@@ -9,6 +9,12 @@ Preflight gates everything: a failing check stops the run before any write. The 
 branch and the GitLab/binding branch are independent and run concurrently; builds start once
 both are done, and run concurrently with each other. A failed build does not hide the others:
 the run fails at the end, naming every failed build.
+
+Results are persisted (``persist_result=True``) with Prefect's default cache policy, which is
+scoped to the flow run: when a failed run is retried from the Prefect UI, the stages that
+completed come back Cached and the run resumes at the failure (a failed build runs again, a
+successful one does not). Result storage defaults to ``$PREFECT_HOME/storage``; with workers on
+several hosts, point ``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`` at a saved shared storage block.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from acrvpc.errors import PipelineError
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
 from acrvpc.spec import Spec, load_spec
 from tasks.binding import binding
-from tasks.build import build
+from tasks.build import BuildFailed, build
 from tasks.eni import eni
 from tasks.gitlab_token import gitlab_token
 from tasks.link import link
@@ -42,14 +48,21 @@ def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str =
             "seconds": round(seconds, 2)}
 
 
-def _gather(futures: list[PrefectFuture], started: float) -> tuple[list[Any], float]:
-    """Results in submission order, and seconds until the last one finished."""
-    for _ in as_completed(futures):
-        pass
-    return [f.result() for f in futures], time.monotonic() - started
+def _build_outcomes(futures: list[PrefectFuture]) -> list[BuildOutcome]:
+    """Every build's outcome, failed ones included; any other error propagates."""
+    outcomes = []
+    for fut in futures:
+        result = fut.result(raise_on_failure=False)
+        if isinstance(result, BuildFailed):
+            outcomes.append(BuildOutcome(**result.outcome))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            outcomes.append(result)
+    return outcomes
 
 
-@flow(name="vpc-build", log_prints=False)
+@flow(name="vpc-build", log_prints=False, persist_result=True)
 def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.
 
@@ -107,8 +120,11 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     builds: list[BuildOutcome] = []
     if start_builds:
         wanted = [(b, rule) for b in bindings if isinstance(b, BindingOutcome) for rule in b.rules if rule.build]
+        t_builds = time.monotonic()
         build_futures = [build.submit(spec, b, rule) for b, rule in wanted]
-        builds, t_build = _gather(build_futures, time.monotonic())
+        for _ in as_completed(build_futures):
+            pass
+        builds, t_build = _build_outcomes(build_futures), time.monotonic() - t_builds
         failed = [b for b in builds if not b.succeeded]
         stages.append(_row("build", builds, t_build, "failed" if failed else "completed"))
     else:

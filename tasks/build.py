@@ -250,6 +250,26 @@ def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: st
         resources={"build": record_id, "image": image}, changes=changes, notes=notes)
 
 
+class BuildFailed(PipelineError):
+    """A build that ended other than SUCCESS. ``outcome`` holds its :class:`BuildOutcome` as a dict.
+
+    The task raises it (rather than returning the outcome) so the task run is Failed: a flow run
+    retried from the Prefect UI then builds it again, while builds that succeeded stay cached.
+    """
+
+    def __init__(self, outcome: BuildOutcome) -> None:
+        super().__init__(f"build {outcome.build_record_id} of {outcome.image} ended {outcome.status}",
+                         code="BUILD_FAILED", fix="read the build log in this task run's logs")
+        self.outcome = outcome.model_dump()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_build_failed, (self.outcome,))
+
+
+def _rebuild_build_failed(outcome: dict[str, Any]) -> BuildFailed:
+    return BuildFailed(BuildOutcome(**outcome))
+
+
 @task(name="build", task_run_name="build-{binding.namespace}/{binding.name}:{rule.image_tag}", **RETRY)
 def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     """Run one build of a bound rule, streaming its log into the task run's logs.
@@ -260,9 +280,10 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
         rule: the rule to build (one of ``binding.rules``).
 
     Returns:
-        The :class:`~acrvpc.outcomes.BuildOutcome`; a FAILED build is returned, not raised.
+        The :class:`~acrvpc.outcomes.BuildOutcome` of a build that succeeded.
 
     Raises:
+        BuildFailed: the build ended FAILED, CANCELED or TIMEOUT (not retried; its outcome attached).
         PipelineError: the build could not be started or followed (see :func:`run_build`).
     """
     logger = get_run_logger()
@@ -274,4 +295,8 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     outcome = run_build(cloud.cloud_clients(spec).cr, spec, binding, rule, on_log=on_log)
     logger.info("[%s] build %s %s (%s, %.1f s)", prefix, outcome.build_record_id, outcome.status, outcome.image,
                 outcome.seconds)
+    if not outcome.succeeded:
+        for line in outcome.log_tail:
+            logger.error("[%s] %s", prefix, line)
+        raise BuildFailed(outcome)
     return outcome
