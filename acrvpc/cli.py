@@ -85,14 +85,15 @@ def demo(
 
 
 def _where(run_id: str) -> None:
-    home = os.environ.get("PREFECT_HOME", "~/.prefect")
     api = os.environ.get("PREFECT_API_URL")
     if api:
         console.print(f"flow run {run_id} is recorded on {api}")
         return
-    console.print(f"flow run [bold]{run_id}[/] is recorded in {home}/prefect.db. To see it in the Prefect UI:\n"
-                  f"  prefect server start   # then open http://127.0.0.1:4200/runs/flow-run/{run_id}\n"
-                  f"or list runs with: prefect flow-run ls")
+    home = os.environ.get("PREFECT_HOME")
+    prefix = f"PREFECT_HOME={home} " if home else ""
+    console.print(f"flow run [bold]{run_id}[/] is recorded in {home or '~/.prefect'}/prefect.db. To see it in the "
+                  f"Prefect UI:\n  {prefix}prefect server start   # then open "
+                  f"http://127.0.0.1:4200/v2/runs/flow-run/{run_id}\nor list runs with: {prefix}prefect flow-run ls")
 
 
 @app.command()
