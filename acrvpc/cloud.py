@@ -10,6 +10,8 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
   or else the standard Alibaba Cloud credential chain (environment, config file, ECS RAM role).
 
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
+Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
+call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_vpc20160428.client import Client as VpcClient
 
+from . import ratelimit
 from .sandbox import defaults as sandbox_defaults
 from .spec import Spec
 
@@ -82,9 +85,9 @@ def resolve_access_key(block_name: str | None) -> AccessKey | None:
     return None
 
 
-def _config(region: str, access_key: AccessKey | None) -> open_api_models.Config:
-    config = open_api_models.Config(region_id=region, user_agent=USER_AGENT, read_timeout=READ_TIMEOUT_MS,
-                                    connect_timeout=CONNECT_TIMEOUT_MS)
+def _config(region: str, access_key: AccessKey | None, read_timeout_ms: int | None = None) -> open_api_models.Config:
+    config = open_api_models.Config(region_id=region, user_agent=USER_AGENT,
+                                    read_timeout=read_timeout_ms or READ_TIMEOUT_MS, connect_timeout=CONNECT_TIMEOUT_MS)
     if access_key is not None:
         config.access_key_id = access_key.access_key_id
         config.access_key_secret = access_key.access_key_secret
@@ -102,19 +105,19 @@ def _config(region: str, access_key: AccessKey | None) -> open_api_models.Config
     return config
 
 
-def cr_client(region: str, access_key: AccessKey | None = None) -> CrClient:
-    """A Container Registry 2018-12-01 client."""
-    return CrClient(_config(region, access_key))
+def cr_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> CrClient:
+    """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    return ratelimit.guard(CrClient(_config(region, access_key, read_timeout_ms)), "cr", region)
 
 
-def ecs_client(region: str, access_key: AccessKey | None = None) -> EcsClient:
-    """An ECS 2014-05-26 client."""
-    return EcsClient(_config(region, access_key))
+def ecs_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> EcsClient:
+    """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    return ratelimit.guard(EcsClient(_config(region, access_key, read_timeout_ms)), "ecs", region)
 
 
-def vpc_client(region: str, access_key: AccessKey | None = None) -> VpcClient:
-    """A VPC 2016-04-28 client."""
-    return VpcClient(_config(region, access_key))
+def vpc_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> VpcClient:
+    """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    return ratelimit.guard(VpcClient(_config(region, access_key, read_timeout_ms)), "vpc", region)
 
 
 @dataclass
