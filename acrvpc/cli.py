@@ -126,13 +126,29 @@ def sandbox(
     scenario: Optional[Path] = typer.Option(None, help="Scenario YAML; default: the built-in default world."),
     time_scale: Optional[float] = typer.Option(None, help="Sandbox seconds per real second."),
     latency_ms: float = typer.Option(0.0, help="Latency added to every call."),
+    qps: float = typer.Option(0.0, help="Quota per product (calls per real second; over it: Throttling.User, "
+                                        "GitLab 429). 0 = none."),
+    qps_per_action: float = typer.Option(0.0, help="Quota per action of a product, likewise. 0 = none."),
+    error_rate: float = typer.Option(0.0, help="Share of calls answered 5xx (ServiceUnavailable/InternalError; "
+                                               "GitLab 502/503), 0 to 1."),
+    drop_rate: float = typer.Option(0.0, help="Share of calls whose connection is closed without an answer."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the random faults, for a reproducible sequence."),
 ) -> None:
-    """Serve the sandbox on loopback until interrupted."""
+    """Serve the sandbox on loopback until interrupted (fault injection: see /_sandbox/faults)."""
     from .sandbox import SandboxServer
 
     if scenario is not None and not scenario.exists():
         err.print(f"[red]--scenario: no such file {scenario}[/]")
         raise typer.Exit(2)
+    from .sandbox.core.faults import Faults
+
+    faults = {"qps": qps, "qps_per_action": qps_per_action, "error_rate": error_rate, "drop_rate": drop_rate,
+              "seed": seed}
+    try:
+        Faults().update(faults)  # check before listening
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
     try:
         server = SandboxServer(scenario, port=port)
     except OSError as exc:
@@ -141,6 +157,7 @@ def sandbox(
     if time_scale is not None:
         server.world.clock.set_scale(time_scale)
     server.world.faults.latency_ms = latency_ms
+    server.world.faults.update(faults)
     console.print(f"sandbox listening on {server.url}\n  export ACRVPC_SANDBOX_URL={server.url}\n"
                   f"  admin: {server.url}/_sandbox/calls  (Ctrl-C to stop)")
     sys.stdout.flush()

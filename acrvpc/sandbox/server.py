@@ -13,6 +13,7 @@ Use it in-process (``with SandboxServer() as sb: sb.url``) or standalone (``acrv
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import admin
+from . import faults_admin as _faults_admin  # noqa: F401 - registers its routes
 from .core.errors import ActionNotFound, RpcError, VersionNotFound
 from .core.registry import SERVICES
 from .core.request import RpcRequest
@@ -46,6 +48,7 @@ def _json_bytes(body: Any) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     server: "_HTTPServer"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
 
     # Quiet: the call log is the record.
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -64,15 +67,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     # -- plumbing -------------------------------------------------------------------------
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None, late: bool = False) -> None:
         data = b"" if status == 204 else _json_bytes(body)  # 204 carries no body (keep-alive stays in sync)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json;charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            if not late:
+                raise
+            self.close_connection = True  # a late answer: the client gave up and closed
+
+    def _drop(self) -> None:
+        """Close the connection without answering (an injected fault)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -106,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         for k in _V1_COMMON_PARAMS:
             params.pop(k, None)
         writes = False
+        slow = False
         self._latency(world)
         try:
             if service is None:
@@ -116,9 +133,16 @@ class _Handler(BaseHTTPRequestHandler):
             if spec is None:
                 raise ActionNotFound(service.product, service.version, action)
             writes = spec.writes
-            injected = world.faults.take(action)
-            if injected is not None:
-                raise injected
+            fault = world.faults.decide(product, action)
+            if fault is not None and fault.kind == "drop":
+                world.calls.record(product, action, writes, 0, fault.code, world.clock.now(), params)
+                self._drop()
+                return
+            if fault is not None and fault.kind == "error":
+                raise world.faults.error_for(fault)
+            if fault is not None and fault.kind == "slow":
+                slow = True
+                time.sleep(fault.delay_ms / 1000.0)  # outside world.lock
             req = RpcRequest(product, version, action, params, access_key_id, request_id, headers)
             with world.lock:
                 result = spec.handler(world, req)
@@ -126,24 +150,40 @@ class _Handler(BaseHTTPRequestHandler):
             if product == "cr":
                 reply.update({"IsSuccess": True, "Code": "success"})
             reply.update(result)
-            world.calls.record(product, action, writes, 200, "", world.clock.now(), params)
-            self._send(200, reply, {"x-acs-request-id": request_id})
+            world.calls.record(product, action, writes, 200, "Slow" if slow else "", world.clock.now(), params)
+            self._send(200, reply, {"x-acs-request-id": request_id}, late=slow)
         except RpcError as err:
             world.calls.record(product, action, writes, err.http_status, err.code, world.clock.now(), params)
-            self._send(err.http_status, err.body(request_id, host_id, product), {"x-acs-request-id": request_id})
+            extra = {"x-acs-request-id": request_id, **(getattr(err, "headers", None) or {})}
+            self._send(err.http_status, err.body(request_id, host_id, product), extra, late=slow)
 
     # -- GitLab ---------------------------------------------------------------------------
     def _gitlab(self, world: World, path: str, raw_query: str, headers: dict[str, str], body: bytes) -> None:
         self._latency(world)
         base_url = f"http://{headers.get('host', '127.0.0.1')}"
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        writes = self.command not in ("GET", "HEAD")
+        route = _gitlab_route(self.command, path)
+        fault = world.faults.decide("gitlab", route)
+        if fault is not None and fault.kind == "drop":
+            world.calls.record("gitlab", route, writes, 0, fault.code, world.clock.now(), query)
+            self._drop()
+            return
+        if fault is not None and fault.kind == "error":
+            status, reply, extra = fault.gitlab_answer()
+            world.calls.record("gitlab", route, writes, status, fault.code, world.clock.now(), query)
+            self._send(status, reply, extra)
+            return
+        slow = fault is not None and fault.kind == "slow"
+        if slow:
+            time.sleep(fault.delay_ms / 1000.0)  # outside world.lock
         with world.lock:
             status, reply, extra, route = gitlab_responses.handle(world, self.command, path, query, headers, body,
                                                                   base_url)
         code = "" if status < 400 else str(status)
-        world.calls.record("gitlab", route, self.command not in ("GET", "HEAD"), status, code, world.clock.now(),
-                           query)
-        self._send(status, reply, extra)
+        world.calls.record("gitlab", route, writes, status, "Slow" if slow and not code else code,
+                           world.clock.now(), query)
+        self._send(status, reply, extra, late=slow)
 
     # -- admin ----------------------------------------------------------------------------
     def _admin(self, world: World, path: str, query: dict[str, str], body: bytes) -> None:
@@ -155,6 +195,15 @@ class _Handler(BaseHTTPRequestHandler):
         with world.lock:
             status, reply = admin.dispatch(world, self.command, path, query, payload)
         self._send(status, reply)
+
+
+def _gitlab_route(method: str, path: str) -> str:
+    """The GitLab route a request will hit (``GET /projects/:id``), named as in the call log."""
+    path = path.rstrip("/") or "/"
+    for verb, pattern, route, _handler in gitlab_responses._ROUTES:  # noqa: SLF001 - same package
+        if verb == method and pattern.fullmatch(path):
+            return route
+    return f"{method} (unknown)"
 
 
 class _HTTPServer(ThreadingHTTPServer):
