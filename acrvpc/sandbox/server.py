@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import admin
+from . import console_admin as _console_admin  # noqa: F401 - registers its routes
 from . import faults_admin as _faults_admin  # noqa: F401 - registers its routes
 from .core.errors import ActionNotFound, RpcError, VersionNotFound
 from .core.registry import SERVICES

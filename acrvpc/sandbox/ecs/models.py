@@ -85,6 +85,7 @@ class NetworkInterface:
     eni_type: str = "Secondary"
     instance_id: str = ""
     service_managed: bool = False
+    service_id: int = 0  # the owning cloud service's id (ServiceID), for service-managed ENIs
     tags: dict[str, str] = field(default_factory=dict)
     mac: str = ""
     creation_time: str = ""

@@ -128,6 +128,8 @@ def _eni_item(world: "World", n: NetworkInterface) -> dict[str, Any]:
         "PrivateIpSets": _private_ips(n.private_ip), "Ipv6Sets": {"Ipv6Set": []},
         "Ipv4PrefixSets": {"Ipv4PrefixSet": []}, "Ipv6PrefixSets": {"Ipv6PrefixSet": []}, "Tags": _tags(n.tags),
     }
+    if n.service_managed:
+        item["ServiceID"] = n.service_id
     if n.instance_id:
         item["Attachment"] = {"InstanceId": n.instance_id, "DeviceIndex": 0, "NetworkCardIndex": 0}
     return item
