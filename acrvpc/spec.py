@@ -189,6 +189,9 @@ class LinkSpec(_Model):
     build_service_account_id: int | None = Field(
         default=None, description="Account id of the registry's build service, granted InstanceAttach on the ENI "
                                   "(api mode).")
+    pause_timeout_minutes: float = Field(
+        default=60, gt=0, description="Console mode: how long a guided pause waits for the operator to resume the "
+                                      "run before it fails (CONSOLE_PAUSE_TIMEOUT).")
 
     @field_validator("allowed_ips", mode="before")
     @classmethod

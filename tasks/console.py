@@ -1,0 +1,555 @@
+"""Console mode: the steps only the registry console can do, verified through the API.
+
+The console's "manage link" and "bind account" (Instances > instance > Repository > Code
+Source > GitLab) have no public API, so in ``link.mode: console`` a person does them while the
+flow waits (:mod:`flows.console_steps`); this module holds what the flow shows them and how it
+checks their work afterwards.
+
+Link (ECS reads only): ``DescribeSecurityGroups`` (``VpcId``, ``ServiceManaged=true``),
+``DescribeSecurityGroupAttribute`` per group, ``DescribeNetworkInterfaces`` (``VpcId``,
+``ServiceManaged=true``). The link is right when a service-managed ENI in the spec's vSwitch is
+``InUse`` and the rules of its groups (one of them service-managed), evaluated together with
+:mod:`acrvpc.netcheck`, are exactly the spec's: no inbound Accept rule; egress admits GitLab's
+IP:port and every ``link.allowed_ips`` target; no Accept rule admits anything else; and
+everything else is dropped (a Drop ALL to 0.0.0.0/0, or an enterprise group's default). A
+mismatch is ``CONSOLE_LINK_MISMATCH`` listing each difference; no service-managed group or ENI
+in the VPC is ``CONSOLE_LINK_MISSING``.
+
+Account (CR): a bound repository of the spec answers by ``GetRepoSourceCodeRepo.CodeRepoDomain``
+(reads only). Otherwise ``CreateRepoSourceCodeRepo`` on an existing unbound repository of the
+spec, with exactly the binding the binding stage makes, answers: ``SOURCE_CODE_ACCOUNT_NOT_EXIST``
+means not bound, and nothing was written; success means bound (and that repository's binding,
+which the binding stage would make next, is done). When no repository of the spec exists yet,
+CR cannot be asked without one: :func:`check_account` says so (``bound=None``) unless asked to
+create the first repository's namespace and repository, as the binding stage does first anyway.
+
+Assumptions: the console's managed group admits GitLab on the spec's ``gitlab.port`` and an
+allowed target without a port on all TCP ports (the dialog's fields are IP addresses only; the
+sandbox emulates it so). The GitLab token is typed by the operator into the console; it is
+never shown, logged or stored here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from alibabacloud_cr20181201 import models as cr_models
+from alibabacloud_ecs20140526 import models as ecs_models
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from acrvpc import cloud, netcheck
+from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.outcomes import EniOutcome, LinkOutcome, StageOutcome
+from acrvpc.spec import Spec
+from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, SOURCE_NOT_BOUND, ensure_namespace, \
+    ensure_repository
+from tasks.link import ALL_IPV4, canonical_cidr, ecs_call
+
+LINK_MISSING = "CONSOLE_LINK_MISSING"
+LINK_MISMATCH = "CONSOLE_LINK_MISMATCH"
+ACCOUNT_NOT_BOUND_CODE = "CONSOLE_ACCOUNT_NOT_BOUND"
+VERIFY_FIRST_POLL_S = 1.0
+VERIFY_MAX_POLL_S = 5.0
+_REPO_ABSENT = {"REPO_NOT_EXIST", "NAMESPACE_NOT_EXIST"}
+
+
+class AccountOutcome(StageOutcome):
+    """Whether the instance has the spec's GitLab bound (the console's "bind account")."""
+
+    stage: str = "account"
+    bound: bool | None  # None: no repository of the spec exists, so CR could not be asked
+    domain: str = ""  # CodeRepoDomain, when a bound repository showed it
+    evidence: str = ""
+
+
+# -- link ---------------------------------------------------------------------------------------
+def _host(cidr: str) -> str:
+    return cidr[:-3] if cidr.endswith("/32") else cidr
+
+
+def link_targets(spec: Spec) -> list[tuple[str, str, int, int]]:
+    """What the link's egress must admit: ``(label, cidr, first port, last port)``.
+
+    Args:
+        spec: the pipeline spec (gitlab.private_ip/port, link.allowed_ips).
+
+    Returns:
+        GitLab first, then each allowed target, labelled as people write them
+        (``GitLab IP 192.168.1.20:80``, ``allowed IP 192.168.1.30:8081``).
+    """
+    port = spec.gitlab.port
+    targets = [(f"GitLab IP {spec.gitlab.private_ip}:{port}", canonical_cidr(spec.gitlab.private_ip), port, port)]
+    for t in spec.link.allowed_ips:
+        lo, hi = netcheck.parse_port_range(t.port_range)
+        where = _host(t.cidr) if (lo, hi) == (1, 65535) else f"{_host(t.cidr)}:{lo}" if lo == hi else \
+            f"{_host(t.cidr)}:{lo}-{hi}"
+        targets.append((f"allowed IP {where}", canonical_cidr(t.cidr), lo, hi))
+    return targets
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    return (f"{rule.get('Policy') or 'Accept'} {(rule.get('IpProtocol') or 'ALL').upper()} "
+            f"{rule.get('PortRange') or '-1/-1'}, priority {rule.get('Priority') or 1}, "
+            f"rule {rule.get('SecurityGroupRuleId') or '(no id)'}")
+
+
+def _accept(rule: Mapping[str, Any]) -> bool:
+    return str(rule.get("Policy") or "Accept").lower() == "accept"
+
+
+def _covered(rule: Mapping[str, Any], targets: list[tuple[str, str, int, int]]) -> bool:
+    """Whether an egress Accept rule admits nothing beyond the targets (TCP, inside a target's block and ports)."""
+    if (rule.get("IpProtocol") or "").upper() != "TCP" or not rule.get("DestCidrIp"):
+        return False
+    try:
+        net = ipaddress.ip_network(canonical_cidr(str(rule["DestCidrIp"])))
+        lo, hi = netcheck.parse_port_range(rule.get("PortRange"))
+    except ValueError:
+        return False
+    return any(net.version == 4 and net.subnet_of(ipaddress.IPv4Network(cidr)) and t_lo <= lo and hi <= t_hi
+               for _, cidr, t_lo, t_hi in targets)
+
+
+def link_differences(spec: Spec, rules: list[Mapping[str, Any]], *, default_egress_accept: bool = True) -> list[str]:
+    """How security-group rules differ from the link the spec asks for (empty when they match).
+
+    Args:
+        spec: the pipeline spec.
+        rules: ``Permissions.Permission[]`` entries as ``to_map()`` gives them, of ALL the groups of the ENI.
+        default_egress_accept: whether traffic no rule decides goes out (basic groups: yes; enterprise: no).
+
+    Returns:
+        One line per difference, e.g. ``egress open to 0.0.0.0/0 (Accept ALL -1/-1, ...)`` or
+        ``allowed IP 192.168.1.30:8081 missing: ...``.
+    """
+    diffs = [f"inbound rule accepts {(r.get('IpProtocol') or 'ALL').upper()} {r.get('PortRange') or '-1/-1'} from "
+             f"{r.get('SourceCidrIp') or r.get('SourceGroupId') or '?'} ({_rule_text(r)}); the link admits no inbound "
+             f"traffic" for r in rules if str(r.get("Direction") or "").lower() == "ingress" and _accept(r)]
+    egress = [r for r in rules if str(r.get("Direction") or "").lower() == "egress"]
+    targets = link_targets(spec)
+    for label, cidr, lo, hi in targets:
+        for port in dict.fromkeys((lo, hi)):
+            verdict = netcheck.admits_egress(egress, cidr, "TCP", port)
+            if not verdict.allowed:
+                diffs.append(f"{label} missing: {verdict.reason}")
+                break
+    for r in egress:
+        if _accept(r) and not _covered(r, targets):
+            dest = r.get("DestCidrIp") or r.get("DestGroupId") or r.get("DestPrefixListId") or "?"
+            diffs.append(f"egress open to {canonical_cidr(str(dest))} ({_rule_text(r)})")
+    drop_all = any(not _accept(r) and (r.get("IpProtocol") or "").upper() == "ALL"
+                   and canonical_cidr(str(r.get("DestCidrIp") or "")) == ALL_IPV4 for r in egress)
+    if default_egress_accept and not drop_all:
+        diffs.append(f"egress open to {ALL_IPV4} by default: no Drop ALL {ALL_IPV4} egress rule after the Accept rules")
+    return diffs
+
+
+def _pages(fetch: Callable[[str | None], tuple[list[Any], str]]) -> list[Any]:
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        batch, token = fetch(token)
+        items += batch
+        if not token:
+            return items
+
+
+def service_groups(ecs: Any, spec: Spec) -> list[Any]:
+    """The service-managed security groups in the spec's VPC (``DescribeSecurityGroups`` items)."""
+    def fetch(token: str | None) -> tuple[list[Any], str]:
+        body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
+                        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
+                                                                 service_managed=True, max_results=100,
+                                                                 next_token=token), f"VPC {spec.network.vpc_id}")
+        return (body.security_groups.security_group if body.security_groups else []) or [], body.next_token or ""
+    return _pages(fetch)
+
+
+def service_network_interfaces(ecs: Any, spec: Spec) -> list[Any]:
+    """The service-managed ENIs in the spec's VPC (``DescribeNetworkInterfaces`` items)."""
+    def fetch(token: str | None) -> tuple[list[Any], str]:
+        body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces,
+                        ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
+                                                                    service_managed=True, max_results=100,
+                                                                    next_token=token), f"VPC {spec.network.vpc_id}")
+        sets = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
+        return sets or [], body.next_token or ""
+    return _pages(fetch)
+
+
+def group_rules(ecs: Any, spec: Spec, group_id: str) -> list[dict[str, Any]]:
+    """Every rule of one group as ``to_map()`` dicts (``DescribeSecurityGroupAttribute``, both directions)."""
+    body = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
+                    ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
+                                                                     direction="all"), f"security group {group_id}")
+    return [p.to_map() for p in (body.permissions.permission if body.permissions else []) or []]
+
+
+def _mismatch(spec: Spec, what: str, diffs: list[str]) -> PipelineError:
+    return PipelineError(
+        f"the console link for {spec.instance_id} in {spec.network.vpc_id} does not match the spec ({what}): "
+        + "; ".join(diffs), code=LINK_MISMATCH,
+        fix=(f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
+             f"GitLab > Manage Link and correct it to the values in the run's console-link-{spec.name} artifact, "
+             f"then rerun"))
+
+
+def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
+    """Check, through ECS only, the link the operator made with the console's "Manage Link".
+
+    Args:
+        ecs: an ECS 2014-05-26 client (from :mod:`acrvpc.cloud`).
+        spec: the pipeline spec (network.vpc_id/vswitch_id, gitlab.private_ip/port, link.allowed_ips).
+
+    Returns:
+        The service-managed group (``LinkOutcome``) and ENI (``EniOutcome``, ``InUse``); no changes.
+
+    Raises:
+        PipelineError: ``CONSOLE_LINK_MISSING`` (no service-managed group or ENI in the VPC) or
+            ``CONSOLE_LINK_MISMATCH`` naming every difference (rules, vSwitch, ENI status).
+    """
+    vpc, vsw = spec.network.vpc_id, spec.network.vswitch_id
+    groups = {g.security_group_id: g for g in service_groups(ecs, spec)}
+    enis = service_network_interfaces(ecs, spec)
+    if not groups and not enis:
+        raise PipelineError(
+            f"no service-managed security group or network interface in {vpc}: the console link for "
+            f"{spec.instance_id} has not been made", code=LINK_MISSING,
+            fix=f"do the console's Manage Link step shown in the run's console-link-{spec.name} artifact, then rerun")
+    rules: dict[str, list[dict[str, Any]]] = {}
+
+    def rules_of(gid: str) -> list[dict[str, Any]]:
+        if gid not in rules:
+            rules[gid] = group_rules(ecs, spec, gid)
+        return rules[gid]
+
+    def enterprise(gid: str) -> bool:
+        return gid in groups and (groups[gid].security_group_type or "").lower() == "enterprise"
+
+    problems: list[str] = []
+    for eni in [n for n in enis if n.v_switch_id == vsw]:
+        gids = list(eni.security_group_ids.security_group_id or []) if eni.security_group_ids else []
+        managed = [g for g in gids if g in groups]
+        diffs = [] if managed else [f"ENI {eni.network_interface_id} uses no service-managed security group "
+                                    f"({', '.join(gids) or 'none'})"]
+        diffs += link_differences(spec, [r for g in gids for r in rules_of(g)],
+                                  default_egress_accept=not all(enterprise(g) for g in gids))
+        if not diffs and eni.status == "InUse":
+            gid = managed[0]
+            return (LinkOutcome(security_group_id=gid, resources={"security_group": f"{gid} (service-managed)"},
+                                notes=[f"console link verified: {gid} admits only the spec's egress"]),
+                    EniOutcome(network_interface_id=eni.network_interface_id, status=eni.status,
+                               private_ip=eni.private_ip_address or "",
+                               resources={"eni": f"{eni.network_interface_id} (service-managed)"}))
+        if not diffs:
+            diffs = [f"ENI {eni.network_interface_id} is {eni.status}, not InUse"]
+        problems.append(f"ENI {eni.network_interface_id} with {', '.join(gids) or 'no group'}: " + "; ".join(diffs))
+    if problems:
+        raise _mismatch(spec, f"vSwitch {vsw}", problems)
+    elsewhere = [f"service-managed ENI {n.network_interface_id} is in vSwitch {n.v_switch_id}, not {vsw}"
+                 for n in enis]
+    diffs = elsewhere or [f"no service-managed network interface in vSwitch {vsw}"]
+    for gid in sorted(groups):
+        group_diffs = link_differences(spec, rules_of(gid), default_egress_accept=not enterprise(gid))
+        if group_diffs:
+            diffs.append(f"group {gid}: " + "; ".join(group_diffs))
+    raise _mismatch(spec, f"vSwitch {vsw}", diffs)
+
+
+def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
+                          sleep: Callable[[float], None] = time.sleep) -> tuple[LinkOutcome, EniOutcome]:
+    """:func:`verify_console_link`, retried for a while: the console may still be finishing (ENI attaching).
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+        timeout_s: how long to keep retrying a missing or mismatching link (0: check once).
+        sleep: the sleep function between checks (1 s, doubling to 5 s).
+
+    Returns:
+        As :func:`verify_console_link`.
+
+    Raises:
+        PipelineError: the last ``CONSOLE_LINK_MISSING`` / ``CONSOLE_LINK_MISMATCH`` once time is up.
+    """
+    return _retrying(lambda: verify_console_link(ecs, spec), {LINK_MISSING, LINK_MISMATCH}, timeout_s, sleep)
+
+
+def _retrying(check: Callable[[], Any], codes: set[str], timeout_s: float, sleep: Callable[[float], None]) -> Any:
+    delay, slept, start = VERIFY_FIRST_POLL_S, 0.0, time.monotonic()
+    while True:
+        try:
+            return check()
+        except PipelineError as exc:
+            elapsed = max(slept, time.monotonic() - start)
+            if exc.code not in codes or elapsed >= timeout_s:
+                raise
+        step = min(delay, timeout_s - elapsed)
+        sleep(step)
+        slept += step
+        delay = min(delay * 2, VERIFY_MAX_POLL_S)
+
+
+# -- account ------------------------------------------------------------------------------------
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+
+
+def _source(cr: Any, spec: Spec, repo_id: str) -> Any | None:
+    try:
+        body = check_cr(cr.get_repo_source_code_repo(cr_models.GetRepoSourceCodeRepoRequest(
+            instance_id=spec.instance_id, repo_id=repo_id)), "GetRepoSourceCodeRepo")
+    except CrBusinessError as exc:
+        if exc.code in SOURCE_NOT_BOUND:
+            return None
+        raise
+    return body if body.code_repo_name else None
+
+
+def _domain_answer(spec: Spec, full_name: str, domain: str, changes: list[str]) -> AccountOutcome:
+    if not domain:  # bound, but CR names no endpoint: the binding stage accepts that too
+        return AccountOutcome(bound=True, changes=changes, evidence=f"{full_name} is bound (no CodeRepoDomain shown)")
+    same = _same_endpoint(domain, spec.gitlab.endpoint)
+    evidence = (f"{full_name} builds from the GitLab at {domain}" + ("" if same else
+                f", not the spec's gitlab.endpoint {spec.gitlab.endpoint}"))
+    return AccountOutcome(bound=same, domain=domain, evidence=evidence, changes=changes,
+                          resources={"account": f"{spec.gitlab.username} @ {domain}"} if same else {})
+
+
+def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> AccountOutcome:
+    """Find out whether the instance has the spec's GitLab bound, writing nothing when it has not.
+
+    Args:
+        cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud`).
+        spec: the pipeline spec (instance_id, gitlab.endpoint, repositories).
+        create_repository: when no repository of the spec exists, create the first one's namespace and
+            repository (as the binding stage does first) so CR can be asked.
+
+    Returns:
+        ``bound`` True (the endpoint is bound), False (no GitLab account, or one for another endpoint:
+        ``evidence`` says which), or None (no repository exists and ``create_repository`` is False).
+        ``changes`` lists any write: the namespace/repository created on request and, only when the
+        account is bound, the first unbound repository's source binding (the binding stage's own).
+
+    Raises:
+        CrBusinessError: a CR failure other than the answers above (e.g. ``INSTANCE_NOT_EXIST``).
+    """
+    changes: list[str] = []
+    unbound: list[tuple[Any, str]] = []
+    for repo in spec.repositories:
+        try:
+            repo_id = check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
+                instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name)),
+                "GetRepository").repo_id
+        except CrBusinessError as exc:
+            if exc.code in _REPO_ABSENT:
+                continue
+            raise
+        source = _source(cr, spec, repo_id)
+        if source is not None:
+            return _domain_answer(spec, repo.full_name, source.code_repo_domain or "", changes)
+        unbound.append((repo, repo_id))
+    if not unbound:
+        if not create_repository:
+            return AccountOutcome(bound=None, evidence=f"no repository of the spec exists yet in {spec.instance_id}")
+        repo = spec.repositories[0]
+        ensure_namespace(cr, spec, repo, changes)
+        unbound.append((repo, ensure_repository(cr, spec, repo, changes)))
+    repo, repo_id = unbound[0]
+    try:
+        check_cr(cr.create_repo_source_code_repo(cr_models.CreateRepoSourceCodeRepoRequest(
+            instance_id=spec.instance_id, repo_id=repo_id, code_repo_type=CODE_REPO_TYPE,
+            code_repo_namespace_name=repo.code_repo_namespace, code_repo_name=repo.code_repo_name,
+            auto_build=repo.auto_build, oversea_build=False, disable_cache_build=repo.disable_cache_build)),
+            "CreateRepoSourceCodeRepo")
+    except CrBusinessError as exc:
+        if exc.code in ACCOUNT_NOT_BOUND:
+            return AccountOutcome(bound=False, changes=changes,
+                                  evidence=f"CreateRepoSourceCodeRepo for {repo.full_name} answered {exc.code}: no "
+                                           f"GitLab account is bound to {spec.instance_id}")
+        if exc.code in CODE_REPO_MISSING:  # the account answered: the project is the binding stage's to report
+            return AccountOutcome(bound=True, changes=changes, evidence=f"a GitLab account is bound to "
+                                  f"{spec.instance_id} (it does not see {repo.gitlab_project})")
+        raise
+    changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
+    source = _source(cr, spec, repo_id)
+    return _domain_answer(spec, repo.full_name, source.code_repo_domain if source else "", changes)
+
+
+def account_bound(cr: Any, spec: Spec) -> bool:
+    """Whether the instance has the spec's GitLab endpoint bound (see :func:`check_account`).
+
+    Args:
+        cr: a Container Registry 2018-12-01 client.
+        spec: the pipeline spec.
+
+    Returns:
+        True when the spec's endpoint is bound. Reads only when a repository of the spec is bound; no
+        source binding is ever written when the answer is False.
+    """
+    return check_account(cr, spec, create_repository=True).bound is True
+
+
+def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
+                   sleep: Callable[[float], None] = time.sleep) -> AccountOutcome:
+    """Check the operator's "Bind Account", retrying for a while.
+
+    Args:
+        cr: a Container Registry 2018-12-01 client.
+        spec: the pipeline spec.
+        timeout_s: how long to keep retrying while the account is not (yet) bound.
+        sleep: the sleep function between checks.
+
+    Returns:
+        The :class:`AccountOutcome` (bound).
+
+    Raises:
+        PipelineError: ``CONSOLE_ACCOUNT_NOT_BOUND`` with the evidence and the fix.
+    """
+    def once() -> AccountOutcome:
+        found = check_account(cr, spec, create_repository=True)
+        if found.bound:
+            return found
+        raise PipelineError(
+            f"the GitLab account is not bound to {spec.instance_id} as the spec asks: {found.evidence}",
+            code=ACCOUNT_NOT_BOUND_CODE,
+            fix=(f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
+                 f"GitLab > Bind Account and bind endpoint {spec.gitlab.endpoint} with user {spec.gitlab.username}, "
+                 f"then rerun"))
+    return _retrying(once, {ACCOUNT_NOT_BOUND_CODE}, timeout_s, sleep)
+
+
+# -- instructions ---------------------------------------------------------------------------------
+def _console_path(spec: Spec, action: str) -> list[str]:
+    return [f"1. Log on to the Container Registry console and select the region **{spec.region}** in the top "
+            f"navigation bar.",
+            f"2. In the left-side navigation pane click **Instances**, then the card of instance "
+            f"**{spec.instance_id}**.",
+            "3. In the left-side navigation pane of the instance choose **Repository > Code Source**.",
+            f"4. Find **GitLab** and click **{action}** in the Actions column."]
+
+
+def _resume_hint(run_id: str) -> str:
+    cli = f"`acrvpc resume {run_id}`" if run_id else "`acrvpc resume <flow run id>`"
+    return (f"Then resume this flow run: **Resume** on the run's page in the Prefect UI (tick *done*), or {cli}. "
+            f"The pipeline then verifies your work through the API.")
+
+
+def link_instructions(spec: Spec, problem: str = "", run_id: str = "") -> str:
+    """The operator's runbook for the console's "Manage Link", as Markdown.
+
+    Args:
+        spec: the pipeline spec.
+        problem: what the pipeline found wrong (shown first), if anything.
+        run_id: the paused flow run, for the resume command.
+
+    Returns:
+        The exact console path and values (GitLab private IP, other allowed IPs, VPC, vSwitch) and
+        what the pipeline will check afterwards.
+    """
+    others = ", ".join(f"`{label.removeprefix('allowed IP ')}`" for label, *_ in link_targets(spec)[1:]) or "(none)"
+    lines = [f"## Console step: manage the VPC build link ({spec.name})", "",
+             "Container Registry has no API for this step: do it in the console, then resume the run.", ""]
+    if problem:
+        lines += [f"**What the pipeline found:** {problem}", ""]
+    lines += _console_path(spec, "Manage Link")
+    lines += ["5. In the **Manage Link** dialog enter these values, then click **Create**:", "",
+              "| field | value |", "|---|---|",
+              f"| GitLab Server Private IP Address | `{spec.gitlab.private_ip}` (GitLab listens on port "
+              f"{spec.gitlab.port}) |",
+              f"| Allow Other IP Addresses | {others} |",
+              f"| Existing VPC | `{spec.network.vpc_id}` |",
+              f"| vSwitch | `{spec.network.vswitch_id}` |", "",
+              _resume_hint(run_id), "",
+              "The check (ECS, read only): a service-managed security group in the VPC with no inbound rule and egress "
+              f"only to {', '.join(label for label, *_ in link_targets(spec))}, everything else dropped; and a "
+              f"service-managed network interface in `{spec.network.vswitch_id}` with that group, `InUse`."]
+    return "\n".join(lines) + "\n"
+
+
+def account_instructions(spec: Spec, problem: str = "", run_id: str = "") -> str:
+    """The operator's runbook for the console's "Bind Account", as Markdown. It never contains the token.
+
+    Args:
+        spec: the pipeline spec.
+        problem: what the pipeline found (shown first), if anything.
+        run_id: the paused flow run, for the resume command.
+
+    Returns:
+        The exact console path and values (endpoint, user name; where the operator finds the token).
+    """
+    lines = [f"## Console step: bind the GitLab account ({spec.name})", "",
+             "Container Registry has no API for this step: do it in the console, then resume the run.", ""]
+    if problem:
+        lines += [f"**What the pipeline found:** {problem}", ""]
+    lines += _console_path(spec, "Bind Account")
+    lines += ["5. In the **Private GitLab** dialog enter these values, then click **Confirm**:", "",
+              "| field | value |", "|---|---|",
+              "| Network Type | VPC |",
+              f"| Link Information | the link made with Manage Link (VPC `{spec.network.vpc_id}`, vSwitch "
+              f"`{spec.network.vswitch_id}`) |",
+              f"| Endpoint | `{spec.gitlab.endpoint}` |",
+              f"| User Name | `{spec.gitlab.username}` |",
+              f"| Private Token | the personal access token of `{spec.gitlab.username}` (scopes: "
+              f"{', '.join(spec.gitlab.required_scopes)}), the one kept in the Prefect Secret block "
+              f"`{spec.gitlab.token_block}`. Type it into the console only, never into Prefect or the resume form. |",
+              "", "The GitLab row's **Status** column shows *Bound* when it worked.", "",
+              _resume_hint(run_id), "",
+              f"The check (Container Registry API): a repository of the spec bound to GitLab reports "
+              f"`CodeRepoDomain` `{spec.gitlab.endpoint}`."]
+    return "\n".join(lines) + "\n"
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+@task(name="verify-console-link", cache_policy=NO_CACHE, **RETRY)
+def verify_console_link_task(spec: Spec, wait_s: float = 0.0) -> tuple[LinkOutcome, EniOutcome]:
+    """Verify the console-made link through ECS (console mode).
+
+    Args:
+        spec: the pipeline spec.
+        wait_s: how long to keep retrying a link that is missing or not right yet.
+
+    Returns:
+        The service-managed group and ENI.
+
+    Raises:
+        PipelineError: ``CONSOLE_LINK_MISSING`` or ``CONSOLE_LINK_MISMATCH`` naming each difference.
+    """
+    return wait_for_console_link(cloud.cloud_clients(spec).ecs, spec, timeout_s=wait_s)
+
+
+@task(name="check-console-account", cache_policy=NO_CACHE, **RETRY)
+def check_account_task(spec: Spec) -> AccountOutcome:
+    """Whether the spec's GitLab is bound to the instance (console mode; see :func:`check_account`).
+
+    Args:
+        spec: the pipeline spec.
+
+    Returns:
+        The :class:`AccountOutcome`; the first repository is created when none exists yet.
+
+    Raises:
+        CrBusinessError: an unexpected CR failure.
+    """
+    return check_account(cloud.cloud_clients(spec).cr, spec, create_repository=True)
+
+
+@task(name="verify-console-account", cache_policy=NO_CACHE, **RETRY)
+def verify_account_task(spec: Spec, wait_s: float = 0.0) -> AccountOutcome:
+    """Verify the operator's "Bind Account" through the CR API (console mode).
+
+    Args:
+        spec: the pipeline spec.
+        wait_s: how long to keep retrying while the account is not bound yet.
+
+    Returns:
+        The :class:`AccountOutcome` (bound).
+
+    Raises:
+        PipelineError: ``CONSOLE_ACCOUNT_NOT_BOUND``.
+    """
+    return verify_account(cloud.cloud_clients(spec).cr, spec, timeout_s=wait_s)
