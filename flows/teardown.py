@@ -1,0 +1,44 @@
+"""The teardown flow: delete the build link's ECS resources tagged for a spec.
+
+ENIs first (their InstanceAttach permissions revoked, Detaching waited out), then security
+groups. Nothing untagged is touched, and the registry side (namespaces, repositories, build
+rules, code-source bindings, images) is kept. A rerun after a finished teardown makes no write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from acrvpc.spec import load_spec
+from tasks import teardown as teardown_stage
+
+
+@flow(name="teardown")
+def teardown(spec_path: str) -> dict[str, Any]:
+    """Delete everything tagged for a spec's link, in dependency order.
+
+    Args:
+        spec_path: path of the YAML spec (relative to the worker's working directory).
+
+    Returns:
+        The teardown :class:`~acrvpc.outcomes.StageOutcome` as a dict: ``resources`` (what was
+        found and deleted), ``changes`` (one line per write), ``notes``.
+
+    Raises:
+        SpecError: the spec is invalid (nothing is called).
+        PipelineError: ``ENI_DELETE_TIMEOUT``, ``DependencyViolation`` or a fatal ECS error, with its fix.
+    """
+    logger = get_run_logger()
+    spec = load_spec(spec_path)
+    key, value = spec.tag
+    logger.info("teardown of link %s: resources tagged %s=%s in %s", spec.name, key, value, spec.network.vpc_id)
+    outcome = teardown_stage.teardown(spec)
+    lines = [f"- `{change}`" for change in outcome.changes] or ["- nothing to delete"]
+    create_markdown_artifact(
+        markdown="\n".join([f"## Teardown of link `{spec.name}`", "", *lines, "", *outcome.notes]),
+        key=f"teardown-{spec.name}", description=f"What teardown deleted for link {spec.name}")
+    logger.info("teardown of link %s: %d write(s)", spec.name, len(outcome.changes))
+    return outcome.model_dump()
