@@ -56,22 +56,42 @@ def demo(
     spec: Path = typer.Option(DEFAULT_SPEC, help="Spec to run; the default matches the sandbox's default world."),
     time_scale: float = typer.Option(10.0, help="Sandbox seconds per real second (builds take ~18 sandbox s)."),
     rerun: bool = typer.Option(False, "--rerun", help="Run the flow a second time to show it writes nothing new."),
+    link_mode: Optional[str] = typer.Option(None, "--link-mode", help="api | console (default: the spec's). console: "
+                                            "the run pauses for the registry console's steps, and a stand-in "
+                                            "operator does them on the sandbox and resumes it."),
 ) -> None:
     """Run the whole pipeline against an in-process sandbox (no cloud, no server to start)."""
+    from contextlib import ExitStack
+
     from .sandbox import SandboxServer
 
-    _load_spec_or_exit(spec)
-    with SandboxServer() as sandbox:
+    loaded = _load_spec_or_exit(spec)
+    if link_mode not in (None, "api", "console"):
+        err.print(f"[red]--link-mode {link_mode}: choose api or console[/]", highlight=False)
+        raise typer.Exit(2)
+    with SandboxServer() as sandbox, ExitStack() as stack:
         sandbox.world.clock.set_scale(time_scale)
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         console.print(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4)")
+        operator, shown = None, 0
+        if link_mode is not None and link_mode != loaded.link.mode.value:
+            spec = _spec_copy(spec, link_mode, stack)
+            loaded = _load_spec_or_exit(spec)
+        if loaded.link.mode.value == "console":
+            operator = _console_operator(sandbox, loaded, spec, stack)
         runs = 2 if rerun else 1
         for attempt in range(1, runs + 1):
             since = len(sandbox.world.calls.list())
             ok, summary, message, run_id = _run_flow(spec, start_builds=True)
             calls = sandbox.world.calls.list(since)
             writes = [c["action"] for c in calls if c["writes"]]
+            if operator is not None:
+                for line in operator.actions[shown:]:
+                    console.print(f"[bold]console operator[/] (stand-in): {line}")
+                shown = len(operator.actions)
             if not ok:
+                if operator is not None and operator.errors:
+                    err.print(f"console operator: {operator.errors[-1]}", highlight=False)
                 err.print(f"[red]run {attempt} failed:[/] {message}", highlight=False)
                 _where(run_id)
                 raise typer.Exit(1)
@@ -82,6 +102,37 @@ def demo(
             console.print(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
                           f"({', '.join(sorted(set(writes))) or 'none'})")
         _where(run_id)
+
+
+def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
+    """A temporary copy of the spec with ``link.mode`` set (console: a pause timeout of at most 5 minutes)."""
+    import tempfile
+
+    import yaml
+
+    data = yaml.safe_load(spec.read_text())
+    link = data.setdefault("link", {}) or {}
+    data["link"] = link
+    link["mode"] = link_mode
+    if link_mode == "console":
+        link["pause_timeout_minutes"] = min(float(link.get("pause_timeout_minutes", 5)), 5.0)
+    handle, name = tempfile.mkstemp(prefix=f"{spec.stem}-{link_mode}-", suffix=".yaml")
+    with os.fdopen(handle, "w") as out:
+        yaml.safe_dump(data, out, sort_keys=False)
+    stack.callback(os.unlink, name)
+    return Path(name)
+
+
+def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any) -> Any:
+    """Unbind the sandbox's GitLab account (so both console steps show) and start the stand-in operator."""
+    from .console_operator import ConsoleOperator
+
+    with sandbox.world.lock:
+        sandbox.world.cr.unbind_code_source(spec.instance_id, "GITLAB")
+    console.print("console mode: the run pauses for the registry console's Manage Link and Bind Account; a stand-in "
+                  "operator does them on the sandbox and resumes the run (with a real account: the Prefect UI's "
+                  "Resume, or acrvpc resume RUN_ID)")
+    return stack.enter_context(ConsoleOperator(sandbox.url, spec, str(spec_path), poll_seconds=0.5))
 
 
 def _where(run_id: str) -> None:

@@ -10,6 +10,10 @@ branch and the GitLab/binding branch are independent and run concurrently; build
 both are done, and run concurrently with each other. A failed build does not hide the others:
 the run fails at the end, naming every failed build.
 
+In console mode (``link.mode: console``) the link and ENI come from the registry console's
+"Manage Link", and the GitLab account from its "Bind Account": the run pauses for an operator
+when either is missing, then verifies it through the API (:mod:`flows.console_steps`).
+
 Results are persisted (``persist_result=True``) with Prefect's default cache policy, which is
 scoped to the flow run: when a failed run is retried from the Prefect UI, the stages that
 completed come back Cached and the run resumes at the failure (a failed build runs again, a
@@ -28,7 +32,8 @@ from prefect.runtime import flow_run
 
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
-from acrvpc.spec import Spec, load_spec
+from acrvpc.spec import LinkMode, Spec, load_spec
+from flows.console_steps import console_branches
 from tasks.binding import binding
 from tasks.build import BuildFailed, build
 from tasks.eni import eni
@@ -62,6 +67,36 @@ def _build_outcomes(futures: list[PrefectFuture]) -> list[BuildOutcome]:
     return outcomes
 
 
+def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Api mode: link -> eni and gitlab -> bindings; the stage rows and the binding outcomes."""
+    # Two independent branches: link -> eni, and gitlab -> bindings. Each dependent stage is
+    # submitted the moment its dependency finishes.
+    t_branch = time.monotonic()
+    link_future = link.submit(spec)
+    gitlab_future = gitlab_token.submit(spec)
+    finished: dict[int, float] = {}
+    eni_future: PrefectFuture | None = None
+    binding_futures: list[PrefectFuture] = []
+    for fut in as_completed([link_future, gitlab_future]):
+        finished[id(fut)] = time.monotonic()
+        if fut is link_future:
+            eni_future = eni.submit(spec, fut.result().security_group_id)
+        else:
+            fut.result()
+            binding_futures = [binding.submit(spec, repo) for repo in spec.repositories]
+    assert eni_future is not None
+    for fut in as_completed([eni_future, *binding_futures]):
+        finished[id(fut)] = time.monotonic()
+    link_done, gitlab_done = finished[id(link_future)], finished[id(gitlab_future)]
+    bindings = [f.result() for f in binding_futures]
+    return [
+        _row("link", [link_future.result()], link_done - t_branch),
+        _row("eni", [eni_future.result()], finished[id(eni_future)] - link_done),
+        _row("gitlab", [gitlab_future.result()], gitlab_done - t_branch),
+        _row("binding", bindings, max(finished[id(f)] for f in binding_futures) - gitlab_done),
+    ], bindings
+
+
 @flow(name="vpc-build", log_prints=False, persist_result=True)
 def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.
@@ -90,32 +125,12 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     pre = preflight(spec)
     stages.append(_row("preflight", [pre], time.monotonic() - t0))
 
-    # Two independent branches: link -> eni, and gitlab -> bindings. Each dependent stage is
-    # submitted the moment its dependency finishes.
-    t_branch = time.monotonic()
-    link_future = link.submit(spec)
-    gitlab_future = gitlab_token.submit(spec)
-    finished: dict[int, float] = {}
-    eni_future: PrefectFuture | None = None
-    binding_futures: list[PrefectFuture] = []
-    for fut in as_completed([link_future, gitlab_future]):
-        finished[id(fut)] = time.monotonic()
-        if fut is link_future:
-            eni_future = eni.submit(spec, fut.result().security_group_id)
-        else:
-            fut.result()
-            binding_futures = [binding.submit(spec, repo) for repo in spec.repositories]
-    assert eni_future is not None
-    for fut in as_completed([eni_future, *binding_futures]):
-        finished[id(fut)] = time.monotonic()
-    link_done, gitlab_done = finished[id(link_future)], finished[id(gitlab_future)]
-    bindings = [f.result() for f in binding_futures]
-    stages += [
-        _row("link", [link_future.result()], link_done - t_branch),
-        _row("eni", [eni_future.result()], finished[id(eni_future)] - link_done),
-        _row("gitlab", [gitlab_future.result()], gitlab_done - t_branch),
-        _row("binding", bindings, max(finished[id(f)] for f in binding_futures) - gitlab_done),
-    ]
+    if spec.link.mode == LinkMode.CONSOLE:  # guided pauses: see flows/console_steps.py
+        rows, bindings = console_branches(spec)
+        stages += [_row(stage, outcomes, seconds) for stage, outcomes, seconds in rows]
+    else:
+        stages_api, bindings = _api_branches(spec)
+        stages += stages_api
 
     builds: list[BuildOutcome] = []
     if start_builds:

@@ -40,6 +40,7 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from acrvpc import cloud, netcheck
 from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
@@ -56,8 +57,9 @@ ACCOUNT_NOT_BOUND_CODE = "CONSOLE_ACCOUNT_NOT_BOUND"
 VERIFY_FIRST_POLL_S = 1.0
 VERIFY_MAX_POLL_S = 5.0
 _REPO_ABSENT = {"REPO_NOT_EXIST", "NAMESPACE_NOT_EXIST"}
-__all__ = ["AccountOutcome", "account_bound", "account_instructions", "check_account", "link_differences",
-           "link_instructions", "link_targets", "verify_account", "verify_console_link", "wait_for_console_link"]
+__all__ = ["AccountOutcome", "ConsoleLinkCheck", "account_bound", "account_instructions", "check_account",
+           "check_console_link", "link_differences", "link_instructions", "link_targets", "verify_account",
+           "verify_console_link", "wait_for_console_link"]
 
 
 class AccountOutcome(StageOutcome):
@@ -239,6 +241,41 @@ def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
     raise _mismatch(spec, f"vSwitch {vsw}", diffs)
 
 
+class ConsoleLinkCheck(BaseModel):
+    """The link check before any pause: the verified link, or what is missing or wrong."""
+
+    link: LinkOutcome | None = None
+    eni: EniOutcome | None = None
+    code: str = ""  # CONSOLE_LINK_MISSING | CONSOLE_LINK_MISMATCH when not ok
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.link is not None
+
+
+def check_console_link(ecs: Any, spec: Spec) -> ConsoleLinkCheck:
+    """:func:`verify_console_link`, answering instead of raising when the link is missing or wrong.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+
+    Returns:
+        The verified link and ENI, or the code and the problem (without the fix: the runbook is the fix).
+
+    Raises:
+        PipelineError: an ECS error (not a missing or mismatching link).
+    """
+    try:
+        link, eni = verify_console_link(ecs, spec)
+    except PipelineError as exc:
+        if exc.code not in (LINK_MISSING, LINK_MISMATCH):
+            raise
+        return ConsoleLinkCheck(code=exc.code, problem=str(exc).split(" Fix: ")[0])
+    return ConsoleLinkCheck(link=link, eni=eni)
+
+
 def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
                           sleep: Callable[[float], None] = time.sleep) -> tuple[LinkOutcome, EniOutcome]:
     """:func:`verify_console_link`, retried for a while: the console may still be finishing (ENI attaching).
@@ -403,6 +440,22 @@ def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
 
 
 # -- tasks ----------------------------------------------------------------------------------------
+@task(name="check-console-link", cache_policy=NO_CACHE, **RETRY)
+def check_console_link_task(spec: Spec) -> ConsoleLinkCheck:
+    """Whether the console link is already right (console mode, before any pause).
+
+    Args:
+        spec: the pipeline spec.
+
+    Returns:
+        The :class:`ConsoleLinkCheck`.
+
+    Raises:
+        PipelineError: a fatal ECS error.
+    """
+    return check_console_link(cloud.cloud_clients(spec).ecs, spec)
+
+
 @task(name="verify-console-link", cache_policy=NO_CACHE, **RETRY)
 def verify_console_link_task(spec: Spec, wait_s: float = 0.0) -> tuple[LinkOutcome, EniOutcome]:
     """Verify the console-made link through ECS (console mode).

@@ -22,6 +22,7 @@ from tasks.console import (
     account_bound,
     account_instructions,
     check_account,
+    check_console_link,
     link_instructions,
     verify_account,
     verify_console_link,
@@ -170,6 +171,12 @@ class TestVerifyConsoleLink:
         _, eni = wait_for_console_link(clients.ecs, console_spec, timeout_s=10,
                                        sleep=lambda s: sandbox.world.clock.advance(s))
         assert eni.status == "InUse"
+
+    def test_check_answers_the_problem_instead_of_raising(self, sandbox, clients, console_spec):
+        found = check_console_link(clients.ecs, console_spec)
+        assert not found.ok and found.code == LINK_MISSING and "Fix:" not in found.problem
+        linked(sandbox)
+        assert check_console_link(clients.ecs, console_spec).ok
 
     def test_waiting_gives_up_with_the_last_difference(self, sandbox, clients, console_spec):
         linked(sandbox, egress_open=True)
