@@ -1,0 +1,259 @@
+"""The GitLab webhook receiver over ASGI (starlette's TestClient), no Prefect server.
+
+Starting a run is the receiver's constructor argument: these tests pass a recording function; the
+e2e test (tests/e2e/test_webhook.py) goes through the real Prefect server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hmac
+import json
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the httpx-based client works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from deployments.webhook import MAX_BODY, create_app
+from tests.webhook_payloads import PUSH, tag_push
+
+SECRET = "s3cret-token-for-tests"
+UUID = "7b9d7bb8-6f4e-4c8e-9d3a-2a8e3cbd2f10"
+
+def push(**changes) -> dict:
+    body = copy.deepcopy(PUSH)
+    project = changes.pop("project", None)
+    body.update(changes)
+    if project:
+        body["project"]["path_with_namespace"] = project
+    return body
+
+
+def headers(event: str = "Push Hook", token: str | None = SECRET, **extra: str) -> dict[str, str]:
+    out = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": UUID, "Content-Type": "application/json"}
+    if token is not None:
+        out["X-Gitlab-Token"] = token
+    out.update(extra)
+    return out
+
+
+class Recorder:
+    """The receiver's start_run: records each call and answers a run id."""
+
+    def __init__(self, fail: BaseException | None = None, delay: float = 0.0) -> None:
+        self.calls: list[tuple[dict, str]] = []
+        self.fail, self.delay = fail, delay
+
+    async def __call__(self, parameters: dict, idempotency_key: str) -> str:
+        self.calls.append((parameters, idempotency_key))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return f"run-{len(self.calls)}"
+
+
+@pytest.fixture
+def started() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def client(spec, started) -> TestClient:
+    return TestClient(create_app(spec, SECRET, started))
+
+
+def post(client: TestClient, body, hdrs: dict[str, str] | None = None):
+    return client.post("/hooks/gitlab", content=json.dumps(body), headers=hdrs if hdrs is not None else headers())
+
+
+class TestToken:
+    def test_missing_token_is_refused_and_starts_nothing(self, client, started):
+        answer = post(client, PUSH, headers(token=None))
+        assert answer.status_code == 401 and started.calls == []
+
+    def test_wrong_token_is_refused_and_starts_nothing(self, client, started):
+        answer = post(client, PUSH, headers(token=SECRET + "x"))
+        assert answer.status_code == 401 and started.calls == []
+        assert SECRET not in answer.text
+
+    def test_token_is_checked_before_the_body_is_looked_at(self, client, started):
+        answer = client.post("/hooks/gitlab", content=b"x" * (MAX_BODY + 10),
+                             headers={"Content-Type": "text/plain", "X-Gitlab-Event": "Push Hook"})
+        assert answer.status_code == 401
+
+    def test_comparison_is_constant_time(self, client, started, monkeypatch):
+        # Given a spy on hmac.compare_digest (the standard library's constant-time comparison)
+        seen: list[tuple[bytes, bytes]] = []
+        real = hmac.compare_digest
+
+        def spy(a, b):
+            seen.append((a, b))
+            return real(a, b)
+
+        monkeypatch.setattr(hmac, "compare_digest", spy)
+        # When a delivery arrives with a wrong token
+        answer = post(client, PUSH, headers(token="guess"))
+        # Then the token was compared with it, against the secret
+        assert answer.status_code == 401
+        assert seen == [(b"guess", SECRET.encode())]
+
+    def test_an_empty_secret_is_refused_at_construction(self, spec, started):
+        with pytest.raises(ValueError):
+            create_app(spec, "", started)
+
+
+class TestContentType:
+    def test_other_content_type_gets_415(self, client, started):
+        answer = post(client, PUSH, headers(**{"Content-Type": "application/x-www-form-urlencoded"}))
+        assert answer.status_code == 415 and started.calls == []
+
+    def test_json_with_charset_is_accepted(self, client, started):
+        answer = post(client, PUSH, headers(**{"Content-Type": "application/json; charset=utf-8"}))
+        assert answer.status_code == 202 and len(started.calls) == 1
+
+
+class TestBodyCap:
+    def test_declared_oversized_body_gets_413(self, client, started):
+        body = json.dumps({**PUSH, "pad": "x" * MAX_BODY})
+        answer = client.post("/hooks/gitlab", content=body, headers=headers())
+        assert answer.status_code == 413 and started.calls == []
+
+    def test_streamed_oversized_body_without_length_gets_413(self, client, started):
+        def chunks():
+            yield b'{"pad": "'
+            for _ in range(20):
+                yield b"x" * 65536
+            yield b'"}'
+
+        answer = client.post("/hooks/gitlab", content=chunks(), headers=headers())
+        assert answer.status_code == 413 and started.calls == []
+
+    def test_a_body_just_under_the_cap_is_read(self, spec, started):
+        small = TestClient(create_app(spec, SECRET, started, max_body=len(json.dumps(PUSH))))
+        assert post(small, PUSH).status_code == 202
+        assert post(small, {**PUSH, "pad": "x"}).status_code == 413
+
+
+class TestMalformed:
+    def test_invalid_json_gets_400(self, client, started):
+        answer = client.post("/hooks/gitlab", content=b'{"object_kind": "push",', headers=headers())
+        assert answer.status_code == 400 and started.calls == []
+        assert answer.json() == {"error": "the body is not valid JSON"}
+
+    def test_a_json_array_gets_400(self, client, started):
+        assert post(client, [PUSH]).status_code == 400 and started.calls == []
+
+    def test_no_event_header_gets_400(self, client, started):
+        hdrs = headers()
+        del hdrs["X-Gitlab-Event"]
+        assert post(client, PUSH, hdrs).status_code == 400 and started.calls == []
+
+    def test_a_push_without_its_project_gets_400_naming_the_field(self, client, started):
+        body = copy.deepcopy(PUSH)
+        del body["project"]["path_with_namespace"]
+        answer = post(client, body)
+        assert answer.status_code == 400 and started.calls == []
+        assert "project.path_with_namespace" in answer.json()["error"]
+
+    def test_header_and_object_kind_must_agree(self, client, started):
+        answer = post(client, PUSH, headers(event="Tag Push Hook"))
+        assert answer.status_code == 400 and started.calls == []
+
+    def test_error_answers_carry_no_internals(self, client):
+        answer = client.post("/hooks/gitlab", content=b"\xff\xfe", headers=headers())
+        assert answer.status_code == 400
+        assert "Traceback" not in answer.text and "File " not in answer.text
+
+
+class TestIgnored:
+    @pytest.mark.parametrize("event", ["Issue Hook", "Merge Request Hook", "Pipeline Hook", "System Hook"])
+    def test_other_event_kinds_are_ignored(self, client, started, event):
+        answer = post(client, {"object_kind": "issue"}, headers(event=event))
+        assert answer.status_code == 202 and answer.json()["status"] == "ignored"
+        assert started.calls == []
+
+    def test_branch_deletion_is_ignored(self, client, started):
+        answer = post(client, push(after="0" * 40, checkout_sha=None))
+        assert answer.status_code == 202 and "deleted" in answer.json()["reason"]
+        assert started.calls == []
+
+    def test_unknown_project_is_ignored(self, client, started):
+        answer = post(client, push(project="secret/vault-tools"))
+        assert answer.status_code == 202 and answer.json() == {"status": "ignored",
+                                                               "reason": "no route for secret/vault-tools "
+                                                                         "refs/heads/main"}
+        assert started.calls == []
+
+    def test_unrouted_branch_is_ignored(self, client, started):
+        answer = post(client, push(ref="refs/heads/feature/x"))
+        assert answer.status_code == 202 and answer.json()["status"] == "ignored" and started.calls == []
+
+    def test_tag_matching_no_rule_is_ignored(self, client, started):
+        answer = post(client, tag_push("v9.0"), headers(event="Tag Push Hook"))
+        assert answer.status_code == 202 and answer.json()["status"] == "ignored" and started.calls == []
+
+    def test_a_tag_named_like_a_routed_branch_is_ignored(self, client, started):
+        answer = post(client, tag_push("main", project="platform/billing-api"), headers(event="Tag Push Hook"))
+        assert answer.status_code == 202 and answer.json()["status"] == "ignored" and started.calls == []
+
+
+class TestRouting:
+    def test_push_to_a_routed_branch_starts_one_run(self, client, started):
+        answer = post(client, PUSH)
+        assert answer.status_code == 202
+        assert answer.json() == {"status": "accepted", "flow_run_id": "run-1", "deployment": "build-on-push/webhook",
+                                 "repository": "apps/billing-api", "rule": "latest"}
+        assert started.calls == [({"project": "platform/billing-api", "ref": "refs/heads/main",
+                                   "sha": PUSH["checkout_sha"], "event_id": UUID}, f"gitlab:{UUID}")]
+
+    def test_tag_push_matching_a_tag_route_starts_its_rule(self, client, started):
+        answer = post(client, tag_push("release-v1.2"), headers(event="Tag Push Hook"))
+        assert answer.status_code == 202 and answer.json()["repository"] == "apps/web-frontend"
+        assert answer.json()["rule"] == "release"
+        assert started.calls[0][0]["ref"] == "refs/tags/release-v1.2"
+
+    def test_idempotency_key_header_wins_over_the_event_uuid(self, client, started):
+        post(client, PUSH, headers(**{"Idempotency-Key": "delivery-0001"}))
+        assert started.calls[0][1] == "gitlab:delivery-0001"
+        assert started.calls[0][0]["event_id"] == "delivery-0001"
+
+    def test_a_redelivery_carries_the_same_key(self, client, started):
+        post(client, PUSH)
+        post(client, PUSH)
+        assert [key for _, key in started.calls] == [f"gitlab:{UUID}"] * 2
+
+    def test_without_delivery_headers_the_key_comes_from_the_push(self, client, started):
+        hdrs = headers()
+        del hdrs["X-Gitlab-Event-UUID"]
+        post(client, PUSH, hdrs)
+        assert started.calls[0][1] == f"gitlab:42:refs/heads/main:{PUSH['before']}:{PUSH['after']}"
+
+    def test_spec_path_is_passed_when_given(self, spec, started):
+        routed = TestClient(create_app(spec, SECRET, started, spec_path="specs/prod.yaml"))
+        post(routed, PUSH)
+        assert started.calls[0][0]["spec_path"] == "specs/prod.yaml"
+
+
+class TestStartFailure:
+    def test_prefect_unreachable_gets_503_without_internals(self, spec):
+        failing = Recorder(fail=ConnectionError("connect to 10.0.0.5:4200 refused"))
+        answer = post(TestClient(create_app(spec, SECRET, failing)), PUSH)
+        assert answer.status_code == 503 and "10.0.0.5" not in answer.text
+
+    def test_a_slow_start_is_cut_short(self, spec):
+        slow = Recorder(delay=2.0)
+        answer = post(TestClient(create_app(spec, SECRET, slow, start_timeout=0.2)), PUSH)
+        assert answer.status_code == 503
+
+
+class TestHealthz:
+    def test_healthz_answers_ok(self, client):
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+    def test_get_on_the_hook_is_not_allowed(self, client, started):
+        assert client.get("/hooks/gitlab").status_code == 405 and started.calls == []
