@@ -40,6 +40,7 @@ from tasks.eni import eni
 from tasks.gitlab_token import gitlab_token
 from tasks.link import link
 from tasks.preflight import preflight
+from tasks.webhook_hook import webhook_hook
 
 
 def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str = "completed") -> dict[str, Any]:
@@ -131,6 +132,9 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     else:
         stages_api, bindings = _api_branches(spec)
         stages += stages_api
+    if spec.gitlab.register_webhook:  # GitLab's push webhooks on the routed projects (tasks/webhook_hook.py)
+        t_hook = time.monotonic()
+        stages.append(_row("webhook", [webhook_hook(spec)], time.monotonic() - t_hook))
 
     builds: list[BuildOutcome] = []
     if start_builds:
