@@ -19,6 +19,7 @@ with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the httpx-base
     from starlette.testclient import TestClient
 
 from deployments.webhook import MAX_BODY, create_app
+from tests.conftest import EXAMPLE_SPEC
 from tests.webhook_payloads import PUSH, tag_push
 
 SECRET = "s3cret-token-for-tests"
@@ -257,3 +258,26 @@ class TestHealthz:
 
     def test_get_on_the_hook_is_not_allowed(self, client, started):
         assert client.get("/hooks/gitlab").status_code == 405 and started.calls == []
+
+
+class TestServeCommand:
+    def test_without_a_prefect_api_url_it_exits_2_with_the_fix(self, monkeypatch):
+        from typer.testing import CliRunner
+
+        from acrvpc.cli import app
+
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml", "--port", "0"])
+        assert result.exit_code == 2
+        assert "PREFECT_API_URL" in result.output
+
+    def test_an_invalid_spec_exits_2_naming_the_field(self, tmp_path):
+        from typer.testing import CliRunner
+
+        from acrvpc.cli import app
+
+        bad = tmp_path / "spec.yaml"
+        bad.write_text((EXAMPLE_SPEC.read_text()).replace("rule: release}", "rule: nightly}"))
+        result = CliRunner().invoke(app, ["webhook", "serve", str(bad)])
+        assert result.exit_code == 2
+        assert "webhook.routes[2].rule" in result.output
