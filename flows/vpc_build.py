@@ -2,13 +2,17 @@
 
 Order and concurrency (each box is a retryable task; arrows are data dependencies)::
 
-    preflight ──┬─> link ──> eni ───────────────┐
-                └─> gitlab ──> binding (per repo) ┴─> build (per rule with build: true)
+    preflight ──┬─> [ link ──> eni ] (one transaction) ─┐
+                └─> gitlab ──> binding (per repo) ──────┴─> build (per rule with build: true)
 
 Preflight gates everything: a failing check stops the run before any write. The link/ENI
 branch and the GitLab/binding branch are independent and run concurrently; builds start once
 both are done, and run concurrently with each other. A failed build does not hide the others:
 the run fails at the end, naming every failed build.
+
+Link and ENI run in a Prefect transaction: when either fails, the rollback deletes what this
+run created (and nothing that existed before it), so a failed run leaves no half-built link;
+``acrvpc teardown`` removes a whole link on purpose.
 
 In console mode (``link.mode: console``) the link and ENI come from the registry console's
 "Manage Link", and the GitLab account from its "Bind Account": the run pauses for an operator
@@ -29,6 +33,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from prefect.transactions import transaction
 
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
@@ -40,7 +45,12 @@ from tasks.eni import eni
 from tasks.gitlab_token import gitlab_token
 from tasks.link import link
 from tasks.preflight import preflight
+from tasks.teardown import rollback_link
 from tasks.webhook_hook import webhook_hook
+
+
+# What the link/ENI transaction undoes when it fails: only what this run created.
+link.on_rollback(rollback_link)
 
 
 def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str = "completed") -> dict[str, Any]:
@@ -69,31 +79,35 @@ def _build_outcomes(futures: list[PrefectFuture]) -> list[BuildOutcome]:
 
 
 def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Api mode: link -> eni and gitlab -> bindings; the stage rows and the binding outcomes."""
-    # Two independent branches: link -> eni, and gitlab -> bindings. Each dependent stage is
-    # submitted the moment its dependency finishes.
+    """Api mode: link -> eni (one transaction) and gitlab -> bindings; stage rows and bindings.
+
+    The gitlab branch is submitted first and runs in worker threads (each binding waits for the
+    token check); the link and ENI stages run meanwhile in this thread inside a Prefect
+    transaction. A failure there rolls back what this run created (``tasks.teardown.rollback_link``)
+    and the run fails; on success the transaction commits before any later stage, so a retry of
+    the run finds link and ENI cached.
+    """
     t_branch = time.monotonic()
-    link_future = link.submit(spec)
     gitlab_future = gitlab_token.submit(spec)
+    binding_futures = [binding.submit(spec, repo, wait_for=[gitlab_future]) for repo in spec.repositories]
+    with transaction() as txn:
+        txn.set("spec", spec)
+        link_out = link(spec)
+        if any(change.startswith("CreateSecurityGroup") for change in link_out.changes):
+            txn.set("created_security_group", link_out.security_group_id)
+        link_done = time.monotonic()
+        eni_out = eni(spec, link_out.security_group_id)
+        eni_done = time.monotonic()
     finished: dict[int, float] = {}
-    eni_future: PrefectFuture | None = None
-    binding_futures: list[PrefectFuture] = []
-    for fut in as_completed([link_future, gitlab_future]):
+    for fut in as_completed([gitlab_future, *binding_futures]):
         finished[id(fut)] = time.monotonic()
-        if fut is link_future:
-            eni_future = eni.submit(spec, fut.result().security_group_id)
-        else:
-            fut.result()
-            binding_futures = [binding.submit(spec, repo) for repo in spec.repositories]
-    assert eni_future is not None
-    for fut in as_completed([eni_future, *binding_futures]):
-        finished[id(fut)] = time.monotonic()
-    link_done, gitlab_done = finished[id(link_future)], finished[id(gitlab_future)]
+    gitlab_out = gitlab_future.result()
     bindings = [f.result() for f in binding_futures]
+    gitlab_done = finished[id(gitlab_future)]
     return [
-        _row("link", [link_future.result()], link_done - t_branch),
-        _row("eni", [eni_future.result()], finished[id(eni_future)] - link_done),
-        _row("gitlab", [gitlab_future.result()], gitlab_done - t_branch),
+        _row("link", [link_out], link_done - t_branch),
+        _row("eni", [eni_out], eni_done - link_done),
+        _row("gitlab", [gitlab_out], gitlab_done - t_branch),
         _row("binding", bindings, max(finished[id(f)] for f in binding_futures) - gitlab_done),
     ], bindings
 

@@ -359,3 +359,32 @@ def teardown(spec: Spec) -> StageOutcome:
         PipelineError: ``ENI_DELETE_TIMEOUT``, ``DependencyViolation`` or a fatal ECS error, with its fix.
     """
     return teardown_link(cloud.cloud_clients(spec).ecs, spec)
+
+
+def rollback_link(txn: Any) -> None:
+    """``on_rollback`` hook of the link task: undo what THIS run created, ENIs first.
+
+    The flow records ``created_security_group`` (and ``spec``) on the link/ENI transaction when
+    the link stage created the group in this run. Then every ENI tagged for the link that uses the
+    group was created in this run too (it could not exist before its group), so those ENIs and
+    the group are deleted. A group that existed before the run is left alone; an ENI this run
+    created in a pre-existing group stays tagged, so a rerun adopts it and teardown finds it.
+
+    Args:
+        txn: the Prefect transaction passed to rollback hooks.
+    """
+    from acrvpc import cloud
+
+    group_id = txn.get("created_security_group", None)
+    spec = txn.get("spec", None)
+    if not group_id or spec is None:
+        return
+    ecs = cloud.cloud_clients(spec).ecs
+    found = find_link_resources(ecs, spec)
+    for eni_id in found.get("network_interfaces", []):
+        eni = _describe_eni(ecs, spec, eni_id)
+        groups = (eni.security_group_ids.security_group_id or []) if eni is not None and eni.security_group_ids \
+            else []
+        if group_id in groups:
+            delete_network_interface(ecs, spec, eni_id)
+    delete_security_group(ecs, spec, group_id)
