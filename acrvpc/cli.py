@@ -13,10 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import typer
-from rich.console import Console
+# Prefect's embedded server (no PREFECT_API_URL) gets 20 s to start by default; a busy or small
+# machine needs longer on its first run, when the database is created. Set before Prefect loads.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from .report import console_for_output
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from .report import console_for_output  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
