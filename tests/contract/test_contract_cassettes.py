@@ -14,7 +14,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_vpc20160428.client import Client as VpcClient
 from vcr.request import Request
 
-from tests.contract import make_cassettes, support
+from tests.contract import make_cassettes, scenarios, support
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -32,11 +32,14 @@ DESIGN_TABLE = {
     "build": ["cr/GetRepoBuildRecordStatus", "cr/ListRepoBuildRecordLog", "cr/GetRepoBuildRecord",
               "cr/CreateBuildRecordByRule", "cr/CancelRepoBuildRecord"],
 }
-# The stage modules whose calls must all be covered (tasks/<stage>.py of the DESIGN table).
-STAGE_MODULES = ["preflight", "link", "eni", "gitlab_token", "binding", "build"]
+# The stage modules whose calls must all be covered: tasks/<stage>.py of the DESIGN table, the webhook
+# stage the pipeline runs when gitlab.register_webhook is true, and teardown.
+STAGE_MODULES = ["preflight", "link", "eni", "gitlab_token", "binding", "build", "webhook_hook", "teardown"]
 SDK_CLIENTS = {"cr": CrClient, "ecs": EcsClient, "vpc": VpcClient}
 GITLAB_CALLS = {"auth": "GET /user", "personal_access_tokens.get": "GET /personal_access_tokens/self",
                 "projects.get": "GET /projects/:id"}
+HOOK_CALLS = {"list": "GET /projects/:id/hooks", "create": "POST /projects/:id/hooks",
+              "update": "PUT /projects/:id/hooks/:hook_id", "delete": "DELETE /projects/:id/hooks/:hook_id"}
 
 
 def stage_calls() -> set[str]:
@@ -52,12 +55,14 @@ def stage_calls() -> set[str]:
             found.add(f"{product}/{action}")
         for call in re.findall(r"\bgl\.([a-z_]+(?:\.[a-z_]+)?)\(", source):
             found.add(GITLAB_CALLS.get(call, f"gitlab call gl.{call}"))
+        for call in re.findall(r"\.hooks\.([a-z_]+)\(", source):
+            found.add(HOOK_CALLS.get(call, f"gitlab call hooks.{call}"))
     return found
 
 
 def _actions(product: str) -> set[str]:
     return {record["action"] for record in make_cassettes.ALIBABA.values() if record["product"] == product} | {
-        key.split("/")[1] for key in make_cassettes.ACTION_ERRORS if key.startswith(f"{product}/")}
+        key.split("/")[1] for key in scenarios.ACTION_ERRORS if key.startswith(f"{product}/")}
 
 
 def required() -> list[str]:
@@ -115,7 +120,7 @@ class TestGeneratedCassettes:
     def test_error_cassettes_have_the_documented_error_shape(self):
         # given each action's error cassettes
         problems = {}
-        for key, codes in make_cassettes.ACTION_ERRORS.items():
+        for key, codes in scenarios.ACTION_ERRORS.items():
             for code in codes:
                 name = make_cassettes.action_cassette_name(key, code)
                 (interaction,) = support.interactions(name, make_cassettes.CASSETTES)
@@ -150,8 +155,8 @@ class TestCoverage:
             # when
             success = make_cassettes.CASSETTES / make_cassettes.action_cassette_name(key)
             errors = [make_cassettes.CASSETTES / make_cassettes.action_cassette_name(key, code)
-                      for code in make_cassettes.ACTION_ERRORS.get(key, [])]
-            # then (fix: a documented example in tests/contract/examples/, an ACTION_ERRORS entry)
+                      for code in scenarios.ACTION_ERRORS.get(key, [])]
+            # then (fix: a documented example in tests/contract/examples/, an ACTION_ERRORS entry in scenarios.py)
             if not success.exists():
                 missing.append(f"{key}: no success cassette")
             if not errors or not all(path.exists() for path in errors):
