@@ -1,13 +1,24 @@
-"""Session fixtures for the real Prefect server, its deployments and a process worker."""
+"""Session fixtures for PostgreSQL, the real Prefect server on it, its deployments and a process worker."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 
 from acrvpc.sandbox import SandboxServer
-from tests.e2e.prefect_server import PrefectServer, free_port
+from tests.e2e.prefect_server import PostgresCluster, PrefectServer, free_port, postgres_bindir
 
 POOL = "acr-vpc-build"
+SCHEDULER_LOOP_SECONDS = "2"  # the scheduler service's loop (default 60 s): scheduled runs appear quickly
+
+
+def _say(request: pytest.FixtureRequest, line: str) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line, yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -19,11 +30,34 @@ def worker_sandbox():
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """``prefect server start`` on a free loopback port, with prefect.yaml's deployments applied."""
-    home = tmp_path_factory.mktemp("prefect-server-home")
-    server = PrefectServer(home=home, port=free_port(), log=home / "server.log").start()
+def postgres(request):
+    """A throwaway PostgreSQL cluster for the session's Prefect server, or None (SQLite) without the binaries."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        message = ("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): the e2e Prefect server runs "
+                   "on SQLite, NOT on PostgreSQL as in production. Install them: apt-get install -y postgresql "
+                   "(.ci/run does)")
+        _say(request, f"!!! {message}")
+        warnings.warn(message, UserWarning, stacklevel=1)
+        yield None
+        return
+    cluster = PostgresCluster(bindir).start()
+    _say(request, f"e2e Prefect server database: PostgreSQL {cluster.version} on 127.0.0.1:{cluster.port}")
     try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory, postgres):
+    """``prefect server start`` on a free loopback port (on PostgreSQL), with prefect.yaml's deployments applied."""
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    server = PrefectServer(home=home, port=free_port(), log=home / "server.log",
+                           database_url=postgres.url if postgres else None,
+                           server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS})
+    try:
+        server.start()
         server.run("prefect", "work-pool", "create", POOL, "--type", "process")
         server.run("prefect", "--no-prompt", "deploy", "--all")
         yield server

@@ -1,16 +1,26 @@
-"""A real ``prefect server start`` and a process worker on loopback, for end-to-end tests.
+"""A real ``prefect server start`` on PostgreSQL and a process worker on loopback, for end-to-end tests.
 
-Started once per session by the ``prefect_server`` and ``process_worker`` fixtures in
+Started once per session by the ``postgres``, ``prefect_server`` and ``process_worker`` fixtures in
 tests/e2e/conftest.py; the deployments come from the repository's prefect.yaml through
 ``prefect --no-prompt deploy --all``, exactly as the README says to deploy.
+
+The database is a throwaway PostgreSQL cluster from Debian's packages (``.ci/run`` installs
+them), as production runs the server (prefect-notes §7, §9): ``initdb`` into a temporary
+directory (as the ``postgres`` user when the tests run as root: PostgreSQL refuses to run as
+root), ``pg_ctl start`` on a free loopback port with its socket in that directory, then a
+``prefect`` role owning a ``prefect`` database. Without the binaries, :func:`postgres_bindir`
+returns None and the server falls back to SQLite (the fixtures say so loudly).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -32,13 +42,71 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
+def postgres_bindir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding initdb, or None when PostgreSQL is not installed."""
+    found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    found.sort(key=lambda bindir: int(bindir.parent.name) if bindir.parent.name.isdigit() else 0)
+    return found[-1] if found else None
+
+
+@dataclass
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with a ``prefect`` database owned by role ``prefect``."""
+
+    bindir: Path
+    port: int = 0
+    data: Path | None = None
+    user: str | None = None  # the OS user running the cluster: postgres when we are root
+
+    @property
+    def version(self) -> str:
+        return self.bindir.parent.name
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://prefect:prefect@127.0.0.1:{self.port}/prefect"
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        proc = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
+                              timeout=timeout, cwd=tempfile.gettempdir(), user=self.user, group=self.user,
+                              extra_groups=[] if self.user else None)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+
+    def start(self) -> "PostgresCluster":
+        self.port = self.port or free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="acrvpc-pg-"))
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            shutil.chown(self.data, "postgres", "postgres")
+        os.chmod(self.data, 0o700)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off", "start")
+        self._run("psql", "-h", str(self.data), "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                  "-c", "CREATE ROLE prefect LOGIN PASSWORD 'prefect'", "-c", "CREATE DATABASE prefect OWNER prefect")
+        return self
+
+    def stop(self) -> None:
+        if self.data is None:
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
+        finally:
+            shutil.rmtree(self.data, ignore_errors=True)
+            self.data = None
+
+
 @dataclass
 class PrefectServer:
     home: Path
     port: int
     log: Path
+    database_url: str | None = None  # postgresql+asyncpg://...; SQLite in PREFECT_HOME when None
     proc: subprocess.Popen | None = None
     children: list[subprocess.Popen] = field(default_factory=list)
+    server_env: dict[str, str] = field(default_factory=dict)  # extra settings of the server process
 
     @property
     def api_url(self) -> str:
@@ -51,7 +119,9 @@ class PrefectServer:
 
     def start(self, timeout: float = 120) -> "PrefectServer":
         env = base_env(self.home)
-        env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(self.port))
+        env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(self.port), **self.server_env)
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self.proc = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
