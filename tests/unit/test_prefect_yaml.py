@@ -22,3 +22,42 @@ def test_every_deployment_entrypoint_loads_and_takes_its_parameters():
         spec_path = deployment.get("parameters", {}).get("spec_path")
         if spec_path:
             assert (ROOT / spec_path).exists(), f"{deployment['name']}: {spec_path} does not exist"
+
+
+def _deployments() -> dict[str, dict]:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    flows = {}
+    for deployment in config["deployments"]:
+        path, _, name = deployment["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flows[f"{getattr(module, name).name}/{deployment['name']}"] = deployment
+    return flows
+
+
+def test_the_pipeline_on_push_and_teardown_deployments_are_declared():
+    assert {"vpc-build/nightly", "build-on-push/webhook", "teardown/manual"} <= set(_deployments())
+
+
+def test_scheduled_deployments_give_every_required_parameter():
+    # A scheduled run has nobody to supply parameters: the deployment must give each one without a default.
+    for name, deployment in _deployments().items():
+        if not deployment.get("schedules"):
+            continue
+        path, _, attr = deployment["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attr)
+        required = {p.name for p in inspect.signature(flow.fn).parameters.values() if p.default is p.empty}
+        assert required <= set(deployment.get("parameters", {})), name
+        assert all(s.get("cron") or s.get("interval") or s.get("rrule") for s in deployment["schedules"]), name
+
+
+def test_the_receiver_starts_the_deployment_the_spec_names_with_parameters_its_flow_takes():
+    from acrvpc.spec import load_spec
+    from flows.on_push import build_on_push
+
+    spec = load_spec(ROOT / "examples" / "sandbox.yaml")
+    deployment = _deployments()[spec.webhook.deployment]
+    assert deployment["entrypoint"] == "flows/on_push.py:build_on_push"
+    assert not deployment.get("schedules")
+    # deployments/webhook.py passes these, and spec_path comes from the deployment (or --run-spec)
+    assert {"project", "ref", "sha", "event_id", "spec_path"} == set(inspect.signature(build_on_push.fn).parameters)
+    assert "spec_path" in deployment["parameters"]

@@ -1,0 +1,61 @@
+"""The on-push build: only what a GitLab push needs.
+
+Started by the webhook receiver (:mod:`deployments.webhook`) through the ``build-on-push/webhook``
+deployment, one flow run per delivery. The run looks the push up in the spec's
+``webhook.routes`` (project + ref glob -> repository + build rule), verifies the repository's
+binding without writing (:mod:`tasks.on_push`; when it is not converged the run fails and says
+to run the full pipeline), then starts the rule's build and follows it to the end
+(:func:`tasks.build.build`: log lines stream into this run's logs).
+
+ACR builds a rule's branch or tag as GitLab has it when the build starts; ``sha`` is the commit
+the push reported, recorded with the result for reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from acrvpc.errors import PipelineError
+from acrvpc.spec import Spec, load_spec, route_target
+from tasks.build import build
+from tasks.on_push import verify_binding_task
+
+
+@flow(name="build-on-push", flow_run_name="push-{project}-{ref}")
+def build_on_push(spec_path: str, project: str, ref: str, sha: str = "", event_id: str = "") -> dict[str, Any]:
+    """Build the image a push to ``project`` at ``ref`` is routed to.
+
+    Args:
+        spec_path: path of the YAML spec (relative to the worker's working directory).
+        project: the GitLab project path the push came from (``project.path_with_namespace``).
+        ref: the pushed ref, ``refs/heads/<branch>`` or ``refs/tags/<tag>``.
+        sha: the commit the push reported (``checkout_sha``), kept in the result.
+        event_id: the delivery's idempotency key (``Idempotency-Key`` or ``X-Gitlab-Event-UUID``).
+
+    Returns:
+        ``{"spec", "flow_run_id", "project", "ref", "sha", "event_id", "repository", "rule", "build"}``
+        where ``build`` is the :class:`~acrvpc.outcomes.BuildOutcome` as a dict.
+
+    Raises:
+        SpecError: the spec is invalid.
+        PipelineError: ``WEBHOOK_NO_ROUTE`` (no route for the push), ``BINDING_NOT_CONVERGED``, or
+            the build's codes (``BUILD_FAILED`` when the image was not built).
+    """
+    logger = get_run_logger()
+    spec: Spec = load_spec(spec_path)
+    route = spec.webhook.route_for(project, ref)
+    if route is None:
+        raise PipelineError(f"spec {spec.name} routes no push of {ref} to {project}", code="WEBHOOK_NO_ROUTE",
+                            fix=f"add a route for {project} whose ref pattern matches {ref} to webhook.routes in "
+                                f"{spec_path}")
+    repo, rule = route_target(spec, route)
+    logger.info("push of %s to %s %s (event %s): building %s rule %s:%s -> %s", sha[:12] or "?", project, ref,
+                event_id or "-", repo.full_name, rule.push_type.value, rule.push_name, rule.image_tag)
+    binding, bound = verify_binding_task(spec, repo, rule)
+    outcome = build(spec, binding, bound)
+    return {"spec": spec.name, "flow_run_id": str(flow_run.get_id() or ""), "project": project, "ref": ref,
+            "sha": sha, "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
+            "build": outcome.model_dump()}
