@@ -16,6 +16,12 @@ concurrently, so a failed CreateNamespace/CreateRepository is followed by a seco
 resource now exists (another task made it), that counts as success, whatever code the create
 answered. The console's "bind account" has no API: an instance without a GitLab account raises
 ``GITLAB_ACCOUNT_NOT_BOUND`` with the console steps.
+
+Plan mode (``plan=True``, used by ``acrvpc plan``): the same reads, and each write the stage would make
+recorded in ``changes`` (in the same words as a real run) without calling it. Once a namespace or
+repository is missing, the reads below it are skipped (there is nothing to read) and its creates are
+planned; ids still to be made are :data:`PLANNED_REPOSITORY` and :data:`PLANNED_RULE`. Plan mode cannot
+see ``GITLAB_ACCOUNT_NOT_BOUND`` (only CreateRepoSourceCodeRepo reveals it).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ RULES_PAGE_SIZE = 100
 SOURCE_NOT_BOUND = {"REPO_SOURCE_CODE_NOT_EXIST"}
 ACCOUNT_NOT_BOUND = {"SOURCE_CODE_ACCOUNT_NOT_EXIST"}
 CODE_REPO_MISSING = {"CODE_REPO_NOT_EXIST"}
+PLANNED_REPOSITORY = "<new repository>"  # plan mode: ids a run would create
+PLANNED_RULE = "<new build rule>"
 
 
 def _flag(value: Any) -> bool:
@@ -77,18 +85,26 @@ def _create_or_confirm(create: Callable[[], Any], confirm: Callable[[], Any]) ->
         return False
 
 
-def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str]) -> None:
-    """GetNamespace, and CreateNamespace when it does not exist."""
+def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str], *,
+                     plan: bool = False) -> bool:
+    """GetNamespace, and CreateNamespace when it does not exist.
+
+    Returns:
+        Whether the namespace exists now (False only in plan mode, for a namespace a run would create).
+    """
     def get() -> Any:
         return check_cr(cr.get_namespace(cr_models.GetNamespaceRequest(
             instance_id=spec.instance_id, namespace_name=repo.namespace)), "GetNamespace")
 
     try:
         get()
-        return
+        return True
     except CrBusinessError as exc:
         if exc.code != "NAMESPACE_NOT_EXIST":
             raise
+    if plan:
+        changes.append(f"CreateNamespace {repo.namespace}")
+        return False
     created = _create_or_confirm(
         lambda: check_cr(cr.create_namespace(cr_models.CreateNamespaceRequest(
             instance_id=spec.instance_id, namespace_name=repo.namespace, auto_create_repo=False,
@@ -96,14 +112,20 @@ def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: li
         get)
     if created:
         changes.append(f"CreateNamespace {repo.namespace}")
+    return True
 
 
-def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str]) -> str:
+def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str], *, plan: bool = False,
+                      namespace_exists: bool = True) -> str:
     """GetRepository by namespace and name, and CreateRepository when it does not exist.
 
     Returns:
-        The repository id (``crr-...``).
+        The repository id (``crr-...``; :data:`PLANNED_REPOSITORY` in plan mode for one a run would create).
     """
+    if plan and not namespace_exists:
+        changes.append(f"CreateRepository {repo.full_name} {PLANNED_REPOSITORY}")
+        return PLANNED_REPOSITORY
+
     def get() -> Any:
         return check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
             instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name)), "GetRepository")
@@ -113,6 +135,9 @@ def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: l
     except CrBusinessError as exc:
         if exc.code != "REPO_NOT_EXIST":
             raise
+    if plan:
+        changes.append(f"CreateRepository {repo.full_name} {PLANNED_REPOSITORY}")
+        return PLANNED_REPOSITORY
     result: dict[str, str] = {}
 
     def create() -> None:
@@ -167,13 +192,19 @@ def _source_error(exc: CrBusinessError, spec: Spec, repo: RepositorySpec) -> Exc
 
 
 def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, changes: list[str],
-                  notes: list[str]) -> None:
+                  notes: list[str], *, plan: bool = False) -> None:
     """Bind the repository to its GitLab project (or repair the binding), then verify the endpoint.
+
+    In plan mode, record the bind or repair a run would make without making it (and without the read
+    when ``repo_id`` is :data:`PLANNED_REPOSITORY`).
 
     Raises:
         PipelineError: ``GITLAB_ACCOUNT_NOT_BOUND``, ``CODE_REPO_NOT_EXIST`` or ``GITLAB_ENDPOINT_MISMATCH``.
     """
-    source = _get_source(cr, spec, repo_id)
+    source = None if plan and repo_id == PLANNED_REPOSITORY else _get_source(cr, spec, repo_id)
+    if plan:
+        _plan_source(spec, repo, source, changes, notes)
+        return
     try:
         if source is None:
             check_cr(cr.create_repo_source_code_repo(cr_models.CreateRepoSourceCodeRepoRequest(
@@ -202,6 +233,17 @@ def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, 
                             code="SOURCE_BINDING_NOT_VISIBLE", fix="rerun; if it persists, check the console",
                             retryable=True)
     _check_endpoint(spec, repo, verified.code_repo_domain or "")
+
+
+def _plan_source(spec: Spec, repo: RepositorySpec, source: Any | None, changes: list[str], notes: list[str]) -> None:
+    if source is None:
+        changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
+        return
+    _check_endpoint(spec, repo, source.code_repo_domain or "")
+    drift = _source_drift(source, repo)
+    if drift:
+        changes.append(f"UpdateRepoSourceCodeRepo {repo.full_name} ({'; '.join(drift)})")
+        notes.append(f"{repo.full_name}: a run would repair the source binding: {'; '.join(drift)}")
 
 
 def _check_endpoint(spec: Spec, repo: RepositorySpec, domain: str) -> None:
@@ -240,9 +282,9 @@ def _matches(existing: Any, wanted: BuildRuleSpec) -> bool:
 
 
 def ensure_build_rules(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, changes: list[str],
-                       notes: list[str]) -> list[BoundRule]:
-    """Find or create one build rule per spec rule, in spec order."""
-    existing = list_build_rules(cr, spec, repo_id)
+                       notes: list[str], *, plan: bool = False) -> list[BoundRule]:
+    """Find or create one build rule per spec rule, in spec order (in plan mode, record the creates only)."""
+    existing = [] if plan and repo_id == PLANNED_REPOSITORY else list_build_rules(cr, spec, repo_id)
     bound: list[BoundRule] = []
     for wanted in repo.build_rules:
         match = next((r for r in existing if _matches(r, wanted)), None)
@@ -251,6 +293,10 @@ def ensure_build_rules(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: 
             if sorted(match.build_args or []) != sorted(wanted.build_args):
                 notes.append(f"{repo.full_name}: rule {rule_id} has build args {match.build_args or []}, the spec "
                              f"says {wanted.build_args}; change them in the console")
+        elif plan:
+            rule_id = PLANNED_RULE
+            changes.append(f"CreateRepoBuildRule {repo.full_name} {wanted.push_type.value}:{wanted.push_name} -> "
+                           f"{wanted.image_tag} {rule_id}")
         else:
             body = check_cr(cr.create_repo_build_rule(cr_models.CreateRepoBuildRuleRequest(
                 instance_id=spec.instance_id, repo_id=repo_id, push_type=wanted.push_type.value,
@@ -266,13 +312,15 @@ def ensure_build_rules(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: 
     return bound
 
 
-def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec) -> BindingOutcome:
+def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, *, plan: bool = False) -> BindingOutcome:
     """Converge one ACR repository: namespace, repository, GitLab source binding and build rules.
 
     Args:
         cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud`).
         spec: the pipeline spec (instance id, GitLab endpoint and user).
         repo: the repository to bind.
+        plan: read only, and record the writes a run would make in ``changes`` without making them
+            (ids still to be made are :data:`PLANNED_REPOSITORY` and :data:`PLANNED_RULE`).
 
     Returns:
         The repository id, its bound rules (with the spec's ``build`` flag), and the writes made.
@@ -284,10 +332,10 @@ def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec) -> BindingOu
     """
     changes: list[str] = []
     notes: list[str] = []
-    ensure_namespace(cr, spec, repo, changes)
-    repo_id = ensure_repository(cr, spec, repo, changes)
-    ensure_source(cr, spec, repo, repo_id, changes, notes)
-    rules = ensure_build_rules(cr, spec, repo, repo_id, changes, notes)
+    namespace_exists = ensure_namespace(cr, spec, repo, changes, plan=plan)
+    repo_id = ensure_repository(cr, spec, repo, changes, plan=plan, namespace_exists=namespace_exists)
+    ensure_source(cr, spec, repo, repo_id, changes, notes, plan=plan)
+    rules = ensure_build_rules(cr, spec, repo, repo_id, changes, notes, plan=plan)
     return BindingOutcome(
         namespace=repo.namespace, name=repo.name, repo_id=repo_id, gitlab_project=repo.gitlab_project, rules=rules,
         resources={"repository": f"{repo.full_name} ({repo_id})", "rules": ",".join(r.build_rule_id for r in rules)},

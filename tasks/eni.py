@@ -10,6 +10,10 @@ Once the build service may attach the ENI, the registry attaches it: ``Available
 An ENI that falls back to ``Available`` after ``Attaching`` failed to attach (``ENI_ATTACH_FAILED``);
 one still not ``InUse`` at the deadline is ``ENI_ATTACH_TIMEOUT``. A converged ENI costs two reads
 and no write.
+
+Plan mode (``plan=True``, used by ``acrvpc plan``): the same reads, each write the stage would make
+recorded in ``changes`` (in the same words as a real run) without calling it, and no waiting. An ENI
+still to be created is named :data:`PLANNED_ENI` (its permission is then planned without a read).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ FIRST_POLL_S = 0.5
 MAX_POLL_S = 5.0
 PERMISSION = "InstanceAttach"
 _LIVE_PERMISSION_STATES = {"granted", "pending"}
+PLANNED_ENI = "<new network interface>"  # plan mode: the id of an ENI a run would create
+PLANNED_PERMISSION = "<new permission>"
 
 
 def eni_name(spec: Spec) -> str:
@@ -85,21 +91,26 @@ def _describe_one(ecs: Any, spec: Spec, eni_id: str) -> Any | None:
     return found[0] if found else None
 
 
-def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int) -> list[str]:
+def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int, *, plan: bool = False) -> list[str]:
     """Grant ``InstanceAttach`` on the ENI to ``account_id`` unless a Granted or Pending grant exists.
 
     Args:
         ecs: an ECS 2014-05-26 client.
         spec: the pipeline spec (its region).
-        eni_id: the build ENI.
+        eni_id: the build ENI (:data:`PLANNED_ENI` in plan mode for one not yet created).
         account_id: the registry's build service account.
+        plan: read only; return the line of the grant a run would make without making it.
 
     Returns:
-        One line per write made (empty when the grant exists).
+        One line per write made, or in plan mode to be made (empty when the grant exists).
 
     Raises:
         PipelineError: a fatal ECS error, with its code and fix.
     """
+    planned = [f"CreateNetworkInterfacePermission {PLANNED_PERMISSION} ({PERMISSION} for account {account_id} on "
+               f"{eni_id})"]
+    if plan and eni_id == PLANNED_ENI:
+        return planned
     what = f"ENI {eni_id}"
     body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions,
                     ecs_models.DescribeNetworkInterfacePermissionsRequest(region_id=spec.region,
@@ -110,6 +121,8 @@ def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int) -> lis
         if (int(p.account_id or 0) == account_id and p.permission == PERMISSION
                 and (p.permission_state or "").lower() in _LIVE_PERMISSION_STATES):
             return []
+    if plan:
+        return planned
     body = ecs_call("CreateNetworkInterfacePermission", ecs.create_network_interface_permission,
                     ecs_models.CreateNetworkInterfacePermissionRequest(region_id=spec.region, network_interface_id=eni_id,
                                                                        account_id=account_id, permission=PERMISSION),
@@ -169,7 +182,7 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
 
 
 def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,
-                             sleep: Callable[[float], None] = time.sleep) -> EniOutcome:
+                             sleep: Callable[[float], None] = time.sleep, plan: bool = False) -> EniOutcome:
     """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
 
     Args:
@@ -178,6 +191,8 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
         security_group_id: the link's security group (from the link stage).
         timeout_s: how long to wait for ``InUse``.
         sleep: the sleep function between polls (tests pass one that advances the sandbox clock).
+        plan: read only, record the writes a run would make in ``changes`` without making them, and do
+            not wait (an ENI to be created is named :data:`PLANNED_ENI`, with status ``planned``).
 
     Returns:
         EniOutcome with the ENI id, status (``InUse``), private IP and one ``changes`` entry per write.
@@ -193,6 +208,11 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                             fix="set link.build_service_account_id in the spec (or use link.mode: console)")
     changes: list[str] = []
     item = find_network_interface(ecs, spec)
+    if item is None and plan:
+        changes.append(f"CreateNetworkInterface {PLANNED_ENI} (<private IP from {spec.network.vswitch_id}>)")
+        changes += ensure_permission(ecs, spec, PLANNED_ENI, account_id, plan=True)
+        return EniOutcome(network_interface_id=PLANNED_ENI, status="planned", resources={"eni": PLANNED_ENI},
+                          changes=changes, notes=["a run would wait until the registry attaches the new ENI (InUse)"])
     if item is None:
         key, value = spec.tag
         request = ecs_models.CreateNetworkInterfaceRequest(
@@ -207,14 +227,19 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     eni_id = item.network_interface_id
     groups = _ids(item.security_group_ids, "security_group_id")
     if groups != [security_group_id]:
-        ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
-                 ecs_models.ModifyNetworkInterfaceAttributeRequest(region_id=spec.region, network_interface_id=eni_id,
-                                                                   security_group_id=[security_group_id]),
-                 f"ENI {eni_id}")
+        if not plan:
+            ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
+                     ecs_models.ModifyNetworkInterfaceAttributeRequest(
+                         region_id=spec.region, network_interface_id=eni_id, security_group_id=[security_group_id]),
+                     f"ENI {eni_id}")
         changes.append(f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
                        f"(was {', '.join(groups) or 'none'})")
-    changes += ensure_permission(ecs, spec, eni_id, account_id)
+    changes += ensure_permission(ecs, spec, eni_id, account_id, plan=plan)
     status, private_ip = item.status or "", item.private_ip_address or ""
+    if plan:
+        notes = [] if status == "InUse" else [f"ENI {eni_id} is {status}: a run would wait until it is InUse"]
+        return EniOutcome(network_interface_id=eni_id, status=status, private_ip=private_ip,
+                          resources={"eni": eni_id}, changes=changes, notes=notes)
     if status != "InUse":
         final = wait_in_use(ecs, spec, eni_id, status, timeout_s=timeout_s, sleep=sleep)
         status, private_ip = final.status, final.private_ip_address or private_ip

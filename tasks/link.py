@@ -18,6 +18,11 @@ than the spec while it converges. A converged group costs two reads and no write
 
 Errors: ``LINK_AMBIGUOUS`` when more than one group carries the link tag; an ECS error that is not
 transient becomes a :class:`~acrvpc.errors.PipelineError` with the provider's code and a fix.
+
+Plan mode (``plan=True``, used by ``acrvpc plan``): the same reads, and each write the stage would make
+recorded in ``changes`` (in the same words as a real run) without calling it. A group that does not exist
+yet is named :data:`PLANNED_GROUP` and read as a new basic group would be: ``InnerAccessPolicy`` Accept,
+no rules.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from acrvpc.outcomes import LinkOutcome
 from acrvpc.spec import Spec
 
 ALL_IPV4 = "0.0.0.0/0"
+PLANNED_GROUP = "<new security group>"  # plan mode: the id of a group a run would create
 
 
 @dataclass(frozen=True)
@@ -185,12 +191,14 @@ def find_security_group(ecs: Any, spec: Spec) -> str | None:
     return ids[0] if ids else None
 
 
-def ensure_security_group(ecs: Any, spec: Spec) -> LinkOutcome:
+def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False) -> LinkOutcome:
     """Find or create the link's security group and converge its policy and rules to the spec.
 
     Args:
         ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
         spec: the pipeline spec (network.vpc_id, gitlab.private_ip/port, link.allowed_ips).
+        plan: read only, and record the writes a run would make in ``changes`` without making them
+            (a group to be created is named :data:`PLANNED_GROUP`).
 
     Returns:
         LinkOutcome with the group id and one ``changes`` entry per write (none when converged).
@@ -201,7 +209,10 @@ def ensure_security_group(ecs: Any, spec: Spec) -> LinkOutcome:
     """
     changes: list[str] = []
     group_id = find_security_group(ecs, spec)
-    if group_id is None:
+    if group_id is None and plan:
+        group_id = PLANNED_GROUP
+        changes.append(f"CreateSecurityGroup {group_id}")
+    elif group_id is None:
         key, value = spec.tag
         request = ecs_models.CreateSecurityGroupRequest(
             region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=group_name(spec),
@@ -211,35 +222,41 @@ def ensure_security_group(ecs: Any, spec: Spec) -> LinkOutcome:
         body = ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
         group_id = body.security_group_id
         changes.append(f"CreateSecurityGroup {group_id}")
-    changes += converge_rules(ecs, spec, group_id)
+    changes += converge_rules(ecs, spec, group_id, plan=plan)
     return LinkOutcome(security_group_id=group_id, resources={"security_group": group_id}, changes=changes)
 
 
-def converge_rules(ecs: Any, spec: Spec, group_id: str) -> list[str]:
+def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False) -> list[str]:
     """Bring one group's inner access policy and rules to the desired state.
 
     Args:
         ecs: an ECS 2014-05-26 client.
         spec: the pipeline spec.
-        group_id: the link's security group.
+        group_id: the link's security group (:data:`PLANNED_GROUP` in plan mode for a group not yet created).
+        plan: read only; return the lines of the writes a run would make without making them.
 
     Returns:
-        One line per write made (empty when the group was already converged).
+        One line per write made, or in plan mode to be made (empty when the group is converged).
 
     Raises:
         PipelineError: a fatal ECS error, with its code and fix.
     """
     changes: list[str] = []
     what = f"security group {group_id}"
-    attr = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
-                    ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
-                                                                     direction="all"), what)
-    if (attr.inner_access_policy or "").lower() != "drop":
-        ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
-                 ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
-                                                             inner_access_policy="Drop"), what)
+    if plan and group_id == PLANNED_GROUP:
+        policy, permissions = "Accept", []  # what CreateSecurityGroup makes: a basic group without rules
+    else:
+        attr = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
+                        ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region,
+                                                                         security_group_id=group_id, direction="all"),
+                        what)
+        policy, permissions = attr.inner_access_policy, attr.permissions.permission if attr.permissions else []
+    if (policy or "").lower() != "drop":
+        if not plan:
+            ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
+                     ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
+                                                                 inner_access_policy="Drop"), what)
         changes.append(f"ModifySecurityGroupPolicy {group_id} InnerAccessPolicy=Drop")
-    permissions = attr.permissions.permission if attr.permissions else []
     inbound = [p for p in permissions if p.direction == "ingress" and (p.policy or "").lower() == "accept"]
     egress = [p for p in permissions if p.direction == "egress"]
 
@@ -255,7 +272,7 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str) -> list[str]:
             present.add(rule.key)
     missing = [r for r in desired if r.key not in present]
 
-    if missing:
+    if missing and not plan:
         for chunk in (missing[i:i + 100] for i in range(0, len(missing), 100)):
             perms = [ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
                 policy=r.policy.lower(), priority=str(r.priority), ip_protocol=r.ip_protocol, port_range=r.port_range,
@@ -263,21 +280,20 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str) -> list[str]:
             ecs_call("AuthorizeSecurityGroupEgress", ecs.authorize_security_group_egress,
                      ecs_models.AuthorizeSecurityGroupEgressRequest(region_id=spec.region, security_group_id=group_id,
                                                                     permissions=perms), what)
-        changes += [f"AuthorizeSecurityGroupEgress {group_id} {r.label()}" for r in missing]
-    if extra:
+    changes += [f"AuthorizeSecurityGroupEgress {group_id} {r.label()}" for r in missing]
+    if extra and not plan:
         ecs_call("RevokeSecurityGroupEgress", ecs.revoke_security_group_egress,
                  ecs_models.RevokeSecurityGroupEgressRequest(
                      region_id=spec.region, security_group_id=group_id,
                      security_group_rule_id=[p.security_group_rule_id for p in extra]), what)
-        changes += [f"RevokeSecurityGroupEgress {group_id} {p.security_group_rule_id} (not in the spec)"
-                    for p in extra]
-    if inbound:
+    changes += [f"RevokeSecurityGroupEgress {group_id} {p.security_group_rule_id} (not in the spec)" for p in extra]
+    if inbound and not plan:
         ecs_call("RevokeSecurityGroup", ecs.revoke_security_group,
                  ecs_models.RevokeSecurityGroupRequest(
                      region_id=spec.region, security_group_id=group_id,
                      security_group_rule_id=[p.security_group_rule_id for p in inbound]), what)
-        changes += [f"RevokeSecurityGroup {group_id} {p.security_group_rule_id} (inbound Accept: builders need none)"
-                    for p in inbound]
+    changes += [f"RevokeSecurityGroup {group_id} {p.security_group_rule_id} (inbound Accept: builders need none)"
+                for p in inbound]
     return changes
 
 
