@@ -11,13 +11,16 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
 
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
 Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
-call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second).
+call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
+transient failures of calls that are safe to repeat in place (:mod:`acrvpc.callretry`). GitLab
+clients retry transient failures (5xx, 429, connection errors) with python-gitlab's own backoff.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import gitlab
@@ -26,7 +29,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_vpc20160428.client import Client as VpcClient
 
-from . import ratelimit
+from . import callretry, ratelimit
 from .sandbox import defaults as sandbox_defaults
 from .spec import Spec
 
@@ -105,19 +108,24 @@ def _config(region: str, access_key: AccessKey | None, read_timeout_ms: int | No
     return config
 
 
+def _guarded(client: Any, product: str, region: str) -> Any:
+    """Rate-limit every call (each attempt takes a token) and retry safe calls' transient failures."""
+    return callretry.guard(ratelimit.guard(client, product, region), product)
+
+
 def cr_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> CrClient:
     """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`."""
-    return ratelimit.guard(CrClient(_config(region, access_key, read_timeout_ms)), "cr", region)
+    return _guarded(CrClient(_config(region, access_key, read_timeout_ms)), "cr", region)
 
 
 def ecs_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> EcsClient:
     """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.ratelimit`."""
-    return ratelimit.guard(EcsClient(_config(region, access_key, read_timeout_ms)), "ecs", region)
+    return _guarded(EcsClient(_config(region, access_key, read_timeout_ms)), "ecs", region)
 
 
 def vpc_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> VpcClient:
     """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.ratelimit`."""
-    return ratelimit.guard(VpcClient(_config(region, access_key, read_timeout_ms)), "vpc", region)
+    return _guarded(VpcClient(_config(region, access_key, read_timeout_ms)), "vpc", region)
 
 
 @dataclass
@@ -155,7 +163,7 @@ def resolve_gitlab_token(token_block: str) -> str:
 def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
     """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set)."""
     return gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S, keep_base_url=True,
-                         user_agent=USER_AGENT)
+                         user_agent=USER_AGENT, retry_transient_errors=callretry.attempts_after_first() > 0)
 
 
 def gitlab_for(spec: Spec) -> gitlab.Gitlab:

@@ -10,6 +10,7 @@ message text.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -148,6 +149,25 @@ def retry_condition(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# Keyword arguments every API-calling task uses.
-RETRY = {"retries": 4, "retry_delay_seconds": [1, 2, 4, 8], "retry_jitter_factor": 0.5,
+def retry_delays() -> list[float]:
+    """Task retry delays in seconds: ``ACRVPC_RETRY_DELAYS`` (e.g. ``"1,2,4,8"``), read at import.
+
+    The count of delays is the number of retries. Exponential by default; lower them for tests
+    and soaks against the sandbox, raise them for an account with tight API quotas.
+    """
+    raw = os.environ.get("ACRVPC_RETRY_DELAYS", "").strip()
+    if not raw:
+        return [1, 2, 4, 8]
+    try:
+        delays = [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"ACRVPC_RETRY_DELAYS={raw!r}: write comma-separated seconds, e.g. 1,2,4,8") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError(f"ACRVPC_RETRY_DELAYS={raw!r}: needs at least one non-negative number of seconds")
+    return delays
+
+
+_DELAYS = retry_delays()
+# Keyword arguments every API-calling task uses: exponential backoff with jitter, transient errors only.
+RETRY = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS, "retry_jitter_factor": 0.5,
          "retry_condition_fn": retry_condition}

@@ -20,6 +20,9 @@ os.environ["PREFECT_HOME"] = _HOME
 # Never let the Alibaba Cloud credential chain ask the ECS metadata service (a non-loopback address)
 # when a test builds a client without explicit credentials. Inherited by the subprocesses tests start.
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+# Call-level retries (acrvpc.callretry) off by default, so a test sees each injected fault where it
+# lands; tests of the retries turn them on. Subprocess workers drop ACRVPC_* and use the default.
+os.environ["ACRVPC_CALL_RETRIES"] = "0"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.3"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
