@@ -86,7 +86,7 @@ def preflight_command(
     fix: bool = typer.Option(False, "--fix", help="Add the missing 100.104.0.0/16 ingress rule to GitLab's "
                                                   "security group (the only automatic fix), then check again."),
 ) -> None:
-    """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing."""
+    """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing but --fix's rule."""
     spec = _load_spec_or_exit(spec_path)
     from acrvpc import cloud
     from tasks.preflight import run_preflight
