@@ -52,6 +52,7 @@ def main() -> None:
     with SandboxServer() as sandbox, tempfile.TemporaryDirectory() as tmp:
         world = sandbox.world
         world.clock.set_scale(50.0)
+        seeded = {"security_groups": sorted(world.ecs.groups), "network_interfaces": sorted(world.ecs.enis)}
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         from flows.vpc_build import vpc_build  # after the environment is set
 
@@ -66,7 +67,7 @@ def main() -> None:
         faults = [c for c in world.calls.list() if c["code"] in ("ServiceUnavailable", "InternalError", "Dropped")]
         groups = {sg_id: _link(sg.tags) for sg_id, sg in world.ecs.groups.items()}
         enis = {eni_id: _link(eni.tags) for eni_id, eni in world.ecs.enis.items()}
-        print(json.dumps({"runs": results, "seconds": round(time.monotonic() - started, 1),
+        print(json.dumps({"runs": results, "seeded": seeded, "seconds": round(time.monotonic() - started, 1),
                           "faults_injected": len(faults), "calls": len(world.calls.list()),
                           "security_groups": groups, "network_interfaces": enis}))
 

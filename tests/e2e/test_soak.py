@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from acrvpc.sandbox import SandboxServer
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +18,6 @@ RUNS = 20
 
 
 def test_twenty_runs_with_transient_faults_converge(tmp_path):
-    seeded = SandboxServer().world  # what the default world holds before any run
-    seeded_groups, seeded_enis = set(seeded.ecs.groups), set(seeded.ecs.enis)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "ACRVPC_"))}
     env.update(PREFECT_HOME=str(tmp_path), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
                ACRVPC_RETRY_DELAYS="0.2,0.4,0.8,1.6,3.2", PREFECT_LOGGING_LEVEL="WARNING")
@@ -34,8 +31,9 @@ def test_twenty_runs_with_transient_faults_converge(tmp_path):
     assert failed == [], failed
     assert report["faults_injected"] >= 0.15 * report["calls"]
     # each link has exactly one security group and one ENI, and nothing else was created
-    groups = {k: v for k, v in report["security_groups"].items() if k not in seeded_groups}
-    enis = {k: v for k, v in report["network_interfaces"].items() if k not in seeded_enis}
+    seeded = report["seeded"]  # what the world held before the first run (ids are minted per process)
+    groups = {k: v for k, v in report["security_groups"].items() if k not in seeded["security_groups"]}
+    enis = {k: v for k, v in report["network_interfaces"].items() if k not in seeded["network_interfaces"]}
     links = {f"soak-{i:02d}" for i in range(RUNS)}
     assert collections.Counter(groups.values()) == collections.Counter({name: 1 for name in links})
     assert collections.Counter(enis.values()) == collections.Counter({name: 1 for name in links})
