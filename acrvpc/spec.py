@@ -57,6 +57,14 @@ class PushType(str, Enum):
     GIT_TAG = "GIT_TAG"
 
 
+def _project_path(value: str) -> str:
+    """A GitLab project's full path (group/project), without surrounding slashes."""
+    value = value.strip("/")
+    if "/" not in value:
+        raise ValueError(f"{value!r} must be the project's full path with its group, e.g. platform/billing-api")
+    return value
+
+
 def _check_cidr(value: str, what: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
@@ -265,10 +273,7 @@ class RepositorySpec(_Model):
     @field_validator("gitlab_project")
     @classmethod
     def _project(cls, v: str) -> str:
-        v = v.strip("/")
-        if "/" not in v:
-            raise ValueError(f"{v!r} must be the project's full path with its group, e.g. platform/billing-api")
-        return v
+        return _project_path(v)
 
     @property
     def full_name(self) -> str:
@@ -312,10 +317,7 @@ class WebhookRoute(_Model):
     @field_validator("project")
     @classmethod
     def _project(cls, v: str) -> str:
-        v = v.strip("/")
-        if "/" not in v:
-            raise ValueError(f"{v!r} must be the project's full path with its group, e.g. platform/billing-api")
-        return v
+        return _project_path(v)
 
     @field_validator("ref")
     @classmethod
@@ -502,6 +504,11 @@ class Spec(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def resource_name(self) -> str:
+        """The name of every ECS resource the pipeline creates for this link."""
+        return f"acr-vpc-build-{self.name}"
 
     @property
     def tag(self) -> tuple[str, str]:

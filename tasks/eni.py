@@ -48,7 +48,7 @@ def eni_name(spec: Spec) -> str:
     Returns:
         ``acr-vpc-build-<spec.name>``.
     """
-    return f"acr-vpc-build-{spec.name}"
+    return spec.resource_name
 
 
 def _ids(wrapper: Any, attr: str) -> list[str]:

@@ -73,7 +73,7 @@ def group_name(spec: Spec) -> str:
     Returns:
         ``acr-vpc-build-<spec.name>``.
     """
-    return f"acr-vpc-build-{spec.name}"
+    return spec.resource_name
 
 
 def client_token(kind: str, *parts: str) -> str:
