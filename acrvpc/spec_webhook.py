@@ -1,0 +1,164 @@
+"""The spec's ``webhook`` section: the GitLab webhook receiver's routes and settings.
+
+Re-exported by :mod:`acrvpc.spec` (import from there). :func:`route_problems` is the cross-field
+check :class:`acrvpc.spec.Spec` runs on its routes (each names an existing repository and rule).
+"""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+from pydantic import Field, field_validator
+
+from acrvpc.spec_base import SpecModel, project_path
+
+if TYPE_CHECKING:
+    from acrvpc.spec import BuildRuleSpec, RepositorySpec, Spec
+
+BRANCH_PREFIX, TAG_PREFIX = "refs/heads/", "refs/tags/"
+
+
+def split_ref(ref: str) -> tuple[str, str] | None:
+    """``("branch", name)`` for ``refs/heads/<name>``, ``("tag", name)`` for ``refs/tags/<name>``, else None."""
+    for kind, prefix in (("branch", BRANCH_PREFIX), ("tag", TAG_PREFIX)):
+        if ref.startswith(prefix) and len(ref) > len(prefix):
+            return kind, ref[len(prefix):]
+    return None
+
+
+class WebhookRoute(SpecModel):
+    """One route of the GitLab webhook receiver: pushes to matching refs of a project build one rule.
+
+    ``ref`` is a glob (``*``, ``?``, ``[...]``; ``*`` also matches ``/``). A bare pattern such as
+    ``main`` or ``release-*`` and a ``refs/heads/<glob>`` pattern match BRANCH names of push events;
+    a ``refs/tags/<glob>`` pattern matches TAG names of tag-push events. A branch named like a tag
+    pattern never matches it, and the other way round.
+    """
+
+    project: str = Field(description="GitLab project path the push comes from, e.g. platform/billing-api.")
+    ref: str = Field(description="Ref glob: main, release-* or refs/heads/<glob> for branches, refs/tags/<glob> "
+                                 "for tags.")
+    repository: str = Field(description="The repository to build, as namespace/name of one of repositories[].")
+    rule: str = Field(description="Its build rule, named by the rule's image_tag or push_name.")
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        return project_path(v)
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        if not v or (v.startswith("refs/") and split_ref(v) is None):
+            raise ValueError(f"{v!r} is not a ref pattern; write a branch glob such as main or release-*, or a tag "
+                             f"glob such as refs/tags/v*")
+        return v
+
+    @property
+    def kind(self) -> str:
+        """``branch`` or ``tag``: which pushes the route matches."""
+        return "tag" if self.ref.startswith(TAG_PREFIX) else "branch"
+
+    @property
+    def pattern(self) -> str:
+        """The glob matched against the branch or tag name."""
+        parsed = split_ref(self.ref)
+        return parsed[1] if parsed else self.ref
+
+    def matches(self, project: str, ref: str) -> bool:
+        """Whether a push of ``ref`` (``refs/heads/...`` or ``refs/tags/...``) to ``project`` takes this route."""
+        parsed = split_ref(ref)
+        return (parsed is not None and project.strip("/").casefold() == self.project.casefold()
+                and parsed[0] == self.kind and fnmatchcase(parsed[1], self.pattern))
+
+
+class WebhookSpec(SpecModel):
+    """The GitLab webhook: where GitLab delivers pushes, its secret, and which pushes build what."""
+
+    url: str | None = Field(default=None, description="Where GitLab delivers events (the receiver's "
+                                                       "/hooks/gitlab URL), used to register the project hook.")
+    secret_block: str = Field(default="gitlab-webhook-secret", description="Name of the Prefect Secret block with "
+                                                                           "the X-Gitlab-Token secret "
+                                                                           "(ACRVPC_WEBHOOK_SECRET wins when set).")
+    enable_ssl_verification: bool = Field(default=True, description="GitLab verifies the receiver's TLS "
+                                                                    "certificate (registered hook setting).")
+    deployment: str = Field(default="build-on-push/webhook", description="The deployment a routed push starts, "
+                                                                         "as flow-name/deployment-name.")
+    routes: list[WebhookRoute] = Field(default_factory=list, description="Project + ref glob -> repository and "
+                                                                         "build rule; the first match wins.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not a URL; write it with its scheme, e.g. "
+                             f"https://hooks.example.com/hooks/gitlab")
+        return v
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, v: str) -> str:
+        if v.count("/") != 1 or v.startswith("/") or v.endswith("/"):
+            raise ValueError(f"{v!r} must name a deployment as flow-name/deployment-name, e.g. build-on-push/webhook")
+        return v
+
+    def route_for(self, project: str, ref: str) -> WebhookRoute | None:
+        """The first route a push of ``ref`` to ``project`` takes, or None."""
+        return next((route for route in self.routes if route.matches(project, ref)), None)
+
+    @property
+    def projects(self) -> list[str]:
+        """The routed GitLab projects, each once, in route order."""
+        return list(dict.fromkeys(route.project for route in self.routes))
+
+
+def rules_named(repo: "RepositorySpec", name: str) -> "list[BuildRuleSpec]":
+    """The build rules of ``repo`` whose image_tag or push_name is ``name``."""
+    return [rule for rule in repo.build_rules if name in (rule.image_tag, rule.push_name)]
+
+
+def route_target(spec: "Spec", route: WebhookRoute) -> "tuple[RepositorySpec, BuildRuleSpec]":
+    """The repository and build rule a (validated) route builds."""
+    repo = next(r for r in spec.repositories if r.full_name == route.repository)
+    return repo, rules_named(repo, route.rule)[0]
+
+
+def route_problems(spec: "Spec") -> list[str]:
+    """The spec's cross-field webhook problems, each ``"field: message with the fix"``."""
+    from acrvpc.spec import PushType
+
+    problems: list[str] = []
+    repos = {r.full_name: r for r in spec.repositories}
+    for i, route in enumerate(spec.webhook.routes):
+        where = f"webhook.routes[{i}]"
+        repo = repos.get(route.repository)
+        if repo is None:
+            problems.append(f"{where}.repository: {route.repository!r} is not one of repositories[] "
+                            f"({', '.join(repos)}): name one as namespace/name")
+            continue
+        rules = rules_named(repo, route.rule)
+        if not rules:
+            tags = ", ".join(dict.fromkeys(r.image_tag for r in repo.build_rules))
+            names = ", ".join(dict.fromkeys(r.push_name for r in repo.build_rules))
+            problems.append(f"{where}.rule: {route.rule!r} is not a build rule of {repo.full_name}: name one by its "
+                            f"image_tag ({tags}) or push_name ({names})")
+        elif len(rules) > 1:
+            problems.append(f"{where}.rule: {route.rule!r} names {len(rules)} build rules of {repo.full_name}: use "
+                            f"a value only one rule has (an image_tag or push_name)")
+        else:
+            want = PushType.GIT_TAG if route.kind == "tag" else PushType.GIT_BRANCH
+            if rules[0].push_type != want:
+                problems.append(f"{where}.ref: {route.ref!r} matches {route.kind} pushes, but rule {route.rule!r} of "
+                                f"{repo.full_name} is a {rules[0].push_type.value} rule: route "
+                                f"{'tags (refs/tags/<glob>)' if want == PushType.GIT_BRANCH else 'branches'} to it, "
+                                f"or pick a {want.value} rule")
+    if spec.gitlab.register_webhook:
+        if not spec.webhook.url:
+            problems.append("webhook.url: gitlab.register_webhook is true, so give the URL GitLab delivers to, e.g. "
+                            "https://hooks.example.com/hooks/gitlab")
+        if not spec.webhook.routes:
+            problems.append("webhook.routes: gitlab.register_webhook is true, so route at least one project "
+                            "(hooks are registered on the routed projects)")
+    return problems
