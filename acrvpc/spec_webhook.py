@@ -6,11 +6,12 @@ check :class:`acrvpc.spec.Spec` runs on its routes (each names an existing repos
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from acrvpc.spec_base import SpecModel, project_path
 
@@ -18,6 +19,37 @@ if TYPE_CHECKING:
     from acrvpc.spec import BuildRuleSpec, RepositorySpec, Spec
 
 BRANCH_PREFIX, TAG_PREFIX = "refs/heads/", "refs/tags/"
+MAX_REPLAY_WINDOW_S = 300
+DEFAULT_RATE_LIMIT = "60/minute"
+
+
+def check_rate_limit(value: str) -> str:
+    """A rate limit such as ``60/minute``, ``1000/second`` or ``10 per second``, checked with ``limits``.
+
+    Raises:
+        ValueError: the text is not one rate limit.
+    """
+    from limits import parse_many
+
+    try:
+        parsed = parse_many(value)
+    except (ValueError, TypeError, OverflowError):
+        parsed = []
+    if len(parsed) != 1 or parsed[0].amount < 1:
+        raise ValueError(f"{value!r} is not a rate limit; write it like 60/minute or 1000/second")
+    return value.strip()
+
+
+def check_proxy(value: str) -> str:
+    """A trusted proxy address: an IP or a CIDR block (normalised).
+
+    Raises:
+        ValueError: it is neither.
+    """
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block; write 10.0.0.5 or 10.0.0.0/24") from None
 
 
 def split_ref(ref: str) -> tuple[str, str] | None:
@@ -88,6 +120,20 @@ class WebhookSpec(SpecModel):
                                                                          "as flow-name/deployment-name.")
     routes: list[WebhookRoute] = Field(default_factory=list, description="Project + ref glob -> repository and "
                                                                          "build rule; the first match wins.")
+    signing_secret_block: str | None = Field(
+        default=None, description="Name of the Prefect Secret block with GitLab's webhook signing token (whsec_...; "
+                                  "ACRVPC_WEBHOOK_SIGNING_SECRET wins when set). When either is set, every delivery "
+                                  "must carry a valid Standard Webhooks webhook-signature.")
+    replay_window_seconds: int = Field(
+        default=MAX_REPLAY_WINDOW_S, ge=1, le=MAX_REPLAY_WINDOW_S,
+        description="Signed deliveries whose webhook-timestamp is further than this from now are refused "
+                    "(at most 300, the standardwebhooks library's tolerance).")
+    rate_limit: str = Field(
+        default=DEFAULT_RATE_LIMIT, description="Deliveries allowed per source address in a moving window, e.g. "
+                                                "60/minute or 1000/second (over it: 429 with Retry-After).")
+    trusted_proxies: list[Annotated[str, AfterValidator(check_proxy)]] = Field(
+        default_factory=list, description="Addresses (IP or CIDR) of reverse proxies in front of the receiver: "
+                                          "only requests from them have X-Forwarded-For honoured.")
 
     @field_validator("url")
     @classmethod
@@ -96,6 +142,18 @@ class WebhookSpec(SpecModel):
             raise ValueError(f"{v!r} is not a URL; write it with its scheme, e.g. "
                              f"https://hooks.example.com/hooks/gitlab")
         return v
+
+    @field_validator("signing_secret_block")
+    @classmethod
+    def _signing_block(cls, v: str | None) -> str | None:
+        if v is not None and not v:
+            raise ValueError("is empty: name the Prefect Secret block with the signing token, or leave it out")
+        return v
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        return check_rate_limit(v)
 
     @field_validator("deployment")
     @classmethod

@@ -138,3 +138,38 @@ class TestErrors:
     def test_unknown_webhook_field(self, data):
         data["webhook"]["secret"] = "inline"
         assert "webhook.secret" in problems_of(data)
+
+
+class TestHardeningSettings:
+    def test_defaults_are_unsigned_60_per_minute_and_a_five_minute_window(self, data):
+        # Given the example spec, which sets none of them
+        webhook = parse_spec(data, "t.yaml").webhook
+        # Then signing is off, the limit is 60/minute per source and the replay window 300 s
+        assert webhook.signing_secret_block is None
+        assert (webhook.rate_limit, webhook.replay_window_seconds, webhook.trusted_proxies) == ("60/minute", 300, [])
+
+    def test_settings_are_read(self, data):
+        data["webhook"].update(signing_secret_block="gitlab-webhook-signing", rate_limit="1000/second",
+                               replay_window_seconds=60, trusted_proxies=["10.0.0.5", "10.1.0.0/16"])
+        webhook = parse_spec(data, "t.yaml").webhook
+        assert webhook.signing_secret_block == "gitlab-webhook-signing"
+        assert (webhook.rate_limit, webhook.replay_window_seconds) == ("1000/second", 60)
+        assert webhook.trusted_proxies == ["10.0.0.5/32", "10.1.0.0/16"]
+
+    @pytest.mark.parametrize("limit", ["fast", "0/second", "1/minute;2/hour", ""])
+    def test_a_bad_rate_limit_names_the_field_and_the_form(self, data, limit):
+        data["webhook"]["rate_limit"] = limit
+        assert "60/minute" in problems_of(data)["webhook.rate_limit"]
+
+    @pytest.mark.parametrize("window", [0, 301])
+    def test_the_replay_window_is_one_to_300_seconds(self, data, window):
+        data["webhook"]["replay_window_seconds"] = window
+        assert "webhook.replay_window_seconds" in problems_of(data)
+
+    def test_a_trusted_proxy_must_be_an_address(self, data):
+        data["webhook"]["trusted_proxies"] = ["proxy.internal"]
+        assert "CIDR" in problems_of(data)["webhook.trusted_proxies[0]"]
+
+    def test_the_signing_secret_is_never_inline(self, data):
+        data["webhook"]["signing_secret"] = "whsec_inline"
+        assert "webhook.signing_secret" in problems_of(data)
