@@ -17,10 +17,19 @@ Managing hooks needs the Maintainer role and a token with ``api``.
 The secret comes from ``ACRVPC_WEBHOOK_SECRET`` when set, else from the Prefect Secret block
 ``webhook.secret_block`` (:func:`resolve_webhook_secret`, shared with the receiver). It is never
 logged or put in an outcome.
+
+GitLab >= 19 also signs deliveries with a signing token (``whsec_`` + base64 of 32 bytes; the
+Standard Webhooks scheme: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``). When
+``ACRVPC_WEBHOOK_SIGNING_SECRET`` or the block ``webhook.signing_secret_block`` holds one
+(:func:`resolve_signing_secret`), the hook is registered with it as ``signing_token``, and the
+receiver refuses unsigned deliveries. GitLab never returns it either; a hook whose
+``signing_token_present`` is false while one is wanted is updated.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from typing import Any
 
@@ -34,36 +43,93 @@ from acrvpc.outcomes import StageOutcome
 from acrvpc.spec import Spec
 
 SECRET_ENV = "ACRVPC_WEBHOOK_SECRET"
+SIGNING_SECRET_ENV = "ACRVPC_WEBHOOK_SIGNING_SECRET"
+SIGNING_PREFIX = "whsec_"
 EVENTS = ("push_events", "tag_push_events")
 
 
-def resolve_webhook_secret(spec: Spec) -> str:
+def _secret_block(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(name).get())
+    except ValueError:
+        return ""
+
+
+def resolve_webhook_secret(spec: Spec, *, required: bool = True) -> str | None:
     """The X-Gitlab-Token secret: ``ACRVPC_WEBHOOK_SECRET``, else the Secret block ``webhook.secret_block``.
+
+    Args:
+        spec: the pipeline spec.
+        required: raise when there is none (False when a signing token authenticates deliveries instead).
+
+    Returns:
+        The secret, or None when there is none and it is not required.
+
+    Raises:
+        PipelineError: ``WEBHOOK_SECRET_MISSING`` when neither is set and ``required``.
+    """
+    secret = os.environ.get(SECRET_ENV, "") or _secret_block(spec.webhook.secret_block)
+    if not secret and required:
+        block = spec.webhook.secret_block
+        raise PipelineError(f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
+                            f"named {block!r} (webhook.secret_block)", code="WEBHOOK_SECRET_MISSING",
+                            fix=f"save a long random secret with `Secret(value=...).save('{block}')` or set {SECRET_ENV}")
+    return secret or None
+
+
+def check_signing_secret(secret: str) -> str:
+    """Check that ``secret`` is a Standard Webhooks signing key as GitLab takes it: ``whsec_`` + base64 of 32 bytes.
+
+    Args:
+        secret: the candidate signing token.
+
+    Returns:
+        The token, stripped.
+
+    Raises:
+        PipelineError: ``WEBHOOK_SIGNING_SECRET_INVALID`` naming the expected form (never the value).
+    """
+    token = secret.strip()
+    body = token.removeprefix(SIGNING_PREFIX)
+    try:
+        key = base64.b64decode(body, validate=True) if token.startswith(SIGNING_PREFIX) else b""
+    except (ValueError, binascii.Error):
+        key = b""
+    if len(key) != 32:
+        raise PipelineError("the webhook signing token is not whsec_ followed by the base64 of 32 bytes",
+                            code="WEBHOOK_SIGNING_SECRET_INVALID",
+                            fix=('make one with python -c "import base64,os;print(\'whsec_\'+base64.b64encode('
+                                 'os.urandom(32)).decode())" and give the same value to GitLab and to '
+                                 f"{SIGNING_SECRET_ENV} or webhook.signing_secret_block"))
+    return token
+
+
+def resolve_signing_secret(spec: Spec) -> str | None:
+    """GitLab's webhook signing token: ``ACRVPC_WEBHOOK_SIGNING_SECRET``, else ``webhook.signing_secret_block``.
 
     Args:
         spec: the pipeline spec.
 
     Returns:
-        The secret (never empty).
+        The ``whsec_...`` token, or None when signing is not configured (no variable, no block named).
 
     Raises:
-        PipelineError: ``WEBHOOK_SECRET_MISSING`` when neither is set.
+        PipelineError: ``WEBHOOK_SIGNING_SECRET_MISSING`` when the named block does not exist or is empty;
+            ``WEBHOOK_SIGNING_SECRET_INVALID`` when the token is not ``whsec_`` + base64 of 32 bytes.
     """
-    secret = os.environ.get(SECRET_ENV, "")
-    if secret:
-        return secret
-    from prefect.blocks.system import Secret
-
-    try:
-        secret = str(Secret.load(spec.webhook.secret_block).get())
-    except ValueError:
-        secret = ""
-    if not secret:
-        block = spec.webhook.secret_block
-        raise PipelineError(f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
-                            f"named {block!r} (webhook.secret_block)", code="WEBHOOK_SECRET_MISSING",
-                            fix=f"save a long random secret with `Secret(value=...).save('{block}')` or set {SECRET_ENV}")
-    return secret
+    token = os.environ.get(SIGNING_SECRET_ENV, "")
+    block = spec.webhook.signing_secret_block
+    if not token and block:
+        token = _secret_block(block)
+        if not token:
+            raise PipelineError(f"no webhook signing token: {SIGNING_SECRET_ENV} is not set and there is no Prefect "
+                                f"Secret block named {block!r} (webhook.signing_secret_block)",
+                                code="WEBHOOK_SIGNING_SECRET_MISSING",
+                                fix=f"save GitLab's signing token with `Secret(value='whsec_...').save('{block}')`, "
+                                    f"set {SIGNING_SECRET_ENV}, or remove webhook.signing_secret_block")
+    return check_signing_secret(token) if token else None
 
 
 def _same_url(a: str, b: str) -> bool:
@@ -88,21 +154,29 @@ def _hook_error(exc: GitlabError, spec: Spec, path: str, action: str) -> Excepti
     return exc
 
 
-def _drift(hook: Any, spec: Spec) -> list[str]:
+def _drift(hook: Any, spec: Spec, signing: bool) -> list[str]:
     drift = [f"{event} false" for event in EVENTS if not getattr(hook, event, False)]
     ssl = bool(getattr(hook, "enable_ssl_verification", True))
     if ssl != spec.webhook.enable_ssl_verification:
         drift.append(f"enable_ssl_verification {str(ssl).lower()}")
+    if signing and getattr(hook, "signing_token_present", None) is False:  # absent before GitLab 19: unknown
+        drift.append("signing_token_present false")
     return drift
 
 
-def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str) -> StageOutcome:
+def _tokens(secret: str | None, signing_token: str | None) -> dict[str, str]:
+    return {**({"token": secret} if secret else {}), **({"signing_token": signing_token} if signing_token else {})}
+
+
+def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
+                         signing_token: str | None = None) -> StageOutcome:
     """Find, create or repair the push webhook of every routed GitLab project.
 
     Args:
         gl: a python-gitlab client built by :func:`acrvpc.cloud.gitlab_for`.
         spec: the pipeline spec (``webhook.url``, ``webhook.routes``, ``webhook.enable_ssl_verification``).
-        secret: the X-Gitlab-Token secret GitLab sends with each delivery.
+        secret: the X-Gitlab-Token secret GitLab sends with each delivery (None: none is set).
+        signing_token: GitLab's ``whsec_`` signing token (None: deliveries are not signed).
 
     Returns:
         A ``webhook`` outcome: each project's hook id in ``resources``, the writes in ``changes``.
@@ -118,6 +192,7 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str) -> StageOut
         raise PipelineError("webhook.url is not set, so there is no address to register", code="WEBHOOK_URL_MISSING",
                             fix="set webhook.url to the receiver's /hooks/gitlab URL")
     wanted = {**{event: True for event in EVENTS}, "enable_ssl_verification": spec.webhook.enable_ssl_verification}
+    tokens = _tokens(secret, signing_token)
     resources: dict[str, str] = {}
     changes: list[str] = []
     for path in spec.webhook.projects:
@@ -128,15 +203,15 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str) -> StageOut
             raise _hook_error(exc, spec, path, "list") from exc
         if hook is None:
             try:
-                hook = project.hooks.create({"url": url, "token": secret, **wanted})
+                hook = project.hooks.create({"url": url, **tokens, **wanted})
             except GitlabError as exc:
                 raise _hook_error(exc, spec, path, "create") from exc
             changes.append(f"CreateProjectHook {path} {hook.id} -> {url}")
         else:
-            drift = _drift(hook, spec)
+            drift = _drift(hook, spec, signing_token is not None)
             if drift:
                 try:
-                    project.hooks.update(hook.id, {"url": url, "token": secret, **wanted})
+                    project.hooks.update(hook.id, {"url": url, **tokens, **wanted})
                 except GitlabError as exc:
                     raise _hook_error(exc, spec, path, "update") from exc
                 changes.append(f"UpdateProjectHook {path} {hook.id} ({', '.join(drift)})")
@@ -146,7 +221,9 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str) -> StageOut
 
 @task(name="webhook", **RETRY)
 def webhook_hook(spec: Spec) -> StageOutcome:
-    """Prefect task: :func:`ensure_project_hooks` with the spec's GitLab client and webhook secret.
+    """Prefect task: :func:`ensure_project_hooks` with the spec's GitLab client, secret and signing token.
+
+    The X-Gitlab-Token secret is optional when a signing token is configured.
 
     Args:
         spec: the pipeline spec.
@@ -155,6 +232,9 @@ def webhook_hook(spec: Spec) -> StageOutcome:
         The ``webhook`` :class:`~acrvpc.outcomes.StageOutcome`.
 
     Raises:
-        PipelineError: see :func:`ensure_project_hooks` and :func:`resolve_webhook_secret`.
+        PipelineError: see :func:`ensure_project_hooks`, :func:`resolve_webhook_secret` and
+            :func:`resolve_signing_secret`.
     """
-    return ensure_project_hooks(cloud.gitlab_for(spec), spec, resolve_webhook_secret(spec))
+    signing_token = resolve_signing_secret(spec)
+    secret = resolve_webhook_secret(spec, required=signing_token is None)
+    return ensure_project_hooks(cloud.gitlab_for(spec), spec, secret, signing_token)
