@@ -4,31 +4,47 @@ Served by ``acrvpc webhook serve SPEC --port N`` (:mod:`acrvpc.commands.webhook`
 
 ``POST /hooks/gitlab``, checked in this order, each refusal starting nothing:
 
-1. ``X-Gitlab-Token`` must equal the secret (``hmac.compare_digest``, constant time): else 401.
-2. ``Content-Type`` must be ``application/json``: else 415.
-3. The body is read up to 1 MiB before anything parses it: over that, 413.
-4. It must be a JSON object: else 400.
-5. ``X-Gitlab-Event`` ``Push Hook`` / ``Tag Push Hook`` bodies are parsed with the documented payload
+1. At most ``webhook.rate_limit`` deliveries per source address in a moving window (the peer, or
+   behind a trusted proxy the forwarded client; :mod:`deployments.webhook_guard`): else 429 with
+   ``Retry-After``.
+2. When a secret is configured, ``X-Gitlab-Token`` must equal it (``hmac.compare_digest``, constant
+   time): else 401.
+3. When a signing token is configured (GitLab >= 19, Standard Webhooks), ``webhook-id``,
+   ``webhook-timestamp`` and ``webhook-signature`` must be present and the timestamp within the
+   replay window (``webhook.replay_window_seconds``): else 401.
+4. ``Content-Type`` must be ``application/json``: else 415.
+5. The body is read up to 1 MiB before anything parses it: over that, 413.
+6. When signing is configured, the signature must match the raw body (``standardwebhooks``):
+   else 401.
+7. It must be a JSON object: else 400.
+8. ``X-Gitlab-Event`` ``Push Hook`` / ``Tag Push Hook`` bodies are parsed with the documented payload
    models (:mod:`deployments.gitlab_events`): a body that does not fit gets 400. Other event kinds
    get 202 ``{"status": "ignored", "reason": ...}``, as do deletions (``after`` = 40 zeros) and
    pushes no route of ``webhook.routes`` takes.
-6. A routed push starts one flow run of the on-push deployment with parameters ``project, ref, sha,
-   event_id`` and the idempotency key ``gitlab:<Idempotency-Key>`` (GitLab >= 17.4, the same on
+9. A routed push starts one flow run of the on-push deployment with parameters ``project, ref, sha,
+   event_id`` and the idempotency key ``gitlab:<webhook-id>`` (signed deliveries; GitLab makes it
+   equal to ``Idempotency-Key``), else ``gitlab:<Idempotency-Key>`` (GitLab >= 17.4, the same on
    every resend), else ``gitlab:<X-Gitlab-Event-UUID>``: a redelivered event returns the run it
-   already started and starts no other. The answer is 202 ``{"status": "accepted", "flow_run_id"}``,
+   already started and starts no other (a signed resend within the replay window is answered from
+   memory without asking Prefect). The answer is 202 ``{"status": "accepted", "flow_run_id"}``,
    given as soon as the run is created (it does not wait for the build); if the run cannot be
    created within 8 s, 503 (GitLab's timeout is 10 s).
 
-``GET /healthz`` answers ``{"status": "ok"}``.
+``GET /healthz`` answers ``{"status": "ok"}``; ``GET /openapi.json`` describes the endpoints
+(:mod:`deployments.webhook_openapi`).
 
-Error answers are short JSON ``{"error": ...}`` without internals; the secret is never logged.
-How runs are started is a constructor argument (``start_run``): :func:`deployment_starter`
-creates them on the Prefect server named by ``PREFECT_API_URL``.
+Every error answer is a short JSON ``{"error": ...}`` without internals: unknown paths 404, wrong
+methods 405, and any unexpected exception 500 ``{"error": "internal error"}`` with the details only
+in this module's log. Secrets and signing tokens are never logged. How runs are started is a
+constructor argument (``start_run``): :func:`deployment_starter` creates them on the Prefect server
+named by ``PREFECT_API_URL`` (authenticated with ``PREFECT_API_AUTH_STRING`` when the server
+requires it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -37,12 +53,15 @@ from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from acrvpc.spec import Spec, route_target
 from deployments.gitlab_events import EVENT_MODELS, PushEvent
+from deployments.webhook_guard import MAX_ID_LENGTH, ReplayCache, SignatureCheck, SourceLimiter
+from deployments.webhook_openapi import openapi_schema
 
 MAX_BODY = 1024 * 1024
 START_TIMEOUT_S = 8.0
@@ -54,8 +73,8 @@ StartRun = Callable[[dict[str, Any], str], Awaitable[str]]
 _log = logging.getLogger("acrvpc.webhook")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _ignored(reason: str) -> JSONResponse:
@@ -72,41 +91,77 @@ def _media_type(value: str) -> str:
 
 def _invalid(exc: ValidationError) -> str:
     fields = sorted({".".join(str(p) for p in err["loc"]) or "(body)" for err in exc.errors()})
-    return ", ".join(fields[:5])
+    return ", ".join(fields[:5])[:300]
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "not found", 405: "method not allowed"}.get(status, "request refused")
+    headers = getattr(exc, "headers", None) or {}
+    return _error(status, message, {k: v for k, v in headers.items() if k.lower() == "allow"})
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    _log.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal error")
 
 
 class WebhookReceiver:
-    """The receiver's state and handlers: a spec's routes, the secret, and how to start a run.
+    """The receiver's state and handlers: a spec's routes, the credentials, limits, and how to start a run.
 
     Args:
-        spec: the pipeline spec (``webhook.routes``).
-        secret: the X-Gitlab-Token secret (:func:`tasks.webhook_hook.resolve_webhook_secret`).
+        spec: the pipeline spec (``webhook.routes``, ``webhook.rate_limit``, ``webhook.trusted_proxies``,
+            ``webhook.replay_window_seconds``).
+        secret: the X-Gitlab-Token secret (:func:`tasks.webhook_hook.resolve_webhook_secret`); may be None
+            only when ``signing_secret`` is given.
         start_run: ``async (parameters, idempotency_key) -> flow run id``.
+        signing_secret: GitLab's ``whsec_`` signing token (:func:`tasks.webhook_hook.resolve_signing_secret`):
+            when given, every delivery must be signed with it.
+        rate_limit: deliveries per source, e.g. ``1000/second`` (default ``webhook.rate_limit``).
+        trusted_proxies: proxy networks whose X-Forwarded-For counts (default ``webhook.trusted_proxies``).
+        replay_window: seconds a signed delivery stays valid (default ``webhook.replay_window_seconds``).
         spec_path: passed to the runs as ``spec_path`` when given; else the deployment's own default.
         max_body: the largest body read, in bytes.
         start_timeout: seconds to wait for ``start_run`` before answering 503.
+
+    Raises:
+        ValueError: neither a secret nor a signing token is given.
     """
 
-    def __init__(self, spec: Spec, secret: str, start_run: StartRun, *, spec_path: str | None = None,
-                 max_body: int = MAX_BODY, start_timeout: float = START_TIMEOUT_S) -> None:
-        if not secret:
-            raise ValueError("the webhook secret is empty")
+    def __init__(self, spec: Spec, secret: str | None, start_run: StartRun, *, signing_secret: str | None = None,
+                 rate_limit: str | None = None, trusted_proxies: list[str] | None = None,
+                 replay_window: float | None = None, spec_path: str | None = None, max_body: int = MAX_BODY,
+                 start_timeout: float = START_TIMEOUT_S) -> None:
+        if not secret and not signing_secret:
+            raise ValueError("the webhook secret is empty and no signing token is given")
         self.spec, self.start_run, self.spec_path = spec, start_run, spec_path
-        self._secret = secret.encode()
+        self._secret = secret.encode() if secret else None
         self.max_body, self.start_timeout = max_body, start_timeout
+        window = replay_window or spec.webhook.replay_window_seconds
+        self.signature = SignatureCheck(signing_secret, window) if signing_secret else None
+        self.limiter = SourceLimiter(rate_limit or spec.webhook.rate_limit,
+                                     spec.webhook.trusted_proxies if trusted_proxies is None else trusted_proxies)
+        self.replays = ReplayCache(window)
+        self._openapi = openapi_schema(max_body, signed=self.signature is not None)
 
     def app(self) -> Starlette:
         """The ASGI application."""
         return Starlette(routes=[Route("/hooks/gitlab", self.gitlab, methods=["POST"]),
-                                 Route("/healthz", self.healthz, methods=["GET"])])
+                                 Route("/healthz", self.healthz, methods=["GET"]),
+                                 Route("/openapi.json", self.openapi, methods=["GET"])],
+                         exception_handlers={HTTPException: _http_error, Exception: _internal_error})
 
     async def healthz(self, request: Request) -> JSONResponse:
         """``GET /healthz``."""
         return JSONResponse({"status": "ok"})
 
+    async def openapi(self, request: Request) -> JSONResponse:
+        """``GET /openapi.json``: the receiver's OpenAPI description."""
+        return JSONResponse(self._openapi)
+
     def token_ok(self, given: str | None) -> bool:
         """Whether ``X-Gitlab-Token`` carries the secret (constant-time comparison)."""
-        return hmac.compare_digest((given or "").encode(), self._secret)
+        return self._secret is not None and hmac.compare_digest((given or "").encode(), self._secret)
 
     async def _body(self, request: Request) -> bytes:
         length = request.headers.get("content-length", "")
@@ -121,19 +176,49 @@ class WebhookReceiver:
 
     async def gitlab(self, request: Request) -> JSONResponse:
         """``POST /hooks/gitlab``: check, parse, route, and start a run (see the module docstring)."""
-        started = time.monotonic()
-        if not self.token_ok(request.headers.get("x-gitlab-token")):
+        try:
+            return await self._deliver(request)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the sender; the details go to our log
+            return await _internal_error(request, exc)
+
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        """The answer to a delivery its source, token or signature headers refuse; None to go on."""
+        source = self.limiter.source(request.client.host if request.client else None,
+                                     request.headers.get("x-forwarded-for"))
+        wait = self.limiter.hit(source)
+        if wait is not None:
+            _log.warning("delivery refused: over the rate limit %s for source %s", self.limiter.item, source)
+            return _error(429, "too many deliveries from this source; retry later", {"Retry-After": f"{wait:.0f}"})
+        if self._secret is not None and not self.token_ok(request.headers.get("x-gitlab-token")):
             _log.warning("delivery refused: missing or wrong X-Gitlab-Token")
             return _error(401, "missing or wrong X-Gitlab-Token")
+        reason = self.signature.precheck(request.headers) if self.signature else None
+        if reason:
+            _log.warning("delivery refused: %s", reason)
+            return _error(401, reason)
+        return None
+
+    async def _deliver(self, request: Request) -> JSONResponse:
+        started = time.monotonic()
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         if _media_type(request.headers.get("content-type", "")) != "application/json":
             return _error(415, "Content-Type must be application/json")
         try:
             body = await self._body(request)
         except _TooLarge:
             return _error(413, f"body over {self.max_body} bytes")
+        except ClientDisconnect:
+            return _error(400, "the body was not received")
+        if self.signature is not None:
+            reason = self.signature.verify(body, request.headers)
+            if reason:
+                _log.warning("delivery refused: %s", reason)
+                return _error(401, reason)
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(400, "the body is not valid JSON")
         if not isinstance(data, dict):
             return _error(400, "the body is not a JSON object")
@@ -142,12 +227,23 @@ class WebhookReceiver:
             return _error(400, "no X-Gitlab-Event header")
         model = EVENT_MODELS.get(kind)
         if model is None:
-            return _ignored(f"{kind!r} events are not handled (push and tag push only)")
+            return _ignored(f"{kind[:100]!r} events are not handled (push and tag push only)")
         try:
             event = model.model_validate(data)
         except ValidationError as exc:
             return _error(400, f"not a GitLab {kind} payload (check: {_invalid(exc)})")
+        except RecursionError:
+            return _error(400, f"not a GitLab {kind} payload (nested too deeply)")
         return await self._route(request, event, started)
+
+    def _key(self, request: Request, event: PushEvent) -> str:
+        signed = self.signature is not None
+        key = ((signed and request.headers.get("webhook-id")) or request.headers.get("idempotency-key")
+               or request.headers.get("x-gitlab-event-uuid"))
+        if key:
+            return key
+        key = f"{event.project_id}:{event.ref}:{event.before}:{event.after}"
+        return key if len(key) <= MAX_ID_LENGTH else f"{event.project_id}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     async def _route(self, request: Request, event: PushEvent, started: float) -> JSONResponse:
         project = event.project.path_with_namespace
@@ -156,27 +252,36 @@ class WebhookReceiver:
             return _ignored(f"{what} {event.ref} of {project} was deleted")
         route = self.spec.webhook.route_for(project, event.ref)
         if route is None:
-            _log.info("delivery ignored: no route for %s %s", project, event.ref)
+            _log.info("delivery ignored: no route for %r %r", project[:200], event.ref[:200])
             return _ignored(f"no route for {project} {event.ref}")
-        key = (request.headers.get("idempotency-key") or request.headers.get("x-gitlab-event-uuid")
-               or f"{event.project_id}:{event.ref}:{event.before}:{event.after}")
+        key = self._key(request, event)
+        if len(key) > MAX_ID_LENGTH:
+            return _error(400, f"the delivery id (Idempotency-Key, X-Gitlab-Event-UUID) is over {MAX_ID_LENGTH} "
+                               f"characters")
+        repo, rule = route_target(self.spec, route)
+        answer = {"status": "accepted", "deployment": self.spec.webhook.deployment, "repository": repo.full_name,
+                  "rule": route.rule}
+        known = self.replays.get(key) if self.signature is not None else None
+        if known is not None:
+            _log.info("delivery %r: a resend of the delivery that started flow run %s", key, known)
+            return JSONResponse({**answer, "flow_run_id": known}, status_code=202)
         parameters: dict[str, Any] = {"project": project, "ref": event.ref, "sha": event.sha, "event_id": key}
         if self.spec_path:
             parameters["spec_path"] = self.spec_path
-        repo, rule = route_target(self.spec, route)
         try:
             run_id = await asyncio.wait_for(self.start_run(parameters, f"gitlab:{key}"), self.start_timeout)
         except Exception as exc:  # noqa: BLE001 - any failure to reach Prefect: 503, details in our log only
-            _log.error("delivery %s: could not start a run of %s (%s)", key, self.spec.webhook.deployment,
+            _log.error("delivery %r: could not start a run of %s (%s)", key, self.spec.webhook.deployment,
                        type(exc).__name__)
             return _error(503, "could not start the build run; resend the delivery later")
-        _log.info("delivery %s: %s %s -> %s %s, flow run %s (%.0f ms)", key, project, event.ref, repo.full_name,
+        if self.signature is not None:
+            self.replays.put(key, run_id)
+        _log.info("delivery %r: %s %s -> %s %s, flow run %s (%.0f ms)", key, project, event.ref, repo.full_name,
                   rule.image_tag, run_id, (time.monotonic() - started) * 1000)
-        return JSONResponse({"status": "accepted", "flow_run_id": run_id, "deployment": self.spec.webhook.deployment,
-                             "repository": repo.full_name, "rule": route.rule}, status_code=202)
+        return JSONResponse({**answer, "flow_run_id": run_id}, status_code=202)
 
 
-def create_app(spec: Spec, secret: str, start_run: StartRun, **options: Any) -> Starlette:
+def create_app(spec: Spec, secret: str | None, start_run: StartRun, **options: Any) -> Starlette:
     """The receiver's ASGI app (see :class:`WebhookReceiver` for the arguments)."""
     return WebhookReceiver(spec, secret, start_run, **options).app()
 
