@@ -281,3 +281,25 @@ class TestServeCommand:
         result = CliRunner().invoke(app, ["webhook", "serve", str(bad)])
         assert result.exit_code == 2
         assert "webhook.routes[2].rule" in result.output
+
+    @pytest.mark.parametrize(("option", "value", "says"), [("--rate-limit", "fast", "60/minute"),
+                                                            ("--rate-limit", "0/second", "60/minute"),
+                                                            ("--trusted-proxy", "proxy.internal", "CIDR")])
+    def test_a_bad_hardening_option_exits_2_with_the_form(self, option, value, says):
+        from typer.testing import CliRunner
+
+        from acrvpc.cli import app
+
+        result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml", option, value])
+        assert result.exit_code == 2 and says in result.output
+
+    def test_an_invalid_signing_token_exits_2_without_echoing_it(self, monkeypatch):
+        from typer.testing import CliRunner
+
+        from acrvpc.cli import app
+
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        monkeypatch.setenv("ACRVPC_WEBHOOK_SIGNING_SECRET", "not-a-whsec-token")
+        result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml"])
+        assert result.exit_code == 2
+        assert "whsec_" in result.output and "not-a-whsec-token" not in result.output
