@@ -422,6 +422,8 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
         return Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(source, _problems(exc)) from None
+    except RecursionError:
+        raise SpecError(source, [("(top level)", "nested too deeply to be a spec; see examples/sandbox.yaml")]) from None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -432,14 +434,24 @@ def load_spec(path: str | Path) -> Spec:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise SpecError(str(path), [("(file)", "no such file; pass the path of a spec such as "
                                                "examples/sandbox.yaml")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), [("(file)", f"not UTF-8 text (byte {exc.start}); save the spec as UTF-8 "
+                                               f"YAML")]) from None
+    except OSError as exc:
+        raise SpecError(str(path), [("(file)", f"cannot be read ({exc.strerror or type(exc).__name__}); pass "
+                                               f"the path of a spec file")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise SpecError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except RecursionError:
+        raise SpecError(str(path), [("(file)", "nested too deeply to be a spec")]) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError(str(path), [("(file)", f"a value cannot be read ({str(exc)[:80]})")]) from None
     return parse_spec(data, str(path))
