@@ -88,6 +88,9 @@ class BuildOutcome(StageOutcome):
     build_record_id: str
     status: str  # SUCCESS | FAILED | CANCELED | TIMEOUT (upper case)
     image: str = ""  # registry path namespace/name:tag
+    digest: str = ""  # sha256:<hex> of the pushed image (GetRepoTag), when it succeeded
+    push_type: str = ""  # the rule's GIT_BRANCH | GIT_TAG
+    ref: str = ""  # the rule's branch or tag (push name)
     seconds: float = 0.0
     log_lines: int = 0
     log_tail: list[str] = Field(default_factory=list)

@@ -49,3 +49,41 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console.print(stage_table(summary))
     if summary.get("builds"):
         console.print(build_table(summary))
+
+
+def build_rows(builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per build (the table artifact and ``--json`` use the same keys)."""
+    return [{"repository": b["repository"], "rule": b["build_rule_id"], "ref": b.get("ref", ""),
+             "image": b.get("image", ""), "digest": b.get("digest", "") or "-", "status": b["status"],
+             "seconds": round(float(b.get("seconds", 0)), 1), "build_record": b["build_record_id"],
+             "log_lines": b.get("log_lines", 0)} for b in builds]
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: str = "") -> str:
+    """The run's build summary in markdown: a table, then the log tail of each build that failed."""
+    ok = sum(1 for b in builds if b["status"] == "SUCCESS")
+    lines = [f"# Builds of {spec_name}", ""]
+    if flow_run_id:
+        lines += [f"Flow run `{flow_run_id}`: {ok} of {len(builds)} build(s) succeeded.", ""]
+    else:
+        lines += [f"{ok} of {len(builds)} build(s) succeeded.", ""]
+    if not builds:
+        return "\n".join(lines + ["No build was started."]) + "\n"
+    lines += ["| repository | rule | ref | image | digest | seconds | status |",
+              "|---|---|---|---|---|---:|---|"]
+    for row in build_rows(builds):
+        status = row["status"] if row["status"] == "SUCCESS" else f"**{row['status']}**"
+        lines.append(f"| {_md(row['repository'])} | {_md(row['rule'])} | {_md(row['ref'])} | `{_md(row['image'])}` | "
+                     f"{_md(row['digest'])} | {row['seconds']:.1f} | {status} |")
+    for b in builds:
+        if b["status"] == "SUCCESS":
+            continue
+        lines += ["", f"## {b['repository']}: {b['status']} (build record `{b['build_record_id']}`)", ""]
+        lines += [f"- {note}" for note in b.get("notes", [])]
+        tail = b.get("log_tail", [])[-30:]
+        lines += ["", f"Last {len(tail)} log line(s):", "", "```", *tail, "```"] if tail else ["", "(no log lines)"]
+    return "\n".join(lines) + "\n"

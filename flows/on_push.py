@@ -18,9 +18,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from acrvpc import monitor
 from acrvpc.errors import PipelineError
 from acrvpc.spec import Spec, load_spec, route_target
-from tasks.build import build
+from flows.builds import fail_if_any_failed, run_builds
 from tasks.on_push import verify_binding_task
 
 
@@ -55,7 +56,12 @@ def build_on_push(spec_path: str, project: str, ref: str, sha: str = "", event_i
     logger.info("push of %s to %s %s (event %s): building %s rule %s:%s -> %s", sha[:12] or "?", project, ref,
                 event_id or "-", repo.full_name, rule.push_type.value, rule.push_name, rule.image_tag)
     binding, bound = verify_binding_task(spec, repo, rule)
-    outcome = build(spec, binding, bound)
-    return {"spec": spec.name, "flow_run_id": str(flow_run.get_id() or ""), "project": project, "ref": ref,
-            "sha": sha, "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
-            "build": outcome.model_dump()}
+    run_id = str(flow_run.get_id() or "")
+    [outcome] = run_builds(spec, [(binding, bound)], run_id)
+    result = {"spec": spec.name, "flow_run_id": run_id, "project": project, "ref": ref, "sha": sha,
+              "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
+              "build": outcome.model_dump()}
+    monitor.publish("run.finished", summary={"spec": spec.name, "flow_run_id": run_id, "stages": [],
+                                             "builds": [outcome.model_dump()]})
+    fail_if_any_failed([outcome])
+    return result

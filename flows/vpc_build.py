@@ -31,16 +31,16 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
-from acrvpc.errors import PipelineError
+from acrvpc import monitor
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
 from acrvpc.spec import LinkMode, Spec, load_spec
+from flows.builds import fail_if_any_failed, run_builds, stage_started
 from flows.console_steps import console_branches
 from tasks.binding import binding
-from tasks.build import BuildFailed, build
 from tasks.eni import eni
 from tasks.gitlab_token import gitlab_token
 from tasks.link import link
@@ -60,22 +60,10 @@ def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str =
         for key, value in outcome.resources.items():
             resources[key] = f"{resources[key]}, {value}" if key in resources else value
         changes.extend(outcome.changes)
-    return {"stage": stage, "result": result, "resources": resources, "changes": changes,
-            "seconds": round(seconds, 2)}
-
-
-def _build_outcomes(futures: list[PrefectFuture]) -> list[BuildOutcome]:
-    """Every build's outcome, failed ones included; any other error propagates."""
-    outcomes = []
-    for fut in futures:
-        result = fut.result(raise_on_failure=False)
-        if isinstance(result, BuildFailed):
-            outcomes.append(BuildOutcome(**result.outcome))
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            outcomes.append(result)
-    return outcomes
+    row = {"stage": stage, "result": result, "resources": resources, "changes": changes,
+           "seconds": round(seconds, 2)}
+    monitor.publish("stage.finished", **row)
+    return row
 
 
 def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -88,14 +76,18 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     the run finds link and ENI cached.
     """
     t_branch = time.monotonic()
+    stage_started("gitlab")
+    stage_started("binding", repositories=len(spec.repositories))
     gitlab_future = gitlab_token.submit(spec)
     binding_futures = [binding.submit(spec, repo, wait_for=[gitlab_future]) for repo in spec.repositories]
     with transaction() as txn:
         txn.set("spec", spec)
+        stage_started("link")
         link_out = link(spec)
         if any(change.startswith("CreateSecurityGroup") for change in link_out.changes):
             txn.set("created_security_group", link_out.security_group_id)
         link_done = time.monotonic()
+        stage_started("eni")
         eni_out = eni(spec, link_out.security_group_id)
         eni_done = time.monotonic()
     finished: dict[int, float] = {}
@@ -137,6 +129,8 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
     stages: list[dict[str, Any]] = []
 
     t0 = time.monotonic()
+    run_id = str(flow_run.get_id() or "")
+    stage_started("preflight")
     pre = preflight(spec)
     stages.append(_row("preflight", [pre], time.monotonic() - t0))
 
@@ -148,29 +142,24 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
         stages += stages_api
     if spec.gitlab.register_webhook:  # GitLab's push webhooks on the routed projects (tasks/webhook_hook.py)
         t_hook = time.monotonic()
+        stage_started("webhook")
         stages.append(_row("webhook", [webhook_hook(spec)], time.monotonic() - t_hook))
 
     builds: list[BuildOutcome] = []
     if start_builds:
         wanted = [(b, rule) for b in bindings if isinstance(b, BindingOutcome) for rule in b.rules if rule.build]
         t_builds = time.monotonic()
-        build_futures = [build.submit(spec, b, rule) for b, rule in wanted]
-        for _ in as_completed(build_futures):
-            pass
-        builds, t_build = _build_outcomes(build_futures), time.monotonic() - t_builds
+        stage_started("build", builds=len(wanted))
+        builds = run_builds(spec, wanted, run_id)
         failed = [b for b in builds if not b.succeeded]
-        stages.append(_row("build", builds, t_build, "failed" if failed else "completed"))
+        stages.append(_row("build", builds, time.monotonic() - t_builds, "failed" if failed else "completed"))
     else:
         stages.append({"stage": "build", "result": "skipped", "resources": {}, "changes": [], "seconds": 0.0})
 
-    summary = {"spec": spec.name, "flow_run_id": str(flow_run.get_id() or ""), "stages": stages,
+    summary = {"spec": spec.name, "flow_run_id": run_id, "stages": stages,
                "builds": [b.model_dump() for b in builds]}
     writes = sum(len(s["changes"]) for s in stages)
     logger.info("done: %d stage(s), %d write(s), %d build(s)", len(stages), writes, len(builds))
-    failed = [b for b in builds if not b.succeeded]
-    if failed:
-        names = ", ".join(f"{b.repository} ({b.build_record_id}: {b.status})" for b in failed)
-        raise PipelineError(f"{len(failed)} of {len(builds)} build(s) did not succeed: {names}",
-                            code="BUILD_FAILED", fix="read the build logs in this run's logs; fix the source or "
-                                                     "Dockerfile and rerun")
+    monitor.publish("run.finished", summary=summary)
+    fail_if_any_failed(builds)
     return summary

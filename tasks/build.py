@@ -22,6 +22,19 @@ Status strings are compared case-insensitively; SUCCESS, FAILED, CANCELED and CA
 the build; any other value counts as running (noted once). Log lines are tracked by
 ``LineNumber``: each poll asks for lines after the highest number seen (``Offset``), pages until
 ``TotalCount`` is reached, and skips numbers already seen, so no line is lost or repeated.
+
+Polling backs off: the first status poll comes ``build.poll_seconds`` (2 s) after the start, each
+wait is 1.5 times the last, up to 30 s (:func:`poll_schedule`). So a build makes at most about 9
+status calls in its first minute and 2 in each later minute, however long it runs.
+
+Stopping. A build still running after ``build.timeout_minutes`` is canceled
+(``CancelRepoBuildRecord``) and ends TIMEOUT; when ``cancelled()`` turns true (the flow run was
+cancelled: :mod:`tasks.build_watch`), the next poll cancels it and it ends CANCELED. After a
+SUCCESS, ``GetRepoTag`` reads the pushed image's digest (left empty, with a note, if that fails).
+
+What a followed build reports (start, each status, each log line, the end) goes to a
+:class:`BuildObserver`; the task's observer (:class:`tasks.build_watch.BuildWatch`) turns that into
+run logs, a progress artifact, Prefect events and the CLI's live display.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from alibabacloud_cr20181201.client import Client as CrClient
 from prefect import get_run_logger, task
 
 from acrvpc import cloud
-from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr, explain, is_retryable
+from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr, error_code, explain, is_retryable
 from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
 from acrvpc.spec import Spec
 
@@ -49,6 +62,16 @@ TAIL_LINES = 30
 MAX_LOG_PAGES = 10_000  # per poll: a guard against a service that ignores Offset
 
 _log = logging.getLogger("acrvpc.build")
+
+
+def poll_schedule(first: float, until: float) -> list[float]:
+    """The waits between status polls over ``until`` seconds: ``first``, x1.5 each time, at most 30 s."""
+    waits, wait, total = [], first, 0.0
+    while total < until:
+        waits.append(wait)
+        total += wait
+        wait = min(wait * POLL_GROWTH, MAX_POLL_SECONDS)
+    return waits
 
 
 class LogLine:
@@ -66,13 +89,29 @@ class LogLine:
         return f"LogLine({self.number}, {self.stage!r}, {self.message!r})"
 
 
+class BuildObserver:
+    """What a followed build reports, in order; this base class ignores everything."""
+
+    def started(self, record_id: str) -> None:
+        """CreateBuildRecordByRule answered ``record_id``."""
+
+    def status(self, status: str, stage: str | None, lines: int) -> None:
+        """A status poll answered ``status`` (upper case); ``stage`` of the latest log line."""
+
+    def log(self, line: "LogLine") -> None:
+        """A new build log line (each exactly once, in order)."""
+
+    def finished(self, outcome: BuildOutcome) -> None:
+        """The build ended (any status)."""
+
+
 class _Poller:
     """The calls made once the build record exists, each retried in place while transient."""
 
     def __init__(self, cr: CrClient, spec: Spec, binding: BindingOutcome, record_id: str,
-                 sleep: Callable[[float], None], on_log: Callable[[LogLine], None] | None) -> None:
+                 sleep: Callable[[float], Any], observer: BuildObserver) -> None:
         self.cr, self.spec, self.binding, self.record_id = cr, spec, binding, record_id
-        self.sleep, self.on_log = sleep, on_log
+        self.sleep, self.observer = sleep, observer
         self.last_line = 0
         self.lines: list[LogLine] = []
 
@@ -116,8 +155,7 @@ class _Poller:
                 self.last_line = line.number
                 self.lines.append(line)
                 new += 1
-                if self.on_log is not None:
-                    self.on_log(line)
+                self.observer.log(line)
             total = _int(body.total_count)  # a string on the wire
             if not fresh or self.last_line >= total:
                 break
@@ -127,6 +165,13 @@ class _Poller:
         return self.call("GetRepoBuildRecord", lambda: check_cr(self.cr.get_repo_build_record(
             cr_models.GetRepoBuildRecordRequest(instance_id=self.spec.instance_id, build_record_id=self.record_id)),
             "GetRepoBuildRecord"))
+
+    def digest(self, tag: str) -> str:
+        """GetRepoTag: the pushed image's digest as ``sha256:<hex>``."""
+        body = self.call("GetRepoTag", lambda: check_cr(self.cr.get_repo_tag(cr_models.GetRepoTagRequest(
+            instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, tag=tag)), "GetRepoTag"))
+        digest = str(body.digest or "").strip()
+        return digest if not digest or ":" in digest else f"sha256:{digest}"
 
     def cancel(self) -> bool:
         """CancelRepoBuildRecord; False when CR refuses because the build already ended."""
@@ -172,8 +217,9 @@ def start_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRu
 
 
 def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule, *,
-              on_log: Callable[[LogLine], None] | None = None, sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.monotonic) -> BuildOutcome:
+              observer: BuildObserver | None = None, sleep: Callable[[float], Any] = time.sleep,
+              clock: Callable[[], float] = time.monotonic,
+              cancelled: Callable[[], bool] = lambda: False) -> BuildOutcome:
     """Start a build of ``rule`` and follow it to the end.
 
     Args:
@@ -181,30 +227,40 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
         spec: the pipeline spec: instance id, ``build.poll_seconds`` and ``build.timeout_minutes``.
         binding: the repository's binding outcome.
         rule: the bound rule to build.
-        on_log: called with each new :class:`LogLine`, exactly once per line, in order.
-        sleep: how to wait between polls (tests pass one that advances a sandbox clock).
+        observer: told of the start, each status, each new log line (exactly once, in order) and
+            the end.
+        sleep: how to wait between polls (tests pass one that advances a sandbox clock; the task
+            passes one that wakes up when the flow run is cancelled).
         clock: monotonic seconds, for the timeout.
+        cancelled: whether to stop; checked after every wait.
 
     Returns:
-        The outcome: status SUCCESS, FAILED, CANCELED or TIMEOUT (the build was canceled after
-        ``build.timeout_minutes``), image, duration, line count and the last 30 lines.
+        The outcome: status SUCCESS, FAILED, CANCELED (canceled by request, or by someone else) or
+        TIMEOUT (canceled after ``build.timeout_minutes``), image, digest, duration, line count and
+        the last 30 lines.
 
     Raises:
         PipelineError: the build could not be started (CR's code), or ``BUILD_POLL_FAILED`` when
             following it kept failing (not retryable: a retry would start a second build).
     """
+    observer = BuildObserver() if observer is None else observer
     started = clock()
     record_id = start_build(cr, spec, binding, rule)
+    observer.started(record_id)
     changes = [f"CreateBuildRecordByRule {record_id}"]
     notes: list[str] = []
-    poller = _Poller(cr, spec, binding, record_id, sleep, on_log)
+    poller = _Poller(cr, spec, binding, record_id, sleep, observer)
     deadline = started + spec.build.timeout_minutes * 60
     interval = spec.build.poll_seconds
     unknown: set[str] = set()
     while True:
+        if cancelled():
+            status = _stop(poller, record_id, changes, notes, "CANCELED", "canceled: the flow run was cancelled")
+            break
         raw = poller.status()
         status = raw.upper()
         poller.fetch_logs()
+        observer.status(status, poller.lines[-1].stage if poller.lines else None, len(poller.lines))
         if status in TERMINAL:
             status = "CANCELED" if status == "CANCELLED" else status
             break
@@ -214,28 +270,43 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
             _log.warning("build %s of %s: unknown status %r, treated as running", record_id, binding.full_name, raw)
         remaining = deadline - clock()
         if remaining <= 0:
-            status = _time_out(poller, spec, record_id, changes, notes)
+            status = _stop(poller, record_id, changes, notes, "TIMEOUT",
+                           f"canceled after the {spec.build.timeout_minutes:g}-minute timeout")
             break
         sleep(min(interval, remaining))
         interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
     poller.fetch_logs()
     record = poller.record()
-    return _outcome(spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes)
+    digest = ""
+    if status == "SUCCESS":
+        try:
+            digest = poller.digest(_tag_of(record, rule))
+        except PipelineError as exc:
+            cause = error_code(exc.__cause__) if exc.__cause__ is not None else None
+            notes.append(f"image digest unavailable: {cause or exc.code} (GetRepoTag)")
+    outcome = _outcome(spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes,
+                       digest)
+    observer.finished(outcome)
+    return outcome
 
 
-def _time_out(poller: _Poller, spec: Spec, record_id: str, changes: list[str], notes: list[str]) -> str:
-    """Cancel a build past its deadline; the final status (TIMEOUT unless it ended meanwhile)."""
+def _tag_of(record: Any, rule: BoundRule) -> str:
+    return (record.image.image_tag if record.image else None) or rule.image_tag
+
+
+def _stop(poller: _Poller, record_id: str, changes: list[str], notes: list[str], ending: str, why: str) -> str:
+    """Cancel a running build; ``ending`` (TIMEOUT or CANCELED) unless it ended meanwhile."""
     if poller.cancel():
         changes.append(f"CancelRepoBuildRecord {record_id}")
-        notes.append(f"canceled after the {spec.build.timeout_minutes:g}-minute timeout")
-        return "TIMEOUT"
+        notes.append(why)
+        return ending
     status = poller.status().upper()  # the cancel was refused: the build has just ended
     status = "CANCELED" if status == "CANCELLED" else status
-    return status if status in TERMINAL else "TIMEOUT"
+    return status if status in TERMINAL else ending
 
 
 def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: str, status: str, record: Any,
-             elapsed: float, poller: _Poller, changes: list[str], notes: list[str]) -> BuildOutcome:
+             elapsed: float, poller: _Poller, changes: list[str], notes: list[str], digest: str) -> BuildOutcome:
     image_model = record.image
     ns = (image_model.repo_namespace_name if image_model else None) or binding.namespace
     name = (image_model.repo_name if image_model else None) or binding.name
@@ -245,7 +316,8 @@ def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: st
     seconds = (end_ms - start_ms) / 1000 if start_ms and end_ms >= start_ms else elapsed
     return BuildOutcome(
         repository=binding.full_name, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id,
-        build_record_id=record_id, status=status, image=image, seconds=round(seconds, 3),
+        build_record_id=record_id, status=status, image=image, seconds=round(seconds, 3), digest=digest,
+        push_type=rule.push_type, ref=rule.push_name,
         log_lines=len(poller.lines), log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]],
         resources={"build": record_id, "image": image}, changes=changes, notes=notes)
 
@@ -274,6 +346,11 @@ def _rebuild_build_failed(outcome: dict[str, Any]) -> BuildFailed:
 def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     """Run one build of a bound rule, streaming its log into the task run's logs.
 
+    While it runs, a progress artifact (``build-<namespace>-<name>-<tag>``) follows it, and the
+    events ``acrvpc.build.started`` and ``acrvpc.build.succeeded`` / ``acrvpc.build.failed`` are
+    emitted (:class:`tasks.build_watch.BuildWatch`). When the flow run is cancelled, the build is
+    canceled too (``CancelRepoBuildRecord``) at its next poll.
+
     Args:
         spec: the pipeline spec.
         binding: the repository's binding outcome.
@@ -286,17 +363,14 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
         BuildFailed: the build ended FAILED, CANCELED or TIMEOUT (not retried; its outcome attached).
         PipelineError: the build could not be started or followed (see :func:`run_build`).
     """
-    logger = get_run_logger()
-    prefix = binding.full_name
+    from prefect.runtime import flow_run
 
-    def on_log(line: LogLine) -> None:
-        logger.info("[%s] %s %s", prefix, line.stage, line.message)
+    from tasks.build_watch import BuildWatch, stop_signal
 
-    outcome = run_build(cloud.cloud_clients(spec).cr, spec, binding, rule, on_log=on_log)
-    logger.info("[%s] build %s %s (%s, %.1f s)", prefix, outcome.build_record_id, outcome.status, outcome.image,
-                outcome.seconds)
+    watch = BuildWatch(spec, binding, rule, get_run_logger())
+    stop = stop_signal(str(flow_run.get_id() or ""))
+    outcome = run_build(cloud.cloud_clients(spec).cr, spec, binding, rule, observer=watch, sleep=stop.wait,
+                        cancelled=stop.is_set)
     if not outcome.succeeded:
-        for line in outcome.log_tail:
-            logger.error("[%s] %s", prefix, line)
         raise BuildFailed(outcome)
     return outcome

@@ -55,6 +55,7 @@ ERRORS: dict[str, tuple[int | None, str]] = {
     "NAMESPACE_NOT_EXIST": (None, ""),
     "REPO_NOT_EXIST": (None, ""),
     "INSTANCE_STATUS_NOT_SUPPORT": (None, ""),
+    "TAG_NOT_EXIST": (None, ""),  # an assumed code (the sandbox's): GetRepoTag of a tag never pushed
 }
 
 # GitLab's documented error bodies (shared/api/gitlab-notes.md section 2; lib/api/api_guard.rb).
@@ -100,6 +101,10 @@ def _body(value: Any) -> dict[str, str]:
     return {"string": json.dumps(value, separators=(",", ":"), ensure_ascii=False)}
 
 
+# The few actions the SDKs send as GET (their client's ``method``); every other one is POST.
+GET_ACTIONS = {("cr", "GetRepoTag")}
+
+
 def rpc(product: str, action: str, status: int, body: Any) -> dict[str, Any]:
     """One Alibaba Cloud RPC interaction (V3 signature: the action travels in ``x-acs-action``)."""
     headers = {"Content-Type": ["application/json;charset=utf-8"]}
@@ -107,7 +112,8 @@ def rpc(product: str, action: str, status: int, body: Any) -> dict[str, Any]:
         headers["x-acs-request-id"] = [body["RequestId"]]
     return {
         "request": {"body": None, "headers": {"x-acs-action": [action], "x-acs-version": [VERSIONS[product]]},
-                    "method": "POST", "uri": f"https://{HOSTS[product]}/"},
+                    "method": "GET" if (product, action) in GET_ACTIONS else "POST",
+                    "uri": f"https://{HOSTS[product]}/"},
         "response": {"status": {"code": status, "message": _REASONS[status]}, "headers": headers,
                      "body": _body(body)},
     }

@@ -28,6 +28,7 @@ ACTION_ERRORS: dict[str, list[str]] = {
     "cr/ListRepoBuildRecordLog": ["InvalidParameter"],
     "cr/GetRepoBuildRecord": ["Throttling.User"],
     "cr/CancelRepoBuildRecord": ["INSTANCE_STATUS_NOT_SUPPORT"],
+    "cr/GetRepoTag": ["TAG_NOT_EXIST"],
     "ecs/DescribeInstances": ["Forbidden.RAM"],
     "ecs/DescribeSecurityGroupAttribute": ["Throttling.User"],
     "ecs/AuthorizeSecurityGroup": ["InvalidParameter"],
@@ -225,7 +226,10 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
                                                                  fail("cr/CreateRepoBuildRule", "InvalidParameter")],
     # build: run_build()
     "build/success": _BUILD_START + [ok("cr/GetRepoBuildRecordStatus", _BUILD_DONE), ok("cr/ListRepoBuildRecordLog"),
-                                     ok("cr/ListRepoBuildRecordLog"), ok("cr/GetRepoBuildRecord")],
+                                     ok("cr/ListRepoBuildRecordLog"), ok("cr/GetRepoBuildRecord"), ok("cr/GetRepoTag")],
+    "build/GetRepoTag.TAG_NOT_EXIST": _BUILD_START + [
+        ok("cr/GetRepoBuildRecordStatus", _BUILD_DONE), ok("cr/ListRepoBuildRecordLog"), ok("cr/ListRepoBuildRecordLog"),
+        ok("cr/GetRepoBuildRecord"), fail("cr/GetRepoTag", "TAG_NOT_EXIST")],
     "build/timeout": _BUILD_START + [ok("cr/CancelRepoBuildRecord"), ok("cr/ListRepoBuildRecordLog"),
                                      ok("cr/GetRepoBuildRecord")],
     "build/CreateBuildRecordByRule.REPO_NOT_EXIST": [fail("cr/CreateBuildRecordByRule", "REPO_NOT_EXIST")],

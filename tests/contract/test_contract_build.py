@@ -14,7 +14,7 @@ import pytest
 
 from acrvpc.errors import CrBusinessError, PipelineError, error_code
 from acrvpc.outcomes import BindingOutcome, BoundRule
-from tasks.build import run_build
+from tasks.build import BuildObserver, run_build
 from tests.contract.support import case, cassette
 
 RECORD = "0bf2a2c7-1bd0-4ba6-ae0c-8c4b3f9c****"
@@ -37,14 +37,21 @@ class _Time:
         self.slept.append(seconds)
 
 
+class _Lines(BuildObserver, list):
+    """An observer that keeps the log lines."""
+
+    def log(self, line) -> None:
+        self.append(line)
+
+
 class TestRunBuild:
     @cassette("stages/build/success.yaml")
     def test_documented_build_is_followed_to_success(self, clients, contract_spec):
         # given BUILDING, the documented two log lines, then the documented lower-case "success"
         time = _Time()
-        lines = []
+        lines = _Lines()
         # when
-        outcome = run_build(clients.cr, contract_spec, BINDING, RULE, on_log=lines.append, sleep=time.sleep,
+        outcome = run_build(clients.cr, contract_spec, BINDING, RULE, observer=lines, sleep=time.sleep,
                             clock=time.clock)
         # then
         assert outcome.status == "SUCCESS"
@@ -55,6 +62,18 @@ class TestRunBuild:
             (1, "GIT_CLONE fetch stage begin"), (2, "GIT_CLONE Cloning into '/workspace'...")]
         assert outcome.log_lines == 2
         assert outcome.changes == [f"CreateBuildRecordByRule {RECORD}"]
+        assert outcome.digest == "sha256:6ed2d3f5bc5ffa9f0c4bd0a3c1e6a1f2d3b4c5d6e7f8091a2b3c4d5e6f708192"
+        assert (outcome.push_type, outcome.ref) == ("GIT_BRANCH", "main")
+
+    @cassette("stages/build/GetRepoTag.TAG_NOT_EXIST.yaml")
+    def test_missing_tag_leaves_the_digest_empty(self, clients, contract_spec):
+        # given a build that succeeds but whose tag GetRepoTag does not know
+        time = _Time()
+        # when
+        outcome = run_build(clients.cr, contract_spec, BINDING, RULE, sleep=time.sleep, clock=time.clock)
+        # then the build still succeeded, and the note says why there is no digest
+        assert outcome.status == "SUCCESS" and outcome.digest == ""
+        assert outcome.notes == ["image digest unavailable: TAG_NOT_EXIST (GetRepoTag)"]
 
     @cassette("stages/build/timeout.yaml")
     def test_build_past_its_timeout_is_canceled(self, clients, contract_spec):

@@ -113,12 +113,14 @@ class Driver:
         c("ListRepoBuildRule", RepoId=repo)
         first = c("CreateBuildRecordByRule", RepoId=repo, BuildRuleId=rule)["BuildRecordId"]
         c("CancelRepoBuildRecord", RepoId=repo, BuildRecordId=first)
+        self.world.ecs.reaches = lambda account_id, ip, port: (True, "")  # this build succeeds: its tag exists
         record = c("CreateBuildRecordByRule", RepoId=repo, BuildRuleId=rule)["BuildRecordId"]
         c("GetRepoBuildRecordStatus", RepoId=repo, BuildRecordId=record)
         self.world.clock.advance(120)
         c("GetRepoBuildRecord", BuildRecordId=record)
         c("ListRepoBuildRecord", RepoId=repo)
         c("ListRepoBuildRecordLog", RepoId=repo, BuildRecordId=record)
+        c("GetRepoTag", RepoId=repo, Tag="latest")
 
     def _ecs(self) -> None:
         region = self.world.region

@@ -9,7 +9,7 @@ from acrvpc import cloud
 from acrvpc.errors import CrBusinessError, PipelineError
 from acrvpc.outcomes import BoundRule
 from tasks.binding import bind_repository
-from tasks.build import run_build
+from tasks.build import BuildObserver, run_build
 
 
 @pytest.fixture
@@ -50,11 +50,30 @@ def calls(sandbox, action: str) -> list[dict]:
     return [c for c in found if c["action"] == action]
 
 
+class Recorder(BuildObserver):
+    """Everything a followed build reports, in order."""
+
+    def __init__(self) -> None:
+        self.lines, self.events = [], []
+
+    def started(self, record_id):
+        self.events.append(("started", record_id))
+
+    def status(self, status, stage, lines):
+        self.events.append(("status", status, stage, lines))
+
+    def log(self, line):
+        self.lines.append(line)
+
+    def finished(self, outcome):
+        self.events.append(("finished", outcome.status))
+
+
 def follow(cr, spec, bound, world, **kw):
     t = SandboxTime(world)
-    seen = []
-    outcome = run_build(cr, spec, bound, bound.rules[0], on_log=seen.append, sleep=t.sleep, clock=t.clock, **kw)
-    return outcome, seen, t
+    seen = Recorder()
+    outcome = run_build(cr, spec, bound, bound.rules[0], observer=seen, sleep=t.sleep, clock=t.clock, **kw)
+    return outcome, seen.lines, t
 
 
 class TestRunBuildSuccess:
@@ -155,3 +174,62 @@ class TestRunBuildPollErrors:
             follow(cr, spec, bound, world)
         assert err.value.code == "BUILD_POLL_FAILED" and err.value.retryable is False
         assert len(calls(sandbox, "CreateBuildRecordByRule")) == 1
+
+
+class TestPollBackoff:
+    def test_status_calls_per_build_minute_stay_within_the_schedule(self, sandbox, world, spec, cr, bound):
+        # given a build that hangs, and a 20-minute timeout
+        world.cr.hang_repos.add("apps/billing-api")
+        long = spec.model_copy(update={"build": spec.build.model_copy(update={"timeout_minutes": 20})})
+        start = world.clock.now()
+        # when
+        outcome, _, _ = follow(cr, long, bound, world)
+        # then it was canceled at the timeout ...
+        assert outcome.status == "TIMEOUT"
+        # ... and the status calls, bucketed by the sandbox minute they arrived in, never exceed what the
+        # schedule allows in that minute (first wait poll_seconds, x1.5, at most 30 s)
+        from tasks.build import poll_schedule
+
+        polls = [c["time"] - start for c in calls(sandbox, "GetRepoBuildRecordStatus")]
+        waits = poll_schedule(long.build.poll_seconds, 20 * 60)
+        allowed_times = [0.0]
+        for wait in waits:
+            allowed_times.append(allowed_times[-1] + wait)
+        minutes = int(20)
+        for minute in range(minutes):
+            made = sum(1 for t in polls if minute * 60 <= t < (minute + 1) * 60)
+            allowed = sum(1 for t in allowed_times if minute * 60 <= t < (minute + 1) * 60)
+            assert made <= allowed, (minute, made, allowed)
+        assert sum(1 for t in polls if t < 60) <= 10  # fast at first: 1 s, 1.5 s, 2.25 s, ...
+        assert all(sum(1 for t in polls if m * 60 <= t < (m + 1) * 60) <= 2 for m in range(2, minutes))
+        assert len(polls) <= 10 + 2 * (minutes - 1)
+        assert len(calls(sandbox, "CancelRepoBuildRecord")) == 1
+
+
+class TestRunBuildCancelled:
+    def test_a_stop_request_cancels_the_running_build(self, sandbox, world, spec, cr, bound):
+        # given a build that hangs, and a stop requested after the third status poll
+        world.cr.hang_repos.add("apps/billing-api")
+        seen = Recorder()
+        t = SandboxTime(world)
+        # when
+        outcome = run_build(cr, spec, bound, bound.rules[0], observer=seen, sleep=t.sleep, clock=t.clock,
+                            cancelled=lambda: sum(1 for e in seen.events if e[0] == "status") >= 3)
+        # then
+        assert outcome.status == "CANCELED" and not outcome.succeeded
+        assert outcome.notes == ["canceled: the flow run was cancelled"]
+        assert outcome.changes[-1] == f"CancelRepoBuildRecord {outcome.build_record_id}"
+        assert world.cr.status(world.cr.records[outcome.build_record_id]) == "CANCELED"
+        assert seen.events[0] == ("started", outcome.build_record_id)
+        assert seen.events[-1] == ("finished", "CANCELED")
+        assert outcome.log_tail[-1].endswith("build canceled by user request")
+
+    def test_a_successful_build_reads_its_digest(self, sandbox, world, spec, cr, bound):
+        outcome, _, _ = follow(cr, spec, bound, world)
+        record = world.cr.records[outcome.build_record_id]
+        from acrvpc.sandbox.cr.builds import image_digest
+
+        assert outcome.digest == f"sha256:{image_digest(record)}"
+        assert len(calls(sandbox, "GetRepoTag")) == 1
+        # the digest is the one the PUSH stage printed
+        assert any(outcome.digest in line for line in outcome.log_tail)

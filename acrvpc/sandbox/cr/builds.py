@@ -8,8 +8,9 @@ every log line with the sandbox time it appears, and how it ends. Reading a reco
 Timeline: ``PENDING`` for ``pending_seconds``, then ``BUILDING`` through the configured stages
 (``GIT_CLONE``, ``BUILD``, ``PUSH`` by default), then ``SUCCESS``. A build whose GitLab is not
 reachable over the build network ends ``FAILED`` at the end of ``GIT_CLONE``; a repository listed
-in ``cr.builds.fail_repos`` ends ``FAILED`` at the end of ``BUILD``. A canceled build keeps the
-lines it had printed and adds a final one.
+in ``cr.builds.fail_repos`` ends ``FAILED`` at the end of ``BUILD``; one in ``cr.builds.hang_repos``
+stays in ``BUILD`` for ever (until canceled). A canceled build keeps the lines it had printed and
+adds a final one.
 """
 
 from __future__ import annotations
@@ -133,6 +134,28 @@ def _stage_script(stage: str, ctx: dict[str, Any], failure: tuple[str, list[str]
                 "push stage end"], False
     extra = failure[1] if fails and failure else []
     return [f"{low} stage begin", *extra, f"{low} stage end"], fails
+
+
+HANG_SECONDS = 10.0 ** 9  # a hanging build's BUILD stage: it never ends unless canceled
+
+
+def hanging(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stages of a build that hangs: the same, with the BUILD stage (else the last) never ending."""
+    stages = [dict(s) for s in (stages or DEFAULT_STAGES)]
+    names = [s["name"] for s in stages]
+    at = names.index("BUILD") if "BUILD" in names else len(stages) - 1
+    stages[at]["seconds"] = HANG_SECONDS
+    return stages
+
+
+def image_digest(record: BuildRecord) -> str:
+    """The pushed manifest's digest (bare hex), the same one the PUSH stage's log line prints."""
+    return _digest(record.build_record_id)
+
+
+def image_digest_of(digest: str) -> str:
+    """An image id for a digest (the config blob's hash: any stable 64 hex digits will do)."""
+    return _digest(f"config:{digest}")
 
 
 def plan_build(record: BuildRecord, stages: list[dict[str, Any]], pending_seconds: float, ctx: dict[str, Any],

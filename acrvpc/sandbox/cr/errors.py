@@ -115,3 +115,10 @@ class BuildRecordStatusNotSupport(CrError):
     def __init__(self, record_id: str, status: str) -> None:
         super().__init__(f"The build record {record_id} is {status}; only a PENDING or BUILDING build can be "
                          f"canceled.")
+
+
+class TagNotExist(CrError):
+    code = "TAG_NOT_EXIST"
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"The image tag {tag} does not exist.")

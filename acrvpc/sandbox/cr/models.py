@@ -18,7 +18,11 @@ Assumptions (the real behaviour is not documented):
     repository); SOURCE_CODE_ACCOUNT_NOT_EXIST (no code-source account of that type bound to the
     instance); CODE_REPO_NOT_EXIST (the project is unknown to the bound GitLab);
     BUILD_RULE_NOT_EXIST; BUILD_RECORD_NOT_EXIST; BUILD_RECORD_STATUS_NOT_SUPPORT (cancel a
-    finished build).
+    finished build); TAG_NOT_EXIST (GetRepoTag of a tag no build has pushed).
+  - A build that ends SUCCESS pushes its tag: GetRepoTag then answers it with ``Digest`` as bare
+    lower-case hex (no ``sha256:`` prefix), ``ImageId`` (the digest's first 64 hex digits of a
+    second hash), ``Status`` NORMAL, ``ImageSize`` (int bytes), ``ImageCreate``/``ImageUpdate``
+    (int ms). The latest successful build of a tag wins.
   - Write actions on an instance that is not RUNNING answer INSTANCE_STATUS_NOT_SUPPORT; reads work.
   - Build status strings are upper case PENDING, BUILDING, SUCCESS, FAILED, CANCELED everywhere.
   - GetRepoBuildRecord.EndTime (and ListRepoBuildRecord's) is 0 ("0") while a build runs.
@@ -51,6 +55,7 @@ from .errors import (
     InstanceStatusNotSupport,
     NamespaceAlreadyExist,
     NamespaceNotExist,
+    TagNotExist,
     RepoAlreadyExist,
     RepoNotExist,
     RepoSourceCodeAlreadyExist,
@@ -158,6 +163,7 @@ class CrBackend:
         self.stages: list[dict[str, Any]] = list(builds.DEFAULT_STAGES)
         self.pending_seconds = 1.0
         self.fail_repos: set[str] = set()
+        self.hang_repos: set[str] = set()  # builds of these never end (until canceled)
         self.log_page_size = 100
 
     # -- seeding ----------------------------------------------------------------------------
@@ -168,6 +174,7 @@ class CrBackend:
         self.stages = list(b.get("stages") or builds.DEFAULT_STAGES)
         self.pending_seconds = float(b.get("pending_seconds", 1))
         self.fail_repos = set(b.get("fail_repos") or [])
+        self.hang_repos = set(b.get("hang_repos") or [])
         self.log_page_size = int(b.get("log_page_size", 100))
         for i in section.get("instances", []):
             inst = Instance(i["instance_id"], i.get("name", i["instance_id"]),
@@ -384,7 +391,8 @@ class CrBackend:
                "registry": f"{inst.name}-registry-vpc.{inst.region}.cr.aliyuncs.com",
                "dockerfile": f"{rule.dockerfile_location.rstrip('/')}/{rule.dockerfile_name}",
                "platforms": ",".join(rule.platforms)}
-        builds.plan_build(record, self.stages, self.pending_seconds, ctx, self._failure(repo, domain, clone_url))
+        stages = builds.hanging(self.stages) if repo.full_name in self.hang_repos else self.stages
+        builds.plan_build(record, stages, self.pending_seconds, ctx, self._failure(repo, domain, clone_url))
         self.records[record.build_record_id] = record
         return record
 
@@ -425,6 +433,15 @@ class CrBackend:
             raise BuildRecordStatusNotSupport(build_record_id, status)
         record.cancel(self.world.clock.now())
         return record
+
+    def tag(self, instance_id: str, repo_id: str, tag: str) -> BuildRecord:
+        """The latest build that pushed ``tag`` to the repository (SUCCESS by now)."""
+        now = self.world.clock.now()
+        pushed = [r for r in self.list_records(instance_id, repo_id)
+                  if r.image_tag == tag and r.status(now, self.pending_seconds) == builds.SUCCESS]
+        if not pushed:
+            raise TagNotExist(tag)
+        return max(pushed, key=lambda r: r.created_at + r.ends_at if r.end_offset(now) is not None else 0)
 
     def list_records(self, instance_id: str, repo_id: str) -> list[BuildRecord]:
         self.repository(instance_id, repo_id)

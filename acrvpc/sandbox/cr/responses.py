@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import InvalidParameter, MissingParameter
 from ..core.registry import Service, register_service
+from . import builds
 from .models import CODE_REPO_TYPES, BuildRecord, Instance, Namespace, Repository
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -235,6 +236,16 @@ def create_build_record_by_rule(world: "World", req: "RpcRequest") -> dict[str, 
 
 def _image(record: BuildRecord) -> dict[str, str]:
     return {"RepoNamespaceName": record.namespace, "RepoName": record.name, "ImageTag": record.image_tag}
+
+
+@service.action("GetRepoTag")
+def get_repo_tag(world: "World", req: "RpcRequest") -> dict[str, Any]:
+    instance_id, repo_id, tag = req.require("InstanceId"), req.require("RepoId"), req.require("Tag")
+    record = world.cr.tag(instance_id, repo_id, tag)
+    digest = builds.image_digest(record)
+    pushed_ms = record.end_ms(world.clock.now())
+    return {"Tag": tag, "Digest": digest, "ImageId": builds.image_digest_of(digest), "Status": "NORMAL",
+            "ImageSize": 1789 + int(digest[:4], 16), "ImageCreate": pushed_ms, "ImageUpdate": pushed_ms}
 
 
 @service.action("GetRepoBuildRecord")

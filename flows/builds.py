@@ -1,0 +1,82 @@
+"""Running a flow run's builds: concurrently, every result kept, stopped with the flow run.
+
+Shared by the full pipeline (:mod:`flows.vpc_build`) and the on-push build (:mod:`flows.on_push`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.futures import PrefectFuture, as_completed, wait
+
+from acrvpc import monitor
+from acrvpc.errors import PipelineError
+from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.spec import Spec
+from tasks.build import BuildFailed, build
+from tasks.build_watch import forget, publish_build_summary, stop_builds
+
+CANCEL_GRACE_SECONDS = 20.0  # how long a cancelled run waits for its builds to cancel their records
+
+
+def _outcomes(futures: list[PrefectFuture]) -> list[BuildOutcome]:
+    """Every build's outcome, failed ones included; any other error propagates."""
+    outcomes = []
+    for fut in futures:
+        result = fut.result(raise_on_failure=False)
+        if isinstance(result, BuildFailed):
+            outcomes.append(BuildOutcome(**result.outcome))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            outcomes.append(result)
+    return outcomes
+
+
+def run_builds(spec: Spec, wanted: list[tuple[BindingOutcome, BoundRule]], flow_run_id: str) -> list[BuildOutcome]:
+    """Start one build task per (binding, rule), wait for all, publish the summary artifacts.
+
+    A build that fails does not stop the others. When the flow run is cancelled (the worker's
+    SIGTERM, or Ctrl-C) while builds run, each build is told to cancel its record; the run waits up
+    to :data:`CANCEL_GRACE_SECONDS` for them, then lets the cancellation through.
+
+    Args:
+        spec: the pipeline spec.
+        wanted: the builds to run.
+        flow_run_id: this flow run's id (scopes the stop signal).
+
+    Returns:
+        Every build's outcome, in the order of ``wanted``.
+
+    Raises:
+        PipelineError: a build could not be started or followed (its code).
+    """
+    futures = [build.submit(spec, binding, rule) for binding, rule in wanted]
+    try:
+        for _ in as_completed(futures):
+            pass
+    except BaseException:  # TerminationSignal (cancel from the UI), KeyboardInterrupt, ...: stop the builds first
+        stop_builds(flow_run_id)
+        wait(futures, timeout=CANCEL_GRACE_SECONDS)
+        raise
+    finally:
+        forget(flow_run_id)
+    outcomes = _outcomes(futures)
+    publish_build_summary(spec, outcomes, flow_run_id)
+    return outcomes
+
+
+def fail_if_any_failed(builds: list[BuildOutcome]) -> None:
+    """Raise ``BUILD_FAILED`` naming every build that did not succeed (after all of them ended)."""
+    failed = [b for b in builds if not b.succeeded]
+    if failed:
+        names = ", ".join(f"{b.repository} ({b.build_record_id}: {b.status})" for b in failed)
+        raise PipelineError(f"{len(failed)} of {len(builds)} build(s) did not succeed: {names}",
+                            code="BUILD_FAILED", fix="read the build logs in this run's logs (the failed builds' "
+                                                     "last lines are in the run's build summary artifact); fix the "
+                                                     "source or Dockerfile and rerun")
+
+
+def stage_started(stage: str, **data: Any) -> None:
+    """Tell local listeners (the CLI) that a stage started."""
+    monitor.publish("stage.started", stage=stage, **data)
