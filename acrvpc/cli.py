@@ -40,19 +40,61 @@ def _load_spec_or_exit(path: Path):
         raise typer.Exit(2) from None
 
 
-def _run_flow(spec_path: Path, start_builds: bool) -> tuple[bool, dict[str, Any] | None, str, str]:
-    """Run the flow in this process. Returns (ok, summary, error message, flow run id)."""
+class Output:
+    """How a command shows a run: ``live`` (progress rows and build log lines), ``quiet`` or ``json``."""
+
+    def __init__(self, quiet: bool = False, as_json: bool = False) -> None:
+        if quiet and as_json:
+            err.print("[red]--quiet and --json: choose one[/]", highlight=False)
+            raise typer.Exit(2)
+        self.quiet, self.json = quiet, as_json
+
+    @property
+    def live(self) -> bool:
+        return not (self.quiet or self.json)
+
+    def say(self, message: str) -> None:
+        """A line for people (nothing with --quiet or --json)."""
+        if self.live:
+            console.print(message, highlight=False)
+
+
+def _run_flow(spec_path: Path, start_builds: bool, output: Output) -> tuple[bool, dict[str, Any], str, str]:
+    """Run the flow in this process, shown as ``output`` says.
+
+    Returns:
+        (ok, summary, error message, flow run id). The summary is the flow's return value, or for a
+        failed run what the run reported before it failed (stages and builds).
+    """
     from flows.vpc_build import vpc_build
 
-    state = vpc_build(spec_path=str(spec_path), start_builds=start_builds, return_state=True)
+    from .live import live_run
+
+    with live_run(console, quiet=not output.live) as view:
+        state = vpc_build(spec_path=str(spec_path), start_builds=start_builds, return_state=True)
     run_id = str(state.state_details.flow_run_id or "")
     if state.is_completed():
         return True, state.result(), "", run_id
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001 - shown to the person
-        return False, None, str(exc), run_id
-    return False, None, state.message or state.name, run_id
+        message = str(exc)
+    else:
+        message = state.message or state.name
+    return False, view.partial_summary(_load_spec_or_exit(spec_path).name, run_id), message, run_id
+
+
+def _report(ok: bool, summary: dict[str, Any], message: str, run_id: str, output: Output) -> None:
+    """The end of a run: the summary tables (or JSON), then the error if it failed."""
+    if output.json:
+        print(json.dumps({"ok": ok, "error": message or None, **summary, "flow_run_id": run_id}, default=str))
+        return
+    if output.live:
+        from .report import print_summary
+
+        print_summary(summary, console)
+    if not ok:
+        err.print(f"[red]failed:[/] {message}", highlight=False)
 
 
 @app.command()
@@ -63,12 +105,15 @@ def demo(
     link_mode: Optional[str] = typer.Option(None, "--link-mode", help="api | console (default: the spec's). console: "
                                             "the run pauses for the registry console's steps, and a stand-in "
                                             "operator does them on the sandbox and resumes it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display: only errors (the exit code says it)."),
+    as_json: bool = typer.Option(False, "--json", help="Print each run's summary as one JSON line, nothing else."),
 ) -> None:
     """Run the whole pipeline against an in-process sandbox (no cloud, no server to start)."""
     from contextlib import ExitStack
 
     from .sandbox import SandboxServer
 
+    output = Output(quiet, as_json)
     loaded = _load_spec_or_exit(spec)
     if link_mode not in (None, "api", "console"):
         err.print(f"[red]--link-mode {link_mode}: choose api or console[/]", highlight=False)
@@ -76,36 +121,35 @@ def demo(
     with SandboxServer() as sandbox, ExitStack() as stack:
         sandbox.world.clock.set_scale(time_scale)
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
-        console.print(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4)")
+        output.say(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4)")
         operator, shown = None, 0
         if link_mode is not None and link_mode != loaded.link.mode.value:
             spec = _spec_copy(spec, link_mode, stack)
             loaded = _load_spec_or_exit(spec)
         if loaded.link.mode.value == "console":
-            operator = _console_operator(sandbox, loaded, spec, stack)
+            operator = _console_operator(sandbox, loaded, spec, stack, output)
         runs = 2 if rerun else 1
         for attempt in range(1, runs + 1):
             since = len(sandbox.world.calls.list())
-            ok, summary, message, run_id = _run_flow(spec, start_builds=True)
+            ok, summary, message, run_id = _run_flow(spec, True, output)
             calls = sandbox.world.calls.list(since)
             writes = [c["action"] for c in calls if c["writes"]]
             if operator is not None:
                 for line in operator.actions[shown:]:
-                    console.print(f"[bold]console operator[/] (stand-in): {line}")
+                    output.say(f"[bold]console operator[/] (stand-in): {line}")
                 shown = len(operator.actions)
+            if not ok and operator is not None and operator.errors:
+                err.print(f"console operator: {operator.errors[-1]}", highlight=False)
+            _report(ok, {**summary, "run": attempt, "api_calls": len(calls), "writes": len(writes)}, message, run_id,
+                    output)
             if not ok:
-                if operator is not None and operator.errors:
-                    err.print(f"console operator: {operator.errors[-1]}", highlight=False)
-                err.print(f"[red]run {attempt} failed:[/] {message}", highlight=False)
-                _where(run_id)
+                if output.live:
+                    _where(run_id)
                 raise typer.Exit(1)
-            assert summary is not None
-            from .report import print_summary
-
-            print_summary(summary, console)
-            console.print(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
-                          f"({', '.join(sorted(set(writes))) or 'none'})")
-        _where(run_id)
+            output.say(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
+                       f"({', '.join(sorted(set(writes))) or 'none'})")
+        if output.live:
+            _where(run_id)
 
 
 def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
@@ -127,13 +171,13 @@ def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
     return Path(name)
 
 
-def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any) -> Any:
+def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, output: "Output") -> Any:
     """Unbind the sandbox's GitLab account (so both console steps show) and start the stand-in operator."""
     from .console_operator import ConsoleOperator
 
     with sandbox.world.lock:
         sandbox.world.cr.unbind_code_source(spec.instance_id, "GITLAB")
-    console.print("console mode: the run pauses for the registry console's Manage Link and Bind Account; a stand-in "
+    output.say("console mode: the run pauses for the registry console's Manage Link and Bind Account; a stand-in "
                   "operator does them on the sandbox and resumes the run (with a real account: the Prefect UI's "
                   "Resume, or acrvpc resume RUN_ID)")
     return stack.enter_context(ConsoleOperator(sandbox.url, spec, str(spec_path), poll_seconds=0.5))
@@ -155,24 +199,22 @@ def _where(run_id: str) -> None:
 def run(
     spec: Path = typer.Argument(..., help="The YAML spec to converge and build."),
     no_builds: bool = typer.Option(False, "--no-builds", help="Converge the setup only; start no builds."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display: only errors (the exit code says it)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object, nothing else."),
 ) -> None:
-    """Run the pipeline for SPEC (the real cloud, or the sandbox named by ACRVPC_SANDBOX_URL)."""
-    _load_spec_or_exit(spec)
-    ok, summary, message, run_id = _run_flow(spec, start_builds=not no_builds)
-    if not ok:
-        if as_json:
-            print(json.dumps({"ok": False, "error": message, "flow_run_id": run_id}))
-        else:
-            err.print(f"[red]failed:[/] {message}", highlight=False)
-        raise typer.Exit(1)
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        from .report import print_summary
+    """Run the pipeline for SPEC (the real cloud, or the sandbox named by ACRVPC_SANDBOX_URL).
 
-        print_summary(summary or {}, console)
+    Shows the stages and builds live, streams the build logs, and ends with the summary tables.
+    Exit code 0 when everything converged and every build succeeded, 1 otherwise, 2 for a bad spec.
+    """
+    output = Output(quiet, as_json)
+    _load_spec_or_exit(spec)
+    ok, summary, message, run_id = _run_flow(spec, not no_builds, output)
+    _report(ok, summary, message, run_id, output)
+    if output.live:
         _where(run_id)
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -27,12 +27,14 @@ def stage_table(summary: dict[str, Any]) -> Table:
 
 def build_table(summary: dict[str, Any]) -> Table:
     table = Table(title="builds")
-    for col in ("repository", "rule", "status", "image", "build record", "seconds", "log lines"):
+    for col in ("repository", "ref", "status", "image", "digest", "build record", "seconds", "log lines"):
         table.add_column(col, overflow="fold")
     for b in summary.get("builds", []):
         style = "green" if b["status"] == "SUCCESS" else "red"
-        table.add_row(b["repository"], b["build_rule_id"], f"[{style}]{b['status']}[/]", b.get("image", ""),
-                      b["build_record_id"], f"{b.get('seconds', 0):.1f}", str(b.get("log_lines", 0)))
+        digest = b.get("digest") or "-"
+        table.add_row(b["repository"], b.get("ref", ""), f"[{style}]{b['status']}[/]", b.get("image", ""),
+                      digest[:19] + "…" if len(digest) > 20 else digest, b["build_record_id"],
+                      f"{b.get('seconds', 0):.1f}", str(b.get("log_lines", 0)))
     return table
 
 
