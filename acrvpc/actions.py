@@ -143,7 +143,8 @@ STAGES: tuple[Stage, ...] = (
         Api("vpc", "DescribeRouteEntryList", "vpc:DescribeRouteEntryList", REGION, when="vbr"),
     )),
     Stage("preflight-fix", BOTH, option=OPTION_FIX,
-          why="`acrvpc preflight --fix` adds the 100.104.0.0/16 ingress rule to GitLab's group (tasks/preflight_fix.py)",
+          why="`acrvpc preflight --fix` adds the 100.104.0.0/16 ingress rule to GitLab's group "
+              "(tasks/preflight_fix.py)",
           calls=(Api("ecs", "AuthorizeSecurityGroup", "ecs:AuthorizeSecurityGroup", SECURITY_GROUP,
                      when="gitlab_on_ecs"),)),
     Stage("link", API, why="creates and converges the build security group (tasks/link.py)", calls=(
@@ -184,12 +185,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("on-push", BOTH, why="checks the pushed repository's binding read-only (tasks/on_push.py)", calls=(
         _GET_REPOSITORY, _GET_SOURCE, _LIST_RULES,
     )),
-    Stage("build", BOTH, why="starts, follows and (on timeout or cancel) cancels builds (tasks/build.py)", calls=(
+    Stage("build", BOTH, why="starts, follows and cancels builds, reads the built tag (tasks/build.py)", calls=(
         Api("cr", "CreateBuildRecordByRule", "cr:BuildRepositoryByRule", REPOSITORY),
         Api("cr", "GetRepoBuildRecordStatus", "cr:GetBuildRepositoryStatus", REPOSITORY),
         Api("cr", "ListRepoBuildRecordLog", "cr:GetRepositoryBuildLog", REPOSITORY),
         Api("cr", "GetRepoBuildRecord", "cr:GetRepositoryBuildRecord", REPOSITORIES),
         Api("cr", "CancelRepoBuildRecord", "cr:CancelBuildRepository", REPOSITORY),
+        Api("cr", "GetRepoTag", "cr:ListRepositoryTag", REPOSITORIES),  # the built image's digest
     )),
     Stage("teardown", BOTH, option=OPTION_TEARDOWN,
           why="`acrvpc teardown` deletes the link's ENIs and security groups (tasks/teardown.py)", calls=(

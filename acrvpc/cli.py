@@ -230,9 +230,14 @@ def sandbox(
                                                "GitLab 502/503), 0 to 1."),
     drop_rate: float = typer.Option(0.0, help="Share of calls whose connection is closed without an answer."),
     seed: Optional[int] = typer.Option(None, help="Seed of the random faults, for a reproducible sequence."),
+    ram_policy: Optional[Path] = typer.Option(None, "--ram-policy", help="RAM policy JSON (e.g. from `acrvpc "
+                                              "policy`) every call must satisfy: Forbidden.RAM / NoPrivilege."),
 ) -> None:
     """Serve the sandbox on loopback until interrupted (fault injection: see /_sandbox/faults)."""
+    from .commands.policy import read_ram_policy_or_exit
     from .sandbox import SandboxServer
+
+    policy = read_ram_policy_or_exit(ram_policy)
 
     if scenario is not None and not scenario.exists():
         err.print(f"[red]--scenario: no such file {scenario}[/]")
@@ -247,7 +252,7 @@ def sandbox(
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     try:
-        server = SandboxServer(scenario, port=port)
+        server = SandboxServer(scenario, port=port, ram_policy=policy)
     except OSError as exc:
         err.print(f"[red]--port {port}: cannot listen ({exc.strerror}); pick another port or 0[/]")
         raise typer.Exit(2) from None

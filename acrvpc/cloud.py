@@ -10,6 +10,10 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
   or else the standard Alibaba Cloud credential chain (environment, config file, ECS RAM role).
 
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
+The clients :func:`cloud_clients` builds for the pipeline also refuse any API action not declared in
+:mod:`acrvpc.actions` (the list the least-privilege policy is generated from) before sending it, and
+name the RAM action to grant when the service refuses one (:func:`acrvpc.actions.guard`); the
+per-product builders below (used as they are by the sandbox's own tests) do not.
 Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
 call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
 transient failures of calls that are safe to repeat in place (:mod:`acrvpc.callretry`). GitLab
@@ -29,7 +33,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from alibabacloud_vpc20160428.client import Client as VpcClient
 
-from . import callretry, ratelimit
+from . import actions, callretry, ratelimit
 from .sandbox import defaults as sandbox_defaults
 from .spec import Spec
 
@@ -138,9 +142,14 @@ class CloudClients:
 
 
 def cloud_clients(spec: Spec) -> CloudClients:
-    """Build the CR, ECS and VPC clients for a spec (its region and credentials)."""
+    """Build the CR, ECS and VPC clients for a spec (its region and credentials).
+
+    Each may call only the actions declared for its product in :mod:`acrvpc.actions`.
+    """
     key = resolve_access_key(spec.credentials.alibaba_block)
-    return CloudClients(cr_client(spec.region, key), ecs_client(spec.region, key), vpc_client(spec.region, key))
+    return CloudClients(actions.guard(cr_client(spec.region, key), "cr"),
+                        actions.guard(ecs_client(spec.region, key), "ecs"),
+                        actions.guard(vpc_client(spec.region, key), "vpc"))
 
 
 def resolve_gitlab_token(token_block: str) -> str:

@@ -21,7 +21,7 @@ kind                        ARN
 CR instance                 ``acs:cr:{region}:*:instance/{instance_id}``
 CR namespace                ``acs:cr:{region}:*:repository/{instance_id}/{namespace}`` (each of the spec's)
 CR repository               ``acs:cr:{region}:*:repository/{instance_id}/{namespace}/{name}`` (each of the spec's)
-CR instance repositories    ``acs:cr:{region}:*:repository/{instance_id}`` (``GetRepoBuildRecord``)
+CR instance repositories    ``acs:cr:{region}:*:repository/{instance_id}`` (``GetRepoBuildRecord``, ``GetRepoTag``)
 ECS security group / ENI    ``acs:ecs:{region}:*:securitygroup/*``, ``acs:ecs:{region}:*:networkinterface/*``
 VPC / vSwitch               ``acs:vpc:{region}:*:vpc/{vpc_id}``, ``acs:vpc:{region}:*:vswitch/{vswitch_id}``
 region-wide                 ``acs:{product}:{region}:*:*`` (list actions without resource-level authorization)
@@ -34,7 +34,7 @@ information" tables; where a table was not found, the plausible reading is taken
   ``cr:BuildRepositoryByRule``, ``GetRepoSourceCodeRepo`` is ``cr:GetSourceRepository``...) on the
   repository resource ``repository/{instance}/{namespace}/{name}``, resolving the request's RepoId;
   namespace operations and ``CreateRepository`` on ``repository/{instance}/{namespace}``;
-  ``GetRepoBuildRecord`` (no RepoId in the request) on ``repository/{instance}``.
+  ``GetRepoBuildRecord`` and ``GetRepoTag`` on ``repository/{instance}`` (as their API pages say).
 * ECS authorizes security-group and ENI writes and ``DescribeSecurityGroupAttribute`` on the group /
   ENI named in the request (``*`` for one being created), so the group and ENI the pipeline creates
   need ``securitygroup/*`` and ``networkinterface/*`` in the region: their ids are not known before
@@ -57,33 +57,37 @@ VERSION = "1"
 ACCOUNT = "*"
 
 
-def resources_of(api: Api, spec: Spec) -> list[str]:
+def resources_of(api: Api, spec: Spec, *, any_ids: bool = False) -> list[str]:
     """The ARNs an API action is granted on, for a spec.
 
     Args:
         api: a declared API action.
         spec: the pipeline spec (region, instance, repositories, network).
+        any_ids: ``*`` instead of the spec's instance, namespaces, repositories, VPC and vSwitch
+            (one policy for every spec in the region; same actions and resource types).
 
     Returns:
         One or more ARN strings (sorted, without duplicates).
     """
-    region, instance = spec.region, spec.instance_id
+    region = spec.region
+    instance = "*" if any_ids else spec.instance_id
+    repos = [("*", "*")] if any_ids else [(r.namespace, r.name) for r in spec.repositories]
     cr = f"acs:cr:{region}:{ACCOUNT}"
     kind = api.resource
     if kind == actions.INSTANCE:
         arns = [f"{cr}:instance/{instance}"]
     elif kind == actions.NAMESPACE:
-        arns = [f"{cr}:repository/{instance}/{r.namespace}" for r in spec.repositories]
+        arns = [f"{cr}:repository/{instance}/{namespace}" for namespace, _ in repos]
     elif kind == actions.REPOSITORY:
-        arns = [f"{cr}:repository/{instance}/{r.namespace}/{r.name}" for r in spec.repositories]
+        arns = [f"{cr}:repository/{instance}/{namespace}/{name}" for namespace, name in repos]
     elif kind == actions.REPOSITORIES:
         arns = [f"{cr}:repository/{instance}"]
     elif kind in (actions.SECURITY_GROUP, actions.NETWORK_INTERFACE):
         arns = [f"acs:ecs:{region}:{ACCOUNT}:{kind}/*"]
     elif kind == actions.VPC:
-        arns = [f"acs:vpc:{region}:{ACCOUNT}:vpc/{spec.network.vpc_id}"]
+        arns = [f"acs:vpc:{region}:{ACCOUNT}:vpc/{'*' if any_ids else spec.network.vpc_id}"]
     elif kind == actions.VSWITCH:
-        arns = [f"acs:vpc:{region}:{ACCOUNT}:vswitch/{spec.network.vswitch_id}"]
+        arns = [f"acs:vpc:{region}:{ACCOUNT}:vswitch/{'*' if any_ids else spec.network.vswitch_id}"]
     else:  # region-wide
         arns = [f"acs:{api.product}:{region}:{ACCOUNT}:*"]
     return sorted(set(arns))
@@ -94,13 +98,15 @@ def options_of(*, with_fix: bool = False, with_teardown: bool = False) -> list[s
     return [opt for opt, on in ((actions.OPTION_FIX, with_fix), (actions.OPTION_TEARDOWN, with_teardown)) if on]
 
 
-def policy_for(spec: Spec, *, with_fix: bool = False, with_teardown: bool = False) -> dict[str, Any]:
+def policy_for(spec: Spec, *, with_fix: bool = False, with_teardown: bool = False,
+               any_ids: bool = False) -> dict[str, Any]:
     """The least-privilege RAM policy for running ``spec``.
 
     Args:
         spec: the pipeline spec (its link mode, access and ids scope the policy).
         with_fix: include ``acrvpc preflight --fix``'s write.
         with_teardown: include ``acrvpc teardown``'s deletes.
+        any_ids: grant on any instance, repository, VPC and vSwitch of the region (see :func:`resources_of`).
 
     Returns:
         ``{"Version": "1", "Statement": [{"Effect": "Allow", "Action": [...], "Resource": [...]}, ...]}``:
@@ -108,7 +114,7 @@ def policy_for(spec: Spec, *, with_fix: bool = False, with_teardown: bool = Fals
     """
     grouped: dict[tuple[str, ...], set[str]] = {}
     for _stage, api in actions.calls_for(spec, options_of(with_fix=with_fix, with_teardown=with_teardown)):
-        grouped.setdefault(tuple(resources_of(api, spec)), set()).add(api.ram_action)
+        grouped.setdefault(tuple(resources_of(api, spec, any_ids=any_ids)), set()).add(api.ram_action)
     statements = [{"Effect": "Allow", "Action": sorted(acts), "Resource": list(arns)}
                   for arns, acts in sorted(grouped.items())]
     return {"Version": VERSION, "Statement": statements}

@@ -3,6 +3,14 @@
 Per ../shared/api/prefect-notes.md §1: a temporary PREFECT_HOME, no inherited API URL/key/profile,
 no analytics. Fixtures: ``sandbox`` (a fresh in-process sandbox, with ACRVPC_SANDBOX_URL pointing
 at it), ``spec`` (examples/sandbox.yaml), ``prefect_harness`` (a session-scoped Prefect test server).
+
+Least privilege: every ``sandbox`` enforces the RAM policy ``acrvpc policy`` generates for
+examples/sandbox.yaml (api and console mode, with ``--with-fix --with-teardown``), so the whole
+suite runs as a RAM user holding exactly those actions on those resource types. Its ids are
+widened to ``*`` (``any_ids``) because many tests use specs with other instances, repositories or
+VPCs on purpose; tests/integration/test_ram_policy.py enforces the exact, id-scoped policy. Tests of the emulator itself
+(``test_sandbox_*``, ``test_signing``) call actions the pipeline never calls and run without one;
+``@pytest.mark.ram_policy(doc_or_None)`` sets a test's own; ``ACRVPC_TEST_RAM=off`` turns it off.
 """
 
 from __future__ import annotations
@@ -27,18 +35,51 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.3"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
+import functools  # noqa: E402
+from typing import Any  # noqa: E402
+
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "sandbox.yaml"
+# Modules that test the emulator's own API surface (actions the pipeline never calls).
+RAM_EXEMPT_MODULES = ("test_sandbox_", "test_signing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ram_policy(policy): the RAM policy this test's sandbox enforces "
+                                       "(a policy document, or None for none)")
+
+
+@functools.lru_cache(maxsize=1)
+def example_policy() -> dict[str, Any]:
+    """The policy the suite runs under: examples/sandbox.yaml's, api and console mode, fix and teardown."""
+    from acrvpc.policy import merge, policy_for
+    from acrvpc.spec import LinkMode, load_spec
+
+    api = load_spec(EXAMPLE_SPEC)
+    console = api.model_copy(update={"link": api.link.model_copy(update={"mode": LinkMode.CONSOLE})})
+    return merge(policy_for(s, with_fix=True, with_teardown=True, any_ids=True) for s in (api, console))
+
+
+def _ram_policy_for(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    marker = request.node.get_closest_marker("ram_policy")
+    if marker is not None:
+        return marker.args[0] if marker.args else None
+    if os.environ.get("ACRVPC_TEST_RAM", "on").lower() in ("off", "0", "false"):
+        return None
+    module = getattr(request.node, "module", None)
+    if module is not None and module.__name__.rsplit(".", 1)[-1].startswith(RAM_EXEMPT_MODULES):
+        return None
+    return example_policy()
 
 
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch):
-    """A fresh sandbox with the default scenario; clients built by acrvpc.cloud go to it."""
+def sandbox(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """A fresh sandbox with the default scenario enforcing the suite's RAM policy; acrvpc.cloud clients go to it."""
     from acrvpc.sandbox import SandboxServer
 
-    server = SandboxServer().start()
+    server = SandboxServer(ram_policy=_ram_policy_for(request)).start()
     monkeypatch.setenv("ACRVPC_SANDBOX_URL", server.url)
     try:
         yield server

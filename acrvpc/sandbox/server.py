@@ -5,7 +5,10 @@ One port speaks three things:
 * Alibaba Cloud RPC (``POST /?<params>``), routed by ``x-acs-version`` / ``Version`` to the CR,
   ECS or VPC emulation, after the request's signature is verified;
 * GitLab REST v4 under ``/api/v4/``;
-* admin routes under ``/_sandbox/`` (call log, reset, settings, faults, clock).
+* admin routes under ``/_sandbox/`` (call log, reset, settings, faults, clock, RAM policy).
+
+With a RAM policy loaded (``SandboxServer(ram_policy=...)``, ``POST /_sandbox/ram``), each RPC call is
+authorized against it first, as for a RAM user's AccessKey (:mod:`acrvpc.sandbox.core.ram`).
 
 Use it in-process (``with SandboxServer() as sb: sb.url``) or standalone (``acrvpc sandbox``).
 """
@@ -25,6 +28,8 @@ from urllib.parse import parse_qsl, urlsplit
 from . import admin
 from . import console_admin as _console_admin  # noqa: F401 - registers its routes
 from . import faults_admin as _faults_admin  # noqa: F401 - registers its routes
+from . import ram_admin as _ram_admin  # noqa: F401 - registers its routes
+from .core import ram
 from .core.errors import ActionNotFound, RpcError, VersionNotFound
 from .core.registry import SERVICES
 from .core.request import RpcRequest
@@ -134,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
             if spec is None:
                 raise ActionNotFound(service.product, service.version, action)
             writes = spec.writes
+            with world.lock:
+                ram.authorize(world, product, action, params, access_key_id)
             fault = world.faults.decide(product, action)
             if fault is not None and fault.kind == "drop":
                 world.calls.record(product, action, writes, 0, fault.code, world.clock.now(), params)
@@ -223,6 +230,8 @@ class SandboxServer:
         scenario: a scenario mapping, or a path to a scenario YAML file; ``None`` for the default.
         port: TCP port (0 picks a free one).
         host: bind address; loopback by default, and it should stay so.
+        ram_policy: a RAM policy document (mapping or JSON string) every RPC call must satisfy, as for a
+            RAM user's AccessKey; ``None`` (default) allows everything.
 
     Example:
         >>> with SandboxServer() as sandbox:
@@ -230,10 +239,11 @@ class SandboxServer:
     """
 
     def __init__(self, scenario: dict[str, Any] | str | Path | None = None, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", ram_policy: dict[str, Any] | str | None = None) -> None:
         if scenario is None or isinstance(scenario, (str, Path)):
             scenario = load_scenario(scenario)
         self.world = World(scenario)
+        self.world.ram_policy = ram.load_policy(ram_policy)
         self._httpd = _HTTPServer((host, port), self.world)
         self._thread: threading.Thread | None = None
 

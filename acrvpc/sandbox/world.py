@@ -42,6 +42,7 @@ class World:
         self.lock = threading.RLock()
         self.calls = CallLog()
         self.faults = Faults()
+        self.ram_policy: Any = None  # a core.ram.RamPolicy when calls are authorized; kept across reset
         self.scenario = copy.deepcopy(scenario if scenario is not None else load_scenario())
         self._seed()
 

@@ -1,0 +1,75 @@
+"""``acrvpc policy SPEC``: print the least-privilege RAM policy for running SPEC.
+
+The policy (:func:`acrvpc.policy.policy_for`) allows exactly the actions the stages of the spec's
+link mode call (declared in :mod:`acrvpc.actions`, which the pipeline's clients enforce), each on the
+narrowest resource the service authorizes. Stdout carries the JSON and nothing else, so
+``acrvpc policy spec.yaml > policy.json`` is ready for ``aliyun ram CreatePolicy --PolicyDocument``
+or the RAM console. Exit 2 on an invalid spec (the error names the field) or an unwritable --output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from acrvpc.cli import _load_spec_or_exit, app, err
+
+HELP = ("Print the least-privilege RAM policy (JSON, Version 1) for running SPEC: the exact cr:, ecs: and vpc: "
+        "actions its link mode calls, scoped to its instance, repositories, VPC, vSwitch and region. "
+        "--with-fix adds `preflight --fix`'s write, --with-teardown `acrvpc teardown`'s deletes.")
+
+
+def read_ram_policy_or_exit(path: Optional[Path]) -> dict[str, Any] | None:
+    """The RAM policy document in a JSON file (``acrvpc sandbox --ram-policy``), or ``None`` without one.
+
+    Args:
+        path: the file, or ``None``.
+
+    Returns:
+        The parsed policy, checked by the sandbox's evaluator.
+
+    Raises:
+        typer.Exit: code 2 when the file is missing, not JSON, or not a policy the sandbox can enforce.
+    """
+    if path is None:
+        return None
+    from acrvpc.sandbox.core.ram import PolicyError, RamPolicy
+
+    try:
+        document = json.loads(path.read_text())
+        RamPolicy(document)
+    except OSError as exc:
+        err.print(f"[red]--ram-policy {path}: {exc.strerror}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    except (ValueError, PolicyError) as exc:
+        err.print(f"[red]--ram-policy {path}: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    return document
+
+
+@app.command(name="policy", help=HELP)
+def policy_command(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec the AccessKey will run."),
+    with_fix: bool = typer.Option(False, "--with-fix", help="Also allow `acrvpc preflight --fix` "
+                                                             "(ecs:AuthorizeSecurityGroup on GitLab's group)."),
+    with_teardown: bool = typer.Option(False, "--with-teardown", help="Also allow `acrvpc teardown` "
+                                                                       "(ENI and security group deletes)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON to this file instead "
+                                                                         "of stdout."),
+) -> None:
+    """Print the least-privilege RAM policy for SPEC (see :data:`HELP`)."""
+    from acrvpc.policy import policy_for, to_json
+
+    spec = _load_spec_or_exit(spec_path)
+    text = to_json(policy_for(spec, with_fix=with_fix, with_teardown=with_teardown))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        err.print(f"[red]--output {output}: {exc.strerror}[/]", highlight=False)
+        raise typer.Exit(2) from None
