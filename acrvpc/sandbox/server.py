@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import admin
 from . import console_admin as _console_admin  # noqa: F401 - registers its routes
+from . import builds_admin as _builds_admin  # noqa: F401 - registers its routes
 from . import faults_admin as _faults_admin  # noqa: F401 - registers its routes
 from . import ram_admin as _ram_admin  # noqa: F401 - registers its routes
 from .core import ram
