@@ -95,6 +95,11 @@ class LiveView:
         if task is not None:
             self.progress.update(task, completed=100, info=info)
 
+    def _on_drift_detected(self, data: dict[str, Any]) -> None:
+        self.progress.console.print(f"[yellow]drift[/] on {escape(data['resource_kind'])} "
+                                    f"{escape(data['resource_id'])}: {escape('; '.join(data['differences']))} "
+                                    f"(converging it back to the spec)", highlight=False)
+
     def _on_run_finished(self, data: dict[str, Any]) -> None:
         self.summary = data["summary"]
 

@@ -57,7 +57,7 @@ def listening(listener: Listener) -> Iterator[Listener]:
             _listeners.remove(listener)
 
 
-def publish(kind: str, **data: Any) -> None:
+def publish(kind: str, /, **data: Any) -> None:
     """Tell the local listeners (if any) that ``kind`` happened."""
     with _lock:
         targets = list(_listeners)

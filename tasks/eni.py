@@ -182,7 +182,8 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
 
 
 def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,
-                             sleep: Callable[[float], None] = time.sleep, plan: bool = False) -> EniOutcome:
+                             sleep: Callable[[float], None] = time.sleep, plan: bool = False,
+                             on_drift: Callable[[str, list[str]], None] | None = None) -> EniOutcome:
     """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
 
     Args:
@@ -193,6 +194,8 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
         sleep: the sleep function between polls (tests pass one that advances the sandbox clock).
         plan: read only, record the writes a run would make in ``changes`` without making them, and do
             not wait (an ENI to be created is named :data:`PLANNED_ENI`, with status ``planned``).
+        on_drift: told how an ENI that already existed differs from the spec: its security groups
+            before they are changed back; a missing attach permission as it is granted again.
 
     Returns:
         EniOutcome with the ENI id, status (``InUse``), private IP and one ``changes`` entry per write.
@@ -213,6 +216,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
         changes += ensure_permission(ecs, spec, PLANNED_ENI, account_id, plan=True)
         return EniOutcome(network_interface_id=PLANNED_ENI, status="planned", resources={"eni": PLANNED_ENI},
                           changes=changes, notes=["a run would wait until the registry attaches the new ENI (InUse)"])
+    existed = item is not None
     if item is None:
         key, value = spec.tag
         request = ecs_models.CreateNetworkInterfaceRequest(
@@ -227,6 +231,9 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     eni_id = item.network_interface_id
     groups = _ids(item.security_group_ids, "security_group_id")
     if groups != [security_group_id]:
+        if existed and on_drift is not None:
+            on_drift(eni_id, [f"security groups are {', '.join(groups) or 'none'} (the spec's link needs only "
+                              f"{security_group_id})"])
         if not plan:
             ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
                      ecs_models.ModifyNetworkInterfaceAttributeRequest(
@@ -234,7 +241,10 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                      f"ENI {eni_id}")
         changes.append(f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
                        f"(was {', '.join(groups) or 'none'})")
-    changes += ensure_permission(ecs, spec, eni_id, account_id, plan=plan)
+    granted = ensure_permission(ecs, spec, eni_id, account_id, plan=plan)
+    if granted and existed and on_drift is not None:
+        on_drift(eni_id, [f"the registry's attach permission was missing ({change})" for change in granted])
+    changes += granted
     status, private_ip = item.status or "", item.private_ip_address or ""
     if plan:
         notes = [] if status == "InUse" else [f"ENI {eni_id} is {status}: a run would wait until it is InUse"]
@@ -261,4 +271,7 @@ def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     Raises:
         PipelineError: ``ENI_AMBIGUOUS``, ``ENI_ATTACH_FAILED``, ``ENI_ATTACH_TIMEOUT`` or a fatal ECS error.
     """
-    return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id)
+    from tasks.drift import DriftReporter
+
+    return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id,
+                                    on_drift=DriftReporter(spec, "network interface"))

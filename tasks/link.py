@@ -191,7 +191,8 @@ def find_security_group(ecs: Any, spec: Spec) -> str | None:
     return ids[0] if ids else None
 
 
-def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False) -> LinkOutcome:
+def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
+                          on_drift: Callable[[str, list[str]], None] | None = None) -> LinkOutcome:
     """Find or create the link's security group and converge its policy and rules to the spec.
 
     Args:
@@ -199,6 +200,7 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False) -> LinkOu
         spec: the pipeline spec (network.vpc_id, gitlab.private_ip/port, link.allowed_ips).
         plan: read only, and record the writes a run would make in ``changes`` without making them
             (a group to be created is named :data:`PLANNED_GROUP`).
+        on_drift: told (before any write) how a group that already existed differs from the spec.
 
     Returns:
         LinkOutcome with the group id and one ``changes`` entry per write (none when converged).
@@ -222,11 +224,28 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False) -> LinkOu
         body = ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
         group_id = body.security_group_id
         changes.append(f"CreateSecurityGroup {group_id}")
-    changes += converge_rules(ecs, spec, group_id, plan=plan)
+        on_drift = None  # a group created now cannot have drifted
+    changes += converge_rules(ecs, spec, group_id, plan=plan, on_drift=on_drift)
     return LinkOutcome(security_group_id=group_id, resources={"security_group": group_id}, changes=changes)
 
 
-def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False) -> list[str]:
+def _differences(group_id: str, policy: str, missing: list[EgressRule], extra: list[Any],
+                 inbound: list[Any]) -> list[str]:
+    """How an existing group differs from the spec, in words (for the drift report)."""
+    found = []
+    if (policy or "").lower() != "drop":
+        found.append(f"InnerAccessPolicy is {policy or 'unset'} (the spec's link needs Drop)")
+    found += [f"egress rule {r.label()} is missing" for r in missing]
+    for p in extra:
+        rule = _permission_rule(p)
+        found.append(f"egress rule {p.security_group_rule_id} ({rule.label() if rule else p.policy}) is not in the spec")
+    found += [f"inbound Accept rule {p.security_group_rule_id} ({p.ip_protocol} {p.port_range} from "
+              f"{p.source_cidr_ip or p.source_group_id or '?'}): builders need no inbound access" for p in inbound]
+    return found
+
+
+def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
+                   on_drift: Callable[[str, list[str]], None] | None = None) -> list[str]:
     """Bring one group's inner access policy and rules to the desired state.
 
     Args:
@@ -234,6 +253,8 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False) -
         spec: the pipeline spec.
         group_id: the link's security group (:data:`PLANNED_GROUP` in plan mode for a group not yet created).
         plan: read only; return the lines of the writes a run would make without making them.
+        on_drift: called with the group id and the differences, before any write, when the group
+            differs from the spec (the caller passes it for a group that existed before this run).
 
     Returns:
         One line per write made, or in plan mode to be made (empty when the group is converged).
@@ -251,15 +272,8 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False) -
                                                                          security_group_id=group_id, direction="all"),
                         what)
         policy, permissions = attr.inner_access_policy, attr.permissions.permission if attr.permissions else []
-    if (policy or "").lower() != "drop":
-        if not plan:
-            ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
-                     ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
-                                                                 inner_access_policy="Drop"), what)
-        changes.append(f"ModifySecurityGroupPolicy {group_id} InnerAccessPolicy=Drop")
     inbound = [p for p in permissions if p.direction == "ingress" and (p.policy or "").lower() == "accept"]
     egress = [p for p in permissions if p.direction == "egress"]
-
     desired = desired_egress(spec)
     wanted = {r.key for r in desired}
     present: set[tuple[str, int, str, str, str]] = set()
@@ -271,6 +285,16 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False) -
         else:
             present.add(rule.key)
     missing = [r for r in desired if r.key not in present]
+    differences = _differences(group_id, policy, missing, extra, inbound)
+    if differences and on_drift is not None:
+        on_drift(group_id, differences)
+
+    if (policy or "").lower() != "drop":
+        if not plan:
+            ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
+                     ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
+                                                                 inner_access_policy="Drop"), what)
+        changes.append(f"ModifySecurityGroupPolicy {group_id} InnerAccessPolicy=Drop")
 
     if missing and not plan:
         for chunk in (missing[i:i + 100] for i in range(0, len(missing), 100)):
@@ -304,10 +328,16 @@ def link(spec: Spec) -> LinkOutcome:
     Args:
         spec: the pipeline spec.
 
+    A group that already existed and differs from the spec (e.g. an egress rule added by hand) is
+    reported as drift (a ``drift-<link>`` artifact and an ``acrvpc.drift.detected`` event) before
+    it is converged.
+
     Returns:
         LinkOutcome: the security group id and the writes made.
 
     Raises:
         PipelineError: ``LINK_AMBIGUOUS`` or a fatal ECS error, with its fix.
     """
-    return ensure_security_group(cloud.cloud_clients(spec).ecs, spec)
+    from tasks.drift import DriftReporter
+
+    return ensure_security_group(cloud.cloud_clients(spec).ecs, spec, on_drift=DriftReporter(spec, "security group"))
