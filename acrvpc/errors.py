@@ -25,6 +25,8 @@ _THROTTLING = re.compile(r"Throttling")
 FIXES: dict[str, str] = {
     "Forbidden.RAM": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun",
     "NoPermission": "grant the RAM user the action named in the error, then rerun",
+    "NoPrivilege": "grant the RAM user the Container Registry action named in the error (see `acrvpc policy`), "
+                   "then rerun",
     "InvalidAccessKeyId.NotFound": "the AccessKey id is unknown: check the credentials block or environment",
     "SignatureDoesNotMatch": "the AccessKey secret is wrong: check the credentials block or environment",
     "InvalidSecurityToken.Expired": "the STS token expired: refresh the credentials",

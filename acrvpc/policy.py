@@ -164,3 +164,13 @@ def merge(policies: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def to_json(policy: dict[str, Any]) -> str:
     """The policy as the indented JSON the RAM console accepts."""
     return json.dumps(policy, indent=2) + "\n"
+
+
+def stages_markdown() -> str:
+    """The declared stages as a markdown table (docs/policy.md embeds it; a test keeps it current)."""
+    lines = ["| stage | link modes | in the policy | RAM actions (condition) |", "|---|---|---|---|"]
+    for stage in actions.STAGES:
+        when = f"`--with-{stage.option}`" if stage.option else "always"
+        calls = ", ".join(f"`{a.ram_action}`" + (f" ({a.when})" if a.when else "") for a in stage.calls)
+        lines.append(f"| {stage.name} | {', '.join(sorted(stage.modes))} | {when} | {calls} |")
+    return "\n".join(lines)

@@ -196,3 +196,12 @@ class TestPolicyFileIsValidJson:
         out = tmp_path / "p.json"
         out.write_text(to_json(policy_for(API)))
         assert json.loads(out.read_text()) == policy_for(API)
+
+
+class TestDocs:
+    def test_the_stage_table_in_docs_policy_md_is_current(self):
+        from acrvpc.policy import stages_markdown
+
+        text = (ROOT / "docs" / "policy.md").read_text()
+        embedded = text.split("<!-- stages:begin -->\n", 1)[1].split("\n<!-- stages:end -->", 1)[0]
+        assert embedded == stages_markdown(), "regenerate the table with acrvpc.policy.stages_markdown()"
