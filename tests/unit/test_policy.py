@@ -56,7 +56,8 @@ class TestPolicyShape:
 class TestLinkModes:
     def test_api_mode_has_the_link_and_eni_writes(self):
         granted = policy_actions(policy_for(API))
-        assert {"ecs:CreateSecurityGroup", "ecs:CreateNetworkInterface", "ecs:CreateNetworkInterfacePermission"} <= granted
+        assert {"ecs:CreateSecurityGroup", "ecs:CreateNetworkInterface",
+                "ecs:CreateNetworkInterfacePermission"} <= granted
 
     def test_console_mode_has_no_ecs_write(self):
         granted = policy_actions(policy_for(CONSOLE))

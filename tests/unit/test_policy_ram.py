@@ -91,7 +91,8 @@ class TestRequestTarget:
         action, arn = request_target(world, "cr", "CreateBuildRecordByRule",
                                      {"InstanceId": repo.instance_id, "RepoId": repo.repo_id, "BuildRuleId": "x"})
         assert action == "cr:BuildRepositoryByRule"
-        assert arn == f"acs:cr:cn-hangzhou:{world.account_id}:repository/{repo.instance_id}/{repo.namespace}/{repo.name}"
+        assert arn == (f"acs:cr:cn-hangzhou:{world.account_id}:repository/"
+                       f"{repo.instance_id}/{repo.namespace}/{repo.name}")
 
     def test_cr_namespace_calls_and_instance_calls(self, world):
         assert request_target(world, "cr", "CreateNamespace", {"InstanceId": "cri-1", "NamespaceName": "apps"})[1] \
