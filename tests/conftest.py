@@ -49,6 +49,13 @@ RAM_EXEMPT_MODULES = ("test_sandbox_", "test_signing")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ram_policy(policy): the RAM policy this test's sandbox enforces "
                                        "(a policy document, or None for none)")
+    config.addinivalue_line("markers", "runs_last: run after every other test of the session (e.g. scans of what "
+                                       "the whole suite left behind)")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``runs_last`` go to the end, in their collected order."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 @functools.lru_cache(maxsize=1)
