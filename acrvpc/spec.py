@@ -169,7 +169,7 @@ class AllowedTarget(_Model):
 
 def _parse_allowed(value: Any) -> AllowedTarget:
     if isinstance(value, dict):
-        return AllowedTarget(**value)
+        return AllowedTarget.model_validate(value)  # not **value: a YAML key may be a number (found by fuzzing)
     text = str(value).strip()
     host, _, port = text.partition(":")
     try:
