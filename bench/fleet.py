@@ -1,0 +1,129 @@
+"""A fleet of specs converging at once under per-product API quotas: ``efficiency = bound / wall``.
+
+    python bench/fleet.py            # 50 specs
+    python bench/fleet.py --quick    # 10 specs (under a minute)
+
+Setup: an in-process sandbox (the default world plus one GitLab project per spec; ENIs attach
+and builds finish in zero sandbox time) with a quota of ``--qps`` calls per second on each
+Alibaba Cloud product (cr, ecs, vpc; the sandbox answers ``Throttling.User`` over it) and
+``--latency-ms`` added to every call; a real ``prefect server`` on a throwaway PostgreSQL
+cluster (SQLite stalls under many concurrent task runs, prefect-notes §2).
+
+The fleet: ``--specs`` specs, each its own link (name ``fleet-NNN``: its own security group and
+ENI) and its own repository ``fleet/svc-NNN`` (all in one namespace, as a release manager's
+repositories usually are), each built once. All runs of the ``vpc-build`` flow start together,
+one thread per run in this one process (2 cores cannot start 50 worker subprocesses at once
+without measuring Python start-up instead of the pipeline). The runs share the process's
+client-side rate limiter (``ACRVPC_QPS_<PRODUCT>``, set to the quota), as runs of one worker do.
+
+Figures: wall time from the first start to the last end; calls per product; the lower bound
+``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
+``efficiency = bound / wall``; failed runs; throttling answers the clients received.
+GitLab has no quota here: self-managed GitLab's API rate limits are off by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
+from bench import common  # noqa: E402 - first, before Prefect is imported
+
+TARGET_EFFICIENCY = 0.8
+THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 specs instead of 50")
+    parser.add_argument("--specs", type=int, default=None, help="specs converging at once (default 50)")
+    parser.add_argument("--qps", type=float, default=20.0, help="quota per Alibaba Cloud product (calls/s)")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="latency added to every call")
+    parser.add_argument("--client-qps", type=float, default=None,
+                        help="client-side rate limit per product (ACRVPC_QPS_*; default: the quota)")
+    args = parser.parse_args(argv)
+    n = args.specs or (10 if args.quick else 50)
+    client_qps = args.qps if args.client_qps is None else args.client_qps
+    for product in common.ALIBABA_PRODUCTS:
+        os.environ[f"ACRVPC_QPS_{product.upper()}"] = f"{client_qps:g}"
+
+    from acrvpc.sandbox import SandboxServer
+
+    work = Path(tempfile.mkdtemp(prefix="acrvpc-bench-fleet-"))
+    specs = [common.write_spec(work, f"fleet-{i:03d}", [i], namespace="fleet") for i in range(n)]
+    figures: dict = {"benchmark": "fleet", "specs": n, "qps_per_product": args.qps, "client_qps": client_qps,
+                     "latency_ms": args.latency_ms, "machine": common.machine()}
+    t_setup = time.perf_counter()
+    with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server() as server:
+        os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
+        figures["prefect_database"] = server.database
+        from flows.vpc_build import vpc_build
+
+        world = sandbox.world
+        world.faults.latency_ms = args.latency_ms
+        for product in common.ALIBABA_PRODUCTS:
+            world.faults.set_quota(args.qps, product=product)
+        common.say(f"setup {time.perf_counter() - t_setup:.1f} s; {n} runs of vpc-build start now "
+                   f"(quota {args.qps:g}/s per product, {args.latency_ms:g} ms per call)")
+        errors: dict[str, str] = {}
+        ends: list[float] = []
+        gate = threading.Barrier(n + 1)
+
+        def one(path: Path) -> None:
+            gate.wait()
+            try:
+                vpc_build(str(path))
+            except BaseException as exc:  # noqa: BLE001 - counted and shown
+                errors[path.stem] = f"{type(exc).__name__}: {exc}"[:300]
+                traceback.print_exc(limit=2)
+            finally:
+                ends.append(time.perf_counter())
+
+        # Each thread runs in a copy of this context: it carries the Prefect settings (the server's API URL).
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, p), name=p.stem, daemon=True)
+                   for p in specs]
+        for t in threads:
+            t.start()
+        gate.wait()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        wall = max(ends) - t0
+        calls = world.calls.list()
+    throttled = [c for c in calls if c["code"] in THROTTLING]
+    answered = [c for c in calls if c["code"] not in THROTTLING]
+    per_product = common.product_counts(answered)
+    qps = {p: args.qps for p in common.ALIBABA_PRODUCTS}
+    bound, binding = common.lower_bound(per_product, qps)
+    eff = common.efficiency(bound, wall)
+    rows = [{"product": p, "calls": per_product.get(p, 0), "quota qps": qps.get(p, 0.0) or "-",
+             "bound s": per_product.get(p, 0) / qps[p] if p in qps else "-",
+             "throttled": sum(1 for c in throttled if c["product"] == p),
+             "writes": sum(1 for c in answered if c["product"] == p and c["writes"])}
+            for p in sorted(per_product)]
+    figures.update(wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
+                   bound_product=binding, efficiency=round(eff, 3), failed_runs=len(errors),
+                   throttling_errors=len(throttled), calls_per_run=round(len(answered) / n, 1),
+                   target_efficiency=TARGET_EFFICIENCY,
+                   target_met=eff >= TARGET_EFFICIENCY and not errors, errors=errors)
+    common.say("")
+    common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, "
+               f"one process, a thread per flow run")
+    common.say(common.table(rows))
+    common.say(f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
+               f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
+               f"failed runs {len(errors)}, throttling answers {len(throttled)}")
+    common.emit(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
