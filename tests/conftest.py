@@ -8,8 +8,9 @@ Least privilege: every ``sandbox`` enforces the RAM policy ``acrvpc policy`` gen
 examples/sandbox.yaml (api and console mode, with ``--with-fix --with-teardown``), so the whole
 suite runs as a RAM user holding exactly those actions on those resource types. Its ids are
 widened to ``*`` (``any_ids``) because many tests use specs with other instances, repositories or
-VPCs on purpose; tests/integration/test_ram_policy.py enforces the exact, id-scoped policy. Tests of the emulator itself
-(``test_sandbox_*``, ``test_signing``) call actions the pipeline never calls and run without one;
+VPCs on purpose; tests/integration/test_ram_policy.py enforces the exact, id-scoped policy.
+Tests of the emulator itself (``test_sandbox_*``, ``test_signing``, the fidelity and
+unstaged-action contract tests) call actions the pipeline never calls and run without one;
 ``@pytest.mark.ram_policy(doc_or_None)`` sets a test's own; ``ACRVPC_TEST_RAM=off`` turns it off.
 """
 
@@ -43,7 +44,7 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = ROOT / "examples" / "sandbox.yaml"
 # Modules that test the emulator's own API surface (actions the pipeline never calls).
-RAM_EXEMPT_MODULES = ("test_sandbox_", "test_signing")
+RAM_EXEMPT_MODULES = ("test_sandbox_", "test_signing", "test_fidelity", "test_contract_unstaged")
 
 
 def pytest_configure(config: pytest.Config) -> None:
