@@ -4,6 +4,10 @@ Started once per session by the ``postgres``, ``prefect_server`` and ``process_w
 tests/e2e/conftest.py; the deployments come from the repository's prefect.yaml through
 ``prefect --no-prompt deploy --all``, exactly as the README says to deploy.
 
+A server may require an auth string (``PrefectServer(auth_string="user:password")``: the server gets
+``PREFECT_SERVER_API_AUTH_STRING``, every child process ``PREFECT_API_AUTH_STRING``; only
+``GET /api/health`` stays open, which is what :meth:`PrefectServer.start` polls).
+
 The database is a throwaway PostgreSQL cluster from Debian's packages (``.ci/run`` installs
 them), as production runs the server (prefect-notes §7, §9): ``initdb`` into a temporary
 directory (as the ``postgres`` user when the tests run as root: PostgreSQL refuses to run as
@@ -107,19 +111,33 @@ class PrefectServer:
     proc: subprocess.Popen | None = None
     children: list[subprocess.Popen] = field(default_factory=list)
     server_env: dict[str, str] = field(default_factory=dict)  # extra settings of the server process
+    auth_string: str | None = None  # user:password; the server then refuses clients without it (401)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` for httpx's ``auth=`` (Basic, as Prefect's client sends it), or None."""
+        if self.auth_string is None:
+            return None
+        user, _, password = self.auth_string.partition(":")
+        return user, password
+
     def env(self, **extra: str) -> dict[str, str]:
+        """A child process's environment: this server's API URL and, when it has one, its auth string."""
         env = base_env(self.home)
         env.update(PREFECT_API_URL=self.api_url, **extra)
+        if self.auth_string is not None and "PREFECT_API_AUTH_STRING" not in extra:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
         return env
 
     def start(self, timeout: float = 120) -> "PrefectServer":
         env = base_env(self.home)
         env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(self.port), **self.server_env)
+        if self.auth_string is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         self.proc = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],

@@ -29,7 +29,7 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def api(server) -> httpx.Client:
-    return httpx.Client(base_url=server.api_url, timeout=30)
+    return httpx.Client(base_url=server.api_url, timeout=30, auth=server.auth)  # auth: None on an open server
 
 
 def deployment_id(server, name: str) -> str:
