@@ -24,6 +24,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -278,3 +279,60 @@ def prefect_server(*, deploy: bool = False, server_env: dict[str, str] | None = 
         server.stop()
         if cluster is not None:
             cluster.stop()
+
+
+# -- webhook receiver and flow-run states ------------------------------------------------------------
+WEBHOOK_SECRET = "bench-webhook-secret-0001"
+
+
+def start_receiver(server: Any, *, rate_limit: str | None = None, log_name: str = "webhook.log",
+                   timeout: float = 60) -> tuple[str, Any]:
+    """``acrvpc webhook serve examples/sandbox.yaml`` on a free port against ``server``; ``(url, process)``.
+
+    Args:
+        server: the ``PrefectServer`` (its deployments applied).
+        rate_limit: ``--rate-limit`` (deliveries per source address), when not the spec's default.
+        log_name: the receiver's log file, under the server's home.
+        timeout: seconds to wait for ``GET /healthz``.
+    """
+    import httpx
+
+    port = harness.free_port()
+    args = [sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml", "--port", str(port)]
+    if rate_limit:
+        args += ["--rate-limit", rate_limit]
+    log = server.home / log_name
+    proc = server.spawn(*args, log=log, ACRVPC_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"acrvpc webhook serve exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return url, proc
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the receiver did not listen: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def push_headers(delivery: str) -> dict[str, str]:
+    """The headers GitLab sends with a push hook delivery (``delivery`` is its X-Gitlab-Event-UUID)."""
+    return {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": delivery, "X-Gitlab-Token": WEBHOOK_SECRET,
+            "Content-Type": "application/json", "User-Agent": "GitLab/17.5.1"}
+
+
+def state_times(api_url: str, run_id: str) -> dict[str, float]:
+    """Epoch seconds of the first time a flow run entered each state type (``SCHEDULED``, ``RUNNING``...)."""
+    from datetime import datetime
+
+    import httpx
+
+    states = httpx.get(f"{api_url}/flow_run_states/", params={"flow_run_id": run_id}, timeout=30)
+    states.raise_for_status()
+    times: dict[str, float] = {}
+    for state in states.json():
+        ts = datetime.fromisoformat(state["timestamp"].replace("Z", "+00:00")).timestamp()
+        kind = state["type"]
+        times[kind] = min(ts, times.get(kind, ts))
+    return times

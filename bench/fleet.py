@@ -41,6 +41,24 @@ TARGET_EFFICIENCY = 0.8
 THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}
 
 
+def _timeline(answered: list[dict], throttled: list[dict], step: float = 5.0) -> list[dict]:
+    """Calls per product in each ``step`` seconds of sandbox time (real time: the bench world runs at scale 1)."""
+    if not answered:
+        return []
+    start = min(c["time"] for c in answered + throttled)
+    end = max(c["time"] for c in answered + throttled)
+    rows = []
+    for k in range(int((end - start) // step) + 1):
+        lo, hi = start + k * step, start + (k + 1) * step
+        row: dict = {"from s": round(k * step)}
+        for product in (*common.ALIBABA_PRODUCTS, "gitlab"):
+            n = sum(1 for c in answered if c["product"] == product and lo <= c["time"] < hi)
+            t = sum(1 for c in throttled if c["product"] == product and lo <= c["time"] < hi)
+            row[product] = f"{n} ({t})" if t else str(n)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 specs instead of 50")
@@ -109,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
              "throttled": sum(1 for c in throttled if c["product"] == p),
              "writes": sum(1 for c in answered if c["product"] == p and c["writes"])}
             for p in sorted(per_product)]
-    figures.update(wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
+    timeline = _timeline(answered, throttled)
+    figures.update(timeline_5s=timeline, wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
                    bound_product=binding, efficiency=round(eff, 3), failed_runs=len(errors),
                    throttling_errors=len(throttled), calls_per_run=round(len(answered) / n, 1),
                    target_efficiency=TARGET_EFFICIENCY,
@@ -118,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, "
                f"one process, a thread per flow run")
     common.say(common.table(rows))
+    common.say("calls answered per 5 s of the run (throttled in brackets):")
+    common.say(common.table(timeline))
     common.say(f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
                f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
                f"failed runs {len(errors)}, throttling answers {len(throttled)}")

@@ -1,0 +1,138 @@
+"""A burst of GitLab deliveries: 200 distinct pushes sent within one second by 20 concurrent clients.
+
+    python bench/webhook_burst.py            # 200 deliveries, 20 clients, then all 200 resent
+    python bench/webhook_burst.py --quick    # the same (it takes well under a minute)
+
+Setup: a real ``prefect server`` on a throwaway PostgreSQL cluster with prefect.yaml deployed, and
+``acrvpc webhook serve examples/sandbox.yaml --rate-limit 1000/second``. The receiver's default
+per-source limit (``webhook.rate_limit``, 60/minute) would answer most of a burst from one address
+429, as intended against a flood; GitLab sends every hook from its own address(es), so a busy
+GitLab needs the limit raised like this. No worker runs: the runs are created and stay Scheduled,
+so the figures are the receiver's and the Prefect API's, not the builds'.
+
+Each delivery is GitLab's documented push payload (routed: ``platform/billing-api`` ``main``) with
+its own ``X-Gitlab-Event-UUID``. Send times are spread evenly over one second; each of the 20
+clients (one ``httpx.AsyncClient`` each) sends every 20th delivery at its time without waiting
+for earlier answers, as GitLab's concurrent Sidekiq jobs do. The timeout is GitLab's, 10 s.
+Then the same 200 deliveries are sent again (same delivery ids, as GitLab's "Resend request").
+
+Figures: answers 202 within 10 s, max and p95 answer latency, flow runs created (must be 200), runs
+added by the resend (duplicates, must be 0), resends that returned another run id (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
+from bench import common  # noqa: E402 - first, before Prefect is imported
+
+GITLAB_TIMEOUT_S = 10.0
+DEPLOYMENT = "build-on-push/webhook"
+
+
+async def _burst(url: str, deliveries: list[str], clients: int, spread_s: float) -> list[dict]:
+    import httpx
+
+    from tests.webhook_payloads import PUSH
+
+    body = json.dumps(PUSH)
+    pool = [httpx.AsyncClient(timeout=GITLAB_TIMEOUT_S, limits=httpx.Limits(max_connections=len(deliveries)))
+            for _ in range(clients)]
+    t0 = time.perf_counter() + 0.2
+    results: list[dict] = [{} for _ in deliveries]
+
+    async def send(i: int, delivery: str) -> None:
+        await asyncio.sleep(max(0.0, t0 + spread_s * i / len(deliveries) - time.perf_counter()))
+        sent = time.perf_counter()
+        try:
+            answer = await pool[i % clients].post(f"{url}/hooks/gitlab", content=body,
+                                                  headers=common.push_headers(delivery))
+            status, run_id = answer.status_code, (answer.json().get("flow_run_id") if answer.status_code == 202
+                                                  else None)
+        except httpx.HTTPError as exc:
+            status, run_id = type(exc).__name__, None
+        results[i] = {"sent": sent - t0, "latency": time.perf_counter() - sent, "status": status, "run": run_id}
+
+    try:
+        await asyncio.gather(*(send(i, d) for i, d in enumerate(deliveries)))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in pool))
+    return results
+
+
+def _summary(results: list[dict]) -> dict:
+    latencies = [r["latency"] for r in results]
+    return {"sent_within_s": round(max(r["sent"] for r in results) - min(r["sent"] for r in results), 3),
+            "accepted_within_10s": sum(1 for r in results if r["status"] == 202 and r["latency"] <= GITLAB_TIMEOUT_S),
+            "max_latency_s": round(max(latencies), 3), "p95_latency_s": round(common.percentile(latencies, 95), 3),
+            "p50_latency_s": round(common.percentile(latencies, 50), 3),
+            "statuses": {str(k): sum(1 for r in results if r["status"] == k) for k in {r["status"] for r in results}}}
+
+
+def _run_count(api_url: str, deployment_id: str) -> int:
+    import httpx
+
+    answer = httpx.post(f"{api_url}/flow_runs/count", timeout=30,
+                        json={"deployments": {"id": {"any_": [deployment_id]}}})
+    answer.raise_for_status()
+    return int(answer.json())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the same burst (it is quick already)")
+    parser.add_argument("--deliveries", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--spread-seconds", type=float, default=1.0, help="send times spread over this long")
+    args = parser.parse_args(argv)
+
+    import httpx
+
+    figures: dict = {"benchmark": "webhook_burst", "deliveries": args.deliveries, "clients": args.clients,
+                     "machine": common.machine()}
+    t_setup = time.perf_counter()
+    with common.prefect_server(deploy=True) as server:
+        figures["prefect_database"] = server.database
+        receiver, _ = common.start_receiver(server, rate_limit="1000/second")
+        deployment_id = httpx.get(f"{server.api_url}/deployments/name/{DEPLOYMENT}", timeout=30).json()["id"]
+        common.say(f"setup (PostgreSQL, server, deploy, receiver) {time.perf_counter() - t_setup:.1f} s")
+        before = _run_count(server.api_url, deployment_id)
+        deliveries = [str(uuid.uuid4()) for _ in range(args.deliveries)]
+        first = asyncio.run(_burst(receiver, deliveries, args.clients, args.spread_seconds))
+        created = _run_count(server.api_url, deployment_id) - before
+        again = asyncio.run(_burst(receiver, deliveries, args.clients, args.spread_seconds))
+        duplicates = _run_count(server.api_url, deployment_id) - before - created
+    other_run = sum(1 for a, b in zip(first, again) if a["run"] and b["run"] and a["run"] != b["run"])
+    distinct_runs = len({r["run"] for r in first if r["run"]})
+    figures.update(first=_summary(first), resend=_summary(again), flow_runs_created=created,
+                   distinct_run_ids=distinct_runs, duplicates_after_resend=duplicates,
+                   resends_with_another_run=other_run)
+    figures.update(answers_within_10s=figures["first"]["accepted_within_10s"],
+                   max_answer_latency_s=figures["first"]["max_latency_s"],
+                   target_met=(created == args.deliveries and duplicates == 0 and other_run == 0
+                               and figures["first"]["accepted_within_10s"] == args.deliveries
+                               and figures["resend"]["accepted_within_10s"] == args.deliveries))
+    rows = [{"pass": name, "sent within s": s["sent_within_s"], "202 within 10 s": s["accepted_within_10s"],
+             "p50 s": s["p50_latency_s"], "p95 s": s["p95_latency_s"], "max s": s["max_latency_s"],
+             "answers": ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))}
+            for name, s in (("first", figures["first"]), ("resend", figures["resend"]))]
+    common.say("")
+    common.say(f"webhook burst: {args.deliveries} deliveries, {args.clients} clients, receiver -> Prefect server "
+               f"on {figures['prefect_database']}")
+    common.say(common.table(rows))
+    common.say(f"flow runs created {created} (must be {args.deliveries}), duplicates after resend {duplicates} "
+               f"(must be 0), resends answered with another run {other_run}: "
+               f"{'met' if figures['target_met'] else 'MISSED'}")
+    common.emit(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
