@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The e2e harness (PostgreSQL cluster, prefect server). Importing it imports tests/conftest.py, which
-# sets hermetic test settings in os.environ; _hermetic_env() below then sets the benchmarks' own.
+# sets hermetic test settings in os.environ; setup() below then sets the benchmarks' own.
 from tests.e2e import prefect_server as harness  # noqa: E402
 
 GITLAB_USER = "release-bot"
@@ -209,8 +209,8 @@ def product_counts(calls: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 
 # -- Prefect -----------------------------------------------------------------------------------------
-def _hermetic_env() -> Path:
-    """A fresh PREFECT_HOME for this process, no inherited API URL/profile, no analytics.
+def setup() -> Path:
+    """Call first in a benchmark script: a fresh PREFECT_HOME, no inherited API URL/profile, no analytics.
 
     The product's defaults stay (call-level retries on, as in production): tests/conftest.py turns
     them off for tests, not here.
@@ -226,8 +226,6 @@ def _hermetic_env() -> Path:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     return home
 
-
-PREFECT_HOME = _hermetic_env()
 
 
 def _flush_prefect_logs() -> None:

@@ -18,6 +18,10 @@ Then the same 200 deliveries are sent again (same delivery ids, as GitLab's "Res
 
 Figures: answers 202 within 10 s, max and p95 answer latency, flow runs created (must be 200), runs
 added by the resend (duplicates, must be 0), resends that returned another run id (must be 0).
+Then a capacity probe (``--probe-runs``, default 100) creates runs directly on the server, 10 in
+flight, once with one shared API client and the deployment id known (one request per run) and
+once as the receiver does it (a client per run, reading the deployment by name first): how many
+runs per second this Prefect server can create here, whatever the receiver does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
 from bench import common  # noqa: E402 - first, before Prefect is imported
+
+common.setup()
 
 GITLAB_TIMEOUT_S = 10.0
 DEPLOYMENT = "build-on-push/webhook"
@@ -76,6 +82,38 @@ def _summary(results: list[dict]) -> dict:
             "statuses": {str(k): sum(1 for r in results if r["status"] == k) for k in {r["status"] for r in results}}}
 
 
+async def _probe(deployment_id: str, runs: int, in_flight: int, shared: bool) -> float:
+    """Seconds for the Prefect server to create ``runs`` flow runs, ``in_flight`` at a time.
+
+    ``shared``: one API client and the deployment id known (one request per run); else, as the
+    receiver does today, a client per run that reads the deployment by name first.
+    """
+    from prefect import get_client
+
+    gate = asyncio.Semaphore(in_flight)
+    params = {"project": "platform/billing-api", "ref": "refs/heads/main", "sha": "0" * 40, "event_id": "probe"}
+
+    async def create(client) -> None:
+        dep = deployment_id if shared else (await client.read_deployment_by_name(DEPLOYMENT)).id
+        await client.create_flow_run_from_deployment(dep, parameters=params, idempotency_key=str(uuid.uuid4()))
+
+    async def one(client) -> None:
+        async with gate:
+            if client is not None:
+                await create(client)
+            else:
+                async with get_client() as own:
+                    await create(own)
+
+    t0 = time.perf_counter()
+    if shared:
+        async with get_client() as client:
+            await asyncio.gather(*(one(client) for _ in range(runs)))
+    else:
+        await asyncio.gather(*(one(None) for _ in range(runs)))
+    return time.perf_counter() - t0
+
+
 def _run_count(api_url: str, deployment_id: str) -> int:
     import httpx
 
@@ -91,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--deliveries", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--spread-seconds", type=float, default=1.0, help="send times spread over this long")
+    parser.add_argument("--probe-runs", type=int, default=100,
+                        help="afterwards, flow runs created directly to measure the server's rate (0: skip)")
     args = parser.parse_args(argv)
 
     import httpx
@@ -109,9 +149,16 @@ def main(argv: list[str] | None = None) -> dict:
         created = _run_count(server.api_url, deployment_id) - before
         again = asyncio.run(_burst(receiver, deliveries, args.clients, args.spread_seconds))
         duplicates = _run_count(server.api_url, deployment_id) - before - created
+        probe = {}
+        if args.probe_runs:
+            for shared in (True, False):
+                seconds = asyncio.run(_probe(deployment_id, args.probe_runs, 10, shared))
+                probe["shared_client" if shared else "client_per_run"] = {
+                    "runs": args.probe_runs, "in_flight": 10, "seconds": round(seconds, 3),
+                    "runs_per_s": round(args.probe_runs / seconds, 2)}
     other_run = sum(1 for a, b in zip(first, again) if a["run"] and b["run"] and a["run"] != b["run"])
     distinct_runs = len({r["run"] for r in first if r["run"]})
-    figures.update(first=_summary(first), resend=_summary(again), flow_runs_created=created,
+    figures.update(server_create_rate=probe, first=_summary(first), resend=_summary(again), flow_runs_created=created,
                    distinct_run_ids=distinct_runs, duplicates_after_resend=duplicates,
                    resends_with_another_run=other_run)
     figures.update(answers_within_10s=figures["first"]["accepted_within_10s"],
@@ -130,6 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(f"flow runs created {created} (must be {args.deliveries}), duplicates after resend {duplicates} "
                f"(must be 0), resends answered with another run {other_run}: "
                f"{'met' if figures['target_met'] else 'MISSED'}")
+    for name, p in probe.items():
+        common.say(f"server capacity ({name.replace('_', ' ')}, {p['in_flight']} in flight): {p['runs']} runs "
+                   f"in {p['seconds']:.1f} s = {p['runs_per_s']:.1f} runs/s, so {args.deliveries} deliveries "
+                   f"need {args.deliveries / p['runs_per_s']:.1f} s")
     common.emit(figures)
     return figures
 

@@ -1,0 +1,72 @@
+"""The benchmarks' arithmetic (bench/common.py, bench/api_calls.py): percentiles, quota bounds, minimum calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.api_calls import STAGES, minimum_calls
+from bench.common import efficiency, lower_bound, percentile
+
+
+class TestPercentile:
+    def test_the_median_of_an_even_count_interpolates_between_the_middle_two(self):
+        # Given four samples in any order
+        samples = [4.0, 1.0, 3.0, 2.0]
+        # When the 50th percentile is taken
+        p50 = percentile(samples, 50)
+        # Then it lies halfway between 2 and 3
+        assert p50 == 2.5
+
+    def test_p95_of_twenty_samples_interpolates_near_the_top(self):
+        # Given samples 1..20
+        samples = [float(i) for i in range(1, 21)]
+        # When the 95th percentile is taken (rank 0.95 * 19 = 18.05)
+        p95 = percentile(samples, 95)
+        # Then it is 19 + 0.05 of the way to 20
+        assert p95 == pytest.approx(19.05)
+
+    def test_no_samples_is_an_error(self):
+        with pytest.raises(ValueError):
+            percentile([], 50)
+
+    def test_a_percentile_outside_0_to_100_is_an_error(self):
+        with pytest.raises(ValueError):
+            percentile([1.0], 101)
+
+
+class TestLowerBound:
+    def test_the_product_with_the_most_calls_per_quota_sets_the_bound(self):
+        # Given ECS calls at a lower quota than CR's
+        calls = {"cr": 800, "ecs": 600, "gitlab": 5000}
+        qps = {"cr": 40.0, "ecs": 20.0}
+        # When the bound is computed
+        bound, product = lower_bound(calls, qps)
+        # Then ECS sets it (600 / 20 = 30 s > 800 / 40 = 20 s) and GitLab, without a quota, does not count
+        assert (bound, product) == (30.0, "ecs")
+
+    def test_no_quota_means_no_bound(self):
+        assert lower_bound({"cr": 10}, {}) == (0.0, "")
+
+
+class TestEfficiency:
+    def test_efficiency_is_bound_over_wall(self):
+        assert efficiency(40.0, 50.0) == pytest.approx(0.8)
+
+    def test_a_zero_wall_time_is_an_error(self):
+        with pytest.raises(ValueError):
+            efficiency(1.0, 0.0)
+
+
+class TestMinimumCalls:
+    def test_a_fresh_run_of_the_example_spec_needs_44_calls(self, spec):
+        # Given the example spec: 2 repositories in one namespace, 3 rules, 2 with build: true
+        # When the least calls of a fresh run are computed
+        least = minimum_calls(spec, fresh=True)
+        # Then every stage has a minimum, and binding needs 2 + 2 x 3 + 3 = 11
+        assert set(least) == set(STAGES)
+        assert least["binding"][0] == 11
+        assert sum(n for n, _ in least.values()) == 44
+
+    def test_a_rerun_needs_only_reads_and_the_builds(self, spec):
+        least = minimum_calls(spec, fresh=False)
+        assert (least["link"][0], least["eni"][0], least["binding"][0], least["build"][0]) == (2, 2, 6, 10)
