@@ -1,0 +1,74 @@
+"""Whether the registry's builders reach a host: the network path a CR build needs, from the ECS state.
+
+Used by the CR build simulation (``world.ecs.reaches``) when a build starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .rules import REVERSE_ACCESS, egress_verdict, ingress_admits_block
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import EcsBackend, NetworkInterface
+
+
+def reaches(ecs: "EcsBackend", account_id: int, ip: str, port: int) -> tuple[bool, str]:
+    """Whether builders of ``account_id`` reach ``ip:port`` over TCP (used by the CR build simulation).
+
+    True when an ENI the account may attach is ``InUse``, its security groups' egress admits
+    ``ip:port``, and (if ``ip`` is an ECS instance here) that instance's groups admit
+    ``100.104.0.0/16`` on ``port``. Otherwise ``(False, reason)``.
+    """
+    account_id = int(account_id)
+    granted = {p.eni_id for p in ecs.permissions.values() if p.account_id == account_id and p.state == "Granted"}
+    enis = [n for n in ecs.enis.values() if n.eni_id in granted]
+    if not enis:
+        return False, (f"no network interface grants InstanceAttach to account {account_id}: the build link "
+                       f"(security group + ENI) is missing")
+    in_use = [n for n in enis if ecs.status(n) == "InUse"]
+    if not in_use:
+        states = ", ".join(f"{n.eni_id} is {ecs.status(n)}" for n in enis)
+        return False, f"no build network interface is InUse ({states})"
+    reasons = []
+    for eni in in_use:
+        ok, why = _egress(ecs, eni, ip, port)
+        if ok:
+            ok, why = _ingress(ecs, ip, port)
+        if ok:
+            return True, ""
+        reasons.append(why)
+    return False, "; ".join(dict.fromkeys(reasons))
+
+
+def _egress(ecs: "EcsBackend", eni: "NetworkInterface", ip: str, port: int) -> tuple[bool, str]:
+    groups = [ecs.groups[g] for g in eni.security_group_ids if g in ecs.groups]
+    owner = {id(r): g.group_id for g in groups for r in g.rules}
+    rules = [r for g in groups for r in g.rules]
+    default_allow = all(g.group_type == "normal" for g in groups)
+    ok, rule = egress_verdict(rules, ip, port, default_allow)
+    if ok:
+        return True, ""
+    if rule is not None:
+        return False, f"egress to {ip}:{port} is dropped by {rule.rule_id} in {owner[id(rule)]}"
+    names = ", ".join(g.group_id for g in groups)
+    return False, f"no egress rule of enterprise group(s) {names} admits {ip}:{port} (they deny by default)"
+
+
+def _ingress(ecs: "EcsBackend", ip: str, port: int) -> tuple[bool, str]:
+    target = next((i for i in ecs.instances.values() if i.private_ip == ip), None)
+    if target is None:
+        return True, ""
+    if target.status != "Running":
+        return False, f"ECS instance {target.instance_id} ({ip}) is {target.status}, not Running"
+    groups = [ecs.groups[g] for g in target.security_group_ids if g in ecs.groups]
+    owner = {id(r): g.group_id for g in groups for r in g.rules}
+    ok, rule = ingress_admits_block([r for g in groups for r in g.rules], REVERSE_ACCESS, port)
+    if ok:
+        return True, ""
+    names = ", ".join(g.group_id for g in groups)
+    if rule is not None:
+        return False, (f"ingress from {REVERSE_ACCESS} to {ip}:{port} is dropped by {rule.rule_id} in "
+                       f"{owner[id(rule)]}")
+    return False, (f"no ingress rule of {names} (instance {target.instance_id}) admits {REVERSE_ACCESS} on "
+                   f"TCP {port}: add an Accept rule for it")
