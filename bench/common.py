@@ -334,3 +334,24 @@ def state_times(api_url: str, run_id: str) -> dict[str, float]:
         kind = state["type"]
         times[kind] = min(ts, times.get(kind, ts))
     return times
+
+
+# -- CPU accounting ----------------------------------------------------------------------------------
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU seconds of the live processes in one session (a server started with a new session)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session_id:  # field 6 of stat: session id (fields here start at field 3)
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def self_cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

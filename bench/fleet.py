@@ -112,11 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
                    for p in specs]
         for t in threads:
             t.start()
+        server_cpu0, self_cpu0 = common.session_cpu_seconds(server.proc.pid), common.self_cpu_seconds()
         gate.wait()
-        t0 = time.perf_counter()
+        t0, world_t0 = time.perf_counter(), world.clock.now()
         for t in threads:
             t.join()
         wall = max(ends) - t0
+        cpu = {"fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
+               "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1)}
         calls = world.calls.list()
     throttled = [c for c in calls if c["code"] in THROTTLING]
     answered = [c for c in calls if c["code"] not in THROTTLING]
@@ -130,7 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
              "writes": sum(1 for c in answered if c["product"] == p and c["writes"])}
             for p in sorted(per_product)]
     timeline = _timeline(answered, throttled)
-    figures.update(timeline_5s=timeline, wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
+    first_call = min(c["time"] for c in answered) - world_t0
+    last_call = max(c["time"] for c in answered) - world_t0
+    run_ends = sorted(e - t0 for e in ends)
+    figures.update(cpu_seconds=cpu, first_api_call_s=round(first_call, 1), last_api_call_s=round(last_call, 1),
+                   run_end_s={"first": round(run_ends[0], 1), "median": round(common.median(run_ends), 1),
+                              "last": round(run_ends[-1], 1)}, timeline_5s=timeline, wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
                    bound_product=binding, efficiency=round(eff, 3), failed_runs=len(errors),
                    throttling_errors=len(throttled), calls_per_run=round(len(answered) / n, 1),
                    target_efficiency=TARGET_EFFICIENCY,
@@ -141,6 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(common.table(rows))
     common.say("calls answered per 5 s of the run (throttled in brackets):")
     common.say(common.table(timeline))
+    common.say(f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
+               f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
+               f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']} "
+               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     common.say(f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
                f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
                f"failed runs {len(errors)}, throttling answers {len(throttled)}")
