@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install sandbox clean
+.PHONY: demo test install sandbox bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 sandbox: $(STAMP)
 	$(BIN)/acrvpc sandbox
+
+# Every benchmark's --quick variant (docs/benchmarks.md); each prints its figures as a JSON last line.
+bench: $(STAMP)
+	for b in api_calls overhead fleet webhook_burst trigger; do $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
