@@ -18,7 +18,9 @@ client-side rate limiter (``ACRVPC_QPS_<PRODUCT>``, set to the quota), as runs o
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
 ``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
-``efficiency = bound / wall``; failed runs; throttling answers the clients received.
+``efficiency = bound / wall``; failed runs; throttling answers the clients received. To say where
+time goes: ``api_phase_efficiency = bound / (last API call - first API call)``, the seconds before
+the first and after the last API call, calls per product in each 5 s, and CPU seconds.
 GitLab has no quota here: self-managed GitLab's API rate limits are off by default.
 """
 
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     last_call = max(c["time"] for c in answered) - world_t0
     run_ends = sorted(e - t0 for e in ends)
     figures.update(cpu_seconds=cpu, first_api_call_s=round(first_call, 1), last_api_call_s=round(last_call, 1),
+                   api_phase_efficiency=round(bound / max(last_call - first_call, 1e-9), 3),
                    run_end_s={"first": round(run_ends[0], 1), "median": round(common.median(run_ends), 1),
                               "last": round(run_ends[-1], 1)}, timeline_5s=timeline, wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
                    bound_product=binding, efficiency=round(eff, 3), failed_runs=len(errors),
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
                f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
                f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']} "
                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    common.say(f"API phase: bound / (last call - first call) = {bound / max(last_call - first_call, 1e-9):.3f}; "
+               f"before the first call {first_call:.1f} s, after the last {wall - last_call:.1f} s")
     common.say(f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
                f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
                f"failed runs {len(errors)}, throttling answers {len(throttled)}")
