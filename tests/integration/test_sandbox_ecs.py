@@ -321,7 +321,7 @@ class TestDeleteSecurityGroup:
             ecs.delete_security_group(m.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=GITLAB_SG))
         assert code_of(exc) == "DependencyViolation" and exc.value.status_code == 403
 
-    def test_group_used_by_an_eni_is_a_dependency_violation_until_the_eni_is_gone(self, ecs):
+    def test_group_used_by_an_eni_is_a_dependency_violation_until_the_eni_is_gone(self, sandbox, ecs):
         gid = new_group(ecs)
         eni = new_eni(ecs, gid)
         with pytest.raises(Exception) as exc:
@@ -329,6 +329,10 @@ class TestDeleteSecurityGroup:
         assert code_of(exc) == "DependencyViolation"
         ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION,
                                                                      network_interface_id=eni.network_interface_id))
+        with pytest.raises(Exception) as exc:  # still Deleting: still uses the group
+            ecs.delete_security_group(m.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=gid))
+        assert code_of(exc) == "DependencyViolation"
+        sandbox.world.clock.advance(sandbox.world.ecs.delete_seconds)
         ecs.delete_security_group(m.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=gid))
         with pytest.raises(Exception) as exc:
             rules(ecs, gid)

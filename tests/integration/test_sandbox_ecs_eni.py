@@ -227,7 +227,16 @@ class TestDeleteNetworkInterface:
         eni = new_eni(ecs, new_group(ecs)).network_interface_id
         assert vsw.available_ips == before - 1
         ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=eni))
-        assert vsw.available_ips == before
+        # Deleting for ecs.eni_delete_seconds: still listed, address still held, a second delete refused
+        assert eni_status(ecs, eni) == "Deleting" and vsw.available_ips == before - 1
+        with pytest.raises(Exception) as exc:
+            ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=eni))
+        assert code_of(exc) == "InvalidOperation.InvalidEniState"
+        sandbox.world.clock.advance(sandbox.world.ecs.delete_seconds)
+        # then gone
+        found = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
+            region_id=REGION, network_interface_id=[eni])).body.network_interface_sets.network_interface_set
+        assert found == [] and vsw.available_ips == before
         with pytest.raises(Exception) as exc:
             ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=eni))
         assert code_of(exc) == "InvalidEniId.NotFound"

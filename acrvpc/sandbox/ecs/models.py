@@ -7,7 +7,9 @@ ENI lifecycle, derived from the clock: when an InstanceAttach permission is gran
 registry's build service account (``cr.build_service_account_id``), the registry attaches the ENI:
 ``Attaching`` from that moment, ``InUse`` after ``ecs.eni_attach_seconds`` sandbox seconds (an ENI
 in a zone listed in ``ecs.eni_attach_fail_zones`` falls back to ``Available`` instead). Deleting the
-permission makes it ``Detaching``, then ``Available`` after the same time.
+permission makes it ``Detaching``, then ``Available`` after the same time. ``DeleteNetworkInterface``
+makes it ``Deleting`` for ``ecs.eni_delete_seconds`` (1) sandbox seconds, during which it is still
+listed and still uses its security groups; then it is gone (not found) and its IP is free.
 
 Assumptions:
 - Rules address CIDR blocks only; SourceGroupId/DestGroupId, prefix lists and IPv6 rules answer
@@ -35,6 +37,8 @@ from ..core.errors import InvalidParameter, MissingParameter
 from . import errors as e
 from . import reach
 from .rules import RULE_LIMIT, Rule, normalize_permission
+
+DELETED = "Deleted"  # the internal end of an ENI's Deleting phase: purged, then not found
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..world import World
@@ -131,6 +135,7 @@ class EcsBackend:
         self.enis: dict[str, NetworkInterface] = {}
         self.permissions: dict[str, EniPermission] = {}
         self.attach_seconds = 2.0
+        self.delete_seconds = 1.0  # an ENI stays Deleting this long after DeleteNetworkInterface
         self.attach_fail_zones: set[str] = set()
         self._tokens: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}
 
@@ -138,6 +143,7 @@ class EcsBackend:
     def load(self, section: dict[str, Any]) -> None:
         """Seed state from the scenario's ``ecs:`` section."""
         self.attach_seconds = float(section.get("eni_attach_seconds", 2))
+        self.delete_seconds = float(section.get("eni_delete_seconds", 1))
         self.attach_fail_zones = set(section.get("eni_attach_fail_zones") or [])
         for g in section.get("security_groups", []):
             group = SecurityGroup(g["security_group_id"], g["vpc_id"], g.get("name", ""), g.get("description", ""),
@@ -291,6 +297,7 @@ class EcsBackend:
         return gone
 
     def group_users(self, group_id: str) -> list[str]:
+        self._purge()  # a Deleting ENI still uses its groups (DependencyViolation)
         users = [i.instance_id for i in self.instances.values() if group_id in i.security_group_ids]
         users += [n.eni_id for n in self.enis.values() if n.eni_type != "Primary" and group_id in n.security_group_ids]
         return users
@@ -323,9 +330,17 @@ class EcsBackend:
         if eni.phase is None:
             return eni.base_status
         during, after, start = eni.phase
-        return during if self.world.clock.now() - start < self.attach_seconds else after
+        span = self.delete_seconds if after == DELETED else self.attach_seconds
+        return during if self.world.clock.now() - start < span else after
+
+    def _purge(self) -> None:
+        """Forget the ENIs whose deletion has finished (``Deleting`` -> not found)."""
+        for eni in [n for n in self.enis.values() if n.phase and n.phase[1] == DELETED and self.status(n) == DELETED]:
+            del self.enis[eni.eni_id]
+            self.world.vpc.release_ip(eni.vswitch_id, eni.private_ip)
 
     def eni(self, eni_id: str, region: str | None) -> NetworkInterface:
+        self._purge()
         eni = self.enis.get(eni_id)
         if eni is None or not self.in_region(region):
             raise e.InvalidEniIdNotFound(eni_id)
@@ -370,6 +385,7 @@ class EcsBackend:
                                 name: str | None = None) -> list[NetworkInterface]:
         if not self.in_region(region):
             return []
+        self._purge()
         return [n for n in self.enis.values()
                 if (not ids or n.eni_id in ids) and (vpc_id is None or n.vpc_id == vpc_id)
                 and (vswitch_id is None or n.vswitch_id == vswitch_id)
@@ -394,10 +410,9 @@ class EcsBackend:
         status = self.status(eni)
         if status != "Available" or eni.eni_type == "Primary":
             raise e.InvalidEniState(eni_id, status)
-        del self.enis[eni_id]
+        eni.phase = ("Deleting", DELETED, self.world.clock.now())  # gone after delete_seconds (see _purge)
         for pid in [p.permission_id for p in self.permissions.values() if p.eni_id == eni_id]:
             del self.permissions[pid]
-        self.world.vpc.release_ip(eni.vswitch_id, eni.private_ip)
 
     # -- InstanceAttach permissions -----------------------------------------------------------
     def create_permission(self, region: str | None, eni_id: str, account_id: int, permission: str) -> EniPermission:

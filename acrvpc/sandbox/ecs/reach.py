@@ -21,6 +21,7 @@ def reaches(ecs: "EcsBackend", account_id: int, ip: str, port: int) -> tuple[boo
     ``100.104.0.0/16`` on ``port``. Otherwise ``(False, reason)``.
     """
     account_id = int(account_id)
+    ecs._purge()
     granted = {p.eni_id for p in ecs.permissions.values() if p.account_id == account_id and p.state == "Granted"}
     enis = [n for n in ecs.enis.values() if n.eni_id in granted]
     if not enis:
