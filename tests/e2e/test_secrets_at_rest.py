@@ -34,7 +34,7 @@ def test_server_database_logs_and_results_hold_no_secret(prefect_server, postgre
     # given everything the e2e session recorded
     places = [prefect_server.home]
     known = dict(secrets())
-    auth = prefect_server.server_env.get("PREFECT_SERVER_API_AUTH_STRING") if prefect_server.server_env else None
+    auth = getattr(prefect_server, "auth_string", None)
     if auth:
         known["Prefect API auth string"] = auth
     if postgres is not None:
