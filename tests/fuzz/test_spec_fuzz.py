@@ -69,16 +69,17 @@ def check_parse(data, source: str = "fuzz") -> None:
     assert isinstance(result, Spec)
 
 
+SCRATCH = Path(tempfile.mkdtemp(prefix="acrvpc-spec-fuzz-")) / "spec.yaml"  # one file, rewritten per example
+
+
 def check_load(content: bytes) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "spec.yaml"
-        path.write_bytes(content)
-        try:
-            result = load_spec(path)
-        except SpecError as exc:
-            assert exc.problems
-            return
-        assert isinstance(result, Spec)
+    SCRATCH.write_bytes(content)
+    try:
+        result = load_spec(SCRATCH)
+    except SpecError as exc:
+        assert exc.problems
+        return
+    assert isinstance(result, Spec)
 
 
 class TestLoadSpecFuzz:
