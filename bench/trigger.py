@@ -15,7 +15,9 @@ after the previous run ended (random, so the gaps do not align with the worker's
 one at a time, so runs do not compete for the 2 cores). Per delivery the server's state history
 gives: POST -> Scheduled (the receiver created the run), -> Pending (the worker picked it up),
 -> Running (the worker's subprocess started the flow). Figures: p50 and p95 of POST -> Running
-per worker setting (``PREFECT_WORKER_QUERY_SECONDS``), and the parts' medians.
+per worker setting (``PREFECT_WORKER_QUERY_SECONDS``), and the parts' medians; and the CPU
+seconds a fresh Python spends importing prefect, acrvpc.cloud and the on-push flow module (CPU
+time, unlike wall time, does not depend on how busy the machine is).
 """
 
 from __future__ import annotations
@@ -90,6 +92,20 @@ def _deliveries(server, receiver: str, count: int) -> list[dict]:
     return samples
 
 
+def import_cpu_seconds(module: str, repeat: int = 3) -> float:
+    """Median CPU seconds (user + system) of a fresh ``python -c "import <module>"``: what each run's process pays."""
+    import resource
+    import subprocess
+
+    samples = []
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", f"import {module}"], cwd=common.ROOT, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        samples.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return round(common.median(samples), 2)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 deliveries, 1 s worker polling only")
@@ -139,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "->Pending": entry["to_pending_median_s"], "Pending->Running":
                          entry["pending_to_running_median_s"], "POST->Running p50": entry["p50_s"],
                          "p95": entry["p95_s"]})
+    imports = {m: import_cpu_seconds(m) for m in ("prefect", "acrvpc.cloud", "flows.on_push")}
+    figures["import_cpu_seconds"] = imports
     best = min(figures["settings"].values(), key=lambda e: e["p50_s"])
     figures.update(p50_s=best["p50_s"], p95_s=best["p95_s"], best_query_seconds=best["query_seconds"],
                    target_p50_s=TARGET_P50_S, target_met=best["p50_s"] <= TARGET_P50_S)
@@ -146,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(f"trigger: POST -> Running, {count} deliveries per setting, process worker, "
                f"Prefect server on {figures['prefect_database']} (medians in seconds)")
     common.say(common.table(rows))
+    common.say("CPU seconds of a fresh python importing: " + ", ".join(f"{m} {v}" for m, v in imports.items())
+               + " (each run's process imports flows.on_push before it reports Running)")
     common.say(f"p50 {best['p50_s']:.2f} s, p95 {best['p95_s']:.2f} s at PREFECT_WORKER_QUERY_SECONDS="
                f"{best['query_seconds']:g} (target p50 <= {TARGET_P50_S} s: "
                f"{'met' if figures['target_met'] else 'MISSED'})")
