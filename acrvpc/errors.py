@@ -54,6 +54,7 @@ class PipelineError(Exception):
         self.code = code
         self.fix = fix
         self.retryable = retryable
+        self.detail = message  # what happened, without the code and the fix
         text = f"[{code}] {message}" if code else message
         if fix:
             text += f" Fix: {fix}."
@@ -66,7 +67,7 @@ class PipelineError(Exception):
 def _rebuild(cls: type, text: str, code: str, fix: str, retryable: bool) -> "PipelineError":
     err = cls.__new__(cls)
     Exception.__init__(err, text)
-    err.code, err.fix, err.retryable = code, fix, retryable
+    err.code, err.fix, err.retryable, err.detail = code, fix, retryable, text
     return err
 
 

@@ -29,7 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
 from bench import common  # noqa: E402 - first, before Prefect is imported
 
-common.setup()
+if __name__ == "__main__":  # not when the unit tests import minimum_calls: setup() changes os.environ
+    common.setup()
 
 STAGES = ("preflight", "link", "eni", "gitlab", "binding", "build")
 

@@ -149,8 +149,11 @@ def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: st
         code = error_code(exc)
         if code is None or is_retryable(exc):
             raise
-        detail = getattr(exc, "message", None) or str(exc)
-        fix = FIXES.get(code) or (f"check {resource} and that the RAM user may call ecs:{action}, then rerun")
+        if isinstance(exc, PipelineError):  # already explained (e.g. the RAM action a refusal needs)
+            detail, fix = exc.detail, exc.fix or FIXES.get(code, "")
+        else:
+            detail = getattr(exc, "message", None) or str(exc)
+            fix = FIXES.get(code) or (f"check {resource} and that the RAM user may call ecs:{action}, then rerun")
         raise PipelineError(f"ECS {action} for {resource} failed: {detail}", code=code, fix=fix) from exc
 
 
