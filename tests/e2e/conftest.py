@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import warnings
 
 import pytest
@@ -53,8 +54,11 @@ def postgres(request):
 def prefect_server(tmp_path_factory, postgres):
     """``prefect server start`` on a free loopback port (on PostgreSQL), with prefect.yaml's deployments applied."""
     home = tmp_path_factory.mktemp("prefect-server-home")
+    # The API refuses clients without the auth string (PREFECT_SERVER_API_AUTH_STRING), as in production;
+    # the worker, CLI and receiver subprocesses get it as PREFECT_API_AUTH_STRING (PrefectServer.env).
     server = PrefectServer(home=home, port=free_port(), log=home / "server.log",
                            database_url=postgres.url if postgres else None,
+                           auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
                            server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS})
     try:
         server.start()

@@ -20,7 +20,7 @@ ECS_WRITES = {"CreateSecurityGroup", "ModifySecurityGroupPolicy", "AuthorizeSecu
 
 
 def api(server) -> httpx.Client:
-    return httpx.Client(base_url=server.api_url, timeout=30)
+    return httpx.Client(base_url=server.api_url, timeout=30, auth=server.auth)  # the server requires it
 
 
 def start_run(server, name: str = "vpc-build/nightly") -> str:

@@ -47,6 +47,8 @@ def test_clicking_retry_in_the_ui_completes_the_failed_run(prefect_server, proce
     seq = len(world.calls.list())
 
     page = browser.new_page()
+    if prefect_server.auth_string:  # what the UI's login form stores: base64 of user:password, sent as Basic auth
+        page.add_init_script(f"localStorage.setItem('prefect-password', btoa({prefect_server.auth_string!r}))")
     page.goto(f"http://127.0.0.1:{prefect_server.port}/v2/runs/flow-run/{run_id}", timeout=60_000)
     page.get_by_role("button", name="Open menu").first.click(timeout=60_000)
     page.get_by_role("menuitem", name="Retry").click(timeout=30_000)
