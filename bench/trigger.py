@@ -1,7 +1,7 @@
 """How fast a GitLab push becomes a running build: POST to the receiver -> the flow run's Running state.
 
     python bench/trigger.py            # 20 deliveries per worker setting (1 s and 0.25 s polling)
-    python bench/trigger.py --quick    # 5 deliveries, 1 s polling only (under a minute)
+    python bench/trigger.py --quick    # 3 deliveries, 1 s polling only (about a minute)
 
 Setup, as production runs it: a real ``prefect server`` on a throwaway PostgreSQL cluster with
 prefect.yaml deployed (``prefect --no-prompt deploy --all``), a ``prefect worker start --pool
@@ -108,12 +108,12 @@ def import_cpu_seconds(module: str, repeat: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 deliveries, 1 s worker polling only")
+    parser.add_argument("--quick", action="store_true", help="3 deliveries, 1 s worker polling only")
     parser.add_argument("--deliveries", type=int, default=None, help="deliveries per setting (default 20)")
     parser.add_argument("--query-seconds", default=None,
                         help="comma-separated PREFECT_WORKER_QUERY_SECONDS values to measure (default 1,0.25)")
     args = parser.parse_args(argv)
-    count = args.deliveries or (5 if args.quick else 20)
+    count = args.deliveries or (3 if args.quick else 20)
     settings = [float(v) for v in (args.query_seconds or ("1" if args.quick else "1,0.25")).split(",")]
 
     from acrvpc.sandbox import SandboxServer

@@ -1,7 +1,7 @@
 """A burst of GitLab deliveries: 200 distinct pushes sent within one second by 20 concurrent clients.
 
     python bench/webhook_burst.py            # 200 deliveries, 20 clients, then all 200 resent
-    python bench/webhook_burst.py --quick    # the same (it takes well under a minute)
+    python bench/webhook_burst.py --quick    # the same burst and resend, without the capacity probe
 
 Setup: a real ``prefect server`` on a throwaway PostgreSQL cluster with prefect.yaml deployed, and
 ``acrvpc webhook serve examples/sandbox.yaml --rate-limit 1000/second``. The receiver's default
@@ -135,13 +135,16 @@ def _runs_by_key(api_url: str, deployment_id: str, keys: set[str]) -> Counter:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the same burst (it is quick already)")
+    parser.add_argument("--quick", action="store_true", help="the same burst and resend, no capacity probe")
     parser.add_argument("--deliveries", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--spread-seconds", type=float, default=1.0, help="send times spread over this long")
-    parser.add_argument("--probe-runs", type=int, default=100,
-                        help="afterwards, flow runs created directly to measure the server's rate (0: skip)")
+    parser.add_argument("--probe-runs", type=int, default=None,
+                        help="afterwards, flow runs created directly to measure the server's rate (default 100, "
+                             "0 with --quick: skip)")
     args = parser.parse_args(argv)
+    if args.probe_runs is None:
+        args.probe_runs = 0 if args.quick else 100
 
     import httpx
 
