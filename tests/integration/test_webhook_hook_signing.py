@@ -82,3 +82,42 @@ class TestRegisterWithSigningToken:
         ensure_project_hooks(cloud.gitlab_for(spec), spec, None, SIGNING)
         [hook] = hooks_of(sandbox, BILLING)
         assert hook.token == ""
+
+
+class TestSigningTokenOnGitLab19:
+    """A GitLab that knows signing tokens reports ``signing_token_present`` (never the token)."""
+
+    def test_the_hook_is_created_with_the_signing_token(self, sandbox):
+        # given GitLab 19
+        sandbox.world.gitlab.version = "19.0.0"
+        spec = hook_spec()
+        # when
+        ensure_project_hooks(cloud.gitlab_for(spec), spec, None, SIGNING)
+        # then the sandbox kept the token, and the API only says it is there
+        [hook] = hooks_of(sandbox, BILLING)
+        assert hook.attrs["_signing_token"] == SIGNING
+        listed = cloud.gitlab_for(spec).projects.get(BILLING, lazy=True).hooks.list(get_all=True)
+        assert [h.signing_token_present for h in listed] == [True]
+        assert SIGNING not in repr([h.attributes for h in listed])
+
+    def test_a_hook_that_lost_its_signing_token_is_repaired(self, sandbox):
+        # given GitLab 19 and a converged hook whose signing token someone removed
+        sandbox.world.gitlab.version = "19.0.0"
+        spec = hook_spec()
+        ensure_project_hooks(cloud.gitlab_for(spec), spec, "hook-secret-0001", SIGNING)
+        [hook] = hooks_of(sandbox, BILLING)
+        hook.attrs.pop("_signing_token")
+        seq = len(sandbox.world.calls.list())
+        # when
+        outcome = ensure_project_hooks(cloud.gitlab_for(spec), spec, "hook-secret-0001", SIGNING)
+        # then one update put it back
+        assert gitlab_writes(sandbox, seq) == ["PUT /projects/:id/hooks/:hook_id"]
+        assert any("signing_token_present false" in change for change in outcome.changes)
+        assert hook.attrs["_signing_token"] == SIGNING
+
+    def test_before_gitlab_19_the_field_is_absent_and_nothing_is_repaired(self, sandbox):
+        spec = hook_spec()
+        ensure_project_hooks(cloud.gitlab_for(spec), spec, "hook-secret-0001", SIGNING)
+        seq = len(sandbox.world.calls.list())
+        again = ensure_project_hooks(cloud.gitlab_for(spec), spec, "hook-secret-0001", SIGNING)
+        assert again.changes == [] and gitlab_writes(sandbox, seq) == []

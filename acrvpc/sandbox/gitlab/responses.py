@@ -17,6 +17,9 @@ Assumptions:
   outbound-request block is not emulated (the sandbox's receivers live on loopback).
 - Every URL in a reply (``web_url``, ``http_url_to_repo``, ``_links``) is built from the URL the
   client used to reach the sandbox, as GitLab builds them from its ``external_url``.
+- Signing tokens (GitLab 19, ``signing_token`` on create/update) are stored and never returned; a
+  hook shows ``signing_token_present`` only when ``gitlab.version`` is 19 or later. Changing a hook's
+  URL keeps its signing token (it resets only the secret token).
 """
 
 from __future__ import annotations
@@ -141,7 +144,13 @@ def _project_json(ctx: _Ctx, project: dict[str, Any], user: User | None) -> dict
     }
 
 
-def _hook_json(hook: Hook) -> dict[str, Any]:
+def _signs(version: str) -> bool:
+    """GitLab 19 added signing tokens (and ``signing_token_present`` on hooks)."""
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) >= 19
+
+
+def _hook_json(hook: Hook, version: str) -> dict[str, Any]:
     a = hook.attrs
     out: dict[str, Any] = {"id": hook.id, "url": hook.url, "name": a.get("name", ""),
                            "description": a.get("description", ""), "project_id": hook.project_id}
@@ -155,7 +164,12 @@ def _hook_json(hook: Hook) -> dict[str, Any]:
         "created_at": iso(hook.created_at), "custom_webhook_template": a.get("custom_webhook_template", ""),
         "custom_headers": [{"key": h.get("key")} for h in a.get("custom_headers", []) if isinstance(h, dict)],
     })
+    if _signs(version):  # the token itself is never returned
+        out["signing_token_present"] = bool(a.get(SIGNING_TOKEN))
     return out
+
+
+SIGNING_TOKEN = "_signing_token"  # where a hook's signing token is kept (an attribute never returned)
 
 
 def _flag(value: Any) -> bool:
@@ -174,6 +188,8 @@ def _hook_attrs(data: dict[str, Any]) -> dict[str, Any]:
             attrs[key] = str(data[key])
     if isinstance(data.get("custom_headers"), list):
         attrs["custom_headers"] = data["custom_headers"]
+    if isinstance(data.get("signing_token"), str):
+        attrs[SIGNING_TOKEN] = data["signing_token"]
     return attrs
 
 
@@ -216,7 +232,7 @@ def _hook_project(ctx: _Ctx, project_id: str, accepted: tuple[str, ...]) -> dict
 
 def list_hooks(ctx: _Ctx, project_id: str) -> tuple[int, Any]:
     project = _hook_project(ctx, project_id, READ)
-    return 200, [_hook_json(h) for h in ctx.gl.list_hooks(project)]
+    return 200, [_hook_json(h, ctx.gl.version) for h in ctx.gl.list_hooks(project)]
 
 
 def create_hook(ctx: _Ctx, project_id: str) -> tuple[int, Any]:
@@ -226,12 +242,12 @@ def create_hook(ctx: _Ctx, project_id: str) -> tuple[int, Any]:
         raise BadRequest("url is missing")
     url = _check_hook_url(data["url"])
     hook = ctx.gl.add_hook(project, url, str(data.get("token") or ""), _hook_attrs(data))
-    return 201, _hook_json(hook)
+    return 201, _hook_json(hook, ctx.gl.version)
 
 
 def get_hook(ctx: _Ctx, project_id: str, hook_id: str) -> tuple[int, Any]:
     project = _hook_project(ctx, project_id, READ)
-    return 200, _hook_json(ctx.gl.get_hook(project, hook_id))
+    return 200, _hook_json(ctx.gl.get_hook(project, hook_id), ctx.gl.version)
 
 
 def update_hook(ctx: _Ctx, project_id: str, hook_id: str) -> tuple[int, Any]:
@@ -240,7 +256,7 @@ def update_hook(ctx: _Ctx, project_id: str, hook_id: str) -> tuple[int, Any]:
     data = ctx.json_body()
     url = _check_hook_url(data["url"]) if data.get("url") else None
     token = str(data["token"]) if data.get("token") is not None else None
-    return 200, _hook_json(ctx.gl.update_hook(hook, url, token, _hook_attrs(data)))
+    return 200, _hook_json(ctx.gl.update_hook(hook, url, token, _hook_attrs(data)), ctx.gl.version)
 
 
 def delete_hook(ctx: _Ctx, project_id: str, hook_id: str) -> tuple[int, Any]:
