@@ -2,9 +2,10 @@
 
 It calls the plain stage functions the tasks wrap (they take clients and return outcomes), in
 the flow's order, in one thread: preflight's reads (which the flow makes concurrently) one by
-one, then link, ENI, the GitLab check, each binding, each build. Nothing here imports Prefect's
-engine; :func:`run_bare` is what ``bench/overhead.py`` compares the flow against, and the
-benchmark checks that both made the same calls (same count of every product/action).
+one, then link, ENI, the GitLab check, each binding, each build. No flow or task run is created
+(the task modules are imported for their plain functions only); :func:`run_bare` is what
+``bench/overhead.py`` compares the flow against, and the benchmark checks that both made the same
+calls (same count of every product/action).
 """
 
 from __future__ import annotations
