@@ -39,7 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
 from bench import common  # noqa: E402 - first, before Prefect is imported
 
-common.setup()
+if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
+    common.setup()
 
 TARGET_EFFICIENCY = 0.8
 THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}

@@ -34,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
 from bench import common  # noqa: E402 - first, before Prefect is imported
 
-common.setup()
+if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
+    common.setup()
 
 TARGET_P50_S = 1.5
 POOL = "acr-vpc-build"

@@ -70,3 +70,17 @@ class TestMinimumCalls:
     def test_a_rerun_needs_only_reads_and_the_builds(self, spec):
         least = minimum_calls(spec, fresh=False)
         assert (least["link"][0], least["eni"][0], least["binding"][0], least["build"][0]) == (2, 2, 6, 10)
+
+
+class TestImportingTheBenchmarks:
+    def test_importing_a_benchmark_changes_no_environment_variable(self):
+        # Given the test session's environment (call retries off, a hermetic PREFECT_HOME)
+        import importlib
+        import os
+
+        before = dict(os.environ)
+        # When every benchmark module is (re)imported, as a test importing its helpers would
+        for name in ("api_calls", "overhead", "fleet", "trigger", "webhook_burst", "bare"):
+            importlib.reload(importlib.import_module(f"bench.{name}"))
+        # Then nothing in os.environ changed: only running a script sets the benchmarks' environment
+        assert dict(os.environ) == before
