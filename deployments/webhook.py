@@ -25,10 +25,13 @@ Served by ``acrvpc webhook serve SPEC --port N`` (:mod:`acrvpc.commands.webhook`
    event_id`` and the idempotency key ``gitlab:<webhook-id>`` (signed deliveries; GitLab makes it
    equal to ``Idempotency-Key``), else ``gitlab:<Idempotency-Key>`` (GitLab >= 17.4, the same on
    every resend), else ``gitlab:<X-Gitlab-Event-UUID>``: a redelivered event returns the run it
-   already started and starts no other (a signed resend within the replay window is answered from
-   memory without asking Prefect). The answer is 202 ``{"status": "accepted", "flow_run_id"}``,
-   given as soon as the run is created (it does not wait for the build); if the run cannot be
-   created within 8 s, 503 (GitLab's timeout is 10 s).
+   already started and starts no other. The delivery is first written to the spool
+   (:mod:`deployments.webhook_spool`, on disk with ``acrvpc webhook serve``); then the run is
+   created, at most ``start_concurrency`` at a time. The answer is 202 ``{"status": "accepted",
+   "flow_run_id"}`` when the run exists within ``start_timeout`` (3 s), else 202 ``{"status":
+   "queued", "delivery"}``: the spool's drainer creates the run shortly (after a restart too, and
+   retrying while Prefect is unreachable), so a burst of pushes is answered well inside GitLab's
+   10 s and loses none. 503 only when the delivery cannot be recorded at all.
 
 ``GET /healthz`` answers ``{"status": "ok"}``; ``GET /openapi.json`` describes the endpoints
 (:mod:`deployments.webhook_openapi`).
@@ -62,9 +65,11 @@ from acrvpc.spec import Spec, route_target
 from deployments.gitlab_events import EVENT_MODELS, PushEvent
 from deployments.webhook_guard import MAX_ID_LENGTH, ReplayCache, SignatureCheck, SourceLimiter
 from deployments.webhook_openapi import openapi_schema
+from deployments.webhook_spool import Spool, drain_once
 
 MAX_BODY = 1024 * 1024
-START_TIMEOUT_S = 8.0
+START_TIMEOUT_S = 3.0  # wait this long for the run before answering "queued" (GitLab gives up at 10 s)
+START_CONCURRENCY = 8  # runs created at a time by requests (the Prefect server's pace, not the burst's)
 RUN_TAGS = ("gitlab-webhook",)
 
 StartRun = Callable[[dict[str, Any], str], Awaitable[str]]
@@ -122,7 +127,10 @@ class WebhookReceiver:
         replay_window: seconds a signed delivery stays valid (default ``webhook.replay_window_seconds``).
         spec_path: passed to the runs as ``spec_path`` when given; else the deployment's own default.
         max_body: the largest body read, in bytes.
-        start_timeout: seconds to wait for ``start_run`` before answering 503.
+        start_timeout: seconds to wait for the run before answering ``queued``.
+        spool: where deliveries are kept until their run exists (default: in memory; ``acrvpc webhook
+            serve`` gives a file, and runs a :class:`~deployments.webhook_spool.SpoolDrainer` on it).
+        start_concurrency: runs created at a time by requests.
 
     Raises:
         ValueError: neither a secret nor a signing token is given.
@@ -131,7 +139,8 @@ class WebhookReceiver:
     def __init__(self, spec: Spec, secret: str | None, start_run: StartRun, *, signing_secret: str | None = None,
                  rate_limit: str | None = None, trusted_proxies: list[str] | None = None,
                  replay_window: float | None = None, spec_path: str | None = None, max_body: int = MAX_BODY,
-                 start_timeout: float = START_TIMEOUT_S) -> None:
+                 start_timeout: float = START_TIMEOUT_S, spool: Spool | None = None,
+                 start_concurrency: int = START_CONCURRENCY) -> None:
         if not secret and not signing_secret:
             raise ValueError("the webhook secret is empty and no signing token is given")
         self.spec, self.start_run, self.spec_path = spec, start_run, spec_path
@@ -142,6 +151,9 @@ class WebhookReceiver:
         self.limiter = SourceLimiter(rate_limit or spec.webhook.rate_limit,
                                      spec.webhook.trusted_proxies if trusted_proxies is None else trusted_proxies)
         self.replays = ReplayCache(window)
+        self.spool = spool if spool is not None else Spool()
+        self.start_concurrency = start_concurrency
+        self._gates: dict[int, asyncio.Semaphore] = {}  # per event loop (a test client may use several)
         self._openapi = openapi_schema(max_body, signed=self.signature is not None)
 
     def app(self) -> Starlette:
@@ -269,16 +281,38 @@ class WebhookReceiver:
         if self.spec_path:
             parameters["spec_path"] = self.spec_path
         try:
-            run_id = await asyncio.wait_for(self.start_run(parameters, f"gitlab:{key}"), self.start_timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure to reach Prefect: 503, details in our log only
-            _log.error("delivery %r: could not start a run of %s (%s)", key, self.spec.webhook.deployment,
-                       type(exc).__name__)
-            return _error(503, "could not start the build run; resend the delivery later")
+            known = await asyncio.to_thread(self.spool.add, key, parameters)
+        except Exception as exc:  # noqa: BLE001 - the spool's disk: 503, details in our log only
+            _log.error("delivery %r: could not be recorded in the spool (%s)", key, type(exc).__name__)
+            return _error(503, "could not record the delivery; resend it later")
+        if known is not None:
+            _log.info("delivery %r: a resend of the delivery that started flow run %s", key, known)
+            return JSONResponse({**answer, "flow_run_id": known}, status_code=202)
+        try:
+            run_id = await asyncio.wait_for(self._start(parameters, key), self.start_timeout)
+        except Exception as exc:  # noqa: BLE001 - slow or unreachable Prefect: the drainer creates it later
+            why = "not created yet" if isinstance(exc, asyncio.TimeoutError) else f"failed ({type(exc).__name__})"
+            _log.warning("delivery %r: the run of %s %s; queued (%.0f ms)", key, self.spec.webhook.deployment, why,
+                         (time.monotonic() - started) * 1000)
+            return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
+        await asyncio.to_thread(self.spool.done, key, run_id)
         if self.signature is not None:
             self.replays.put(key, run_id)
         _log.info("delivery %r: %s %s -> %s %s, flow run %s (%.0f ms)", key, project, event.ref, repo.full_name,
                   rule.image_tag, run_id, (time.monotonic() - started) * 1000)
         return JSONResponse({**answer, "flow_run_id": run_id}, status_code=202)
+
+    async def _start(self, parameters: dict[str, Any], key: str) -> str:
+        loop = id(asyncio.get_running_loop())
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.start_concurrency)
+        async with gate:
+            return await self.start_run(parameters, f"gitlab:{key}")
+
+    async def drain(self, older_than: float = 0.0) -> int:
+        """Create the runs of queued deliveries now (what the drainer thread does); returns how many."""
+        return await drain_once(self.spool, self.start_run, older_than=older_than)
 
 
 def create_app(spec: Spec, secret: str | None, start_run: StartRun, **options: Any) -> Starlette:
@@ -296,12 +330,15 @@ def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> 
     Returns:
         ``async (parameters, idempotency_key) -> flow run id``; the same key returns the run it made.
     """
+    known: dict[str, Any] = {}  # the deployment's id, read once
+
     async def start(parameters: dict[str, Any], idempotency_key: str) -> str:
         from prefect import get_client
 
         async with get_client() as client:
-            found = await client.read_deployment_by_name(deployment)
-            run = await client.create_flow_run_from_deployment(found.id, parameters=parameters,
+            if "id" not in known:
+                known["id"] = (await client.read_deployment_by_name(deployment)).id
+            run = await client.create_flow_run_from_deployment(known["id"], parameters=parameters,
                                                                idempotency_key=idempotency_key, tags=list(tags))
         return str(run.id)
 

@@ -42,8 +42,8 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     schemas["Delivery"] = {
         "type": "object", "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["accepted", "ignored"]},
-                       "reason": {"type": "string"}, "flow_run_id": {"type": "string"},
+        "properties": {"status": {"type": "string", "enum": ["accepted", "queued", "ignored"]},
+                       "reason": {"type": "string"}, "flow_run_id": {"type": "string"}, "delivery": {"type": "string"},
                        "deployment": {"type": "string"}, "repository": {"type": "string"},
                        "rule": {"type": "string"}}}
     schemas["Health"] = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
@@ -79,7 +79,7 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
             "415": _answer("Content-Type is not application/json."),
             "429": _answer("Too many deliveries from this source.", **retry_after),
             "500": _answer("An unexpected error (details only in the receiver's log)."),
-            "503": _answer("The run could not be started in time; resend later."),
+            "503": _answer("The delivery could not be recorded; resend it later."),
         },
     }
     return {

@@ -77,6 +77,9 @@ def serve(
                                                                                     "whose X-Forwarded-For is "
                                                                                     "believed (repeatable; default: "
                                                                                     "webhook.trusted_proxies)."),
+    spool: Optional[Path] = typer.Option(None, "--spool", help="SQLite file keeping deliveries until their run "
+                                                               "exists (default: $PREFECT_HOME/acrvpc-webhook-"
+                                                               "spool.sqlite3)."),
 ) -> None:
     """Receive GitLab push and tag-push webhooks and start the on-push build deployment."""
     spec = _load_spec_or_exit(spec_path)
@@ -97,10 +100,17 @@ def serve(
         raise typer.Exit(2)
     import uvicorn
 
-    from deployments.webhook import create_app, deployment_starter
+    from prefect.settings import PREFECT_HOME
 
-    receiver = create_app(spec, secret, deployment_starter(spec.webhook.deployment), spec_path=run_spec,
-                          signing_secret=signing, rate_limit=limit, trusted_proxies=proxies)
+    from deployments.webhook import create_app, deployment_starter
+    from deployments.webhook_spool import Spool, SpoolDrainer
+
+    spool_path = spool or Path(PREFECT_HOME.value()) / "acrvpc-webhook-spool.sqlite3"
+    start = deployment_starter(spec.webhook.deployment)
+    deliveries = Spool(spool_path)
+    receiver = create_app(spec, secret, start, spec_path=run_spec, signing_secret=signing, rate_limit=limit,
+                          trusted_proxies=proxies, spool=deliveries)
+    drainer = SpoolDrainer(deliveries, start).start()  # queued deliveries, and those a restart left behind
     log = logging.getLogger("acrvpc.webhook")
     log.setLevel(logging.INFO)
     if not log.hasHandlers():  # importing prefect usually configured the root logger already
@@ -112,4 +122,12 @@ def serve(
     console.print(f"webhook receiver on http://{host}:{port}/hooks/gitlab -> deployment {spec.webhook.deployment} "
                   f"({routes} route(s){'; every push will be ignored' if not routes else ''}; {auth}; "
                   f"{limit} per source{'; behind ' + ', '.join(proxies) if proxies else ''})", highlight=False)
-    uvicorn.run(receiver, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    waiting = deliveries.pending()
+    if waiting:
+        console.print(f"{waiting} delivery(ies) from before were still waiting for their run: creating them now",
+                      highlight=False)
+    try:
+        uvicorn.run(receiver, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    finally:
+        drainer.stop()
+        deliveries.close()

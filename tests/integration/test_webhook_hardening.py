@@ -157,7 +157,7 @@ class TestRateLimit:
     def test_over_the_limit_gets_429_with_retry_after_and_starts_nothing(self, spec, started):
         # Given a receiver allowing 3 deliveries a minute per source
         client = TestClient(create_app(spec, SECRET, started, rate_limit="3/minute"))
-        answers = [post(client, PUSH) for _ in range(4)]
+        answers = [post(client, PUSH, headers(**{"X-Gitlab-Event-UUID": f"delivery-{i}"})) for i in range(4)]
         # Then the fourth is refused with a short JSON and a Retry-After in whole seconds
         assert [a.status_code for a in answers] == [202, 202, 202, 429]
         assert answers[3].json() == {"error": "too many deliveries from this source; retry later"}

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import hmac
 import json
+import time
 import warnings
 
 import pytest
@@ -18,7 +19,8 @@ with warnings.catch_warnings():  # starlette 1.x asks for httpx2; the httpx-base
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from deployments.webhook import MAX_BODY, create_app
+from deployments.webhook import MAX_BODY, WebhookReceiver, create_app
+from deployments.webhook_spool import Spool, SpoolDrainer
 from tests.conftest import EXAMPLE_SPEC
 from tests.webhook_payloads import PUSH, tag_push
 
@@ -223,10 +225,10 @@ class TestRouting:
         assert started.calls[0][1] == "gitlab:delivery-0001"
         assert started.calls[0][0]["event_id"] == "delivery-0001"
 
-    def test_a_redelivery_carries_the_same_key(self, client, started):
-        post(client, PUSH)
-        post(client, PUSH)
-        assert [key for _, key in started.calls] == [f"gitlab:{UUID}"] * 2
+    def test_a_redelivery_gets_the_same_run_without_asking_prefect_again(self, client, started):
+        first, again = post(client, PUSH), post(client, PUSH)
+        assert [key for _, key in started.calls] == [f"gitlab:{UUID}"]
+        assert first.json()["flow_run_id"] == again.json()["flow_run_id"] == "run-1"
 
     def test_without_delivery_headers_the_key_comes_from_the_push(self, client, started):
         hdrs = headers()
@@ -241,15 +243,102 @@ class TestRouting:
 
 
 class TestStartFailure:
-    def test_prefect_unreachable_gets_503_without_internals(self, spec):
-        failing = Recorder(fail=ConnectionError("connect to 10.0.0.5:4200 refused"))
-        answer = post(TestClient(create_app(spec, SECRET, failing)), PUSH)
-        assert answer.status_code == 503 and "10.0.0.5" not in answer.text
+    """Prefect slow or unreachable: the delivery is kept in the spool and its run created later."""
 
-    def test_a_slow_start_is_cut_short(self, spec):
+    def test_prefect_unreachable_queues_the_delivery_without_internals(self, spec):
+        failing = Recorder(fail=ConnectionError("connect to 10.0.0.5:4200 refused"))
+        receiver = WebhookReceiver(spec, SECRET, failing)
+        answer = post(TestClient(receiver.app()), PUSH)
+        assert answer.status_code == 202 and "10.0.0.5" not in answer.text
+        assert answer.json()["status"] == "queued" and answer.json()["delivery"] == UUID
+        assert receiver.spool.pending() == 1
+
+    def test_a_slow_start_is_answered_queued_in_time(self, spec):
         slow = Recorder(delay=2.0)
         answer = post(TestClient(create_app(spec, SECRET, slow, start_timeout=0.2)), PUSH)
-        assert answer.status_code == 503
+        assert answer.status_code == 202 and answer.json()["status"] == "queued"
+
+    def test_the_drain_creates_the_queued_run_once_prefect_is_back(self, spec):
+        # given a delivery queued while Prefect was down
+        recorder = Recorder(fail=ConnectionError("down"))
+        receiver = WebhookReceiver(spec, SECRET, recorder)
+        post(TestClient(receiver.app()), PUSH)
+        # when Prefect answers again and the drainer runs
+        recorder.fail = None
+        created = asyncio.run(receiver.drain())
+        # then its run exists (same idempotency key), and a resend is answered with it
+        assert created == 1 and receiver.spool.pending() == 0
+        assert [key for _, key in recorder.calls] == [f"gitlab:{UUID}"] * 2
+        again = post(TestClient(receiver.app()), PUSH)
+        assert again.json()["flow_run_id"] == "run-2" and len(recorder.calls) == 2
+
+    def test_the_spool_survives_a_restart(self, spec, tmp_path):
+        # given a receiver that queued a delivery and then stopped
+        down = Recorder(fail=ConnectionError("down"))
+        post(TestClient(WebhookReceiver(spec, SECRET, down, spool=Spool(tmp_path / "spool.db")).app()), PUSH)
+        # when a new receiver starts on the same spool
+        up = Recorder()
+        restarted = WebhookReceiver(spec, SECRET, up, spool=Spool(tmp_path / "spool.db"))
+        assert restarted.spool.pending() == 1
+        assert asyncio.run(restarted.drain()) == 1
+        # then the run was created with the delivery's parameters and key
+        [(parameters, key)] = up.calls
+        assert key == f"gitlab:{UUID}" and parameters["project"] == PUSH["project"]["path_with_namespace"]
+
+    def test_the_drainer_thread_creates_queued_runs(self, spec):
+        recorder = Recorder(fail=ConnectionError("down"))
+        receiver = WebhookReceiver(spec, SECRET, recorder)
+        post(TestClient(receiver.app()), PUSH)
+        recorder.fail = None
+        drainer = SpoolDrainer(receiver.spool, recorder, interval=0.05, grace=0.0).start()
+        try:
+            deadline = time.monotonic() + 10
+            while receiver.spool.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            drainer.stop()
+        assert receiver.spool.pending() == 0 and len(recorder.calls) == 2
+
+
+class TestBurst:
+    def test_a_burst_is_answered_in_time_and_every_delivery_gets_exactly_one_run(self, spec):
+        # given a Prefect that creates one run per 0.2 s at most 2 at a time (much slower than the burst)
+        created: dict[str, str] = {}
+
+        async def slow_start(parameters: dict, key: str) -> str:
+            await asyncio.sleep(0.2)
+            return created.setdefault(key, f"run-{len(created) + 1}")  # Prefect's idempotency key
+
+        receiver = WebhookReceiver(spec, SECRET, slow_start, start_timeout=0.5, start_concurrency=2,
+                                   rate_limit="10000/minute")
+        app = receiver.app()
+
+        async def burst() -> list:
+            import httpx
+
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+                async def one(i: int):
+                    t0 = time.monotonic()
+                    answer = await client.post("/hooks/gitlab", content=json.dumps(PUSH),
+                                               headers=headers(**{"X-Gitlab-Event-UUID": f"burst-{i:03d}"}))
+                    return answer, time.monotonic() - t0
+                return await asyncio.gather(*(one(i) for i in range(40)))
+
+        # when 40 distinct deliveries arrive at once
+        answers = asyncio.run(burst())
+        # then every one is answered 202 within the budget (some accepted, the rest queued) ...
+        assert all(a.status_code == 202 for a, _ in answers)
+        assert max(seconds for _, seconds in answers) < 0.5 + 0.5
+        assert {a.json()["status"] for a, _ in answers} <= {"accepted", "queued"}
+        assert any(a.json()["status"] == "queued" for a, _ in answers)
+        # ... and after the drain, each delivery has exactly one run
+        asyncio.run(receiver.drain())
+        assert receiver.spool.pending() == 0
+        assert sorted(created) == [f"gitlab:burst-{i:03d}" for i in range(40)]
+        # and a resend of all 40 creates nothing new
+        resent = asyncio.run(burst())
+        assert len(created) == 40 and {a.json()["status"] for a, _ in resent} == {"accepted"}
 
 
 class TestHealthz:
