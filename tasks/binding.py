@@ -152,7 +152,7 @@ def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: l
     return get().repo_id
 
 
-def _get_source(cr: CrClient, spec: Spec, repo_id: str) -> Any | None:
+def get_source(cr: CrClient, spec: Spec, repo_id: str) -> Any | None:
     """The repository's source-code binding, or ``None`` when it has none."""
     try:
         body = check_cr(cr.get_repo_source_code_repo(cr_models.GetRepoSourceCodeRepoRequest(
@@ -201,7 +201,7 @@ def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, 
     Raises:
         PipelineError: ``GITLAB_ACCOUNT_NOT_BOUND``, ``CODE_REPO_NOT_EXIST`` or ``GITLAB_ENDPOINT_MISMATCH``.
     """
-    source = None if plan and repo_id == PLANNED_REPOSITORY else _get_source(cr, spec, repo_id)
+    source = None if plan and repo_id == PLANNED_REPOSITORY else get_source(cr, spec, repo_id)
     if plan:
         _plan_source(spec, repo, source, changes, notes)
         return
@@ -227,7 +227,7 @@ def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, 
             notes.append(f"{repo.full_name}: repaired source binding: {'; '.join(drift)}")
     except CrBusinessError as exc:
         raise _source_error(exc, spec, repo) from exc
-    verified = _get_source(cr, spec, repo_id)
+    verified = get_source(cr, spec, repo_id)
     if verified is None:
         raise PipelineError(f"{repo.full_name} shows no source binding right after it was bound",
                             code="SOURCE_BINDING_NOT_VISIBLE", fix="rerun; if it persists, check the console",

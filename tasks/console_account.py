@@ -25,8 +25,8 @@ from acrvpc import cloud
 from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
 from acrvpc.outcomes import StageOutcome
 from acrvpc.spec import Spec
-from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, SOURCE_NOT_BOUND, ensure_namespace, \
-    ensure_repository
+from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, ensure_namespace, ensure_repository, \
+    get_source
 
 ACCOUNT_NOT_BOUND_CODE = "CONSOLE_ACCOUNT_NOT_BOUND"
 VERIFY_FIRST_POLL_S = 1.0
@@ -62,17 +62,6 @@ def retrying(check: Callable[[], Any], codes: set[str], timeout_s: float, sleep:
 # -- account ------------------------------------------------------------------------------------
 def _same_endpoint(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
-
-
-def _source(cr: Any, spec: Spec, repo_id: str) -> Any | None:
-    try:
-        body = check_cr(cr.get_repo_source_code_repo(cr_models.GetRepoSourceCodeRepoRequest(
-            instance_id=spec.instance_id, repo_id=repo_id)), "GetRepoSourceCodeRepo")
-    except CrBusinessError as exc:
-        if exc.code in SOURCE_NOT_BOUND:
-            return None
-        raise
-    return body if body.code_repo_name else None
 
 
 def _domain_answer(spec: Spec, full_name: str, domain: str, changes: list[str]) -> AccountOutcome:
@@ -114,7 +103,7 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
             if exc.code in _REPO_ABSENT:
                 continue
             raise
-        source = _source(cr, spec, repo_id)
+        source = get_source(cr, spec, repo_id)
         if source is not None:
             return _domain_answer(spec, repo.full_name, source.code_repo_domain or "", changes)
         unbound.append((repo, repo_id))
@@ -141,7 +130,7 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
                                   f"{spec.instance_id} (it does not see {repo.gitlab_project})")
         raise
     changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
-    source = _source(cr, spec, repo_id)
+    source = get_source(cr, spec, repo_id)
     return _domain_answer(spec, repo.full_name, source.code_repo_domain if source else "", changes)
 
 
