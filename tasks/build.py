@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
@@ -64,14 +64,23 @@ MAX_LOG_PAGES = 10_000  # per poll: a guard against a service that ignores Offse
 _log = logging.getLogger("acrvpc.build")
 
 
+def _waits(first: float) -> Iterator[float]:
+    """The waits between status polls: ``first``, x1.5 each time, at most 30 s."""
+    wait = first
+    while True:
+        yield wait
+        wait = min(wait * POLL_GROWTH, MAX_POLL_SECONDS)
+
+
 def poll_schedule(first: float, until: float) -> list[float]:
-    """The waits between status polls over ``until`` seconds: ``first``, x1.5 each time, at most 30 s."""
-    waits, wait, total = [], first, 0.0
-    while total < until:
+    """The waits between status polls over ``until`` seconds (the same schedule :func:`run_build` follows)."""
+    waits, total = [], 0.0
+    for wait in _waits(first):
+        if total >= until:
+            return waits
         waits.append(wait)
         total += wait
-        wait = min(wait * POLL_GROWTH, MAX_POLL_SECONDS)
-    return waits
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class LogLine:
@@ -251,7 +260,7 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
     notes: list[str] = []
     poller = _Poller(cr, spec, binding, record_id, sleep, observer)
     deadline = started + spec.build.timeout_minutes * 60
-    interval = spec.build.poll_seconds
+    waits = _waits(spec.build.poll_seconds)
     unknown: set[str] = set()
     while True:
         if cancelled():
@@ -273,8 +282,7 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
             status = _stop(poller, record_id, changes, notes, "TIMEOUT",
                            f"canceled after the {spec.build.timeout_minutes:g}-minute timeout")
             break
-        sleep(min(interval, remaining))
-        interval = min(interval * POLL_GROWTH, MAX_POLL_SECONDS)
+        sleep(min(next(waits), remaining))
     poller.fetch_logs()
     record = poller.record()
     digest = ""
