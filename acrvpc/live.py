@@ -70,11 +70,11 @@ class LiveView:
 
     # builds
     def _on_build_started(self, data: dict[str, Any]) -> None:
-        image = data["image"]
-        self.builds[image] = self.progress.add_task(f"  build {image}", total=100, info="started")
+        self.builds[data["build_record_id"]] = self.progress.add_task(f"  build {data['image']}", total=100,
+                                                                      info="started")
 
     def _on_build_status(self, data: dict[str, Any]) -> None:
-        task = self.builds.get(data["image"])
+        task = self.builds.get(data["build_record_id"])
         if task is not None:
             stage = f" · {data['stage']}" if data.get("stage") else ""
             self.progress.update(task, completed=data["progress"],
@@ -89,7 +89,7 @@ class LiveView:
     def _on_build_finished(self, data: dict[str, Any]) -> None:
         outcome = data["outcome"]
         self.outcomes[outcome["build_record_id"]] = outcome
-        task = self.builds.get(outcome["image"]) or self.builds.get(f"{outcome['repository']}:?")
+        task = self.builds.get(outcome["build_record_id"])
         ok = outcome["status"] == "SUCCESS"
         info = f"[{'green' if ok else 'red'}]{outcome['status']}[/] · {outcome['seconds']:.1f} s"
         if task is not None:

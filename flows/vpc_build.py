@@ -154,7 +154,7 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
         failed = [b for b in builds if not b.succeeded]
         stages.append(_row("build", builds, time.monotonic() - t_builds, "failed" if failed else "completed"))
     else:
-        stages.append({"stage": "build", "result": "skipped", "resources": {}, "changes": [], "seconds": 0.0})
+        stages.append(_row("build", [], 0.0, "skipped"))
 
     summary = {"spec": spec.name, "flow_run_id": run_id, "stages": stages,
                "builds": [b.model_dump() for b in builds]}

@@ -86,7 +86,8 @@ class BuildWatch(BuildObserver):
         pct = monitor.estimate_progress(status, stage)
         where = f", stage {stage}" if stage else ""
         self.progress.update(pct, f"{status}{where}, {lines} log lines")
-        monitor.publish("build.status", repository=self.repository, image=self.image, status=status, stage=stage,
+        monitor.publish("build.status", repository=self.repository, image=self.image, build_record_id=self.record_id,
+                        status=status, stage=stage,
                         progress=pct, lines=lines, seconds=round(time.monotonic() - self.t0, 1))
 
     def log(self, line: LogLine) -> None:
