@@ -2,7 +2,7 @@
 
 :func:`scan` reads every file under the given paths and looks for each secret (as UTF-8 text), also
 inside what Prefect stores encoded: a persisted result is JSON whose ``result`` is base64 of the
-pickled value, so base64 strings found in JSON files are decoded and searched too. A finding names
+pickled value, so every base64 run in a file is decoded and searched too. A finding names
 the file and which secret (by its label, never its value).
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 _B64 = re.compile(rb"[A-Za-z0-9+/]{24,}={0,2}")
 
@@ -28,31 +27,11 @@ def _decoded_blobs(data: bytes) -> Iterable[bytes]:
             continue
 
 
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def find_in_bytes(data: bytes, secrets: dict[str, str]) -> set[str]:
     """The labels of the secrets present in ``data``, plainly or base64-encoded inside it."""
     found = {label for label, value in secrets.items() if value.encode() in data}
-    if len(found) < len(secrets):
-        for blob in _decoded_blobs(data):
-            found |= {label for label, value in secrets.items() if value.encode() in blob}
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            doc = None
-        if doc is not None:
-            for text in _strings(doc):
-                for blob in _decoded_blobs(text.encode()):
-                    found |= {label for label, value in secrets.items() if value.encode() in blob}
+    for blob in _decoded_blobs(data) if len(found) < len(secrets) else ():
+        found |= {label for label, value in secrets.items() if value.encode() in blob}
     return found
 
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from acrvpc.sandbox.cr.builds import image_digest
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -125,7 +126,7 @@ class TestBuildsInAFlowRun:
         ok = records["billing-api"]
         assert f"Flow run `{run_id}`: 1 of 2 build(s) succeeded." in summary
         assert "| apps/billing-api |" in summary and "`apps/billing-api:latest`" in summary
-        assert f"sha256:{_digest(ok.build_record_id)}" in summary
+        assert f"sha256:{image_digest(ok)}" in summary
         failed = records["web-frontend"]
         tail = [f"{line.stage} {line.message}" for line in failed.lines][-30:]
         assert "## apps/web-frontend: FAILED" in summary
@@ -145,18 +146,9 @@ class TestBuildsInAFlowRun:
         assert good["resource"]["prefect.resource.id"] == f"acrvpc.repository.{world.cr.records[ok.build_record_id].instance_id}.apps/billing-api"
         images = [r for r in good["related"] if r.get("prefect.resource.role") == "image"]
         assert images and images[0]["prefect.resource.id"] == "acrvpc.image.apps/billing-api:latest"
-        assert good["payload"]["digest"] == f"sha256:{_digest(ok.build_record_id)}"
+        assert good["payload"]["digest"] == f"sha256:{image_digest(ok)}"
         [bad] = failed_events
         assert bad["payload"]["status"] == "FAILED" and bad["resource"]["prefect.resource.name"] == "apps/web-frontend"
-
-
-def _digest(record_id: str) -> str:
-    from acrvpc.sandbox.cr.builds import image_digest
-
-    class _R:
-        build_record_id = record_id
-
-    return image_digest(_R())  # type: ignore[arg-type]
 
 
 class TestCancellation:
