@@ -262,8 +262,8 @@ def prefect_server(*, deploy: bool = False, server_env: dict[str, str] | None = 
     try:
         server.start()
         if deploy:
-            server.run("prefect", "work-pool", "create", "acr-vpc-build", "--type", "process")
-            server.run("prefect", "--no-prompt", "deploy", "--all")
+            server.run(*harness.PREFECT, "work-pool", "create", "acr-vpc-build", "--type", "process")
+            server.run(*harness.PREFECT, "--no-prompt", "deploy", "--all")
         os.environ["PREFECT_API_URL"] = server.api_url  # for subprocesses
         from prefect.settings import PREFECT_API_URL, temporary_settings
 

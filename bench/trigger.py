@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         receiver, _ = common.start_receiver(server, rate_limit="1000/second")
         common.say(f"setup (PostgreSQL, server, deploy, receiver, converge) {time.perf_counter() - t_setup:.1f} s")
         for query in settings:
-            worker = server.spawn("prefect", "worker", "start", "--pool", POOL, log=server.home / f"worker-{query}.log",
+            worker = server.spawn(*common.harness.PREFECT, "worker", "start", "--pool", POOL, log=server.home / f"worker-{query}.log",
                                   ACRVPC_SANDBOX_URL=sandbox.url, PREFECT_WORKER_QUERY_SECONDS=f"{query:g}",
                                   PREFECT_WORKER_PREFETCH_SECONDS="10")
             try:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from acrvpc.sandbox import SandboxServer
-from tests.e2e.prefect_server import PostgresCluster, PrefectServer, free_port, postgres_bindir
+from tests.e2e.prefect_server import PREFECT, PostgresCluster, PrefectServer, free_port, postgres_bindir
 
 POOL = "acr-vpc-build"
 SCHEDULER_LOOP_SECONDS = "2"  # the scheduler service's loop (default 60 s): scheduled runs appear quickly
@@ -62,8 +62,8 @@ def prefect_server(tmp_path_factory, postgres):
                            server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS})
     try:
         server.start()
-        server.run("prefect", "work-pool", "create", POOL, "--type", "process")
-        server.run("prefect", "--no-prompt", "deploy", "--all")
+        server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
+        server.run(*PREFECT, "--no-prompt", "deploy", "--all")
         yield server
     finally:
         server.stop()
@@ -73,7 +73,7 @@ def prefect_server(tmp_path_factory, postgres):
 def process_worker(prefect_server, worker_sandbox):
     """A process worker polling every second, its flow runs pointed at the worker sandbox."""
     log = prefect_server.home / "worker.log"
-    proc = prefect_server.spawn("prefect", "worker", "start", "--pool", POOL, log=log,
+    proc = prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, log=log,
                                 ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
                                 PREFECT_WORKER_PREFETCH_SECONDS="1")
     yield proc

@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -31,6 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import ROOT
+
+
+# Every Prefect or acrvpc command a test starts runs from this interpreter's environment (the project's
+# venv), never from whatever ``prefect`` happens to be on the caller's PATH (tests/unit/test_no_bare_commands.py).
+PREFECT = (sys.executable, "-m", "prefect")
+VENV_BIN = str(Path(sys.executable).parent)
 
 
 def free_port() -> int:
@@ -41,6 +48,8 @@ def free_port() -> int:
 
 def base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ACRVPC_"))}
+    # The venv's bin first: a process worker or a flow run that starts a console script finds the project's own.
+    env["PATH"] = os.pathsep.join([VENV_BIN, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != VENV_BIN)])
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY="127.0.0.1,localhost",
                no_proxy="127.0.0.1,localhost")
     return env
@@ -140,7 +149,7 @@ class PrefectServer:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
-        self.proc = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
                                      env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout

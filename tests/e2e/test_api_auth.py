@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.prefect_server import PrefectServer, base_env, free_port, stop_group
+from tests.e2e.prefect_server import PREFECT, PrefectServer, base_env, free_port, stop_group
 from tests.webhook_payloads import PUSH
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +39,8 @@ def secured(tmp_path_factory):
                            auth_string=f"acrvpc:{secrets.token_urlsafe(24)}")
     try:
         server.start()
-        server.run("prefect", "work-pool", "create", POOL, "--type", "process")
-        server.run("prefect", "--no-prompt", "deploy", "--all")
+        server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
+        server.run(*PREFECT, "--no-prompt", "deploy", "--all")
         yield server
     finally:
         server.stop()
@@ -92,7 +92,7 @@ class TestServerAuth:
         assert accepted.returncode == 0, accepted.stderr[-2000:]
 
     def test_the_cli_without_it_is_refused(self, secured):
-        proc = subprocess.run(["prefect", "work-pool", "ls"], cwd=ROOT, env=without_auth(secured),
+        proc = subprocess.run([*PREFECT, "work-pool", "ls"], cwd=ROOT, env=without_auth(secured),
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0
 
@@ -100,7 +100,7 @@ class TestServerAuth:
 class TestWorkerAuth:
     def test_a_worker_with_the_auth_string_polls_its_pool(self, secured):
         # Given a process worker started with the auth string in its environment
-        worker = secured.spawn("prefect", "worker", "start", "--pool", POOL, log=secured.home / "worker.log",
+        worker = secured.spawn(*PREFECT, "worker", "start", "--pool", POOL, log=secured.home / "worker.log",
                                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_HEARTBEAT_SECONDS="5")
         try:
             # Then its heartbeat reaches the server: the pool turns READY

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.prefect_server import PREFECT
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +46,7 @@ class TestDemo:
     def test_flow_run_is_recorded_as_completed_with_a_task_run_per_stage(self, demo_run):
         proc, home = demo_run
         run_id = re.search(r"flow run (\S+) is recorded", proc.stdout).group(1)
-        listed = subprocess.run(["prefect", "flow-run", "ls"], env=clean_env(home), capture_output=True,
+        listed = subprocess.run([*PREFECT, "flow-run", "ls"], env=clean_env(home), capture_output=True,
                                 text=True, timeout=120)
         assert listed.returncode == 0, listed.stderr
         assert run_id[:8] in listed.stdout and "COMPLETED" in listed.stdout.upper()

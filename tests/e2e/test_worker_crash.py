@@ -12,6 +12,7 @@ from acrvpc import cloud
 from acrvpc.spec import load_spec
 from tasks.teardown import find_link_resources
 from tests.conftest import EXAMPLE_SPEC
+from tests.e2e.prefect_server import PREFECT
 from tests.e2e.test_ui_retry import api, start_run, wait_final
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +23,14 @@ DEPLOYMENT = "vpc-build/crash"
 
 @pytest.fixture(scope="module")
 def crash_deployment(prefect_server):
-    prefect_server.run("prefect", "work-pool", "create", POOL, "--type", "process")
-    prefect_server.run("prefect", "--no-prompt", "deploy", "flows/vpc_build.py:vpc_build", "--name", "crash",
+    prefect_server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
+    prefect_server.run(*PREFECT, "--no-prompt", "deploy", "flows/vpc_build.py:vpc_build", "--name", "crash",
                        "--pool", POOL, "--param", "spec_path=examples/sandbox.yaml", "--param", "start_builds=false")
     return DEPLOYMENT
 
 
 def spawn_worker(prefect_server, worker_sandbox, name: str):
-    return prefect_server.spawn("prefect", "worker", "start", "--pool", POOL, "--name", name,
+    return prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, "--name", name,
                                 log=prefect_server.home / f"{name}.log", ACRVPC_SANDBOX_URL=worker_sandbox.url,
                                 PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
 
