@@ -73,8 +73,10 @@ def _check_cidr(value: str, what: str) -> str:
 class NetworkSpec(_Model):
     """The VPC side: where the registry's build ENI goes and how the data center connects."""
 
-    vpc_id: str = Field(description="The VPC holding GitLab (or connected to its data center), e.g. vpc-bp1...")
-    vswitch_id: str = Field(description="The vSwitch for the build ENI; its zone must support VPC mode.")
+    vpc_id: str = Field(description="The VPC holding GitLab (or connected to its data center), e.g. vpc-bp1...",
+                        examples=["vpc-bp1..."])
+    vswitch_id: str = Field(description="The vSwitch for the build ENI; its zone must support VPC mode.",
+                            examples=["vsw-bp1..."])
     datacenter_cidrs: list[str] = Field(default_factory=list,
                                         description="Data-center CIDR blocks reached over Express Connect.")
     vbr_id: str | None = Field(default=None, description="The Express Connect virtual border router (datacenter access).")
@@ -110,15 +112,17 @@ class GitLabSpec(_Model):
     """The self-managed GitLab the registry builds from."""
 
     endpoint: str = Field(description="GitLab's URL as the registry reaches it and as bound in the console, "
-                                      "e.g. http://192.168.1.20")
+                                      "e.g. http://192.168.1.20", examples=["http://192.168.1.20"])
     api_url: str | None = Field(default=None, description="Where this pipeline reaches GitLab's API, when it "
                                                           "differs from endpoint (e.g. a bastion or DNS name).")
-    private_ip: str = Field(description="GitLab's private IPv4 address (the ECS IP, SLB IP or data-center IP).")
+    private_ip: str = Field(description="GitLab's private IPv4 address (the ECS IP, SLB IP or data-center IP).",
+                            examples=["192.168.1.20"])
     port: int = Field(default=80, ge=1, le=65535, description="GitLab's HTTP(S) port as the registry reaches it.")
     access: GitLabAccess = Field(default=GitLabAccess.ECS, description="ecs | slb | datacenter")
     security_group_id: str | None = Field(default=None, description="The GitLab ECS's security group; found from "
                                                                     "the private IP when omitted (access: ecs).")
-    username: str = Field(description="The GitLab user the token belongs to (the console's bound user name).")
+    username: str = Field(description="The GitLab user the token belongs to (the console's bound user name).",
+                          examples=["release-bot"])
     token_block: str = Field(default="gitlab-token", description="Name of the Prefect Secret block that holds the "
                                                                    "personal access token.")
     required_scopes: list[str] = Field(default_factory=lambda: ["api"],
@@ -214,8 +218,8 @@ class BuildRuleSpec(_Model):
     """One ACR build rule: which Git ref builds which image tag."""
 
     push_type: PushType = Field(default=PushType.GIT_BRANCH, description="GIT_BRANCH | GIT_TAG")
-    push_name: str = Field(description="Branch or tag name (or pattern) that triggers the rule.")
-    image_tag: str = Field(description="Image tag to push, e.g. latest.")
+    push_name: str = Field(description="Branch or tag name (or pattern) that triggers the rule.", examples=["main"])
+    image_tag: str = Field(description="Image tag to push, e.g. latest.", examples=["latest"])
     dockerfile_location: str = Field(default="/", description="Directory of the Dockerfile in the repository.")
     dockerfile_name: str = Field(default="Dockerfile")
     platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
@@ -251,14 +255,16 @@ class BuildRuleSpec(_Model):
 class RepositorySpec(_Model):
     """An ACR image repository built from a GitLab project."""
 
-    namespace: str = Field(description="ACR namespace (created when missing).")
-    name: str = Field(description="ACR repository name (created when missing).")
-    gitlab_project: str = Field(description="GitLab project path, e.g. platform/billing-api.")
+    namespace: str = Field(description="ACR namespace (created when missing).", examples=["apps"])
+    name: str = Field(description="ACR repository name (created when missing).", examples=["billing-api"])
+    gitlab_project: str = Field(description="GitLab project path, e.g. platform/billing-api.",
+                                examples=["platform/billing-api"])
     summary: str = Field(default="", description="Repository summary (defaults to the project path).")
     repo_type: str = Field(default="PRIVATE", pattern="^(PRIVATE|PUBLIC)$")
     auto_build: bool = Field(default=False, description="Let ACR build on every push by itself.")
     disable_cache_build: bool = Field(default=False)
-    build_rules: list[BuildRuleSpec] = Field(min_length=1)
+    build_rules: list[BuildRuleSpec] = Field(min_length=1, description="The ACR build rules: which Git ref builds "
+                                                                       "which image tag.")
 
     @field_validator("namespace", "name")
     @classmethod
@@ -299,13 +305,15 @@ class BuildSettings(_Model):
 class Spec(_Model):
     """The whole pipeline spec."""
 
-    name: str = Field(description="Link name: tags every created resource acr-vpc-build:link=<name>.")
-    region: str = Field(description="Region of the instance and VPC, e.g. cn-hangzhou.")
-    instance_id: str = Field(description="ACR Enterprise Edition instance id, e.g. cri-xxxx.")
-    network: NetworkSpec
-    gitlab: GitLabSpec
+    name: str = Field(description="Link name: tags every created resource acr-vpc-build:link=<name>.",
+                      examples=["billing-build"])
+    region: str = Field(description="Region of the instance and VPC, e.g. cn-hangzhou.", examples=["cn-hangzhou"])
+    instance_id: str = Field(description="ACR Enterprise Edition instance id, e.g. cri-xxxx.", examples=["cri-..."])
+    network: NetworkSpec = Field(description="The VPC side: the VPC holding GitLab and the vSwitch for the build ENI.")
+    gitlab: GitLabSpec = Field(description="The self-managed GitLab the registry builds from.")
     link: LinkSpec = Field(default_factory=LinkSpec)
-    repositories: list[RepositorySpec] = Field(min_length=1)
+    repositories: list[RepositorySpec] = Field(min_length=1, description="The ACR repositories to build, each from "
+                                                                        "a GitLab project.")
     credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
     build: BuildSettings = Field(default_factory=BuildSettings)
     webhook: WebhookSpec = Field(default_factory=WebhookSpec)
@@ -386,8 +394,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
-            desc = _describe(loc)
-            msg = "is required" + (f": {desc}" if desc else "")
+            msg = _missing(loc)
         elif err["type"] == "extra_forbidden":
             msg = "is not a spec field; check its spelling and indentation (see examples/sandbox.yaml)"
         if err["type"] == "value_error" and not loc:  # cross-field rules: "field: message; field: message"
@@ -399,19 +406,44 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def _describe(loc: tuple[Any, ...]) -> str:
+def _field_at(loc: tuple[Any, ...]) -> tuple[Any, Any, bool]:
+    """The FieldInfo at ``loc``, the model its value is (or None), and whether it is a list of them."""
     model: Any = Spec
+    field: Any = None
+    is_list = False
     for part in loc:
         if isinstance(part, int):
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            return ""
+            return None, None, False
         ann = field.annotation
         inner = getattr(ann, "__args__", None)
+        is_list = getattr(ann, "__origin__", None) is list
         model = inner[0] if inner and hasattr(inner[0], "model_fields") else ann
-        desc = field.description or ""
-    return desc
+    return field, (model if hasattr(model, "model_fields") else None), is_list
+
+
+def _missing(loc: tuple[Any, ...]) -> str:
+    """``is required``, what the field is, and what to add: a section's required fields, with example values.
+
+    E.g. a removed ``network:`` gives ``is required: The VPC side: ...; add the section with its required
+    fields, e.g. network: {vpc_id: vpc-bp1..., vswitch_id: vsw-bp1...} (see examples/sandbox.yaml)``.
+    """
+    field, model, is_list = _field_at(loc)
+    if field is None:
+        return "is required (see examples/sandbox.yaml)"
+    msg = "is required" + (f": {field.description}" if field.description else "")
+    name = str(loc[-1])
+    if model is not None:
+        required = [(key, sub) for key, sub in model.model_fields.items() if sub.is_required()]
+        body = ", ".join(f"{key}: {sub.examples[0] if sub.examples else '...'}" for key, sub in required)
+        example = f"[{{{body}}}]" if is_list else f"{{{body}}}"
+        what = "a list of entries with their" if is_list else "the section with its"
+        return msg.rstrip(".") + f"; add {what} required fields, e.g. {name}: {example} (see examples/sandbox.yaml)"
+    if field.examples and str(field.examples[0]) not in msg:
+        return msg.rstrip(".") + f"; add it, e.g. {name}: {field.examples[0]}"
+    return msg
 
 
 def parse_spec(data: Any, source: str = "spec") -> Spec:

@@ -79,6 +79,25 @@ class TestFieldErrors:
         assert problems["gitlab.username"].startswith("is required")
         assert "GitLab user" in problems["gitlab.username"]
 
+    def test_a_removed_section_says_what_to_add_with_its_required_fields(self, data):
+        # given a spec without its network section
+        del data["network"]
+        # when it is validated
+        message = problems_of(data)["network"]
+        # then the problem names the section, what it is for, and the fields to write, with example values
+        assert message.startswith("is required: The VPC side")
+        assert "add the section" in message and "network: {vpc_id: vpc-bp1..., vswitch_id: vsw-bp1...}" in message
+        assert "examples/sandbox.yaml" in message
+
+    def test_a_removed_list_section_shows_an_entry_of_it(self, data):
+        del data["repositories"]
+        message = problems_of(data)["repositories"]
+        assert "repositories: [{namespace: apps, name: billing-api, gitlab_project: platform/billing-api" in message
+
+    def test_a_removed_scalar_gives_an_example_value(self, data):
+        del data["network"]["vswitch_id"]
+        assert "add it, e.g. vswitch_id: vsw-bp1..." in problems_of(data)["network.vswitch_id"]
+
     def test_unknown_field_is_reported_as_misspelling(self, data):
         data["gitlab"]["usrname"] = "x"
         assert "spelling" in problems_of(data)["gitlab.usrname"]
