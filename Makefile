@@ -1,16 +1,22 @@
 # Two commands a newcomer needs (see README.md): `make demo` and `make test`.
-# Both create .venv on first use and install the project with its test extras into it.
+# Both create .venv on first use and install the project with its test extras into it, at the
+# versions pinned in constraints.txt (what CI tested); `make lock` re-pins them.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+CONSTRAINTS := constraints.txt
+# pytest-xdist workers: the e2e tests share one worker (one Prefect server on PostgreSQL, run in
+# order; tests/conftest.py groups them), every other test is spread over the rest.
+JOBS   ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
-.PHONY: demo test install sandbox bench clean
+.PHONY: demo test test-fast install lock sandbox bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,8 +24,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/acrvpc demo
 
+# The whole suite: unit, contract, fuzz, sandbox integration and Prefect end-to-end tests.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# The inner loop: everything but the soak and multi-host end-to-end tests.
+test-fast: $(STAMP)
+	$(PYTEST) -m "not soak and not multihost"
+
+# Re-pin every dependency to the newest versions pyproject.toml allows (commit constraints.txt after).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e ".[test]"
+	{ echo "# Pinned by 'make lock' ($(shell $(PYTHON) --version)); make installs with -c constraints.txt."; \
+	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -vE '^(acr-vpc-build|setuptools|wheel)=='; } > $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 sandbox: $(STAMP)
 	$(BIN)/acrvpc sandbox
@@ -29,4 +50,4 @@ bench: $(STAMP)
 	for b in api_calls overhead fleet webhook_burst trigger; do $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info

@@ -54,9 +54,18 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "the whole suite left behind)")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``runs_last`` go to the end, in their collected order."""
+    """Tests marked ``runs_last`` go to the end, in their collected order; e2e tests share one xdist worker.
+
+    Under ``pytest -n N --dist loadgroup`` (``make test``) every test marked ``e2e`` is in the group
+    ``e2e``: they run on one worker, in this order, against that worker's one Prefect server and
+    process worker (a session fixture each), while the other tests spread over the other workers.
+    """
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @functools.lru_cache(maxsize=1)
