@@ -188,11 +188,17 @@ def _where(run_id: str) -> None:
     if api:
         console.print(f"flow run {run_id} is recorded on {api}")
         return
+    import shlex
+
+    from .shell import command
+
     home = os.environ.get("PREFECT_HOME")
-    prefix = f"PREFECT_HOME={home} " if home else ""
+    prefix = f"PREFECT_HOME={shlex.quote(home)} " if home else ""
+    prefect = prefix + command("prefect")  # runs as printed: .venv/bin/prefect when the venv is not active
     console.print(f"flow run [bold]{run_id}[/] is recorded in {home or '~/.prefect'}/prefect.db. To see it in the "
-                  f"Prefect UI:\n  {prefix}prefect server start   # then open "
-                  f"http://127.0.0.1:4200/v2/runs/flow-run/{run_id}\nor list runs with: {prefix}prefect flow-run ls")
+                  f"Prefect UI:\n  {prefect} server start   # then open "
+                  f"http://127.0.0.1:4200/v2/runs/flow-run/{run_id}\nor list runs with: {prefect} flow-run ls",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
