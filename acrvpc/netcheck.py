@@ -54,6 +54,32 @@ def supported_zones(region: str) -> list[str]:
     return list(found[1].get("zones", []))
 
 
+def supported_regions(cloud: str | None = None) -> list[str]:
+    """The regions the table lists with VPC-mode zones and not retired, in table order (of ``cloud`` when given)."""
+    return [region for name, regions in zone_table().get("clouds", {}).items() if cloud in (None, name)
+            for region, info in regions.items() if info.get("zones") and not info.get("retired")]
+
+
+def zone_fix(region: str, vpc_id: str) -> str:
+    """What to do when the vSwitch's zone has no VPC-mode builds (the fix of the ``zone.vpc_mode`` check).
+
+    In a supported region: use a vSwitch in one of its VPC-mode zones (in the same VPC). In a retired
+    or unknown region no vSwitch of the VPC can work (a VPC's vSwitches are all in its region), so the
+    build needs an instance and a VPC in a supported region, a few of which are named.
+    """
+    zones = supported_zones(region)
+    if zones:
+        return f"use a vSwitch in one of the zones {', '.join(zones)} (create one in {vpc_id} if needed) and set " \
+               f"network.vswitch_id"
+    found = _find_region(region)
+    others = supported_regions(found[0] if found else "public")
+    few = ", ".join(others[:5]) + (f", or another of the {len(others)} in acrvpc/zones.json" if len(others) > 5 else "")
+    state = "is retired for VPC builds" if found else "has no VPC-mode zone in the zone table"
+    return (f"region {region} {state}, so no vSwitch of {vpc_id} (all in {region}) can host the build ENI: the "
+            f"build needs an ACR EE instance and a VPC in a supported region ({few}); set region, instance_id, "
+            f"network.vpc_id and network.vswitch_id to resources there")
+
+
 def zone_support(region: str, zone_id: str) -> tuple[bool, str]:
     """Whether a zone supports ACR EE builds in VPC mode, per the documented zone table.
 

@@ -9,6 +9,7 @@ together (ECS aggregates the rules of all its groups).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +71,24 @@ def _either(cid: str, ok: bool, good: str, bad: str, fix: str, result: str = "fa
     return _check(cid, "pass", good) if ok else _check(cid, result, bad, fix)
 
 
-def _failed_read(cid: str, what: str, exc: BaseException, fix: str) -> PreflightCheck:
+def _failed_read(cid: str, what: str, exc: BaseException, fix: str, own: dict[str, str] | None = None) -> PreflightCheck:
+    """A failed check for a read that raised ``exc``: ``<what> failed: [code] message``, and the fix.
+
+    The fix is, in order: ``own[code]`` (the caller knows better, e.g. names the region), the error's
+    own fix or the code's in :data:`~acrvpc.errors.FIXES`, then ``fix``.
+    """
     code = error_code(exc) or type(exc).__name__
-    text = f"[{code}] {getattr(exc, 'message', None) or exc}"
-    if isinstance(exc, PipelineError):  # its text is "[code] message Fix: fix."
-        text, fix = str(exc).removesuffix(f" Fix: {exc.fix}."), exc.fix or fix
+    if isinstance(exc, PipelineError):  # detail is the message alone (after unpickling: "[code] message Fix: fix.")
+        message = str(exc.detail).removesuffix(f" Fix: {exc.fix}.").removeprefix(f"[{code}] ")
+    else:
+        message = str(getattr(exc, "message", None) or exc)
+    # A CR business error reads "<Action> failed: <code>": ``what`` already says what failed and the code follows.
+    message = re.sub(r"^\S+ failed: ", "", message)
+    text = f"[{code}]" + (f" {message}" if message and message != code else "")
+    if (own or {}).get(code):
+        fix = own[code]
+    elif isinstance(exc, PipelineError):
+        fix = exc.fix or fix
     else:
         fix = FIXES.get(code, "") or fix
     if is_retryable(exc):
@@ -84,7 +98,11 @@ def _failed_read(cid: str, what: str, exc: BaseException, fix: str) -> Preflight
 
 def _instance_checks(spec: Spec, read: Read) -> list[PreflightCheck]:
     if not read.ok:
-        return [_failed_read("instance.exists", f"GetInstance {spec.instance_id}", read.error, "check instance_id"),
+        where = f"(Container Registry console, region {spec.region}, Instances)"
+        missing = (f"no instance {spec.instance_id} in region {spec.region}: check instance_id, and that region is "
+                   f"the instance's region, in the spec {where}")
+        return [_failed_read("instance.exists", f"GetInstance {spec.instance_id} in {spec.region}", read.error,
+                             f"check instance_id and region in the spec {where}", own={"INSTANCE_NOT_EXIST": missing}),
                 _check("instance.edition", "skip", "instance not read"), _check("instance.running", "skip", "-")]
     inst, where = read.value, f"(Container Registry console, region {spec.region}, Instances)"
     edition, status = str(inst.get("InstanceSpecification") or "?"), str(inst.get("InstanceStatus") or "?")
@@ -113,7 +131,6 @@ def _network_checks(spec: Spec, vpc: Read, vsw: Read) -> list[PreflightCheck]:
     v = vsw.value
     zone, free, owner = str(v.get("ZoneId", "")), int(v.get("AvailableIpAddressCount") or 0), v.get("VpcId")
     ok, reason = netcheck.zone_support(spec.region, zone)
-    zones = ", ".join(netcheck.supported_zones(spec.region)) or "a region of the zone table"
     return checks + [
         _either("vswitch.exists", v.get("Status") == "Available", f"{net.vswitch_id} ({v.get('CidrBlock')}, zone "
                 f"{zone}) is Available", f"{net.vswitch_id} is {v.get('Status')}",
@@ -124,8 +141,7 @@ def _network_checks(spec: Spec, vpc: Read, vsw: Read) -> list[PreflightCheck]:
         _either("vswitch.free_ips", free >= 1, f"{net.vswitch_id} has {free} free IP address(es) for the build ENI",
                 f"{net.vswitch_id} has no free IP address for the build ENI",
                 f"release addresses in {net.vswitch_id} or choose another vSwitch in a VPC-mode zone"),
-        _either("zone.vpc_mode", ok, reason, reason, f"use a vSwitch in one of: {zones} (create one in {net.vpc_id} "
-                f"if needed) and set network.vswitch_id")]
+        _either("zone.vpc_mode", ok, reason, reason, netcheck.zone_fix(spec.region, net.vpc_id))]
 
 
 def _vpc_cidrs(vpc: Read) -> list[str]:

@@ -262,6 +262,47 @@ class TestRunPreflight:
         assert obs.transient_check_ids() == {"vpc.exists"}
 
 
+def retired_region(s: dict) -> None:
+    """The sandbox world moved to ap-southeast-2, a region the zone table marks retired."""
+    s["region"] = "ap-southeast-2"
+    s["cr"]["instances"][0]["region"] = "ap-southeast-2"
+    for vsw in s["vpc"]["vpcs"][0]["vswitches"]:
+        vsw["zone_id"] = "ap-southeast-2a"
+
+
+class TestMessages:
+    """The failing checks' texts name the field and a fix that can work (issue 14)."""
+
+    def test_retired_region_says_so_and_that_the_build_needs_a_supported_region(self, world):
+        # given an instance, VPC and vSwitch in a retired region
+        server = world(retired_region)
+        # when preflight runs
+        zone = check(run(make_spec(setter("region", "ap-southeast-2")), gitlab=False), "zone.vpc_mode")
+        # then the fix says the region is retired and names supported regions, and the spec fields to change
+        assert zone.result == "fail" and "retired" in zone.detail
+        assert "region ap-southeast-2 is retired" in zone.fix
+        assert "a VPC in a supported region (cn-beijing, cn-hangzhou" in zone.fix
+        assert "set region, instance_id, network.vpc_id and network.vswitch_id" in zone.fix
+        assert "create one in" not in zone.fix and "zone table" not in zone.fix  # no vSwitch in that VPC can work
+        assert writes(server) == []
+
+    def test_unsupported_zone_of_a_supported_region_names_the_zones(self, world):
+        world(lambda s: vswitch(s).update(zone_id="cn-hangzhou-b"))
+        zone = check(run(make_spec(), gitlab=False), "zone.vpc_mode")
+        assert zone.fix.startswith("use a vSwitch in one of the zones cn-hangzhou-e, ")
+        assert "(create one in vpc-bp1sandbox00000001 if needed) and set network.vswitch_id" in zone.fix
+
+    def test_unknown_instance_says_failed_once_and_names_the_region_to_look_in(self, world):
+        world()
+        found = check(run(make_spec(setter("instance_id", "cri-doesnotexist00001")), gitlab=False), "instance.exists")
+        assert found.result == "fail"
+        assert found.detail == "GetInstance cri-doesnotexist00001 in cn-hangzhou failed: [INSTANCE_NOT_EXIST]"
+        assert found.detail.count("failed") == 1
+        assert "no instance cri-doesnotexist00001 in region cn-hangzhou" in found.fix
+        assert "check instance_id" in found.fix and "region" in found.fix.split("check instance_id")[1]
+        assert "Container Registry console, region cn-hangzhou, Instances" in found.fix
+
+
 class TestBadInputs:
     @pytest.mark.parametrize("case", BAD_INPUTS, ids=[c.name for c in BAD_INPUTS])
     def test_fails_the_right_check_with_its_fix_and_no_write(self, world, monkeypatch, case: BadInput):
