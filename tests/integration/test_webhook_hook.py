@@ -113,11 +113,12 @@ class TestResolveWebhookSecret:
         monkeypatch.setenv(SECRET_ENV, "from-env")
         assert resolve_webhook_secret(hook_spec()) == "from-env"
 
-    def test_secret_block_is_read_when_the_environment_is_empty(self, prefect_harness, monkeypatch):
+    def test_secret_block_is_read_when_the_environment_is_empty(self, prefect_harness, monkeypatch, request):
         from prefect.blocks.system import Secret
 
         monkeypatch.delenv(SECRET_ENV, raising=False)
         Secret(value="from-block").save("hook-secret-test", overwrite=True)
+        request.addfinalizer(lambda: Secret.delete("hook-secret-test"))  # the session's server is shared
         assert resolve_webhook_secret(hook_spec(secret_block="hook-secret-test")) == "from-block"
 
     def test_missing_secret_names_both_places(self, prefect_harness, monkeypatch):

@@ -43,11 +43,12 @@ class TestResolveSigningSecret:
         monkeypatch.setenv(SIGNING_SECRET_ENV, SIGNING)
         assert resolve_signing_secret(hook_spec(signing_secret_block="no-such-block")) == SIGNING
 
-    def test_block_is_read(self, prefect_harness, monkeypatch):
+    def test_block_is_read(self, prefect_harness, monkeypatch, request):
         from prefect.blocks.system import Secret
 
         monkeypatch.delenv(SIGNING_SECRET_ENV, raising=False)
         Secret(value=SIGNING).save("hook-signing-test", overwrite=True)
+        request.addfinalizer(lambda: Secret.delete("hook-signing-test"))  # the session's server is shared
         assert resolve_signing_secret(hook_spec(signing_secret_block="hook-signing-test")) == SIGNING
 
     def test_a_named_block_that_is_missing_fails_closed(self, prefect_harness, monkeypatch):
