@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 JOBS   ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
-.PHONY: demo test test-fast install lock sandbox bench clean
+.PHONY: demo ui test test-fast install lock sandbox bench clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/acrvpc demo
+	@echo "Next: source $(VENV)/bin/activate   (then acrvpc ... and prefect ... work as the README writes them)"
+
+# The Prefect UI on the demo's runs (the default PREFECT_HOME), at http://127.0.0.1:4200
+ui: $(STAMP)
+	$(BIN)/prefect server start
 
 # The whole suite: unit, contract, fuzz, sandbox integration and Prefect end-to-end tests.
 test: $(STAMP)
