@@ -7,7 +7,10 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
   sandbox, with the sandbox's credentials (``ACRVPC_SANDBOX_ACCESS_KEY_ID`` /
   ``ACRVPC_SANDBOX_ACCESS_KEY_SECRET`` / ``ACRVPC_GITLAB_TOKEN`` override them).
 * Without it, clients go to the regional endpoints with the credentials block the spec names,
-  or else the standard Alibaba Cloud credential chain (environment, config file, ECS RAM role).
+  or else the standard Alibaba Cloud credential chain (environment, config file, ECS RAM role),
+  resolved once, before any API call, by :func:`resolve_access_key`: no credentials anywhere is one
+  :class:`CredentialsError` naming every way to give them, not an error per call (the SDK's own chain
+  would ask the ECS metadata service again, with retries and a traceback, on every request).
 
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
 The clients :func:`cloud_clients` builds for the pipeline also refuse any API action not declared in
@@ -24,18 +27,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
-
-import gitlab
-from alibabacloud_cr20181201.client import Client as CrClient
-from alibabacloud_ecs20140526.client import Client as EcsClient
-from alibabacloud_tea_openapi import models as open_api_models
-from alibabacloud_vpc20160428.client import Client as VpcClient
 
 from . import actions, callretry, ratelimit
 from .sandbox import defaults as sandbox_defaults
 from .spec import Spec
+
+if TYPE_CHECKING:  # the SDKs are imported where clients are built: resolving credentials needs none of them
+    import gitlab
+    from alibabacloud_cr20181201.client import Client as CrClient
+    from alibabacloud_ecs20140526.client import Client as EcsClient
+    from alibabacloud_tea_openapi import models as open_api_models
+    from alibabacloud_vpc20160428.client import Client as VpcClient
 
 SANDBOX_ENV = "ACRVPC_SANDBOX_URL"
 GITLAB_TOKEN_ENV = "ACRVPC_GITLAB_TOKEN"
@@ -43,6 +48,10 @@ USER_AGENT = "acr-vpc-build"
 READ_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_MS = 5_000
 GITLAB_TIMEOUT_S = 30
+# The ECS instance metadata service (link-local on every ECS instance) and how long one probe may take:
+# it answers in milliseconds on ECS; elsewhere the address is unroutable.
+METADATA_HOST = "100.100.100.200"
+METADATA_PROBE_TIMEOUT_S = 0.5
 
 
 class CredentialsError(RuntimeError):
@@ -61,6 +70,10 @@ class AccessKey:
         return f"AccessKey(access_key_id={self.access_key_id!r}, access_key_secret='**********')"
 
 
+# What clients are built with: an AccessKey pair, or an SDK credentials client (refreshing credentials).
+Credential = Union[AccessKey, Any]
+
+
 def sandbox_url() -> str | None:
     """The sandbox base URL from ``ACRVPC_SANDBOX_URL``, or ``None`` for the real cloud."""
     url = os.environ.get(SANDBOX_ENV, "").strip()
@@ -74,8 +87,22 @@ def _sandbox_access_key() -> AccessKey:
     )
 
 
-def resolve_access_key(block_name: str | None) -> AccessKey | None:
-    """The AccessKey to use: the sandbox's, a saved block's, or ``None`` for the default chain."""
+def resolve_access_key(block_name: str | None) -> Credential:
+    """The credentials to use, resolved once, before any API call.
+
+    In order: the sandbox's (``ACRVPC_SANDBOX_URL``); the AlibabaCloudCredentials block the spec
+    names; else the standard Alibaba Cloud chain (:func:`default_chain`).
+
+    Args:
+        block_name: the spec's ``credentials.alibaba_block``, or ``None``.
+
+    Returns:
+        An :class:`AccessKey`, or an SDK credentials client for credentials that refresh
+        (a profile's STS or role, OIDC, a credentials URI, an ECS RAM role).
+
+    Raises:
+        CredentialsError: the block does not exist, or the chain found nothing usable.
+    """
     if sandbox_url():
         return _sandbox_access_key()
     if block_name:
@@ -89,21 +116,141 @@ def resolve_access_key(block_name: str | None) -> AccessKey | None:
                 f"create it with `acrvpc` docs' snippet or omit the field to use the environment") from None
         token = block.security_token.get_secret_value() if block.security_token else None
         return AccessKey(block.access_key_id, block.access_key_secret.get_secret_value(), token)
-    return None
+    return default_chain()
 
 
-def _config(region: str, access_key: AccessKey | None, read_timeout_ms: int | None = None) -> open_api_models.Config:
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def _set(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def metadata_service_answers(host: str = METADATA_HOST, port: int = 80,
+                             timeout_s: float = METADATA_PROBE_TIMEOUT_S) -> bool:
+    """Whether the ECS instance metadata service answers: one HTTP request, ``timeout_s`` at most.
+
+    Any HTTP answer counts (the token endpoint may refuse a method or be IMDSv1-only); no
+    answer in time, a refused connection or no route means this is not an ECS instance.
+    """
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("PUT", "/latest/api/token", headers={"X-aliyun-ecs-metadata-token-ttl-seconds": "60"})
+        conn.getresponse().read()
+        return True
+    except OSError:  # refused, unreachable, timed out
+        return False
+    except http.client.HTTPException:  # something answered, though not in HTTP we understood
+        return True
+    finally:
+        conn.close()
+
+
+def _configured_sources() -> list[tuple[str, Any]]:
+    """The chain's sources that are configured here (a file that exists, a variable that is set), in
+    the SDK's order, as ``(where, provider factory)``; nothing is read or asked yet."""
+    from alibabacloud_credentials import provider as p
+
+    sources: list[tuple[str, Any]] = []
+    if _set("ALIBABA_CLOUD_OIDC_TOKEN_FILE") and _set("ALIBABA_CLOUD_ROLE_ARN") \
+            and _set("ALIBABA_CLOUD_OIDC_PROVIDER_ARN"):
+        sources.append(("OIDC (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_*)", p.OIDCRoleArnCredentialsProvider))
+    cli_config = _home() / ".aliyun" / "config.json"
+    if cli_config.is_file() and _set("ALIBABA_CLOUD_CLI_PROFILE_DISABLED").lower() != "true":
+        sources.append((str(cli_config), lambda: p.CLIProfileCredentialsProvider(profile_file=str(cli_config))))
+    profile = Path(_set("ALIBABA_CLOUD_CREDENTIALS_FILE") or _home() / ".alibabacloud" / "credentials.ini")
+    if profile.is_file():
+        sources.append((str(profile), lambda: p.ProfileCredentialsProvider(profile_file=str(profile))))
+    return sources
+
+
+def no_credentials_message(problems: list[str], metadata: str) -> str:
+    """The one message for "no usable Alibaba Cloud credentials": every way to give them."""
+    found = "; ".join(problems)
+    return ("no Alibaba Cloud credentials" + (f" could be used ({found})" if found else " found") + ". Give them "
+            "one of these ways: the spec's credentials.alibaba_block (the name of a saved AlibabaCloudCredentials "
+            "block); the environment variables ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET "
+            "(and ALIBABA_CLOUD_SECURITY_TOKEN for STS); a credentials file, ~/.alibabacloud/credentials.ini "
+            "(or ALIBABA_CLOUD_CREDENTIALS_FILE) or the aliyun CLI's ~/.aliyun/config.json; or, on an ECS "
+            f"instance, a RAM role attached to it ({metadata}). To try the pipeline without an account: "
+            "`acrvpc demo`, or `acrvpc sandbox` with ACRVPC_SANDBOX_URL")
+
+
+def default_chain() -> Credential:
+    """The standard Alibaba Cloud credential chain, asked once.
+
+    Environment variables (``ALIBABA_CLOUD_ACCESS_KEY_ID``/``_SECRET``/``_SECURITY_TOKEN``), then the
+    sources configured here (OIDC, the aliyun CLI's config, the credentials file), then a credentials
+    URI, then the ECS RAM role: the metadata service is probed once (:func:`metadata_service_answers`,
+    skipped with ``ALIBABA_CLOUD_ECS_METADATA_DISABLED=true``) and asked only when it answers.
+
+    Raises:
+        CredentialsError: nothing usable; the message names every way to give credentials.
+    """
+    key_id, secret = _set("ALIBABA_CLOUD_ACCESS_KEY_ID"), _set("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    if key_id and secret:
+        return AccessKey(key_id, secret, _set("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
+    have, lack = ("ID", "SECRET") if key_id else ("SECRET", "ID")
+    problems = [f"ALIBABA_CLOUD_ACCESS_KEY_{have} is set without ALIBABA_CLOUD_ACCESS_KEY_{lack}"] \
+        if key_id or secret else []
+    sources = _configured_sources()
+    if _set("ALIBABA_CLOUD_CREDENTIALS_URI"):
+        from alibabacloud_credentials.provider import URLCredentialsProvider
+
+        sources.append(("ALIBABA_CLOUD_CREDENTIALS_URI", URLCredentialsProvider))
+    if _set("ALIBABA_CLOUD_ECS_METADATA_DISABLED").lower() == "true":
+        metadata = "not asked: ALIBABA_CLOUD_ECS_METADATA_DISABLED=true"
+    elif not metadata_service_answers():
+        metadata = f"no ECS metadata service answered at {METADATA_HOST} within {METADATA_PROBE_TIMEOUT_S:g} s"
+    else:
+        from alibabacloud_credentials.provider import EcsRamRoleCredentialsProvider
+
+        metadata = "the metadata service answered but gave no role credentials"
+        sources.append((f"the ECS RAM role ({METADATA_HOST})",
+                        lambda: EcsRamRoleCredentialsProvider(async_update_enabled=False)))
+    for where, make in sources:
+        found = _ask(where, make, problems)
+        if found is not None:
+            return found
+    raise CredentialsError(no_credentials_message(problems, metadata))
+
+
+def _ask(where: str, make: Any, problems: list[str]) -> Credential | None:
+    """Ask one source of the chain once; a failure is noted in ``problems`` (the SDK's loggers are held)."""
+    import logging
+
+    from alibabacloud_credentials.client import Client as CredentialClient
+
+    quiet = logging.getLogger("credentials")
+    was, quiet.disabled = quiet.disabled, True  # the SDK logs each failure with a traceback
+    try:
+        provider = make()
+        provider.get_credentials()
+    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; each becomes a line of the message
+        problems.append(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return None
+    finally:
+        quiet.disabled = was
+    return CredentialClient(provider=provider)
+
+
+def _config(region: str, access_key: Credential | None, read_timeout_ms: int | None = None) -> open_api_models.Config:
+    from alibabacloud_tea_openapi import models as open_api_models
+
     config = open_api_models.Config(region_id=region, user_agent=USER_AGENT,
                                     read_timeout=read_timeout_ms or READ_TIMEOUT_MS, connect_timeout=CONNECT_TIMEOUT_MS)
-    if access_key is not None:
+    if access_key is None:
+        access_key = resolve_access_key(None)
+    if isinstance(access_key, AccessKey):
         config.access_key_id = access_key.access_key_id
         config.access_key_secret = access_key.access_key_secret
         if access_key.security_token:
             config.security_token = access_key.security_token
     else:
-        from alibabacloud_credentials.client import Client as CredentialClient
-
-        config.credential = CredentialClient()
+        config.credential = access_key
     url = sandbox_url()
     if url:
         parts = urlsplit(url)
@@ -117,18 +264,28 @@ def _guarded(client: Any, product: str, region: str) -> Any:
     return callretry.guard(ratelimit.guard(client, product, region), product)
 
 
-def cr_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> CrClient:
-    """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+def cr_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> CrClient:
+    """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`.
+
+    Without ``access_key`` the credentials are resolved now (:func:`resolve_access_key`), as for the
+    ECS and VPC builders below.
+    """
+    from alibabacloud_cr20181201.client import Client as CrClient
+
     return _guarded(CrClient(_config(region, access_key, read_timeout_ms)), "cr", region)
 
 
-def ecs_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> EcsClient:
+def ecs_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> EcsClient:
     """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    from alibabacloud_ecs20140526.client import Client as EcsClient
+
     return _guarded(EcsClient(_config(region, access_key, read_timeout_ms)), "ecs", region)
 
 
-def vpc_client(region: str, access_key: AccessKey | None = None, *, read_timeout_ms: int | None = None) -> VpcClient:
+def vpc_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> VpcClient:
     """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    from alibabacloud_vpc20160428.client import Client as VpcClient
+
     return _guarded(VpcClient(_config(region, access_key, read_timeout_ms)), "vpc", region)
 
 
@@ -171,6 +328,8 @@ def resolve_gitlab_token(token_block: str) -> str:
 
 def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
     """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set)."""
+    import gitlab
+
     return gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S, keep_base_url=True,
                          user_agent=USER_AGENT, retry_transient_errors=callretry.attempts_after_first() > 0)
 

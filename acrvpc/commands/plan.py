@@ -39,11 +39,11 @@ def plan_command(
 ) -> None:
     """Show the writes a run of SPEC would make (none for a converged spec), making none."""
     spec = _load_spec_or_exit(spec_path)
+    clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
     from acrvpc import cloud
     from acrvpc.errors import error_code, explain
     from tasks.plan import plan_run
 
-    clients = clients_or_exit(spec)
     try:
         plan = plan_run(clients, functools.partial(cloud.gitlab_for, spec), spec)
     except Exception as exc:  # noqa: BLE001 - a failed check or read: shown with its code, exit 1

@@ -2,11 +2,11 @@
 
 Runs :func:`tasks.preflight.run_preflight` with clients from :mod:`acrvpc.cloud` (the real cloud, or the
 sandbox named by ``ACRVPC_SANDBOX_URL``); no Prefect flow and no Prefect server. Exit codes: 0 when no
-check fails (warnings and skips allowed), 1 when a check fails, 2 when the spec is invalid or names
-credentials that do not exist. ``--json`` prints exactly ``{"checks": [{"id", "result", "detail", "fix"}]}``
-on stdout (anything else goes to stderr). ``--fix`` applies the one automatic fix,
-:func:`tasks.preflight_fix.fix_gitlab_ingress`, when ``gitlab.sg_ingress`` fails, says what it did, and
-checks again.
+check fails (warnings and skips allowed), 1 when a check fails, 2 when the spec is invalid or no usable
+credentials are found (resolved once, before any API call: one message naming every way to give them).
+``--json`` prints exactly ``{"checks": [{"id", "result", "detail", "fix"}]}`` on stdout (anything else
+goes to stderr). ``--fix`` applies the one automatic fix, :func:`tasks.preflight_fix.fix_gitlab_ingress`,
+when ``gitlab.sg_ingress`` fails, says what it did, and checks again.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def summary_line(outcome, seconds: float) -> str:
 
 
 def clients_or_exit(spec):
-    """The spec's cloud clients; a credentials block that does not exist exits 2."""
+    """The spec's cloud clients; no usable credentials (a missing block, nothing in the chain) exits 2."""
     from acrvpc import cloud
 
     try:
@@ -88,10 +88,10 @@ def preflight_command(
 ) -> None:
     """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing but --fix's rule."""
     spec = _load_spec_or_exit(spec_path)
+    clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
     from acrvpc import cloud
     from tasks.preflight import run_preflight
 
-    clients = clients_or_exit(spec)
     gitlab = functools.partial(cloud.gitlab_for, spec)  # a missing token becomes a failed check
     started = time.monotonic()
     outcome = run_preflight(clients, spec, gitlab=gitlab)

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.commands.preflight import clients_or_exit
 
 HELP = ("Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
         "(ENIs first, waiting out Detaching). Nothing untagged is touched; Container Registry resources "
@@ -29,14 +30,13 @@ def teardown(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Delete the link's ENIs and security groups tagged for SPEC (see :data:`HELP`)."""
-    from acrvpc import cloud
+    the_spec = _load_spec_or_exit(spec)
+    ecs = clients_or_exit(the_spec).ecs  # credentials first: without them nothing else is loaded or asked
     from acrvpc.errors import explain
     from tasks.teardown import KEPT, find_link_resources, teardown_link
 
-    the_spec = _load_spec_or_exit(spec)
     key, value = the_spec.tag
     try:
-        ecs = cloud.cloud_clients(the_spec).ecs
         found = find_link_resources(ecs, the_spec)
     except Exception as exc:  # noqa: BLE001 - shown to the person
         _fail(as_json, explain(exc))

@@ -1,9 +1,14 @@
 """``acrvpc preflight`` against the sandbox (typer's CliRunner, ACRVPC_SANDBOX_URL set by the fixture):
-exit codes, the JSON shape, and ``--fix`` with :func:`tasks.preflight_fix.fix_gitlab_ingress`."""
+exit codes, the JSON shape, and ``--fix`` with :func:`tasks.preflight_fix.fix_gitlab_ingress`; and, as a
+subprocess without any credentials, the one fast error that names how to give them."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,7 @@ from acrvpc.errors import PipelineError
 from acrvpc.spec import parse_spec
 from tasks.preflight import CHECK_IDS
 from tasks.preflight_fix import fix_gitlab_ingress
-from tests.conftest import EXAMPLE_SPEC
+from tests.conftest import EXAMPLE_SPEC, ROOT
 
 GITLAB_SG = "sg-bp1gitlab00000001"
 BLOCK = "100.104.0.0/16"
@@ -234,3 +239,38 @@ class TestFixGitlabIngress:
             fix_gitlab_ingress(cloud.cloud_clients(spec).ecs, spec)
         assert caught.value.code == "FIX_NOT_APPLICABLE"
         assert calls(sandbox) == []
+
+
+def no_credentials_env(home: Path) -> dict[str, str]:
+    """A person's shell with no credentials at all: an empty HOME, no ALIBABA_CLOUD_* variable, no sandbox.
+    The ECS metadata service stays disabled (tests never contact a non-loopback address)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "ACRVPC_", "PREFECT_API_"))}
+    env.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+               COLUMNS="200")
+    return env
+
+
+class TestForgottenCredentials:
+    """No credentials anywhere: exit 2 at once, one message naming every way to give them, no traceback,
+    no API call and no retry (the credential chain is resolved once, before anything else)."""
+
+    @pytest.mark.parametrize("command", [["preflight"], ["plan"], ["run"], ["teardown", "--yes"]])
+    def test_exits_2_within_2_s_naming_every_way_to_give_credentials(self, tmp_path, command):
+        # given
+        env = no_credentials_env(tmp_path)
+        # when
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "acrvpc", *command, str(EXAMPLE_SPEC)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - started
+        # then
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2, output
+        assert "Traceback" not in output
+        message = " ".join(proc.stderr.split())  # rich wraps long lines
+        assert message.startswith("no Alibaba Cloud credentials found"), output
+        for way in ("credentials.alibaba_block", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                    "~/.alibabacloud/credentials", "RAM role"):
+            assert way in message, way
+        assert proc.stdout == ""
+        assert elapsed < 2.0, f"{elapsed:.2f} s"

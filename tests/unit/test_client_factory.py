@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import ast
+import http.server
+import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +48,16 @@ def client_constructions(source: str) -> list[int]:
             if base in module_aliases or base in SDK_CLIENT_MODULES or base == "gitlab":
                 lines.append(node.lineno)
     return lines
+
+
+def no_sandbox_and_empty_home(monkeypatch, home):
+    """The real cloud, an empty HOME and no ALIBABA_CLOUD_* variable (the ECS metadata service stays disabled)."""
+    monkeypatch.delenv("ACRVPC_SANDBOX_URL", raising=False)
+    for name in list(os.environ):
+        if name.startswith("ALIBABA_CLOUD_") and name != "ALIBABA_CLOUD_ECS_METADATA_DISABLED":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(home))
 
 
 class TestOneClientFactory:
@@ -93,11 +108,13 @@ class TestEndpointOverride:
         assert cloud.vpc_client("cn-hangzhou", key)._endpoint == "vpc.aliyuncs.com"
         assert cloud.gitlab_client("http://192.168.1.20", "t").url == "http://192.168.1.20"
 
-    def test_no_credentials_means_the_default_chain(self, monkeypatch):
-        monkeypatch.delenv("ACRVPC_SANDBOX_URL", raising=False)
-        assert cloud.resolve_access_key(None) is None
+    def test_without_a_block_the_environment_variables_are_used(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIfromenv")
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret")
+        assert cloud.resolve_access_key(None) == cloud.AccessKey("LTAIfromenv", "env-secret")
         client = cloud.ecs_client("cn-hangzhou")
-        assert type(client._credential).__module__.startswith("alibabacloud_credentials")
+        assert client._credential.get_credential().access_key_id == "LTAIfromenv"
 
     def test_access_key_repr_hides_the_secret(self):
         assert "s3cr3t" not in repr(cloud.AccessKey("LTAIx", "s3cr3t"))
@@ -108,3 +125,87 @@ class TestEndpointOverride:
         assert cloud.resolve_gitlab_token("gitlab-token") == "glpat-from-env"
         monkeypatch.delenv("ACRVPC_GITLAB_TOKEN")
         assert cloud.resolve_gitlab_token("gitlab-token") == cloud.sandbox_defaults.GITLAB_TOKEN
+
+
+WAYS = ["credentials.alibaba_block", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "~/.alibabacloud/credentials", "RAM role"]
+
+
+class TestDefaultChain:
+    """Without the sandbox or a block, the standard chain is asked once, before any client exists."""
+
+    def test_nothing_anywhere_is_one_error_naming_every_way_to_give_credentials(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        with pytest.raises(cloud.CredentialsError) as caught:
+            cloud.cloud_clients(load_spec(EXAMPLE_SPEC))
+        message = str(caught.value)
+        assert message.startswith("no Alibaba Cloud credentials found")
+        assert all(way in message for way in WAYS), message
+        assert "ALIBABA_CLOUD_ECS_METADATA_DISABLED=true" in message  # why the RAM role was not asked
+
+    def test_the_per_product_builders_resolve_them_too(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        with pytest.raises(cloud.CredentialsError):
+            cloud.cr_client("cn-hangzhou")
+
+    def test_half_an_access_key_pair_is_named(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIhalf")
+        with pytest.raises(cloud.CredentialsError) as caught:
+            cloud.resolve_access_key(None)
+        assert "ALIBABA_CLOUD_ACCESS_KEY_ID is set without ALIBABA_CLOUD_ACCESS_KEY_SECRET" in str(caught.value)
+
+    def test_a_credentials_file_is_used(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        (tmp_path / ".alibabacloud").mkdir()
+        (tmp_path / ".alibabacloud" / "credentials.ini").write_text(
+            "[default]\ntype = access_key\naccess_key_id = LTAIfromfile\naccess_key_secret = file-secret\n")
+        credential = cloud.resolve_access_key(None)
+        assert credential.get_credential().access_key_id == "LTAIfromfile"
+        assert cloud.vpc_client("cn-hangzhou", credential)._credential.get_credential().access_key_id == "LTAIfromfile"
+
+    def test_an_unusable_credentials_file_is_named_in_the_error(self, monkeypatch, tmp_path):
+        no_sandbox_and_empty_home(monkeypatch, tmp_path)
+        broken = tmp_path / "creds.ini"
+        broken.write_text("[someone-else]\ntype = access_key\n")
+        monkeypatch.setenv("ALIBABA_CLOUD_CREDENTIALS_FILE", str(broken))
+        with pytest.raises(cloud.CredentialsError) as caught:
+            cloud.resolve_access_key(None)
+        assert f"could be used ({broken}: " in str(caught.value)
+
+
+class _MetadataStub(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"token")
+
+    def log_message(self, *args):
+        pass
+
+
+class TestMetadataProbe:
+    """The ECS RAM role is legitimate on ECS: the metadata service is probed once, briefly (here on loopback)."""
+
+    def test_a_service_that_answers_is_found(self):
+        server = http.server.HTTPServer(("127.0.0.1", 0), _MetadataStub)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert cloud.metadata_service_answers("127.0.0.1", server.server_port, timeout_s=2)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def test_no_service_is_not_found(self):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        assert not cloud.metadata_service_answers("127.0.0.1", port)
+
+    def test_a_service_that_never_answers_costs_the_timeout_once(self):
+        with socket.socket() as silent:  # accepts connections (backlog) and never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(1)
+            started = time.monotonic()
+            assert not cloud.metadata_service_answers("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
+            assert time.monotonic() - started < 1.0
