@@ -10,9 +10,12 @@ branch and the GitLab/binding branch are independent and run concurrently; build
 both are done, and run concurrently with each other. A failed build does not hide the others:
 the run fails at the end, naming every failed build.
 
-Link and ENI run in a Prefect transaction: when either fails, the rollback deletes what this
-run created (and nothing that existed before it), so a failed run leaves no half-built link;
-``acrvpc teardown`` removes a whole link on purpose.
+Link and ENI run in a Prefect transaction: when either fails for good, the rollback deletes what
+this run created (and nothing that existed before it), so a failed run leaves no half-built link;
+``acrvpc teardown`` removes a whole link on purpose. Prefect rolls a task's enclosing transaction
+back before each retry of the task, so these two tasks have no Prefect retries: they retry their
+transient failures inside the task with the same policy (``tasks.link.retry_stage``), and a
+failure reaches the transaction only when it is final.
 
 In console mode (``link.mode: console``) the link and ENI come from the registry console's
 "Manage Link", and the GitLab account from its "Bind Account": the run pauses for an operator
@@ -71,9 +74,12 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
 
     The gitlab branch is submitted first and runs in worker threads (each binding waits for the
     token check); the link and ENI stages run meanwhile in this thread inside a Prefect
-    transaction. A failure there rolls back what this run created (``tasks.teardown.rollback_link``)
-    and the run fails; on success the transaction commits before any later stage, so a retry of
-    the run finds link and ENI cached.
+    transaction. A final failure there rolls back what this run created
+    (``tasks.teardown.rollback_link``), the two results are not committed, and the run fails; a
+    retry of that run then builds the link again. On success the transaction commits before any
+    later stage, so a retry of the run finds link and ENI cached. Neither task has Prefect retries
+    (a retry of a task would roll this transaction back first): each retries transient failures
+    itself, so the transaction sees only final failures.
     """
     t_branch = time.monotonic()
     stage_started("gitlab")

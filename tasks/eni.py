@@ -26,10 +26,10 @@ from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
 
 from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError
+from acrvpc.errors import PipelineError
 from acrvpc.outcomes import EniOutcome
 from acrvpc.spec import Spec
-from tasks.link import client_token, ecs_call
+from tasks.link import GROUP_GONE_CODE, client_token, ecs_call, link_group_gone_fix, retry_stage
 
 FIRST_POLL_S = 0.5
 MAX_POLL_S = 5.0
@@ -183,7 +183,8 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
 
 def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,
                              sleep: Callable[[float], None] = time.sleep, plan: bool = False,
-                             on_drift: Callable[[str, list[str]], None] | None = None) -> EniOutcome:
+                             on_drift: Callable[[str, list[str]], None] | None = None,
+                             on_create: Callable[[str], None] | None = None) -> EniOutcome:
     """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
 
     Args:
@@ -196,13 +197,15 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
             not wait (an ENI to be created is named :data:`PLANNED_ENI`, with status ``planned``).
         on_drift: told how an ENI that already existed differs from the spec: its security groups
             before they are changed back; a missing attach permission as it is granted again.
+        on_create: told the ENI's id as soon as this call has created it.
 
     Returns:
         EniOutcome with the ENI id, status (``InUse``), private IP and one ``changes`` entry per write.
 
     Raises:
         PipelineError: ``ENI_AMBIGUOUS``, ``ENI_NO_SERVICE_ACCOUNT``, ``ENI_ATTACH_FAILED``,
-            ``ENI_ATTACH_TIMEOUT``, or a fatal ECS code such as ``InvalidVSwitchId.IpNotEnough``.
+            ``ENI_ATTACH_TIMEOUT``, or a fatal ECS code such as ``InvalidVSwitchId.IpNotEnough``;
+            ``InvalidSecurityGroupId.NotFound`` names the link's group (not ``gitlab.security_group_id``).
     """
     account_id = spec.link.build_service_account_id
     if account_id is None:
@@ -210,6 +213,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                             code="ENI_NO_SERVICE_ACCOUNT",
                             fix="set link.build_service_account_id in the spec (or use link.mode: console)")
     changes: list[str] = []
+    group_fix = {GROUP_GONE_CODE: link_group_gone_fix(spec, security_group_id)}
     item = find_network_interface(ecs, spec)
     if item is None and plan:
         changes.append(f"CreateNetworkInterface {PLANNED_ENI} (<private IP from {spec.network.vswitch_id}>)")
@@ -226,8 +230,10 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
             tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)],
             client_token=client_token("eni", spec.name, spec.network.vswitch_id, security_group_id))
         item = ecs_call("CreateNetworkInterface", ecs.create_network_interface, request,
-                        f"vSwitch {spec.network.vswitch_id}")
+                        f"vSwitch {spec.network.vswitch_id}", fixes=group_fix)
         changes.append(f"CreateNetworkInterface {item.network_interface_id} ({item.private_ip_address})")
+        if on_create is not None:
+            on_create(item.network_interface_id)
     eni_id = item.network_interface_id
     groups = _ids(item.security_group_ids, "security_group_id")
     if groups != [security_group_id]:
@@ -238,7 +244,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
             ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
                      ecs_models.ModifyNetworkInterfaceAttributeRequest(
                          region_id=spec.region, network_interface_id=eni_id, security_group_id=[security_group_id]),
-                     f"ENI {eni_id}")
+                     f"ENI {eni_id}", fixes=group_fix)
         changes.append(f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
                        f"(was {', '.join(groups) or 'none'})")
     granted = ensure_permission(ecs, spec, eni_id, account_id, plan=plan)
@@ -257,9 +263,14 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                       resources={"eni": eni_id}, changes=changes)
 
 
-@task(name="eni", **RETRY)
+@task(name="eni", retries=0)
 def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     """Converge the build ENI and wait until the registry has attached it (api mode).
+
+    Transient failures are retried inside the task (:func:`tasks.link.retry_stage`), never by
+    Prefect: the task runs in the flow's link/ENI transaction, which Prefect would roll back (deleting
+    the link's group) before a retry of the task. An ENI created by an attempt that then failed is
+    adopted by the next attempt, and still named in ``changes``.
 
     Args:
         spec: the pipeline spec.
@@ -273,5 +284,15 @@ def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     """
     from tasks.drift import DriftReporter
 
-    return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id,
-                                    on_drift=DriftReporter(spec, "network interface"))
+    created: list[str] = []
+
+    def attempt(number: int) -> EniOutcome:
+        # an ENI an earlier attempt created has not drifted: it is only half set up
+        on_drift = None if created else DriftReporter(spec, "network interface")
+        return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id, on_drift=on_drift,
+                                        on_create=created.append)
+
+    out = retry_stage("eni", attempt)
+    if created and not any(change.startswith("CreateNetworkInterface ") for change in out.changes):
+        out = out.model_copy(update={"changes": [f"CreateNetworkInterface {created[0]}", *out.changes]})
+    return out

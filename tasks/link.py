@@ -29,20 +29,27 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
+from prefect.utilities.math import clamped_poisson_interval
 
 from acrvpc import cloud
-from acrvpc.errors import FIXES, RETRY, PipelineError, error_code, is_retryable
+from acrvpc.errors import FIXES, RETRY, PipelineError, error_code, explain, is_retryable
 from acrvpc.outcomes import LinkOutcome
 from acrvpc.spec import Spec
 
 ALL_IPV4 = "0.0.0.0/0"
 PLANNED_GROUP = "<new security group>"  # plan mode: the id of a group a run would create
+GROUP_GONE_CODE = "InvalidSecurityGroupId.NotFound"
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def desired_egress(spec: Spec) -> list[EgressRule]:
     return list(unique.values())
 
 
-def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: str) -> Any:
+def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: str,
+             fixes: dict[str, str] | None = None) -> Any:
     """Make one ECS call and return its body.
 
     Args:
@@ -135,6 +143,8 @@ def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: st
         call: the client method, e.g. ``ecs.describe_security_groups``.
         request: its request model.
         resource: what the call is about, named in the error message (e.g. ``VPC vpc-...``).
+        fixes: fixes for codes whose meaning depends on the call (they win over
+            :data:`~acrvpc.errors.FIXES`), e.g. a missing group that is the link's own.
 
     Returns:
         The response body model.
@@ -149,12 +159,78 @@ def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: st
         code = error_code(exc)
         if code is None or is_retryable(exc):
             raise
+        own = (fixes or {}).get(code, "")
         if isinstance(exc, PipelineError):  # already explained (e.g. the RAM action a refusal needs)
-            detail, fix = exc.detail, exc.fix or FIXES.get(code, "")
+            detail, fix = exc.detail, own or exc.fix or FIXES.get(code, "")
         else:
             detail = getattr(exc, "message", None) or str(exc)
-            fix = FIXES.get(code) or (f"check {resource} and that the RAM user may call ecs:{action}, then rerun")
+            fix = own or FIXES.get(code) or f"check {resource} and that the RAM user may call ecs:{action}, then rerun"
         raise PipelineError(f"ECS {action} for {resource} failed: {detail}", code=code, fix=fix) from exc
+
+
+def link_group_gone_fix(spec: Spec, group_id: str) -> str:
+    """The fix for ``InvalidSecurityGroupId.NotFound`` about the link's own group (not GitLab's).
+
+    Args:
+        spec: the pipeline spec.
+        group_id: the link's managed security group, as the link stage returned it.
+
+    Returns:
+        What to do: the group was deleted after the link stage made or found it.
+    """
+    key, value = spec.tag
+    return (f"{group_id} is the link's managed security group (tagged {key}={value}), not gitlab.security_group_id: "
+            f"it was deleted after the link stage made or found it. Check that no teardown or person deletes it "
+            f"meanwhile, then start a new run (its link stage creates the group again)")
+
+
+def run_logger() -> Any:
+    """The task run's logger (its lines reach the run's logs), or this module's outside a run."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run (a plain call)
+        return logger
+
+
+def retry_stage(stage: str, attempt: Callable[[int], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a link/ENI stage, retrying its transient failures here, inside the task.
+
+    The link and ENI stages run in the flow's link/ENI transaction, and Prefect rolls back a task's
+    enclosing transaction before each retry of the task (prefect-notes §10): a Prefect retry would
+    run the rollback (delete the group this run created) and go on with a deleted group. So these
+    two tasks have no Prefect retries; this loop applies the same policy as
+    :data:`~acrvpc.errors.RETRY` (its delays, jitter and transient-only filter), and logs each retry
+    into the run's logs. Each attempt re-reads what exists, so repeating one is safe. Calls inside an
+    attempt keep their own in-place retries (:mod:`acrvpc.callretry`).
+
+    Args:
+        stage: the stage's name, for the log.
+        attempt: one attempt of the stage, given its number (1 for the first).
+        sleep: the pause between attempts.
+
+    Returns:
+        The result of the first attempt that succeeds.
+
+    Raises:
+        Exception: a fatal failure at once, or the last transient one when the retries are used up.
+    """
+    delays = list(RETRY["retry_delay_seconds"])
+    jitter = float(RETRY["retry_jitter_factor"])
+    log = run_logger()
+    number = 1
+    while True:
+        try:
+            return attempt(number)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if number > len(delays) or not is_retryable(exc):
+                raise
+            delay = clamped_poisson_interval(delays[number - 1], clamping_factor=jitter)
+            log.warning("stage %s failed transiently (%s); retry %d/%d in %.1f s", stage, explain(exc)[:300],
+                        number, len(delays), delay)
+            sleep(delay)
+            number += 1
 
 
 def _permission_rule(p: Any) -> EgressRule | None:
@@ -195,7 +271,8 @@ def find_security_group(ecs: Any, spec: Spec) -> str | None:
 
 
 def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
-                          on_drift: Callable[[str, list[str]], None] | None = None) -> LinkOutcome:
+                          on_drift: Callable[[str, list[str]], None] | None = None,
+                          on_create: Callable[[str], None] | None = None) -> LinkOutcome:
     """Find or create the link's security group and converge its policy and rules to the spec.
 
     Args:
@@ -204,6 +281,8 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
         plan: read only, and record the writes a run would make in ``changes`` without making them
             (a group to be created is named :data:`PLANNED_GROUP`).
         on_drift: told (before any write) how a group that already existed differs from the spec.
+        on_create: told the id of the group as soon as this call has created it (before its rules,
+            so a caller knows what it made even when a later write fails).
 
     Returns:
         LinkOutcome with the group id and one ``changes`` entry per write (none when converged).
@@ -227,6 +306,8 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
         body = ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
         group_id = body.security_group_id
         changes.append(f"CreateSecurityGroup {group_id}")
+        if on_create is not None:
+            on_create(group_id)
         on_drift = None  # a group created now cannot have drifted
     changes += converge_rules(ecs, spec, group_id, plan=plan, on_drift=on_drift)
     return LinkOutcome(security_group_id=group_id, resources={"security_group": group_id}, changes=changes)
@@ -324,7 +405,7 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
     return changes
 
 
-@task(name="link", **RETRY)
+@task(name="link", retries=0)
 def link(spec: Spec) -> LinkOutcome:
     """Converge the build link's managed security group (api mode).
 
@@ -335,6 +416,12 @@ def link(spec: Spec) -> LinkOutcome:
     reported as drift (a ``drift-<link>`` artifact and an ``acrvpc.drift.detected`` event) before
     it is converged.
 
+    Transient failures are retried inside the task (:func:`retry_stage`), never by Prefect: the
+    task runs in the flow's link/ENI transaction. A group created by an attempt that then failed is
+    this run's all the same: the outcome's ``changes`` name its ``CreateSecurityGroup`` (the flow's
+    rollback deletes it if the ENI stage fails), and when the stage fails for good it deletes that
+    group itself (no ENI can use it yet) before raising.
+
     Returns:
         LinkOutcome: the security group id and the writes made.
 
@@ -343,4 +430,31 @@ def link(spec: Spec) -> LinkOutcome:
     """
     from tasks.drift import DriftReporter
 
-    return ensure_security_group(cloud.cloud_clients(spec).ecs, spec, on_drift=DriftReporter(spec, "security group"))
+    created: list[str] = []
+
+    def attempt(number: int) -> LinkOutcome:
+        # a group an earlier attempt created has not drifted: it is only half converged
+        on_drift = None if created else DriftReporter(spec, "security group")
+        return ensure_security_group(cloud.cloud_clients(spec).ecs, spec, on_drift=on_drift,
+                                     on_create=created.append)
+
+    try:
+        out = retry_stage("link", attempt)
+    except Exception:
+        if created:
+            _undo_created_group(spec, created[0])
+        raise
+    if created and not any(change.startswith("CreateSecurityGroup") for change in out.changes):
+        out = out.model_copy(update={"changes": [f"CreateSecurityGroup {created[0]}", *out.changes]})
+    return out
+
+
+def _undo_created_group(spec: Spec, group_id: str) -> None:
+    """Delete the group this run's link stage created, after the stage failed for good (best effort)."""
+    from tasks.teardown import undo_created_link
+
+    try:
+        undo_created_link(cloud.cloud_clients(spec).ecs, spec, group_id)
+    except Exception as exc:  # noqa: BLE001 - the stage's own failure is the one to report
+        run_logger().warning("could not delete security group %s that the failed link stage created (%s): it stays "
+                       "tagged, so a rerun adopts it and `acrvpc teardown` finds it", group_id, explain(exc)[:300])

@@ -361,14 +361,45 @@ def teardown(spec: Spec) -> StageOutcome:
     return teardown_link(cloud.cloud_clients(spec).ecs, spec)
 
 
+def undo_created_link(ecs: Any, spec: Spec, group_id: str) -> list[str]:
+    """Delete a security group that this run created, and the link's ENIs that use it, ENIs first.
+
+    Every ENI tagged for the link that uses the group was created in this run too (it could not exist
+    before its group), so those ENIs and the group go. ENIs in other groups, and other groups, stay.
+
+    Args:
+        ecs: an ECS 2014-05-26 client.
+        spec: the pipeline spec.
+        group_id: the group the link stage created in this run.
+
+    Returns:
+        One line per write made.
+
+    Raises:
+        PipelineError: ``TEARDOWN_NOT_TAGGED``, ``ENI_DELETE_TIMEOUT``, ``DependencyViolation`` or a fatal ECS error.
+    """
+    changes: list[str] = []
+    for eni_id in find_link_resources(ecs, spec).get("network_interfaces", []):
+        eni = _describe_eni(ecs, spec, eni_id)
+        groups = (eni.security_group_ids.security_group_id or []) if eni is not None and eni.security_group_ids \
+            else []
+        if group_id in groups:
+            changes += delete_network_interface(ecs, spec, eni_id)
+    return changes + delete_security_group(ecs, spec, group_id)
+
+
 def rollback_link(txn: Any) -> None:
     """``on_rollback`` hook of the link task: undo what THIS run created, ENIs first.
 
-    The flow records ``created_security_group`` (and ``spec``) on the link/ENI transaction when
-    the link stage created the group in this run. Then every ENI tagged for the link that uses the
-    group was created in this run too (it could not exist before its group), so those ENIs and
-    the group are deleted. A group that existed before the run is left alone; an ENI this run
-    created in a pre-existing group stays tagged, so a rerun adopts it and teardown finds it.
+    Prefect runs it when the flow's link/ENI transaction fails: the ENI stage failed for good (the
+    link and ENI tasks retry transient failures inside the task, never through Prefect, whose task
+    retries would roll the transaction back before each retry). The flow records
+    ``created_security_group`` (and ``spec``) on the transaction when the link stage created the
+    group in this run (in any of its attempts); then that group and the link's ENIs in it are deleted
+    (:func:`undo_created_link`). A group that existed before the run is left alone; an ENI this run
+    created in a pre-existing group stays tagged, so a rerun adopts it and teardown finds it. The
+    transaction's task results are not committed either, so a rerun of the same flow run (Retry in
+    the UI) runs link and ENI again instead of taking the deleted group from the cache.
 
     Args:
         txn: the Prefect transaction passed to rollback hooks.
@@ -379,12 +410,4 @@ def rollback_link(txn: Any) -> None:
     spec = txn.get("spec", None)
     if not group_id or spec is None:
         return
-    ecs = cloud.cloud_clients(spec).ecs
-    found = find_link_resources(ecs, spec)
-    for eni_id in found.get("network_interfaces", []):
-        eni = _describe_eni(ecs, spec, eni_id)
-        groups = (eni.security_group_ids.security_group_id or []) if eni is not None and eni.security_group_ids \
-            else []
-        if group_id in groups:
-            delete_network_interface(ecs, spec, eni_id)
-    delete_security_group(ecs, spec, group_id)
+    undo_created_link(cloud.cloud_clients(spec).ecs, spec, group_id)
