@@ -146,3 +146,119 @@ class TestLimiter:
         after = ratelimit.limiter("ecs", "cn-hangzhou")
         # then
         assert after is not before and after.qps == 5.0
+
+
+class TestSharedLimitNames:
+    def test_one_limit_per_product_and_region(self, monkeypatch):
+        monkeypatch.delenv(ratelimit.PREFIX_ENV, raising=False)
+        assert ratelimit.limit_name("ECS", "cn-hangzhou") == "acrvpc-qps-ecs-cn-hangzhou"
+        assert ratelimit.limit_name("cr", "cn-shanghai") == "acrvpc-qps-cr-cn-shanghai"
+
+    def test_a_prefix_per_account(self, monkeypatch):
+        monkeypatch.setenv(ratelimit.PREFIX_ENV, "acct-prod")
+        assert ratelimit.limit_name("vpc", "cn-hangzhou") == "acct-prod-qps-vpc-cn-hangzhou"
+
+    @pytest.mark.parametrize("value", ["a/b", "-x", "two words", "x%y"])
+    def test_a_bad_prefix_names_the_variable(self, monkeypatch, value):
+        monkeypatch.setenv(ratelimit.PREFIX_ENV, value)
+        with pytest.raises(ValueError, match="ACRVPC_QPS_LIMIT_PREFIX"):
+            ratelimit.limit_name("ecs", "cn-hangzhou")
+
+
+class TestLeaseArithmetic:
+    @pytest.mark.parametrize("waiting, lease, burst, size", [
+        (1, 5, 10, 1),    # one caller: one call's slots, nothing taken for later
+        (3, 5, 10, 3),    # every waiting call in one round trip
+        (12, 5, 10, 5),   # at most the lease
+        (12, 50, 10, 10),  # never more than the limit holds (the server answers 422)
+        (0, 5, 10, 1),
+        (4, 5, 1.5, 1),
+    ])
+    def test_lease_size(self, waiting, lease, burst, size):
+        assert ratelimit.lease_size(waiting, lease, burst) == size
+
+    def test_limit_settings_scale_calls_to_slots(self):
+        # limit = burst calls, decay = qps calls per second, both in slots
+        assert ratelimit.limit_settings(20, 10) == (10 * ratelimit.SLOTS_PER_CALL, 20.0 * ratelimit.SLOTS_PER_CALL)
+        assert ratelimit.limit_settings(20, None) == (10 * ratelimit.SLOTS_PER_CALL, 200.0)  # half a second's worth
+        assert ratelimit.limit_settings(1, None) == (ratelimit.SLOTS_PER_CALL, 10.0)  # at least one call
+        with pytest.raises(ValueError, match="qps"):
+            ratelimit.limit_settings(0, None)
+
+    def test_lease_from_the_environment(self, monkeypatch):
+        monkeypatch.delenv(ratelimit.LEASE_ENV, raising=False)
+        assert ratelimit.lease_limit() == ratelimit.DEFAULT_LEASE
+        monkeypatch.setenv(ratelimit.LEASE_ENV, "1")
+        assert ratelimit.lease_limit() == 1
+
+    @pytest.mark.parametrize("value", ["0", "-2", "2.5", "many"])
+    def test_a_bad_lease_names_the_variable(self, monkeypatch, value):
+        monkeypatch.setenv(ratelimit.LEASE_ENV, value)
+        with pytest.raises(ValueError, match="ACRVPC_QPS_LEASE"):
+            ratelimit.lease_limit()
+
+
+class SlowServer:
+    """Stands in for the server's grant: records each acquisition's slots, takes ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.05, fail: int = 0) -> None:
+        self.delay = delay
+        self.fail = fail
+        self.grants: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str, slots: int) -> None:
+        time.sleep(self.delay)
+        with self.lock:
+            if self.fail:
+                self.fail -= 1
+                raise RuntimeError("server unreachable")
+            self.grants.append(slots)
+
+
+class TestSharedLimiterLease:
+    def test_one_caller_takes_one_call_per_round_trip(self):
+        server = SlowServer(delay=0)
+        limiter = ratelimit.SharedLimiter("n", burst=10, lease=5, acquire=server)
+        for _ in range(3):
+            limiter.acquire()
+        assert server.grants == [ratelimit.SLOTS_PER_CALL] * 3
+        assert (limiter.acquisitions, limiter.calls) == (3, 3)
+
+    def test_waiting_threads_share_acquisitions_and_no_slot_is_wasted(self):
+        # given: 12 threads wanting a token at once, a server taking 50 ms per grant
+        server = SlowServer(delay=0.05)
+        limiter = ratelimit.SharedLimiter("n", burst=10, lease=5, acquire=server)
+        threads = [threading.Thread(target=limiter.acquire) for _ in range(12)]
+        # when
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # then: every slot granted served a call, no acquisition larger than the lease, fewer round trips than calls
+        assert sum(server.grants) == 12 * ratelimit.SLOTS_PER_CALL
+        assert max(server.grants) <= 5 * ratelimit.SLOTS_PER_CALL
+        assert len(server.grants) < 12
+        assert limiter.calls == 12
+
+    def test_a_failed_acquisition_raises_and_the_next_caller_asks_again(self):
+        server = SlowServer(delay=0, fail=1)
+        limiter = ratelimit.SharedLimiter("n", burst=10, lease=5, acquire=server)
+        with pytest.raises(RuntimeError, match="unreachable"):
+            limiter.acquire()
+        limiter.acquire()
+        assert server.grants == [ratelimit.SLOTS_PER_CALL]
+
+
+class TestFallback:
+    def test_without_a_prefect_api_url_the_bucket_is_used_and_said_once(self, monkeypatch, caplog):
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        monkeypatch.setenv("ACRVPC_QPS_ECS", "1000")
+        with temporary_settings({PREFECT_API_URL: None}), caplog.at_level("INFO", logger="acrvpc.ratelimit"):
+            assert ratelimit.shared_limiter("ecs", "cn-hangzhou") is None
+            for _ in range(3):
+                ratelimit.take("ecs", "cn-hangzhou")
+        said = [r for r in caplog.records if "no Prefect API URL" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "INFO"
+        assert ratelimit.limiter("ecs", "cn-hangzhou") is not None
