@@ -35,7 +35,10 @@ FIXES: dict[str, str] = {
     "InvalidVpcID.NotFound": "check network.vpc_id and region in the spec",
     "InvalidVswitchID.NotFound": "check network.vswitch_id and region in the spec",
     "InvalidVSwitchId.NotFound": "check network.vswitch_id and region in the spec",
-    "InvalidSecurityGroupId.NotFound": "check gitlab.security_group_id, or let the pipeline find it",
+    # Preflight reads the GitLab ECS's group; the link/ENI stages pass their own fix for the link's group.
+    "InvalidSecurityGroupId.NotFound": "check that the group named in the error exists in the spec's region; "
+                                       "for the GitLab ECS's group, correct gitlab.security_group_id or remove it "
+                                       "and let preflight find it",
     "InvalidVbrId.NotFound": "check network.vbr_id in the spec",
     "InvalidAction.NotFound": "the API action is not available at this endpoint (sandbox: not emulated)",
 }

@@ -147,6 +147,16 @@ class TestEnsureNetworkInterface:
             ensure_network_interface(ecs, spec, group, sleep=advance)
         assert exc.value.code == "InvalidVSwitchId.IpNotEnough" and BUILD_VSW in str(exc.value)
 
+    def test_a_deleted_link_group_is_named_as_the_links_not_gitlabs(self, sandbox, ecs, spec, group, advance):
+        # Given the link's group deleted after the link stage returned it (e.g. by a teardown meanwhile)
+        ecs.delete_security_group(m.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=group))
+        with pytest.raises(PipelineError) as exc:
+            ensure_network_interface(ecs, spec, group, sleep=advance)
+        # then the fix is about the link's managed group, not the GitLab ECS's group in the spec
+        assert exc.value.code == "InvalidSecurityGroupId.NotFound"
+        assert f"{group} is the link's managed security group (tagged {TAG_KEY}={spec.name})" in exc.value.fix
+        assert "not gitlab.security_group_id" in exc.value.fix and "start a new run" in exc.value.fix
+
     def test_waits_in_real_time_under_a_fast_sandbox_clock(self, sandbox, ecs, spec, group):
         requests.post(f"{sandbox.url}/_sandbox/settings", json={"time_scale": 1000}, timeout=5)
         assert ensure_network_interface(ecs, spec, group).status == "InUse"
