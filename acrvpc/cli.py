@@ -16,6 +16,11 @@ from typing import Any, Optional
 # Prefect's embedded server (no PREFECT_API_URL) gets 20 s to start by default; a busy or small
 # machine needs longer on its first run, when the database is created. Set before Prefect loads.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# The embedded server's telemetry service is off unless the person turned it on: offline it logs an ERROR
+# on every run, and its first write (read-then-insert of the TELEMETRY_SESSION row in one deferred SQLite
+# transaction) races the run's own writes and dies with a "database is locked" traceback. It is the server's
+# only service that writes to SQLite and that the CLI does not need. The server subprocess inherits this.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -36,6 +41,18 @@ def _load_spec_or_exit(path: Path):
     try:
         return load_spec(path)
     except SpecError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def credentials_or_exit(spec) -> None:
+    """Resolve the spec's Alibaba Cloud credentials once, before any API call; none usable exits 2 with the
+    one message naming every way to give them (:func:`acrvpc.cloud.default_chain`)."""
+    from . import cloud
+
+    try:
+        cloud.resolve_access_key(spec.credentials.alibaba_block)
+    except cloud.CredentialsError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
 
@@ -211,10 +228,11 @@ def run(
     """Run the pipeline for SPEC (the real cloud, or the sandbox named by ACRVPC_SANDBOX_URL).
 
     Shows the stages and builds live, streams the build logs, and ends with the summary tables.
-    Exit code 0 when everything converged and every build succeeded, 1 otherwise, 2 for a bad spec.
+    Exit code 0 when everything converged and every build succeeded, 1 otherwise, 2 for a bad spec or no
+    usable credentials (checked before anything starts).
     """
     output = Output(quiet, as_json)
-    _load_spec_or_exit(spec)
+    credentials_or_exit(_load_spec_or_exit(spec))
     ok, summary, message, run_id = _run_flow(spec, not no_builds, output)
     _report(ok, summary, message, run_id, output)
     if output.live:

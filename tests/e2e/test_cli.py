@@ -1,10 +1,13 @@
-"""The README's main command and the standalone sandbox, run as a newcomer would run them."""
+"""The README's main command and the standalone sandbox, run as a newcomer would run them (a successful
+demo prints no traceback and no ERROR line)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -25,10 +28,16 @@ def clean_env(prefect_home) -> dict[str, str]:
     return env
 
 
+def newcomer_env(prefect_home) -> dict[str, str]:
+    """``make demo`` in a fresh shell: nothing Prefect-specific set but PREFECT_HOME (the CLI sets the rest)."""
+    env = {k: v for k, v in clean_env(prefect_home).items() if not k.startswith("PREFECT_SERVER_")}
+    return env
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    proc = subprocess.run([sys.executable, "-m", "acrvpc", "demo"], cwd=ROOT, env=clean_env(home),
+    proc = subprocess.run([sys.executable, "-m", "acrvpc", "demo"], cwd=ROOT, env=newcomer_env(home),
                           capture_output=True, text=True, timeout=300)
     return proc, home
 
@@ -42,6 +51,19 @@ class TestDemo:
         assert proc.stdout.count("SUCCESS") >= 2
         assert "apps/billing-api:latest" in proc.stdout and "apps/web-frontend:latest" in proc.stdout
         assert "prefect server start" in proc.stdout  # how to see the run in the UI
+
+    def test_a_successful_demo_prints_no_traceback_and_no_error_line(self, demo_run):
+        proc, home = demo_run
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        output = proc.stdout + proc.stderr
+        assert "Traceback" not in output, output[:5000]
+        errors = [line for line in output.splitlines() if " ERROR " in line or "| ERROR" in line]
+        assert errors == []
+        # the embedded server's telemetry (offline: an ERROR per run; its first write: "database is locked")
+        # never ran: it leaves no session row behind
+        with contextlib.closing(sqlite3.connect(home / "prefect.db")) as db:
+            rows = db.execute("SELECT key FROM configuration WHERE key = 'TELEMETRY_SESSION'").fetchall()
+        assert rows == []
 
     def test_flow_run_is_recorded_as_completed_with_a_task_run_per_stage(self, demo_run):
         proc, home = demo_run
