@@ -38,11 +38,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
 from bench import common  # noqa: E402 - first, before Prefect is imported
+from bench.common import harness  # noqa: E402
 
 if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
     common.setup()
 
 TARGET_EFFICIENCY = 0.8
+REGION = "cn-hangzhou"  # examples/sandbox.yaml's, which every fleet spec copies
+POOL = "acr-vpc-build"
+DEPLOYMENT = "vpc-build/nightly"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}
 
 
@@ -64,6 +69,108 @@ def _timeline(answered: list[dict], throttled: list[dict], step: float = 5.0) ->
     return rows
 
 
+def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], ends: list[float]):
+    """Every run as a thread of this process (the runs share this process's rate limiter)."""
+    from flows.vpc_build import vpc_build
+
+    n = len(specs)
+    gate = threading.Barrier(n + 1)
+
+    def one(path: Path) -> None:
+        gate.wait()
+        try:
+            vpc_build(str(path))
+        except BaseException as exc:  # noqa: BLE001 - counted and shown
+            errors[path.stem] = f"{type(exc).__name__}: {exc}"[:300]
+            traceback.print_exc(limit=2)
+        finally:
+            ends.append(time.perf_counter())
+
+    # Each thread runs in a copy of this context: it carries the Prefect settings (the server's API URL).
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, p), name=p.stem, daemon=True)
+               for p in specs]
+    for t in threads:
+        t.start()
+    server_cpu0, self_cpu0 = common.session_cpu_seconds(server.proc.pid), common.self_cpu_seconds()
+    gate.wait()
+    t0, world_t0 = time.perf_counter(), world.clock.now()
+    for t in threads:
+        t.join()
+    wall = max(ends) - t0
+    cpu = {"fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
+           "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1)}
+    return t0, world_t0, wall, cpu
+
+
+def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: dict[str, str], ends: list[float]):
+    """Every run as a deployment run (``vpc-build/nightly``) on ``args.workers`` process workers.
+
+    The production topology: each flow run is a new Python process started by a worker, and the
+    runs share the API quota through the Prefect rate limits (created first, as a deployer would).
+    """
+    import httpx
+
+    from acrvpc import ratelimit
+
+    env = {f"ACRVPC_QPS_{p.upper()}": os.environ[f"ACRVPC_QPS_{p.upper()}"] for p in common.ALIBABA_PRODUCTS}
+    made = ratelimit.ensure_limits(common.ALIBABA_PRODUCTS, REGION)
+    common.say("shared limits: " + ", ".join(f"{k} ({v['slot_decay_per_second'] / ratelimit.SLOTS_PER_CALL:g}/s, "
+                                             f"{v['limit'] / ratelimit.SLOTS_PER_CALL:g} at once)" for k, v in made.items()))
+    workers = [server.spawn(*harness.PREFECT, "worker", "start", "--pool", POOL, "--name", f"fleet-{i}",
+                            log=server.home / f"worker-{i}.log", ACRVPC_SANDBOX_URL=sandbox_url,
+                            PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
+                            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO", **env)
+               for i in range(args.workers)]
+    api = server.api_url
+    dep = httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", timeout=30).json()["id"]
+    # the workers are up when they have polled the pool
+    deadline = time.monotonic() + 180
+    while len(httpx.post(f"{api}/work_pools/{POOL}/workers/filter", json={}, timeout=30).json()) < args.workers:
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError(f"the workers did not start: {(server.home / 'worker-0.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    cpu0 = {"server": common.session_cpu_seconds(server.proc.pid),
+            "workers": sum(common.session_cpu_seconds(w.pid) for w in workers), "self": common.self_cpu_seconds()}
+    t0, t0_epoch = time.perf_counter(), time.time()
+    run_ids = {}
+    with httpx.Client(base_url=api, timeout=60) as client:
+        for path in specs:
+            r = client.post(f"/deployments/{dep}/create_flow_run",
+                            json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem})
+            r.raise_for_status()
+            run_ids[r.json()["id"]] = path.stem
+        deadline = time.monotonic() + args.timeout
+        while True:
+            runs = client.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(run_ids)}},
+                                                         "limit": len(run_ids)}).json()
+            if all(r["state"]["type"] in TERMINAL for r in runs):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    starts, pickups = [], []
+    for run in runs:
+        times = common.state_times(api, run["id"])
+        name = run_ids[run["id"]]
+        if run["state"]["type"] != "COMPLETED":
+            errors[name] = f"{run['state']['type']} {run['state']['name']}: {run['state'].get('message') or ''}"[:300]
+        end = max(v for k, v in times.items() if k in TERMINAL) if run["state"]["type"] in TERMINAL else time.time()
+        ends.append(t0 + end - t0_epoch)
+        if "RUNNING" in times:
+            starts.append(times["RUNNING"] - t0_epoch)
+        if "PENDING" in times:
+            pickups.append(times["PENDING"] - t0_epoch)
+    wall = max(ends) - t0
+    cpu = {"fleet_process": round(common.self_cpu_seconds() - cpu0["self"], 1),
+           "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
+           "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1)}
+    start_s = {kind: {"first": round(min(v), 1), "median": round(common.median(v), 1), "last": round(max(v), 1)}
+               for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts)) if v}
+    for w in workers:
+        harness.stop_group(w)
+    return t0, wall, cpu, start_s
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 specs instead of 50")
@@ -72,6 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="latency added to every call")
     parser.add_argument("--client-qps", type=float, default=None,
                         help="client-side rate limit per product (ACRVPC_QPS_*; default: the quota)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run the fleet as deployment runs on N process workers sharing the quota through "
+                             "Prefect rate limits (0, the default: one thread per run in this process)")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
     args = parser.parse_args(argv)
     n = args.specs or (10 if args.quick else 50)
     client_qps = args.qps if args.client_qps is None else args.client_qps
@@ -85,11 +196,10 @@ def main(argv: list[str] | None = None) -> dict:
     figures: dict = {"benchmark": "fleet", "specs": n, "qps_per_product": args.qps, "client_qps": client_qps,
                      "latency_ms": args.latency_ms, "machine": common.machine()}
     t_setup = time.perf_counter()
-    with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server() as server:
+    figures["workers"] = args.workers
+    with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server(deploy=bool(args.workers)) as server:
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         figures["prefect_database"] = server.database
-        from flows.vpc_build import vpc_build
-
         world = sandbox.world
         world.faults.latency_ms = args.latency_ms
         for product in common.ALIBABA_PRODUCTS:
@@ -98,31 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
                    f"(quota {args.qps:g}/s per product, {args.latency_ms:g} ms per call)")
         errors: dict[str, str] = {}
         ends: list[float] = []
-        gate = threading.Barrier(n + 1)
-
-        def one(path: Path) -> None:
-            gate.wait()
-            try:
-                vpc_build(str(path))
-            except BaseException as exc:  # noqa: BLE001 - counted and shown
-                errors[path.stem] = f"{type(exc).__name__}: {exc}"[:300]
-                traceback.print_exc(limit=2)
-            finally:
-                ends.append(time.perf_counter())
-
-        # Each thread runs in a copy of this context: it carries the Prefect settings (the server's API URL).
-        threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, p), name=p.stem, daemon=True)
-                   for p in specs]
-        for t in threads:
-            t.start()
-        server_cpu0, self_cpu0 = common.session_cpu_seconds(server.proc.pid), common.self_cpu_seconds()
-        gate.wait()
-        t0, world_t0 = time.perf_counter(), world.clock.now()
-        for t in threads:
-            t.join()
-        wall = max(ends) - t0
-        cpu = {"fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
-               "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1)}
+        if args.workers:
+            t0, wall, cpu, figures["run_start_s"] = _run_on_workers(server, sandbox.url, specs, args, errors, ends)
+            world_t0 = world.clock.now() - (time.perf_counter() - t0)
+        else:
+            t0, world_t0, wall, cpu = _run_in_threads(server, world, specs, errors, ends)
         calls = world.calls.list()
     throttled = [c for c in calls if c["code"] in THROTTLING]
     answered = [c for c in calls if c["code"] not in THROTTLING]
@@ -148,14 +238,18 @@ def main(argv: list[str] | None = None) -> dict:
                    target_efficiency=TARGET_EFFICIENCY,
                    target_met=eff >= TARGET_EFFICIENCY and not errors, errors=errors)
     common.say("")
-    common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, "
-               f"one process, a thread per flow run")
+    topology = (f"deployment runs on {args.workers} process workers (a process per run), quota shared through "
+                f"Prefect rate limits" if args.workers else "one process, a thread per flow run")
+    common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, {topology}")
+    if args.workers:
+        common.say(f"seconds after the runs were created: {figures['run_start_s']}")
     common.say(common.table(rows))
     common.say("calls answered per 5 s of the run (throttled in brackets):")
     common.say(common.table(timeline))
     common.say(f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
                f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
-               f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']} "
+               f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
+               f"workers {cpu.get('workers_and_runs', '-')} "
                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     common.say(f"API phase: bound / (last call - first call) = {bound / max(last_call - first_call, 1e-9):.3f}; "
                f"before the first call {first_call:.1f} s, after the last {wall - last_call:.1f} s")
