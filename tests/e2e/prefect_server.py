@@ -70,6 +70,8 @@ class PostgresCluster:
     port: int = 0
     data: Path | None = None
     user: str | None = None  # the OS user running the cluster: postgres when we are root
+    host: str = "127.0.0.1"  # listen address (loopback of the host it runs in)
+    launcher: tuple[str, ...] = ()  # prefix of pg_ctl start, e.g. ("ip", "netns", "exec", NS): a host of its own
 
     @property
     def version(self) -> str:
@@ -77,12 +79,19 @@ class PostgresCluster:
 
     @property
     def url(self) -> str:
-        return f"postgresql+asyncpg://prefect:prefect@127.0.0.1:{self.port}/prefect"
+        return f"postgresql+asyncpg://prefect:prefect@{self.host}:{self.port}/prefect"
 
-    def _run(self, *args: str, timeout: float = 120) -> None:
-        proc = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
-                              timeout=timeout, cwd=tempfile.gettempdir(), user=self.user, group=self.user,
-                              extra_groups=[] if self.user else None)
+    def _run(self, *args: str, timeout: float = 120, launch: bool = False) -> None:
+        argv = [str(self.bindir / args[0]), *args[1:]]
+        user = self.user
+        if launch and self.launcher:  # the launcher (ip netns exec) needs root: drop to the user after it
+            setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin") or "setpriv"  # util-linux
+            argv = [*self.launcher, *([setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+                                      if user else []), *argv]
+            user = None
+        proc = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=timeout, cwd=tempfile.gettempdir(), user=user, group=user,
+                              extra_groups=[] if user else None)
         if proc.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
 
@@ -96,7 +105,7 @@ class PostgresCluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off", "start")
+                  f"-p {self.port} -c listen_addresses={self.host} -k {self.data} -c fsync=off", "start", launch=True)
         self._run("psql", "-h", str(self.data), "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
                   "-c", "CREATE ROLE prefect LOGIN PASSWORD 'prefect'", "-c", "CREATE DATABASE prefect OWNER prefect")
         return self
@@ -121,10 +130,12 @@ class PrefectServer:
     children: list[subprocess.Popen] = field(default_factory=list)
     server_env: dict[str, str] = field(default_factory=dict)  # extra settings of the server process
     auth_string: str | None = None  # user:password; the server then refuses clients without it (401)
+    host: str = "127.0.0.1"  # listen address
+    launcher: tuple[str, ...] = ()  # prefix of the server command, e.g. ("ip", "netns", "exec", NS)
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"http://{self.host}:{self.port}/api"
 
     @property
     def auth(self) -> tuple[str, str] | None:
@@ -144,12 +155,13 @@ class PrefectServer:
 
     def start(self, timeout: float = 120) -> "PrefectServer":
         env = base_env(self.home)
-        env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(self.port), **self.server_env)
+        env.update(PREFECT_SERVER_API_HOST=self.host, PREFECT_SERVER_API_PORT=str(self.port), **self.server_env)
         if self.auth_string is not None:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
-        self.proc = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen([*self.launcher, *PREFECT, "server", "start", "--host", self.host,
+                                      "--port", str(self.port)],
                                      env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
