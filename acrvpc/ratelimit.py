@@ -73,6 +73,7 @@ DEFAULT_PREFIX = "acrvpc"
 DEFAULT_LEASE = 5  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
 SLOTS_PER_CALL = 10  # slots of the shared limit per call: the server's floor() then loses 1/10 call per request
 RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long
+SERVER_RETRY_DELAYS = (1.0, 2.0, 4.0)  # a busy Prefect server's 5xx or timeout is asked again before falling back
 PRODUCTS = ("cr", "ecs", "vpc")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -332,7 +333,7 @@ class SharedLimiter:
 def _rate_limit(name: str, slots: int) -> None:
     from prefect.concurrency.sync import rate_limit
 
-    rate_limit(name, occupy=slots, strict=True)
+    _patiently(lambda: rate_limit(name, occupy=slots, strict=True))
 
 
 _shared: dict[tuple[str, str, str], tuple[SharedLimiter | None, float]] = {}
@@ -348,16 +349,34 @@ def _say_once(level: int, key: str, message: str, *args: Any) -> None:
     logger.log(level, message, *args)
 
 
+def _patiently(what: Callable[[], Any], delays: tuple[float, ...] = SERVER_RETRY_DELAYS) -> Any:
+    """``what()``, asked again after each of ``delays`` when it fails (a loaded Prefect server answers
+    500 when its database pool is exhausted; falling back to a per-process bucket at the full quota
+    then would let this process spend the quota on top of the others)."""
+    for delay in (*delays, None):
+        try:
+            return what()
+        except Exception as exc:  # noqa: BLE001 - re-raised after the last attempt
+            if delay is None:
+                raise
+            logger.debug("the Prefect server failed (%s: %s); asking again in %.0f s", type(exc).__name__,
+                         str(exc)[:200], delay)
+            time.sleep(delay)
+
+
 def _look_up(name: str) -> Any | None:
     """The limit named ``name`` on the server, or None when there is none (errors propagate)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            return None
+    def read() -> Any | None:
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                return None
+
+    return _patiently(read)
 
 
 def shared_limiter(product: str, region: str) -> SharedLimiter | None:
@@ -384,8 +403,8 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         found = _look_up(name)
     except Exception as exc:  # noqa: BLE001 - the bucket still keeps this process under quota
         _say_once(logging.WARNING, f"error {name}", "cannot read the shared rate limit %r from the Prefect server "
-                  "(%s): %s calls in this process are rate limited per process only", name,
-                  type(exc).__name__, product)
+                  "(%s: %s): %s calls in this process are rate limited per process only for %.0f s", name,
+                  type(exc).__name__, str(exc)[:200], product, RECHECK_SECONDS)
         found = None
     else:
         if found is None:

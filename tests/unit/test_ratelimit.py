@@ -262,3 +262,27 @@ class TestFallback:
         said = [r for r in caplog.records if "no Prefect API URL" in r.getMessage()]
         assert len(said) == 1 and said[0].levelname == "INFO"
         assert ratelimit.limiter("ecs", "cn-hangzhou") is not None
+
+
+class TestServerHiccups:
+    def test_a_failing_server_is_asked_again_before_falling_back(self):
+        answers = iter([RuntimeError("500 QueuePool limit reached"), RuntimeError("500 again"), "limit"])
+
+        def ask():
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        assert ratelimit._patiently(ask, delays=(0, 0, 0)) == "limit"
+
+    def test_after_the_last_attempt_the_error_is_raised(self):
+        calls = []
+
+        def ask():
+            calls.append(1)
+            raise RuntimeError("down")
+
+        with pytest.raises(RuntimeError, match="down"):
+            ratelimit._patiently(ask, delays=(0, 0))
+        assert len(calls) == 3
