@@ -10,7 +10,11 @@ then, at the end, the same summary tables as ``--json``'s data (:mod:`acrvpc.rep
 run failed (the build outcomes come from the notices, not from the flow's return value).
 
 While it runs, Prefect's own console log lines are held back to WARNING (they still reach the
-Prefect API and the UI) so that the display is not torn by them. ``quiet`` renders nothing.
+Prefect API and the UI) so that the display is not torn by them, and the engine's reports of a task or
+flow run that failed with an error the pipeline explains (a :class:`~acrvpc.errors.PipelineError` or a
+:class:`~acrvpc.cloud.CredentialsError`: the state message, the traceback) are left to the run's logs:
+the command prints that error itself, once. A failure nobody explains (a bug) keeps its traceback.
+``quiet`` renders nothing.
 """
 
 from __future__ import annotations
@@ -114,22 +118,45 @@ class LiveView:
         return {"spec": spec_name, "flow_run_id": flow_run_id, "stages": self.rows, "builds": self.builds_seen()}
 
 
+_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def _not_an_explained_failure(record: logging.LogRecord) -> bool:
+    """A console filter: drop the engine's ERROR reports of runs that failed with an explained error.
+
+    The task engine logs ``Finished in state Failed(...)`` (no exception attached), the flow engine
+    ``Encountered exception during execution`` with the traceback; the command reports the run's error
+    once at the end, and both records still reach the run's logs through the API handler.
+    """
+    if record.levelno < logging.ERROR or not record.name.startswith(_RUN_LOGGERS):
+        return True
+    if record.exc_info is None or record.exc_info[1] is None:
+        return False  # a failed run's final state: the command says why
+    from acrvpc.cloud import CredentialsError
+    from acrvpc.errors import PipelineError
+
+    return not isinstance(record.exc_info[1], (PipelineError, CredentialsError))
+
+
 @contextlib.contextmanager
 def _prefect_console_quiet() -> Iterator[None]:
-    """Hold Prefect's console log handlers at WARNING (the API handler is untouched)."""
+    """Hold Prefect's console log handlers at WARNING, without the explained failures (the API handler is
+    untouched)."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     changed: list[tuple[logging.Handler, int]] = []
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+    for name in ("prefect", *_RUN_LOGGERS, ""):
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler) and handler.level < logging.WARNING:
+            if isinstance(handler, PrefectConsoleHandler) and all(handler is not h for h, _ in changed):
                 changed.append((handler, handler.level))
-                handler.setLevel(logging.WARNING)
+                handler.setLevel(max(handler.level, logging.WARNING))
+                handler.addFilter(_not_an_explained_failure)
     try:
         yield
     finally:
         for handler, level in changed:
             handler.setLevel(level)
+            handler.removeFilter(_not_an_explained_failure)
 
 
 @contextlib.contextmanager

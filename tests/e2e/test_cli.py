@@ -57,8 +57,7 @@ class TestDemo:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         output = proc.stdout + proc.stderr
         assert "Traceback" not in output, output[:5000]
-        errors = [line for line in output.splitlines() if " ERROR " in line or "| ERROR" in line]
-        assert errors == []
+        assert error_lines(output) == []
         # the embedded server's telemetry (offline: an ERROR per run; its first write: "database is locked")
         # never ran: it leaves no session row behind
         with contextlib.closing(sqlite3.connect(home / "prefect.db")) as db:
@@ -112,7 +111,28 @@ class TestSandboxCommand:
         assert proc.returncode == 2 and "--scenario" in proc.stderr
 
 
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " ERROR " in line or "| ERROR" in line]
+
+
 class TestRunCommand:
+    def test_a_failed_run_prints_its_error_once_without_a_traceback(self, sandbox, tmp_path):
+        # given a spec naming an instance the sandbox does not have (preflight fails, nothing is retried)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text((ROOT / "examples" / "sandbox.yaml").read_text().replace("cri-sandbox0demo0001",
+                                                                                 "cri-doesnotexist0001"))
+        env = {**newcomer_env(tmp_path / "prefect"), "ACRVPC_SANDBOX_URL": sandbox.url}
+        # when
+        proc = subprocess.run([sys.executable, "-m", "acrvpc", "run", str(bad)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        # then the command says it once, with the code and the fix; the engine's reports stay in the run's logs
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1, output[-3000:]
+        assert "Traceback" not in output, output[:5000]
+        assert error_lines(output) == []
+        assert proc.stderr.count("failed: [PREFLIGHT_FAILED]") == 1
+        assert "INSTANCE_NOT_EXIST" in proc.stderr and "check instance_id" in " ".join(proc.stderr.split())
+
     def test_invalid_spec_exits_2_and_names_the_field(self, tmp_path):
         bad = tmp_path / "bad.yaml"
         bad.write_text((ROOT / "examples" / "sandbox.yaml").read_text().replace("vpc-bp1sandbox00000001", "oops"))
