@@ -149,21 +149,30 @@ def metadata_service_answers(host: str = METADATA_HOST, port: int = 80,
         conn.close()
 
 
-def _configured_sources() -> list[tuple[str, Any]]:
-    """The chain's sources that are configured here (a file that exists, a variable that is set), in
-    the SDK's order, as ``(where, provider factory)``; nothing is read or asked yet."""
-    from alibabacloud_credentials import provider as p
+def _sdk(provider: str) -> Any:
+    """A credentials provider class of the Alibaba Cloud SDK (imported only when a source is configured)."""
+    from alibabacloud_credentials import provider as providers
 
+    return getattr(providers, provider)
+
+
+def _configured_sources() -> list[tuple[str, Any]]:
+    """The chain's sources that are configured here (a variable that is set, a file that exists), in the
+    SDK's order (OIDC, the aliyun CLI's config, the credentials file, a credentials URI), as ``(where,
+    provider factory)``; nothing is read or asked yet."""
     sources: list[tuple[str, Any]] = []
     if _set("ALIBABA_CLOUD_OIDC_TOKEN_FILE") and _set("ALIBABA_CLOUD_ROLE_ARN") \
             and _set("ALIBABA_CLOUD_OIDC_PROVIDER_ARN"):
-        sources.append(("OIDC (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_*)", p.OIDCRoleArnCredentialsProvider))
+        sources.append(("OIDC (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_*)",
+                        lambda: _sdk("OIDCRoleArnCredentialsProvider")()))
     cli_config = _home() / ".aliyun" / "config.json"
     if cli_config.is_file() and _set("ALIBABA_CLOUD_CLI_PROFILE_DISABLED").lower() != "true":
-        sources.append((str(cli_config), lambda: p.CLIProfileCredentialsProvider(profile_file=str(cli_config))))
+        sources.append((str(cli_config), lambda: _sdk("CLIProfileCredentialsProvider")(profile_file=str(cli_config))))
     profile = Path(_set("ALIBABA_CLOUD_CREDENTIALS_FILE") or _home() / ".alibabacloud" / "credentials.ini")
     if profile.is_file():
-        sources.append((str(profile), lambda: p.ProfileCredentialsProvider(profile_file=str(profile))))
+        sources.append((str(profile), lambda: _sdk("ProfileCredentialsProvider")(profile_file=str(profile))))
+    if _set("ALIBABA_CLOUD_CREDENTIALS_URI"):
+        sources.append(("ALIBABA_CLOUD_CREDENTIALS_URI", lambda: _sdk("URLCredentialsProvider")()))
     return sources
 
 
@@ -183,9 +192,10 @@ def default_chain() -> Credential:
     """The standard Alibaba Cloud credential chain, asked once.
 
     Environment variables (``ALIBABA_CLOUD_ACCESS_KEY_ID``/``_SECRET``/``_SECURITY_TOKEN``), then the
-    sources configured here (OIDC, the aliyun CLI's config, the credentials file), then a credentials
-    URI, then the ECS RAM role: the metadata service is probed once (:func:`metadata_service_answers`,
-    skipped with ``ALIBABA_CLOUD_ECS_METADATA_DISABLED=true``) and asked only when it answers.
+    sources configured here (OIDC, the aliyun CLI's config, the credentials file, a credentials URI),
+    then, when none of them gave credentials, the ECS RAM role: the metadata service is probed once
+    (:func:`metadata_service_answers`, skipped with ``ALIBABA_CLOUD_ECS_METADATA_DISABLED=true``) and
+    asked only when it answers. Each source is asked once; its failure becomes part of the message.
 
     Raises:
         CredentialsError: nothing usable; the message names every way to give credentials.
@@ -196,23 +206,18 @@ def default_chain() -> Credential:
     have, lack = ("ID", "SECRET") if key_id else ("SECRET", "ID")
     problems = [f"ALIBABA_CLOUD_ACCESS_KEY_{have} is set without ALIBABA_CLOUD_ACCESS_KEY_{lack}"] \
         if key_id or secret else []
-    sources = _configured_sources()
-    if _set("ALIBABA_CLOUD_CREDENTIALS_URI"):
-        from alibabacloud_credentials.provider import URLCredentialsProvider
-
-        sources.append(("ALIBABA_CLOUD_CREDENTIALS_URI", URLCredentialsProvider))
+    for where, make in _configured_sources():
+        found = _ask(where, make, problems)
+        if found is not None:
+            return found
     if _set("ALIBABA_CLOUD_ECS_METADATA_DISABLED").lower() == "true":
         metadata = "not asked: ALIBABA_CLOUD_ECS_METADATA_DISABLED=true"
     elif not metadata_service_answers():
         metadata = f"no ECS metadata service answered at {METADATA_HOST} within {METADATA_PROBE_TIMEOUT_S:g} s"
     else:
-        from alibabacloud_credentials.provider import EcsRamRoleCredentialsProvider
-
         metadata = "the metadata service answered but gave no role credentials"
-        sources.append((f"the ECS RAM role ({METADATA_HOST})",
-                        lambda: EcsRamRoleCredentialsProvider(async_update_enabled=False)))
-    for where, make in sources:
-        found = _ask(where, make, problems)
+        found = _ask(f"the ECS RAM role ({METADATA_HOST})",
+                     lambda: _sdk("EcsRamRoleCredentialsProvider")(async_update_enabled=False), problems)
         if found is not None:
             return found
     raise CredentialsError(no_credentials_message(problems, metadata))
