@@ -2,6 +2,7 @@
 
     python bench/fleet.py            # 50 specs
     python bench/fleet.py --quick    # 10 specs (under a minute)
+    python bench/fleet.py --workers 2   # as deployment runs on 2 process workers (the production topology)
 
 Setup: an in-process sandbox (the default world plus one GitLab project per spec; ENIs attach
 and builds finish in zero sandbox time) with a quota of ``--qps`` calls per second on each
@@ -15,6 +16,13 @@ repositories usually are), each built once. All runs of the ``vpc-build`` flow s
 one thread per run in this one process (2 cores cannot start 50 worker subprocesses at once
 without measuring Python start-up instead of the pipeline). The runs share the process's
 client-side rate limiter (``ACRVPC_QPS_<PRODUCT>``, set to the quota), as runs of one worker do.
+
+With ``--workers N``: the production topology instead. prefect.yaml's deployments are applied,
+the shared rate limits are created (``acrvpc.ratelimit.ensure_limits``: ``--client-qps`` per
+product, half a second's worth at once), N ``prefect worker start --pool acr-vpc-build``
+processes start, and one ``vpc-build/nightly`` run per spec is created; each run is its own
+process and takes every token from the shared limits. The wall time runs from the creation of
+the first run to the last run's terminal state (the server's state timestamps).
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
 ``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
@@ -79,7 +87,7 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
     def one(path: Path) -> None:
         gate.wait()
         try:
-            vpc_build(str(path))
+            vpc_build(spec_path=str(path))
         except BaseException as exc:  # noqa: BLE001 - counted and shown
             errors[path.stem] = f"{type(exc).__name__}: {exc}"[:300]
             traceback.print_exc(limit=2)
@@ -100,6 +108,12 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
     cpu = {"fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
            "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1)}
     return t0, world_t0, wall, cpu
+
+
+def _children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the children a process has waited for (cutime + cstime): a worker's flow-run processes."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: dict[str, str], ends: list[float]):
@@ -163,7 +177,9 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     wall = max(ends) - t0
     cpu = {"fleet_process": round(common.self_cpu_seconds() - cpu0["self"], 1),
            "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
-           "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1)}
+           "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1),
+           "flow_run_processes": round(sum(_children_cpu_seconds(w.pid) for w in workers), 1)}
+    cpu["per_flow_run_process"] = round(cpu["flow_run_processes"] / max(len(specs), 1), 2)
     start_s = {kind: {"first": round(min(v), 1), "median": round(common.median(v), 1), "last": round(max(v), 1)}
                for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts)) if v}
     for w in workers:
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
                f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
                f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
-               f"workers {cpu.get('workers_and_runs', '-')} "
+               f"workers {cpu.get('workers_and_runs', '-')}, flow-run processes {cpu.get('flow_run_processes', '-')} "
                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     common.say(f"API phase: bound / (last call - first call) = {bound / max(last_call - first_call, 1e-9):.3f}; "
                f"before the first call {first_call:.1f} s, after the last {wall - last_call:.1f} s")
