@@ -114,3 +114,45 @@ class TestSharedQuota:
         assert [c for c in calls if c["code"] in THROTTLING]
         for out in outs:
             assert out.stderr.count(f"no shared rate limit '{prefix}-qps-ecs-cn-hangzhou'") == 1, out.stderr[-2000:]
+
+
+class TestInThisProcess:
+    def test_async_calls_and_a_limit_made_by_ensure_limits_share_the_server_limit(self, prefect_server, quota_sandbox,
+                                                                                  monkeypatch):
+        import asyncio
+
+        from alibabacloud_ecs20140526 import models as m
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+        from acrvpc import cloud, ratelimit
+        from acrvpc.spec import load_spec
+
+        prefix = f"e2e-{secrets.token_hex(3)}"
+        monkeypatch.setenv("ACRVPC_SANDBOX_URL", quota_sandbox.url)
+        monkeypatch.setenv("ACRVPC_QPS_LIMIT_PREFIX", prefix)
+        monkeypatch.setenv("ACRVPC_QPS_ECS", str(QPS))
+        spec = load_spec(ROOT / "examples" / "sandbox.yaml")
+        ratelimit.reset()
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url,
+                                 PREFECT_API_AUTH_STRING: prefect_server.auth_string}):
+            # given: the limit, created twice (idempotent), then changed
+            ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
+            made = ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=2)
+            assert made == {f"{prefix}-qps-ecs-cn-hangzhou": {"limit": 2 * ratelimit.SLOTS_PER_CALL,
+                                                                "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL}}
+            ecs = cloud.cloud_clients(spec).ecs
+            request = m.DescribeSecurityGroupsRequest(region_id=spec.region)
+
+            async def many() -> float:
+                started = time.monotonic()
+                await asyncio.gather(*[ecs.describe_security_groups_async(request) for _ in range(12)])
+                return time.monotonic() - started
+
+            # when: 12 async calls at once
+            seconds = asyncio.run(many())
+            shared = ratelimit.shared_limiter("ecs", spec.region)
+        ratelimit.reset()
+        # then: they took the server's tokens (2 at once, then 10/s) and none was throttled
+        assert shared is not None and shared.calls == 12
+        assert seconds >= (12 - 2) / QPS * 0.9
+        assert [c["code"] for c in quota_sandbox.world.calls.list()] == [""] * 12
