@@ -201,7 +201,9 @@ def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, outp
 
 
 def _where(run_id: str) -> None:
-    api = os.environ.get("PREFECT_API_URL")
+    from .prefect_api import api_url
+
+    api = api_url()
     if api:
         console.print(f"flow run {run_id} is recorded on {api}")
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -487,3 +488,33 @@ def load_spec(path: str | Path) -> Spec:
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise SpecError(str(path), [("(file)", f"a value cannot be read ({str(exc)[:80]})")]) from None
     return parse_spec(data, str(path))
+
+
+def resolve_spec(spec: Spec | Mapping[str, Any] | None = None, spec_path: str | Path | None = None) -> Spec:
+    """The spec a flow run works on: its ``spec`` parameter (deployment state) or a file.
+
+    Deployments made by ``acrvpc deploy`` carry the whole spec as the ``spec`` parameter (the Prefect
+    UI renders it as a form and the run records the exact spec it used); ``acrvpc run``/``demo`` and
+    deployments from prefect.yaml name a file with ``spec_path``.
+
+    Args:
+        spec: a :class:`Spec`, or its JSON form as a flow-run parameter.
+        spec_path: path of a YAML spec file (relative to the worker's working directory).
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        SpecError: neither or both are given, or the spec is invalid (each bad field named with its fix).
+    """
+    if spec is not None and spec_path:
+        raise SpecError("parameters", [("spec_path", "give the run either spec (the deployment's spec) or "
+                                                     "spec_path (a file on the worker), not both; drop spec_path")])
+    if isinstance(spec, Spec):
+        return spec
+    if spec is not None:
+        return parse_spec(dict(spec) if isinstance(spec, Mapping) else spec, "parameter spec")
+    if spec_path:
+        return load_spec(spec_path)
+    raise SpecError("parameters", [("spec", "the run has no spec: deploy the spec with `acrvpc deploy SPEC` "
+                                            "(it becomes the deployment's spec parameter), or pass spec_path")])

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         world = sandbox.world
         common.say(f"setup (sandbox, PostgreSQL, prefect server) {time.perf_counter() - t_setup:.1f} s; "
                    f"warming up (one flow run and one bare run, not counted)")
-        _run(world, 0, lambda: vpc_build(str(spec_path)))
+        _run(world, 0, lambda: vpc_build(spec_path=str(spec_path)))
         _run(world, 0, lambda: run_bare(spec))
         for latency in (args.latency_ms, 0.0):
             flow_s, bare_s = [], []

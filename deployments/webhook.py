@@ -131,6 +131,8 @@ class WebhookReceiver:
         spool: where deliveries are kept until their run exists (default: in memory; ``acrvpc webhook
             serve`` gives a file, and runs a :class:`~deployments.webhook_spool.SpoolDrainer` on it).
         start_concurrency: runs created at a time by requests.
+        deployment: the on-push deployment the runs belong to, as ``flow/name`` (default
+            ``webhook.deployment``); named in answers and logs.
 
     Raises:
         ValueError: neither a secret nor a signing token is given.
@@ -140,10 +142,11 @@ class WebhookReceiver:
                  rate_limit: str | None = None, trusted_proxies: list[str] | None = None,
                  replay_window: float | None = None, spec_path: str | None = None, max_body: int = MAX_BODY,
                  start_timeout: float = START_TIMEOUT_S, spool: Spool | None = None,
-                 start_concurrency: int = START_CONCURRENCY) -> None:
+                 start_concurrency: int = START_CONCURRENCY, deployment: str | None = None) -> None:
         if not secret and not signing_secret:
             raise ValueError("the webhook secret is empty and no signing token is given")
         self.spec, self.start_run, self.spec_path = spec, start_run, spec_path
+        self.deployment = deployment or spec.webhook.deployment
         self._secret = secret.encode() if secret else None
         self.max_body, self.start_timeout = max_body, start_timeout
         window = replay_window or spec.webhook.replay_window_seconds
@@ -170,6 +173,12 @@ class WebhookReceiver:
     async def openapi(self, request: Request) -> JSONResponse:
         """``GET /openapi.json``: the receiver's OpenAPI description."""
         return JSONResponse(self._openapi)
+
+    def use_spec(self, spec: Spec) -> bool:
+        """Route from ``spec`` from now on (the deployment's spec was edited); True when the routes changed."""
+        changed = spec.webhook.routes != self.spec.webhook.routes
+        self.spec = spec
+        return changed
 
     def token_ok(self, given: str | None) -> bool:
         """Whether ``X-Gitlab-Token`` carries the secret (constant-time comparison)."""
@@ -271,7 +280,7 @@ class WebhookReceiver:
             return _error(400, f"the delivery id (Idempotency-Key, X-Gitlab-Event-UUID) is over {MAX_ID_LENGTH} "
                                f"characters")
         repo, rule = route_target(self.spec, route)
-        answer = {"status": "accepted", "deployment": self.spec.webhook.deployment, "repository": repo.full_name,
+        answer = {"status": "accepted", "deployment": self.deployment, "repository": repo.full_name,
                   "rule": route.rule}
         known = self.replays.get(key) if self.signature is not None else None
         if known is not None:
@@ -292,7 +301,7 @@ class WebhookReceiver:
             run_id = await asyncio.wait_for(self._start(parameters, key), self.start_timeout)
         except Exception as exc:  # noqa: BLE001 - slow or unreachable Prefect: the drainer creates it later
             why = "not created yet" if isinstance(exc, asyncio.TimeoutError) else f"failed ({type(exc).__name__})"
-            _log.warning("delivery %r: the run of %s %s; queued (%.0f ms)", key, self.spec.webhook.deployment, why,
+            _log.warning("delivery %r: the run of %s %s; queued (%.0f ms)", key, self.deployment, why,
                          (time.monotonic() - started) * 1000)
             return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
         await asyncio.to_thread(self.spool.done, key, run_id)

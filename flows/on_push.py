@@ -20,21 +20,24 @@ from prefect.runtime import flow_run
 
 from acrvpc import monitor
 from acrvpc.errors import PipelineError
-from acrvpc.spec import Spec, load_spec, route_target
+from acrvpc.spec import Spec, resolve_spec, route_target
 from flows.builds import fail_if_any_failed, run_builds
 from tasks.on_push import verify_binding_task
 
 
-@flow(name="build-on-push", flow_run_name="push-{project}-{ref}")
-def build_on_push(spec_path: str, project: str, ref: str, sha: str = "", event_id: str = "") -> dict[str, Any]:
+@flow(name="build-on-push", flow_run_name="push-{project}-{ref}", validate_parameters=False)
+def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None,
+                  spec_path: str | None = None) -> dict[str, Any]:
     """Build the image a push to ``project`` at ``ref`` is routed to.
 
     Args:
-        spec_path: path of the YAML spec (relative to the worker's working directory).
         project: the GitLab project path the push came from (``project.path_with_namespace``).
         ref: the pushed ref, ``refs/heads/<branch>`` or ``refs/tags/<tag>``.
         sha: the commit the push reported (``checkout_sha``), kept in the result.
         event_id: the delivery's idempotency key (``Idempotency-Key`` or ``X-Gitlab-Event-UUID``).
+        spec: the spec (the deployment made by ``acrvpc deploy`` carries it; the receiver routes from
+            the same deployment, so both read one spec).
+        spec_path: instead of ``spec``, a YAML spec file (relative to the working directory).
 
     Returns:
         ``{"spec", "flow_run_id", "project", "ref", "sha", "event_id", "repository", "rule", "build"}``
@@ -46,12 +49,12 @@ def build_on_push(spec_path: str, project: str, ref: str, sha: str = "", event_i
             the build's codes (``BUILD_FAILED`` when the image was not built).
     """
     logger = get_run_logger()
-    spec: Spec = load_spec(spec_path)
+    spec = resolve_spec(spec, spec_path)
     route = spec.webhook.route_for(project, ref)
     if route is None:
         raise PipelineError(f"spec {spec.name} routes no push of {ref} to {project}", code="WEBHOOK_NO_ROUTE",
                             fix=f"add a route for {project} whose ref pattern matches {ref} to webhook.routes in "
-                                f"{spec_path}")
+                                + (spec_path or "the spec and redeploy it (acrvpc deploy SPEC)"))
     repo, rule = route_target(spec, route)
     logger.info("push of %s to %s %s (event %s): building %s rule %s:%s -> %s", sha[:12] or "?", project, ref,
                 event_id or "-", repo.full_name, rule.push_type.value, rule.push_name, rule.image_tag)

@@ -12,16 +12,17 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from acrvpc.spec import load_spec
+from acrvpc.spec import Spec, resolve_spec
 from tasks import teardown as teardown_stage
 
 
-@flow(name="teardown")
-def teardown(spec_path: str) -> dict[str, Any]:
+@flow(name="teardown", validate_parameters=False)
+def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str, Any]:
     """Delete everything tagged for a spec's link, in dependency order.
 
     Args:
-        spec_path: path of the YAML spec (relative to the worker's working directory).
+        spec: the spec (deployments made by ``acrvpc deploy`` carry it).
+        spec_path: instead of ``spec``, a YAML spec file (relative to the working directory).
 
     Returns:
         The teardown :class:`~acrvpc.outcomes.StageOutcome` as a dict: ``resources`` (what was
@@ -32,7 +33,7 @@ def teardown(spec_path: str) -> dict[str, Any]:
         PipelineError: ``ENI_DELETE_TIMEOUT``, ``DependencyViolation`` or a fatal ECS error, with its fix.
     """
     logger = get_run_logger()
-    spec = load_spec(spec_path)
+    spec = resolve_spec(spec, spec_path)
     key, value = spec.tag
     logger.info("teardown of link %s: resources tagged %s=%s in %s", spec.name, key, value, spec.network.vpc_id)
     outcome = teardown_stage.teardown(spec)

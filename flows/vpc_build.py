@@ -40,7 +40,7 @@ from prefect.transactions import transaction
 
 from acrvpc import monitor
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
-from acrvpc.spec import LinkMode, Spec, load_spec
+from acrvpc.spec import LinkMode, Spec, resolve_spec
 from flows.builds import fail_if_any_failed, run_builds, stage_started
 from flows.console_steps import console_branches
 from tasks.binding import binding
@@ -110,14 +110,16 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     ], bindings
 
 
-@flow(name="vpc-build", log_prints=False, persist_result=True)
-def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
+@flow(name="vpc-build", log_prints=False, persist_result=True, validate_parameters=False)
+def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: str | None = None) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.
 
     Args:
-        spec_path: path of the YAML spec (relative to the worker's working directory).
+        spec: the spec (deployments made by ``acrvpc deploy`` carry it: the UI shows it as a form,
+            the run records it); validated here, so a bad field fails the run naming the field.
         start_builds: start a build for every rule with ``build: true`` (default). With
             ``False`` the run only converges the setup.
+        spec_path: instead of ``spec``, a YAML spec file (relative to the working directory).
 
     Returns:
         A summary: ``{"spec", "flow_run_id", "stages": [...], "builds": [...]}`` where each stage
@@ -129,7 +131,7 @@ def vpc_build(spec_path: str, start_builds: bool = True) -> dict[str, Any]:
         PipelineError: a stage failed (its code and fix in the message), or a build failed.
     """
     logger = get_run_logger()
-    spec: Spec = load_spec(spec_path)
+    spec = resolve_spec(spec, spec_path)
     logger.info("spec %s: instance %s, %d repositories, link mode %s", spec.name, spec.instance_id,
                 len(spec.repositories), spec.link.mode.value)
     stages: list[dict[str, Any]] = []

@@ -175,15 +175,19 @@ class PrefectServer:
                 time.sleep(0.5)
         raise RuntimeError(f"prefect server not healthy after {timeout} s: {self.log.read_text()[-2000:]}")
 
-    def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(list(args), cwd=ROOT, env=self.env(**env), capture_output=True, text=True,
+    def run_unchecked(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+        """Run a command against this server from the repository root; the caller checks its exit code."""
+        return subprocess.run(list(args), cwd=ROOT, env=self.env(**env), capture_output=True, text=True,
                               timeout=timeout)
+
+    def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+        proc = self.run_unchecked(*args, timeout=timeout, **env)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         return proc
 
-    def spawn(self, *args: str, log: Path, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(list(args), cwd=ROOT, env=self.env(**env), stdout=log.open("w"),
+    def spawn(self, *args: str, log: Path, cwd: Path = ROOT, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(list(args), cwd=cwd, env=self.env(**env), stdout=log.open("w"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.children.append(proc)
         return proc
