@@ -16,7 +16,7 @@ PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,s3]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,7 +42,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e ".[test]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[test,s3]"
 	{ echo "# Pinned by 'make lock' ($(shell $(PYTHON) --version)); make installs with -c constraints.txt."; \
 	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -vE '^(acr-vpc-build|setuptools|wheel)=='; } > $(CONSTRAINTS)
 	rm -rf .lock-venv
