@@ -17,6 +17,12 @@ running ``acrvpc deploy`` again) changes what the next run does on every worker 
 webhook receiver routes from the on-push deployment's spec (``acrvpc webhook serve --deployment
 build-on-push/<name>``), so the receiver and the runs read one spec.
 
+Why a typed parameter and not a block: a parameter is recorded on every flow run (an audit of
+what each run did, and a UI Retry reruns the same spec even after the deployment was edited),
+is validated against the model's schema when the run is created, and is edited in the UI as a
+form; a block would be shared mutable state that a run reads when it starts, so two runs of one
+deployment could use different specs with no record of which. The spec holds no secret.
+
 Entrypoints are module paths (``flows.vpc_build.vpc_build``) with no pull step and no working
 directory: a worker needs the ``acr-vpc-build`` package installed (a wheel in a container image,
 or this checkout's venv), never a checkout or a spec file. The spec holds no secret (credentials
