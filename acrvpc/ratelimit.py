@@ -338,6 +338,7 @@ def _rate_limit(name: str, slots: int) -> None:
 
 _shared: dict[tuple[str, str, str], tuple[SharedLimiter | None, float]] = {}
 _shared_lock = threading.Lock()
+_lookup_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _said: set[str] = set()
 
 
@@ -393,11 +394,20 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         return None
     name = limit_name(product, region)
     key = (url, name, os.environ.get(LEASE_ENV, ""))
-    now = time.monotonic()
     with _shared_lock:
         cached = _shared.get(key)
-    if cached is not None and (cached[0] is not None or now < cached[1]):
+        lookup_lock = _lookup_locks.setdefault(key, threading.Lock())
+    if cached is not None and (cached[0] is not None or time.monotonic() < cached[1]):
         return cached[0]
+    with lookup_lock:  # one look-up per limit, however many threads make their first call at once
+        with _shared_lock:
+            cached = _shared.get(key)
+        if cached is not None and (cached[0] is not None or time.monotonic() < cached[1]):
+            return cached[0]
+        return _look_up_limiter(key, name, product, region)
+
+
+def _look_up_limiter(key: tuple[str, str, str], name: str, product: str, region: str) -> SharedLimiter | None:
     limiter_: SharedLimiter | None = None
     try:
         found = _look_up(name)
@@ -419,7 +429,7 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         limiter_ = SharedLimiter(name, burst=max(1.0, found.limit / SLOTS_PER_CALL), lease=lease_limit())
         logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
     with _shared_lock:
-        _shared[key] = (limiter_, now + RECHECK_SECONDS)
+        _shared[key] = (limiter_, time.monotonic() + RECHECK_SECONDS)
     return limiter_
 
 
