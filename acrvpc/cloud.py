@@ -6,7 +6,9 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
 * With ``ACRVPC_SANDBOX_URL=http://127.0.0.1:N`` set, all clients talk plain HTTP to that
   sandbox, with the sandbox's credentials (``ACRVPC_SANDBOX_ACCESS_KEY_ID`` /
   ``ACRVPC_SANDBOX_ACCESS_KEY_SECRET`` / ``ACRVPC_GITLAB_TOKEN`` override them).
-* Without it, clients go to the regional endpoints with the credentials block the spec names,
+* Without it, clients go to the endpoints the spec's ``endpoints`` names (:func:`endpoint_for`: the
+  public ones by default, ``<product>-vpc.<region>.aliyuncs.com`` with ``vpc``, or a given host) with
+  the credentials block the spec names,
   or else the standard Alibaba Cloud credential chain (environment, config file, ECS RAM role),
   resolved once, before any API call, by :func:`resolve_access_key`: no credentials anywhere is one
   :class:`CredentialsError` naming every way to give them, not an error per call (the SDK's own chain
@@ -242,7 +244,35 @@ def _ask(where: str, make: Any, problems: list[str]) -> Credential | None:
     return CredentialClient(provider=provider)
 
 
-def _config(region: str, access_key: Credential | None, read_timeout_ms: int | None = None) -> open_api_models.Config:
+# The documented VPC endpoint of each product's regional API ("Endpoints" page of the CR 2018-12-01,
+# ECS 2014-05-26 and VPC 2016-04-28 API references): <product>-vpc.<region>.aliyuncs.com. Set
+# explicitly: the SDKs' own endpoint maps win over their ``network`` setting (ECS in cn-hangzhou would
+# stay ecs-cn-hangzhou.aliyuncs.com, VPC in cn-hangzhou vpc.aliyuncs.com, both public).
+VPC_ENDPOINT = "{product}-vpc.{region}.aliyuncs.com"
+
+
+def endpoint_for(product: str, region: str, setting: str = "public") -> tuple[str | None, str | None]:
+    """The host and protocol a product's client calls for an ``endpoints`` setting.
+
+    Args:
+        product: ``cr``, ``ecs`` or ``vpc``.
+        region: the spec's region.
+        setting: ``public`` (the SDK's own choice), ``vpc``, a ``host[:port]`` or an ``http(s)://host[:port]``
+            URL (from :meth:`acrvpc.spec.EndpointsSpec.for_product`).
+
+    Returns:
+        ``(host, protocol)``; ``(None, None)`` leaves both to the SDK (its public endpoint, HTTPS).
+    """
+    if setting == "public":
+        return None, None
+    if setting == "vpc":
+        return VPC_ENDPOINT.format(product=product, region=region), None
+    scheme, sep, rest = setting.partition("://")
+    return (rest.rstrip("/"), scheme) if sep else (setting, None)
+
+
+def _config(region: str, access_key: Credential | None, read_timeout_ms: int | None = None, *,
+            product: str = "", endpoint: str = "public") -> open_api_models.Config:
     from alibabacloud_tea_openapi import models as open_api_models
 
     config = open_api_models.Config(region_id=region, user_agent=USER_AGENT,
@@ -257,10 +287,16 @@ def _config(region: str, access_key: Credential | None, read_timeout_ms: int | N
     else:
         config.credential = access_key
     url = sandbox_url()
-    if url:
+    if url:  # the sandbox wins over the spec's endpoints
         parts = urlsplit(url)
         config.endpoint = parts.netloc
         config.protocol = parts.scheme or "http"
+    else:
+        host, protocol = endpoint_for(product, region, endpoint)
+        if host:
+            config.endpoint = host
+        if protocol:
+            config.protocol = protocol
     return config
 
 
@@ -269,29 +305,35 @@ def _guarded(client: Any, product: str, region: str) -> Any:
     return callretry.guard(ratelimit.guard(client, product, region), product)
 
 
-def cr_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> CrClient:
+def cr_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
+               endpoint: str = "public") -> CrClient:
     """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`.
 
     Without ``access_key`` the credentials are resolved now (:func:`resolve_access_key`), as for the
-    ECS and VPC builders below.
+    ECS and VPC builders below. ``endpoint`` is the spec's setting for the product (:func:`endpoint_for`).
     """
     from alibabacloud_cr20181201.client import Client as CrClient
 
-    return _guarded(CrClient(_config(region, access_key, read_timeout_ms)), "cr", region)
+    return _guarded(CrClient(_config(region, access_key, read_timeout_ms, product="cr", endpoint=endpoint)),
+                    "cr", region)
 
 
-def ecs_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> EcsClient:
+def ecs_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
+               endpoint: str = "public") -> EcsClient:
     """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.ratelimit`."""
     from alibabacloud_ecs20140526.client import Client as EcsClient
 
-    return _guarded(EcsClient(_config(region, access_key, read_timeout_ms)), "ecs", region)
+    return _guarded(EcsClient(_config(region, access_key, read_timeout_ms, product="ecs", endpoint=endpoint)),
+                    "ecs", region)
 
 
-def vpc_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None) -> VpcClient:
+def vpc_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
+               endpoint: str = "public") -> VpcClient:
     """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.ratelimit`."""
     from alibabacloud_vpc20160428.client import Client as VpcClient
 
-    return _guarded(VpcClient(_config(region, access_key, read_timeout_ms)), "vpc", region)
+    return _guarded(VpcClient(_config(region, access_key, read_timeout_ms, product="vpc", endpoint=endpoint)),
+                    "vpc", region)
 
 
 @dataclass
@@ -304,14 +346,15 @@ class CloudClients:
 
 
 def cloud_clients(spec: Spec) -> CloudClients:
-    """Build the CR, ECS and VPC clients for a spec (its region and credentials).
+    """Build the CR, ECS and VPC clients for a spec (its region, credentials and endpoints).
 
     Each may call only the actions declared for its product in :mod:`acrvpc.actions`.
     """
     key = resolve_access_key(spec.credentials.alibaba_block)
-    return CloudClients(actions.guard(cr_client(spec.region, key), "cr"),
-                        actions.guard(ecs_client(spec.region, key), "ecs"),
-                        actions.guard(vpc_client(spec.region, key), "vpc"))
+    ends = spec.endpoints
+    return CloudClients(actions.guard(cr_client(spec.region, key, endpoint=ends.for_product("cr")), "cr"),
+                        actions.guard(ecs_client(spec.region, key, endpoint=ends.for_product("ecs")), "ecs"),
+                        actions.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"))
 
 
 def resolve_gitlab_token(token_block: str) -> str:
