@@ -23,8 +23,9 @@ How the run waits depends on where it runs:
 
 A resume with ``done: false`` fails the run with ``CONSOLE_STEP_NOT_DONE``.
 
-Pause keys are stable within one attempt of a run and new in each retry (``console-link``, then
-``console-link-attempt-2`` in the run's second attempt, ...; :func:`step_key`). A retried run
+In a deployment run, pause keys are stable within one attempt and new in each retry
+(``console-link``, then ``console-link-attempt-2`` in the run's second attempt, ...;
+:func:`step_key`). A retried run
 (UI Retry, ``prefect flow-run retry``) whose console step failed or timed out therefore asks
 the operator again, and never reuses the answer given to an earlier attempt (PrefectHQ/prefect
 #12279); earlier attempts' answers stay recorded with the run under their own keys.
@@ -91,19 +92,25 @@ def pause_seconds(spec: Spec) -> int:
     return max(1, round(spec.link.pause_timeout_minutes * 60))
 
 
-def step_key(base: str, run_count: int) -> str:
+def step_key(base: str, attempt: "RunAttempt") -> str:
     """The pause key of a console step in one attempt of a run.
 
     Args:
         base: the step's key (``console-link`` or ``console-account``).
-        run_count: the flow run's ``run_count`` (1 in the first attempt; a retry adds one, a
-            resume from a suspension does not).
+        attempt: the current run. In a deployment run its ``run_count`` counts the attempts: 1
+            in the first, one more per retry (or reschedule after a crash), unchanged by a resume
+            from a suspension (the server marks the run as resuming). An in-process pause's
+            resume does add one, so runs without a deployment (which cannot be retried into
+            execution anyway) keep ``base``.
 
     Returns:
-        ``base`` in the first attempt, ``base-attempt-N`` in attempt N: stable across the
-        suspensions and resumes of one attempt, new in each retry, so a retried run asks again.
+        ``base`` in the first attempt, ``base-attempt-N`` in attempt N of a deployment run: stable
+        across the suspensions and resumes of one attempt, new in each retry, so a retried run
+        asks again.
     """
-    return base if run_count <= 1 else f"{base}-attempt-{run_count}"
+    if not attempt.deployed or attempt.run_count <= 1:
+        return base
+    return f"{base}-attempt-{attempt.run_count}"
 
 
 @dataclass
@@ -246,7 +253,7 @@ def console_link_step(spec: Spec, pending: Sequence[PrefectFuture[Any]] = ()) ->
         prefect.exceptions.Pause: a deployment run was suspended for the operator.
     """
     attempt = RunAttempt.current()
-    key = step_key(LINK_PAUSE_KEY, attempt.run_count)
+    key = step_key(LINK_PAUSE_KEY, attempt)
     if attempt.deployed and key in attempt.fired:  # resumed from this step's suspension
         answer = _answer_of_fired_step(key, "manage link")
     else:
@@ -278,7 +285,7 @@ def console_account_step(spec: Spec) -> AccountOutcome:
         prefect.exceptions.Pause: a deployment run was suspended for the operator.
     """
     attempt = RunAttempt.current()
-    key = step_key(ACCOUNT_PAUSE_KEY, attempt.run_count)
+    key = step_key(ACCOUNT_PAUSE_KEY, attempt)
     changes: list[str] = []
     if attempt.deployed and key in attempt.fired:  # resumed from this step's suspension
         answer = _answer_of_fired_step(key, "bind account")
