@@ -35,10 +35,22 @@ from limits.strategies import MovingWindowRateLimiter
 from standardwebhooks import Webhook, WebhookVerificationError
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SECRET_SPACE = " \t\r\n\v\f"
 MAX_ID_LENGTH = 256
 MAX_SIGNATURE_LENGTH = 4096
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def normalize_secret(secret: str) -> str:
+    """The X-Gitlab-Token value GitLab sends for a hook whose secret token is ``secret``.
+
+    GitLab removes the line breaks from the token before sending it (``WebHookService``:
+    ``Gitlab::Utils.remove_line_breaks(hook.token)``), and HTTP drops the spaces and tabs around a
+    header value. A secret saved with a trailing newline (``echo`` into a file, a Secret block pasted
+    with one) is therefore compared, and registered, as GitLab will send it.
+    """
+    return secret.replace("\r\n", "").replace("\n", "").strip(SECRET_SPACE)
 
 
 class SignatureCheck:

@@ -65,12 +65,15 @@ def resolve_webhook_secret(spec: Spec, *, required: bool = True) -> str | None:
         required: raise when there is none (False when a signing token authenticates deliveries instead).
 
     Returns:
-        The secret, or None when there is none and it is not required.
+        The secret as GitLab sends it (line breaks removed, trimmed: ``normalize_secret``), or None
+        when there is none and it is not required.
 
     Raises:
         PipelineError: ``WEBHOOK_SECRET_MISSING`` when neither is set and ``required``.
     """
-    secret = os.environ.get(SECRET_ENV, "") or _secret_block(spec.webhook.secret_block)
+    from deployments.webhook_guard import normalize_secret  # GitLab sends it without line breaks, trimmed
+
+    secret = normalize_secret(os.environ.get(SECRET_ENV, "") or _secret_block(spec.webhook.secret_block))
     if not secret and required:
         block = spec.webhook.secret_block
         raise PipelineError(f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
