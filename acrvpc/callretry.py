@@ -1,23 +1,47 @@
-"""Call-level retries for API calls that are safe to repeat.
+"""Call-level retries, and the project's one retry policy.
 
-Task retries (:data:`acrvpc.errors.RETRY`) re-run a whole stage. A stage makes many calls, so
-under a steady rate of transient faults a stage-level retry alone rarely gets through: with 20%
-of calls failing, a stage of 15 calls succeeds on 0.8^15 = 3.5% of its attempts. So calls that
-are safe to repeat are also retried where they fail, a few times with a short exponential
-backoff and full jitter, before the error reaches the task:
+The policy: two layers, never more, and a bounded cost per logical call.
+
+1. **In place** (this module, for Alibaba Cloud; python-gitlab's own retry, bounded by the same
+   setting, for GitLab; :func:`acrvpc.cloud.gitlab_client`): a call that is safe to repeat is sent
+   again after a transient failure, at most ``ACRVPC_CALL_RETRIES`` times (default 3), so **one
+   logical call makes at most 1 + 3 = 4 requests** and waits at most :data:`BACKOFF_BUDGET_S`
+   (60 s) in backoff before its error reaches the task. Backoff: exponential from 0.2 s, at most
+   2 s, full jitter (0.2 + 0.4 + 0.8 = at most 1.4 s for three retries); a retry-after hint of the
+   answer (Alibaba Cloud's ``x-acs-retry-after``, GitLab's ``Retry-After``/``RateLimit-Reset``) is
+   waited instead when it is longer. A hint that does not fit in what is left of the budget
+   ends the retries at once (the error goes to the task), rather than asking again too early.
+2. **The task's retry**, the outer layer ops staff see in the UI: Prefect task retries
+   (:data:`acrvpc.errors.RETRY`: ``ACRVPC_RETRY_DELAYS``, default 1, 2, 4, 8 s with 50% jitter,
+   transient errors only), or for link and ENI :func:`tasks.link.retry_stage` inside the task
+   (their Prefect retries are 0: a Prefect retry would roll back their transaction). A task
+   attempt repeats the stage's calls, each again with its in-place layer: at most
+   4 x (1 + 4 task retries) = 20 requests of one call across a stage's attempts.
+
+Nothing else retries what these retry: the build poller reads once per poll (a failed status or
+log read is a missed poll; a few in a row raise ``BUILD_POLL_FAILED``, :mod:`tasks.build`), and
+the SDK's own retry is off. Every in-place retry is logged at INFO on this module's logger, which
+reaches the run's logs in the UI (:mod:`acrvpc.runlog`).
+
+What is safe to repeat in place:
 
 * reads (``Describe*``, ``Get*``, ``List*``);
 * writes that carry a ``ClientToken`` (the service deduplicates them);
 * writes whose repetition the stages already treat as success: ``AuthorizeSecurityGroup*``
   (an identical rule is a no-op), ``Revoke*`` and ``Delete*`` (gone counts as done),
   ``Modify*``/``Update*`` (same values again), ``CreateNamespace``, ``CreateRepository``,
-  ``CreateRepoSourceCodeRepo`` (an "already exists" answer makes the stage re-read), and
-  ``CreateNetworkInterfacePermission`` (a second grant returns the first).
+  ``CreateRepoSourceCodeRepo`` (an "already exists" answer makes the stage re-read),
+  ``CreateNetworkInterfacePermission`` (a second grant returns the first) and
+  ``CancelRepoBuildRecord`` (a second cancel is refused as "already ended", and the build stage
+  then reads the status).
 
-Never retried here: ``CreateBuildRecordByRule`` (it would start a second build),
-``CreateRepoBuildRule`` (rules may be duplicated), and any other write not listed.
+Never retried in place: ``CreateBuildRecordByRule`` (it would start a second build),
+``CreateRepoBuildRule`` (rules may be duplicated), any other write not listed, and GitLab
+``POST`` requests (``hooks.create``: a lost answer may hide a created hook, so the stage re-reads
+the hooks instead; a 429 is still retried, GitLab refused it before doing anything).
 
-``ACRVPC_CALL_RETRIES`` sets the attempts after the first (default 3; 0 turns this off).
+``ACRVPC_CALL_RETRIES`` sets the attempts after the first (default 3; 0 turns the in-place layer
+off, for Alibaba Cloud and GitLab alike).
 """
 
 from __future__ import annotations
@@ -33,17 +57,26 @@ from .errors import error_code, is_retryable
 logger = logging.getLogger(__name__)
 
 SAFE_PREFIXES = ("Describe", "Get", "List", "AuthorizeSecurityGroup", "Revoke", "Delete", "Modify", "Update")
-SAFE_WRITES = {"CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo", "CreateNetworkInterfacePermission"}
+SAFE_WRITES = {"CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo", "CreateNetworkInterfacePermission",
+               "CancelRepoBuildRecord"}
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 2.0
+DEFAULT_RETRIES = 3
+BACKOFF_BUDGET_S = 60.0  # the most one logical call waits in backoff (hints included) before the task's retry
+RETRIES_ENV = "ACRVPC_CALL_RETRIES"
+
+# The pause between attempts of clients built without an explicit ``sleep`` (looked up at each
+# pause, so a test may replace it to record the backoff without waiting).
+SLEEP: Callable[[float], None] = time.sleep
 
 
 def attempts_after_first() -> int:
-    raw = os.environ.get("ACRVPC_CALL_RETRIES", "").strip()
+    """``ACRVPC_CALL_RETRIES``: the in-place retries of one call (default 3, 0 = off)."""
+    raw = os.environ.get(RETRIES_ENV, "").strip()
     if not raw:
-        return 3
+        return DEFAULT_RETRIES
     if not raw.isdigit():
-        raise ValueError(f"ACRVPC_CALL_RETRIES={raw!r}: write a whole number of retries, e.g. 3 (0 turns them off)")
+        raise ValueError(f"{RETRIES_ENV}={raw!r}: write a whole number of retries, e.g. 3 (0 turns them off)")
     return int(raw)
 
 
@@ -54,36 +87,78 @@ def safe_to_repeat(action: str, query: dict[str, Any] | None) -> bool:
     return bool(query and query.get("ClientToken"))
 
 
-def guard(client: Any, product: str, sleep: Callable[[float], None] = time.sleep) -> Any:
+def retry_after_s(exc: BaseException) -> float | None:
+    """The answer's retry-after hint in seconds, if it gave one.
+
+    Alibaba Cloud sends ``x-acs-retry-after`` (milliseconds) with some throttling answers; the SDK
+    then raises ``ThrottlingException`` with ``retry_after`` in milliseconds (the sandbox sends it
+    with ``throttle_retry_after``).
+    """
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value) / 1000.0
+    return None
+
+
+def backoff(attempt: int) -> float:
+    """The jittered pause before retry number ``attempt + 1`` (0-based), without a hint."""
+    return random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
+
+
+def next_pause(attempt: int, exc: BaseException, waited: float) -> float | None:
+    """How long to wait before the next attempt, or None to stop retrying (the budget would be exceeded).
+
+    Args:
+        attempt: retries made so far.
+        exc: the failure.
+        waited: seconds of backoff this call has already waited.
+    """
+    hint = retry_after_s(exc)
+    pause = max(backoff(attempt), hint or 0.0)
+    left = BACKOFF_BUDGET_S - waited
+    if pause > left:
+        return None if hint is not None else max(0.0, left)
+    return pause
+
+
+def guard(client: Any, product: str, sleep: Callable[[float], None] | None = None) -> Any:
     """Retry a client's transient failures of safe calls in place (wraps its ``call_api``).
+
+    At most ``ACRVPC_CALL_RETRIES`` retries (read when the call is made) and
+    :data:`BACKOFF_BUDGET_S` of waiting per call, a retry-after hint honoured (module docstring).
 
     Args:
         client: a tea-openapi based client (CR, ECS, VPC), possibly already rate-limited.
         product: ``cr``, ``ecs`` or ``vpc`` (for logs).
-        sleep: the pause between attempts (tests may pass their own).
+        sleep: the pause between attempts (default :data:`SLEEP`; tests may pass their own).
 
     Returns:
         The same client.
     """
-    retries = attempts_after_first()
-    if retries == 0:
-        return client
     call_api = client.call_api
 
     def retrying_call_api(params: Any, request: Any, runtime: Any) -> dict:
+        retries = attempts_after_first()
         query = getattr(request, "query", None)
-        attempt = 0
+        attempt, waited = 0, 0.0
         while True:
             try:
                 return call_api(params, request, runtime)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if attempt >= retries or not is_retryable(exc) or not safe_to_repeat(params.action, query):
                     raise
-                delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
+                pause = next_pause(attempt, exc, waited)
+                code = error_code(exc) or type(exc).__name__
+                if pause is None:
+                    logger.info("%s %s: %s asks to wait %.1f s, more than the %.0f s retry budget left: "
+                                "giving up", product, params.action, code, retry_after_s(exc) or 0.0,
+                                BACKOFF_BUDGET_S - waited)
+                    raise
                 attempt += 1
-                logger.info("%s %s: %s, retry %d/%d in %.2f s", product, params.action,
-                            error_code(exc) or type(exc).__name__, attempt, retries, delay)
-                sleep(delay)
+                waited += pause
+                logger.info("%s %s: %s, retry %d/%d in %.2f s", product, params.action, code, attempt, retries,
+                            pause)
+                (sleep or SLEEP)(pause)
 
     client.call_api = retrying_call_api
     return client

@@ -1,7 +1,9 @@
 """Error classification: what is worth retrying, and what to tell a person when it is not.
 
-One retry layer: Prefect task retries with exponential backoff and jitter, filtered by
-:func:`retry_condition`. Transient: throttling, ``ServiceUnavailable``, ``InternalError``,
+Two retry layers, both filtered by :func:`is_retryable` (the policy: :mod:`acrvpc.callretry`):
+calls that are safe to repeat retry in place a few times, and Prefect task retries
+(:data:`RETRY`: exponential backoff with jitter, filtered by :func:`retry_condition`) are the
+outer layer. Transient: throttling, ``ServiceUnavailable``, ``InternalError``,
 resource-busy codes, HTTP 5xx, timeouts and connection resets (Alibaba Cloud); 429, 5xx,
 timeouts (GitLab). Fatal: everything else, e.g. ``InvalidParameter``, ``Forbidden.RAM``,
 ``*.NotFound``, a CR ``IsSuccess=false`` code, GitLab 401/403/404. Branch on codes, never on

@@ -10,10 +10,11 @@ second build. The task therefore never lets a retryable error escape once the re
 
 * errors before the record exists (CreateBuildRecordByRule refused, throttled, 5xx) escape
   unchanged, and the task's Prefect retries may safely start the build again;
-* after that, every poll (status, log, record) is retried in place a few times with backoff when
-  :func:`acrvpc.errors.is_retryable` says so; if it keeps failing, the error is raised as a
-  non-retryable ``BUILD_POLL_FAILED`` naming the build record, so Prefect does not start a
-  duplicate build.
+* after that, each poll is sent once (the client retries its transient failures in place,
+  :mod:`acrvpc.callretry`); a status poll that still fails is a missed poll, and after
+  :data:`MAX_MISSED_POLLS` missed in a row, or any fatal or post-build failure, the error is
+  raised as a non-retryable ``BUILD_POLL_FAILED`` naming the build record, so Prefect does not
+  start a duplicate build.
 
 (The one gap: a CreateBuildRecordByRule whose response is lost after the service accepted it
 may leave a build that nobody follows; the API offers nothing to detect it.)
@@ -57,7 +58,7 @@ TERMINAL = {"SUCCESS", "FAILED", "CANCELED", "CANCELLED"}
 RUNNING = {"PENDING", "BUILDING"}
 MAX_POLL_SECONDS = 30.0
 POLL_GROWTH = 1.5
-POLL_ATTEMPTS = 5  # tries per poll call before BUILD_POLL_FAILED
+MAX_MISSED_POLLS = 4  # status polls failing in a row that are tolerated; the next failure is BUILD_POLL_FAILED
 TAIL_LINES = 30
 MAX_LOG_PAGES = 10_000  # per poll: a guard against a service that ignores Offset
 
@@ -115,7 +116,13 @@ class BuildObserver:
 
 
 class _Poller:
-    """The calls made once the build record exists, each retried in place while transient."""
+    """The calls made once the build record exists, each sent once (its client retries it in place).
+
+    No retry loop here (:mod:`acrvpc.callretry`, the policy): while the build runs, a status poll
+    that fails transiently is a missed poll (the last status stands, the log read is skipped, the
+    next poll comes after the usual wait); :data:`MAX_MISSED_POLLS` in a row, a fatal error, or a
+    failed read once the build has ended (final log page, record, cancel) raise ``BUILD_POLL_FAILED``.
+    """
 
     def __init__(self, cr: CrClient, spec: Spec, binding: BindingOutcome, record_id: str,
                  sleep: Callable[[float], Any], observer: BuildObserver) -> None:
@@ -123,40 +130,55 @@ class _Poller:
         self.sleep, self.observer = sleep, observer
         self.last_line = 0
         self.lines: list[LogLine] = []
+        self.last_status = "PENDING"
+        self.missed = 0  # status polls missed in a row
+        self.ended = False  # a status poll answered a terminal status: no read may be missed any more
 
-    def call(self, action: str, fn: Callable[[], T]) -> T:
-        for attempt in range(1, POLL_ATTEMPTS + 1):
-            try:
-                return fn()
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if not is_retryable(exc) or attempt == POLL_ATTEMPTS:
-                    raise PipelineError(
-                        f"{action} for build {self.record_id} of {self.binding.full_name} failed: {explain(exc)}",
-                        code="BUILD_POLL_FAILED",
-                        fix=(f"the build may still be running: see build record {self.record_id} in the console "
-                             f"(instance {self.spec.instance_id}); rerun to start a new build")) from exc
-                _log.warning("%s for build %s failed (attempt %d), retrying: %s", action, self.record_id, attempt,
-                             explain(exc))
-                self.sleep(min(2.0 ** (attempt - 1), 8.0))
-        raise AssertionError("unreachable")  # pragma: no cover
+    def call(self, action: str, fn: Callable[[], T], *, missable: bool = False) -> T | None:
+        """``fn()`` once; None for a missed poll (``missable``, transient, not too many in a row)."""
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if missable and not self.ended and is_retryable(exc) and self.missed < MAX_MISSED_POLLS:
+                self.missed += 1
+                _log.warning("%s for build %s failed (missed poll %d of at most %d in a row): %s", action,
+                             self.record_id, self.missed, MAX_MISSED_POLLS, explain(exc))
+                return None
+            raise PipelineError(
+                f"{action} for build {self.record_id} of {self.binding.full_name} failed: {explain(exc)}",
+                code="BUILD_POLL_FAILED",
+                fix=(f"the build may still be running: see build record {self.record_id} in the console "
+                     f"(instance {self.spec.instance_id}); rerun to start a new build")) from exc
+        if missable:
+            self.missed = 0
+        return result
 
     def status(self) -> str:
+        """GetRepoBuildRecordStatus; the last status seen when this poll is missed."""
         body = self.call("GetRepoBuildRecordStatus", lambda: check_cr(self.cr.get_repo_build_record_status(
             cr_models.GetRepoBuildRecordStatusRequest(instance_id=self.spec.instance_id,
                                                       repo_id=self.binding.repo_id,
-                                                      build_record_id=self.record_id)), "GetRepoBuildRecordStatus"))
-        return str(body.build_status or "").strip()
+                                                      build_record_id=self.record_id)), "GetRepoBuildRecordStatus"),
+            missable=True)
+        if body is not None:
+            self.last_status = str(body.build_status or "").strip()
+            self.ended = self.last_status.upper() in TERMINAL
+        return self.last_status
 
     def fetch_logs(self) -> int:
         """Fetch the lines after the last one seen (all pages); returns how many were new."""
         new = 0
+        if self.missed and not self.ended:
+            return new  # the status poll was missed: so is this one
         for _ in range(MAX_LOG_PAGES):
             offset = self.last_line
             body = self.call("ListRepoBuildRecordLog", lambda: check_cr(self.cr.list_repo_build_record_log(
                 cr_models.ListRepoBuildRecordLogRequest(instance_id=self.spec.instance_id,
                                                         repo_id=self.binding.repo_id,
                                                         build_record_id=self.record_id, offset=offset)),
-                "ListRepoBuildRecordLog"))
+                "ListRepoBuildRecordLog"), missable=True)
+            if body is None:
+                break  # missed: the next poll reads from the same line
             fresh = sorted((entry for entry in body.build_record_logs or []
                             if (entry.line_number or 0) > self.last_line), key=lambda e: e.line_number)
             for entry in fresh:
@@ -228,7 +250,8 @@ def start_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRu
 def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule, *,
               observer: BuildObserver | None = None, sleep: Callable[[float], Any] = time.sleep,
               clock: Callable[[], float] = time.monotonic,
-              cancelled: Callable[[], bool] = lambda: False) -> BuildOutcome:
+              cancelled: Callable[[], bool] = lambda: False,
+              start: Callable[[], str] | None = None) -> BuildOutcome:
     """Start a build of ``rule`` and follow it to the end.
 
     Args:
@@ -242,6 +265,8 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
             passes one that wakes up when the flow run is cancelled).
         clock: monotonic seconds, for the timeout.
         cancelled: whether to stop; checked after every wait.
+        start: how to get the build record to follow (default :func:`start_build`); the task passes
+            one that adopts the record an earlier attempt of the same flow run started (crash failover).
 
     Returns:
         The outcome: status SUCCESS, FAILED, CANCELED (canceled by request, or by someone else) or
@@ -254,7 +279,7 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
     """
     observer = BuildObserver() if observer is None else observer
     started = clock()
-    record_id = start_build(cr, spec, binding, rule)
+    record_id = start() if start is not None else start_build(cr, spec, binding, rule)
     observer.started(record_id)
     changes = [f"CreateBuildRecordByRule {record_id}"]
     notes: list[str] = []
@@ -350,6 +375,33 @@ def _rebuild_build_failed(outcome: dict[str, Any]) -> BuildFailed:
     return BuildFailed(BuildOutcome(**outcome))
 
 
+@task(name="build-start", task_run_name="build-start-{binding.namespace}/{binding.name}:{rule.image_tag}",
+      persist_result=True)
+def build_started(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
+    """CreateBuildRecordByRule as a task of its own, its record id persisted with the run's results.
+
+    When the flow run's host dies while the build runs and the same flow run resumes elsewhere
+    (crash failover, ``acrvpc automations --failover``), this task comes back Cached and the build
+    task follows the build already running instead of starting a second one.
+    """
+    return start_build(cloud.cloud_clients(spec).cr, spec, binding, rule)
+
+
+def _start_once(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
+    """The build record of this flow run for ``rule``: the one an earlier attempt started while it is
+    running or succeeded, else a new one (a failed or canceled build is built again, as a retry should)."""
+    state = build_started(spec, binding, rule, return_state=True)
+    record_id = state.result()
+    if state.name != "Cached":
+        return record_id
+    status = _Poller(cr, spec, binding, record_id, time.sleep, BuildObserver()).status().upper()
+    if status in TERMINAL and status != "SUCCESS":
+        return build_started.with_options(refresh_cache=True)(spec, binding, rule)
+    _log.info("build %s of %s was started by an earlier attempt of this flow run (%s): following it",
+              record_id, binding.full_name, status)
+    return record_id
+
+
 @task(name="build", task_run_name="build-{binding.namespace}/{binding.name}:{rule.image_tag}", **RETRY)
 def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     """Run one build of a bound rule, streaming its log into the task run's logs.
@@ -377,8 +429,9 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
 
     watch = BuildWatch(spec, binding, rule, get_run_logger())
     stop = stop_signal(str(flow_run.get_id() or ""))
-    outcome = run_build(cloud.cloud_clients(spec).cr, spec, binding, rule, observer=watch, sleep=stop.wait,
-                        cancelled=stop.is_set)
+    cr = cloud.cloud_clients(spec).cr
+    outcome = run_build(cr, spec, binding, rule, observer=watch, sleep=stop.wait, cancelled=stop.is_set,
+                        start=lambda: _start_once(cr, spec, binding, rule))
     if not outcome.succeeded:
         raise BuildFailed(outcome)
     return outcome

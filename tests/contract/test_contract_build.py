@@ -2,16 +2,19 @@
 
 Actions: CreateBuildRecordByRule, GetRepoBuildRecordStatus, ListRepoBuildRecordLog (string
 ``TotalCount``), GetRepoBuildRecord (int ms times), CancelRepoBuildRecord. Once the record exists,
-a failing poll is retried in place and then raised as ``BUILD_POLL_FAILED`` (never retried by
+a failing poll is retried in place by the client, missed while the build runs (a few in a row), and
+then raised as ``BUILD_POLL_FAILED`` (never retried by
 Prefect: that would start a second build).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
+from acrvpc import callretry
 from acrvpc.errors import CrBusinessError, PipelineError, error_code
 from acrvpc.outcomes import BindingOutcome, BoundRule
 from tasks.build import BuildObserver, run_build
@@ -96,14 +99,18 @@ class TestRunBuild:
         assert outcome.changes == [f"CreateBuildRecordByRule {RECORD}"]
 
     @cassette("stages/build/GetRepoBuildRecord.Throttling.User.yaml")
-    def test_throttled_poll_is_retried_in_place(self, clients, contract_spec):
-        # given GetRepoBuildRecord throttled once
+    def test_throttled_poll_is_retried_in_place(self, clients, contract_spec, monkeypatch, caplog):
+        # given GetRepoBuildRecord throttled once, and the client's in-place retries on
         time = _Time()
+        monkeypatch.setenv("ACRVPC_CALL_RETRIES", "3")
+        monkeypatch.setattr(callretry, "SLEEP", lambda seconds: None)
+        caplog.set_level(logging.INFO, logger="acrvpc.callretry")
         # when
         outcome = run_build(clients.cr, contract_spec, BINDING, RULE, sleep=time.sleep, clock=time.clock)
-        # then
+        # then the client retried it once, in place (the poller itself sends each call once)
         assert outcome.status == "SUCCESS"
-        assert 1.0 in time.slept
+        assert [r.getMessage().split(",")[0] for r in caplog.records
+                if "GetRepoBuildRecord:" in r.getMessage()] == ["cr GetRepoBuildRecord: Throttling.User"]
 
     @cassette("stages/build/CreateBuildRecordByRule.REPO_NOT_EXIST.yaml")
     def test_refused_start_raises_cr_code(self, clients, contract_spec):
