@@ -46,6 +46,7 @@ off, for Alibaba Cloud and GitLab alike).
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import random
@@ -162,3 +163,87 @@ def guard(client: Any, product: str, sleep: Callable[[float], None] | None = Non
 
     client.call_api = retrying_call_api
     return client
+
+
+# -- GitLab (python-gitlab) ---------------------------------------------------------------------
+NON_IDEMPOTENT_VERBS = {"post", "patch"}
+
+
+def _seconds_of(value: str, now: float) -> float | None:
+    """A ``Retry-After`` value (seconds, or an HTTP date) as seconds from ``now``; None if unreadable."""
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def cap_retry_after(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A requests response hook: bound the wait python-gitlab takes from a 429/5xx answer.
+
+    python-gitlab sleeps ``int(Retry-After)`` (or ``RateLimit-Reset`` - now) before each retry,
+    however long (and fails on an HTTP-date ``Retry-After``). This rewrites the answer's
+    ``Retry-After`` to whole seconds, at most :data:`BACKOFF_BUDGET_S` / ``ACRVPC_CALL_RETRIES``, so the
+    retries of one call wait at most the budget in all; it is still honoured up to that.
+    """
+    status = getattr(response, "status_code", 0)
+    if status != 429 and status < 500:
+        return response
+    headers = response.headers
+    now = time.time()
+    wait: float | None = None
+    if "Retry-After" in headers:
+        wait = _seconds_of(headers["Retry-After"], now)
+    elif "RateLimit-Reset" in headers:
+        try:
+            wait = max(0.0, float(headers["RateLimit-Reset"]) - now)
+        except ValueError:
+            wait = None
+    if wait is None:
+        if "Retry-After" in headers:
+            del headers["Retry-After"]
+        return response
+    cap = BACKOFF_BUDGET_S / max(1, attempts_after_first())
+    if wait > cap:
+        logger.info("gitlab %s %s: %s asks to wait %.0f s; waiting %.0f s (the retry budget is %.0f s per call)",
+                    getattr(response.request, "method", ""), getattr(response, "url", ""), status, wait, cap,
+                    BACKOFF_BUDGET_S)
+    headers["Retry-After"] = str(int(min(wait, cap) + 0.999))
+    return response
+
+
+def guard_gitlab(gl: Any) -> Any:
+    """Bound python-gitlab's own retries by the policy (wraps the instance's ``http_request``).
+
+    * ``max_retries`` = ``ACRVPC_CALL_RETRIES`` for every request (python-gitlab's default is 10,
+      with 0.1 s x 2^n backoff: 11 requests and 102 s per call), so one GitLab call makes at most 4
+      requests;
+    * transient errors (5xx, timeouts, connection errors) are retried for GET, PUT, DELETE and
+      HEAD, never for POST or PATCH (a ``hooks.create`` whose answer was lost may have created the
+      hook: the caller re-reads instead); 429 is retried for every verb (GitLab refused it first);
+    * ``Retry-After`` is honoured, at most :data:`BACKOFF_BUDGET_S` per call (:func:`cap_retry_after`).
+
+    Args:
+        gl: a ``gitlab.Gitlab``.
+
+    Returns:
+        The same client.
+    """
+    http_request = gl.http_request
+
+    def bounded_http_request(verb: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        retries = attempts_after_first()
+        kwargs["max_retries"] = retries
+        kwargs["retry_transient_errors"] = retries > 0 and verb.lower() not in NON_IDEMPOTENT_VERBS
+        return http_request(verb, path, *args, **kwargs)
+
+    gl.http_request = bounded_http_request
+    hooks = gl.session.hooks.setdefault("response", [])
+    if cap_retry_after not in hooks:
+        hooks.append(cap_retry_after)
+    return gl

@@ -22,7 +22,8 @@ per-product builders below (used as they are by the sandbox's own tests) do not.
 Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
 call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
 transient failures of calls that are safe to repeat in place (:mod:`acrvpc.callretry`). GitLab
-clients retry transient failures (5xx, 429, connection errors) with python-gitlab's own backoff.
+clients retry transient failures (5xx, 429, connection errors) with python-gitlab's own backoff,
+bounded by the same policy (:func:`acrvpc.callretry.guard_gitlab`).
 """
 
 from __future__ import annotations
@@ -375,11 +376,15 @@ def resolve_gitlab_token(token_block: str) -> str:
 
 
 def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
-    """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set)."""
+    """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set).
+
+    Its retries follow the project's policy (:func:`acrvpc.callretry.guard_gitlab`): at most
+    ``ACRVPC_CALL_RETRIES`` per call, none for POST/PATCH on 5xx or timeouts, ``Retry-After`` capped.
+    """
     import gitlab
 
-    return gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S, keep_base_url=True,
-                         user_agent=USER_AGENT, retry_transient_errors=callretry.attempts_after_first() > 0)
+    return callretry.guard_gitlab(gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S,
+                                                keep_base_url=True, user_agent=USER_AGENT))
 
 
 def gitlab_for(spec: Spec) -> gitlab.Gitlab:

@@ -5,7 +5,9 @@ every project named in ``webhook.routes`` (each once) it reads the project's hoo
 (``GET /projects/:id/hooks``) and, matching by URL (``webhook.url``):
 
 - creates the hook when none has that URL (``POST /projects/:id/hooks`` with ``push_events``,
-  ``tag_push_events``, ``enable_ssl_verification`` and the secret ``token``);
+  ``tag_push_events``, ``enable_ssl_verification`` and the secret ``token``). The POST is sent
+  once, never retried on a 5xx or timeout (it may have landed); such a failure is answered by
+  listing the hooks again, and a hook with the URL is taken as created;
 - updates it when its push / tag-push events or TLS verification differ from the spec
   (``PUT /projects/:id/hooks/:hook_id``, the secret sent again);
 - otherwise writes nothing, so a converged rerun makes no write.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from typing import Any
 
@@ -38,7 +41,7 @@ from gitlab.exceptions import GitlabError
 from prefect import task
 
 from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError
+from acrvpc.errors import RETRY, PipelineError, error_code, is_retryable
 from acrvpc.outcomes import StageOutcome
 from acrvpc.spec import Spec
 
@@ -171,6 +174,37 @@ def _tokens(secret: str | None, signing_token: str | None) -> dict[str, str]:
     return {**({"token": secret} if secret else {}), **({"signing_token": signing_token} if signing_token else {})}
 
 
+def _find_hook(project: Any, spec: Spec, path: str, url: str) -> Any:
+    """The project's hook with this URL, or None (``GET /projects/:id/hooks``, retried in place)."""
+    try:
+        return next((h for h in project.hooks.list(get_all=True) if _same_url(h.url, url)), None)
+    except GitlabError as exc:
+        raise _hook_error(exc, spec, path, "list") from exc
+
+
+def _created_after_all(exc: Exception, project: Any, spec: Spec, path: str, url: str) -> Any:
+    """After a failed ``POST /projects/:id/hooks``: the hook if it was created anyway, else the error.
+
+    The POST is sent once (:func:`acrvpc.callretry.guard_gitlab`): a 5xx, timeout or dropped
+    connection may come after GitLab created the hook, and sending it again would register a second
+    one. So a transient failure is answered by reading the hooks again: a hook with the URL is the one
+    this call created; none means the create did not happen, and the (retryable) error goes to the
+    task's retry, which lists before it creates.
+    """
+    if not is_retryable(exc):
+        explained = _hook_error(exc, spec, path, "create") if isinstance(exc, GitlabError) else exc
+        if explained is exc:
+            raise exc
+        raise explained from exc
+    hook = _find_hook(project, spec, path, url)
+    if hook is None:
+        raise exc
+    logging.getLogger(__name__).warning("webhook of %s: the create answered %s, but the hook exists (%s): "
+                                        "using it", path, error_code(exc) or getattr(exc, "response_code", None)
+                                        or type(exc).__name__, hook.id)
+    return hook
+
+
 def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
                          signing_token: str | None = None) -> StageOutcome:
     """Find, create or repair the push webhook of every routed GitLab project.
@@ -200,15 +234,12 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
     changes: list[str] = []
     for path in spec.webhook.projects:
         project = gl.projects.get(path, lazy=True)
-        try:
-            hook = next((h for h in project.hooks.list(get_all=True) if _same_url(h.url, url)), None)
-        except GitlabError as exc:
-            raise _hook_error(exc, spec, path, "list") from exc
+        hook = _find_hook(project, spec, path, url)
         if hook is None:
             try:
                 hook = project.hooks.create({"url": url, **tokens, **wanted})
-            except GitlabError as exc:
-                raise _hook_error(exc, spec, path, "create") from exc
+            except Exception as exc:  # noqa: BLE001 - a lost answer is re-read below
+                hook = _created_after_all(exc, project, spec, path, url)
             changes.append(f"CreateProjectHook {path} {hook.id} -> {url}")
         else:
             drift = _drift(hook, spec, signing_token is not None)
