@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 
 BRANCH_PREFIX, TAG_PREFIX = "refs/heads/", "refs/tags/"
 MAX_REPLAY_WINDOW_S = 300
-DEFAULT_RATE_LIMIT = "60/minute"
+DEFAULT_RATE_LIMIT = "15000/minute"
+"""Per source address. All deliveries of one GitLab instance come from one address, and GitLab never
+resends a refused one, so the default must exceed what one instance legitimately sends: GitLab.com
+caps webhook calls per top-level namespace at 500-13,000 a minute by plan, self-managed GitLab has no
+cap by default. 15,000/minute is above GitLab.com's highest plan; the spool absorbs the burst (runs are
+created at Prefect's pace). It still bounds a flood from a foreign address (refused before the body
+is read). Lower it (e.g. 600/minute) for a small instance."""
 
 
 def check_rate_limit(value: str) -> str:
@@ -130,7 +136,9 @@ class WebhookSpec(SpecModel):
                     "(at most 300, the standardwebhooks library's tolerance).")
     rate_limit: str = Field(
         default=DEFAULT_RATE_LIMIT, description="Deliveries allowed per source address in a moving window, e.g. "
-                                                "60/minute or 1000/second (over it: 429 with Retry-After).")
+                                                "15000/minute or 100/second (over it: 429 with Retry-After). One "
+                                                "GitLab instance delivers from one address: keep it above the "
+                                                "instance's busiest minute.")
     trusted_proxies: list[Annotated[str, AfterValidator(check_proxy)]] = Field(
         default_factory=list, description="Addresses (IP or CIDR) of reverse proxies in front of the receiver: "
                                           "only requests from them have X-Forwarded-For honoured.")

@@ -47,11 +47,13 @@ requires it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
+import uuid
 from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
@@ -63,17 +65,24 @@ from starlette.routing import Route
 
 from acrvpc.spec import Spec, route_target
 from deployments.gitlab_events import EVENT_MODELS, PushEvent
-from deployments.webhook_guard import MAX_ID_LENGTH, ReplayCache, SignatureCheck, SourceLimiter
+from deployments.webhook_guard import MAX_ID_LENGTH, SignatureCheck, SourceLimiter, normalize_secret
 from deployments.webhook_openapi import openapi_schema
-from deployments.webhook_spool import Spool, drain_once
+from deployments.webhook_spool import (DEAD, DONE, MAX_AGE_S, Delivery, Report, Spool, StartFailure, drain_once,
+                                       report_dead, settle_failure)
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 25 * 1024 * 1024  # GitLab's own payload limit (GitLab.com "max payload 25 MB"): it sends nothing larger
+SMALL_BODY = 256 * 1024  # bodies up to this are read side by side; larger ones BIG_BODIES at a time
+BIG_BODIES = 2  # memory: at most this many large bodies are held and parsed at once
+HEALTH_CACHE_S = 5.0  # /healthz asks Prefect at most this often
+DELIVERY_FAILED = "acrvpc.delivery.failed"
 START_TIMEOUT_S = 3.0  # wait this long for the run before answering "queued" (GitLab gives up at 10 s)
 START_CONCURRENCY = 8  # runs created at a time by requests (the Prefect server's pace, not the burst's)
 RUN_TAGS = ("gitlab-webhook",)
 
 StartRun = Callable[[dict[str, Any], str], Awaitable[str]]
 """``start_run(parameters, idempotency_key) -> flow run id``."""
+Probe = Callable[[], Awaitable[bool]]
+"""``probe() -> whether Prefect answers``."""
 
 _log = logging.getLogger("acrvpc.webhook")
 
@@ -142,33 +151,57 @@ class WebhookReceiver:
                  rate_limit: str | None = None, trusted_proxies: list[str] | None = None,
                  replay_window: float | None = None, spec_path: str | None = None, max_body: int = MAX_BODY,
                  start_timeout: float = START_TIMEOUT_S, spool: Spool | None = None,
-                 start_concurrency: int = START_CONCURRENCY, deployment: str | None = None) -> None:
+                 start_concurrency: int = START_CONCURRENCY, deployment: str | None = None,
+                 max_age: float = MAX_AGE_S, report: Report | None = None, probe: Probe | None = None) -> None:
+        secret = normalize_secret(secret) if secret else None
         if not secret and not signing_secret:
             raise ValueError("the webhook secret is empty and no signing token is given")
         self.spec, self.start_run, self.spec_path = spec, start_run, spec_path
         self.deployment = deployment or spec.webhook.deployment
         self._secret = secret.encode() if secret else None
+        self.max_age, self.report, self.probe = max_age, report, probe
+        self._health: tuple[float, bool | None] = (0.0, None)
         self.max_body, self.start_timeout = max_body, start_timeout
         window = replay_window or spec.webhook.replay_window_seconds
         self.signature = SignatureCheck(signing_secret, window) if signing_secret else None
         self.limiter = SourceLimiter(rate_limit or spec.webhook.rate_limit,
                                      spec.webhook.trusted_proxies if trusted_proxies is None else trusted_proxies)
-        self.replays = ReplayCache(window)
         self.spool = spool if spool is not None else Spool()
         self.start_concurrency = start_concurrency
-        self._gates: dict[int, asyncio.Semaphore] = {}  # per event loop (a test client may use several)
+        self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}  # per event loop (a test client may use several)
         self._openapi = openapi_schema(max_body, signed=self.signature is not None)
 
     def app(self) -> Starlette:
         """The ASGI application."""
-        return Starlette(routes=[Route("/hooks/gitlab", self.gitlab, methods=["POST"]),
-                                 Route("/healthz", self.healthz, methods=["GET"]),
-                                 Route("/openapi.json", self.openapi, methods=["GET"])],
-                         exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        app = Starlette(routes=[Route("/hooks/gitlab", self.gitlab, methods=["POST"]),
+                                Route("/hooks/gitlab/", self.gitlab, methods=["POST"]),  # pasted with a slash
+                                Route("/healthz", self.healthz, methods=["GET"]),
+                                Route("/openapi.json", self.openapi, methods=["GET"])],
+                        exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        app.router.redirect_slashes = False  # a bare 307 is a "success" to GitLab that delivers nothing
+        return app
+
+    async def prefect_reachable(self) -> bool | None:
+        """Whether Prefect answered ``probe`` (asked at most every 5 s); None without a probe."""
+        if self.probe is None:
+            return None
+        when, known = self._health
+        if time.monotonic() - when < HEALTH_CACHE_S and known is not None:
+            return known
+        try:
+            known = bool(await asyncio.wait_for(self.probe(), 2.0))
+        except Exception:  # noqa: BLE001 - any failure means unreachable
+            known = False
+        self._health = (time.monotonic(), known)
+        return known
 
     async def healthz(self, request: Request) -> JSONResponse:
-        """``GET /healthz``."""
-        return JSONResponse({"status": "ok"})
+        """``GET /healthz``: the receiver is up (200); ``degraded`` when Prefect is unreachable or letters are dead."""
+        counts = await asyncio.to_thread(self.spool.counts)
+        reachable = await self.prefect_reachable()
+        status = "ok" if reachable is not False and not counts[DEAD] else "degraded"
+        return JSONResponse({"status": status, "prefect": {"reachable": reachable},
+                             "deliveries": {"pending": counts["pending"], "dead": counts[DEAD]}})
 
     async def openapi(self, request: Request) -> JSONResponse:
         """``GET /openapi.json``: the receiver's OpenAPI description."""
@@ -182,18 +215,22 @@ class WebhookReceiver:
 
     def token_ok(self, given: str | None) -> bool:
         """Whether ``X-Gitlab-Token`` carries the secret (constant-time comparison)."""
-        return self._secret is not None and hmac.compare_digest((given or "").encode(), self._secret)
+        return self._secret is not None and hmac.compare_digest((given or "").strip().encode(), self._secret)
 
-    async def _body(self, request: Request) -> bytes:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
-            raise _TooLarge
+    def _gate(self, name: str, size: int) -> asyncio.Semaphore:
+        key = (name, id(asyncio.get_running_loop()))
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(size)
+        return gate
+
+    async def _body(self, request: Request) -> bytearray:
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self.max_body:
                 raise _TooLarge
-        return bytes(body)
+        return body  # no second copy of a large body
 
     async def gitlab(self, request: Request) -> JSONResponse:
         """``POST /hooks/gitlab``: check, parse, route, and start a run (see the module docstring)."""
@@ -226,6 +263,18 @@ class WebhookReceiver:
             return refused
         if _media_type(request.headers.get("content-type", "")) != "application/json":
             return _error(415, "Content-Type must be application/json")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            return _error(413, f"body over {self.max_body} bytes")  # refused before a byte of it is read
+        small = length.isdigit() and int(length) <= SMALL_BODY
+        async with (contextlib.nullcontext() if small else self._gate("body", BIG_BODIES)):
+            found = await self._event(request)
+        if isinstance(found, JSONResponse):
+            return found
+        return await self._route(request, found, started)
+
+    async def _event(self, request: Request) -> PushEvent | JSONResponse:
+        """The delivery's push event, or the answer refusing or ignoring it."""
         try:
             body = await self._body(request)
         except _TooLarge:
@@ -233,7 +282,7 @@ class WebhookReceiver:
         except ClientDisconnect:
             return _error(400, "the body was not received")
         if self.signature is not None:
-            reason = self.signature.verify(body, request.headers)
+            reason = self.signature.verify(bytes(body), request.headers)
             if reason:
                 _log.warning("delivery refused: %s", reason)
                 return _error(401, reason)
@@ -255,7 +304,11 @@ class WebhookReceiver:
             return _error(400, f"not a GitLab {kind} payload (check: {_invalid(exc)})")
         except RecursionError:
             return _error(400, f"not a GitLab {kind} payload (nested too deeply)")
-        return await self._route(request, event, started)
+        for name, value in (("project.path_with_namespace", event.project.path_with_namespace), ("ref", event.ref),
+                            ("checkout_sha/after", event.sha)):
+            if any(ord(c) < 32 for c in value):  # git forbids control characters in refs; PostgreSQL refuses NUL
+                return _error(400, f"not a GitLab {kind} payload ({name} contains a control character)")
+        return event
 
     def _key(self, request: Request, event: PushEvent) -> str:
         signed = self.signature is not None
@@ -282,46 +335,72 @@ class WebhookReceiver:
         repo, rule = route_target(self.spec, route)
         answer = {"status": "accepted", "deployment": self.deployment, "repository": repo.full_name,
                   "rule": route.rule}
-        known = self.replays.get(key) if self.signature is not None else None
-        if known is not None:
-            _log.info("delivery %r: a resend of the delivery that started flow run %s", key, known)
-            return JSONResponse({**answer, "flow_run_id": known}, status_code=202)
-        parameters: dict[str, Any] = {"project": project, "ref": event.ref, "sha": event.sha, "event_id": key}
-        if self.spec_path:
-            parameters["spec_path"] = self.spec_path
         try:
-            known = await asyncio.to_thread(self.spool.add, key, parameters)
+            key, recorded = await asyncio.to_thread(self._record, key, project, event)
         except Exception as exc:  # noqa: BLE001 - the spool's disk: 503, details in our log only
-            _log.error("delivery %r: could not be recorded in the spool (%s)", key, type(exc).__name__)
+            _log.error("delivery %r: could not be recorded in the spool (%s: %s)", key, type(exc).__name__, exc)
             return _error(503, "could not record the delivery; resend it later")
-        if known is not None:
-            _log.info("delivery %r: a resend of the delivery that started flow run %s", key, known)
-            return JSONResponse({**answer, "flow_run_id": known}, status_code=202)
+        if recorded.state == DONE:
+            _log.info("delivery %r: a resend of the delivery that started flow run %s", key, recorded.run_id)
+            return JSONResponse({**answer, "flow_run_id": recorded.run_id, "delivery": key}, status_code=202)
+        if recorded.state == DEAD:  # resent from GitLab (Resend Request): the operator's replay
+            await asyncio.to_thread(self.spool.replay, key)
+            _log.info("delivery %r: a resend of a dead letter; queued again", key)
         try:
-            run_id = await asyncio.wait_for(self._start(parameters, key), self.start_timeout)
-        except Exception as exc:  # noqa: BLE001 - slow or unreachable Prefect: the drainer creates it later
-            why = "not created yet" if isinstance(exc, asyncio.TimeoutError) else f"failed ({type(exc).__name__})"
-            _log.warning("delivery %r: the run of %s %s; queued (%.0f ms)", key, self.deployment, why,
+            run_id = await asyncio.wait_for(self._start(recorded.parameters, key), self.start_timeout)
+        except asyncio.TimeoutError:  # slow Prefect: the drainer creates it later
+            _log.warning("delivery %r: the run of %s was not created yet; queued (%.0f ms)", key, self.deployment,
                          (time.monotonic() - started) * 1000)
             return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
+        except Exception as exc:  # noqa: BLE001 - classified: queued for a retry, or a dead letter
+            failure = await asyncio.to_thread(settle_failure, self.spool, key, exc, 0, time.time(), self.max_age,
+                                              0.0)  # the drainer's grace is the first backoff
+            if failure.permanent:
+                await report_dead(self.spool, self.report)
+                why = f"HTTP {failure.status}" if failure.status else "its parameters"
+                return JSONResponse({**answer, "status": "dead", "delivery": key,
+                                     "reason": f"Prefect refused the run ({why}); kept as a dead letter: see "
+                                               f"`acrvpc webhook deliveries --state dead`"}, status_code=202)
+            return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
         await asyncio.to_thread(self.spool.done, key, run_id)
-        if self.signature is not None:
-            self.replays.put(key, run_id)
         _log.info("delivery %r: %s %s -> %s %s, flow run %s (%.0f ms)", key, project, event.ref, repo.full_name,
                   rule.image_tag, run_id, (time.monotonic() - started) * 1000)
         return JSONResponse({**answer, "flow_run_id": run_id}, status_code=202)
 
+    def _record(self, key: str, project: str, event: PushEvent) -> tuple[str, Delivery]:
+        """Spool the delivery: ``(its key, what the spool holds for it)``.
+
+        A key already recorded for another push (GitLab reuses ``X-Gitlab-Event-UUID`` for hooks a
+        hook's own API calls trigger) is not that push's resend: it gets a key of its own, the key
+        plus a digest of its project, ref and commit, the same on each of its own resends.
+        """
+        parameters: dict[str, Any] = {"project": project, "ref": event.ref, "sha": event.sha, "event_id": key}
+        if self.spec_path:
+            parameters["spec_path"] = self.spec_path
+        recorded = self.spool.add(key, parameters)
+        if _push_of(recorded.parameters) == _push_of(parameters):
+            return key, recorded
+        digest = hashlib.sha256("\0".join(_push_of(parameters)).encode()).hexdigest()[:16]
+        own = f"{key}~{digest}"
+        _log.warning("delivery %r: the key was reused by a different push (%s %s %s; recorded: %s %s %s); "
+                     "it gets its own key %r", key, project[:200], event.ref[:200], event.sha[:64],
+                     *(v[:200] for v in _push_of(recorded.parameters)), own)
+        return own, self.spool.add(own, {**parameters, "event_id": own})
+
     async def _start(self, parameters: dict[str, Any], key: str) -> str:
-        loop = id(asyncio.get_running_loop())
-        gate = self._gates.get(loop)
-        if gate is None:
-            gate = self._gates[loop] = asyncio.Semaphore(self.start_concurrency)
-        async with gate:
+        async with self._gate("start", self.start_concurrency):
             return await self.start_run(parameters, f"gitlab:{key}")
 
     async def drain(self, older_than: float = 0.0) -> int:
-        """Create the runs of queued deliveries now (what the drainer thread does); returns how many."""
-        return await drain_once(self.spool, self.start_run, older_than=older_than)
+        """Create the runs of queued deliveries now and report dead letters (what the drainer thread does);
+        returns how many runs were created."""
+        created = await drain_once(self.spool, self.start_run, older_than=older_than, max_age=self.max_age)
+        await report_dead(self.spool, self.report)
+        return created
+
+
+def _push_of(parameters: dict[str, Any]) -> tuple[str, str, str]:
+    return str(parameters.get("project", "")), str(parameters.get("ref", "")), str(parameters.get("sha", ""))
 
 
 def create_app(spec: Spec, secret: str | None, start_run: StartRun, **options: Any) -> Starlette:
@@ -332,6 +411,10 @@ def create_app(spec: Spec, secret: str | None, start_run: StartRun, **options: A
 def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> StartRun:
     """A ``start_run`` that creates a flow run of ``deployment`` on the Prefect API (``PREFECT_API_URL``).
 
+    The deployment's id is read by name once, and again when Prefect answers 404 for it (the
+    deployment was deleted and re-created: a new id). When the name itself is gone, the failure is
+    permanent (:class:`~deployments.webhook_spool.StartFailure`, status 404).
+
     Args:
         deployment: ``flow-name/deployment-name``.
         tags: tags added to each run.
@@ -339,16 +422,77 @@ def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> 
     Returns:
         ``async (parameters, idempotency_key) -> flow run id``; the same key returns the run it made.
     """
-    known: dict[str, Any] = {}  # the deployment's id, read once
+    known: dict[str, Any] = {}  # the deployment's id, read by name when needed
 
     async def start(parameters: dict[str, Any], idempotency_key: str) -> str:
         from prefect import get_client
+        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
         async with get_client() as client:
-            if "id" not in known:
-                known["id"] = (await client.read_deployment_by_name(deployment)).id
-            run = await client.create_flow_run_from_deployment(known["id"], parameters=parameters,
-                                                               idempotency_key=idempotency_key, tags=list(tags))
-        return str(run.id)
+            for attempt in (1, 2):
+                if "id" not in known:
+                    try:
+                        known["id"] = (await client.read_deployment_by_name(deployment)).id
+                    except ObjectNotFound:
+                        raise StartFailure(f"the deployment {deployment} does not exist: deploy it again (acrvpc "
+                                           f"deploy), then replay the dead letters", 404, permanent=True) from None
+                stale = known["id"]
+                try:
+                    run = await client.create_flow_run_from_deployment(
+                        stale, parameters=parameters, idempotency_key=idempotency_key, tags=list(tags))
+                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                    response = getattr(exc, "response", None) or getattr(getattr(exc, "http_exc", None),
+                                                                         "response", None)
+                    if attempt == 1 and response is not None and response.status_code == 404:
+                        _log.warning("deployment %s: id %s is gone (re-created?); reading its id again",
+                                     deployment, stale)
+                        known.pop("id", None)
+                        continue
+                    raise
+                return str(run.id)
+        raise AssertionError("unreachable")
 
     return start
+
+
+def prefect_probe() -> Probe:
+    """A ``probe`` asking the Prefect API's ``/health``."""
+
+    async def probe() -> bool:
+        from prefect import get_client
+
+        async with get_client() as client:
+            return await client.api_healthcheck() is None
+
+    return probe
+
+
+def delivery_reporter(deployment: str) -> Report:
+    """A ``report`` posting an ``acrvpc.delivery.failed`` Prefect event for a dead letter (``POST /events``).
+
+    The event's resource is the delivery (``acrvpc.delivery.<key>``, with the project, ref, commit and
+    deployment as labels); its payload the HTTP status, the message, the attempts and the run
+    parameters (long values cut at 1000 characters). Its id is derived from the dead letter, so a
+    report sent twice is one event.
+    """
+
+    async def report(letter: Delivery) -> None:
+        from prefect import get_client
+        from prefect.events import Event
+
+        def cut(value: Any) -> Any:
+            return value[:1000] if isinstance(value, str) else value
+
+        event = Event(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"acrvpc-dead-letter:{letter.key}:{letter.attempts}:{letter.received}"),
+            event=DELIVERY_FAILED,
+            resource={"prefect.resource.id": f"acrvpc.delivery.{cut(letter.key)}",
+                      "prefect.resource.name": cut(letter.key), "acrvpc.project": cut(letter.project),
+                      "acrvpc.ref": cut(letter.ref), "acrvpc.sha": cut(letter.sha), "acrvpc.deployment": deployment},
+            payload={"status": letter.status, "error": letter.last_error, "attempts": letter.attempts,
+                     "parameters": {k: cut(v) for k, v in letter.parameters.items()}})
+        async with get_client() as client:
+            await client.request("POST", "/events", json=[event.model_dump(mode="json")])
+        _log.info("dead letter %r: reported as %s", letter.key, DELIVERY_FAILED)
+
+    return report

@@ -42,11 +42,18 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     schemas["Delivery"] = {
         "type": "object", "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["accepted", "queued", "ignored"]},
+        "properties": {"status": {"type": "string", "enum": ["accepted", "queued", "ignored", "dead"]},
                        "reason": {"type": "string"}, "flow_run_id": {"type": "string"}, "delivery": {"type": "string"},
                        "deployment": {"type": "string"}, "repository": {"type": "string"},
                        "rule": {"type": "string"}}}
-    schemas["Health"] = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    schemas["Health"] = {
+        "type": "object", "required": ["status", "prefect", "deliveries"],
+        "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
+                       "prefect": {"type": "object", "required": ["reachable"],
+                                   "properties": {"reachable": {"type": ["boolean", "null"]}}},
+                       "deliveries": {"type": "object", "required": ["pending", "dead"],
+                                      "properties": {"pending": {"type": "integer", "minimum": 0},
+                                                     "dead": {"type": "integer", "minimum": 0}}}}}
     auth = ("a Standard Webhooks signature (webhook-id, webhook-timestamp, webhook-signature) within the replay "
             "window" if signed else "the X-Gitlab-Token secret")
     retry_after = {"headers": {"Retry-After": {"description": "Seconds until this source may deliver again.",
@@ -69,9 +76,11 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
             {"$ref": REF.format(model="PushEvent")}, {"$ref": REF.format(model="TagPushEvent")}]}}}},
         "responses": {
-            "202": _answer("Accepted (a run was started or found) or ignored (not routed, deleted ref, other event).",
-                           "Delivery"),
-            "400": _answer("Not JSON, not an object, no X-Gitlab-Event, or not a GitLab payload."),
+            "202": _answer("accepted (a run was started or found), queued (spooled; its run is created shortly), "
+                           "ignored (not routed, deleted ref, other event) or dead (Prefect refused the run for "
+                           "good; kept as a dead letter to replay).", "Delivery"),
+            "400": _answer("Not JSON, not an object, no X-Gitlab-Event, not a GitLab payload, or a control "
+                           "character in the project, ref or commit."),
             "401": _answer(f"Missing or wrong credentials: {auth}."),
             "404": _answer("No such path."),
             "405": _answer("Wrong method."),
@@ -82,13 +91,18 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
             "503": _answer("The delivery could not be recorded; resend it later."),
         },
     }
+    slashed = {**delivery, "operationId": "receiveGitlabEventSlash",
+               "summary": "The same endpoint, for a hook URL saved with a trailing slash"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "acr-vpc-build GitLab webhook receiver", "version": "1"},
         "paths": {
             "/hooks/gitlab": {"post": delivery},
-            "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz",
-                                 "responses": {"200": _answer("Alive.", "Health")}}},
+            "/hooks/gitlab/": {"post": slashed},
+            "/healthz": {"get": {"summary": "Liveness, Prefect's reachability and the spool's pending and dead "
+                                            "deliveries", "operationId": "healthz",
+                                 "responses": {"200": _answer("Alive (degraded: Prefect unreachable or dead "
+                                                              "letters).", "Health")}}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                       "responses": {"200": {"description": "The OpenAPI document.",
                                                             "content": {"application/json": {"schema": {

@@ -1,4 +1,5 @@
-"""``acrvpc webhook serve (SPEC | --deployment build-on-push/NAME) [--port N] [--host H] [--run-spec PATH] [--rate-limit R] [--trusted-proxy IP]``.
+"""``acrvpc webhook serve (SPEC | --deployment build-on-push/NAME) [--port N] [--host H] [--run-spec PATH] [--rate-limit R] [--trusted-proxy IP] [--spool FILE] [--max-age S]``,
+``acrvpc webhook deliveries [--state pending|dead|done] [--json]`` and ``acrvpc webhook replay (KEY | --all-dead)``.
 
 Serves the GitLab webhook receiver (:mod:`deployments.webhook`) with uvicorn (127.0.0.1:8480 by
 default). Routed pushes start flow runs of the on-push deployment on the Prefect server of
@@ -13,12 +14,22 @@ or ``webhook.signing_secret_block``; the secret is then optional). ``--rate-limi
 ``--trusted-proxy`` override ``webhook.rate_limit`` and ``webhook.trusted_proxies``. Before listening
 it checks that the API URL is set, the credentials exist and the deployment is deployed (which also
 proves the auth string); each failure exits 2 with the fix. No secret is ever printed or logged.
+
+Prefect unreachable at start is not a failure: the receiver listens, spools every delivery and
+creates their runs when Prefect answers (``/healthz`` says ``reachable: false`` meanwhile). It then
+needs the secret from ``ACRVPC_WEBHOOK_SECRET`` (a Secret block cannot be read), and with
+``--deployment`` the spec it last read from the deployment (kept in the spool).
+
+``deliveries`` and ``replay`` open the receiver's spool (``--spool``, the same default) while it
+runs: ``replay`` makes dead letters pending again and the running receiver creates their runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +41,11 @@ from acrvpc.spec import Spec
 from acrvpc.spec_webhook import check_proxy, check_rate_limit
 
 SPEC_REFRESH_S = 15.0  # how often --deployment re-reads the deployment's spec
+SPOOL_NAME = "acrvpc-webhook-spool.sqlite3"
+
+
+class _Unreachable(str):
+    """A problem text meaning Prefect did not answer at all (the receiver still starts)."""
 
 webhook_app = typer.Typer(no_args_is_help=True, help="The GitLab webhook receiver (push -> on-push build run).")
 app.add_typer(webhook_app, name="webhook")
@@ -53,21 +69,35 @@ def _read_deployment(name: str) -> tuple[Any, str | None]:
                           f"the server's PREFECT_SERVER_API_AUTH_STRING")
         return None, f"the Prefect API at {url} answered {exc.response.status_code}"
     except Exception as exc:  # noqa: BLE001 - shown to the person
-        return None, f"cannot reach the Prefect API at {url} ({type(exc).__name__})"
+        return None, _Unreachable(f"cannot reach the Prefect API at {url} ({type(exc).__name__})")
 
 
-def _deployed_spec(name: str) -> Spec:
-    """The spec the deployment ``name`` carries; exits 2 with the fix when there is none."""
+def _deployed_spec(name: str, spool: Any) -> tuple[Spec, bool]:
+    """``(the spec the deployment name carries, whether Prefect answered)``; exits 2 with the fix when there is none.
+
+    With Prefect unreachable, the spec last read (kept in ``spool``) is used.
+    """
     from acrvpc.deploy import spec_of
     from acrvpc.spec import SpecError
 
     deployment, problem = _read_deployment(name)
-    if problem:
+    if isinstance(problem, _Unreachable):
+        cached = spool.recall(f"spec:{name}")
+        if cached is None:
+            raise _exit(f"{problem}, and no spec of {name} was read before: start the receiver once while "
+                        f"Prefect answers (or serve a SPEC file)")
+        parameters, reachable = json.loads(cached), False
+    elif problem:
         raise _exit(problem)
+    else:
+        parameters, reachable = deployment.parameters, True
     try:
-        return spec_of(deployment.parameters, f"deployment {name}")
+        spec = spec_of(parameters, f"deployment {name}")
     except SpecError as exc:
         raise _exit(str(exc)) from None
+    if reachable:
+        spool.remember(f"spec:{name}", json.dumps(parameters, default=str))
+    return spec, reachable
 
 
 def _exit(message: str) -> typer.Exit:
@@ -104,6 +134,7 @@ class _SpecFollower:
             except Exception as exc:  # noqa: BLE001 - an invalid edit keeps the last good spec
                 log.error("the spec of %s is not valid now; routing with the last one: %s", self.name, exc)
                 continue
+            self.receiver.spool.remember(f"spec:{self.name}", json.dumps(deployment.parameters, default=str))
             if self.receiver.use_spec(spec):
                 log.info("the routes of %s changed: now %d route(s)", self.name, len(spec.webhook.routes))
 
@@ -119,7 +150,27 @@ def _credentials(spec: Spec) -> tuple[str | None, str | None]:
     except PipelineError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - a Secret block while Prefect is unreachable
+        raise _exit(f"cannot read the Secret block {spec.webhook.secret_block!r} ({type(exc).__name__}: Prefect "
+                    f"unreachable?): set ACRVPC_WEBHOOK_SECRET (and ACRVPC_WEBHOOK_SIGNING_SECRET when signing) so "
+                    f"the receiver can start without Prefect") from None
     return secret, signing
+
+
+def _spool_path(spool: Optional[Path]) -> Path:
+    from prefect.settings import PREFECT_HOME
+
+    return spool or Path(PREFECT_HOME.value()) / SPOOL_NAME
+
+
+def _open_spool(spool: Optional[Path]) -> Any:
+    """The receiver's spool for ``deliveries`` / ``replay``; exits 2 when there is none."""
+    from deployments.webhook_spool import Spool
+
+    path = _spool_path(spool)
+    if not path.is_file():
+        raise _exit(f"no spool at {path}: give --spool, the file the receiver was started with")
+    return Spool(path)
 
 
 @webhook_app.command(name="serve")
@@ -136,14 +187,18 @@ def serve(
                                                                     "worker sees it (default: the deployment's)."),
     rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="Deliveries per source address, e.g. "
                                                                         "1000/second (default: webhook.rate_limit, "
-                                                                        "60/minute)."),
+                                                                        "15000/minute)."),
     trusted_proxy: Optional[list[str]] = typer.Option(None, "--trusted-proxy", help="A reverse proxy's IP or CIDR "
                                                                                     "whose X-Forwarded-For is "
                                                                                     "believed (repeatable; default: "
                                                                                     "webhook.trusted_proxies)."),
     spool: Optional[Path] = typer.Option(None, "--spool", help="SQLite file keeping deliveries until their run "
                                                                "exists (default: $PREFECT_HOME/acrvpc-webhook-"
-                                                               "spool.sqlite3)."),
+                                                               "spool.sqlite3). Keep it on persistent disk (a "
+                                                               "volume in a container)."),
+    max_age: float = typer.Option(24 * 3600.0, "--max-age", min=1.0, help="Seconds a delivery may wait for its run "
+                                                                           "(Prefect down or failing) before it is "
+                                                                           "a dead letter."),
 ) -> None:
     """Receive GitLab push and tag-push webhooks and start the on-push build deployment."""
     if (spec_path is None) == (deployment is None):
@@ -160,28 +215,33 @@ def serve(
     if not api_url():
         raise _exit("no Prefect API URL: set PREFECT_API_URL (or `prefect config set PREFECT_API_URL=...`), e.g. "
                     "http://127.0.0.1:4200/api")
-    spec = file_spec if file_spec is not None else _deployed_spec(deployment)
+    from deployments.webhook_spool import Spool, SpoolDrainer
+
+    deliveries = Spool(_spool_path(spool))
+    if file_spec is not None:
+        spec, reachable = file_spec, True
+    else:
+        spec, reachable = _deployed_spec(deployment, deliveries)
     limit = given_limit or spec.webhook.rate_limit
     proxies = given_proxies if given_proxies is not None else list(spec.webhook.trusted_proxies)
     secret, signing = _credentials(spec)
     target = deployment or spec.webhook.deployment
     if deployment is None:
         _, problem = _read_deployment(target)
-        if problem:
+        if isinstance(problem, _Unreachable):
+            reachable = False
+        elif problem:
             raise _exit(problem)
     import uvicorn
 
-    from prefect.settings import PREFECT_HOME
+    from deployments.webhook import WebhookReceiver, delivery_reporter, deployment_starter, prefect_probe
 
-    from deployments.webhook import WebhookReceiver, deployment_starter
-    from deployments.webhook_spool import Spool, SpoolDrainer
-
-    spool_path = spool or Path(PREFECT_HOME.value()) / "acrvpc-webhook-spool.sqlite3"
-    start = deployment_starter(target)
-    deliveries = Spool(spool_path)
+    start, report = deployment_starter(target), delivery_reporter(target)
     receiver = WebhookReceiver(spec, secret, start, spec_path=run_spec, signing_secret=signing, rate_limit=limit,
-                               trusted_proxies=proxies, spool=deliveries, deployment=target)
-    drainer = SpoolDrainer(deliveries, start).start()  # queued deliveries, and those a restart left behind
+                               trusted_proxies=proxies, spool=deliveries, deployment=target, max_age=max_age,
+                               report=report, probe=prefect_probe())
+    # queued deliveries, those a restart left behind, and dead letters to report
+    drainer = SpoolDrainer(deliveries, start, max_age=max_age, report=report).start()
     follower = _SpecFollower(deployment, receiver).start() if deployment else None
     log = logging.getLogger("acrvpc.webhook")
     log.setLevel(logging.INFO)
@@ -194,6 +254,9 @@ def serve(
     console.print(f"webhook receiver on http://{host}:{port}/hooks/gitlab -> deployment {target} "
                   f"({routes} route(s){'; every push will be ignored' if not routes else ''}; {auth}; "
                   f"{limit} per source{'; behind ' + ', '.join(proxies) if proxies else ''})", highlight=False)
+    if not reachable:
+        console.print(f"the Prefect API at {api_url()} does not answer: deliveries are spooled in {deliveries.path} "
+                      f"and their runs created when it does", highlight=False)
     waiting = deliveries.pending()
     if waiting:
         console.print(f"{waiting} delivery(ies) from before were still waiting for their run: creating them now",
@@ -205,3 +268,64 @@ def serve(
             follower.stop()
         drainer.stop()
         deliveries.close()
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+@webhook_app.command(name="deliveries")
+def deliveries_command(
+    state: Optional[str] = typer.Option(None, "--state", help="Only deliveries in this state: pending, dead or done."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (key, project, ref, sha, state, attempts, "
+                                                       "last_error, status, run_id, received)."),
+    spool: Optional[Path] = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
+                                                               "acrvpc-webhook-spool.sqlite3)."),
+    limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, newest first."),
+) -> None:
+    """List the receiver's deliveries: key, project, ref, commit, state, attempts, last error, run id."""
+    from deployments.webhook_spool import STATES
+
+    if state is not None and state not in STATES:
+        raise _exit(f"--state: {state!r} is not a state; give one of {', '.join(STATES)}")
+    opened = _open_spool(spool)
+    try:
+        found = opened.deliveries(state, limit=limit)
+    finally:
+        opened.close()
+    if as_json:
+        print(json.dumps([d.as_json() for d in found], indent=2))
+        return
+    if not found:
+        console.print(f"no {state + ' ' if state else ''}deliveries", highlight=False)
+        return
+    for d in found:
+        outcome = f"run {d.run_id}" if d.run_id else (f"{d.status or '-'} {d.last_error}" if d.last_error else "")
+        console.print(f"{_when(d.received)}  {d.state:<7} {d.key}  {d.project} {d.ref} {d.sha[:12]}  "
+                      f"attempts {d.attempts}  {outcome}", highlight=False, markup=False, soft_wrap=True)
+
+
+@webhook_app.command(name="replay")
+def replay_command(
+    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="The dead letter's key (acrvpc webhook "
+                                                                    "deliveries --state dead)."),
+    all_dead: bool = typer.Option(False, "--all-dead", help="Every dead letter."),
+    spool: Optional[Path] = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
+                                                               "acrvpc-webhook-spool.sqlite3)."),
+) -> None:
+    """Queue dead letters again: the running receiver (or the next one started) creates their runs."""
+    if (key is None) == (not all_dead):
+        raise _exit("give either KEY (a dead letter's key) or --all-dead, not both and not neither")
+    opened = _open_spool(spool)
+    try:
+        if key is not None:
+            found = opened.get(key)
+            if found is None:
+                raise _exit(f"no delivery {key!r} in {opened.path}: list them with `acrvpc webhook deliveries`")
+            if found.state != "dead":
+                has = f" (flow run {found.run_id})" if found.run_id else ""
+                raise _exit(f"delivery {key!r} is {found.state}{has}: only dead letters are replayed")
+        count = opened.replay(key)
+    finally:
+        opened.close()
+    console.print(f"{count} dead letter(s) queued again; the running receiver creates their runs", highlight=False)

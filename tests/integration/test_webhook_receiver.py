@@ -121,12 +121,15 @@ class TestContentType:
 
 
 class TestBodyCap:
-    def test_declared_oversized_body_gets_413(self, client, started):
-        body = json.dumps({**PUSH, "pad": "x" * MAX_BODY})
+    def test_declared_oversized_body_gets_413(self, spec, started):
+        client = TestClient(create_app(spec, SECRET, started, max_body=1024 * 1024))
+        body = json.dumps({**PUSH, "pad": "x" * 1024 * 1024})
         answer = client.post("/hooks/gitlab", content=body, headers=headers())
         assert answer.status_code == 413 and started.calls == []
 
-    def test_streamed_oversized_body_without_length_gets_413(self, client, started):
+    def test_streamed_oversized_body_without_length_gets_413(self, spec, started):
+        client = TestClient(create_app(spec, SECRET, started, max_body=1024 * 1024))
+
         def chunks():
             yield b'{"pad": "'
             for _ in range(20):
@@ -343,7 +346,8 @@ class TestBurst:
 
 class TestHealthz:
     def test_healthz_answers_ok(self, client):
-        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/healthz").json() == {"status": "ok", "prefect": {"reachable": None},
+                                                 "deliveries": {"pending": 0, "dead": 0}}
 
     def test_get_on_the_hook_is_not_allowed(self, client, started):
         assert client.get("/hooks/gitlab").status_code == 405 and started.calls == []

@@ -141,12 +141,13 @@ class TestErrors:
 
 
 class TestHardeningSettings:
-    def test_defaults_are_unsigned_60_per_minute_and_a_five_minute_window(self, data):
+    def test_defaults_are_unsigned_15000_per_minute_and_a_five_minute_window(self, data):
         # Given the example spec, which sets none of them
         webhook = parse_spec(data, "t.yaml").webhook
-        # Then signing is off, the limit is 60/minute per source and the replay window 300 s
+        # Then signing is off, the limit is 15000/minute per source (above GitLab.com's busiest plan) and the
+        # replay window 300 s
         assert webhook.signing_secret_block is None
-        assert (webhook.rate_limit, webhook.replay_window_seconds, webhook.trusted_proxies) == ("60/minute", 300, [])
+        assert (webhook.rate_limit, webhook.replay_window_seconds, webhook.trusted_proxies) == ("15000/minute", 300, [])
 
     def test_settings_are_read(self, data):
         data["webhook"].update(signing_secret_block="gitlab-webhook-signing", rate_limit="1000/second",
