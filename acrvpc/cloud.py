@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from . import actions, callretry, ratelimit
-from .sandbox import defaults as sandbox_defaults
 from .spec import Spec
 
 if TYPE_CHECKING:  # the SDKs are imported where clients are built: resolving credentials needs none of them
@@ -84,6 +83,8 @@ def sandbox_url() -> str | None:
 
 
 def _sandbox_access_key() -> AccessKey:
+    from .sandbox import defaults as sandbox_defaults  # only with a sandbox: its package loads the server
+
     return AccessKey(
         os.environ.get("ACRVPC_SANDBOX_ACCESS_KEY_ID", sandbox_defaults.ACCESS_KEY_ID),
         os.environ.get("ACRVPC_SANDBOX_ACCESS_KEY_SECRET", sandbox_defaults.ACCESS_KEY_SECRET),
@@ -364,6 +365,8 @@ def resolve_gitlab_token(token_block: str) -> str:
     if token:
         return token
     if sandbox_url():
+        from .sandbox import defaults as sandbox_defaults
+
         return sandbox_defaults.GITLAB_TOKEN
     from prefect.blocks.system import Secret
 

@@ -28,7 +28,7 @@ from typing import Any
 import gitlab
 import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabGetError
-from prefect import task
+from acrvpc.lazy_prefect import task  # Prefect loads on first use: `acrvpc preflight` never needs it
 
 from acrvpc import cloud
 from acrvpc.errors import RETRY, PipelineError

@@ -20,8 +20,8 @@ from typing import Any, Callable
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
-from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from acrvpc.lazy_prefect import get_run_logger, task  # Prefect loads on first use: `acrvpc preflight` never needs it
+from acrvpc.lazy_prefect import create_table_artifact
 
 from acrvpc import cloud
 from acrvpc.cloud import CloudClients
