@@ -29,7 +29,7 @@ from acrvpc import cloud
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import EniOutcome
 from acrvpc.spec import Spec
-from tasks.link import GROUP_GONE_CODE, client_token, ecs_call, link_group_gone_fix, retry_stage
+from tasks.link import GROUP_GONE_CODE, create_with_token, ecs_call, link_group_gone_fix, retry_stage
 
 FIRST_POLL_S = 0.5
 MAX_POLL_S = 5.0
@@ -223,14 +223,29 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     existed = item is not None
     if item is None:
         key, value = spec.tag
-        request = ecs_models.CreateNetworkInterfaceRequest(
-            region_id=spec.region, v_switch_id=spec.network.vswitch_id, security_group_id=security_group_id,
-            network_interface_name=eni_name(spec),
-            description=f"Managed by acr-vpc-build for link {spec.name}: the registry's build ENI",
-            tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)],
-            client_token=client_token("eni", spec.name, spec.network.vswitch_id, security_group_id))
-        item = ecs_call("CreateNetworkInterface", ecs.create_network_interface, request,
-                        f"vSwitch {spec.network.vswitch_id}", fixes=group_fix)
+
+        def create(token: str) -> Any:
+            request = ecs_models.CreateNetworkInterfaceRequest(
+                region_id=spec.region, v_switch_id=spec.network.vswitch_id, security_group_id=security_group_id,
+                network_interface_name=eni_name(spec),
+                description=f"Managed by acr-vpc-build for link {spec.name}: the registry's build ENI",
+                tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)], client_token=token)
+            return ecs_call("CreateNetworkInterface", ecs.create_network_interface, request,
+                            f"vSwitch {spec.network.vswitch_id}", fixes=group_fix)
+
+        described: dict[str, Any] = {}
+
+        def unusable(body: Any) -> tuple[str, str | None]:
+            # the answer of a remembered token may describe the ENI as it was created: ask ECS now
+            eni_id = body.network_interface_id
+            now = described[eni_id] = _describe_one(ecs, spec, eni_id)
+            if now is None:
+                return eni_id, "not found"
+            return eni_id, "Deleting" if now.status == "Deleting" else None
+
+        item = create_with_token("eni", (spec.name, spec.network.vswitch_id, security_group_id), create, unusable,
+                                 "link's ENI")
+        item = described.get(item.network_interface_id) or item
         changes.append(f"CreateNetworkInterface {item.network_interface_id} ({item.private_ip_address})")
         if on_create is not None:
             on_create(item.network_interface_id)

@@ -16,6 +16,12 @@ Egress rules that are not desired are revoked by ``SecurityGroupRuleId``. Missin
 one ``AuthorizeSecurityGroupEgress`` call, before the revocations, so the group never admits more
 than the spec while it converges. A converged group costs two reads and no write.
 
+Creates carry a deterministic ``ClientToken``, so a create repeated in place (a lost answer) makes
+one group, not two. ECS may remember a token longer than its resource: after a teardown, a rerun's
+create could be answered with the deleted group's id. So every create with a token is checked
+(:func:`create_with_token`): an answered resource that is gone (or, for an ENI, ``Deleting``) is
+not used, and the create is made again with a token derived from the stale id and the run.
+
 Errors: ``LINK_AMBIGUOUS`` when more than one group carries the link tag; an ECS error that is not
 transient becomes a :class:`~acrvpc.errors.PipelineError` with the provider's code and a fix.
 
@@ -29,8 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,6 +103,66 @@ def client_token(kind: str, *parts: str) -> str:
     """
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:40]
     return f"acrvpc-{kind}-{digest}"
+
+
+# How many creates one stage makes for one resource when ECS keeps answering a token with a deleted
+# resource (each later one with a fresh token): more than two means something else is wrong.
+CREATE_TOKEN_ATTEMPTS = 3
+_PROCESS_SALT = uuid.uuid4().hex  # outside a flow run: fresh tokens stay stable within this process
+
+
+def _run_salt() -> str:
+    """What makes a replacement token this run's own: the flow run's id (stable across the stage's
+    in-task retries and a retry of the flow run), or this process's outside a run."""
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id or _PROCESS_SALT)
+    except Exception:  # noqa: BLE001 - no Prefect context at all
+        return _PROCESS_SALT
+
+
+def create_with_token(kind: str, parts: tuple[str, ...], create: Callable[[str], T],
+                      unusable: Callable[[T], tuple[str, str | None]], what: str) -> T:
+    """Create a resource with a deterministic ClientToken and make sure the answer is a live resource.
+
+    ECS answers a repeated ClientToken with what the first request made. If that resource was
+    deleted since and ECS still remembers the token, the answer names a resource that is gone or
+    being deleted. Then the create is made again with a new token, ``client_token(kind, *parts,
+    "replaces", <stale id>, <run>)``: deterministic within this run (in-place retries of that create,
+    the stage's own retries and a retry of the flow run send the same token, so they stay
+    idempotent), and new for each stale id (a chain of remembered tokens is followed, never looped).
+
+    Args:
+        kind: the token's resource kind (``sg``, ``eni``).
+        parts: the values the first token is made of (:func:`client_token`).
+        create: makes the create call with a token; returns its answer.
+        unusable: given an answer, its resource id and why it cannot be used (``not found``,
+            ``Deleting``), or ``None`` when it is live.
+        what: the resource kind in words, for the log and the error.
+
+    Returns:
+        The answer of the create whose resource is live.
+
+    Raises:
+        PipelineError: ``CLIENT_TOKEN_STALE`` when :data:`CREATE_TOKEN_ATTEMPTS` creates all answered
+            unusable resources; any error of ``create`` or ``unusable`` unchanged.
+    """
+    token = client_token(kind, *parts)
+    stale: list[str] = []
+    for _ in range(CREATE_TOKEN_ATTEMPTS):
+        answer = create(token)
+        resource_id, why = unusable(answer)
+        if why is None:
+            return answer
+        stale.append(f"{resource_id} ({why})")
+        run_logger().warning("ECS answered the create of the %s with ClientToken %s by %s, which is %s: the token "
+                             "outlived its resource; creating it again with a new token", what, token, resource_id,
+                             why)
+        token = client_token(kind, *parts, "replaces", resource_id, _run_salt())
+    raise PipelineError(f"every create of the {what} was answered with a resource that is gone or being deleted: "
+                        f"{', '.join(stale)}", code="CLIENT_TOKEN_STALE",
+                        fix="wait until those resources are fully deleted (ECS console), then rerun")
 
 
 def canonical_cidr(value: str) -> str:
@@ -298,19 +366,37 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
         changes.append(f"CreateSecurityGroup {group_id}")
     elif group_id is None:
         key, value = spec.tag
-        request = ecs_models.CreateSecurityGroupRequest(
-            region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=group_name(spec),
-            description=f"Managed by acr-vpc-build for link {spec.name}: registry builds in this VPC",
-            security_group_type="normal", client_token=client_token("sg", spec.name, spec.network.vpc_id),
-            tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)])
-        body = ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
-        group_id = body.security_group_id
+
+        def create(token: str) -> Any:
+            request = ecs_models.CreateSecurityGroupRequest(
+                region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=group_name(spec),
+                description=f"Managed by acr-vpc-build for link {spec.name}: registry builds in this VPC",
+                security_group_type="normal", client_token=token,
+                tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)])
+            return ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
+
+        def unusable(body: Any) -> tuple[str, str | None]:
+            gid = body.security_group_id
+            return gid, None if _group_exists(ecs, spec, gid) else "not found"
+
+        group_id = create_with_token("sg", (spec.name, spec.network.vpc_id), create, unusable,
+                                     "link's security group").security_group_id
         changes.append(f"CreateSecurityGroup {group_id}")
         if on_create is not None:
             on_create(group_id)
         on_drift = None  # a group created now cannot have drifted
     changes += converge_rules(ecs, spec, group_id, plan=plan, on_drift=on_drift)
     return LinkOutcome(security_group_id=group_id, resources={"security_group": group_id}, changes=changes)
+
+
+def _group_exists(ecs: Any, spec: Spec, group_id: str) -> bool:
+    """Whether ``DescribeSecurityGroups`` lists the group (one read, after a create with a token)."""
+    body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
+                    ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region,
+                                                             security_group_ids=json.dumps([group_id])),
+                    f"security group {group_id}")
+    groups = body.security_groups.security_group if body.security_groups else []
+    return any(g.security_group_id == group_id for g in groups)
 
 
 def _differences(group_id: str, policy: str, missing: list[EgressRule], extra: list[Any],

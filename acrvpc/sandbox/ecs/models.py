@@ -18,7 +18,10 @@ Assumptions:
   (direction, protocol, port range, CIDR, policy, priority); the description is not part of it.
 - A rule id or permission id that names nothing answers ``...Id.NotFound`` (404); revoking by
   Permissions.N that match no rule succeeds without change.
-- A ClientToken whose resource was deleted since is forgotten (a new resource is created).
+- A ClientToken whose resource was deleted since is forgotten (a new resource is created), unless the
+  scenario sets ``ecs.remember_deleted_tokens: true``: then a create repeating the token answers the
+  deleted resource's id (and, for an ENI, its create-time description), as an ECS that keeps tokens
+  longer than their resources would. Either way a token whose ENI is still ``Deleting`` answers that ENI.
 - Deleting an InstanceAttach permission removes it at once (no Revoking/Revoked states), whatever
   ``Force`` says; a second grant to the same account answers the existing permission.
 - Resources live in the world's one region; another RegionId sees none of them.
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +141,8 @@ class EcsBackend:
         self.delete_seconds = 1.0  # an ENI stays Deleting this long after DeleteNetworkInterface
         self.attach_fail_zones: set[str] = set()
         self._tokens: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}
+        self.remember_deleted_tokens = False  # see the module's Assumptions
+        self._deleted: dict[str, Any] = {}  # id -> the resource as it was, for remembered tokens
 
     # -- seeding ------------------------------------------------------------------------------
     def load(self, section: dict[str, Any]) -> None:
@@ -145,6 +150,7 @@ class EcsBackend:
         self.attach_seconds = float(section.get("eni_attach_seconds", 2))
         self.delete_seconds = float(section.get("eni_delete_seconds", 1))
         self.attach_fail_zones = set(section.get("eni_attach_fail_zones") or [])
+        self.remember_deleted_tokens = bool(section.get("remember_deleted_tokens", False))
         for g in section.get("security_groups", []):
             group = SecurityGroup(g["security_group_id"], g["vpc_id"], g.get("name", ""), g.get("description", ""),
                                   g.get("type", "normal"), g.get("inner_access_policy", "Accept"),
@@ -202,11 +208,12 @@ class EcsBackend:
         return region == self.world.region
 
     def _idempotent(self, action: str, token: str | None, fingerprint: tuple[Any, ...], exists: Any) -> str | None:
-        """The resource id an earlier call with this ClientToken made, if it still exists."""
+        """The resource id an earlier call with this ClientToken made, if it still exists (or, with
+        ``remember_deleted_tokens``, even when it was deleted since)."""
         if not token:
             return None
         seen = self._tokens.get((action, token))
-        if seen is None or not exists(seen[1]):
+        if seen is None or not (exists(seen[1]) or (self.remember_deleted_tokens and seen[1] in self._deleted)):
             return None
         if seen[0] != fingerprint:
             raise e.IdempotentParameterMismatch()
@@ -235,7 +242,7 @@ class EcsBackend:
         fingerprint = (vpc_id, name, description, group_type, tuple(sorted(tags.items())))
         known = self._idempotent("CreateSecurityGroup", client_token, fingerprint, self.groups.__contains__)
         if known:
-            return self.groups[known]
+            return self.groups.get(known) or self._deleted[known]
         group = SecurityGroup(self.world.new_id("sg"), vpc_id, name, description, group_type,
                               "Drop" if group_type == "enterprise" else "Accept", tags=dict(tags),
                               creation_time=self.timestamp())
@@ -307,7 +314,7 @@ class EcsBackend:
         users = self.group_users(group_id)
         if users:
             raise e.DependencyViolation(group_id, users)
-        del self.groups[group_id]
+        self._bury(self.groups.pop(group_id))
 
     # -- instances ----------------------------------------------------------------------------
     def find_instances(self, region: str | None, *, ids: list[str] | None = None, ips: list[str] | None = None,
@@ -338,6 +345,12 @@ class EcsBackend:
         for eni in [n for n in self.enis.values() if n.phase and n.phase[1] == DELETED and self.status(n) == DELETED]:
             del self.enis[eni.eni_id]
             self.world.vpc.release_ip(eni.vswitch_id, eni.private_ip)
+            self._bury(replace(eni, phase=None, base_status="Available"))  # as its create call described it
+
+    def _bury(self, resource: Any) -> None:
+        """Keep a deleted resource for the ClientTokens that remember it (``remember_deleted_tokens``)."""
+        if self.remember_deleted_tokens:
+            self._deleted[getattr(resource, "group_id", None) or resource.eni_id] = resource
 
     def eni(self, eni_id: str, region: str | None) -> NetworkInterface:
         self._purge()
@@ -364,9 +377,10 @@ class EcsBackend:
             raise e.InvalidVSwitchIdNotFound(vswitch_id)
         groups = self._groups_for(region, vsw.vpc_id, group_ids)
         fingerprint = (vswitch_id, tuple(groups), name, description, tuple(sorted(tags.items())))
+        self._purge()  # an ENI whose deletion has finished is gone for its token too
         known = self._idempotent("CreateNetworkInterface", client_token, fingerprint, self.enis.__contains__)
         if known:
-            return self.enis[known]
+            return self.enis.get(known) or self._deleted[known]
         ip = self.world.vpc.allocate_ip(vswitch_id)
         if ip is None:
             raise e.InvalidVSwitchIdIpNotEnough(vswitch_id)
