@@ -96,3 +96,50 @@ class TestAutomations:
     def test_a_block_without_a_type_is_refused(self):
         result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", "ops"])
         assert result.exit_code == 2 and "<block-type-slug>/<name>" in result.output
+
+    def test_neither_notify_nor_failover_is_refused(self):
+        result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC)])
+        assert result.exit_code == 2 and "--notify" in result.output and "--failover" in result.output
+        assert mine() == []
+
+
+@pytest.mark.usefixtures("removes_its_automations")
+class TestFailover:
+    def test_failover_creates_the_zombie_never_started_and_rerun_automations(self):
+        for _ in range(2):  # replaced, not doubled, on a rerun
+            result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--failover", "--failover-after", "75"])
+            assert result.exit_code == 0, result.output
+        found = {a.name: a for a in mine()}
+        assert set(found) == {"acrvpc: crash zombie runs", "acrvpc: crash runs never started",
+                              "acrvpc: rerun crashed runs"}
+        zombie = found["acrvpc: crash zombie runs"].trigger
+        # Prefect's documented zombie automation ("detect zombie flows"), scoped to acr-vpc-build runs
+        assert zombie.posture == "Proactive" and zombie.within.total_seconds() == 75
+        assert "prefect.flow-run.heartbeat" in zombie.after and "prefect.flow-run.heartbeat" in zombie.expect
+        assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed"} <= zombie.expect
+        assert zombie.for_each == {"prefect.resource.id"}
+        assert zombie.match_related.model_dump() == {"prefect.resource.role": "tag",
+                                                     "prefect.resource.id": "prefect.tag.acr-vpc-build"}
+        crash = found["acrvpc: crash zombie runs"].actions[0]
+        assert crash.type == "change-flow-run-state" and crash.state.value == "CRASHED"
+        never = found["acrvpc: crash runs never started"].trigger
+        assert never.after == {"prefect.flow-run.Pending"} and "prefect.flow-run.Running" in never.expect
+        rerun = found["acrvpc: rerun crashed runs"]
+        assert rerun.trigger.expect == {"prefect.flow-run.Crashed"} and rerun.trigger.posture == "Reactive"
+        # only runs crashed by the two above are rescheduled (no endless retry of a run that crashes itself)
+        assert set(rerun.trigger.match.model_dump()["prefect.state-message"]) == {
+            crash.message, found["acrvpc: crash runs never started"].actions[0].message}
+        action = rerun.actions[0]
+        assert (action.state.value, action.name) == ("SCHEDULED", "AwaitingRetry")
+
+    def test_failover_with_notify_creates_both(self, ops_block):
+        result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", ops_block, "--failover"])
+        assert result.exit_code == 0, result.output
+        assert len(mine()) == 5
+
+    def test_a_window_shorter_than_the_heartbeat_is_refused_before_anything_is_created(self):
+        result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--failover", "--failover-after", "20"])
+        assert result.exit_code == 2
+        assert "--failover-after 20" in result.output and "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in result.output
+        assert mine() == []
