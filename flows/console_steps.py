@@ -49,13 +49,13 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.input import RunInput, keyset_from_base_key
 from prefect.runtime import flow_run
 from prefect.states import Running
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import BindingOutcome, EniOutcome, LinkOutcome, StageOutcome
@@ -212,7 +212,13 @@ def _answer_of_fired_step(key: str, what: str) -> ConsoleConfirmation:
     The resumed run executes the flow again from the start; the step does not check again (the
     console may still be finishing) but takes the answer, then verifies with its usual wait.
     """
-    answer = ConsoleConfirmation.load(keyset_from_base_key(f"suspended-{key}"))
+    try:
+        answer = ConsoleConfirmation.load(keyset_from_base_key(f"suspended-{key}"))
+    except (ValidationError, ObjectNotFound):  # e.g. moved out of Suspended by a forced state change
+        raise PipelineError(f"the run left its suspension for the console step '{what}' (pause {key}) without the "
+                            f"operator's answer", code="CONSOLE_NO_ANSWER",
+                            fix="retry the run (it asks again), and resume it with the Resume form or "
+                                "acrvpc resume RUN_ID, not by changing its state") from None
     return _confirmed(answer, what)
 
 
