@@ -390,13 +390,19 @@ def build_started(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
 def _start_once(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
     """The build record of this flow run for ``rule``: the one an earlier attempt started while it is
     running or succeeded, else a new one (a failed or canceled build is built again, as a retry should)."""
-    state = build_started(spec, binding, rule, return_state=True)
+    from prefect.transactions import CommitMode, transaction
+
+    # EAGER: the record id is written to result storage as soon as the build started, not when this
+    # task commits (a nested task's result otherwise waits for its parent's transaction, lost with a dead host)
+    with transaction(commit_mode=CommitMode.EAGER):
+        state = build_started(spec, binding, rule, return_state=True)
     record_id = state.result()
     if state.name != "Cached":
         return record_id
     status = _Poller(cr, spec, binding, record_id, time.sleep, BuildObserver()).status().upper()
     if status in TERMINAL and status != "SUCCESS":
-        return build_started.with_options(refresh_cache=True)(spec, binding, rule)
+        with transaction(commit_mode=CommitMode.EAGER):
+            return build_started.with_options(refresh_cache=True)(spec, binding, rule)
     _log.info("build %s of %s was started by an earlier attempt of this flow run (%s): following it",
               record_id, binding.full_name, status)
     return record_id
