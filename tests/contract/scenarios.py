@@ -102,12 +102,16 @@ _DATACENTER = _PREFLIGHT_CR + _PREFLIGHT_VBR + _PREFLIGHT_REPO
 _BIND = [ok("cr/GetNamespace"), ok("cr/GetRepository"), ok("cr/GetRepoSourceCodeRepo"), ok("cr/ListRepoBuildRule")]
 _BUILD_START = [ok("cr/CreateBuildRecordByRule"), ok("cr/GetRepoBuildRecordStatus"), ok("cr/ListRepoBuildRecordLog")]
 _BUILD_DONE = {"BuildStatus": "success"}  # the documented lower-case value (Go SDK / GetRepoBuildRecordStatus doc)
+# after a create with a ClientToken, the answered group / ENI is read back (it must exist, not be Deleting)
+_CREATED_GROUP = {"SecurityGroups.SecurityGroup[0].SecurityGroupId": ALIBABA["ecs/CreateSecurityGroup"]["body"][
+    "SecurityGroupId"]}
 _LINK_CREATE = [ok("ecs/DescribeSecurityGroups", NO_GROUPS), ok("ecs/CreateSecurityGroup"),
-                ok("ecs/DescribeSecurityGroupAttribute"), ok("ecs/ModifySecurityGroupPolicy"),
+                ok("ecs/DescribeSecurityGroups", _CREATED_GROUP), ok("ecs/DescribeSecurityGroupAttribute"), ok("ecs/ModifySecurityGroupPolicy"),
                 ok("ecs/AuthorizeSecurityGroupEgress")]
 _LINK_DRIFT = [ok("ecs/DescribeSecurityGroups"), ok("ecs/DescribeSecurityGroupAttribute", DRIFTED_SG),
                ok("ecs/RevokeSecurityGroupEgress"), ok("ecs/RevokeSecurityGroup")]
 _ENI_CREATE = [ok("ecs/DescribeNetworkInterfaces", NO_ENIS), ok("ecs/CreateNetworkInterface"),
+               ok("ecs/DescribeNetworkInterfaces", {"NetworkInterfaceSets.NetworkInterfaceSet[0].Status": "Available"}),
                ok("ecs/DescribeNetworkInterfacePermissions", NO_PERMISSIONS),
                ok("ecs/CreateNetworkInterfacePermission")]
 _ATTACHING = {"NetworkInterfaceSets.NetworkInterfaceSet[0].Status": "Attaching"}
@@ -172,9 +176,9 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
                                                                         "InvalidParameter")],
     "link/DescribeSecurityGroupAttribute.Throttling.User": [ok("ecs/DescribeSecurityGroups"), fail(
         "ecs/DescribeSecurityGroupAttribute", "Throttling.User")],
-    "link/ModifySecurityGroupPolicy.Forbidden.RAM": _LINK_CREATE[:3] + [fail("ecs/ModifySecurityGroupPolicy",
+    "link/ModifySecurityGroupPolicy.Forbidden.RAM": _LINK_CREATE[:4] + [fail("ecs/ModifySecurityGroupPolicy",
                                                                              "Forbidden.RAM")],
-    "link/AuthorizeSecurityGroupEgress.InvalidParameter": _LINK_CREATE[:4] + [fail(
+    "link/AuthorizeSecurityGroupEgress.InvalidParameter": _LINK_CREATE[:5] + [fail(
         "ecs/AuthorizeSecurityGroupEgress", "InvalidParameter")],
     "link/RevokeSecurityGroupEgress.Forbidden.RAM": _LINK_DRIFT[:2] + [fail("ecs/RevokeSecurityGroupEgress",
                                                                             "Forbidden.RAM")],
@@ -195,7 +199,7 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
         "ecs/ModifyNetworkInterfaceAttribute", "InvalidParameter")],
     "eni/DescribeNetworkInterfacePermissions.Throttling.User": [ok("ecs/DescribeNetworkInterfaces"), fail(
         "ecs/DescribeNetworkInterfacePermissions", "Throttling.User")],
-    "eni/CreateNetworkInterfacePermission.Forbidden.RAM": _ENI_CREATE[:3] + [fail(
+    "eni/CreateNetworkInterfacePermission.Forbidden.RAM": _ENI_CREATE[:4] + [fail(
         "ecs/CreateNetworkInterfacePermission", "Forbidden.RAM")],
     # binding: bind_repository()
     "binding/converged.success": _BIND,
