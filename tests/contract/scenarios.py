@@ -106,8 +106,8 @@ _BUILD_DONE = {"BuildStatus": "success"}  # the documented lower-case value (Go 
 _CREATED_GROUP = {"SecurityGroups.SecurityGroup[0].SecurityGroupId": ALIBABA["ecs/CreateSecurityGroup"]["body"][
     "SecurityGroupId"]}
 _LINK_CREATE = [ok("ecs/DescribeSecurityGroups", NO_GROUPS), ok("ecs/CreateSecurityGroup"),
-                ok("ecs/DescribeSecurityGroups", _CREATED_GROUP), ok("ecs/DescribeSecurityGroupAttribute"), ok("ecs/ModifySecurityGroupPolicy"),
-                ok("ecs/AuthorizeSecurityGroupEgress")]
+                ok("ecs/DescribeSecurityGroups", _CREATED_GROUP), ok("ecs/DescribeSecurityGroupAttribute"),
+                ok("ecs/ModifySecurityGroupPolicy"), ok("ecs/AuthorizeSecurityGroupEgress")]
 _LINK_DRIFT = [ok("ecs/DescribeSecurityGroups"), ok("ecs/DescribeSecurityGroupAttribute", DRIFTED_SG),
                ok("ecs/RevokeSecurityGroupEgress"), ok("ecs/RevokeSecurityGroup")]
 _ENI_CREATE = [ok("ecs/DescribeNetworkInterfaces", NO_ENIS), ok("ecs/CreateNetworkInterface"),

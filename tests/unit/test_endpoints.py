@@ -107,7 +107,8 @@ class TestEndpointSetting:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         monkeypatch.setenv("https_proxy", proxy.url)
         clients = cloud.cloud_clients(spec_with("vpc"))
-        calls = [lambda: clients.ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(region_id=REGION)),
+        calls = [lambda: clients.ecs.describe_security_groups(
+                     ecs_models.DescribeSecurityGroupsRequest(region_id=REGION)),
                  lambda: clients.vpc.describe_vpc_attribute(vpc_models.DescribeVpcAttributeRequest(
                      region_id=REGION, vpc_id="vpc-bp1sandbox00000001")),
                  lambda: clients.cr.get_instance(cr_models.GetInstanceRequest(instance_id="cri-test"))]
