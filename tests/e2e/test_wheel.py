@@ -10,11 +10,15 @@ installed again, and before the wheel goes in, ``import flows`` fails there. The
 venv's Python only: the packages and their data resolve to its site-packages, ``acrvpc deploy``
 deploys a copy of examples/sandbox.yaml (under a name of its own) to a process pool, and a worker of
 that venv started in an empty directory runs ``vpc-build/<name>`` to Completed on the session server.
+The container variants (deploy/prefect-docker.yaml, deploy/prefect-kubernetes.yaml) are deployed from
+that venv with ``prefect deploy`` onto Docker and Kubernetes pools made from the base job templates
+Prefect ships: the server checks their job variables against the pool's schema.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import json
 import os
 import shutil
@@ -25,7 +29,9 @@ import time
 import tomllib
 from pathlib import Path
 
+import prefect
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
 from acrvpc.spec import load_spec
@@ -210,3 +216,43 @@ def test_a_deployment_made_and_run_from_the_wheel_completes(prefect_server, work
             for deployment_id in ids.values():
                 client.delete(f"/deployments/{deployment_id}")
             client.delete(f"/work_pools/{POOL}")
+
+
+@pytest.mark.parametrize("variant, pool_type", [("prefect-docker.yaml", "docker"),
+                                                ("prefect-kubernetes.yaml", "kubernetes")])
+def test_the_container_variants_deploy_from_the_wheel_onto_their_pool_types(prefect_server, fresh, tmp_path, variant,
+                                                                              pool_type):
+    config = yaml.safe_load((ROOT / "deploy" / variant).read_text())
+    pool = config["deployments"][0]["work_pool"]["name"]
+    metadata = json.loads((Path(prefect.__file__).parent / "server" / "api" / "collections_data" / "views"
+                           / "aggregate-worker-metadata.json").read_text())
+    [template] = [workers[pool_type]["default_base_job_configuration"] for workers in metadata.values()
+                  if pool_type in workers]
+    # Deployment names of their own (the file's are the example spec's, which test_deploy.py also deploys).
+    name = f"container-{pool_type}"
+    copy = tmp_path / variant
+    copy.write_text(re.sub(r"(?m)^(  - name: )demo-build\b", rf"\g<1>{name}", (ROOT / "deploy" / variant).read_text()))
+    ids: list[str] = []
+    with api(prefect_server) as client:
+        client.post("/work_pools/", json={"name": pool, "type": pool_type, "base_job_template": template}
+                    ).raise_for_status()
+    try:
+        fresh.run("-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy),
+                  env=prefect_server.env())
+        with api(prefect_server) as client:
+            found = client.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
+                                ).raise_for_status().json()
+        ids = [d["id"] for d in found]
+        assert len(found) == 3, found
+        expected = config["deployments"][0]["work_pool"]["job_variables"]
+        for deployment in found:
+            assert deployment["work_pool_name"] == pool
+            assert deployment["job_variables"] == expected
+            assert deployment["entrypoint"].startswith("flows.") and ":" not in deployment["entrypoint"]
+            assert not deployment["pull_steps"] and deployment["path"] is None
+            assert deployment["parameters"]["spec"]["name"] == config["definitions"]["spec"]["name"]
+    finally:
+        with api(prefect_server) as client:
+            for deployment_id in ids:
+                client.delete(f"/deployments/{deployment_id}")
+            client.delete(f"/work_pools/{pool}")
