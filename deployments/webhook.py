@@ -2,39 +2,47 @@
 
 Served by ``acrvpc webhook serve SPEC --port N`` (:mod:`acrvpc.commands.webhook`). Endpoints:
 
-``POST /hooks/gitlab``, checked in this order, each refusal starting nothing:
+``POST /hooks/gitlab`` (and ``/hooks/gitlab/``: a hook URL saved with a trailing slash is served,
+not answered with a bare 307, which GitLab would count as a success), checked in this order, each
+refusal starting nothing:
 
 1. At most ``webhook.rate_limit`` deliveries per source address in a moving window (the peer, or
    behind a trusted proxy the forwarded client; :mod:`deployments.webhook_guard`): else 429 with
    ``Retry-After``.
 2. When a secret is configured, ``X-Gitlab-Token`` must equal it (``hmac.compare_digest``, constant
-   time): else 401.
+   time), both as GitLab sends them (line breaks removed, trimmed: ``normalize_secret``): else 401.
 3. When a signing token is configured (GitLab >= 19, Standard Webhooks), ``webhook-id``,
    ``webhook-timestamp`` and ``webhook-signature`` must be present and the timestamp within the
    replay window (``webhook.replay_window_seconds``): else 401.
 4. ``Content-Type`` must be ``application/json``: else 415.
-5. The body is read up to 1 MiB before anything parses it: over that, 413.
+5. The body is read up to 25 MB (GitLab's own payload limit) before anything parses it: over that,
+   413 (a declared larger ``Content-Length`` before a byte is read). Bodies over 256 kB are read
+   and parsed ``BIG_BODIES`` (2) at a time, so memory stays bounded under concurrent large pushes.
 6. When signing is configured, the signature must match the raw body (``standardwebhooks``):
    else 401.
 7. It must be a JSON object: else 400.
 8. ``X-Gitlab-Event`` ``Push Hook`` / ``Tag Push Hook`` bodies are parsed with the documented payload
-   models (:mod:`deployments.gitlab_events`): a body that does not fit gets 400. Other event kinds
+   models (:mod:`deployments.gitlab_events`): a body that does not fit, or with a control character
+   in its project, ref or commit (git forbids them; PostgreSQL refuses NUL), gets 400. Other event kinds
    get 202 ``{"status": "ignored", "reason": ...}``, as do deletions (``after`` = 40 zeros) and
    pushes no route of ``webhook.routes`` takes.
 9. A routed push starts one flow run of the on-push deployment with parameters ``project, ref, sha,
    event_id`` and the idempotency key ``gitlab:<webhook-id>`` (signed deliveries; GitLab makes it
    equal to ``Idempotency-Key``), else ``gitlab:<Idempotency-Key>`` (GitLab >= 17.4, the same on
    every resend), else ``gitlab:<X-Gitlab-Event-UUID>``: a redelivered event returns the run it
-   already started and starts no other. The delivery is first written to the spool
-   (:mod:`deployments.webhook_spool`, on disk with ``acrvpc webhook serve``); then the run is
+   already started and starts no other. A key recorded for a *different* push (project, ref or
+   commit; GitLab reuses ``X-Gitlab-Event-UUID`` for recursively triggered hooks) gets a key of its
+   own and its own run, and the log says the key was reused. The delivery is first written to the
+   spool (:mod:`deployments.webhook_spool`, on disk with ``acrvpc webhook serve``); then the run is
    created, at most ``start_concurrency`` at a time. The answer is 202 ``{"status": "accepted",
-   "flow_run_id"}`` when the run exists within ``start_timeout`` (3 s), else 202 ``{"status":
-   "queued", "delivery"}``: the spool's drainer creates the run shortly (after a restart too, and
-   retrying while Prefect is unreachable), so a burst of pushes is answered well inside GitLab's
-   10 s and loses none. 503 only when the delivery cannot be recorded at all.
+   "flow_run_id"}`` when the run exists within ``start_timeout`` (3 s); 202 ``{"status":
+   "queued", "delivery"}`` when Prefect is slow or unreachable (the spool's drainer creates the run
+   shortly, after a restart too), so a burst of pushes is answered well inside GitLab's 10 s and
+   loses none; 202 ``{"status": "dead", "delivery", "reason"}`` when Prefect refused the run for
+   good (a dead letter: see the spool's docstring). 503 only when the delivery cannot be recorded.
 
-``GET /healthz`` answers ``{"status": "ok"}``; ``GET /openapi.json`` describes the endpoints
-(:mod:`deployments.webhook_openapi`).
+``GET /healthz`` answers 200 ``{"status": "ok"|"degraded", "prefect": {"reachable"}, "deliveries":
+{"pending", "dead"}}``; ``GET /openapi.json`` describes the endpoints (:mod:`deployments.webhook_openapi`).
 
 Every error answer is a short JSON ``{"error": ...}`` without internals: unknown paths 404, wrong
 methods 405, and any unexpected exception 500 ``{"error": "internal error"}`` with the details only
@@ -142,6 +150,10 @@ class WebhookReceiver:
         start_concurrency: runs created at a time by requests.
         deployment: the on-push deployment the runs belong to, as ``flow/name`` (default
             ``webhook.deployment``); named in answers and logs.
+        max_age: seconds a delivery may wait for its run (transient failures) before it is a dead letter.
+        report: how dead letters are reported (:func:`delivery_reporter`: the ``acrvpc.delivery.failed``
+            event); called by :meth:`drain` and the drainer, not while GitLab waits.
+        probe: whether Prefect answers, for ``/healthz`` (:func:`prefect_probe`); None reports ``null``.
 
     Raises:
         ValueError: neither a secret nor a signing token is given.
@@ -355,8 +367,7 @@ class WebhookReceiver:
         except Exception as exc:  # noqa: BLE001 - classified: queued for a retry, or a dead letter
             failure = await asyncio.to_thread(settle_failure, self.spool, key, exc, 0, time.time(), self.max_age,
                                               0.0)  # the drainer's grace is the first backoff
-            if failure.permanent:
-                await report_dead(self.spool, self.report)
+            if failure.permanent:  # reported by the drainer (not here: GitLab waits only 10 s)
                 why = f"HTTP {failure.status}" if failure.status else "its parameters"
                 return JSONResponse({**answer, "status": "dead", "delivery": key,
                                      "reason": f"Prefect refused the run ({why}); kept as a dead letter: see "
@@ -408,6 +419,19 @@ def create_app(spec: Spec, secret: str | None, start_run: StartRun, **options: A
     return WebhookReceiver(spec, secret, start_run, **options).app()
 
 
+@contextlib.asynccontextmanager
+async def _prefect() -> Any:
+    """A Prefect client that asks once: the spool retries with its own backoff and maximum age, and each
+    attempt records the status and message Prefect answered (its client would retry 408/429/502/503
+    five times, over 30 s, and a dead letter would only say "did not answer in time")."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+        async with get_client() as client:
+            yield client
+
+
 def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> StartRun:
     """A ``start_run`` that creates a flow run of ``deployment`` on the Prefect API (``PREFECT_API_URL``).
 
@@ -425,10 +449,9 @@ def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> 
     known: dict[str, Any] = {}  # the deployment's id, read by name when needed
 
     async def start(parameters: dict[str, Any], idempotency_key: str) -> str:
-        from prefect import get_client
         from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-        async with get_client() as client:
+        async with _prefect() as client:
             for attempt in (1, 2):
                 if "id" not in known:
                     try:
@@ -459,9 +482,7 @@ def prefect_probe() -> Probe:
     """A ``probe`` asking the Prefect API's ``/health``."""
 
     async def probe() -> bool:
-        from prefect import get_client
-
-        async with get_client() as client:
+        async with _prefect() as client:
             return await client.api_healthcheck() is None
 
     return probe
@@ -477,7 +498,6 @@ def delivery_reporter(deployment: str) -> Report:
     """
 
     async def report(letter: Delivery) -> None:
-        from prefect import get_client
         from prefect.events import Event
 
         def cut(value: Any) -> Any:
@@ -491,7 +511,7 @@ def delivery_reporter(deployment: str) -> Report:
                       "acrvpc.ref": cut(letter.ref), "acrvpc.sha": cut(letter.sha), "acrvpc.deployment": deployment},
             payload={"status": letter.status, "error": letter.last_error, "attempts": letter.attempts,
                      "parameters": {k: cut(v) for k, v in letter.parameters.items()}})
-        async with get_client() as client:
+        async with _prefect() as client:
             await client.request("POST", "/events", json=[event.model_dump(mode="json")])
         _log.info("dead letter %r: reported as %s", letter.key, DELIVERY_FAILED)
 

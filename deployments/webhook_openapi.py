@@ -24,6 +24,15 @@ def _answer(description: str, schema: str = "Error", **extra: Any) -> dict[str, 
             **extra}
 
 
+NO_CONTROL = "^[^\\x00-\\x1f]*$"
+
+
+def _no_control(schema: dict[str, Any]) -> None:
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["pattern"] = NO_CONTROL
+
+
 def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
     """The receiver's OpenAPI document.
 
@@ -39,6 +48,9 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+        for name in ("ref", "after", "checkout_sha"):  # the receiver refuses control characters in them (400)
+            _no_control(schema["properties"][name])
+    _no_control(schemas["EventProject"]["properties"]["path_with_namespace"])
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     schemas["Delivery"] = {
         "type": "object", "required": ["status"],

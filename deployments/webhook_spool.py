@@ -92,10 +92,16 @@ def _response_message(response: Any) -> str:
         body = response.json()
     except Exception:  # noqa: BLE001 - not JSON: its text
         return (response.text or response.reason_phrase or "").strip()[:MAX_ERROR]
-    if isinstance(body, dict):
-        detail = body.get("detail", body.get("exception_message", body))
-        return (detail if isinstance(detail, str) else json.dumps(detail))[:MAX_ERROR]
-    return json.dumps(body)[:MAX_ERROR]
+    if not isinstance(body, dict):
+        return json.dumps(body)[:MAX_ERROR]
+    parts = []  # Prefect: {"detail": ...}, or a 422's {"exception_message", "exception_detail": [{loc, msg}]}
+    main = body.get("detail", body.get("exception_message"))
+    if main:
+        parts.append(main if isinstance(main, str) else json.dumps(main))
+    for error in body.get("exception_detail") or []:
+        if isinstance(error, dict) and error.get("msg"):
+            parts.append(f"{'.'.join(str(p) for p in error.get('loc', []))}: {error['msg']}")
+    return ("; ".join(parts) or json.dumps(body))[:MAX_ERROR]  # never the echoed request body
 
 
 def classify(exc: BaseException) -> StartFailure:

@@ -71,11 +71,11 @@ class TestDeadLetters:
         assert (letter.status, letter.attempts, letter.key) == (422, 1, UUID)
         assert letter.last_error == "Flow run parameters must be less than 524,288 bytes"
         assert letter.parameters["ref"] == PUSH["ref"]
-        assert [r.key for r in reports.letters] == [UUID]
         [line] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert "422" in line.getMessage() and "524,288" in line.getMessage()
-        # nothing retries it
+        # the drainer reports it, and nothing retries it
         asyncio.run(hook.drain())
+        assert [r.key for r in reports.letters] == [UUID]
         assert len(refused.calls) == 1 and hook.spool.counts()["dead"] == 1
 
     def test_a_500_is_retried_until_the_maximum_age_then_dead_with_its_message(self, spec, caplog):
@@ -351,3 +351,52 @@ class TestSharedSpool:
         bad = subprocess.run([*cli, "deliveries", "--state", "stuck", "--spool", str(path)], capture_output=True,
                              text=True, timeout=120)
         assert bad.returncode == 2 and "pending, dead, done" in bad.stdout + bad.stderr
+
+
+class TestServeWithPrefectDown:
+    """``acrvpc webhook serve --deployment`` when Prefect does not answer (the e2e test covers a SPEC file)."""
+
+    def test_it_starts_from_the_spec_it_last_read_and_exits_2_without_one(self, tmp_path):
+        import os
+        import socket
+
+        import yaml
+
+        from tests.conftest import EXAMPLE_SPEC
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead_port = s.getsockname()[1]  # nothing listens there
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{dead_port}/api", "PYTHONUNBUFFERED": "1",
+               "ACRVPC_WEBHOOK_SECRET": SECRET + "\n", "PREFECT_HOME": str(tmp_path / "home")}
+        spool_path = tmp_path / "spool.sqlite3"
+        serve = [sys.executable, "-m", "acrvpc", "webhook", "serve", "--deployment", "build-on-push/demo",
+                 "--port", str(port), "--spool", str(spool_path)]
+        # Without a spec read before, it cannot route: exit 2 with the fix
+        first = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 2 and "no spec of build-on-push/demo was read before" in first.stdout + first.stderr
+        # With the spec it read last time (kept in the spool), it listens and says Prefect is unreachable
+        spool = Spool(spool_path)
+        spool.remember("spec:build-on-push/demo", json.dumps({"spec": yaml.safe_load(EXAMPLE_SPEC.read_text())}))
+        spool.close()
+        proc = subprocess.Popen(serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            health = None
+            while health is None and time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+                except httpx.TransportError:
+                    time.sleep(0.3)
+            assert health == {"status": "degraded", "prefect": {"reachable": False},
+                              "deliveries": {"pending": 0, "dead": 0}}, proc.poll()
+            answer = httpx.post(f"http://127.0.0.1:{port}/hooks/gitlab", content=json.dumps(PUSH), headers=headers(),
+                                timeout=10)
+            assert answer.status_code == 202 and answer.json()["status"] == "queued", answer.text
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=30)
+        assert "does not answer" in out and SECRET not in out
