@@ -51,16 +51,21 @@ def run_builds(spec: Spec, wanted: list[tuple[BindingOutcome, BoundRule]], flow_
     Raises:
         PipelineError: a build could not be started or followed (its code).
     """
-    futures = [build.submit(spec, binding, rule) for binding, rule in wanted]
-    try:
+    futures: list[PrefectFuture] = []
+    stopped = False
+    try:  # submitting inside the try: an interrupt between two submits still stops the builds already started
+        for binding, rule in wanted:
+            futures.append(build.submit(spec, binding, rule))
         for _ in as_completed(futures):
             pass
     except BaseException:  # TerminationSignal (cancel from the UI), KeyboardInterrupt, ...: stop the builds first
+        stopped = True
         stop_builds(flow_run_id)
         wait(futures, timeout=CANCEL_GRACE_SECONDS)
         raise
     finally:
-        forget(flow_run_id)
+        if not stopped:  # a stopped run keeps its signal set: a build that starts late still stops at once
+            forget(flow_run_id)
     outcomes = _outcomes(futures)
     publish_build_summary(spec, outcomes, flow_run_id)
     return outcomes

@@ -7,6 +7,7 @@ a real one; the spec polls every 0.2 s.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
@@ -151,26 +152,79 @@ class TestBuildsInAFlowRun:
         assert bad["payload"]["status"] == "FAILED" and bad["resource"]["prefect.resource.name"] == "apps/web-frontend"
 
 
+class _Interrupter(threading.Thread):
+    """Ctrl-C (SIGINT to this process) once both builds are BUILDING, without ever hanging the test.
+
+    A missed interrupt fails fast: when the builds are not both BUILDING within ``wait_building``
+    seconds, or the run is still going ``grace`` seconds after the signal, the thread records
+    why (and dumps every thread's stack), then cancels the hanging builds in the sandbox itself so
+    the run returns and the test fails with that message, instead of waiting for pytest's 300 s.
+    (The earlier version gave up silently after 60 s; a run that needed longer to reach its builds,
+    e.g. behind the session test server's "database is locked" 503s, which Prefect's client retries
+    for up to 2+4+8+16+32 s, then hung on its never-ending builds.)
+    """
+
+    def __init__(self, world, wait_building: float = 120.0, grace: float = 45.0) -> None:
+        super().__init__(daemon=True, name="interrupter")
+        self.world, self.wait_building, self.grace = world, wait_building, grace
+        self.t0 = time.monotonic()
+        self.sent_at: float | None = None
+        self.missed = ""
+        self.run_ended = threading.Event()
+
+    def _statuses(self) -> list[str]:
+        with self.world.lock:
+            return sorted(self.world.cr.status(r) for r in self.world.cr.records.values())
+
+    def run(self) -> None:
+        deadline = self.t0 + self.wait_building
+        while time.monotonic() < deadline and not self.run_ended.is_set():
+            if self._statuses() == ["BUILDING", "BUILDING"]:
+                time.sleep(0.5)
+                self.sent_at = time.monotonic()
+                os.kill(os.getpid(), signal.SIGINT)
+                break
+            time.sleep(0.1)
+        else:
+            if not self.run_ended.is_set():
+                self.missed = (f"no interrupt sent: the sandbox's builds were {self._statuses()} after "
+                               f"{self.wait_building:.0f} s, not both BUILDING (the run was too slow to reach its "
+                               f"builds, or started other builds)")
+            self._release()
+            return
+        if not self.run_ended.wait(self.grace):
+            self.missed = (f"SIGINT sent {self.sent_at - self.t0:.1f} s into the run, but the run was still going "
+                           f"{self.grace:.0f} s later (builds {self._statuses()}): the interrupt was lost or "
+                           f"swallowed; every thread's stack is on stderr")
+            faulthandler.dump_traceback(all_threads=True)
+            self._release()
+
+    def _release(self) -> None:
+        """Cancel the hanging builds in the sandbox (as if from the console) until the run returns."""
+        while not self.run_ended.is_set():
+            with self.world.lock:
+                now = self.world.clock.now()
+                for record in self.world.cr.records.values():
+                    if self.world.cr.status(record) not in ("SUCCESS", "FAILED", "CANCELED"):
+                        record.cancel(now)
+            self.run_ended.wait(0.5)
+
+
 class TestCancellation:
     def test_interrupting_the_run_cancels_its_running_builds(self, sandbox, world, fast_spec):
         # given builds that never end
         world.cr.hang_repos.update({"apps/billing-api", "apps/web-frontend"})
-
-        def interrupt_when_building() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with world.lock:
-                    building = [r for r in world.cr.records.values() if world.cr.status(r) == "BUILDING"]
-                if len(building) == 2:
-                    time.sleep(0.5)
-                    os.kill(os.getpid(), signal.SIGINT)
-                    return
-                time.sleep(0.1)
+        interrupter = _Interrupter(world)
 
         # when the run is interrupted (Ctrl-C; a cancel from the UI arrives as SIGTERM, same path)
-        threading.Thread(target=interrupt_when_building, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            run(fast_spec)
+        interrupter.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(fast_spec)
+        finally:
+            interrupter.run_ended.set()
+            if interrupter.missed:
+                pytest.fail(interrupter.missed)
         # then both builds were canceled with the API before the run let go
         calls = requests.get(f"{sandbox.url}/_sandbox/calls", timeout=5).json()["calls"]
         cancels = [c for c in calls if c["action"] == "CancelRepoBuildRecord"]
