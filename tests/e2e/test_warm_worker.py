@@ -1,0 +1,120 @@
+"""The acrvpc-process worker (acrvpc/warm_worker.py): runs start in pre-imported interpreters, one process each.
+
+On the session's Prefect server (PostgreSQL), a worker of the new type polls its own pool; the tests
+deploy a probe flow (tests/e2e/warm_flows.py) and the project's vpc-build flow to it and check that a
+run completes in a warm interpreter, that two runs have two processes (neither the worker), that a
+run whose process dies is Crashed while the next one completes, and that the UI's Cancel cancels a
+running run and its builds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.prefect_server import stop_group
+from tests.e2e.test_ui_retry import api, wait_final
+
+pytestmark = pytest.mark.e2e
+
+POOL = "acrvpc-warm-e2e"
+DEPLOY = """
+import sys
+from prefect import flow
+pool = sys.argv[1]
+flow.from_source(source=sys.argv[2], entrypoint="tests/e2e/warm_flows.py:probe").deploy(
+    name="warm-probe", work_pool_name=pool, build=False, push=False)
+flow.from_source(source=sys.argv[2], entrypoint="flows/vpc_build.py:vpc_build").deploy(
+    name="warm-nightly", work_pool_name=pool, build=False, push=False,
+    parameters={"spec_path": "examples/sandbox.yaml", "start_builds": True})
+"""
+
+
+@pytest.fixture(scope="module")
+def warm_worker(prefect_server, worker_sandbox):
+    """A worker of type acrvpc-process on its own pool (it creates the pool), with the two deployments."""
+    log = prefect_server.home / "warm-worker.log"
+    proc = prefect_server.spawn(sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL, log=log,
+                                ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
+                                PREFECT_WORKER_PREFETCH_SECONDS="1")
+    deadline = time.monotonic() + 120
+    with api(prefect_server) as client:
+        while True:
+            workers = client.post(f"/work_pools/{POOL}/workers/filter", json={})
+            if workers.status_code == 200 and any(w.get("status") == "ONLINE" for w in workers.json()):
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the warm worker never came online: {log.read_text()[-3000:]}"
+            time.sleep(0.5)
+    prefect_server.run(sys.executable, "-c", DEPLOY, POOL, str(ROOT))
+    yield proc, log
+    stop_group(proc)
+
+
+def start(server, deployment: str, **parameters) -> str:
+    with api(server) as client:
+        found = client.get(f"/deployments/name/{deployment}").raise_for_status().json()
+        return client.post(f"/deployments/{found['id']}/create_flow_run",
+                           json={"parameters": parameters}).raise_for_status().json()["id"]
+
+
+def seen(out: Path, run_id: str) -> dict:
+    return json.loads((out / f"{run_id}.json").read_text())
+
+
+def test_runs_complete_each_in_its_own_process_started_warm(prefect_server, warm_worker, tmp_path):
+    proc, log = warm_worker
+    first = start(prefect_server, "warm-probe/warm-probe", out_dir=str(tmp_path), seconds=3)
+    second = start(prefect_server, "warm-probe/warm-probe", out_dir=str(tmp_path), seconds=3)
+    assert wait_final(prefect_server, first)["type"] == "COMPLETED"
+    assert wait_final(prefect_server, second)["type"] == "COMPLETED"
+    a, b = seen(tmp_path, first), seen(tmp_path, second)
+    assert a["pid"] != b["pid"]
+    assert proc.pid not in (a["pid"], b["pid"])
+    assert a["ppid"] == b["ppid"] == proc.pid  # the worker's own children, as with the process worker
+    text = log.read_text()
+    assert f"flow run {first}: started in warm interpreter pid {a['pid']}" in text, text[-3000:]
+    assert f"flow run {second}: started in warm interpreter pid {b['pid']}" in text, text[-3000:]
+
+
+def test_a_run_whose_process_dies_is_crashed_and_the_next_run_completes(prefect_server, warm_worker, tmp_path):
+    proc, _ = warm_worker
+    crashing = start(prefect_server, "warm-probe/warm-probe", out_dir=str(tmp_path), mode="exit")
+    assert wait_final(prefect_server, crashing)["type"] == "CRASHED"
+    assert proc.poll() is None  # the worker lives on
+    after = start(prefect_server, "warm-probe/warm-probe", out_dir=str(tmp_path))
+    assert wait_final(prefect_server, after)["type"] == "COMPLETED"
+    assert seen(tmp_path, after)["pid"] != seen(tmp_path, crashing)["pid"]
+
+
+def test_cancel_from_the_ui_cancels_the_run_and_its_builds(prefect_server, warm_worker, worker_sandbox):
+    world = worker_sandbox.world
+    world.reset()
+    world.clock.set_scale(20.0)
+    world.cr.hang_repos.update({"apps/billing-api", "apps/web-frontend"})
+    try:
+        run_id = start(prefect_server, "vpc-build/warm-nightly")
+        deadline = time.monotonic() + 180
+        while True:
+            with world.lock:
+                building = [r for r in world.cr.records.values() if world.cr.status(r) == "BUILDING"]
+            if len(building) == 2:
+                break
+            assert time.monotonic() < deadline, "the builds never started"
+            time.sleep(0.3)
+        with api(prefect_server) as client:  # what the UI's Cancel does
+            client.post(f"/flow_runs/{run_id}/set_state",
+                        json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}).raise_for_status()
+        state = wait_final(prefect_server, run_id, timeout=120)
+        assert state["type"] == "CANCELLED", state
+        cancels = [c for c in world.calls.list() if c["action"] == "CancelRepoBuildRecord" and c["status"] == 200]
+        assert len(cancels) == 2
+        with world.lock:
+            assert {world.cr.status(r) for r in world.cr.records.values()} == {"CANCELED"}
+    finally:
+        world.cr.hang_repos.clear()
