@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from acrvpc import monitor
+from acrvpc import monitor, runlog
 from acrvpc.errors import PipelineError
 from acrvpc.spec import Spec, resolve_spec, route_target
 from flows.builds import fail_if_any_failed, run_builds
@@ -48,6 +48,7 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
         PipelineError: ``WEBHOOK_NO_ROUTE`` (no route for the push), ``BINDING_NOT_CONVERGED``, or
             the build's codes (``BUILD_FAILED`` when the image was not built).
     """
+    runlog.ship_our_logs()  # acrvpc.*, tasks.*, flows.* records into this run's logs
     logger = get_run_logger()
     spec = resolve_spec(spec, spec_path)
     route = spec.webhook.route_for(project, ref)

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from acrvpc import runlog
 from acrvpc.spec import Spec, resolve_spec
 from tasks import teardown as teardown_stage
 
@@ -32,6 +33,7 @@ def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str
         SpecError: the spec is invalid (nothing is called).
         PipelineError: ``ENI_DELETE_TIMEOUT``, ``DependencyViolation`` or a fatal ECS error, with its fix.
     """
+    runlog.ship_our_logs()  # acrvpc.*, tasks.*, flows.* records into this run's logs
     logger = get_run_logger()
     spec = resolve_spec(spec, spec_path)
     key, value = spec.tag

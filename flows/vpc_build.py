@@ -38,7 +38,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
-from acrvpc import monitor
+from acrvpc import monitor, runlog
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
 from acrvpc.spec import LinkMode, Spec, resolve_spec
 from flows.builds import fail_if_any_failed, run_builds, stage_started
@@ -130,6 +130,7 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
         SpecError: the spec is invalid (nothing is called).
         PipelineError: a stage failed (its code and fix in the message), or a build failed.
     """
+    runlog.ship_our_logs()  # acrvpc.*, tasks.*, flows.* records into this run's logs
     logger = get_run_logger()
     spec = resolve_spec(spec, spec_path)
     logger.info("spec %s: instance %s, %d repositories, link mode %s", spec.name, spec.instance_id,
