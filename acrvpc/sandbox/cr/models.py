@@ -35,6 +35,23 @@ Assumptions (the real behaviour is not documented):
     type at read time (the domain stored at binding time once the account is gone).
   - ListInstance lists the instances of the sandbox's region; its CreateTime/ModifiedTime are
     ISO 8601 strings while GetInstance's are int ms (as the SDK models type them).
+  - How a build fails when a hop of its path is broken (decided once, when it starts, in this order;
+    the build then ends FAILED at the end of the stage named, its log tail as shown):
+    * no network path (:mod:`..ecs.reach`: the build ENI is missing, not ``InUse`` or not attachable by
+      the build service account; the ENI's group drops egress to GitLab's IP:port; GitLab's ECS group
+      does not admit ``100.104.0.0/16`` on the port; a data-center GitLab's VBR has no return route for
+      it; or the instance's code source is bound to another endpoint, whose address the link does not
+      admit): ``GIT_CLONE``, git's ``fatal: unable to access '<url>/': Failed to connect to <ip> port
+      <port>: Connection timed out`` and ``error: the build network cannot reach <ip>:<port>: <reason>``;
+    * GitLab refuses the bound account (when the GitLab backend has users): the account's user is
+      blocked or holds no token that is neither revoked nor expired with ``api``, ``read_repository``
+      or ``write_repository`` (the console keeps no token of its own: the account's tokens stand for
+      the one typed into the console): ``GIT_CLONE``, ``remote: HTTP Basic: Access denied. ...`` and
+      ``fatal: Authentication failed for '<url>/'``;
+    * the project is unknown to GitLab: ``GIT_CLONE``, ``remote: The project you were looking for could
+      not be found ...`` and ``fatal: repository '<url>/' not found``;
+    * ``cr.builds.fail_repos``: the Dockerfile's ``RUN mvn ...`` step fails: ``BUILD``, Maven's
+      ``[ERROR] ... Compilation failure`` and ``ERROR: process "..." did not complete successfully``.
 """
 
 from __future__ import annotations
@@ -67,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..world import World
 
 CODE_REPO_TYPES = ("GITHUB", "GITLAB", "GITEE", "CODE", "CODEUP")
+_CLONE_SCOPES = {"api", "read_repository", "write_repository"}  # a token that may clone over HTTP
 _CREATED_MS = 1_700_000_000_000  # creation time of seeded resources
 
 
@@ -405,6 +423,13 @@ class CrBackend:
             return "GIT_CLONE", [f"fatal: unable to access '{clone_url}/': Failed to connect to {ip} port {port}: "
                                  f"Connection timed out",
                                  f"error: the build network cannot reach {ip}:{port}: {reason}"]
+        refused = self._clone_refused(repo) if repo.source.code_repo_type == "GITLAB" else ""
+        if refused:
+            return "GIT_CLONE", ["remote: HTTP Basic: Access denied. If a password was provided for Git authentication, "
+                                 "the password was incorrect or you're required to use a token instead of a password. "
+                                 "If a token was provided, it was either incorrect, expired, or improperly scoped.",
+                                 f"fatal: Authentication failed for '{clone_url}/'",
+                                 f"error: GitLab refused the bound account: {refused}"]
         if repo.source.code_repo_type == "GITLAB" and self._gitlab_knows_projects():
             if self.world.gitlab.project_by_path(f"{repo.source.namespace}/{repo.source.name}") is None:
                 return "GIT_CLONE", ["remote: The project you were looking for could not be found or you don't "
@@ -413,6 +438,25 @@ class CrBackend:
         if repo.full_name in self.fail_repos:
             return "BUILD", []
         return None
+
+    def _clone_refused(self, repo: Repository) -> str:
+        """Why GitLab refuses the clone by the instance's bound account ("" when it does not, or cannot tell)."""
+        gitlab = self.world.gitlab
+        if not getattr(gitlab, "users", None):
+            return ""
+        account = self.code_source(self.instance(repo.instance_id), "GITLAB")
+        username = account.username if account else ""
+        user = gitlab.users.get(username.lower())
+        if user is None:
+            return f"no GitLab user {username or '(none bound)'}"
+        if user.state != "active":
+            return f"GitLab user {user.username} is {user.state}"
+        usable = [t for t in gitlab.tokens.values() if t.user.lower() == user.username.lower()
+                  and not t.revoked and not gitlab.token_expired(t) and set(t.scopes) & _CLONE_SCOPES]
+        if usable:
+            return ""
+        return (f"GitLab user {user.username} has no token that is neither revoked nor expired with "
+                f"{', '.join(sorted(_CLONE_SCOPES))}")
 
     def record(self, instance_id: str, build_record_id: str, repo_id: str | None = None) -> BuildRecord:
         self.instance(instance_id)

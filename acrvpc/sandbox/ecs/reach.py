@@ -1,10 +1,20 @@
 """Whether the registry's builders reach a host: the network path a CR build needs, from the ECS state.
 
-Used by the CR build simulation (``world.ecs.reaches``) when a build starts.
+Used by the CR build simulation (``world.ecs.reaches``) when a build starts. The hops, in the order
+they are checked (the first broken one is the reason the build gives):
+
+1. an ENI the build service account may attach (a Granted ``InstanceAttach``) that is ``InUse``;
+2. the egress of that ENI's security groups admits GitLab's IP and port;
+3. GitLab's side: an ECS instance with that IP is ``Running`` and its groups admit
+   ``100.104.0.0/16`` on the port; an address outside every VPC's CIDRs is in a data center, reached
+   through the VBR whose route table sends it to a physical connection: that VBR must be ``active``
+   and route ``100.104.0.0/16`` back towards the VPC (not to the data center), or the data center's
+   answers never reach the builders.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from .rules import REVERSE_ACCESS, egress_verdict, ingress_admits_block
@@ -36,6 +46,8 @@ def reaches(ecs: "EcsBackend", account_id: int, ip: str, port: int) -> tuple[boo
         ok, why = _egress(ecs, eni, ip, port)
         if ok:
             ok, why = _ingress(ecs, ip, port)
+        if ok:
+            ok, why = _return_route(ecs, ip)
         if ok:
             return True, ""
         reasons.append(why)
@@ -73,3 +85,27 @@ def _ingress(ecs: "EcsBackend", ip: str, port: int) -> tuple[bool, str]:
                        f"{owner[id(rule)]}")
     return False, (f"no ingress rule of {names} (instance {target.instance_id}) admits {REVERSE_ACCESS} on "
                    f"TCP {port}: add an Accept rule for it")
+
+
+def _return_route(ecs: "EcsBackend", ip: str) -> tuple[bool, str]:
+    """A GitLab in a data center: the VBR that leads to it must route the builders' block back to the VPC."""
+    vpc = ecs.world.vpc
+    address = ipaddress.ip_address(ip)
+    for v in vpc.vpcs.values():
+        if any(address in ipaddress.ip_network(c) for c in [v.cidr, *v.secondary_cidrs] if c):
+            return True, ""  # inside a VPC: no VBR on the path
+    for vbr in vpc.vbrs.values():
+        out = vpc.route_covering(vbr.route_table_id, f"{ip}/32")
+        if out is None or not any(h.get("type") == "PhysicalConnection" for h in out.next_hops):
+            continue
+        if str(vbr.status).lower() != "active":
+            return False, f"VBR {vbr.vbr_id} towards the data center of {ip} is {vbr.status}, not active"
+        back = vpc.route_covering(vbr.route_table_id, str(REVERSE_ACCESS))
+        if back is None:
+            return False, (f"VBR {vbr.vbr_id} (route table {vbr.route_table_id}) has no route for {REVERSE_ACCESS} "
+                           f"back to the VPC: the data center's answers to the builders are lost")
+        if any(h.get("type") == "PhysicalConnection" for h in back.next_hops):
+            return False, (f"VBR {vbr.vbr_id} routes {REVERSE_ACCESS} ({back.route_entry_id}) to the data center, "
+                           f"not back to the VPC")
+        return True, ""
+    return True, ""  # an address no VBR leads to: not modelled
