@@ -304,7 +304,7 @@ def failover_soak(cluster: Cluster, *, runs: int, kill_after: float, fault_rate:
     cluster.topo["worker-a"].kill_all()
     a_log = cluster.worker_log("worker-a").read_text(errors="replace")
     with cluster.api() as client:
-        held = [i for i in ids if i in a_log
+        held = [i for i in ids if f"submitting flow run '{i}'" in a_log
                 and client.get(f"/flow_runs/{i}").raise_for_status().json()["state"]["type"] not in FINAL]
     say(f"worker-a killed {kill_s:.1f} s after the runs were "
         f"created, holding {len(held)} unfinished run(s)")
