@@ -6,7 +6,7 @@ table and artifacts) and lists the writes it made (``changes``: empty on a conve
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -95,6 +95,7 @@ class BuildOutcome(StageOutcome):
     log_lines: int = 0
     log_tail: list[str] = Field(default_factory=list)
 
+    why: dict[str, Any] = Field(default_factory=dict)  # why it failed (tasks.diagnose.why); {} when it succeeded
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCESS"

@@ -251,7 +251,8 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
               observer: BuildObserver | None = None, sleep: Callable[[float], Any] = time.sleep,
               clock: Callable[[], float] = time.monotonic,
               cancelled: Callable[[], bool] = lambda: False,
-              start: Callable[[], str] | None = None) -> BuildOutcome:
+              start: Callable[[], str] | None = None,
+              explain_failure: Callable[[BuildOutcome], BuildOutcome] | None = None) -> BuildOutcome:
     """Start a build of ``rule`` and follow it to the end.
 
     Args:
@@ -267,6 +268,8 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
         cancelled: whether to stop; checked after every wait.
         start: how to get the build record to follow (default :func:`start_build`); the task passes
             one that adopts the record an earlier attempt of the same flow run started (crash failover).
+        explain_failure: called with the outcome of a build that did not succeed, before the observer is
+            told it ended; returns it with ``why`` set (the task passes :func:`tasks.diagnose.explain_build`).
 
     Returns:
         The outcome: status SUCCESS, FAILED, CANCELED (canceled by request, or by someone else) or
@@ -319,6 +322,8 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
             notes.append(f"image digest unavailable: {cause or exc.code} (GetRepoTag)")
     outcome = _outcome(spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes,
                        digest)
+    if explain_failure is not None and not outcome.succeeded:
+        outcome = explain_failure(outcome)
     observer.finished(outcome)
     return outcome
 
@@ -415,7 +420,9 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     While it runs, a progress artifact (``build-<namespace>-<name>-<tag>``) follows it, and the
     events ``acrvpc.build.started`` and ``acrvpc.build.succeeded`` / ``acrvpc.build.failed`` are
     emitted (:class:`tasks.build_watch.BuildWatch`). When the flow run is cancelled, the build is
-    canceled too (``CancelRepoBuildRecord``) at its next poll.
+    canceled too (``CancelRepoBuildRecord``) at its next poll. A build that fails is classified and, for
+    a network or GitLab-auth failure, its path diagnosed at once, read-only (:mod:`tasks.diagnose`): the
+    outcome's ``why``, the run's logs and an ``acrvpc.build.diagnosed`` event say which hop broke.
 
     Args:
         spec: the pipeline spec.
@@ -436,8 +443,12 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     watch = BuildWatch(spec, binding, rule, get_run_logger())
     stop = stop_signal(str(flow_run.get_id() or ""))
     cr = cloud.cloud_clients(spec).cr
+    from tasks.diagnose import explain_build
+
+    logger = watch.logger
     outcome = run_build(cr, spec, binding, rule, observer=watch, sleep=stop.wait, cancelled=stop.is_set,
-                        start=lambda: _start_once(cr, spec, binding, rule))
+                        start=lambda: _start_once(cr, spec, binding, rule),
+                        explain_failure=lambda failed: explain_build(spec, failed, logger=logger))
     if not outcome.succeeded:
         raise BuildFailed(outcome)
     return outcome
