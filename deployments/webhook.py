@@ -493,15 +493,15 @@ def delivery_reporter(deployment: str) -> Report:
 
     The event's resource is the delivery (``acrvpc.delivery.<key>``, with the project, ref, commit and
     deployment as labels); its payload the HTTP status, the message, the attempts and the run
-    parameters (long values cut at 1000 characters). Its id is derived from the dead letter, so a
-    report sent twice is one event.
+    parameters (long values cut at 1000 characters, NUL written as ``\\x00``: PostgreSQL would drop the
+    event). Its id is derived from the dead letter, so a report sent twice is one event.
     """
 
     async def report(letter: Delivery) -> None:
         from prefect.events import Event
 
-        def cut(value: Any) -> Any:
-            return value[:1000] if isinstance(value, str) else value
+        def cut(value: Any) -> Any:  # PostgreSQL stores no NUL: the event would be dropped after its 204
+            return value[:1000].replace("\x00", "\\x00") if isinstance(value, str) else value
 
         event = Event(
             id=uuid.uuid5(uuid.NAMESPACE_URL, f"acrvpc-dead-letter:{letter.key}:{letter.attempts}:{letter.received}"),
@@ -509,7 +509,7 @@ def delivery_reporter(deployment: str) -> Report:
             resource={"prefect.resource.id": f"acrvpc.delivery.{cut(letter.key)}",
                       "prefect.resource.name": cut(letter.key), "acrvpc.project": cut(letter.project),
                       "acrvpc.ref": cut(letter.ref), "acrvpc.sha": cut(letter.sha), "acrvpc.deployment": deployment},
-            payload={"status": letter.status, "error": letter.last_error, "attempts": letter.attempts,
+            payload={"status": letter.status, "error": cut(letter.last_error), "attempts": letter.attempts,
                      "parameters": {k: cut(v) for k, v in letter.parameters.items()}})
         async with _prefect() as client:
             await client.request("POST", "/events", json=[event.model_dump(mode="json")])
