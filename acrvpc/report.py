@@ -27,14 +27,16 @@ def stage_table(summary: dict[str, Any]) -> Table:
 
 def build_table(summary: dict[str, Any]) -> Table:
     table = Table(title="builds")
-    for col in ("repository", "ref", "status", "image", "digest", "build record", "seconds", "log lines"):
+    why = any(b.get("why") for b in summary.get("builds", []))
+    for col in ("repository", "ref", "status", "image", "digest", "build record", "seconds", "log lines",
+                *(["why"] if why else [])):
         table.add_column(col, overflow="fold")
     for b in summary.get("builds", []):
         style = "green" if b["status"] == "SUCCESS" else "red"
         digest = b.get("digest") or "-"
         table.add_row(b["repository"], b.get("ref", ""), f"[{style}]{b['status']}[/]", b.get("image", ""),
                       digest[:19] + "…" if len(digest) > 20 else digest, b["build_record_id"],
-                      f"{b.get('seconds', 0):.1f}", str(b.get("log_lines", 0)))
+                      f"{b.get('seconds', 0):.1f}", str(b.get("log_lines", 0)), *([why_text(b)] if why else []))
     return table
 
 
@@ -65,6 +67,42 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def why_text(build: dict[str, Any]) -> str:
+    """A failed build's "why" in one line (the CLI's build table): the broken hop, or the failure's kind."""
+    why = build.get("why") or {}
+    if not why:
+        return "-"
+    if why.get("hop"):
+        hops = ", ".join(h["id"] for h in why.get("broken", []))
+        return f"broken hop {hops}: {why['broken'][0]['fix']}"
+    failure = why.get("failure") or {}
+    if why.get("diagnosis"):
+        return f"{failure.get('cause', '?')} failure in {failure.get('stage', '?')}: every hop checks out"
+    return f"{failure.get('cause', '?').replace('_', ' ')} failure in the {failure.get('stage', '?')} stage"
+
+
+def why_markdown(build: dict[str, Any]) -> list[str]:
+    """The "Why it failed" part of a failed build's section in the build summary (tasks.diagnose)."""
+    why = build.get("why") or {}
+    if not why:
+        return []
+    failure = why.get("failure") or {}
+    lines = ["", "### Why it failed", "",
+             f"- **{failure.get('cause', '?').replace('_', ' ')}** failure in the **{failure.get('stage', '?')}** "
+             f"stage (API stage `{_md(failure.get('api_stage') or '?')}`, status {_md(failure.get('status', ''))})"]
+    if failure.get("hint"):
+        lines.append(f"- log: `{_md(failure['hint'])}`")
+    diagnosis = why.get("diagnosis")
+    if diagnosis is None:
+        return lines + ["- not a network or GitLab-auth failure: the path was not diagnosed"]
+    if not why.get("broken"):
+        return lines + ["- every hop checks out, the failure is likely elsewhere"]
+    for hop in why["broken"]:
+        lines += [f"- broken hop `{hop['id']}`: {_md(hop['detail'])}", f"  - **fix:** {_md(hop['fix'])}"]
+    checked = ", ".join(f"`{h['id']}` {h['result']}" for h in diagnosis.get("hops", []))
+    return lines + [f"- hops checked (read-only): {checked}"]
+
+
 def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: str = "") -> str:
     """The run's build summary in markdown: a table, then the log tail of each build that failed."""
     ok = sum(1 for b in builds if b["status"] == "SUCCESS")
@@ -86,6 +124,7 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
             continue
         lines += ["", f"## {b['repository']}: {b['status']} (build record `{b['build_record_id']}`)", ""]
         lines += [f"- {note}" for note in b.get("notes", [])]
+        lines += why_markdown(b)
         tail = b.get("log_tail", [])[-30:]
         lines += ["", f"Last {len(tail)} log line(s):", "", "```", *tail, "```"] if tail else ["", "(no log lines)"]
     return "\n".join(lines) + "\n"
