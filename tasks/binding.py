@@ -342,7 +342,7 @@ def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, *, plan: boo
         changes=changes, notes=notes)
 
 
-@task(name="binding", task_run_name="binding-{repo.namespace}/{repo.name}", **RETRY)
+@task(name="binding", task_run_name="binding {repo.namespace}/{repo.name}", **RETRY)
 def binding(spec: Spec, repo: RepositorySpec) -> BindingOutcome:
     """Bind one ACR repository to its GitLab project and create its build rules.
 

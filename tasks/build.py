@@ -380,7 +380,7 @@ def _rebuild_build_failed(outcome: dict[str, Any]) -> BuildFailed:
     return BuildFailed(BuildOutcome(**outcome))
 
 
-@task(name="build-start", task_run_name="build-start-{binding.namespace}/{binding.name}:{rule.image_tag}",
+@task(name="build-start", task_run_name="build-start {binding.namespace}/{binding.name}:{rule.image_tag}",
       persist_result=True)
 def build_started(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
     """CreateBuildRecordByRule as a task of its own, its record id persisted with the run's results.
@@ -413,7 +413,7 @@ def _start_once(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRu
     return record_id
 
 
-@task(name="build", task_run_name="build-{binding.namespace}/{binding.name}:{rule.image_tag}", **RETRY)
+@task(name="build", task_run_name="build {binding.namespace}/{binding.name}:{rule.image_tag}", **RETRY)
 def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     """Run one build of a bound rule, streaming its log into the task run's logs.
 

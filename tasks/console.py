@@ -290,7 +290,8 @@ def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
 
 
 # -- tasks ----------------------------------------------------------------------------------------
-@task(name="check-console-link", cache_policy=NO_CACHE, **RETRY)
+@task(name="check-console-link", task_run_name="check-console-link {spec.name}",
+      cache_policy=NO_CACHE, **RETRY)
 def check_console_link_task(spec: Spec) -> ConsoleLinkCheck:
     """Whether the console link is already right (console mode, before any pause).
 
@@ -306,7 +307,8 @@ def check_console_link_task(spec: Spec) -> ConsoleLinkCheck:
     return check_console_link(cloud.cloud_clients(spec).ecs, spec)
 
 
-@task(name="verify-console-link", cache_policy=NO_CACHE, **RETRY)
+@task(name="verify-console-link", task_run_name="verify-console-link {spec.name}",
+      cache_policy=NO_CACHE, **RETRY)
 def verify_console_link_task(spec: Spec, wait_s: float = 0.0) -> tuple[LinkOutcome, EniOutcome]:
     """Verify the console-made link through ECS (console mode).
 

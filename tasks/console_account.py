@@ -179,7 +179,8 @@ def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
 
 
 # -- tasks ----------------------------------------------------------------------------------------
-@task(name="check-console-account", cache_policy=NO_CACHE, **RETRY)
+@task(name="check-console-account", task_run_name="check-console-account {spec.gitlab.username}",
+      cache_policy=NO_CACHE, **RETRY)
 def check_account_task(spec: Spec) -> AccountOutcome:
     """Whether the spec's GitLab is bound to the instance (console mode; see :func:`check_account`).
 
@@ -195,7 +196,8 @@ def check_account_task(spec: Spec) -> AccountOutcome:
     return check_account(cloud.cloud_clients(spec).cr, spec, create_repository=True)
 
 
-@task(name="verify-console-account", cache_policy=NO_CACHE, **RETRY)
+@task(name="verify-console-account", task_run_name="verify-console-account {spec.gitlab.username}",
+      cache_policy=NO_CACHE, **RETRY)
 def verify_account_task(spec: Spec, wait_s: float = 0.0) -> AccountOutcome:
     """Verify the operator's "Bind Account" through the CR API (console mode).
 

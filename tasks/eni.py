@@ -278,7 +278,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                       resources={"eni": eni_id}, changes=changes)
 
 
-@task(name="eni", retries=0)
+@task(name="eni", task_run_name="eni {spec.name}", retries=0)
 def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     """Converge the build ENI and wait until the registry has attached it (api mode).
 

@@ -252,7 +252,7 @@ def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) 
         notes=notes)
 
 
-@task(name="gitlab", **RETRY)
+@task(name="gitlab", task_run_name="gitlab {spec.gitlab.username}", **RETRY)
 def gitlab_token(spec: Spec) -> GitLabOutcome:
     """Prefect task: :func:`validate_token` with the spec's GitLab client.
 

@@ -491,7 +491,7 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
     return changes
 
 
-@task(name="link", retries=0)
+@task(name="link", task_run_name="link {spec.name}", retries=0)
 def link(spec: Spec) -> LinkOutcome:
     """Converge the build link's managed security group (api mode).
 

@@ -50,7 +50,7 @@ def verify_binding(cr: CrClient, spec: Spec, repo: RepositorySpec,
     return outcome, outcome.rules[repo.build_rules.index(rule)]
 
 
-@task(name="verify-binding", task_run_name="verify-binding-{repo.namespace}/{repo.name}", **RETRY)
+@task(name="verify-binding", task_run_name="verify-binding {repo.namespace}/{repo.name}", **RETRY)
 def verify_binding_task(spec: Spec, repo: RepositorySpec, rule: BuildRuleSpec) -> tuple[BindingOutcome, BoundRule]:
     """Prefect task: :func:`verify_binding` with the spec's CR client.
 

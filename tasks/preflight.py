@@ -190,7 +190,7 @@ def artifact_rows(outcome: PreflightOutcome) -> list[dict[str, str]]:
     return [{"check": c.id, "result": c.result, "detail": c.detail, "fix": c.fix} for c in outcome.checks]
 
 
-@task(name="preflight", **RETRY)
+@task(name="preflight", task_run_name="preflight {spec.name}", **RETRY)
 def preflight(spec: Spec) -> PreflightOutcome:
     """Prefect task: run every preflight check, publish them as a table artifact, stop the flow on failure.
 

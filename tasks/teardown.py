@@ -345,7 +345,7 @@ def teardown_link(ecs: Any, spec: Spec, *, timeout_s: float = TIMEOUT_S,
     return StageOutcome(stage="teardown", resources=resources, changes=changes, notes=notes)
 
 
-@task(name="teardown", **RETRY)
+@task(name="teardown", task_run_name="teardown {spec.name}", **RETRY)
 def teardown(spec: Spec) -> StageOutcome:
     """Delete the build link's ENIs and security groups tagged for the spec (registry resources stay).
 

@@ -253,7 +253,7 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
     return StageOutcome(stage="webhook", resources=resources, changes=changes)
 
 
-@task(name="webhook", **RETRY)
+@task(name="webhook", task_run_name="webhook {spec.name}", **RETRY)
 def webhook_hook(spec: Spec) -> StageOutcome:
     """Prefect task: :func:`ensure_project_hooks` with the spec's GitLab client, secret and signing token.
 

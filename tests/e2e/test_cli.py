@@ -84,7 +84,7 @@ class TestDemo:
                              timeout=120)
         assert out.returncode == 0, out.stderr
         task_runs = json.loads(out.stdout.strip().splitlines()[-1])
-        completed = {name.split("-")[0] for name, state in task_runs if state == "COMPLETED"}
+        completed = {name.split(" ")[0].split("-")[0] for name, state in task_runs if state == "COMPLETED"}
         assert set(STAGES) <= completed, task_runs
 
 

@@ -56,7 +56,7 @@ class TestFirstRun:
             for _ in range(40):  # task runs are recorded asynchronously (prefect-notes §2)
                 task_runs = client.read_task_runs(
                     task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])))
-                names = {tr.name.split("-")[0] for tr in task_runs if tr.state and tr.state.is_completed()}
+                names = {tr.name.split(" ")[0].split("-")[0] for tr in task_runs if tr.state and tr.state.is_completed()}
                 if set(STAGES) <= names:
                     break
                 time.sleep(0.5)
