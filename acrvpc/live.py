@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from acrvpc import monitor
+from acrvpc.report import wall_seconds
 
 _STAGE_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow"}
 
@@ -95,7 +96,7 @@ class LiveView:
         self.outcomes[outcome["build_record_id"]] = outcome
         task = self.builds.get(outcome["build_record_id"])
         ok = outcome["status"] == "SUCCESS"
-        info = f"[{'green' if ok else 'red'}]{outcome['status']}[/] · {outcome['seconds']:.1f} s"
+        info = f"[{'green' if ok else 'red'}]{outcome['status']}[/] · {wall_seconds(outcome):.1f} s"
         if task is not None:
             self.progress.update(task, completed=100, info=info)
 

@@ -158,3 +158,116 @@ class BuildProgress:
             self.last = (progress, description)
         except Exception:  # noqa: BLE001 - observability must not fail a build
             _log.warning("could not update the progress artifact %s", self.key, exc_info=True)
+
+
+# The run summary artifact (``<spec>-run``): the CLI's stage table, with links to the stages' artifacts.
+_STAGE_OF_KEY = (("preflight-", "preflight"), ("drift-", "link"), ("console-link-", "link"),
+                 ("console-account-", "gitlab"), ("teardown-", "teardown"), ("build-", "build"))
+
+
+def stage_of_artifact(key: str, spec_name: str) -> tuple[str, str]:
+    """(stage, link label) for one of this pipeline's artifact keys."""
+    if key == slug(spec_name, "builds"):
+        return "build", "summary"
+    if key == slug(spec_name, "build-table"):
+        return "build", "table"
+    for prefix, stage in _STAGE_OF_KEY:
+        if key.startswith(prefix):
+            return stage, f"progress {key[len(prefix):]}" if stage == "build" else prefix.rstrip("-")
+    return "other", key
+
+
+def artifact_links(flow_run_id: str, spec_name: str) -> dict[str, list[tuple[str, str]]]:
+    """Stage -> (label, UI link) of every keyed artifact of a flow run (empty when the API cannot be read).
+
+    The links are relative (``../../artifacts/artifact/<id>``): the UI shows the summary on the run's page
+    and on the artifact's own page, both two levels below the UI's root, so they work behind any base URL.
+    """
+    if not flow_run_id:
+        return {}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    try:
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    except Exception:  # noqa: BLE001 - the summary is published without links
+        _log.warning("could not list the artifacts of flow run %s", flow_run_id, exc_info=True)
+        return {}
+    links: dict[str, list[tuple[str, str]]] = {}
+    latest: dict[str, Any] = {}
+    for artifact in artifacts:
+        if artifact.key and (artifact.key not in latest or artifact.created > latest[artifact.key].created):
+            latest[artifact.key] = artifact
+    for key in sorted(latest):
+        if key == slug(spec_name, "run"):
+            continue
+        stage, label = stage_of_artifact(key, spec_name)
+        links.setdefault(stage, []).append((label, f"../../artifacts/artifact/{latest[key].id}"))
+    return links
+
+
+def failed_task_runs(flow_run_id: str) -> list[tuple[str, str]]:
+    """(name, state message) of a flow run's failed task runs, oldest first (empty when unreadable)."""
+    if not flow_run_id:
+        return []
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(
+                    type=TaskRunFilterStateType(any_=[StateType.FAILED]))))
+    except Exception:  # noqa: BLE001
+        _log.warning("could not read the failed task runs of flow run %s", flow_run_id, exc_info=True)
+        return []
+    runs.sort(key=lambda r: r.start_time or r.expected_start_time or r.created)
+    return [(r.name, r.state.message if r.state else "") for r in runs]
+
+
+def failure_of(exc: BaseException, flow_run_id: str = "", stage: str = "") -> dict[str, str]:
+    """What ended a run, for its summary: ``stage`` (the failed task run's name), ``code``, ``message``, ``fix``.
+
+    Args:
+        exc: the error the flow raised.
+        flow_run_id: the flow run (its failed task runs name the stage and subject).
+        stage: the stage the flow was in, when no task run failed (e.g. a console step or the spec).
+    """
+    failed = failed_task_runs(flow_run_id)
+    code = getattr(exc, "code", "") or type(exc).__name__
+    fix = str(getattr(exc, "fix", "") or "")
+    message = str(getattr(exc, "detail", "") or exc)
+    message = message.removeprefix(f"[{code}] ").removesuffix(f" Fix: {fix}." if fix else "\0")
+    if getattr(exc, "field", None) is not None or type(exc).__name__ == "SpecError":
+        stage = stage or "spec"
+    where = failed[0][0] if failed else stage
+    if len(failed) > 1:
+        where += f" (and {len(failed) - 1} more: {', '.join(name for name, _ in failed[1:4])})"
+    return {"stage": where, "code": str(code), "message": message[:1500], "fix": fix}
+
+
+def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None = None) -> None:
+    """Publish the run's summary artifact ``<spec>-run`` (:func:`acrvpc.report.run_markdown`); nothing outside a run."""
+    if not in_run():
+        return
+    from prefect.artifacts import create_markdown_artifact
+
+    from acrvpc.report import run_markdown
+
+    spec_name = summary.get("spec", "")
+    try:
+        markdown = run_markdown(summary, artifact_links(summary.get("flow_run_id", ""), spec_name), failure)
+        create_markdown_artifact(markdown=markdown, key=slug(spec_name, "run"),
+                                 description=f"Run of {spec_name}: {'failed' if failure else 'completed'}")
+    except Exception:  # noqa: BLE001 - observability must not change the run's outcome
+        _log.warning("could not publish the run summary of %s", spec_name, exc_info=True)

@@ -91,11 +91,12 @@ class BuildOutcome(StageOutcome):
     digest: str = ""  # sha256:<hex> of the pushed image (GetRepoTag), when it succeeded
     push_type: str = ""  # the rule's GIT_BRANCH | GIT_TAG
     ref: str = ""  # the rule's branch or tag (push name)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the build record's StartTime..EndTime (the service's clock; the sandbox's runs fast)
+    wall_seconds: float = 0.0  # how long the pipeline followed the build, wall clock (0: not measured)
     log_lines: int = 0
     log_tail: list[str] = Field(default_factory=list)
-
     why: dict[str, Any] = Field(default_factory=dict)  # why it failed (tasks.diagnose.why); {} when it succeeded
+
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCESS"

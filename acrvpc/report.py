@@ -1,4 +1,9 @@
-"""Rendering a run summary for people (rich tables) and scripts (JSON)."""
+"""Rendering a run summary for people (rich tables, markdown artifacts) and scripts (JSON).
+
+Durations are wall seconds: how long the pipeline waited. A build record's own duration (its
+``StartTime``/``EndTime``) is the service's clock; it is shown next to the wall time only where it
+differs, labelled (with the sandbox, whose clock runs faster than the wall's, as sandbox time).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,47 @@ from rich.table import Table
 _STYLE = {"completed": "green", "failed": "red", "skipped": "yellow"}
 
 
+DIGEST_CHARS = 12  # hex characters of a digest shown in markdown and tables (the table artifact has all)
+
+
+def short_digest(digest: str) -> str:
+    """``sha256:0123456789ab…`` for a digest; the full value is in the build table artifact and ``--json``."""
+    if not digest or digest == "-":
+        return "-"
+    algo, _, hexpart = digest.partition(":")
+    if not hexpart:
+        return digest[:DIGEST_CHARS] + ("…" if len(digest) > DIGEST_CHARS else "")
+    return f"{algo}:{hexpart[:DIGEST_CHARS]}" + ("…" if len(hexpart) > DIGEST_CHARS else "")
+
+
+def wall_seconds(build: dict[str, Any]) -> float:
+    """How long the pipeline followed a build (wall clock); its record's duration for older outcomes."""
+    return float(build.get("wall_seconds") or build.get("seconds") or 0.0)
+
+
+def record_seconds_differ(builds: list[dict[str, Any]]) -> bool:
+    """Whether any build record's own duration differs from the wall time (by more than 1 s and 25 %)."""
+    for b in builds:
+        wall, record = wall_seconds(b), float(b.get("seconds") or 0.0)
+        if b.get("wall_seconds") and abs(record - wall) > max(1.0, 0.25 * wall):
+            return True
+    return False
+
+
+def record_clock_label() -> str:
+    """What a build record's duration is measured in: the sandbox's clock, or ACR's."""
+    from acrvpc.cloud import sandbox_url
+
+    return "sandbox time" if sandbox_url() else "ACR record time"
+
+
 def stage_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"acr-vpc-build: {summary.get('spec', '')}", show_lines=False)
     table.add_column("stage")
     table.add_column("result")
     table.add_column("resources")
     table.add_column("changes", justify="right")
-    table.add_column("seconds", justify="right")
+    table.add_column("wall s", justify="right")
     for row in summary.get("stages", []):
         style = _STYLE.get(row["result"], "")
         resources = "\n".join(f"{k}: {v}" for k, v in row.get("resources", {}).items()) or "-"
@@ -26,17 +65,20 @@ def stage_table(summary: dict[str, Any]) -> Table:
 
 
 def build_table(summary: dict[str, Any]) -> Table:
+    builds = summary.get("builds", [])
+    record = record_seconds_differ(builds)
     table = Table(title="builds")
-    why = any(b.get("why") for b in summary.get("builds", []))
-    for col in ("repository", "ref", "status", "image", "digest", "build record", "seconds", "log lines",
-                *(["why"] if why else [])):
+    columns = ["repository", "ref", "status", "image", "digest", "build record", "wall s"]
+    columns += [f"{record_clock_label()} s"] if record else []
+    why = any(b.get("why") for b in builds)
+    for col in (*columns, "log lines", *(["why"] if why else [])):
         table.add_column(col, overflow="fold")
-    for b in summary.get("builds", []):
+    for b in builds:
         style = "green" if b["status"] == "SUCCESS" else "red"
-        digest = b.get("digest") or "-"
-        table.add_row(b["repository"], b.get("ref", ""), f"[{style}]{b['status']}[/]", b.get("image", ""),
-                      digest[:19] + "…" if len(digest) > 20 else digest, b["build_record_id"],
-                      f"{b.get('seconds', 0):.1f}", str(b.get("log_lines", 0)), *([why_text(b)] if why else []))
+        cells = [b["repository"], b.get("ref", ""), f"[{style}]{b['status']}[/]", b.get("image", ""),
+                 short_digest(b.get("digest") or "-"), b["build_record_id"], f"{wall_seconds(b):.1f}"]
+        cells += [f"{float(b.get('seconds') or 0):.1f}"] if record else []
+        table.add_row(*cells, str(b.get("log_lines", 0)), *([why_text(b)] if why else []))
     return table
 
 
@@ -59,8 +101,8 @@ def build_rows(builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per build (the table artifact and ``--json`` use the same keys)."""
     return [{"repository": b["repository"], "rule": b["build_rule_id"], "ref": b.get("ref", ""),
              "image": b.get("image", ""), "digest": b.get("digest", "") or "-", "status": b["status"],
-             "seconds": round(float(b.get("seconds", 0)), 1), "build_record": b["build_record_id"],
-             "log_lines": b.get("log_lines", 0)} for b in builds]
+             "seconds": round(float(b.get("seconds", 0)), 1), "wall_seconds": round(wall_seconds(b), 1),
+             "build_record": b["build_record_id"], "log_lines": b.get("log_lines", 0)} for b in builds]
 
 
 def _md(text: Any) -> str:
@@ -113,12 +155,20 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
         lines += [f"{ok} of {len(builds)} build(s) succeeded.", ""]
     if not builds:
         return "\n".join(lines + ["No build was started."]) + "\n"
-    lines += ["| repository | rule | ref | image | digest | seconds | status |",
-              "|---|---|---|---|---|---:|---|"]
+    record = record_seconds_differ(builds)
+    head = ["repository", "ref", "image", "digest", "wall s", *(["record s¹"] if record else []), "status"]
+    align = ["---", "---", "---", "---", "---:", *(["---:"] if record else []), "---"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for row in build_rows(builds):
         status = row["status"] if row["status"] == "SUCCESS" else f"**{row['status']}**"
-        lines.append(f"| {_md(row['repository'])} | {_md(row['rule'])} | {_md(row['ref'])} | `{_md(row['image'])}` | "
-                     f"{_md(row['digest'])} | {row['seconds']:.1f} | {status} |")
+        cells = [_md(row["repository"]), _md(row["ref"]), f"`{_md(row['image'])}`",
+                 f"`{_md(short_digest(row['digest']))}`" if row["digest"] != "-" else "-", f"{row['wall_seconds']:.1f}"]
+        cells += [f"{row['seconds']:.1f}"] if record else []
+        lines.append("| " + " | ".join([*cells, status]) + " |")
+    lines += ["", "Digests are shortened; the build table artifact has them in full."]
+    if record:
+        lines += ["", f"¹ the build record's own StartTime/EndTime, in {record_clock_label()} "
+                      "(wall s is how long the run followed the build)."]
     for b in builds:
         if b["status"] == "SUCCESS":
             continue
@@ -128,3 +178,111 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
         tail = b.get("log_tail", [])[-30:]
         lines += ["", f"Last {len(tail)} log line(s):", "", "```", *tail, "```"] if tail else ["", "(no log lines)"]
     return "\n".join(lines) + "\n"
+
+
+def run_markdown(summary: dict[str, Any], links: dict[str, list[tuple[str, str]]] | None = None,
+                 failure: dict[str, str] | None = None) -> str:
+    """The run's summary artifact: what failed and its fix first, then the CLI's stage table with links.
+
+    Args:
+        summary: the run summary (``spec``, ``stages`` rows, ``builds``), complete or as far as the run got.
+        links: stage -> (label, url) of the artifacts that stage published in this run.
+        failure: ``stage``, ``code``, ``message``, ``fix`` of the error that ended the run, if it failed.
+
+    Returns:
+        Markdown: a heading with the outcome, the failure (code, what happened, fix), the stage table
+        (stage, result, resources, changes, wall seconds, artifacts) and one line on the builds.
+    """
+    links = links or {}
+    spec = summary.get("spec", "")
+    builds = summary.get("builds", [])
+    lines = [f"# {spec}: {'failed' if failure else 'completed'}", ""]
+    if failure:
+        where = f" at {_md(failure['stage'])}" if failure.get("stage") else ""
+        code = f"`{_md(failure['code'])}` " if failure.get("code") else ""
+        lines += [f"**Failed{where}:** {code}{_md(failure.get('message', ''))}", ""]
+        if failure.get("fix"):
+            lines += [f"**Fix:** {_md(failure['fix'])}", ""]
+    lines += ["| stage | result | resources | changes | wall s | artifacts |", "|---|---|---|---:|---:|---|"]
+    seen: set[str] = set()
+    for row in summary.get("stages", []):
+        seen.add(row["stage"])
+        result = row["result"] if row["result"] == "completed" else f"**{row['result']}**"
+        resources = "<br>".join(f"{_md(k)}: `{_md(v)}`" for k, v in row.get("resources", {}).items()) or "-"
+        artifacts = ", ".join(f"[{_md(label)}]({url})" for label, url in links.get(row["stage"], [])) or "-"
+        lines.append(f"| {row['stage']} | {result} | {resources} | {len(row.get('changes', []))} | "
+                     f"{float(row.get('seconds', 0)):.1f} | {artifacts} |")
+    failed_stage = (failure or {}).get("stage", "").split(" ")[0]
+    if failed_stage and failed_stage not in seen:
+        artifacts = ", ".join(f"[{_md(label)}]({url})" for label, url in links.get(failed_stage, [])) or "-"
+        lines.append(f"| {failed_stage} | **failed** | - | - | - | {artifacts} |")
+    for stage, entries in links.items():
+        if stage not in seen and stage != failed_stage and entries:
+            lines.append(f"| {stage} | - | - | - | - | "
+                         + ", ".join(f"[{_md(label)}]({url})" for label, url in entries) + " |")
+    if builds:
+        ok = sum(1 for b in builds if b["status"] == "SUCCESS")
+        lines += ["", f"{ok} of {len(builds)} build(s) succeeded."]
+    writes = sum(len(r.get("changes", [])) for r in summary.get("stages", []))
+    lines += ["", f"{writes} write(s). Durations are wall seconds. The run's logs have every write and build log line."]
+    return "\n".join(lines) + "\n"
+
+
+def plan_lines(spec: Any, start_builds: bool = True) -> list[str]:
+    """A full run's first log lines: the spec, the mode, the stages in order and the builds it will start."""
+    wanted = [f"{r.namespace}/{r.name}:{rule.image_tag}" for r in spec.repositories for rule in r.build_rules
+              if rule.build]
+    mode = spec.link.mode.value
+    link = "console steps (link, account)" if mode == "console" else "link -> eni"
+    stages = f"preflight -> [{link}] + [gitlab -> binding x{len(spec.repositories)}]"
+    stages += " -> webhook" if spec.gitlab.register_webhook else ""
+    stages += " -> build" if start_builds else " (builds skipped: start_builds is false)"
+    builds = (f"{len(wanted)} build(s): {', '.join(wanted)}" if wanted else "no rule has build: true") \
+        if start_builds else "no build (start_builds is false)"
+    return [f"run of spec {spec.name}: instance {spec.instance_id} in {spec.region}, link mode {mode}, "
+            f"{len(spec.repositories)} repositories",
+            f"stages: {stages}", f"builds: {builds}"]
+
+
+def _writes(stages: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for row in stages:
+        for change in row.get("changes", []):
+            action = str(change).split(" ", 1)[0]
+            counts[action] = counts.get(action, 0) + 1
+    total = sum(counts.values())
+    if not total:
+        return "0 writes (converged)"
+    return f"{total} write(s): " + ", ".join(f"{action} x{n}" if n > 1 else action for action, n in counts.items())
+
+
+def _builds(builds: list[dict[str, Any]]) -> str:
+    if not builds:
+        return "no build"
+    ok = sum(1 for b in builds if b["status"] == "SUCCESS")
+    each = ", ".join(f"{b.get('image') or b['repository']} {b['status']}"
+                     + (f" {short_digest(b['digest'])}" if b.get("digest") else "") + f" ({wall_seconds(b):.1f} s)"
+                     for b in builds)
+    return f"{ok} of {len(builds)} build(s) succeeded: {each}"
+
+
+def done_lines(summary: dict[str, Any], failure: dict[str, str] | None = None) -> list[str]:
+    """A run's last log lines: what it wrote and built (or what failed and its fix), and where to look next."""
+    from acrvpc.monitor import slug
+
+    spec = summary.get("spec", "")
+    key = slug(spec, "run")
+    builds = summary.get("builds", [])
+    done = f"{_writes(summary.get('stages', []))}; {_builds(builds)}"
+    if failure:
+        code = f"[{failure['code']}] " if failure.get("code") else ""
+        lines = [f"failed at {failure.get('stage') or 'an unknown stage'}: {code}{failure.get('message', '')}",
+                 f"fix: {failure.get('fix') or 'see the error above'}", f"before it failed: {done}",
+                 f"next: apply the fix, then Retry this run (stages that completed come back Cached); the stage table "
+                 f"with links is the artifact {key}"]
+        return lines
+    lines = [f"done: {len(summary.get('stages', []))} stage(s), {done}"]
+    next_ = f"next: the stage table with links is the artifact {key}"
+    if builds:
+        next_ += f"; builds in {slug(spec, 'builds')} (full digests in {slug(spec, 'build-table')})"
+    return lines + [next_]

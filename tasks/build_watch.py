@@ -96,16 +96,19 @@ class BuildWatch(BuildObserver):
                         message=line.message)
 
     def finished(self, outcome: BuildOutcome) -> None:
+        """The build ended: stamp the wall time it took on ``outcome`` (``wall_seconds``), then tell everyone."""
+        outcome.wall_seconds = round(time.monotonic() - self.t0, 3)
         self.logger.info("[%s] build %s %s (%s%s, %.1f s)", self.repository, outcome.build_record_id, outcome.status,
-                         outcome.image, f" {outcome.digest}" if outcome.digest else "", outcome.seconds)
+                         outcome.image, f" {outcome.digest}" if outcome.digest else "", outcome.wall_seconds)
         if not outcome.succeeded:
             tail = outcome.log_tail[-TAIL_LINES:]
             self.logger.error("[%s] build %s ended %s; its last %d log line(s):\n%s", self.repository,
                               outcome.build_record_id, outcome.status, len(tail), "\n".join(tail))
-        self.progress.update(100.0, f"{outcome.status} in {outcome.seconds:.0f} s")
+        self.progress.update(100.0, f"{outcome.status} in {outcome.wall_seconds:.0f} s")
         payload = {"build_record_id": outcome.build_record_id, "build_rule_id": outcome.build_rule_id,
                    "ref": outcome.ref, "image": outcome.image, "digest": outcome.digest, "status": outcome.status,
-                   "seconds": outcome.seconds, "instance_id": self.spec.instance_id}
+                   "seconds": outcome.wall_seconds, "record_seconds": outcome.seconds,
+                   "instance_id": self.spec.instance_id}
         if not outcome.succeeded:
             payload["log_tail"] = outcome.log_tail[-10:]
         event = monitor.BUILD_SUCCEEDED if outcome.succeeded else monitor.BUILD_FAILED
