@@ -21,11 +21,13 @@ from prefect.runtime import flow_run
 from acrvpc import monitor, runlog
 from acrvpc.errors import PipelineError
 from acrvpc.spec import Spec, resolve_spec, route_target
+from acrvpc.report import done_lines
 from flows.builds import fail_if_any_failed, run_builds
+from flows.run_names import flow_run_name
 from tasks.on_push import verify_binding_task
 
 
-@flow(name="build-on-push", flow_run_name="push-{project}-{ref}", validate_parameters=False)
+@flow(name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False)
 def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None,
                   spec_path: str | None = None) -> dict[str, Any]:
     """Build the image a push to ``project`` at ``ref`` is routed to.
@@ -59,13 +61,24 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
     repo, rule = route_target(spec, route)
     logger.info("push of %s to %s %s (event %s): building %s rule %s:%s -> %s", sha[:12] or "?", project, ref,
                 event_id or "-", repo.full_name, rule.push_type.value, rule.push_name, rule.image_tag)
-    binding, bound = verify_binding_task(spec, repo, rule)
+    logger.info("stages: verify-binding %s (no write) -> build %s", repo.full_name, rule.image_tag)
     run_id = str(flow_run.get_id() or "")
-    [outcome] = run_builds(spec, [(binding, bound)], run_id)
-    result = {"spec": spec.name, "flow_run_id": run_id, "project": project, "ref": ref, "sha": sha,
-              "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
-              "build": outcome.model_dump()}
-    monitor.publish("run.finished", summary={"spec": spec.name, "flow_run_id": run_id, "stages": [],
-                                             "builds": [outcome.model_dump()]})
-    fail_if_any_failed([outcome])
-    return result
+    summary: dict[str, Any] = {"spec": spec.name, "flow_run_id": run_id, "stages": [], "builds": []}
+    try:
+        binding, bound = verify_binding_task(spec, repo, rule)
+        [outcome] = run_builds(spec, [(binding, bound)], run_id)
+        summary["builds"] = [outcome.model_dump()]
+        monitor.publish("run.finished", summary=summary)
+        fail_if_any_failed([outcome])
+    except Exception as exc:
+        failure = monitor.failure_of(exc, run_id)
+        monitor.publish_run_summary(summary, failure)
+        for line in done_lines(summary, failure):
+            logger.error(line)
+        raise
+    monitor.publish_run_summary(summary)
+    for line in done_lines(summary):
+        logger.info(line)
+    return {"spec": spec.name, "flow_run_id": run_id, "project": project, "ref": ref, "sha": sha,
+            "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
+            "build": outcome.model_dump()}

@@ -14,10 +14,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from acrvpc import runlog
 from acrvpc.spec import Spec, resolve_spec
+from flows.run_names import flow_run_name
 from tasks import teardown as teardown_stage
 
 
-@flow(name="teardown", validate_parameters=False)
+@flow(name="teardown", flow_run_name=flow_run_name, validate_parameters=False)
 def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str, Any]:
     """Delete everything tagged for a spec's link, in dependency order.
 
@@ -43,5 +44,7 @@ def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str
     create_markdown_artifact(
         markdown="\n".join([f"## Teardown of link `{spec.name}`", "", *lines, "", *outcome.notes]),
         key=f"teardown-{spec.name}", description=f"What teardown deleted for link {spec.name}")
-    logger.info("teardown of link %s: %d write(s)", spec.name, len(outcome.changes))
+    logger.info("teardown of link %s: %d write(s)%s; next: the artifact teardown-%s lists them", spec.name,
+                len(outcome.changes), ": " + ", ".join(outcome.changes) if outcome.changes else " (nothing was left)",
+                spec.name)
     return outcome.model_dump()

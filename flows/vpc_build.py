@@ -40,9 +40,11 @@ from prefect.transactions import transaction
 
 from acrvpc import monitor, runlog
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
+from acrvpc.report import done_lines, plan_lines
 from acrvpc.spec import LinkMode, Spec, resolve_spec
 from flows.builds import fail_if_any_failed, run_builds, stage_started
 from flows.console_steps import console_branches
+from flows.run_names import flow_run_name, spec_name_of
 from tasks.binding import binding
 from tasks.eni import eni
 from tasks.gitlab_token import gitlab_token
@@ -110,7 +112,7 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     ], bindings
 
 
-@flow(name="vpc-build", log_prints=False, persist_result=True, validate_parameters=False)
+@flow(name="vpc-build", flow_run_name=flow_run_name, log_prints=False, persist_result=True, validate_parameters=False)
 def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: str | None = None) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.
 
@@ -132,13 +134,33 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
     """
     runlog.ship_our_logs()  # acrvpc.*, tasks.*, flows.* records into this run's logs
     logger = get_run_logger()
-    spec = resolve_spec(spec, spec_path)
-    logger.info("spec %s: instance %s, %d repositories, link mode %s", spec.name, spec.instance_id,
-                len(spec.repositories), spec.link.mode.value)
-    stages: list[dict[str, Any]] = []
-
-    t0 = time.monotonic()
     run_id = str(flow_run.get_id() or "")
+    summary: dict[str, Any] = {"spec": spec_name_of({"spec": spec, "spec_path": spec_path}), "flow_run_id": run_id,
+                               "stages": [], "builds": []}
+    try:
+        spec = resolve_spec(spec, spec_path)
+        summary["spec"] = spec.name
+        for line in plan_lines(spec, start_builds):  # the run's first lines: what it is about to do
+            logger.info(line)
+        _converge_and_build(spec, start_builds, run_id, summary)
+        monitor.publish("run.finished", summary=summary)
+        fail_if_any_failed([BuildOutcome(**b) for b in summary["builds"]])
+    except Exception as exc:  # the summary artifact and the last lines say where it failed and the fix
+        failure = monitor.failure_of(exc, run_id, "" if isinstance(spec, Spec) else "spec")
+        monitor.publish_run_summary(summary, failure)
+        for line in done_lines(summary, failure):
+            logger.error(line)
+        raise
+    monitor.publish_run_summary(summary)
+    for line in done_lines(summary):  # the run's last lines: what it did, where to look next
+        logger.info(line)
+    return summary
+
+
+def _converge_and_build(spec: Spec, start_builds: bool, run_id: str, summary: dict[str, Any]) -> None:
+    """The stages in order, each row appended to ``summary["stages"]`` as it ends, builds to ``summary["builds"]``."""
+    stages: list[dict[str, Any]] = summary["stages"]
+    t0 = time.monotonic()
     stage_started("preflight")
     pre = preflight(spec)
     stages.append(_row("preflight", [pre], time.monotonic() - t0))
@@ -154,21 +176,13 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
         stage_started("webhook")
         stages.append(_row("webhook", [webhook_hook(spec)], time.monotonic() - t_hook))
 
-    builds: list[BuildOutcome] = []
     if start_builds:
         wanted = [(b, rule) for b in bindings if isinstance(b, BindingOutcome) for rule in b.rules if rule.build]
         t_builds = time.monotonic()
         stage_started("build", builds=len(wanted))
         builds = run_builds(spec, wanted, run_id)
+        summary["builds"] = [b.model_dump() for b in builds]
         failed = [b for b in builds if not b.succeeded]
         stages.append(_row("build", builds, time.monotonic() - t_builds, "failed" if failed else "completed"))
     else:
         stages.append(_row("build", [], 0.0, "skipped"))
-
-    summary = {"spec": spec.name, "flow_run_id": run_id, "stages": stages,
-               "builds": [b.model_dump() for b in builds]}
-    writes = sum(len(s["changes"]) for s in stages)
-    logger.info("done: %d stage(s), %d write(s), %d build(s)", len(stages), writes, len(builds))
-    monitor.publish("run.finished", summary=summary)
-    fail_if_any_failed(builds)
-    return summary
