@@ -4,7 +4,7 @@ Prefect's process worker starts a new Python for every flow run (two, in Prefect
 supervisor, then ``python -m prefect.engine``), and the run is Running only once that process has
 imported Prefect, the flow module and its SDKs: 4 CPU seconds per run here (docs/benchmarks.md,
 "trigger"). This worker type, ``acrvpc-process``, is Prefect's :class:`~prefect.workers.process.ProcessWorker`
-with one change: it keeps ``ACRVPC_WARM_POOL_SIZE`` (default 1) interpreters started ahead, each of
+with one change: it keeps ``ACRVPC_WARM_POOL_SIZE`` (default 2) interpreters started ahead, each of
 which has imported ``prefect.flow_engine`` and the modules in ``ACRVPC_WARM_IMPORTS`` (default: the
 project's flows, hence Prefect, acrvpc and the three SDKs) and then waits on its stdin. A flow run is
 handed to one of them as its per-run environment (Prefect's ``PREFECT__*`` variables: the flow run id,
@@ -232,7 +232,7 @@ class WarmProcessWorker(ProcessWorker):
 
     def __init__(self, *args: Any, pool_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        size = pool_size if pool_size is not None else int(os.environ.get("ACRVPC_WARM_POOL_SIZE", "1"))
+        size = pool_size if pool_size is not None else int(os.environ.get("ACRVPC_WARM_POOL_SIZE", "2"))
         self.warm_pool = WarmPool(size)
 
     async def setup(self) -> None:
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", required=True, help="work pool to poll")
     parser.add_argument("--name", default=None, help="worker name (default: Prefect's)")
     parser.add_argument("--pool-size", type=int, default=None, help="interpreters kept ready per environment "
-                                                                    "(default ACRVPC_WARM_POOL_SIZE or 1; 0: all cold)")
+                                                                    "(default ACRVPC_WARM_POOL_SIZE or 2; 0: all cold)")
     parser.add_argument("--limit", type=int, default=None, help="flow runs at once (default: no limit)")
     args = parser.parse_args(argv)
 
