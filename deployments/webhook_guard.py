@@ -1,4 +1,4 @@
-"""What stands between the network and the webhook receiver's parser: signatures, rate limits, replays.
+"""What stands between the network and the webhook receiver's parser: signatures, rate limits, secrets.
 
 - :class:`SignatureCheck`: GitLab's signed deliveries (GitLab >= 19 signing tokens, the Standard
   Webhooks scheme): ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (``v1,<base64
@@ -9,9 +9,10 @@
   library (in memory: one receiver process). ``X-Forwarded-For`` is honoured only when the peer is
   a configured trusted proxy: its entries are read from the right, skipping trusted proxies, and
   the first other address is the source.
-- :class:`ReplayCache`: the flow run each verified ``webhook-id`` started, kept for the replay
-  window, so a resent signed delivery answers the same run without asking Prefect again (the
-  idempotency key ``gitlab:<webhook-id>`` makes Prefect do the same across receiver restarts).
+- :func:`normalize_secret`: the X-Gitlab-Token secret as GitLab sends it.
+
+Resent deliveries are recognised by the receiver's spool (:mod:`deployments.webhook_spool`), signed
+or not.
 
 Assumptions:
 - GitLab sends ``webhook-id`` and ``webhook-timestamp`` on every delivery and ``webhook-signature``
@@ -26,7 +27,6 @@ import base64
 import ipaddress
 import math
 import time
-from collections import OrderedDict
 from typing import Callable, Mapping
 
 from limits import parse
@@ -145,26 +145,3 @@ class SourceLimiter:
             return None
         reset = self._limiter.get_window_stats(self.item, source).reset_time
         return max(1.0, math.ceil(reset - self.clock()))
-
-
-class ReplayCache:
-    """``webhook-id`` -> flow run id, for ``ttl_s`` seconds, at most ``size`` entries (oldest dropped first)."""
-
-    def __init__(self, ttl_s: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self.size, self.clock = ttl_s, size, clock
-        self._runs: OrderedDict[str, tuple[float, str]] = OrderedDict()
-
-    def get(self, delivery: str) -> str | None:
-        """The run ``delivery`` started within the window, or None."""
-        found = self._runs.get(delivery)
-        if found is None or found[0] < self.clock():
-            self._runs.pop(delivery, None)
-            return None
-        return found[1]
-
-    def put(self, delivery: str, run_id: str) -> None:
-        """Remember that ``delivery`` started ``run_id``."""
-        self._runs[delivery] = (self.clock() + self.ttl_s, run_id)
-        self._runs.move_to_end(delivery)
-        while len(self._runs) > self.size:
-            self._runs.popitem(last=False)

@@ -178,6 +178,28 @@ class TestPushDelivery:
         assert built == [("billing-api", "latest"), ("billing-api", "latest"), ("web-frontend", "release")]
 
 
+class TestEventUuidReuse:
+    """Before the tests below: their runs (and the worker building them) would mix with these two."""
+
+    def test_two_pushes_sharing_an_event_uuid_are_each_built(self, prefect_server, receiver, converged):
+        world = converged.world
+        records_before = set(world.cr.records)
+        shared = str(uuid.uuid4())
+        second = copy.deepcopy(PUSH)
+        second["after"] = second["checkout_sha"] = "b" * 40
+        # When GitLab delivers two different pushes with one X-Gitlab-Event-UUID (a hook triggered by a hook)
+        answers = [deliver(receiver, body, delivery=shared) for body in (PUSH, second)]
+        # Then each starts its own run, with its own commit ...
+        run_ids = [a.json()["flow_run_id"] for a in answers]
+        assert len(set(run_ids)) == 2, [a.text for a in answers]
+        runs = [wait_state(prefect_server, run_id, FINAL) for run_id in run_ids]
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 2
+        assert [r["parameters"]["sha"] for r in runs] == [PUSH["checkout_sha"], "b" * 40]
+        # ... and both were built
+        built = [world.cr.records[r] for r in set(world.cr.records) - records_before]
+        assert sorted((b.name, b.image_tag) for b in built) == [("billing-api", "latest")] * 2
+
+
 class TestBadDeliveries:
     def test_each_bad_request_gets_its_status_and_no_run(self, prefect_server, receiver):
         runs_before = flow_run_count(prefect_server)
@@ -515,23 +537,3 @@ class TestGitLabSizedDefaults:
             assert slash.status_code == 202 and slash.json()["status"] == "ignored", slash.text
             huge = client.post("/hooks/gitlab", content=b" " * (30 * 1000 * 1000), headers=hdrs)
             assert huge.status_code == 413
-
-
-class TestEventUuidReuse:
-    def test_two_pushes_sharing_an_event_uuid_are_each_built(self, prefect_server, receiver, converged):
-        world = converged.world
-        records_before = set(world.cr.records)
-        shared = str(uuid.uuid4())
-        second = copy.deepcopy(PUSH)
-        second["after"] = second["checkout_sha"] = "b" * 40
-        # When GitLab delivers two different pushes with one X-Gitlab-Event-UUID (a hook triggered by a hook)
-        answers = [deliver(receiver, body, delivery=shared) for body in (PUSH, second)]
-        # Then each starts its own run, with its own commit ...
-        run_ids = [a.json()["flow_run_id"] for a in answers]
-        assert len(set(run_ids)) == 2, [a.text for a in answers]
-        runs = [wait_state(prefect_server, run_id, FINAL) for run_id in run_ids]
-        assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 2
-        assert [r["parameters"]["sha"] for r in runs] == [PUSH["checkout_sha"], "b" * 40]
-        # ... and both were built
-        built = [world.cr.records[r] for r in set(world.cr.records) - records_before]
-        assert sorted((b.name, b.image_tag) for b in built) == [("billing-api", "latest")] * 2
