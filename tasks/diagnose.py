@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Literal
 
 from alibabacloud_cr20181201 import models as cr_models
@@ -315,8 +316,10 @@ def diagnose_path(clients: Any, spec: Spec, *, gitlab: Any = None, repository: s
     from tasks.preflight_checks import evaluate
 
     link = _console_link_hops if spec.link.mode == LinkMode.CONSOLE else _link_hops
-    hops = _guarded("link.egress", lambda: link(clients.ecs, spec))
-    obs = observe(clients, spec, gitlab=gitlab)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose") as pool:  # beside preflight's reads
+        link_hops = pool.submit(_guarded, "link.egress", lambda: link(clients.ecs, spec))
+        obs = observe(clients, spec, gitlab=gitlab)
+        hops = link_hops.result()
     checks = {c.id: c for c in evaluate(spec, obs).checks}
     for cid in PREFLIGHT_HOPS:
         check = checks[cid]
