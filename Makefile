@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints.txt
-# pytest-xdist workers: the e2e tests share one worker (one Prefect server on PostgreSQL, run in
-# order; tests/conftest.py groups them), every other test is spread over the rest.
+# pytest-xdist workers: the tests on the e2e session server share one worker (one Prefect server on
+# PostgreSQL, in order; tests/conftest.py groups them), every other test is spread over all of them.
 JOBS   ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 

@@ -54,18 +54,25 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "the whole suite left behind)")
 
 
+# The session fixtures of tests/e2e/conftest.py: one PostgreSQL cluster, Prefect server and process worker per
+# xdist worker. Tests that use them run on one worker, in order (xdist group ``e2e-server``).
+SESSION_SERVER_FIXTURES = ("postgres", "prefect_server", "process_worker", "worker_sandbox")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``runs_last`` go to the end, in their collected order; e2e tests share one xdist worker.
+    """Tests marked ``runs_last`` go to the end, in their collected order; session-server tests share a worker.
 
-    Under ``pytest -n N --dist loadgroup`` (``make test``) every test marked ``e2e`` is in the group
-    ``e2e``: they run on one worker, in this order, against that worker's one Prefect server and
-    process worker (a session fixture each), while the other tests spread over the other workers.
+    Under ``pytest -n N --dist loadgroup`` (``make test``) every test that uses the e2e session
+    server (:data:`SESSION_SERVER_FIXTURES`) is in the xdist group ``e2e-server``: they run on one
+    worker, in this order, against that worker's one server, so it starts once. Every other test,
+    end-to-end ones with servers of their own included (the demo, the multi-host topology), spreads
+    over the workers.
     """
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
     for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+        if any(name in getattr(item, "fixturenames", ()) for name in SESSION_SERVER_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("e2e-server"))
 
 
 @functools.lru_cache(maxsize=1)

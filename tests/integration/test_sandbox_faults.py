@@ -268,8 +268,10 @@ class TestGitLabFaults:
         assert info.value.response_code == 429
         assert is_retryable(info.value)
 
-    def test_python_gitlab_waits_out_the_quota_by_itself(self, sandbox, faults, gl):
-        # given: two calls per second on the route
+    def test_python_gitlab_waits_out_the_quota_by_itself(self, sandbox, faults, gl, monkeypatch):
+        # given: two calls per second on the route, and in-place retries on (the suite turns them off;
+        # python-gitlab's max_retries follows ACRVPC_CALL_RETRIES, read per call)
+        monkeypatch.setenv("ACRVPC_CALL_RETRIES", "3")
         faults.set_quota(2, product="gitlab", action="GET /user")
         gl.http_get("/user")
         gl.http_get("/user")

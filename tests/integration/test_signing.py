@@ -16,6 +16,7 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 from acrvpc import cloud
+from acrvpc.sandbox import defaults as sandbox_defaults
 
 VECTORS = json.loads((Path(__file__).parent.parent / "fixtures" / "signed-requests.json").read_text())
 
@@ -126,7 +127,7 @@ class TestRealClients:
         assert body.instance_id == spec.instance_id
 
     def test_wrong_secret_gets_signature_error(self, sandbox, spec):
-        client = cloud.cr_client(spec.region, cloud.AccessKey(cloud.sandbox_defaults.ACCESS_KEY_ID, "wrong-secret"))
+        client = cloud.cr_client(spec.region, cloud.AccessKey(sandbox_defaults.ACCESS_KEY_ID, "wrong-secret"))
         with pytest.raises(ClientException) as info:
             client.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id))
         assert info.value.code == "SignatureDoesNotMatch"
@@ -144,14 +145,14 @@ class TestRealClients:
         client._signature_algorithm = "v2"
         body = client.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id)).body
         assert body.instance_status == "RUNNING"
-        bad = cloud.cr_client(spec.region, cloud.AccessKey(cloud.sandbox_defaults.ACCESS_KEY_ID, "nope"))
+        bad = cloud.cr_client(spec.region, cloud.AccessKey(sandbox_defaults.ACCESS_KEY_ID, "nope"))
         bad._signature_algorithm = "v2"
         with pytest.raises(ClientException) as info:
             bad.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id))
         assert info.value.code == "SignatureDoesNotMatch"
 
     def test_failed_signature_is_logged_without_the_secret(self, sandbox, spec):
-        client = cloud.cr_client(spec.region, cloud.AccessKey(cloud.sandbox_defaults.ACCESS_KEY_ID, "wrong-secret"))
+        client = cloud.cr_client(spec.region, cloud.AccessKey(sandbox_defaults.ACCESS_KEY_ID, "wrong-secret"))
         with pytest.raises(ClientException):
             client.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id))
         calls = sandbox.world.calls.list()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from acrvpc import cloud
+from acrvpc.sandbox import defaults as sandbox_defaults
 from acrvpc.spec import load_spec
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
@@ -96,7 +97,7 @@ class TestEndpointOverride:
         for client in (clients.cr, clients.ecs, clients.vpc):
             assert client._endpoint == "127.0.0.1:8470"
             assert client._protocol == "http"
-            assert client._credential.get_credential().access_key_id == cloud.sandbox_defaults.ACCESS_KEY_ID
+            assert client._credential.get_credential().access_key_id == sandbox_defaults.ACCESS_KEY_ID
         gl = cloud.gitlab_client("http://192.168.1.20", "t")
         assert gl.url == "http://127.0.0.1:8470"
 
@@ -124,7 +125,7 @@ class TestEndpointOverride:
         monkeypatch.setenv("ACRVPC_GITLAB_TOKEN", "glpat-from-env")
         assert cloud.resolve_gitlab_token("gitlab-token") == "glpat-from-env"
         monkeypatch.delenv("ACRVPC_GITLAB_TOKEN")
-        assert cloud.resolve_gitlab_token("gitlab-token") == cloud.sandbox_defaults.GITLAB_TOKEN
+        assert cloud.resolve_gitlab_token("gitlab-token") == sandbox_defaults.GITLAB_TOKEN
 
 
 WAYS = ["credentials.alibaba_block", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
