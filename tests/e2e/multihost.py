@@ -7,6 +7,7 @@
     worker-a (.3), worker-b (.4): process workers, started by the test (:meth:`Cluster.start_worker`)
     receiver (.5): for the webhook receiver
     storage  (.6): moto's S3-compatible server, the bucket for shared results
+    receiver-b (.7): a second webhook receiver replica (tests/e2e/test_receivers_multihost.py)
 
 Crash failover (:meth:`Cluster.install_failover`, ``acrvpc automations --failover``): workers started
 with ``heartbeat=`` emit flow-run heartbeats; :func:`resources` and :func:`duplicates` read what
@@ -40,7 +41,7 @@ from tests.e2e import netns
 from tests.e2e.prefect_server import PREFECT, PostgresCluster, PrefectServer, free_port, postgres_bindir
 
 POOL = "acr-vpc-build"
-HOSTS = ("server", "worker-a", "worker-b", "receiver", "storage")
+HOSTS = ("server", "worker-a", "worker-b", "receiver", "storage", "receiver-b")
 S3_PORT = 9000
 BUCKET = "acrvpc-results"
 FOLDER = "results"
