@@ -9,7 +9,10 @@ Teams, e-mail, a custom webhook...):
 * ``acrvpc: build failed`` on each ``acrvpc.build.failed`` event: the repository, image, status, the
   build record and the last log lines;
 * ``acrvpc: drift detected`` on each ``acrvpc.drift.detected`` event: the link, the resource and
-  what differed from the spec.
+  what differed from the spec;
+* ``acrvpc: delivery failed`` on each ``acrvpc.delivery.failed`` event (a GitLab delivery the
+  webhook receiver accepted but could not turn into a run: a dead letter): the project, ref,
+  commit, the HTTP status and message, and how to replay it.
 
 ``acrvpc automations SPEC --notify slack-webhook/ops`` runs it from the command line. The
 automations match only the spec's instance (build events) and link (drift events), so several
@@ -63,8 +66,18 @@ DRIFT_BODY = (
 )
 
 
+DELIVERY_FAILED_BODY = (
+    "A GitLab delivery to {{ event.resource['acrvpc.deployment'] }} could not start a run and is a dead letter:\n"
+    "project: {{ event.resource['acrvpc.project'] }}  ref: {{ event.resource['acrvpc.ref'] }}  "
+    "commit: {{ event.resource['acrvpc.sha'] }}\n"
+    "answer: {{ event.payload.status }} {{ event.payload.error }} (after {{ event.payload.attempts }} attempt(s))\n"
+    "replay it once fixed: acrvpc webhook replay {{ event.resource['prefect.resource.name'] }}"
+)
+DELIVERY_FAILED = "acrvpc.delivery.failed"  # deployments.webhook.DELIVERY_FAILED (not imported: no receiver here)
+
+
 def notification_automations(spec: Spec, block_document_id: Any) -> list[AutomationCore]:
-    """The two automations for ``spec`` (not yet saved), sending through ``block_document_id``."""
+    """The three automations for ``spec`` (not yet saved), sending through ``block_document_id``."""
     return [
         AutomationCore(
             name=f"acrvpc: build failed ({spec.name})",
@@ -84,6 +97,19 @@ def notification_automations(spec: Spec, block_document_id: Any) -> list[Automat
                                  posture=Posture.Reactive, threshold=1),
             actions=[SendNotification(block_document_id=block_document_id,
                                       subject=f"Drift on acr-vpc-build link {spec.name}", body=DRIFT_BODY)],
+        ),
+        AutomationCore(
+            name=f"acrvpc: delivery failed ({spec.name})",
+            description=f"Notify when a GitLab push for spec {spec.name} became a dead letter in the receiver.",
+            trigger=EventTrigger(expect={DELIVERY_FAILED},
+                                 match={"prefect.resource.id": "acrvpc.delivery.*",
+                                        "acrvpc.deployment": [spec.webhook.deployment,
+                                                              f"build-on-push/{spec.name}"]},
+                                 posture=Posture.Reactive, threshold=1),
+            actions=[SendNotification(block_document_id=block_document_id,
+                                      subject="GitLab delivery failed: {{ event.resource['acrvpc.project'] }} "
+                                              "{{ event.resource['acrvpc.ref'] }}",
+                                      body=DELIVERY_FAILED_BODY)],
         ),
     ]
 

@@ -80,13 +80,21 @@ class TestAutomations:
             result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", ops_block])
             assert result.exit_code == 0, result.output
         found = {a.name: a for a in mine()}
-        assert set(found) == {"acrvpc: build failed (demo-build)", "acrvpc: drift detected (demo-build)"}
+        assert set(found) == {"acrvpc: build failed (demo-build)", "acrvpc: drift detected (demo-build)",
+                              "acrvpc: delivery failed (demo-build)"}
         failed = found["acrvpc: build failed (demo-build)"]
         assert failed.trigger.expect == {"acrvpc.build.failed"}
         assert failed.trigger.match.model_dump() == {"prefect.resource.id": "acrvpc.repository.cri-sandbox0demo0001.*"}
         assert failed.actions[0].type == "send-notification"
         drift = found["acrvpc: drift detected (demo-build)"]
         assert drift.trigger.expect == {"acrvpc.drift.detected"}
+        delivery = found["acrvpc: delivery failed (demo-build)"]
+        from deployments.webhook import DELIVERY_FAILED  # what the receiver emits
+
+        assert delivery.trigger.expect == {DELIVERY_FAILED}
+        assert delivery.trigger.match.model_dump() == {
+            "prefect.resource.id": "acrvpc.delivery.*",
+            "acrvpc.deployment": ["build-on-push/webhook", "build-on-push/demo-build"]}
 
     def test_an_unknown_block_is_refused_with_the_fix(self):
         result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", "slack-webhook/nope"])
@@ -136,7 +144,7 @@ class TestFailover:
     def test_failover_with_notify_creates_both(self, ops_block):
         result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", ops_block, "--failover"])
         assert result.exit_code == 0, result.output
-        assert len(mine()) == 5
+        assert len(mine()) == 6  # three notifications + three failover automations
 
     def test_a_window_shorter_than_the_heartbeat_is_refused_before_anything_is_created(self):
         result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--failover", "--failover-after", "20"])
