@@ -243,17 +243,32 @@ def failure_of(exc: BaseException, flow_run_id: str = "", stage: str = "") -> di
         flow_run_id: the flow run (its failed task runs name the stage and subject).
         stage: the stage the flow was in, when no task run failed (e.g. a console step or the spec).
     """
+    from acrvpc.errors import FIXES, PipelineError, error_code
+
     failed = failed_task_runs(flow_run_id)
-    code = getattr(exc, "code", "") or type(exc).__name__
-    fix = str(getattr(exc, "fix", "") or "")
-    message = str(getattr(exc, "detail", "") or exc)
+    code = error_code(exc) or type(exc).__name__
+    fix = str(getattr(exc, "fix", "") or FIXES.get(code, ""))
+    found = exc.detail if isinstance(exc, PipelineError) else getattr(exc, "message", None)  # an SDK's: its message
+    message = str(found) if found and str(found) != "None" else str(exc)
     message = message.removeprefix(f"[{code}] ").removesuffix(f" Fix: {fix}." if fix else "\0")
-    if getattr(exc, "field", None) is not None or type(exc).__name__ == "SpecError":
+    if type(exc).__name__ == "SpecError":
         stage = stage or "spec"
     where = failed[0][0] if failed else stage
     if len(failed) > 1:
         where += f" (and {len(failed) - 1} more: {', '.join(name for name, _ in failed[1:4])})"
     return {"stage": where, "code": str(code), "message": message[:1500], "fix": fix}
+
+
+def explained(exc: BaseException, failure: dict[str, str]) -> BaseException:
+    """The error a failed run ends with: a provider's error (an SDK exception with a code) becomes a
+    :class:`~acrvpc.errors.PipelineError` naming the stage, the code and the fix, so the run's state message
+    (the UI's Details tab) says what to do; any other error is returned as it is."""
+    from acrvpc.errors import PipelineError, error_code
+
+    if isinstance(exc, PipelineError) or not error_code(exc):
+        return exc
+    where = f"{failure['stage']}: " if failure.get("stage") else ""
+    return PipelineError(f"{where}{failure['message']}", code=failure["code"], fix=failure.get("fix", ""))
 
 
 def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None = None) -> None:
@@ -267,7 +282,10 @@ def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None 
     spec_name = summary.get("spec", "")
     try:
         markdown = run_markdown(summary, artifact_links(summary.get("flow_run_id", ""), spec_name), failure)
-        create_markdown_artifact(markdown=markdown, key=slug(spec_name, "run"),
-                                 description=f"Run of {spec_name}: {'failed' if failure else 'completed'}")
+        description = f"Run of {spec_name}: completed"
+        if failure:  # the run page's Artifacts tab shows the description on the artifact's card
+            description = (f"Run of {spec_name}: failed at {failure.get('stage') or '?'}: {failure.get('code')}. "
+                           f"Fix: {failure.get('fix') or 'see the summary'}")
+        create_markdown_artifact(markdown=markdown, key=slug(spec_name, "run"), description=description)
     except Exception:  # noqa: BLE001 - observability must not change the run's outcome
         _log.warning("could not publish the run summary of %s", spec_name, exc_info=True)

@@ -98,11 +98,12 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
 
 
 def build_rows(builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per build (the table artifact and ``--json`` use the same keys)."""
-    return [{"repository": b["repository"], "rule": b["build_rule_id"], "ref": b.get("ref", ""),
-             "image": b.get("image", ""), "digest": b.get("digest", "") or "-", "status": b["status"],
-             "seconds": round(float(b.get("seconds", 0)), 1), "wall_seconds": round(wall_seconds(b), 1),
-             "build_record": b["build_record_id"], "log_lines": b.get("log_lines", 0)} for b in builds]
+    """One flat row per build, for the table artifact: what a person looks for first, the full digest early."""
+    return [{"image": b.get("image", ""), "status": b["status"], "wall_seconds": round(wall_seconds(b), 1),
+             "digest": b.get("digest", "") or "-", "ref": b.get("ref", ""), "repository": b["repository"],
+             "rule": b["build_rule_id"], "build_record": b["build_record_id"],
+             "record_seconds": round(float(b.get("seconds", 0)), 1), "log_lines": b.get("log_lines", 0)}
+            for b in builds]
 
 
 def _md(text: Any) -> str:
@@ -156,14 +157,14 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
     if not builds:
         return "\n".join(lines + ["No build was started."]) + "\n"
     record = record_seconds_differ(builds)
-    head = ["repository", "ref", "image", "digest", "wall s", *(["record s¹"] if record else []), "status"]
-    align = ["---", "---", "---", "---", "---:", *(["---:"] if record else []), "---"]
+    head = ["image", "ref", "digest", "wall s", *(["record s¹"] if record else []), "status"]
+    align = ["---", "---", "---", "---:", *(["---:"] if record else []), "---"]
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for row in build_rows(builds):
         status = row["status"] if row["status"] == "SUCCESS" else f"**{row['status']}**"
-        cells = [_md(row["repository"]), _md(row["ref"]), f"`{_md(row['image'])}`",
+        cells = [f"`{_md(row['image'])}`", _md(row["ref"]),
                  f"`{_md(short_digest(row['digest']))}`" if row["digest"] != "-" else "-", f"{row['wall_seconds']:.1f}"]
-        cells += [f"{row['seconds']:.1f}"] if record else []
+        cells += [f"{row['record_seconds']:.1f}"] if record else []
         lines.append("| " + " | ".join([*cells, status]) + " |")
     lines += ["", "Digests are shortened; the build table artifact has them in full."]
     if record:

@@ -75,7 +75,10 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
         monitor.publish_run_summary(summary, failure)
         for line in done_lines(summary, failure):
             logger.error(line)
-        raise
+        error = monitor.explained(exc, failure)
+        if error is exc:
+            raise
+        raise error from exc
     monitor.publish_run_summary(summary)
     for line in done_lines(summary):
         logger.info(line)

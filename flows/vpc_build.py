@@ -150,7 +150,10 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
         monitor.publish_run_summary(summary, failure)
         for line in done_lines(summary, failure):
             logger.error(line)
-        raise
+        error = monitor.explained(exc, failure)
+        if error is exc:
+            raise
+        raise error from exc
     monitor.publish_run_summary(summary)
     for line in done_lines(summary):  # the run's last lines: what it did, where to look next
         logger.info(line)

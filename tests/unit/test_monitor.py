@@ -56,8 +56,8 @@ class TestBuildMarkdown:
     def test_a_row_per_build_and_the_failed_builds_last_30_lines(self):
         md = build_markdown("demo", [build("apps/a", "SUCCESS"), build("apps/b", "FAILED", notes=["why"])], "run-1")
         assert "Flow run `run-1`: 1 of 2 build(s) succeeded." in md
-        assert "| apps/a | main | `apps/a:latest` | `sha256:aaaaaaaaaaaa…` | 12.3 | SUCCESS |" in md
-        assert "| apps/b | main | `apps/b:latest` | - | 12.3 | **FAILED** |" in md
+        assert "| `apps/a:latest` | main | `sha256:aaaaaaaaaaaa…` | 12.3 | SUCCESS |" in md
+        assert "| `apps/b:latest` | main | - | 12.3 | **FAILED** |" in md
         assert "a" * 13 not in md  # the full digest is in the table artifact, not in the markdown
         assert "## apps/b: FAILED (build record `rec-b`)" in md and "- why" in md
         tail = md.split("## apps/b")[1]
@@ -73,8 +73,8 @@ class TestBuildMarkdown:
 
     def test_rows_share_the_json_keys(self):
         [row] = build_rows([build("apps/b", "FAILED")])
-        assert row == {"repository": "apps/b", "rule": "crbr-1", "ref": "main", "image": "apps/b:latest",
-                       "digest": "-", "status": "FAILED", "seconds": 12.3, "wall_seconds": 12.3, "build_record": "rec-b",
+        assert row == {"image": "apps/b:latest", "status": "FAILED", "wall_seconds": 12.3, "digest": "-", "ref": "main",
+                       "repository": "apps/b", "rule": "crbr-1", "build_record": "rec-b", "record_seconds": 12.3,
                        "log_lines": 3}
 
     def test_wall_seconds_first_and_the_records_own_clock_labelled_where_it_differs(self, monkeypatch):
@@ -156,3 +156,21 @@ class TestRunNames:
         assert run_name("build-on-push", params, tags=["gitlab-webhook"]) == \
             "demo-build · push platform/billing-api@main a1b2c3d"
         assert push_label("p/x", "refs/tags/v1.0") == "push p/x@v1.0"
+
+
+class TestFailureOf:
+    def test_an_sdk_error_gets_its_code_and_the_known_fix(self):
+        class TeaLike(Exception):
+            code, message, detail = "Forbidden.RAM", "User not authorized to operate on the specified resource.", None
+
+        failure = monitor.failure_of(TeaLike("x"), stage="binding")
+        assert failure == {"stage": "binding", "code": "Forbidden.RAM",
+                           "message": "User not authorized to operate on the specified resource.",
+                           "fix": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun"}
+
+    def test_a_pipeline_error_keeps_its_fix_once(self):
+        from acrvpc.errors import PipelineError
+
+        failure = monitor.failure_of(PipelineError("nothing routed", code="WEBHOOK_NO_ROUTE", fix="add a route"))
+        assert (failure["code"], failure["message"], failure["fix"]) == ("WEBHOOK_NO_ROUTE", "nothing routed",
+                                                                         "add a route")
