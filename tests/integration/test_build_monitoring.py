@@ -126,8 +126,8 @@ class TestBuildsInAFlowRun:
         summary = found["demo-build-builds"].data
         ok = records["billing-api"]
         assert f"Flow run `{run_id}`: 1 of 2 build(s) succeeded." in summary
-        assert "| apps/billing-api |" in summary and "`apps/billing-api:latest`" in summary
-        assert f"sha256:{image_digest(ok)}" in summary
+        assert "| `apps/billing-api:latest` | main |" in summary
+        assert f"sha256:{image_digest(ok)[:12]}…" in summary and image_digest(ok) not in summary  # shortened
         failed = records["web-frontend"]
         tail = [f"{line.stage} {line.message}" for line in failed.lines][-30:]
         assert "## apps/web-frontend: FAILED" in summary
@@ -136,6 +136,7 @@ class TestBuildsInAFlowRun:
         rows = yaml.safe_load(table) if isinstance(table, str) else table
         assert sorted((r["repository"], r["status"], r["ref"]) for r in rows) == [
             ("apps/billing-api", "SUCCESS", "main"), ("apps/web-frontend", "FAILED", "main")]
+        assert f"sha256:{image_digest(ok)}" in [r["digest"] for r in rows]  # in full in the table artifact
 
         # the events, with the repository as resource and the image as related resource
         started = events("acrvpc.build.started", run_id, 2)
