@@ -9,7 +9,7 @@ CONSTRAINTS := constraints.txt
 # pytest-xdist workers: the tests on the e2e session server share one worker (one Prefect server on
 # PostgreSQL, in order; tests/conftest.py groups them), every other test is spread over all of them.
 JOBS   ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25
 
 .PHONY: demo ui test test-fast install lock sandbox bench clean
 
