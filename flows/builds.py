@@ -5,6 +5,9 @@ Shared by the full pipeline (:mod:`flows.vpc_build`) and the on-push build (:mod
 
 from __future__ import annotations
 
+import contextlib
+import types
+from collections.abc import Iterator
 from typing import Any
 
 from prefect.futures import PrefectFuture, as_completed, wait
@@ -12,6 +15,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from acrvpc import monitor
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.report import done_lines
 from acrvpc.spec import Spec
 from tasks.build import BuildFailed, build
 from tasks.build_watch import forget, publish_build_summary, stop_builds
@@ -85,3 +89,39 @@ def fail_if_any_failed(builds: list[BuildOutcome]) -> None:
 def stage_started(stage: str, **data: Any) -> None:
     """Tell local listeners (the CLI) that a stage started."""
     monitor.publish("stage.started", stage=stage, **data)
+
+
+@contextlib.contextmanager
+def reported_run(summary: dict[str, Any], run_id: str, logger: Any,
+                 spec_field: str = "") -> Iterator[types.SimpleNamespace]:
+    """Publish the run's summary artifact and last log lines when the ``with`` body ends, either way.
+
+    On success: the summary artifact and what the run did (INFO). On failure: the same with the
+    failing stage, code and fix (ERROR), and the exception re-raised as the explained
+    :class:`~acrvpc.errors.PipelineError` where :func:`acrvpc.monitor.explained` makes one.
+
+    Args:
+        summary: the run's summary (``spec``, ``flow_run_id``, ``stages``, ``builds``), filled by the body.
+        run_id: the flow run's id.
+        logger: the run's logger.
+        spec_field: the parameter to name when the failure is the spec itself (``spec``), else empty.
+
+    Yields:
+        The report's state: set its ``spec_field`` to ``""`` once the spec has been validated, so a
+        later failure is not blamed on the spec.
+    """
+    state = types.SimpleNamespace(spec_field=spec_field)
+    try:
+        yield state
+    except Exception as exc:  # the summary artifact and the last lines say where it failed and the fix
+        failure = monitor.failure_of(exc, run_id, state.spec_field)
+        monitor.publish_run_summary(summary, failure)
+        for line in done_lines(summary, failure):
+            logger.error(line)
+        error = monitor.explained(exc, failure)
+        if error is exc:
+            raise
+        raise error from exc
+    monitor.publish_run_summary(summary)
+    for line in done_lines(summary):  # the run's last lines: what it did, where to look next
+        logger.info(line)

@@ -21,8 +21,7 @@ from prefect.runtime import flow_run
 from acrvpc import monitor, runlog
 from acrvpc.errors import PipelineError
 from acrvpc.spec import Spec, resolve_spec, route_target
-from acrvpc.report import done_lines
-from flows.builds import fail_if_any_failed, run_builds
+from flows.builds import fail_if_any_failed, reported_run, run_builds
 from flows.run_names import flow_run_name
 from tasks.on_push import verify_binding_task
 
@@ -64,24 +63,12 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
     logger.info("stages: verify-binding %s (no write) -> build %s", repo.full_name, rule.image_tag)
     run_id = str(flow_run.get_id() or "")
     summary: dict[str, Any] = {"spec": spec.name, "flow_run_id": run_id, "stages": [], "builds": []}
-    try:
+    with reported_run(summary, run_id, logger):
         binding, bound = verify_binding_task(spec, repo, rule)
         [outcome] = run_builds(spec, [(binding, bound)], run_id)
         summary["builds"] = [outcome.model_dump()]
         monitor.publish("run.finished", summary=summary)
         fail_if_any_failed([outcome])
-    except Exception as exc:
-        failure = monitor.failure_of(exc, run_id)
-        monitor.publish_run_summary(summary, failure)
-        for line in done_lines(summary, failure):
-            logger.error(line)
-        error = monitor.explained(exc, failure)
-        if error is exc:
-            raise
-        raise error from exc
-    monitor.publish_run_summary(summary)
-    for line in done_lines(summary):
-        logger.info(line)
     return {"spec": spec.name, "flow_run_id": run_id, "project": project, "ref": ref, "sha": sha,
             "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
             "build": outcome.model_dump()}

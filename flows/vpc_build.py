@@ -40,9 +40,9 @@ from prefect.transactions import transaction
 
 from acrvpc import monitor, runlog
 from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
-from acrvpc.report import done_lines, plan_lines
+from acrvpc.report import plan_lines
 from acrvpc.spec import LinkMode, Spec, resolve_spec
-from flows.builds import fail_if_any_failed, run_builds, stage_started
+from flows.builds import fail_if_any_failed, reported_run, run_builds, stage_started
 from flows.console_steps import console_branches
 from flows.run_names import flow_run_name, spec_name_of
 from tasks.binding import binding
@@ -137,26 +137,15 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
     run_id = str(flow_run.get_id() or "")
     summary: dict[str, Any] = {"spec": spec_name_of({"spec": spec, "spec_path": spec_path}), "flow_run_id": run_id,
                                "stages": [], "builds": []}
-    try:
+    with reported_run(summary, run_id, logger, "" if isinstance(spec, Spec) else "spec") as report:
         spec = resolve_spec(spec, spec_path)
+        report.spec_field = ""  # from here on a failure is a stage's, not the spec's
         summary["spec"] = spec.name
         for line in plan_lines(spec, start_builds):  # the run's first lines: what it is about to do
             logger.info(line)
         _converge_and_build(spec, start_builds, run_id, summary)
         monitor.publish("run.finished", summary=summary)
         fail_if_any_failed([BuildOutcome(**b) for b in summary["builds"]])
-    except Exception as exc:  # the summary artifact and the last lines say where it failed and the fix
-        failure = monitor.failure_of(exc, run_id, "" if isinstance(spec, Spec) else "spec")
-        monitor.publish_run_summary(summary, failure)
-        for line in done_lines(summary, failure):
-            logger.error(line)
-        error = monitor.explained(exc, failure)
-        if error is exc:
-            raise
-        raise error from exc
-    monitor.publish_run_summary(summary)
-    for line in done_lines(summary):  # the run's last lines: what it did, where to look next
-        logger.info(line)
     return summary
 
 
