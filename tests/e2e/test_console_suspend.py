@@ -8,7 +8,6 @@ is a console-mode copy of examples/sandbox.yaml, passed to the deployment by abs
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

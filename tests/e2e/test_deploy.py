@@ -14,13 +14,12 @@ import json
 import sys
 import time
 
-import httpx
 import pytest
 
 from acrvpc.spec import load_spec
 from tests.conftest import EXAMPLE_SPEC
 from tests.e2e.prefect_server import PREFECT, free_port, stop_group
-from tests.e2e.test_webhook import FINAL, SECRET, api, deliver, flow_run, wait_state
+from tests.e2e.test_webhook import FINAL, SECRET, api, deliver, flow_run, wait_listening, wait_state
 from tests.webhook_payloads import PUSH
 
 pytestmark = pytest.mark.e2e
@@ -92,16 +91,7 @@ def test_a_deployed_run_and_an_on_push_run_complete_without_a_spec_file(prefect_
                                     ACRVPC_WEBHOOK_SECRET=SECRET)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert receiver.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+        wait_listening(receiver, url, log)
         answer = deliver(url, PUSH)
         assert answer.status_code == 202, answer.text
         body = answer.json()

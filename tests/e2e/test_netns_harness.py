@@ -49,7 +49,7 @@ def test_hosts_reach_each_other_and_nothing_else(tmp_path):
         assert a.address != b.address and topo.subnet.overlaps(netns.ipaddress.ip_network(f"{a.address}/32"))
         serve(a, tmp_path / "a.log")
         assert fetch(b, f"http://{a.address}:8000/") == "ok"  # host to host, over the bridge
-        assert fetch(a, f"http://127.0.0.1:8000/").startswith("error")  # bound to its address, not loopback
+        assert fetch(a, "http://127.0.0.1:8000/").startswith("error")  # bound to its address, not loopback
         routes = netns.ip("-n", b.ns, "route", "show").stdout
         assert "default" not in routes and routes.strip().startswith(str(topo.subnet)), routes
         # a host has no way out: an address outside the topology is unreachable at once

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.test_console_mode import console_spec
-from tests.e2e.test_ui_retry import api, start_run, wait_final
+from tests.e2e.test_ui_retry import api, wait_final
 from tests.e2e.test_ui_retry_browser import browser  # noqa: F401 - the module's Chromium fixture
 
 pytestmark = pytest.mark.e2e

@@ -71,6 +71,22 @@ def deliver(url: str, body, *, event: str = "Push Hook", token: str | None = SEC
                       timeout=10)  # GitLab's webhook timeout
 
 
+def wait_listening(proc, url: str, log, timeout: float = 60) -> None:
+    """Wait until ``acrvpc webhook serve`` answers ``/healthz``; raise with its log when it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"acrvpc webhook serve exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the receiver did not listen: {log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def receiver(prefect_server):
     """``acrvpc webhook serve`` on a free port, against the session's Prefect server."""
@@ -79,18 +95,7 @@ def receiver(prefect_server):
     proc = prefect_server.spawn(sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
                                 "--port", str(port), log=log, ACRVPC_WEBHOOK_SECRET=SECRET)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"acrvpc webhook serve exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the receiver did not listen: {log.read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_listening(proc, url, log)
     yield url
     stop_group(proc)
 
@@ -346,18 +351,7 @@ class SpooledReceiver:
                                      env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         server.children.append(self.proc)
-        deadline = time.monotonic() + 90
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"acrvpc webhook serve exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the receiver did not listen: {self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_listening(self.proc, self.url, self.log, timeout=90)
 
     def health(self) -> dict:
         return httpx.get(f"{self.url}/healthz", timeout=5).json()
