@@ -359,8 +359,12 @@ class TestServeCommand:
 
         from acrvpc.cli import app
 
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
-        result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml", "--port", "0"])
+        # nor in the settings context (the session's test harness, when one ran in this process, sets one)
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml", "--port", "0"])
         assert result.exit_code == 2
         assert "PREFECT_API_URL" in result.output
 

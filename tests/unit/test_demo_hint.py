@@ -47,7 +47,11 @@ class TestNotActivated:
         monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home dir"))
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal must not break the command lines
-        _where("0f0e6f3c-1c2b-4a5d-9e8f-000000000001")
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # no API URL in the settings context either (a session test harness in this process sets one)
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            _where("0f0e6f3c-1c2b-4a5d-9e8f-000000000001")
         out = capsys.readouterr().out
         listed = re.search(r"or list runs with: (.+) flow-run ls$", out, re.M).group(1)
         server = re.search(r"^\s+(.+) server start\s+# then open", out, re.M).group(1)
