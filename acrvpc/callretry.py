@@ -13,7 +13,7 @@ The policy: two layers, never more, and a bounded cost per logical call.
    ends the retries at once (the error goes to the task), rather than asking again too early.
 2. **The task's retry**, the outer layer ops staff see in the UI: Prefect task retries
    (:data:`acrvpc.errors.RETRY`: ``ACRVPC_RETRY_DELAYS``, default 1, 2, 4, 8 s with 50% jitter,
-   transient errors only), or for link and ENI :func:`tasks.link.retry_stage` inside the task
+   transient errors only), or for link and ENI :func:`tasks.ecs_common.retry_stage` inside the task
    (their Prefect retries are 0: a Prefect retry would roll back their transaction). A task
    attempt repeats the stage's calls, each again with its in-place layer: at most
    4 x (1 + 4 task retries) = 20 requests of one call across a stage's attempts.

@@ -14,7 +14,7 @@ Link and ENI run in a Prefect transaction: when either fails for good, the rollb
 this run created (and nothing that existed before it), so a failed run leaves no half-built link;
 ``acrvpc teardown`` removes a whole link on purpose. Prefect rolls a task's enclosing transaction
 back before each retry of the task, so these two tasks have no Prefect retries: they retry their
-transient failures inside the task with the same policy (``tasks.link.retry_stage``), and a
+transient failures inside the task with the same policy (``tasks.ecs_common.retry_stage``), and a
 failure reaches the transaction only when it is final.
 
 In console mode (``link.mode: console``) the link and ENI come from the registry console's

@@ -56,7 +56,7 @@ from tasks.console_account import (
     verify_account_task,
 )
 from tasks.console_runbook import account_instructions, link_instructions, link_targets
-from tasks.link import ALL_IPV4, canonical_cidr, ecs_call
+from tasks.ecs_common import ALL_IPV4, canonical_cidr, ecs_call
 
 LINK_MISSING = "CONSOLE_LINK_MISSING"
 LINK_MISMATCH = "CONSOLE_LINK_MISMATCH"

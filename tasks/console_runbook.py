@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from acrvpc import netcheck
 from acrvpc.spec import Spec
-from tasks.link import canonical_cidr
+from tasks.ecs_common import canonical_cidr
 
 
 def _host(cidr: str) -> str:

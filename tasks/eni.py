@@ -29,7 +29,8 @@ from acrvpc import cloud
 from acrvpc.errors import PipelineError
 from acrvpc.outcomes import EniOutcome
 from acrvpc.spec import Spec
-from tasks.link import GROUP_GONE_CODE, create_with_token, ecs_call, link_group_gone_fix, retry_stage
+from tasks.ecs_common import create_with_token, ecs_call, retry_stage
+from tasks.link import GROUP_GONE_CODE, link_group_gone_fix
 
 FIRST_POLL_S = 0.5
 MAX_POLL_S = 5.0
@@ -282,7 +283,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
 def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     """Converge the build ENI and wait until the registry has attached it (api mode).
 
-    Transient failures are retried inside the task (:func:`tasks.link.retry_stage`), never by
+    Transient failures are retried inside the task (:func:`tasks.ecs_common.retry_stage`), never by
     Prefect: the task runs in the flow's link/ENI transaction, which Prefect would roll back (deleting
     the link's group) before a retry of the task. An ENI created by an attempt that then failed is
     adopted by the next attempt, and still named in ``changes``.

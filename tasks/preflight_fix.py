@@ -25,7 +25,7 @@ from alibabacloud_ecs20140526 import models as ecs_models
 from acrvpc import netcheck
 from acrvpc.errors import PipelineError
 from acrvpc.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
-from tasks.link import client_token, ecs_call
+from tasks.ecs_common import client_token, ecs_call
 from tasks.preflight import read_gitlab_host
 
 DESCRIPTION = "ACR VPC build reverse access"

@@ -42,7 +42,7 @@ from acrvpc import cloud
 from acrvpc.errors import RETRY, PipelineError, error_code
 from acrvpc.outcomes import StageOutcome
 from acrvpc.spec import Spec
-from tasks.link import ecs_call
+from tasks.ecs_common import ecs_call
 
 TIMEOUT_S = 300.0
 FIRST_POLL_S = 0.5

@@ -20,7 +20,8 @@ from acrvpc.spec import TAG_KEY
 from flows.teardown import teardown as teardown_flow
 from flows.vpc_build import vpc_build
 from tasks.eni import ensure_network_interface
-from tasks.link import client_token, ensure_security_group
+from tasks.ecs_common import client_token
+from tasks.link import ensure_security_group
 from tasks.teardown import delete_network_interface, revoke_permissions, teardown_link
 from tests.conftest import EXAMPLE_SPEC
 

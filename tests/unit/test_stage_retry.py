@@ -1,11 +1,11 @@
-"""The link/ENI stages' own retry loop (tasks.link.retry_stage): bounded, transient failures only."""
+"""The link/ENI stages' own retry loop (tasks.ecs_common.retry_stage): bounded, transient failures only."""
 
 from __future__ import annotations
 
 import pytest
 
 from acrvpc.errors import RETRY, PipelineError
-from tasks.link import retry_stage
+from tasks.ecs_common import retry_stage
 
 
 def failing(errors: list[Exception]):
