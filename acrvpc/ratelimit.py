@@ -64,6 +64,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from acrvpc.prefect_api import api_url
+
 DEFAULT_QPS = 20.0
 QPS_ENV = "ACRVPC_QPS_{product}"
 BURST_ENV = "ACRVPC_BURST_{product}"
@@ -260,18 +262,6 @@ def limit_settings(qps: float, burst: float | None) -> tuple[int, float]:
         raise ValueError("qps must be > 0 (no limit at all needs no shared limit)")
     calls = max(1.0, float(burst) if burst else qps / 2)
     return int(math.floor(calls)) * SLOTS_PER_CALL, float(qps) * SLOTS_PER_CALL
-
-
-def api_url() -> str | None:
-    """The Prefect API URL from Prefect's settings (environment, profile, ``prefect config set``), or None."""
-    from .lazy_prefect import api_url_surely_unset
-
-    if api_url_surely_unset():  # without importing Prefect (1.5 s): `acrvpc preflight` on a laptop
-        return None
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    return str(url) if url else None
 
 
 class SharedLimiter:
