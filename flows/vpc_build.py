@@ -90,14 +90,19 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     binding_futures = [binding.submit(spec, repo, wait_for=[gitlab_future]) for repo in spec.repositories]
     with transaction() as txn:
         txn.set("spec", spec)
-        stage_started("link")
-        link_out = link(spec)
-        if any(change.startswith("CreateSecurityGroup") for change in link_out.changes):
-            txn.set("created_security_group", link_out.security_group_id)
-        link_done = time.monotonic()
-        stage_started("eni")
-        eni_out = eni(spec, link_out.security_group_id)
-        eni_done = time.monotonic()
+        try:
+            stage_started("link")
+            link_out = link(spec)
+            if any(change.startswith("CreateSecurityGroup") for change in link_out.changes):
+                txn.set("created_security_group", link_out.security_group_id)
+            link_done = time.monotonic()
+            stage_started("eni")
+            eni_out = eni(spec, link_out.security_group_id)
+            eni_done = time.monotonic()
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # the process is being stopped (its worker died, Ctrl-C): no
+                txn.set("terminated", True)  # rollback; a rerun or the failed-over run adopts what is tagged
+            raise
     finished: dict[int, float] = {}
     for fut in as_completed([gitlab_future, *binding_futures]):
         finished[id(fut)] = time.monotonic()

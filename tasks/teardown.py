@@ -399,7 +399,9 @@ def rollback_link(txn: Any) -> None:
     (:func:`undo_created_link`). A group that existed before the run is left alone; an ENI this run
     created in a pre-existing group stays tagged, so a rerun adopts it and teardown finds it. The
     transaction's task results are not committed either, so a rerun of the same flow run (Retry in
-    the UI) runs link and ENI again instead of taking the deleted group from the cache.
+    the UI) runs link and ENI again instead of taking the deleted group from the cache. A run whose
+    process is being stopped (``terminated``: its worker died, Ctrl-C) rolls nothing back: what it
+    made is tagged, and the rerun or the failed-over run adopts it.
 
     Args:
         txn: the Prefect transaction passed to rollback hooks.
@@ -408,6 +410,6 @@ def rollback_link(txn: Any) -> None:
 
     group_id = txn.get("created_security_group", None)
     spec = txn.get("spec", None)
-    if not group_id or spec is None:
+    if not group_id or spec is None or txn.get("terminated", False):
         return
     undo_created_link(cloud.cloud_clients(spec).ecs, spec, group_id)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -261,6 +262,7 @@ def serve(
     if waiting:
         console.print(f"{waiting} delivery(ies) from before were still waiting for their run: creating them now",
                       highlight=False)
+    sys.stdout.flush()  # the start-up lines reach a log file (systemd, a container) now, not at exit
     try:
         uvicorn.run(receiver.app(), host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
     finally:

@@ -63,4 +63,6 @@ def test_new_run_after_a_killed_worker_converges_without_duplicates(prefect_serv
     assert len(found["security_groups"]) == 1 and len(found["network_interfaces"]) == 1, found
     created = [c for c in world.calls.list() if c["status"] == 200 and c["action"] in
                ("CreateSecurityGroup", "CreateNetworkInterface")]
-    assert [c["action"] for c in created] == ["CreateSecurityGroup", "CreateNetworkInterface"]
+    # (and the killed run, Crashed, rolled nothing back: a stopped process keeps what it made for the rerun)
+    writes = [c["action"] for c in world.calls.list() if c["action"].startswith(("Create", "Delete"))]
+    assert [c["action"] for c in created] == ["CreateSecurityGroup", "CreateNetworkInterface"], writes
