@@ -6,10 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints.txt
-# pytest-xdist workers: the tests on the e2e session server share one worker (one Prefect server on
-# PostgreSQL, in order; tests/conftest.py groups them), every other test is spread over all of them.
+# pytest-xdist workers; each test module stays on one worker, in order (its module fixtures start once).
 JOBS   ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=25
 
 .PHONY: demo ui test test-fast install lock sandbox bench clean
 

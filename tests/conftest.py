@@ -54,25 +54,16 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "the whole suite left behind)")
 
 
-# The session fixtures of tests/e2e/conftest.py: one PostgreSQL cluster, Prefect server and process worker per
-# xdist worker. Tests that use them run on one worker, in order (xdist group ``e2e-server``).
-SESSION_SERVER_FIXTURES = ("postgres", "prefect_server", "process_worker", "worker_sandbox")
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``runs_last`` go to the end, in their collected order; session-server tests share a worker.
+    """Tests marked ``runs_last`` go to the end, in their collected order.
 
-    Under ``pytest -n N --dist loadgroup`` (``make test``) every test that uses the e2e session
-    server (:data:`SESSION_SERVER_FIXTURES`) is in the xdist group ``e2e-server``: they run on one
-    worker, in this order, against that worker's one server, so it starts once. Every other test,
-    end-to-end ones with servers of their own included (the demo, the multi-host topology), spreads
-    over the workers.
+    ``make test`` runs ``pytest -n 2 --dist loadfile``: each test module stays on one xdist worker,
+    in order, with its module fixtures started once; the session fixtures (the e2e PostgreSQL
+    cluster, Prefect server and process worker, the test harness) start once per worker that needs
+    them.
     """
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
-    for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in SESSION_SERVER_FIXTURES):
-            item.add_marker(pytest.mark.xdist_group("e2e-server"))
 
 
 @functools.lru_cache(maxsize=1)
