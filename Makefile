@@ -6,9 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints.txt
-# pytest-xdist workers; each test module stays on one worker, in order (its module fixtures start once).
+# Two phases: everything but the end-to-end tests spread over pytest-xdist workers (each module on
+# one worker, in order), then the e2e tests one at a time: they start servers, workers and hosts
+# whose heartbeats and browser timeouts must not compete with another e2e test for the 2 cores.
 JOBS   ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=25
+PYTEST := $(BIN)/python -m pytest --durations=25
+FAST   := -n $(JOBS) --dist loadfile
 
 .PHONY: demo ui test test-fast install lock sandbox bench clean
 
@@ -30,11 +33,13 @@ ui: $(STAMP)
 
 # The whole suite: unit, contract, fuzz, sandbox integration and Prefect end-to-end tests.
 test: $(STAMP)
-	$(PYTEST)
+	$(PYTEST) $(FAST) -m "not e2e"
+	$(PYTEST) -m e2e
 
 # The inner loop: everything but the soak and multi-host end-to-end tests.
 test-fast: $(STAMP)
-	$(PYTEST) -m "not soak and not multihost"
+	$(PYTEST) $(FAST) -m "not e2e"
+	$(PYTEST) -m "e2e and not soak and not multihost"
 
 # Re-pin every dependency to the newest versions pyproject.toml allows (commit constraints.txt after).
 lock:
