@@ -1,85 +1,298 @@
-"""A process worker whose flow runs start in an interpreter that has already imported everything.
+"""A process worker whose flow runs are forked from an interpreter that has already imported everything.
 
-Prefect's process worker starts a new Python for every flow run (two, in Prefect 3.9: a workspace
-supervisor, then ``python -m prefect.engine``), and the run is Running only once that process has
-imported Prefect, the flow module and its SDKs: 4 CPU seconds per run here (docs/benchmarks.md,
-"trigger"). This worker type, ``acrvpc-process``, is Prefect's :class:`~prefect.workers.process.ProcessWorker`
-with one change: it keeps ``ACRVPC_WARM_POOL_SIZE`` (default 2) interpreters started ahead, each of
-which has imported ``prefect.flow_engine`` and the modules in ``ACRVPC_WARM_IMPORTS`` (default: the
-project's flows, hence Prefect, acrvpc and the three SDKs) and then waits on its stdin. A flow run is
-handed to one of them as its per-run environment (Prefect's ``PREFECT__*`` variables: the flow run id,
-the control channel's port and token...) and working directory; the interpreter then runs
-``prefect.engine`` as ``__main__``, exactly as ``python -m prefect.engine`` would, and exits. The used
-interpreter is replaced at once.
+Prefect's process worker starts a new Python for every flow run (a workspace supervisor that
+``exec``s ``python -m prefect.engine``), and the run is Running only once that process has imported
+Prefect, the flow module and its SDKs: ~4 CPU seconds per run here (docs/benchmarks.md, "trigger"
+and "fleet"). This worker type, ``acrvpc-process``, is Prefect's :class:`~prefect.workers.process.ProcessWorker`
+with one change, a fork server:
+
+* **the zygote**: per base environment (the run's environment without Prefect's per-run ``PREFECT__*``
+  variables; at most ``MAX_ENVIRONMENTS`` = 4), one ``python -m acrvpc.warm_worker zygote SOCKET``, the
+  worker's child in a session of its own, imports ``prefect.flow_engine`` and the modules in
+  ``ACRVPC_WARM_IMPORTS`` (default: the project's flows, hence Prefect, acrvpc and the three SDKs),
+  then listens on a Unix socket in a private directory (mode 0700) and forks one child per run order.
+* **the run's process**: the worker starts ``python -I -S acrvpc/_fork_stub.py SOCKET`` (standard library
+  only, ~20 ms) exactly where the process worker starts the engine: Prefect's own
+  :class:`EngineCommandStarter` (the run's environment, the control channel's port and token, output
+  streamed, a session of its own, the group signalled on cancel). The stub sends the zygote its whole
+  environment, working directory and stdin/stdout/stderr; the zygote forks; the child takes those fds,
+  that environment and directory, makes itself a session leader (as the cold process is), and runs
+  ``prefect.engine`` as ``__main__``, as ``python -m prefect.engine`` would. The stub forwards the
+  signals it receives to the run's process group and exits with the run's status (dying of the same
+  signal, if the run died of one). The zygote tells each stub its run's exit status; when a stub's
+  connection closes while its run still runs (the worker SIGKILLed the stub), the zygote SIGKILLs the
+  run's group: a kill never leaves an orphan.
+
+Why forking the zygote is safe: forking a process that has threads (as the worker has, and as a
+Prefect engine has once it runs) can leave locks held by threads that do not exist in the child. The
+zygote has only imported modules: no event loop, no client, one thread; it checks before every
+fork that it still has exactly one thread (Python's count and ``/proc/self/task``), and otherwise
+refuses, logs why, and the run starts cold. ``random`` reseeds in a forked child by itself
+(``os.register_at_fork``; tests/unit/test_warm_fork.py checks it), so retry jitter differs per run.
 
 What stays as with the process worker:
 
 * **one process per run**: a run that crashes (``os._exit``, a segfault, ``kill -9``) takes down only
-  its own process; the worker sees its exit code and marks it Crashed, as for a cold process.
-* **cancellation**: the run's process is the worker's child with its own pid, driven by Prefect's own
-  :class:`FlowRunExecutorContext` (cancellation observer, control channel, SIGTERM then SIGKILL), so
-  the UI's Cancel reaches ``flows.builds``' SIGTERM handler, which cancels the run's builds.
-* **what a run sees**: the same environment variables as the cold start would give it. A run whose
-  environment differs from the pool's (a deployment's ``env`` job variable, another working setup)
-  starts cold, as Prefect's process worker starts it, and the pool then warms an interpreter for
-  that environment too (at most ``ACRVPC_WARM_POOL_SIZE`` per environment, 4 environments).
+  its own process; the stub exits with its status and the worker marks the run Crashed, as for a cold
+  process. The zygote never runs a flow itself.
+* **cancellation**: the run's process (the stub) is the worker's child with its own pid and session,
+  driven by Prefect's own :class:`FlowRunExecutorContext` (cancellation observer, control channel, then
+  SIGTERM, then SIGKILL); the control channel connects to the forked run directly, the SIGTERM is
+  forwarded to it, so the UI's Cancel reaches ``flows.builds``' SIGTERM handler, which cancels the
+  run's builds.
+* **what a run sees**: exactly the environment variables and working directory of a cold start (the
+  stub's, which Prefect computed). Modules the zygote imported read their environment at import time,
+  hence one zygote per base environment: a run whose environment differs (a deployment's ``env`` job
+  variable) gets its own zygote; beyond 4 environments it starts cold.
 * runs with a ``command`` job variable other than ``python -m prefect.engine`` start cold.
+* **failures of the fork server**: a run waits up to ``ACRVPC_WARM_WAIT_SECONDS`` (60) for its zygote to
+  finish importing (waiting costs less CPU than a cold start, which would import the same), else starts
+  cold. A dead zygote is restarted by the next run (not twice within 10 s); a stub that finds no zygote
+  (or a refusal) before its run was forked becomes ``python -m prefect.engine`` itself (``exec``: same
+  pid), i.e. a cold start; a stub whose zygote died after the fork waits for its run to end and exits
+  1 with a line on stderr. When the worker stops (or dies), its zygotes stop listening and exit once
+  their runs have ended.
 
-No fork: each pooled interpreter is a fresh ``python -m acrvpc.warm_worker child`` (forking a
-process with threads, as Prefect's is, is unsafe). Start it with
-``prefect worker start --pool POOL --type acrvpc-process`` (registered through the
+``ACRVPC_WARM_POOL_SIZE``: 0 starts every run cold (Prefect's process worker); any other value (default 1)
+enables the zygotes (one per environment; forking needs no pool of waiting interpreters). Start the
+worker with ``prefect worker start --pool POOL --type acrvpc-process`` (registered through the
 ``prefect.collections`` entry point) or ``python -m acrvpc.warm_worker --pool POOL``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
+import signal
+import socket
+import struct
 import sys
+from pathlib import Path
 
-CHILD_ARG = "child"
+ZYGOTE_ARG = "zygote"
 DEFAULT_IMPORTS = "flows.on_push,flows.vpc_build,flows.teardown"
 MAX_ENVIRONMENTS = 4
+STUB = str(Path(__file__).resolve().with_name("_fork_stub.py"))
 
 
-def _child_main() -> None:
-    """A pooled interpreter: import everything, wait for one run on stdin, run it as ``python -m prefect.engine``."""
-    import importlib
-    import runpy
+def _threads() -> int:
+    """Threads of this process: Python's, and (on Linux) the kernel's count, which sees threads C code started."""
+    import threading
 
-    imports = ["prefect.flow_engine"]  # not prefect.engine itself: run_module runs it afresh as __main__
-    imports += [m.strip() for m in os.environ.get("ACRVPC_WARM_IMPORTS", DEFAULT_IMPORTS).split(",") if m.strip()]
-    for module in imports:
+    count = threading.active_count()
+    with contextlib.suppress(OSError):
+        count = max(count, len(os.listdir("/proc/self/task")))
+    return count
+
+
+class _Zygote:
+    """The fork server: imports, then forks one process per run order received on a Unix socket.
+
+    One thread, no event loop: a selector serves the listening socket, the stubs' connections, a
+    self-pipe woken by SIGCHLD (``signal.set_wakeup_fd``) and stdin (the worker's pipe: EOF means the
+    worker is gone or stopping; the zygote then stops listening and exits once its runs have ended).
+    """
+
+    def __init__(self, path: str, imports: list[str]) -> None:
+        import importlib
+
+        self.path, self.pid = path, os.getpid()
+        for module in imports:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - a module that fails here fails (and says why) in the run itself
+                self.say(f"preloading {module} failed: {type(exc).__name__}: {exc}")
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.sigchld = signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path + ".new")
+        self.listener.listen(128)
+        os.rename(path + ".new", path)  # the path appears when connections are served: the worker's "ready"
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "reap")
+        self.selector.register(0, selectors.EVENT_READ, "stdin")
+        self.conns: dict[socket.socket, dict] = {}  # connection -> {"buffer", "fds", "pid", "peer"}
+        self.runs: dict[int, socket.socket | None] = {}  # forked pid -> its stub's connection (None: gone)
+        self.draining = False
+
+    def say(self, text: str) -> None:
+        print(f"acrvpc zygote {os.getpid()}: {text}", file=sys.stderr, flush=True)
+
+    def serve(self) -> dict | None:
+        """Serve until stopped (returns None) or, in a forked child, return the child's order."""
+        while not (self.draining and not self.runs):
+            for key, _ in self.selector.select():
+                if key.data == "accept":
+                    with contextlib.suppress(BlockingIOError, InterruptedError):
+                        conn, _ = self.listener.accept()
+                        peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                   struct.calcsize("3i")))[0]
+                        self.conns[conn] = {"buffer": b"", "fds": [], "pid": None, "peer": peer}
+                        self.selector.register(conn, selectors.EVENT_READ, "conn")
+                elif key.data == "reap":
+                    with contextlib.suppress(OSError):
+                        while os.read(self.wake_r, 512):
+                            pass
+                    self.reap()
+                elif key.data == "stdin":
+                    if not os.read(0, 512):
+                        self.stop_listening()
+                else:
+                    order = self.on_conn(key.fileobj)
+                    if order is not None:
+                        return order
+        self.stop_listening()
+        return None
+
+    def stop_listening(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        for fileobj in (self.listener, 0):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fileobj)
+        self.listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def drop(self, conn: socket.socket) -> None:
+        state = self.conns.pop(conn)
+        for fd in state["fds"]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.selector.unregister(conn)
+        conn.close()
+        pid = state["pid"]
+        if pid is not None and pid in self.runs:  # the stub is gone (killed) while its run runs: kill the run
+            self.runs[pid] = None
+            self.say(f"the stub (pid {state['peer']}) of run pid {pid} is gone; killing the run")
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+
+    def on_conn(self, conn: socket.socket) -> dict | None:
+        state = self.conns[conn]
         try:
-            importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - a module that fails here fails (and says why) in the run itself
-            print(f"acrvpc warm worker: preloading {module} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    line = sys.stdin.readline()
-    if not line.strip():  # the worker closed the pipe without a run: it is stopping
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        except OSError:
+            data, fds = b"", []
+        state["fds"] += fds
+        if not data:
+            self.drop(conn)
+            return None
+        if state["pid"] is not None:
+            return None  # nothing more is expected from a stub whose run was forked
+        state["buffer"] += data
+        if b"\n" not in state["buffer"]:
+            return None
+        order = json.loads(state["buffer"].split(b"\n", 1)[0])
+        threads = _threads()
+        if len(state["fds"]) != 3 or threads != 1:
+            reason = (f"{threads} threads in the zygote (forking is safe only with one)" if threads != 1
+                      else f"{len(state['fds'])} file descriptors received, 3 expected")
+            self.say(f"refusing the run of stub pid {state['peer']}: {reason}")
+            with contextlib.suppress(OSError):
+                conn.sendall((json.dumps({"refused": reason}) + "\n").encode())
+            self.drop(conn)
+            return None
+        pid = os.fork()
+        if pid == 0:
+            self.become_run(state["fds"])
+            return order
+        for fd in state["fds"]:
+            os.close(fd)
+        state["fds"], state["pid"] = [], pid
+        self.runs[pid] = conn
+        try:
+            conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
+        except OSError:
+            self.drop(conn)
+        return None
+
+    def become_run(self, fds: list[int]) -> None:
+        """In the forked child: drop the zygote's sockets and handlers, take the stub's stdio, a session of its own."""
+        os.setsid()  # as Prefect's process worker starts a run's process (start_new_session)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, self.sigchld)
+        for conn in self.conns:
+            conn.close()
+        self.selector.close()
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+        if not self.draining:
+            self.listener.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            conn = self.runs.pop(pid, None)
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall((json.dumps({"exit": code}) + "\n").encode())
+                self.conns[conn]["pid"] = None
+                self.drop(conn)
+
+
+def _zygote_main(argv: list[str]) -> None:
+    """``python -m acrvpc.warm_worker zygote SOCKET [--imports M,M] [--run-module M]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m acrvpc.warm_worker zygote")
+    parser.add_argument("socket")
+    parser.add_argument("--imports", default=None, help="modules to import before serving (default: "
+                        "prefect.flow_engine and ACRVPC_WARM_IMPORTS)")
+    parser.add_argument("--run-module", default="prefect.engine", help="what a forked run runs as __main__")
+    args = parser.parse_args(argv)
+    if args.imports is None:
+        # not prefect.engine itself: a run runs it afresh as __main__
+        imports = ["prefect.flow_engine"] + [m.strip() for m in os.environ.get("ACRVPC_WARM_IMPORTS", DEFAULT_IMPORTS)
+                                             .split(",") if m.strip()]
+    else:
+        imports = [m.strip() for m in args.imports.split(",") if m.strip()]
+    zygote = _Zygote(args.socket, imports)
+    zygote.say(f"ready: {', '.join(imports) or 'nothing'} imported; {_threads()} thread(s)")
+    order = zygote.serve()
+    if order is None:
         return
-    order = json.loads(line)
+    # The forked run: what `python -m <run-module>` started cold in that environment and directory would do.
+    os.environ.clear()
     os.environ.update(order["env"])
     os.chdir(order["cwd"])
-    sys.path[0] = order["cwd"]  # as `python -m` in that directory would have it
+    sys.path[0] = order["cwd"]
     sys.argv = [sys.argv[0]]
+    import runpy
     import warnings
 
     with warnings.catch_warnings():  # prefect.engine is loaded already (by the flows' imports); it runs afresh
-        warnings.filterwarnings("ignore", message=".*'prefect.engine' found in sys.modules", category=RuntimeWarning)
-        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+        runpy.run_module(args.run_module, run_name="__main__", alter_sys=True)
 
 
-if __name__ == "__main__" and sys.argv[1:2] == [CHILD_ARG]:
-    _child_main()
+if __name__ == "__main__" and sys.argv[1:2] == [ZYGOTE_ARG]:
+    _zygote_main(sys.argv[2:])
     sys.exit(0)
 
 # ---------------------------------------------------------------------------------------------------------------
 # The worker side (everything below imports Prefect).
 
-import contextlib  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Optional  # noqa: E402
 
 import anyio  # noqa: E402
@@ -89,7 +302,8 @@ from prefect.runner._flow_run_executor import FlowRunExecutorContext  # noqa: E4
 from prefect.runner._process_manager import ProcessHandle  # noqa: E402
 from prefect.runner._starter_engine import EngineCommandStarter  # noqa: E402
 from prefect.settings import get_current_settings  # noqa: E402
-from prefect.utilities.processutils import command_from_string, get_sys_executable, sanitize_subprocess_env  # noqa: E402
+from prefect.utilities.processutils import (  # noqa: E402
+    command_from_string, command_to_string, get_sys_executable, sanitize_subprocess_env)
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult  # noqa: E402
 
 if TYPE_CHECKING:
@@ -109,110 +323,110 @@ def _env_key(env: dict[str, str]) -> str:
     return json.dumps(sorted(_base_env(env).items()))
 
 
-class WarmPool:
-    """Interpreters started ahead, per base environment (see the module's docstring)."""
+class _TaskStatusSpy:
+    """Forwards ``started(handle)`` and remembers the handle (for the worker's log line)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._idle: dict[str, list[anyio.abc.Process]] = {}
-        self._envs: dict[str, dict[str, str]] = {}
-        self.handed = 0  # runs started warm, for the log and the tests
+    def __init__(self, task_status: anyio.abc.TaskStatus[ProcessHandle], on_started: Any) -> None:
+        self._task_status, self._on_started = task_status, on_started
+
+    def started(self, value: Any = None) -> None:
+        self._on_started(value)
+        self._task_status.started(value)
+
+
+class ZygotePool:
+    """One zygote (fork server) per base environment, at most ``MAX_ENVIRONMENTS`` (see the module's docstring)."""
+
+    def __init__(self, enabled: bool, wait_seconds: float = 60.0) -> None:
+        self.enabled, self.wait_seconds = enabled, wait_seconds
+        self._dir: str | None = None
+        self._zygotes: dict[str, tuple[anyio.abc.Process, str]] = {}
+        self._started: dict[str, float] = {}
+        self.handed = 0  # runs forked by a zygote, for the log and the tests
         self.cold = 0
 
-    async def fill(self, env: dict[str, str]) -> None:
-        """Start interpreters for ``env`` until ``size`` are waiting."""
-        if self.size <= 0:
-            return
+    async def ensure(self, env: dict[str, str], logger: Any = None) -> tuple[anyio.abc.Process, str] | None:
+        """The zygote for ``env``'s base environment, started (or restarted, if it died) when needed."""
+        if not self.enabled:
+            return None
         key = _env_key(env)
-        if key not in self._envs and len(self._envs) >= MAX_ENVIRONMENTS:
-            return
-        self._envs[key] = _base_env(env)
-        idle = [p for p in self._idle.get(key, []) if p.returncode is None]
-        while len(idle) < self.size:
-            idle.append(await anyio.open_process([get_sys_executable(), "-m", "acrvpc.warm_worker", CHILD_ARG],
-                                                 stdin=-1, stdout=None, stderr=None, env=self._envs[key]))
-        self._idle[key] = idle
+        found = self._zygotes.get(key)
+        if found is not None and found[0].returncode is None:
+            return found
+        if found is None and len(self._zygotes) >= MAX_ENVIRONMENTS:
+            return None
+        if found is not None:
+            if time.monotonic() - self._started[key] < 10:  # it died young: do not restart it in a loop
+                return None
+            if logger is not None:
+                logger.warning("the zygote pid %s exited with %s; starting another", found[0].pid, found[0].returncode)
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="acrvpc-zygote-")  # mode 0700: only this user may order a fork
+        path = os.path.join(self._dir, f"{len(self._started)}-{int(time.monotonic() * 1000)}.sock")
+        process = await anyio.open_process([get_sys_executable(), "-m", "acrvpc.warm_worker", ZYGOTE_ARG, path],
+                                           stdin=-1, stdout=None, stderr=None, env=_base_env(env),
+                                           start_new_session=True)
+        self._zygotes[key], self._started[key] = (process, path), time.monotonic()
+        return process, path
 
-    def take(self, env: dict[str, str]) -> anyio.abc.Process | None:
-        """A waiting interpreter started with exactly ``env``'s base environment, or None."""
-        idle = self._idle.get(_env_key(env), [])
-        while idle:
-            process = idle.pop(0)
-            if process.returncode is None:
-                return process
-        return None
+    async def ready(self, zygote: tuple[anyio.abc.Process, str]) -> bool:
+        """Wait (up to ``wait_seconds``) until the zygote listens: waiting costs less than a cold start's imports."""
+        process, path = zygote
+        deadline = time.monotonic() + self.wait_seconds
+        while process.returncode is None and not os.path.exists(path):
+            if time.monotonic() > deadline:
+                return False
+            await anyio.sleep(0.05)
+        return process.returncode is None
 
     async def close(self) -> None:
-        for idle in self._idle.values():
-            for process in idle:
-                with contextlib.suppress(Exception):
-                    await process.stdin.aclose()  # the child sees EOF and exits
-                with contextlib.suppress(Exception):
-                    with anyio.fail_after(5):
-                        await process.wait()
-                if process.returncode is None:
-                    process.kill()
-        self._idle.clear()
+        """Close the zygotes' stdin: each stops listening and exits once its runs have ended."""
+        for process, _ in self._zygotes.values():
+            with contextlib.suppress(Exception):
+                await process.stdin.aclose()
+        with contextlib.suppress(Exception), anyio.move_on_after(2):
+            for process, _ in self._zygotes.values():
+                await process.wait()
+        self._zygotes.clear()
 
 
 class WarmStarter:
-    """Prefect's process starter contract (``start(flow_run, task_status)``): hand the run to a pooled
-    interpreter when one matches its environment, else start it cold with :class:`EngineCommandStarter`."""
+    """Prefect's process starter contract (``start(flow_run, task_status)``): start the run's process as the
+    fork stub talking to the zygote of its environment, else cold with :class:`EngineCommandStarter`."""
 
-    def __init__(self, pool: WarmPool, *, cwd: Path, env: dict[str, str | None], control_channel: Any,
+    def __init__(self, pool: ZygotePool, *, cwd: Path, env: dict[str, str | None], control_channel: Any,
                  logger: Any) -> None:
         self._pool, self._cwd, self._env, self._control_channel, self._logger = pool, cwd, env, control_channel, logger
 
-    def _run_env(self, flow_run: "FlowRun", control_env: dict[str, str]) -> dict[str, str]:
-        """The environment EngineCommandStarter would give the run's process (same order of precedence)."""
+    def _run_env(self, flow_run: "FlowRun") -> dict[str, str]:
+        """The environment EngineCommandStarter gives the run's process (same order of precedence)."""
         env: dict[str, str | None] = {**os.environ, **self._env,
                                       **get_current_settings().to_environment_variables(exclude_unset=True)}
         env.update({"PREFECT__FLOW_RUN_ID": str(flow_run.id), "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
-                    **control_env, "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME")})
+                    "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME")})
         return sanitize_subprocess_env(env)
 
     async def start(self, flow_run: "FlowRun",
                     task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED) -> None:
-        env = self._run_env(flow_run, {})
-        process = self._pool.take(env)
-        if process is None:
+        zygote = await self._pool.ensure(self._run_env(flow_run), self._logger)
+        command = None
+        if zygote is not None and await self._pool.ready(zygote):
+            command = command_to_string([get_sys_executable(), "-I", "-S", STUB, zygote[1]])
+            self._pool.handed += 1
+
+            def log(handle: ProcessHandle) -> None:
+                self._logger.info("flow run %s: started warm: process pid %s, forked by zygote pid %s",
+                                  flow_run.id, handle.pid, zygote[0].pid)
+
+            task_status = _TaskStatusSpy(task_status, log)
+        else:
             self._pool.cold += 1
-            self._logger.info("flow run %s: no warm interpreter for its environment; starting it cold", flow_run.id)
-            try:
-                await EngineCommandStarter(command=None, cwd=self._cwd, env=self._env, stream_output=True,
-                                           control_channel=self._control_channel).start(flow_run, task_status=task_status)
-            finally:
-                await self._pool.fill(env)
-            return
-        await self._pool.fill(env)  # replace it now: a run arriving meanwhile gets an interpreter already starting
-        control_env: dict[str, str] = {}
-        registered = False
-        if self._control_channel is not None:
-            try:
-                port, token = self._control_channel.register(flow_run.id)
-                control_env = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
-                registered = True
-            except RuntimeError:  # the channel is disabled: kill-only cancellation, as EngineCommandStarter does
-                pass
-        run_env = self._run_env(flow_run, control_env)
-        order = {"env": {k: v for k, v in run_env.items() if _per_run(k)}, "cwd": str(self._cwd)}
-        try:
-            await process.stdin.send((json.dumps(order) + "\n").encode())
-            await process.stdin.aclose()
-        except BaseException:
-            if registered:
-                self._control_channel.unregister(flow_run.id)
-            process.kill()
-            raise
-        self._pool.handed += 1
-        self._logger.info("flow run %s: started in warm interpreter pid %s", flow_run.id, process.pid)
-        task_status.started(ProcessHandle(process))
-        try:
-            await process.wait()
-        finally:
-            if process.returncode is None:  # the worker is being cancelled: do not leave the run orphaned
-                with contextlib.suppress(ProcessLookupError):
-                    process.terminate()
+            self._logger.info("flow run %s: no zygote ready for its environment; starting it cold", flow_run.id)
+        # The stub is started as Prefect starts a run's process (environment, control channel, stdio streamed,
+        # a session of its own, the group signalled on cancel); the cold run as the process worker starts it.
+        await EngineCommandStarter(command=command, cwd=self._cwd, env=self._env, stream_output=True,
+                                   control_channel=self._control_channel,
+                                   isolate_process_group=True).start(flow_run, task_status=task_status)
 
 
 def _engine_command(configuration: ProcessJobConfiguration) -> bool:
@@ -232,13 +446,13 @@ class WarmProcessWorker(ProcessWorker):
 
     def __init__(self, *args: Any, pool_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        size = pool_size if pool_size is not None else int(os.environ.get("ACRVPC_WARM_POOL_SIZE", "2"))
-        self.warm_pool = WarmPool(size)
+        size = pool_size if pool_size is not None else int(os.environ.get("ACRVPC_WARM_POOL_SIZE", "1"))
+        self.warm_pool = ZygotePool(size > 0, float(os.environ.get("ACRVPC_WARM_WAIT_SECONDS", "60")))
 
     async def setup(self) -> None:
         await super().setup()
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
-        await self.warm_pool.fill(sanitize_subprocess_env(
+        await self.warm_pool.ensure(sanitize_subprocess_env(
             {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True)}))
 
     async def teardown(self, *exc_info: Any) -> None:
@@ -247,7 +461,7 @@ class WarmProcessWorker(ProcessWorker):
 
     async def run(self, flow_run: "FlowRun", configuration: ProcessJobConfiguration,
                   task_status: Optional[anyio.abc.TaskStatus[int]] = None) -> ProcessWorkerResult:
-        if not _engine_command(configuration) or not configuration.stream_output or self.warm_pool.size <= 0:
+        if not _engine_command(configuration) or not configuration.stream_output or not self.warm_pool.enabled:
             return await super().run(flow_run, configuration, task_status)
         if task_status is None:
             task_status = anyio.TASK_STATUS_IGNORED
@@ -284,8 +498,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an acrvpc-process worker (pre-imported flow run interpreters).")
     parser.add_argument("--pool", required=True, help="work pool to poll")
     parser.add_argument("--name", default=None, help="worker name (default: Prefect's)")
-    parser.add_argument("--pool-size", type=int, default=None, help="interpreters kept ready per environment "
-                                                                    "(default ACRVPC_WARM_POOL_SIZE or 2; 0: all cold)")
+    parser.add_argument("--pool-size", type=int, default=None, help="0: every run starts cold; otherwise runs are "
+                        "forked by one zygote per environment (default ACRVPC_WARM_POOL_SIZE or 1)")
     parser.add_argument("--limit", type=int, default=None, help="flow runs at once (default: no limit)")
     args = parser.parse_args(argv)
 

@@ -2,7 +2,8 @@
 
     python bench/fleet.py            # 50 specs
     python bench/fleet.py --quick    # 10 specs (under a minute)
-    python bench/fleet.py --workers 2   # as deployment runs on 2 process workers (the production topology)
+    python bench/fleet.py --workers 2   # as deployment runs on 2 acrvpc-process workers (the production topology)
+    python bench/fleet.py --workers 2 --worker-type process   # ... on Prefect's own process workers
 
 Setup: an in-process sandbox (the default world plus one GitLab project per spec; ENIs attach
 and builds finish in zero sandbox time) with a quota of ``--qps`` calls per second on each
@@ -18,10 +19,12 @@ without measuring Python start-up instead of the pipeline). The runs share the p
 client-side rate limiter (``ACRVPC_QPS_<PRODUCT>``, set to the quota), as runs of one worker do.
 
 With ``--workers N``: the production topology instead. prefect.yaml's deployments are applied,
-the shared rate limits are created (``acrvpc.ratelimit.ensure_limits``: ``--client-qps`` per
-product, half a second's worth at once), N ``prefect worker start --pool acr-vpc-build``
-processes start, and one ``vpc-build/nightly`` run per spec is created; each run is its own
-process and takes every token from the shared limits. The wall time runs from the creation of
+the shared rate limits are created (``acrvpc.cloud.ratelimit.ensure_limits``: ``--client-qps`` per
+product, half a second's worth at once), N workers start on the ``acr-vpc-build`` pool, and one
+``vpc-build/nightly`` run per spec is created; each run is its own process and takes every token
+from the shared limits. ``--worker-type acrvpc-process`` (the default): ``python -m acrvpc.warm_worker``,
+whose runs are forked from a pre-imported zygote (acrvpc/warm_worker.py); ``--worker-type process``:
+``prefect worker start``, Prefect's process worker, each run a fresh interpreter. The wall time runs from the creation of
 the first run to the last run's terminal state (the server's state timestamps).
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
@@ -116,6 +119,29 @@ def _children_cpu_seconds(pid: int) -> float:
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def _zygotes(workers) -> list[int]:
+    """The acrvpc-process workers' zygotes (children of a worker, in sessions of their own)."""
+    pids = {w.pid for w in workers}
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) in pids and b"zygote" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of the children it has waited for (a zygote and the runs it forked)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: dict[str, str], ends: list[float]):
     """Every run as a deployment run (``vpc-build/nightly``) on ``args.workers`` process workers.
 
@@ -124,14 +150,15 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     """
     import httpx
 
-    from acrvpc import ratelimit
+    from acrvpc.cloud import ratelimit
 
     env = {f"ACRVPC_QPS_{p.upper()}": os.environ[f"ACRVPC_QPS_{p.upper()}"] for p in common.ALIBABA_PRODUCTS}
     made = ratelimit.ensure_limits(common.ALIBABA_PRODUCTS, REGION)
     common.say("shared limits: " + ", ".join(f"{k} ({v['slot_decay_per_second'] / ratelimit.SLOTS_PER_CALL:g}/s, "
                                              f"{v['limit'] / ratelimit.SLOTS_PER_CALL:g} at once)" for k, v in made.items()))
-    workers = [server.spawn(*harness.PREFECT, "worker", "start", "--pool", POOL, "--name", f"fleet-{i}",
-                            log=server.home / f"worker-{i}.log", ACRVPC_SANDBOX_URL=sandbox_url,
+    command = ([sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL] if args.worker_type == "acrvpc-process"
+               else [*harness.PREFECT, "worker", "start", "--pool", POOL])
+    workers = [server.spawn(*command, "--name", f"fleet-{i}", log=server.home / f"worker-{i}.log", ACRVPC_SANDBOX_URL=sandbox_url,
                             PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
                             PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO", **env)
                for i in range(args.workers)]
@@ -143,7 +170,8 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             raise RuntimeError(f"the workers did not start: {(server.home / 'worker-0.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    cpu0 = {"server": common.session_cpu_seconds(server.proc.pid),
+    zygotes = _zygotes(workers)
+    cpu0 = {"zygotes": sum(_tree_cpu_seconds(z) for z in zygotes), "server": common.session_cpu_seconds(server.proc.pid),
             "workers": sum(common.session_cpu_seconds(w.pid) for w in workers), "self": common.self_cpu_seconds()}
     t0, t0_epoch = time.perf_counter(), time.time()
     run_ids = {}
@@ -179,6 +207,9 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
            "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
            "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1),
            "flow_run_processes": round(sum(_children_cpu_seconds(w.pid) for w in workers), 1)}
+    if zygotes:  # acrvpc-process: the stubs are the workers' children, the forked runs the zygotes'
+        cpu["zygotes_and_forked_runs"] = round(sum(_tree_cpu_seconds(z) for z in zygotes) - cpu0["zygotes"], 1)
+        cpu["flow_run_processes"] = round(cpu["flow_run_processes"] + cpu["zygotes_and_forked_runs"], 1)
     cpu["per_flow_run_process"] = round(cpu["flow_run_processes"] / max(len(specs), 1), 2)
     start_s = {kind: {"first": round(min(v), 1), "median": round(common.median(v), 1), "last": round(max(v), 1)}
                for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts)) if v}
@@ -198,6 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=0,
                         help="run the fleet as deployment runs on N process workers sharing the quota through "
                              "Prefect rate limits (0, the default: one thread per run in this process)")
+    parser.add_argument("--worker-type", choices=("acrvpc-process", "process"), default="acrvpc-process",
+                        help="with --workers: acrvpc-process (runs forked from a pre-imported zygote; the default) "
+                             "or process (Prefect's process worker: a fresh interpreter per run)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
     args = parser.parse_args(argv)
     n = args.specs or (10 if args.quick else 50)
@@ -213,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "latency_ms": args.latency_ms, "machine": common.machine()}
     t_setup = time.perf_counter()
     figures["workers"] = args.workers
+    figures["worker_type"] = args.worker_type if args.workers else "threads"
     with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server(deploy=bool(args.workers)) as server:
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         figures["prefect_database"] = server.database
@@ -254,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
                    target_efficiency=TARGET_EFFICIENCY,
                    target_met=eff >= TARGET_EFFICIENCY and not errors, errors=errors)
     common.say("")
-    topology = (f"deployment runs on {args.workers} process workers (a process per run), quota shared through "
+    topology = (f"deployment runs on {args.workers} {args.worker_type} workers (a process per run), quota shared through "
                 f"Prefect rate limits" if args.workers else "one process, a thread per flow run")
     common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, {topology}")
     if args.workers:

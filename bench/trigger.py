@@ -6,8 +6,8 @@
 
 Setup, as production runs it: a real ``prefect server`` on a throwaway PostgreSQL cluster with
 prefect.yaml deployed (``prefect --no-prompt deploy --all``), a ``prefect worker start --pool
-acr-vpc-build`` process worker (``--workers process``) or the ``acrvpc-process`` worker whose runs start
-in pre-imported interpreters (``--workers warm``: ``python -m acrvpc.warm_worker --pool acr-vpc-build``,
+acr-vpc-build`` process worker (``--workers process``) or the ``acrvpc-process`` worker whose runs are
+forked from a pre-imported zygote (``--workers warm``: ``python -m acrvpc.warm_worker --pool acr-vpc-build``,
 one process per run still), and ``acrvpc webhook serve examples/sandbox.yaml`` (the receiver).
 The sandbox world (in this process) is converged first without Prefect (``bench.bare``), so each
 delivery's run only verifies its binding and builds (builds finish in zero sandbox time).
@@ -19,7 +19,7 @@ one at a time, so runs do not compete for the 2 cores). Per delivery the server'
 gives: POST -> Scheduled (the receiver created the run), -> Pending (the worker picked it up),
 -> Running (the worker's subprocess started the flow). Figures: p50 and p95 of POST -> Running
 per worker type and setting (``PREFECT_WORKER_QUERY_SECONDS``), and the parts' medians; and the CPU
-seconds a fresh Python spends importing prefect, acrvpc.cloud and the on-push flow module (CPU
+seconds a fresh Python spends importing prefect, acrvpc.cloud.clients and the on-push flow module (CPU
 time, unlike wall time, does not depend on how busy the machine is).
 """
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = [float(v) for v in (args.query_seconds or ("1" if args.quick else "1,0.25")).split(",")]
 
     from acrvpc.sandbox import SandboxServer
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
     from bench.bare import run_bare
 
     figures: dict = {"benchmark": "trigger", "deliveries": count, "machine": common.machine(), "settings": {}}
@@ -147,13 +147,14 @@ def main(argv: list[str] | None = None) -> dict:
                                   PREFECT_WORKER_PREFETCH_SECONDS="10")
             try:
                 _wait_worker(server.api_url)
-                # the warm worker's first interpreter imports Prefect and the flows (4 CPU s) before it is warm
+                # the warm worker's zygote imports Prefect and the flows (4 CPU s) before it forks runs
                 time.sleep(WARM_UP_S if kind == "warm" else 1.0)
                 samples = _deliveries(server, receiver, count)
             finally:
                 common.harness.stop_group(worker)
             log = (server.home / f"worker-{kind}-{query}.log").read_text(errors="replace")
-            starts = {"warm": log.count("started in warm interpreter"), "cold": log.count("starting it cold")}
+            starts = {"warm": log.count(": started warm: "), "cold": log.count("starting it cold"),
+                      "cold_by_stub": log.count("acrvpc fork stub:")}
             ok = [s for s in samples if s["to_running_s"] is not None]
             running = [s["to_running_s"] for s in ok]
             entry = {"worker": kind, "query_seconds": query, "deliveries": count, "starts": starts, "completed": sum(s["final"] == "COMPLETED"
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "->Pending": entry["to_pending_median_s"], "Pending->Running":
                          entry["pending_to_running_median_s"], "POST->Running p50": entry["p50_s"],
                          "p95": entry["p95_s"]})
-    imports = {} if args.quick else {m: import_cpu_seconds(m) for m in ("prefect", "acrvpc.cloud", "flows.on_push")}
+    imports = {} if args.quick else {m: import_cpu_seconds(m) for m in ("prefect", "acrvpc.cloud.clients", "flows.on_push")}
     figures["import_cpu_seconds"] = imports
     best = min(figures["settings"].values(), key=lambda e: e["p50_s"])
     figures["by_worker"] = {k: {"p50_s": e["p50_s"], "p95_s": e["p95_s"], "query_seconds": e["query_seconds"]}

@@ -1,8 +1,8 @@
-"""The acrvpc-process worker (acrvpc/warm_worker.py): runs start in pre-imported interpreters, one process each.
+"""The acrvpc-process worker (acrvpc/warm_worker.py): runs forked by a pre-imported zygote, one process each.
 
 On the session's Prefect server (PostgreSQL), a worker of the new type polls its own pool; the tests
 deploy a probe flow (tests/e2e/warm_flows.py) and the project's vpc-build flow to it and check that a
-run completes in a warm interpreter, that two runs have two processes (neither the worker), that a
+run completes forked by the worker's zygote, that two runs have two processes (neither the worker), that a
 run whose process dies is Crashed while the next one completes, and that the UI's Cancel cancels a
 running run and its builds.
 """
@@ -76,10 +76,16 @@ def test_runs_complete_each_in_its_own_process_started_warm(prefect_server, warm
     a, b = seen(tmp_path, first), seen(tmp_path, second)
     assert a["pid"] != b["pid"]
     assert proc.pid not in (a["pid"], b["pid"])
-    assert a["ppid"] == b["ppid"] == proc.pid  # the worker's own children, as with the process worker
+    # forked by one zygote, itself the worker's child; the run's process (the stub) is the worker's child
+    zygote = a["ppid"]
+    assert b["ppid"] == zygote
+    assert int(Path(f"/proc/{zygote}/stat").read_text().rsplit(")", 1)[1].split()[1]) == proc.pid
+    assert b"zygote" in Path(f"/proc/{zygote}/cmdline").read_bytes()
     text = log.read_text()
-    assert f"flow run {first}: started in warm interpreter pid {a['pid']}" in text, text[-3000:]
-    assert f"flow run {second}: started in warm interpreter pid {b['pid']}" in text, text[-3000:]
+    for run_id in (first, second):
+        assert f"flow run {run_id}: started warm: process pid " in text, text[-3000:]
+        assert f"forked by zygote pid {zygote}" in text, text[-3000:]
+    assert "starting it cold" not in text
 
 
 def test_a_run_whose_process_dies_is_crashed_and_the_next_run_completes(prefect_server, warm_worker, tmp_path):

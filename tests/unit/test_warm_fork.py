@@ -1,0 +1,166 @@
+"""The zygote / fork-stub protocol of the acrvpc-process worker (acrvpc/warm_worker.py, acrvpc/_fork_stub.py).
+
+Real processes: a zygote that imports a tiny module (not Prefect) and runs ``probe_run`` as
+``__main__`` in each forked child, and stubs started as the worker starts them
+(``python -I -S _fork_stub.py SOCKET``, in a session of their own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from acrvpc import warm_worker
+from tests.conftest import ROOT
+
+PRELOADED = """
+import random, time
+LOADED_AT = time.time()
+"""
+RUN = """
+import json, os, random, sys, time
+import probe_preloaded  # imported by the zygote already: not imported again
+mode = os.environ["PROBE_MODE"]
+print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "random": random.random(),
+                  "cwd": os.getcwd(), "mode": mode, "preloaded_at": probe_preloaded.LOADED_AT}), flush=True)
+if mode == "exit3":
+    sys.exit(3)
+if mode == "sleep":
+    time.sleep(60)
+"""
+THREADED = """
+import threading, time
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+"""
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def probe_dir(tmp_path: Path) -> Path:
+    (tmp_path / "probe_preloaded.py").write_text(PRELOADED)
+    (tmp_path / "probe_run.py").write_text(RUN)
+    (tmp_path / "probe_threaded.py").write_text(THREADED)
+    return tmp_path
+
+
+def start_zygote(probe_dir: Path, imports: str = "probe_preloaded") -> tuple[subprocess.Popen, str]:
+    path = str(probe_dir / "z.sock")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}"}
+    zygote = subprocess.Popen([sys.executable, "-m", "acrvpc.warm_worker", "zygote", path, "--imports", imports,
+                               "--run-module", "probe_run"], stdin=subprocess.PIPE, env=env, cwd=ROOT,
+                              start_new_session=True)
+    wait_for(lambda: os.path.exists(path) or zygote.poll() is not None, what="the zygote to listen")
+    assert zygote.poll() is None
+    return zygote, path
+
+
+@pytest.fixture
+def zygote(probe_dir: Path):
+    process, path = start_zygote(probe_dir)
+    yield process, path
+    process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def stub(path: str, cwd: Path, mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-I", "-S", warm_worker.STUB, path], cwd=cwd,
+                            env={**os.environ, "PROBE_MODE": mode}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def first_line(process: subprocess.Popen) -> dict:
+    return json.loads(process.stdout.readline())
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_run_is_forked_with_the_stubs_stdio_environment_and_exit_code(zygote, probe_dir):
+    process, path = zygote
+    run = stub(path, probe_dir, "exit3")
+    seen = first_line(run)  # the forked run wrote into the stub's stdout pipe
+    assert run.wait(10) == 3
+    assert seen["mode"] == "exit3" and seen["cwd"] == str(probe_dir)
+    assert seen["ppid"] == process.pid and seen["pid"] not in (run.pid, process.pid)
+    assert seen["sid"] == seen["pid"]  # a session of its own, as Prefect starts a run's process
+
+
+def test_forked_runs_share_the_zygotes_imports_but_not_its_random_state(zygote, probe_dir):
+    _, path = zygote
+    seen = []
+    for _ in range(2):
+        run = stub(path, probe_dir, "ok")
+        seen.append(first_line(run))
+        assert run.wait(10) == 0
+    assert seen[0]["preloaded_at"] == seen[1]["preloaded_at"]  # imported once, by the zygote
+    assert seen[0]["random"] != seen[1]["random"]  # random reseeds in a forked child (os.register_at_fork): jitter differs
+
+
+def test_sigterm_to_the_stub_ends_the_run_by_sigterm(zygote, probe_dir):
+    _, path = zygote
+    run = stub(path, probe_dir, "sleep")
+    pid = first_line(run)["pid"]
+    os.killpg(run.pid, signal.SIGTERM)  # what Prefect's cancellation does to the run's process group
+    assert run.wait(10) == -signal.SIGTERM
+    wait_for(lambda: gone(pid), what="the forked run to end")
+
+
+def test_a_killed_stub_leaves_no_orphan(zygote, probe_dir):
+    _, path = zygote
+    run = stub(path, probe_dir, "sleep")
+    pid = first_line(run)["pid"]
+    os.killpg(run.pid, signal.SIGKILL)  # the worker's escalation after SIGTERM
+    assert run.wait(10) == -signal.SIGKILL
+    wait_for(lambda: gone(pid), what="the zygote to kill the run whose stub died")
+
+
+def test_a_zygote_that_vanishes_after_the_fork_makes_the_stub_fail_clearly(probe_dir):
+    process, path = start_zygote(probe_dir)
+    run = stub(path, probe_dir, "sleep")
+    pid = first_line(run)["pid"]
+    process.kill()
+    process.wait()
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait(10) == 1
+    assert "vanished while the run ran" in run.stderr.read()
+
+
+def test_a_zygote_with_threads_refuses_to_fork_and_the_run_starts_cold(probe_dir):
+    process, path = start_zygote(probe_dir, imports="probe_preloaded,probe_threaded")
+    try:
+        run = stub(path, probe_dir, "ok")
+        _, err = run.communicate(timeout=60)  # the cold `python -m prefect.engine` then fails: no flow run id
+        assert "the zygote refused to fork: 2 threads in the zygote" in err
+        assert "starting the run cold" in err
+        assert run.returncode != 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_no_zygote_means_a_cold_start(probe_dir):
+    run = stub(str(probe_dir / "absent.sock"), probe_dir, "ok")
+    _, err = run.communicate(timeout=60)
+    assert "no zygote at" in err and "starting the run cold" in err
