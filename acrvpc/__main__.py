@@ -1,3 +1,3 @@
-from .cli import app
+from acrvpc.cli.app import app
 
 app()

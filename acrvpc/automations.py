@@ -50,7 +50,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.events.schemas.events import ResourceSpecification
 
 from acrvpc import monitor
-from acrvpc.spec import Spec
+from acrvpc.domain.spec import Spec
 
 BUILD_FAILED_BODY = (
     "Build of {{ event.resource['prefect.resource.name'] }} ended {{ event.payload.status }}\n"

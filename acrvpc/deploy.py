@@ -1,4 +1,4 @@
-"""Deployments that carry their spec: ``acrvpc deploy SPEC`` (:mod:`acrvpc.commands.deploy`).
+"""Deployments that carry their spec: ``acrvpc deploy SPEC`` (:mod:`acrvpc.cli.commands.deploy`).
 
 A deployed run needs no file on the worker. Each spec gets three deployments, named after it so
 several specs live side by side on one server:
@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from acrvpc.spec import Spec, parse_spec
+from acrvpc.domain.spec import Spec, parse_spec
 
 TAGS = ("acr-vpc-build",)
 
@@ -84,7 +84,7 @@ def spec_of(parameters: dict[str, Any] | None, where: str) -> Spec:
     Raises:
         SpecError: the deployment has no ``spec`` parameter, or it is invalid.
     """
-    from acrvpc.spec import SpecError
+    from acrvpc.domain.spec import SpecError
 
     data = (parameters or {}).get("spec")
     if data is None:

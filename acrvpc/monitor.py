@@ -3,7 +3,7 @@
 Stages and builds report here (:func:`publish`); this module fans each notice out to:
 
 * **local listeners** registered with :func:`listening` in this process: the CLI's live display
-  (:mod:`acrvpc.live`) renders stages, build progress and build log lines from them;
+  (:mod:`acrvpc.cli.live`) renders stages, build progress and build log lines from them;
 * **Prefect events** (:func:`emit`), only inside a flow or task run: ``acrvpc.build.started``,
   ``acrvpc.build.succeeded``, ``acrvpc.build.failed`` and ``acrvpc.drift.detected``, with the
   repository and the image as resources, for Prefect automations (see ``docs/observability.md``);
@@ -243,7 +243,7 @@ def failure_of(exc: BaseException, flow_run_id: str = "", stage: str = "") -> di
         flow_run_id: the flow run (its failed task runs name the stage and subject).
         stage: the stage the flow was in, when no task run failed (e.g. a console step or the spec).
     """
-    from acrvpc.errors import FIXES, PipelineError, error_code
+    from acrvpc.cloud.errors import FIXES, PipelineError, error_code
 
     failed = failed_task_runs(flow_run_id)
     code = error_code(exc) or type(exc).__name__
@@ -261,9 +261,9 @@ def failure_of(exc: BaseException, flow_run_id: str = "", stage: str = "") -> di
 
 def explained(exc: BaseException, failure: dict[str, str]) -> BaseException:
     """The error a failed run ends with: a provider's error (an SDK exception with a code) becomes a
-    :class:`~acrvpc.errors.PipelineError` naming the stage, the code and the fix, so the run's state message
+    :class:`~acrvpc.cloud.errors.PipelineError` naming the stage, the code and the fix, so the run's state message
     (the UI's Details tab) says what to do; any other error is returned as it is."""
-    from acrvpc.errors import PipelineError, error_code
+    from acrvpc.cloud.errors import PipelineError, error_code
 
     if isinstance(exc, PipelineError) or not error_code(exc):
         return exc
@@ -272,12 +272,12 @@ def explained(exc: BaseException, failure: dict[str, str]) -> BaseException:
 
 
 def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None = None) -> None:
-    """Publish the run's summary artifact ``<spec>-run`` (:func:`acrvpc.report.run_markdown`); nothing outside a run."""
+    """Publish the run's summary artifact ``<spec>-run`` (:func:`acrvpc.cli.report.run_markdown`); nothing outside a run."""
     if not in_run():
         return
     from prefect.artifacts import create_markdown_artifact
 
-    from acrvpc.report import run_markdown
+    from acrvpc.cli.report import run_markdown
 
     spec_name = summary.get("spec", "")
     try:

@@ -10,7 +10,7 @@ def api_url() -> str | None:
     current settings context (``temporary_settings``), so a URL set with ``prefect config set`` or a
     profile counts as much as ``PREFECT_API_URL`` in the environment.
     """
-    from .lazy_prefect import api_url_surely_unset
+    from acrvpc.lazy_prefect import api_url_surely_unset
 
     if api_url_surely_unset():  # known without importing Prefect (1.5 s): `acrvpc preflight` on a laptop
         return None

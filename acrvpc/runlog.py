@@ -15,7 +15,7 @@ record, e.g. in the CLI after a run). It is idempotent, and leaves alone:
 * propagation (``caplog`` and the root logger's handlers still see every record);
 * the console: the loggers' level becomes INFO, so INFO records now also reach the root logger's
   console handler. Inside a run, ``acrvpc run``/``demo`` hold Prefect's console handlers at
-  WARNING (:mod:`acrvpc.live`), and a worker's console shows them as it shows the run's own INFO
+  WARNING (:mod:`acrvpc.cli.live`), and a worker's console shows them as it shows the run's own INFO
   lines; outside a run, Prefect's console handler drops them as before (:func:`quiet_outside_runs`,
   a filter added to it);
 * a more verbose level someone set (DEBUG stays DEBUG);

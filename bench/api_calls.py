@@ -39,7 +39,7 @@ def minimum_calls(spec: Any, *, fresh: bool, gitlab_groups: int = 1) -> dict[str
     """The least calls each stage needs, with the reason, for a fresh world or a converged one.
 
     Args:
-        spec: the :class:`~acrvpc.spec.Spec` (repositories, rules, builds).
+        spec: the :class:`~acrvpc.domain.spec.Spec` (repositories, rules, builds).
         fresh: nothing exists yet (True) or everything is converged (False).
         gitlab_groups: security groups of the GitLab ECS instance (one ingress read each).
 
@@ -79,7 +79,7 @@ def minimum_calls(spec: Any, *, fresh: bool, gitlab_groups: int = 1) -> dict[str
 
 def _stages(world: Any, spec: Any) -> dict[str, list[dict]]:
     """Run the stages in order with the plain functions; each stage's slice of the call log."""
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
     from bench.bare import observe_sequentially
     from tasks.binding import bind_repository
     from tasks.build import run_build
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from acrvpc.sandbox import SandboxServer
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
 
     spec = load_spec(args.spec)
     figures: dict = {"benchmark": "api_calls", "spec": spec.name, "repositories": len(spec.repositories),

@@ -15,10 +15,10 @@ from typing import Any
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from acrvpc import cloud
-from acrvpc.errors import check_cr
-from acrvpc.outcomes import BuildOutcome
-from acrvpc.spec import GitLabAccess, Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import check_cr
+from acrvpc.domain.outcomes import BuildOutcome
+from acrvpc.domain.spec import GitLabAccess, Spec
 from tasks.binding import bind_repository
 from tasks.build import run_build
 from tasks.eni import ensure_network_interface

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     for product in common.ALIBABA_PRODUCTS:
         os.environ[f"ACRVPC_QPS_{product.upper()}"] = "0"
     from acrvpc.sandbox import SandboxServer
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
     from bench.bare import run_bare
 
     work = Path(tempfile.mkdtemp(prefix="acrvpc-bench-overhead-"))

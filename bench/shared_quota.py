@@ -1,4 +1,4 @@
-"""The cost of the shared API quota (acrvpc/ratelimit.py): one Prefect global concurrency limit per product.
+"""The cost of the shared API quota (acrvpc/cloud/ratelimit.py): one Prefect global concurrency limit per product.
 
     python bench/shared_quota.py            # ~2 minutes on 2 cores
     python bench/shared_quota.py --quick
@@ -11,7 +11,7 @@ Against a real ``prefect server`` on a throwaway PostgreSQL cluster (bench/commo
    Also the bare ``POST /v2/concurrency_limits/increment`` (no event) to show what the event costs.
 2. **Delivered rate under contention**: ``--procs`` processes with ``--threads`` threads each take
    tokens as fast as they can for ``--seconds`` from one limit of ``--qps`` calls/s (burst qps/2),
-   through :class:`acrvpc.ratelimit.SharedLimiter`, for 1 and 10 slots per call and lease 1 and 5.
+   through :class:`acrvpc.cloud.ratelimit.SharedLimiter`, for 1 and 10 slots per call and lease 1 and 5.
    ``delivered`` = calls granted after the first burst / seconds; ``ratio`` = delivered / qps
    (1.0: the limit delivers its rate; above 1 would break the quota).
 """
@@ -35,7 +35,7 @@ if __name__ == "__main__":
 
 HAMMER = r"""
 import json, sys, threading, time
-from acrvpc import ratelimit
+from acrvpc.cloud import ratelimit
 name, slots, lease, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 ratelimit.SLOTS_PER_CALL = slots
 lim = ratelimit.SharedLimiter(name, burst=10, lease=lease)

@@ -1,6 +1,6 @@
 """The GitLab webhook receiver: an ASGI app that turns routed pushes into flow runs.
 
-Served by ``acrvpc webhook serve SPEC --port N`` (:mod:`acrvpc.commands.webhook`). Endpoints:
+Served by ``acrvpc webhook serve SPEC --port N`` (:mod:`acrvpc.cli.commands.webhook`). Endpoints:
 
 ``POST /hooks/gitlab`` (and ``/hooks/gitlab/``: a hook URL saved with a trailing slash is served,
 not answered with a bare 307, which GitLab would count as a success), checked in this order, each
@@ -71,7 +71,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from acrvpc.spec import Spec, route_target
+from acrvpc.domain.spec import Spec, route_target
 from deployments.gitlab_events import EVENT_MODELS, PushEvent
 from deployments.webhook_guard import MAX_ID_LENGTH, SignatureCheck, SourceLimiter, normalize_secret
 from deployments.webhook_openapi import openapi_schema

@@ -13,10 +13,10 @@ from typing import Any
 from prefect.futures import PrefectFuture, as_completed, wait
 
 from acrvpc import monitor
-from acrvpc.errors import PipelineError
-from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
-from acrvpc.report import done_lines
-from acrvpc.spec import Spec
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.cli.report import done_lines
+from acrvpc.domain.spec import Spec
 from tasks.build import BuildFailed, build
 from tasks.build_watch import forget, publish_build_summary, stop_builds
 
@@ -98,7 +98,7 @@ def reported_run(summary: dict[str, Any], run_id: str, logger: Any,
 
     On success: the summary artifact and what the run did (INFO). On failure: the same with the
     failing stage, code and fix (ERROR), and the exception re-raised as the explained
-    :class:`~acrvpc.errors.PipelineError` where :func:`acrvpc.monitor.explained` makes one.
+    :class:`~acrvpc.cloud.errors.PipelineError` where :func:`acrvpc.monitor.explained` makes one.
 
     Args:
         summary: the run's summary (``spec``, ``flow_run_id``, ``stages``, ``builds``), filled by the body.

@@ -57,9 +57,9 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field, ValidationError
 
-from acrvpc.errors import PipelineError
-from acrvpc.outcomes import BindingOutcome, EniOutcome, LinkOutcome, StageOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.outcomes import BindingOutcome, EniOutcome, LinkOutcome, StageOutcome
+from acrvpc.domain.spec import Spec
 from tasks.binding import binding
 from tasks.console import (
     AccountOutcome,

@@ -19,8 +19,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from acrvpc import monitor, runlog
-from acrvpc.errors import PipelineError
-from acrvpc.spec import Spec, resolve_spec, route_target
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.spec import Spec, resolve_spec, route_target
 from flows.builds import fail_if_any_failed, reported_run, run_builds
 from flows.run_names import flow_run_name
 from tasks.on_push import verify_binding_task
@@ -42,7 +42,7 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
 
     Returns:
         ``{"spec", "flow_run_id", "project", "ref", "sha", "event_id", "repository", "rule", "build"}``
-        where ``build`` is the :class:`~acrvpc.outcomes.BuildOutcome` as a dict.
+        where ``build`` is the :class:`~acrvpc.domain.outcomes.BuildOutcome` as a dict.
 
     Raises:
         SpecError: the spec is invalid.

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from acrvpc import runlog
-from acrvpc.spec import Spec, resolve_spec
+from acrvpc.domain.spec import Spec, resolve_spec
 from flows.run_names import flow_run_name
 from tasks import teardown as teardown_stage
 
@@ -27,7 +27,7 @@ def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str
         spec_path: instead of ``spec``, a YAML spec file (relative to the working directory).
 
     Returns:
-        The teardown :class:`~acrvpc.outcomes.StageOutcome` as a dict: ``resources`` (what was
+        The teardown :class:`~acrvpc.domain.outcomes.StageOutcome` as a dict: ``resources`` (what was
         found and deleted), ``changes`` (one line per write), ``notes``.
 
     Raises:

@@ -39,9 +39,9 @@ from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
 from acrvpc import monitor, runlog
-from acrvpc.outcomes import BindingOutcome, BuildOutcome, StageOutcome
-from acrvpc.report import plan_lines
-from acrvpc.spec import LinkMode, Spec, resolve_spec
+from acrvpc.domain.outcomes import BindingOutcome, BuildOutcome, StageOutcome
+from acrvpc.cli.report import plan_lines
+from acrvpc.domain.spec import LinkMode, Spec, resolve_spec
 from flows.builds import fail_if_any_failed, reported_run, run_builds, stage_started
 from flows.console_steps import console_branches
 from flows.run_names import flow_run_name, spec_name_of
@@ -131,7 +131,7 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
     Returns:
         A summary: ``{"spec", "flow_run_id", "stages": [...], "builds": [...]}`` where each stage
         row has ``stage, result, resources, changes, seconds`` and each build is a
-        :class:`~acrvpc.outcomes.BuildOutcome` as a dict.
+        :class:`~acrvpc.domain.outcomes.BuildOutcome` as a dict.
 
     Raises:
         SpecError: the spec is invalid (nothing is called).

@@ -1,6 +1,6 @@
 """Binding stage: an ACR repository bound to its GitLab project, with the spec's build rules.
 
-For one :class:`~acrvpc.spec.RepositorySpec` it converges, reading before every write:
+For one :class:`~acrvpc.domain.spec.RepositorySpec` it converges, reading before every write:
 
 1. the namespace (GetNamespace -> CreateNamespace when ``NAMESPACE_NOT_EXIST``);
 2. the repository (GetRepository -> CreateRepository when ``REPO_NOT_EXIST``);
@@ -32,10 +32,10 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
-from acrvpc.outcomes import BindingOutcome, BoundRule
-from acrvpc.spec import BuildRuleSpec, RepositorySpec, Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule
+from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
 
 CODE_REPO_TYPE = "GITLAB"
 RULES_PAGE_SIZE = 100
@@ -316,7 +316,7 @@ def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, *, plan: boo
     """Converge one ACR repository: namespace, repository, GitLab source binding and build rules.
 
     Args:
-        cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud`).
+        cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud.clients`).
         spec: the pipeline spec (instance id, GitLab endpoint and user).
         repo: the repository to bind.
         plan: read only, and record the writes a run would make in ``changes`` without making them
@@ -328,7 +328,7 @@ def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, *, plan: boo
     Raises:
         PipelineError: ``GITLAB_ACCOUNT_NOT_BOUND`` (no GitLab account on the instance),
             ``GITLAB_ENDPOINT_MISMATCH`` (bound to another GitLab), ``CODE_REPO_NOT_EXIST``, or a
-            :class:`~acrvpc.errors.CrBusinessError` carrying CR's code (e.g. ``INSTANCE_NOT_EXIST``).
+            :class:`~acrvpc.cloud.errors.CrBusinessError` carrying CR's code (e.g. ``INSTANCE_NOT_EXIST``).
     """
     changes: list[str] = []
     notes: list[str] = []
@@ -351,7 +351,7 @@ def binding(spec: Spec, repo: RepositorySpec) -> BindingOutcome:
         repo: one of ``spec.repositories``.
 
     Returns:
-        The :class:`~acrvpc.outcomes.BindingOutcome` of :func:`bind_repository`.
+        The :class:`~acrvpc.domain.outcomes.BindingOutcome` of :func:`bind_repository`.
 
     Raises:
         PipelineError: as :func:`bind_repository`; transient errors are retried by Prefect.

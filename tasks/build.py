@@ -2,7 +2,7 @@
 
 :func:`run_build` calls CreateBuildRecordByRule once, then polls GetRepoBuildRecordStatus and
 tails ListRepoBuildRecordLog until the build ends (or the spec's timeout cancels it), and
-returns a :class:`~acrvpc.outcomes.BuildOutcome`. A FAILED or CANCELED build is returned, not
+returns a :class:`~acrvpc.domain.outcomes.BuildOutcome`. A FAILED or CANCELED build is returned, not
 raised, so the flow keeps every build's result and decides.
 
 Retries and idempotency. CreateBuildRecordByRule takes no ClientToken, so repeating it starts a
@@ -11,7 +11,7 @@ second build. The task therefore never lets a retryable error escape once the re
 * errors before the record exists (CreateBuildRecordByRule refused, throttled, 5xx) escape
   unchanged, and the task's Prefect retries may safely start the build again;
 * after that, each poll is sent once (the client retries its transient failures in place,
-  :mod:`acrvpc.callretry`); a status poll that still fails is a missed poll, and after
+  :mod:`acrvpc.cloud.callretry`); a status poll that still fails is a missed poll, and after
   :data:`MAX_MISSED_POLLS` missed in a row, or any fatal or post-build failure, the error is
   raised as a non-retryable ``BUILD_POLL_FAILED`` naming the build record, so Prefect does not
   start a duplicate build.
@@ -48,10 +48,10 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
 from prefect import get_run_logger, task
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr, error_code, explain, is_retryable
-from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr, error_code, explain, is_retryable
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.domain.spec import Spec
 
 T = TypeVar("T")
 TERMINAL = {"SUCCESS", "FAILED", "CANCELED", "CANCELLED"}
@@ -118,7 +118,7 @@ class BuildObserver:
 class _Poller:
     """The calls made once the build record exists, each sent once (its client retries it in place).
 
-    No retry loop here (:mod:`acrvpc.callretry`, the policy): while the build runs, a status poll
+    No retry loop here (:mod:`acrvpc.cloud.callretry`, the policy): while the build runs, a status poll
     that fails transiently is a missed poll (the last status stands, the log read is skipped, the
     next poll comes after the usual wait); :data:`MAX_MISSED_POLLS` in a row, a fatal error, or a
     failed read once the build has ended (final log page, record, cancel) raise ``BUILD_POLL_FAILED``.
@@ -256,7 +256,7 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
     """Start a build of ``rule`` and follow it to the end.
 
     Args:
-        cr: a Container Registry client (from :mod:`acrvpc.cloud`).
+        cr: a Container Registry client (from :mod:`acrvpc.cloud.clients`).
         spec: the pipeline spec: instance id, ``build.poll_seconds`` and ``build.timeout_minutes``.
         binding: the repository's binding outcome.
         rule: the bound rule to build.
@@ -430,7 +430,7 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
         rule: the rule to build (one of ``binding.rules``).
 
     Returns:
-        The :class:`~acrvpc.outcomes.BuildOutcome` of a build that succeeded.
+        The :class:`~acrvpc.domain.outcomes.BuildOutcome` of a build that succeeded.
 
     Raises:
         BuildFailed: the build ended FAILED, CANCELED or TIMEOUT (not retried; its outcome attached).

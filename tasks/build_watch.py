@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from acrvpc import monitor
-from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
-from acrvpc.spec import Spec
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.domain.spec import Spec
 from tasks.build import TAIL_LINES, BuildObserver, LogLine
 
 _stops: dict[str, threading.Event] = {}
@@ -121,7 +121,7 @@ def publish_build_summary(spec: Spec, builds: list[BuildOutcome], flow_run_id: s
 
     Outside a run (plain-function use) nothing is recorded.
     """
-    from acrvpc.report import build_markdown, build_rows
+    from acrvpc.cli.report import build_markdown, build_rows
 
     if not monitor.in_run():
         return

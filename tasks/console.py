@@ -9,7 +9,7 @@ Link (ECS reads only): ``DescribeSecurityGroups`` (``VpcId``, ``ServiceManaged=t
 ``DescribeSecurityGroupAttribute`` per group, ``DescribeNetworkInterfaces`` (``VpcId``,
 ``ServiceManaged=true``). The link is right when a service-managed ENI in the spec's vSwitch is
 ``InUse`` and the rules of its groups (one of them service-managed), evaluated together with
-:mod:`acrvpc.netcheck`, are exactly the spec's: no inbound Accept rule; egress admits GitLab's
+:mod:`acrvpc.domain.netcheck`, are exactly the spec's: no inbound Accept rule; egress admits GitLab's
 IP:port and every ``link.allowed_ips`` target; no Accept rule admits anything else; and
 everything else is dropped (a Drop ALL to 0.0.0.0/0, or an enterprise group's default). A
 mismatch is ``CONSOLE_LINK_MISMATCH`` listing each difference; no service-managed group or ENI
@@ -41,10 +41,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from acrvpc import cloud, netcheck
-from acrvpc.errors import RETRY, PipelineError
-from acrvpc.outcomes import EniOutcome, LinkOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+
+from acrvpc.domain import netcheck
+from acrvpc.cloud.errors import RETRY, PipelineError
+from acrvpc.domain.outcomes import EniOutcome, LinkOutcome
+from acrvpc.domain.spec import Spec
 from tasks.console_account import (
     ACCOUNT_NOT_BOUND_CODE,
     AccountOutcome,
@@ -177,7 +179,7 @@ def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
     """Check, through ECS only, the link the operator made with the console's "Manage Link".
 
     Args:
-        ecs: an ECS 2014-05-26 client (from :mod:`acrvpc.cloud`).
+        ecs: an ECS 2014-05-26 client (from :mod:`acrvpc.cloud.clients`).
         spec: the pipeline spec (network.vpc_id/vswitch_id, gitlab.private_ip/port, link.allowed_ips).
 
     Returns:

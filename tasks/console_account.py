@@ -21,10 +21,10 @@ from alibabacloud_cr20181201 import models as cr_models
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
-from acrvpc.outcomes import StageOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.domain.outcomes import StageOutcome
+from acrvpc.domain.spec import Spec
 from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, ensure_namespace, ensure_repository, \
     get_source
 
@@ -78,7 +78,7 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
     """Find out whether the instance has the spec's GitLab bound, writing nothing when it has not.
 
     Args:
-        cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud`).
+        cr: a Container Registry 2018-12-01 client (from :mod:`acrvpc.cloud.clients`).
         spec: the pipeline spec (instance_id, gitlab.endpoint, repositories).
         create_repository: when no repository of the spec exists, create the first one's namespace and
             repository (as the binding stage does first) so CR can be asked.

@@ -8,8 +8,8 @@ the operator types it into the console; the runbook only says where it is kept.
 
 from __future__ import annotations
 
-from acrvpc import netcheck
-from acrvpc.spec import Spec
+from acrvpc.domain import netcheck
+from acrvpc.domain.spec import Spec
 from tasks.ecs_common import canonical_cidr
 
 

@@ -18,7 +18,7 @@ hop                           how
 ``eni.attached``              :func:`tasks.eni.ensure_network_interface` in plan mode: the build ENI
                               is ``InUse``, in the link's group, the registry may attach it (drift)
 ``link.egress``               :func:`tasks.link.converge_rules` in plan mode (drift), and
-                              :func:`acrvpc.netcheck.admits_egress` on the group's rules for GitLab's
+                              :func:`acrvpc.domain.netcheck.admits_egress` on the group's rules for GitLab's
                               IP:port and each allowed IP; console mode: :func:`tasks.console.verify_console_link`
 ``gitlab.sg_ingress``         preflight's check (:func:`tasks.preflight.run_preflight`)
 ``vbr.return_route``          preflight's check
@@ -48,10 +48,12 @@ from typing import Any, Callable, Literal
 from alibabacloud_cr20181201 import models as cr_models
 from pydantic import BaseModel, Field
 
-from acrvpc import monitor, netcheck
-from acrvpc.errors import PipelineError, explain
-from acrvpc.outcomes import BuildOutcome
-from acrvpc.spec import LinkMode, Spec
+from acrvpc import monitor
+
+from acrvpc.domain import netcheck
+from acrvpc.cloud.errors import PipelineError, explain
+from acrvpc.domain.outcomes import BuildOutcome
+from acrvpc.domain.spec import LinkMode, Spec
 
 BUILD_DIAGNOSED = "acrvpc.build.diagnosed"
 STAGES = ("clone", "build", "push", "other")
@@ -302,7 +304,7 @@ def diagnose_path(clients: Any, spec: Spec, *, gitlab: Any = None, repository: s
     """Check every hop of the build's path to GitLab. Reads only, ever.
 
     Args:
-        clients: the CR, ECS and VPC clients (:func:`acrvpc.cloud.cloud_clients`).
+        clients: the CR, ECS and VPC clients (:func:`acrvpc.cloud.clients.cloud_clients`).
         spec: the pipeline spec.
         gitlab: a python-gitlab client or a callable building one (as for preflight); ``None`` skips the
             GitLab hops.
@@ -355,14 +357,14 @@ def explain_build(spec: Spec, outcome: BuildOutcome, *, clients: Any = None, git
     Args:
         spec: the pipeline spec.
         outcome: the build's outcome (returned as is when it succeeded).
-        clients: the cloud clients (default: :func:`acrvpc.cloud.cloud_clients` of the spec).
+        clients: the cloud clients (default: :func:`acrvpc.cloud.clients.cloud_clients` of the spec).
         gitlab: a python-gitlab client or a callable building one (default: the spec's).
         logger: where to log (default: this module's logger).
 
     Returns:
         The outcome with ``why`` set.
     """
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
 
     failure = classify_outcome(outcome)
     if failure is None:
@@ -400,8 +402,8 @@ def read_build(cr: Any, spec: Spec, record_id: str) -> BuildOutcome:
     Raises:
         PipelineError: ``BUILD_RECORD_NOT_EXIST`` (CR's code) with the fix; other CR codes as they come.
     """
-    from acrvpc.errors import CrBusinessError, check_cr
-    from acrvpc.outcomes import BindingOutcome
+    from acrvpc.cloud.errors import CrBusinessError, check_cr
+    from acrvpc.domain.outcomes import BindingOutcome
     from tasks.build import TAIL_LINES, BuildObserver, _Poller
 
     try:

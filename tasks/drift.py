@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from acrvpc import monitor
-from acrvpc.spec import Spec
+from acrvpc.domain.spec import Spec
 
 _log = logging.getLogger("acrvpc.drift")
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from prefect.utilities.math import clamped_poisson_interval
 
-from acrvpc.errors import FIXES, RETRY, PipelineError, error_code, explain, is_retryable
+from acrvpc.cloud.errors import FIXES, RETRY, PipelineError, error_code, explain, is_retryable
 
 ALL_IPV4 = "0.0.0.0/0"
 
@@ -123,7 +123,7 @@ def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: st
         request: its request model.
         resource: what the call is about, named in the error message (e.g. ``VPC vpc-...``).
         fixes: fixes for codes whose meaning depends on the call (they win over
-            :data:`~acrvpc.errors.FIXES`), e.g. a missing group that is the link's own.
+            :data:`~acrvpc.cloud.errors.FIXES`), e.g. a missing group that is the link's own.
 
     Returns:
         The response body model.
@@ -164,9 +164,9 @@ def retry_stage(stage: str, attempt: Callable[[int], T], *, sleep: Callable[[flo
     enclosing transaction before each retry of the task (prefect-notes §10): a Prefect retry would
     run the rollback (delete the group this run created) and go on with a deleted group. So these
     two tasks have no Prefect retries; this loop applies the same policy as
-    :data:`~acrvpc.errors.RETRY` (its delays, jitter and transient-only filter), and logs each retry
+    :data:`~acrvpc.cloud.errors.RETRY` (its delays, jitter and transient-only filter), and logs each retry
     into the run's logs. Each attempt re-reads what exists, so repeating one is safe. Calls inside an
-    attempt keep their own in-place retries (:mod:`acrvpc.callretry`).
+    attempt keep their own in-place retries (:mod:`acrvpc.cloud.callretry`).
 
     Args:
         stage: the stage's name, for the log.

@@ -25,10 +25,10 @@ from typing import Any
 from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError
-from acrvpc.outcomes import EniOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.outcomes import EniOutcome
+from acrvpc.domain.spec import Spec
 from tasks.ecs_common import create_with_token, ecs_call, retry_stage
 from tasks.link import GROUP_GONE_CODE, link_group_gone_fix
 
@@ -189,7 +189,7 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
 
     Args:
-        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.clients.ecs_client`).
         spec: the pipeline spec (network.vswitch_id, link.build_service_account_id).
         security_group_id: the link's security group (from the link stage).
         timeout_s: how long to wait for ``InUse``.

@@ -2,7 +2,7 @@
 
 Calls (all reads): ``GET /user`` (``gl.auth()``), ``GET /personal_access_tokens/self`` (admitted for a
 token of any scope, so it reports a token's own scopes and expiry), ``GET /projects/:id`` per
-repository. Each failure is a :class:`~acrvpc.errors.PipelineError` with its own code:
+repository. Each failure is a :class:`~acrvpc.cloud.errors.PipelineError` with its own code:
 
 - ``GITLAB_TOKEN_INVALID``: GitLab answers 401 (unknown, revoked or expired token) or refuses the account.
 - ``GITLAB_USER_MISMATCH``: the token belongs to another user than ``gitlab.username``.
@@ -30,10 +30,10 @@ import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabGetError
 from acrvpc.lazy_prefect import task  # Prefect loads on first use: `acrvpc preflight` never needs it
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError
-from acrvpc.outcomes import GitLabOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, PipelineError
+from acrvpc.domain.outcomes import GitLabOutcome
+from acrvpc.domain.spec import Spec
 
 REPORTER, MAINTAINER = 20, 40
 EXPIRY_WARNING_DAYS = 14
@@ -217,7 +217,7 @@ def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) 
     """Check that the GitLab token works for the pipeline: who it is, its state, scopes and projects.
 
     Args:
-        gl: a python-gitlab client built by :func:`acrvpc.cloud.gitlab_for`.
+        gl: a python-gitlab client built by :func:`acrvpc.cloud.clients.gitlab_for`.
         spec: the pipeline spec (``gitlab.*`` and ``repositories[*].gitlab_project``).
         today: the date expiry is judged against (UTC today by default).
 
@@ -260,7 +260,7 @@ def gitlab_token(spec: Spec) -> GitLabOutcome:
         spec: the pipeline spec.
 
     Returns:
-        The :class:`~acrvpc.outcomes.GitLabOutcome`.
+        The :class:`~acrvpc.domain.outcomes.GitLabOutcome`.
 
     Raises:
         PipelineError: see :func:`validate_token`.

@@ -23,7 +23,7 @@ create could be answered with the deleted group's id. So every create with a tok
 not used, and the create is made again with a token derived from the stale id and the run.
 
 Errors: ``LINK_AMBIGUOUS`` when more than one group carries the link tag; an ECS error that is not
-transient becomes a :class:`~acrvpc.errors.PipelineError` with the provider's code and a fix.
+transient becomes a :class:`~acrvpc.cloud.errors.PipelineError` with the provider's code and a fix.
 
 Plan mode (``plan=True``, used by ``acrvpc plan``): the same reads, and each write the stage would make
 recorded in ``changes`` (in the same words as a real run) without calling it. A group that does not exist
@@ -42,10 +42,10 @@ from typing import Any
 from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError, explain
-from acrvpc.outcomes import LinkOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError, explain
+from acrvpc.domain.outcomes import LinkOutcome
+from acrvpc.domain.spec import Spec
 from tasks.ecs_common import (
     ALL_IPV4,
     canonical_cidr,
@@ -173,7 +173,7 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
     """Find or create the link's security group and converge its policy and rules to the spec.
 
     Args:
-        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.clients.ecs_client`).
         spec: the pipeline spec (network.vpc_id, gitlab.private_ip/port, link.allowed_ips).
         plan: read only, and record the writes a run would make in ``changes`` without making them
             (a group to be created is named :data:`PLANNED_GROUP`).

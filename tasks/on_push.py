@@ -12,10 +12,10 @@ from __future__ import annotations
 from alibabacloud_cr20181201.client import Client as CrClient
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError
-from acrvpc.outcomes import BindingOutcome, BoundRule
-from acrvpc.spec import BuildRuleSpec, RepositorySpec, Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, PipelineError
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule
+from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
 from tasks.binding import bind_repository
 
 FULL_PIPELINE = "vpc-build/nightly"
@@ -26,7 +26,7 @@ def verify_binding(cr: CrClient, spec: Spec, repo: RepositorySpec,
     """Check that ``repo`` is bound to its GitLab project with all its build rules, making no write.
 
     Args:
-        cr: a Container Registry client (from :mod:`acrvpc.cloud`).
+        cr: a Container Registry client (from :mod:`acrvpc.cloud.clients`).
         spec: the pipeline spec.
         repo: the repository a push is routed to.
         rule: the build rule the push builds (one of ``repo.build_rules``).

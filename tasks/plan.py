@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from acrvpc.cloud import CloudClients
-from acrvpc.outcomes import BindingOutcome, StageOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud.clients import CloudClients
+from acrvpc.domain.outcomes import BindingOutcome, StageOutcome
+from acrvpc.domain.spec import Spec
 from tasks.binding import bind_repository
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group
@@ -120,7 +120,7 @@ def plan_run(clients: CloudClients, gl: Any, spec: Spec) -> RunPlan:
     """The writes a run of ``spec`` would make, found with reads only.
 
     Args:
-        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.cloud_clients`.
+        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.clients.cloud_clients`.
         gl: a python-gitlab client, or a zero-argument callable building one (as preflight takes it), or
             ``None`` to skip the GitLab checks.
         spec: the pipeline spec.

@@ -23,11 +23,11 @@ from alibabacloud_vpc20160428 import models as vpc_models
 from acrvpc.lazy_prefect import get_run_logger, task  # Prefect loads on first use: `acrvpc preflight` never needs it
 from acrvpc.lazy_prefect import create_table_artifact
 
-from acrvpc import cloud
-from acrvpc.cloud import CloudClients
-from acrvpc.errors import RETRY, CrBusinessError, PipelineError, check_cr
-from acrvpc.outcomes import PreflightOutcome
-from acrvpc.spec import GitLabAccess, Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.clients import CloudClients
+from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.domain.outcomes import PreflightOutcome
+from acrvpc.domain.spec import GitLabAccess, Spec
 from tasks.gitlab_token import validate_token
 from tasks.preflight_checks import CHECK_IDS, Observation, Read, evaluate
 
@@ -131,7 +131,7 @@ def observe(clients: CloudClients, spec: Spec, *, gitlab: Any = None) -> Observa
     """Run every preflight read, concurrently where independent. Reads only.
 
     Args:
-        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.cloud_clients`.
+        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.clients.cloud_clients`.
         spec: the pipeline spec.
         gitlab: a python-gitlab client, or a zero-argument callable building one (so that a
             missing token becomes a failed check), or ``None`` to skip the GitLab checks.
@@ -165,7 +165,7 @@ def run_preflight(clients: CloudClients, spec: Spec, *, gitlab: Any = None) -> P
     """Check every prerequisite of the procedure. Makes no write, ever.
 
     Args:
-        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.cloud_clients`.
+        clients: the CR, ECS and VPC clients from :func:`acrvpc.cloud.clients.cloud_clients`.
         spec: the pipeline spec.
         gitlab: a python-gitlab client (or a callable building one) to validate the token and
             projects; ``None`` skips those checks.
@@ -198,7 +198,7 @@ def preflight(spec: Spec) -> PreflightOutcome:
         spec: the pipeline spec.
 
     Returns:
-        The :class:`~acrvpc.outcomes.PreflightOutcome` (every check passed, warned or was skipped).
+        The :class:`~acrvpc.domain.outcomes.PreflightOutcome` (every check passed, warned or was skipped).
 
     Raises:
         PipelineError: ``PREFLIGHT_FAILED`` naming each failing check id and its fix (retryable only

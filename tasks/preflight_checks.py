@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from acrvpc import netcheck
-from acrvpc.errors import FIXES, PipelineError, error_code, is_retryable
-from acrvpc.outcomes import PreflightCheck, PreflightOutcome
-from acrvpc.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
+from acrvpc.domain import netcheck
+from acrvpc.cloud.errors import FIXES, PipelineError, error_code, is_retryable
+from acrvpc.domain.outcomes import PreflightCheck, PreflightOutcome
+from acrvpc.domain.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
 
 CHECK_IDS = (
     "instance.exists", "instance.edition", "instance.running", "vpc.exists", "vswitch.exists", "vswitch.in_vpc",
@@ -75,7 +75,7 @@ def _failed_read(cid: str, what: str, exc: BaseException, fix: str, own: dict[st
     """A failed check for a read that raised ``exc``: ``<what> failed: [code] message``, and the fix.
 
     The fix is, in order: ``own[code]`` (the caller knows better, e.g. names the region), the error's
-    own fix or the code's in :data:`~acrvpc.errors.FIXES`, then ``fix``.
+    own fix or the code's in :data:`~acrvpc.cloud.errors.FIXES`, then ``fix``.
     """
     code = error_code(exc) or type(exc).__name__
     if isinstance(exc, PipelineError):  # detail is the message alone (after unpickling: "[code] message Fix: fix.")
@@ -350,7 +350,7 @@ def evaluate(spec: Spec, obs: Observation) -> PreflightOutcome:
         obs: what :func:`observe` read.
 
     Returns:
-        The :class:`~acrvpc.outcomes.PreflightOutcome`, checks in :data:`CHECK_IDS` order.
+        The :class:`~acrvpc.domain.outcomes.PreflightOutcome`, checks in :data:`CHECK_IDS` order.
     """
     checks = (_instance_checks(spec, obs.instance) + _network_checks(spec, obs.vpc, obs.vswitch)
               + _cidr_checks(spec, obs.vpc) + [_gitlab_ip_check(spec, obs.vpc), _sg_check(spec, obs.gitlab_host),

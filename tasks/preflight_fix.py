@@ -3,7 +3,7 @@
 ``acrvpc preflight --fix`` calls :func:`fix_gitlab_ingress` when the check ``gitlab.sg_ingress`` fails.
 It reads GitLab's ECS and the ingress rules of all its groups (as preflight does), and only when the
 block ``100.104.0.0/16`` is denied because NO rule covers it (wholly or in part) adds the rule
-:func:`acrvpc.netcheck.ingress_rule_fix` describes: ``AuthorizeSecurityGroup`` Accept TCP
+:func:`acrvpc.domain.netcheck.ingress_rule_fix` describes: ``AuthorizeSecurityGroup`` Accept TCP
 ``<port>/<port>`` from ``100.104.0.0/16``, priority 1, on the GitLab ECS's group (``gitlab.security_group_id``
 when the spec names it, else the instance's first group). Before writing it evaluates the rules with
 the new one added and writes only if the check would then pass: a Drop at priority 1 cannot be beaten
@@ -22,9 +22,9 @@ from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc import netcheck
-from acrvpc.errors import PipelineError
-from acrvpc.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
+from acrvpc.domain import netcheck
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
 from tasks.ecs_common import client_token, ecs_call
 from tasks.preflight import read_gitlab_host
 
@@ -66,7 +66,7 @@ def fix_gitlab_ingress(ecs: Any, spec: Spec) -> list[str]:
     """Add the missing ``100.104.0.0/16`` ingress rule to GitLab's security group, if that is the whole fix.
 
     Args:
-        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.cloud_clients`).
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.clients.cloud_clients`).
         spec: the pipeline spec (gitlab.access must be ``ecs``; gitlab.private_ip, port, security_group_id).
 
     Returns:

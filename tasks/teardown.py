@@ -38,10 +38,10 @@ from typing import Any
 from alibabacloud_ecs20140526 import models as ecs_models
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError, error_code
-from acrvpc.outcomes import StageOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, PipelineError, error_code
+from acrvpc.domain.outcomes import StageOutcome
+from acrvpc.domain.spec import Spec
 from tasks.ecs_common import ecs_call
 
 TIMEOUT_S = 300.0
@@ -321,7 +321,7 @@ def teardown_link(ecs: Any, spec: Spec, *, timeout_s: float = TIMEOUT_S,
     Container Registry resources (namespaces, repositories, build rules, bindings) are not touched.
 
     Args:
-        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.ecs_client`).
+        ecs: an ECS 2014-05-26 client (from :func:`acrvpc.cloud.clients.ecs_client`).
         spec: the pipeline spec (region, network.vpc_id, name).
         timeout_s: per resource, how long to wait for detaching, deleting and dependencies.
         sleep: the sleep function between polls.
@@ -406,7 +406,7 @@ def rollback_link(txn: Any) -> None:
     Args:
         txn: the Prefect transaction passed to rollback hooks.
     """
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
 
     group_id = txn.get("created_security_group", None)
     spec = txn.get("spec", None)

@@ -40,10 +40,10 @@ import gitlab
 from gitlab.exceptions import GitlabError
 from prefect import task
 
-from acrvpc import cloud
-from acrvpc.errors import RETRY, PipelineError, error_code, is_retryable
-from acrvpc.outcomes import StageOutcome
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import RETRY, PipelineError, error_code, is_retryable
+from acrvpc.domain.outcomes import StageOutcome
+from acrvpc.domain.spec import Spec
 
 SECRET_ENV = "ACRVPC_WEBHOOK_SECRET"
 SIGNING_SECRET_ENV = "ACRVPC_WEBHOOK_SIGNING_SECRET"
@@ -185,7 +185,7 @@ def _find_hook(project: Any, spec: Spec, path: str, url: str) -> Any:
 def _created_after_all(exc: Exception, project: Any, spec: Spec, path: str, url: str) -> Any:
     """After a failed ``POST /projects/:id/hooks``: the hook if it was created anyway, else the error.
 
-    The POST is sent once (:func:`acrvpc.callretry.guard_gitlab`): a 5xx, timeout or dropped
+    The POST is sent once (:func:`acrvpc.cloud.callretry.guard_gitlab`): a 5xx, timeout or dropped
     connection may come after GitLab created the hook, and sending it again would register a second
     one. So a transient failure is answered by reading the hooks again: a hook with the URL is the one
     this call created; none means the create did not happen, and the (retryable) error goes to the
@@ -210,7 +210,7 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
     """Find, create or repair the push webhook of every routed GitLab project.
 
     Args:
-        gl: a python-gitlab client built by :func:`acrvpc.cloud.gitlab_for`.
+        gl: a python-gitlab client built by :func:`acrvpc.cloud.clients.gitlab_for`.
         spec: the pipeline spec (``webhook.url``, ``webhook.routes``, ``webhook.enable_ssl_verification``).
         secret: the X-Gitlab-Token secret GitLab sends with each delivery (None: none is set).
         signing_token: GitLab's ``whsec_`` signing token (None: deliveries are not signed).
@@ -263,7 +263,7 @@ def webhook_hook(spec: Spec) -> StageOutcome:
         spec: the pipeline spec.
 
     Returns:
-        The ``webhook`` :class:`~acrvpc.outcomes.StageOutcome`.
+        The ``webhook`` :class:`~acrvpc.domain.outcomes.StageOutcome`.
 
     Raises:
         PipelineError: see :func:`ensure_project_hooks`, :func:`resolve_webhook_secret` and

@@ -29,7 +29,7 @@ os.environ["PREFECT_HOME"] = _HOME
 # Never let the Alibaba Cloud credential chain ask the ECS metadata service (a non-loopback address)
 # when a test builds a client without explicit credentials. Inherited by the subprocesses tests start.
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
-# Call-level retries (acrvpc.callretry) off by default, so a test sees each injected fault where it
+# Call-level retries (acrvpc.cloud.callretry) off by default, so a test sees each injected fault where it
 # lands; tests of the retries turn them on. Subprocess workers drop ACRVPC_* and use the default.
 os.environ["ACRVPC_CALL_RETRIES"] = "0"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -69,8 +69,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @functools.lru_cache(maxsize=1)
 def example_policy() -> dict[str, Any]:
     """The policy the suite runs under: examples/sandbox.yaml's, api and console mode, fix and teardown."""
-    from acrvpc.policy import merge, policy_for
-    from acrvpc.spec import LinkMode, load_spec
+    from acrvpc.domain.policy import merge, policy_for
+    from acrvpc.domain.spec import LinkMode, load_spec
 
     api = load_spec(EXAMPLE_SPEC)
     console = api.model_copy(update={"link": api.link.model_copy(update={"mode": LinkMode.CONSOLE})})
@@ -91,7 +91,7 @@ def _ram_policy_for(request: pytest.FixtureRequest) -> dict[str, Any] | None:
 
 @pytest.fixture
 def sandbox(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
-    """A fresh sandbox with the default scenario enforcing the suite's RAM policy; acrvpc.cloud clients go to it."""
+    """A fresh sandbox with the default scenario enforcing the suite's RAM policy; acrvpc.cloud.clients clients go to it."""
     from acrvpc.sandbox import SandboxServer
 
     server = SandboxServer(ram_policy=_ram_policy_for(request)).start()
@@ -105,7 +105,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
 @pytest.fixture
 def spec():
     """The example spec that matches the default sandbox scenario."""
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
 
     return load_spec(EXAMPLE_SPEC)
 

@@ -1,6 +1,6 @@
 """Well-known values of the default sandbox world.
 
-The client factory (:mod:`acrvpc.cloud`) uses these when ``ACRVPC_SANDBOX_URL`` points at a
+The client factory (:mod:`acrvpc.cloud.clients`) uses these when ``ACRVPC_SANDBOX_URL`` points at a
 sandbox and no other credentials are given. They are sandbox-only and not secret.
 """
 

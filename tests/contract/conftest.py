@@ -2,7 +2,7 @@
 
 Replay (the default, and CI): pytest-recording's record mode is ``none``, so a request that no
 cassette interaction matches fails instead of reaching the network. Clients are built by
-``acrvpc.cloud`` exactly as for a real account (regional HTTPS endpoints, no sandbox) with a dummy
+``acrvpc.cloud.clients`` exactly as for a real account (regional HTTPS endpoints, no sandbox) with a dummy
 AccessKey; GitLab is the contract spec's ``gitlab.endpoint``.
 
 Recording against a real account (docs/contract-tests.md)::
@@ -83,7 +83,7 @@ def _every_interaction_played(vcr: Any, record_mode: str) -> Iterator[None]:
 @pytest.fixture
 def contract_spec() -> Any:
     """The spec whose ids the documented examples carry (or ``ACRVPC_CONTRACT_SPEC`` when recording)."""
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
 
     return load_spec(support.CONTRACT_SPEC)
 
@@ -98,7 +98,7 @@ def _env(name: str) -> str:
 @pytest.fixture
 def access_key(recording: bool) -> Any:
     """A dummy AccessKey for replay; the ``ACRVPC_RECORD_*`` one when recording."""
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
 
     if not recording:
         return cloud.AccessKey(*DUMMY_KEY)
@@ -108,8 +108,8 @@ def access_key(recording: bool) -> Any:
 
 @pytest.fixture
 def clients(monkeypatch: pytest.MonkeyPatch, contract_spec: Any, access_key: Any) -> Any:
-    """CR, ECS and VPC clients from acrvpc.cloud, for the real regional endpoints (no sandbox)."""
-    from acrvpc import cloud
+    """CR, ECS and VPC clients from acrvpc.cloud.clients, for the real regional endpoints (no sandbox)."""
+    from acrvpc.cloud import clients as cloud
 
     monkeypatch.delenv(cloud.SANDBOX_ENV, raising=False)
     region = contract_spec.region
@@ -119,8 +119,8 @@ def clients(monkeypatch: pytest.MonkeyPatch, contract_spec: Any, access_key: Any
 
 @pytest.fixture
 def gitlab_client(monkeypatch: pytest.MonkeyPatch, contract_spec: Any, recording: bool) -> Any:
-    """python-gitlab from acrvpc.cloud, for the spec's GitLab URL (no sandbox)."""
-    from acrvpc import cloud
+    """python-gitlab from acrvpc.cloud.clients, for the spec's GitLab URL (no sandbox)."""
+    from acrvpc.cloud import clients as cloud
 
     monkeypatch.delenv(cloud.SANDBOX_ENV, raising=False)
     token = _env("ACRVPC_RECORD_GITLAB_TOKEN") if recording else DUMMY_GITLAB_TOKEN

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from acrvpc.errors import CrBusinessError
+from acrvpc.cloud.errors import CrBusinessError
 from tasks.binding import bind_repository
 from tests.contract.support import case, cassette
 

@@ -14,9 +14,9 @@ import logging
 
 import pytest
 
-from acrvpc import callretry
-from acrvpc.errors import CrBusinessError, PipelineError, error_code
-from acrvpc.outcomes import BindingOutcome, BoundRule
+from acrvpc.cloud import callretry
+from acrvpc.cloud.errors import CrBusinessError, PipelineError, error_code
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule
 from tasks.build import BuildObserver, run_build
 from tests.contract.support import case, cassette
 
@@ -104,7 +104,7 @@ class TestRunBuild:
         time = _Time()
         monkeypatch.setenv("ACRVPC_CALL_RETRIES", "3")
         monkeypatch.setattr(callretry, "SLEEP", lambda seconds: None)
-        caplog.set_level(logging.INFO, logger="acrvpc.callretry")
+        caplog.set_level(logging.INFO, logger="acrvpc.cloud.callretry")
         # when
         outcome = run_build(clients.cr, contract_spec, BINDING, RULE, sleep=time.sleep, clock=time.clock)
         # then the client retried it once, in place (the poller itself sends each call once)

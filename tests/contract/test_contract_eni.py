@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from acrvpc.errors import PipelineError, is_retryable
+from acrvpc.cloud.errors import PipelineError, is_retryable
 from tasks.eni import ensure_network_interface
 from tests.contract.support import case, cassette
 

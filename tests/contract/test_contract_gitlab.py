@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from acrvpc.errors import PipelineError
+from acrvpc.cloud.errors import PipelineError
 from tasks.gitlab_token import validate_token
 from tests.contract.support import case, cassette
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from acrvpc.errors import error_code, is_retryable
-from acrvpc.spec import GitLabAccess
+from acrvpc.cloud.errors import error_code, is_retryable
+from acrvpc.domain.spec import GitLabAccess
 from tasks.preflight import CHECK_IDS, evaluate, observe, run_preflight
 from tests.contract.support import case, cassette
 

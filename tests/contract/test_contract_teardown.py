@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from acrvpc.errors import PipelineError
+from acrvpc.cloud.errors import PipelineError
 from tasks.teardown import teardown_link
 from tests.contract.support import case, cassette
 

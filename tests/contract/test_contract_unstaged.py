@@ -2,8 +2,8 @@
 
 ``DescribeRouteTableList`` (preflight: the code reads the VBR's route table id from
 DescribeVirtualBorderRouters instead) and ``AuthorizeSecurityGroup`` (preflight's opt-in fix). The
-smallest unit of our code that handles their answers is the client acrvpc.cloud builds and the
-error classification of acrvpc.errors, so these tests hold those to the documented answers.
+smallest unit of our code that handles their answers is the client acrvpc.cloud.clients builds and the
+error classification of acrvpc.cloud.errors, so these tests hold those to the documented answers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from acrvpc.errors import FIXES, error_code, explain, is_retryable
+from acrvpc.cloud.errors import FIXES, error_code, explain, is_retryable
 from tests.contract.support import cassette
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from acrvpc.errors import PipelineError
+from acrvpc.cloud.errors import PipelineError
 from tasks.webhook_hook import ensure_project_hooks
 from tests.contract.support import case, cassette
 

@@ -58,7 +58,7 @@ class Driver:
     """Drives a sandbox through every emulated action once, keeping each raw success answer."""
 
     def __init__(self, sandbox: Any) -> None:
-        from acrvpc import cloud
+        from acrvpc.cloud import clients as cloud
 
         self.sandbox = sandbox
         self.world = sandbox.world
@@ -224,7 +224,7 @@ def emulated() -> list[str]:
 def answers() -> Iterator[dict[str, Any]]:
     """One drive of a fresh default sandbox, shared by the read-only checks of this module (the same
     setup as the ``sandbox`` fixture, at module scope: driving takes a second or two)."""
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
     from acrvpc.sandbox import SandboxServer
 
     with pytest.MonkeyPatch.context() as patch, SandboxServer() as server:

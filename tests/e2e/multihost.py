@@ -257,7 +257,7 @@ def duplicates(before: dict[str, Any], after: dict[str, Any], links: set[str], r
 
 def soak_spec_parameters(count: int, folder: Path) -> list[dict[str, Any]]:
     """``count`` specs of their own (tests/e2e/soak.py's soak-NN, one repository and build each) as ``spec`` parameters."""
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
     from tests.e2e.soak import specs
 
     return [load_spec(path).model_dump(mode="json") for path in specs(count, folder)]

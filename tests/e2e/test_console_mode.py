@@ -30,10 +30,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 
-from acrvpc.console_operator import bind_payload, link_payload
-from acrvpc.errors import PipelineError
+from acrvpc.cli.console_operator import bind_payload, link_payload
+from acrvpc.cloud.errors import PipelineError
 from acrvpc.sandbox import defaults
-from acrvpc.spec import load_spec
+from acrvpc.domain.spec import load_spec
 from flows.vpc_build import vpc_build
 from tests.conftest import EXAMPLE_SPEC, ROOT
 

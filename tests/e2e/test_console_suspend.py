@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from acrvpc.console_operator import bind_payload, link_payload
-from acrvpc.spec import load_spec
+from acrvpc.cli.console_operator import bind_payload, link_payload
+from acrvpc.domain.spec import load_spec
 from tests.conftest import ROOT
 from tests.e2e.prefect_server import PREFECT, stop_group
 from tests.e2e.test_console_mode import console_spec

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from acrvpc.spec import load_spec
+from acrvpc.domain.spec import load_spec
 from tests.conftest import EXAMPLE_SPEC
 from tests.e2e.prefect_server import PREFECT, free_port, stop_group
 from tests.e2e.test_webhook import FINAL, SECRET, api, deliver, flow_run, wait_listening, wait_state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from flows.teardown import teardown
 from flows.vpc_build import vpc_build
 from tasks.teardown import find_link_resources

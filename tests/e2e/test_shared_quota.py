@@ -2,7 +2,7 @@
 
 Two separate Python processes (as two flow runs of a process worker are) each call ECS faster
 than the sandbox's ECS quota allows. With the shared limit on the session's real Prefect server
-(on PostgreSQL, created by ``python -m acrvpc.ratelimit``), the sandbox answers no ``Throttling``;
+(on PostgreSQL, created by ``python -m acrvpc.cloud.ratelimit``), the sandbox answers no ``Throttling``;
 without it, each process falls back to its own bucket at the full quota (said once in its log),
 together they send twice the quota and the sandbox throttles them.
 """
@@ -33,8 +33,8 @@ import logging, sys, threading, time
 from pathlib import Path
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
 from alibabacloud_ecs20140526 import models as m
-from acrvpc import cloud, ratelimit
-from acrvpc.spec import load_spec
+from acrvpc.cloud import clients as cloud, ratelimit
+from acrvpc.domain.spec import load_spec
 spec = load_spec(sys.argv[1])
 ready, go, threads, calls = Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ratelimit.shared_limiter("ecs", spec.region)  # looked up before the start, as a long-running process would have
@@ -87,7 +87,7 @@ class TestSharedQuota:
     def test_two_processes_sharing_the_limit_are_never_throttled(self, prefect_server, quota_sandbox, tmp_path):
         # given: the shared ECS limit, created as a deployer would
         prefix = f"e2e-{secrets.token_hex(3)}"
-        made = prefect_server.run(sys.executable, "-m", "acrvpc.ratelimit", "--region", "cn-hangzhou",
+        made = prefect_server.run(sys.executable, "-m", "acrvpc.cloud.ratelimit", "--region", "cn-hangzhou",
                                   "--products", "ecs", "--qps", str(QPS), "--burst", str(BURST),
                                   ACRVPC_QPS_LIMIT_PREFIX=prefix)
         assert f"{prefix}-qps-ecs-cn-hangzhou" in made.stdout
@@ -124,8 +124,8 @@ class TestInThisProcess:
         from alibabacloud_ecs20140526 import models as m
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        from acrvpc import cloud, ratelimit
-        from acrvpc.spec import load_spec
+        from acrvpc.cloud import clients as cloud, ratelimit
+        from acrvpc.domain.spec import load_spec
 
         prefix = f"e2e-{secrets.token_hex(3)}"
         monkeypatch.setenv("ACRVPC_SANDBOX_URL", quota_sandbox.url)

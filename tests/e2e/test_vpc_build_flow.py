@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
 )
 
-from acrvpc.errors import PipelineError
+from acrvpc.cloud.errors import PipelineError
 from flows.vpc_build import vpc_build
 from tests.conftest import EXAMPLE_SPEC
 

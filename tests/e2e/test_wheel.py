@@ -34,7 +34,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from acrvpc.spec import load_spec
+from acrvpc.domain.spec import load_spec
 from tests.conftest import EXAMPLE_SPEC, ROOT
 from tests.e2e.prefect_server import VENV_BIN, stop_group
 from tests.e2e.test_webhook import FINAL, api, wait_state
@@ -147,7 +147,7 @@ def test_the_wheel_carries_the_packages_and_their_data_outside_the_checkout(fres
     probe = fresh.run("-c", """if True:
         import importlib.metadata, json
         import acrvpc, flows, tasks, deployments
-        from acrvpc.netcheck import zone_table
+        from acrvpc.domain.netcheck import zone_table
         from acrvpc.sandbox.world import load_scenario
         from flows.vpc_build import vpc_build
         print(json.dumps({
@@ -169,7 +169,7 @@ def test_the_wheel_carries_the_packages_and_their_data_outside_the_checkout(fres
     # sandbox's scenarios) is in the installed wheel, so package-data cannot silently miss a new one.
     data = sorted(str(p.relative_to(ROOT)) for package in PACKAGES for p in (ROOT / package).rglob("*")
                   if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
-    assert "acrvpc/zones.json" in data and "acrvpc/sandbox/scenarios/default.yaml" in data
+    assert "acrvpc/domain/zones.json" in data and "acrvpc/sandbox/scenarios/default.yaml" in data
     assert [name for name in data if not (site / name).is_file()] == []
 
     # The console script runs from the fresh venv too.

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from acrvpc import cloud
-from acrvpc.spec import load_spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.domain.spec import load_spec
 from tasks.teardown import find_link_resources
 from tests.conftest import EXAMPLE_SPEC
 from tests.e2e.prefect_server import PREFECT

@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from acrvpc.spec import Spec, SpecError, load_spec
+from acrvpc.domain.spec import Spec, SpecError, load_spec
 from deployments.gitlab_events import EVENT_MODELS
 from deployments.webhook import create_app
 from tests.fuzz.test_webhook_fuzz import SECRET, SIGNING, SPEC, Starts, check_answer

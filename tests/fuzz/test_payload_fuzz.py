@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from acrvpc.spec import load_spec
+from acrvpc.domain.spec import load_spec
 from deployments.gitlab_events import EVENT_MODELS
 from tests.conftest import EXAMPLE_SPEC
 from tests.fuzz.test_spec_fuzz import paths

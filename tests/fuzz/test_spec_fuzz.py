@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acrvpc.spec import Spec, SpecError, load_spec, parse_spec
+from acrvpc.domain.spec import Spec, SpecError, load_spec, parse_spec
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.fuzz

@@ -35,7 +35,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from acrvpc.spec import load_spec
+from acrvpc.domain.spec import load_spec
 from deployments.gitlab_events import PUSH_HOOK, TAG_PUSH_HOOK
 from deployments.webhook import create_app
 from tests.conftest import EXAMPLE_SPEC

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from acrvpc.cli import app
+from acrvpc.cli.app import app
 from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -1,4 +1,4 @@
-"""tasks/binding.py against the sandbox, through the real CR client built by acrvpc.cloud."""
+"""tasks/binding.py against the sandbox, through the real CR client built by acrvpc.cloud.clients."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import requests
 from alibabacloud_cr20181201 import models as m
 
-from acrvpc import cloud
-from acrvpc.errors import CrBusinessError, PipelineError
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import CrBusinessError, PipelineError
 from acrvpc.sandbox.cr.errors import NamespaceNotExist
 from tasks.binding import bind_repository
 

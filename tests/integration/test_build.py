@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from acrvpc import cloud
-from acrvpc.errors import CrBusinessError, PipelineError
-from acrvpc.outcomes import BoundRule
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import CrBusinessError, PipelineError
+from acrvpc.domain.outcomes import BoundRule
 from tasks.binding import bind_repository
 from tasks.build import BuildObserver, run_build
 

@@ -17,10 +17,10 @@ import requests
 import yaml
 from typer.testing import CliRunner
 
-from acrvpc import cloud
-from acrvpc.cli import app
-from acrvpc.errors import PipelineError
-from acrvpc.spec import parse_spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cli.app import app
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.spec import parse_spec
 from tasks.preflight import CHECK_IDS
 from tasks.preflight_fix import fix_gitlab_ingress
 from tests.conftest import EXAMPLE_SPEC, ROOT

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from acrvpc.sandbox.world import load_scenario
-from acrvpc.spec import TAG_KEY
+from acrvpc.domain.spec import TAG_KEY
 from flows.teardown import teardown as teardown_flow
 from flows.vpc_build import vpc_build
 from tasks.eni import ensure_network_interface

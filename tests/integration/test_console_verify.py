@@ -11,10 +11,10 @@ import yaml
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError, check_cr
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError, check_cr
 from acrvpc.sandbox import defaults
-from acrvpc.spec import parse_spec
+from acrvpc.domain.spec import parse_spec
 from tasks.console import (
     ACCOUNT_NOT_BOUND_CODE,
     LINK_MISMATCH,

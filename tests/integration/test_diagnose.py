@@ -21,10 +21,10 @@ from prefect import flow
 from rich.console import Console
 from typer.testing import CliRunner
 
-from acrvpc import cloud
-from acrvpc.outcomes import BindingOutcome, BoundRule, BuildOutcome
+from acrvpc.cloud import clients as cloud
+from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
 from acrvpc.sandbox import defaults as sandbox_defaults
-from acrvpc.spec import Spec, load_spec
+from acrvpc.domain.spec import Spec, load_spec
 from tests.conftest import EXAMPLE_SPEC
 from tests.integration.test_build_monitoring import artifacts, events, run_logs
 
@@ -105,7 +105,7 @@ def datacenter_policy() -> dict:
     """The suite's RAM policy for the data-center spec (its VBR reads are not in examples/sandbox.yaml's)."""
     import tempfile
 
-    from acrvpc.policy import policy_for
+    from acrvpc.domain.policy import policy_for
 
     with tempfile.TemporaryDirectory() as tmp:
         return policy_for(load_spec(write_spec(Path(tmp), datacenter=True)), with_fix=True, with_teardown=True,
@@ -128,7 +128,7 @@ def writes(world, since: int) -> list[str]:
 
 
 def table_text(outcome: BuildOutcome) -> str:
-    from acrvpc.report import build_table
+    from acrvpc.cli.report import build_table
 
     out = io.StringIO()
     Console(file=out, width=400, color_system=None).print(build_table({"builds": [outcome.model_dump()]}))
@@ -195,7 +195,7 @@ def test_a_broken_hop_is_named_with_its_fix_everywhere(sandbox, tmp_path, hop):
 
 
 def app():
-    from acrvpc.cli import app as cli_app
+    from acrvpc.cli.app import app as cli_app
 
     return cli_app
 

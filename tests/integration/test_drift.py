@@ -6,7 +6,7 @@ import pytest
 import requests
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group
 

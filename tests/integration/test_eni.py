@@ -11,10 +11,10 @@ import requests
 import yaml
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError
-from acrvpc.outcomes import EniOutcome
-from acrvpc.spec import TAG_KEY, parse_spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.outcomes import EniOutcome
+from acrvpc.domain.spec import TAG_KEY, parse_spec
 from tasks.eni import eni, ensure_network_interface
 from tasks.link import ensure_security_group
 

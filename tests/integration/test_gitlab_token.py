@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError, is_retryable
-from acrvpc.spec import Spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError, is_retryable
+from acrvpc.domain.spec import Spec
 from tasks.gitlab_token import gitlab_token, validate_token
 
 BOT = "glpat-sandbox-release-bot-0001"

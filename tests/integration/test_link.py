@@ -10,10 +10,10 @@ import requests
 import yaml
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError, is_retryable
-from acrvpc.outcomes import LinkOutcome
-from acrvpc.spec import TAG_KEY, parse_spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError, is_retryable
+from acrvpc.domain.outcomes import LinkOutcome
+from acrvpc.domain.spec import TAG_KEY, parse_spec
 from tasks.link import desired_egress, ensure_security_group, link
 
 EXAMPLE_SPEC = Path(__file__).resolve().parents[2] / "examples" / "sandbox.yaml"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud
-from acrvpc.spec import TAG_KEY
+from acrvpc.cloud import clients as cloud
+from acrvpc.domain.spec import TAG_KEY
 from flows.vpc_build import vpc_build
 from tests.conftest import EXAMPLE_SPEC
 

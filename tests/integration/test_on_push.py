@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError
-from acrvpc.spec import route_target
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.spec import route_target
 from tasks.binding import bind_repository
 from tasks.on_push import verify_binding
 

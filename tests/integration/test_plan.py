@@ -19,11 +19,11 @@ import yaml
 from alibabacloud_ecs20140526 import models as ecs_models
 from typer.testing import CliRunner
 
-from acrvpc import cloud
-from acrvpc.cli import app
-from acrvpc.errors import PipelineError
+from acrvpc.cloud import clients as cloud
+from acrvpc.cli.app import app
+from acrvpc.cloud.errors import PipelineError
 from acrvpc.sandbox import SandboxServer, load_scenario
-from acrvpc.spec import TAG_KEY, Spec, load_spec
+from acrvpc.domain.spec import TAG_KEY, Spec, load_spec
 from tasks.binding import bind_repository
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group

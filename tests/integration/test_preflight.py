@@ -12,10 +12,10 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from acrvpc import cloud
-from acrvpc.outcomes import PreflightOutcome
+from acrvpc.cloud import clients as cloud
+from acrvpc.domain.outcomes import PreflightOutcome
 from acrvpc.sandbox import SandboxServer, load_scenario
-from acrvpc.spec import parse_spec
+from acrvpc.domain.spec import parse_spec
 from tasks.preflight import CHECK_IDS, evaluate, observe, run_preflight
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sandbox.yaml"

@@ -9,8 +9,8 @@ import time
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud, ratelimit
-from acrvpc.errors import is_retryable
+from acrvpc.cloud import clients as cloud, ratelimit
+from acrvpc.cloud.errors import is_retryable
 
 QPS = 20
 BURST = 10  # the sandbox's; the client's burst of 1 leaves 9 tokens for scheduling jitter

@@ -1,4 +1,4 @@
-"""The retry policy, layer by layer, against a sandbox that fails every call (acrvpc/callretry.py).
+"""The retry policy, layer by layer, against a sandbox that fails every call (acrvpc/cloud/callretry.py).
 
 Each test counts the requests one logical call sent in the sandbox's call log and the backoff it
 waited: at most 1 + ACRVPC_CALL_RETRIES (default 3) = 4 requests and 60 s per call, whatever the
@@ -16,8 +16,8 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from gitlab.exceptions import GitlabCreateError, GitlabGetError
 
-from acrvpc import callretry, cloud
-from acrvpc.errors import PipelineError, is_retryable
+from acrvpc.cloud import callretry, clients as cloud
+from acrvpc.cloud.errors import PipelineError, is_retryable
 from tasks.binding import bind_repository
 from tasks.build import MAX_MISSED_POLLS, poll_schedule, run_build
 from tasks.webhook_hook import ensure_project_hooks

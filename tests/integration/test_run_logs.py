@@ -37,9 +37,9 @@ def test_an_in_place_retry_is_in_the_run_logs(prefect_harness, sandbox, monkeypa
     state = teardown(spec_path=str(EXAMPLE_SPEC), return_state=True)
     assert state.is_completed()
     run_id = str(state.state_details.flow_run_id)
-    # then the retry, logged on acrvpc.callretry inside a task, is in that run's logs, once
+    # then the retry, logged on acrvpc.cloud.callretry inside a task, is in that run's logs, once
     logs = run_logs(run_id, "DescribeNetworkInterfaces: ServiceUnavailable, retry 1/3")
-    ours = [log for log in logs if log["name"] == "acrvpc.callretry"]
+    ours = [log for log in logs if log["name"] == "acrvpc.cloud.callretry"]
     assert [log["message"].split(" in ")[0] for log in ours] == ["ecs DescribeNetworkInterfaces: ServiceUnavailable, "
                                                                  "retry 1/3"]
     assert ours[0]["level"] == logging.INFO and ours[0]["task_run_id"] is not None
@@ -57,7 +57,7 @@ def test_records_outside_a_run_stay_out_quietly_and_caplog_still_sees_them(prefe
     caplog.set_level(logging.INFO, logger="acrvpc")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Prefect's handler would warn "without a flow run id"
-        logging.getLogger("acrvpc.callretry").info("outside any run")
+        logging.getLogger("acrvpc.cloud.callretry").info("outside any run")
     assert "outside any run" in caplog.text
 
 

@@ -16,7 +16,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.runtime import RuntimeOptions
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 
 INSTANCE = "cri-sandbox0demo0001"
 BUILD_ACCOUNT = 1654218965343050

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from tests import sdk_shapes
 
 REGION = "cn-hangzhou"

@@ -1,7 +1,7 @@
 """Sandbox fault injection, observed through the real SDK clients and python-gitlab.
 
 Each fault kind is checked from the client's side (the exception class and code the SDK raises),
-in the call log, and through :func:`acrvpc.errors.is_retryable` (transient vs fatal, issue 5).
+in the call log, and through :func:`acrvpc.cloud.errors.is_retryable` (transient vs fatal, issue 5).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.exceptions import UnretryableException
 from typer.testing import CliRunner
 
-from acrvpc import cloud
-from acrvpc.cli import app
-from acrvpc.errors import CrBusinessError, check_cr, is_retryable
+from acrvpc.cloud import clients as cloud
+from acrvpc.cli.app import app
+from acrvpc.cloud.errors import CrBusinessError, check_cr, is_retryable
 from acrvpc.sandbox.defaults import GITLAB_TOKEN
 from tests.conftest import ROOT
 

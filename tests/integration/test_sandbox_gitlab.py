@@ -1,4 +1,4 @@
-"""The sandbox's GitLab REST v4 side, driven by python-gitlab (built by acrvpc.cloud) and raw HTTP."""
+"""The sandbox's GitLab REST v4 side, driven by python-gitlab (built by acrvpc.cloud.clients) and raw HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import gitlab
 import pytest
 import requests
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 
 BOT = "glpat-sandbox-release-bot-0001"  # release-bot, api + read_repository
 READ_USER = "glpat-sandbox-read-user-00001"

@@ -11,7 +11,7 @@ import pytest
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from acrvpc.sandbox.coverage import coverage_markdown, with_table
 from tests.conftest import ROOT
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from tests import sdk_shapes
 
 REGION = "cn-hangzhou"

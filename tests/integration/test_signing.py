@@ -15,7 +15,7 @@ import pytest
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from acrvpc.sandbox import defaults as sandbox_defaults
 
 VECTORS = json.loads((Path(__file__).parent.parent / "fixtures" / "signed-requests.json").read_text())

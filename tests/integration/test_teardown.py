@@ -9,10 +9,10 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 from typer.testing import CliRunner
 
-from acrvpc import cloud
-from acrvpc.cli import app
-from acrvpc.errors import PipelineError, is_retryable
-from acrvpc.spec import TAG_KEY
+from acrvpc.cloud import clients as cloud
+from acrvpc.cli.app import app
+from acrvpc.cloud.errors import PipelineError, is_retryable
+from acrvpc.domain.spec import TAG_KEY
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group
 from tasks.teardown import delete_network_interface, delete_security_group, find_link_resources, teardown_link

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError
-from acrvpc.spec import parse_spec
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain.spec import parse_spec
 from tasks.webhook_hook import SECRET_ENV, ensure_project_hooks, resolve_webhook_secret
 from tests.conftest import EXAMPLE_SPEC
 

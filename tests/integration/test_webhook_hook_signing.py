@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from acrvpc import cloud
-from acrvpc.errors import PipelineError
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud.errors import PipelineError
 from tasks.webhook_hook import (
     SECRET_ENV,
     SIGNING_SECRET_ENV,

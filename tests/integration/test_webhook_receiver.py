@@ -357,7 +357,7 @@ class TestServeCommand:
     def test_without_a_prefect_api_url_it_exits_2_with_the_fix(self, monkeypatch):
         from typer.testing import CliRunner
 
-        from acrvpc.cli import app
+        from acrvpc.cli.app import app
 
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -371,7 +371,7 @@ class TestServeCommand:
     def test_an_invalid_spec_exits_2_naming_the_field(self, tmp_path):
         from typer.testing import CliRunner
 
-        from acrvpc.cli import app
+        from acrvpc.cli.app import app
 
         bad = tmp_path / "spec.yaml"
         bad.write_text((EXAMPLE_SPEC.read_text()).replace("rule: release}", "rule: nightly}"))
@@ -385,7 +385,7 @@ class TestServeCommand:
     def test_a_bad_hardening_option_exits_2_with_the_form(self, option, value, says):
         from typer.testing import CliRunner
 
-        from acrvpc.cli import app
+        from acrvpc.cli.app import app
 
         result = CliRunner().invoke(app, ["webhook", "serve", "examples/sandbox.yaml", option, value])
         assert result.exit_code == 2 and says in result.output
@@ -393,7 +393,7 @@ class TestServeCommand:
     def test_an_invalid_signing_token_exits_2_without_echoing_it(self, monkeypatch):
         from typer.testing import CliRunner
 
-        from acrvpc.cli import app
+        from acrvpc.cli.app import app
 
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
         monkeypatch.setenv("ACRVPC_WEBHOOK_SIGNING_SECRET", "not-a-whsec-token")

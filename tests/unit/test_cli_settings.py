@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SHOW = ("import os, acrvpc.cli, prefect.settings as s; "
+SHOW = ("import os, acrvpc.cli.app, prefect.settings as s; "
         "print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], s.get_current_settings().server.analytics_enabled)")
 
 

@@ -23,9 +23,9 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
 from acrvpc.deploy import ALL
-from acrvpc.ratelimit import PRODUCTS, QPS_ENV
+from acrvpc.cloud.ratelimit import PRODUCTS, QPS_ENV
 from acrvpc.results import BLOCK_TYPE_SLUG, SETTING
-from acrvpc.spec import load_spec, parse_spec
+from acrvpc.domain.spec import load_spec, parse_spec
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

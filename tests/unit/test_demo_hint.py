@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from acrvpc.shell import command
+from acrvpc.cli.shell import command
 from tests.conftest import ROOT
 
 SCRUBBED_PATH = "/usr/local/bin:/usr/bin:/bin"  # a shell where the virtualenv is not activated
@@ -41,7 +41,7 @@ class TestNotActivated:
         assert ran.returncode == 0, ran.stderr
 
     def test_the_demo_closing_hint_is_runnable_as_printed(self, in_root, monkeypatch, capsys, tmp_path):
-        from acrvpc.cli import _where
+        from acrvpc.cli.app import _where
 
         monkeypatch.setenv("PATH", SCRUBBED_PATH)
         monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home dir"))

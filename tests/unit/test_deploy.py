@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from acrvpc.deploy import ALL, spec_of, spec_parameter
-from acrvpc.spec import SpecError, load_spec, parse_spec, resolve_spec
+from acrvpc.domain.spec import SpecError, load_spec, parse_spec, resolve_spec
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
 

@@ -1,4 +1,4 @@
-"""The spec's ``endpoints`` setting: which host each Alibaba Cloud client calls (acrvpc/cloud.py).
+"""The spec's ``endpoints`` setting: which host each Alibaba Cloud client calls (acrvpc/cloud/clients.py).
 
 The host a client would call is read twice: what the SDK computed (the client's ``_endpoint``, the
 ``host`` of every request it builds) and, end to end, the ``CONNECT`` line a real call sends to a
@@ -18,9 +18,9 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from acrvpc import cloud
+from acrvpc.cloud import clients as cloud
 from acrvpc.sandbox import defaults as sandbox_defaults
-from acrvpc.spec import Spec, SpecError, parse_spec
+from acrvpc.domain.spec import Spec, SpecError, parse_spec
 from tests.conftest import EXAMPLE_SPEC
 
 REGION = "cn-hangzhou"

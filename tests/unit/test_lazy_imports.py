@@ -38,7 +38,7 @@ def cli(*args: str) -> str:
     return f"""
         import sys
         sys.argv = ["acrvpc", *{list(args)!r}]
-        from acrvpc.cli import app
+        from acrvpc.cli.app import app
         try:
             app()
         except SystemExit:
@@ -62,8 +62,8 @@ class TestReadOnlyCommands:
 
     def test_preflight_modules_load_the_sdks_but_not_prefect(self, tmp_path):
         loaded = loaded_after("""
-            import acrvpc.cli, acrvpc.commands.preflight, acrvpc.cloud, tasks.preflight
-            from acrvpc import ratelimit
+            import acrvpc.cli.app, acrvpc.cli.commands.preflight, acrvpc.cloud.clients, tasks.preflight
+            from acrvpc.cloud import ratelimit
             assert ratelimit.api_url() is None  # no API URL anywhere: known without importing Prefect
         """, tmp_path)
         assert "prefect" not in loaded
@@ -81,7 +81,7 @@ class TestReadOnlyCommands:
         else:
             (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://127.0.0.1:9/api"\n')
         loaded = loaded_after("""
-            from acrvpc import ratelimit
+            from acrvpc.cloud import ratelimit
             assert ratelimit.api_url() == "http://127.0.0.1:9/api", ratelimit.api_url()
         """, tmp_path, **env)
         assert "prefect" in loaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from acrvpc import monitor
-from acrvpc.report import build_markdown, build_rows, done_lines, run_markdown, short_digest
+from acrvpc.cli.report import build_markdown, build_rows, done_lines, run_markdown, short_digest
 from flows.run_names import push_label, run_name, spec_name_of, trigger_of
 
 
@@ -169,7 +169,7 @@ class TestFailureOf:
                            "fix": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun"}
 
     def test_a_pipeline_error_keeps_its_fix_once(self):
-        from acrvpc.errors import PipelineError
+        from acrvpc.cloud.errors import PipelineError
 
         failure = monitor.failure_of(PipelineError("nothing routed", code="WEBHOOK_NO_ROUTE", fix="add a route"))
         assert (failure["code"], failure["message"], failure["fix"]) == ("WEBHOOK_NO_ROUTE", "nothing routed",

@@ -1,11 +1,11 @@
-"""acrvpc.netcheck: zones, CIDR overlaps and security-group rule evaluation (pure logic)."""
+"""acrvpc.domain.netcheck: zones, CIDR overlaps and security-group rule evaluation (pure logic)."""
 
 from __future__ import annotations
 
 import pytest
 
-from acrvpc import netcheck
-from acrvpc.netcheck import admits_egress, admits_ingress, evaluate, ip_in_any, overlaps, zone_support
+from acrvpc.domain import netcheck
+from acrvpc.domain.netcheck import admits_egress, admits_ingress, evaluate, ip_in_any, overlaps, zone_support
 
 BLOCK = "100.104.0.0/16"
 

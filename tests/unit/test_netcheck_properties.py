@@ -1,4 +1,4 @@
-"""Security-group evaluation (acrvpc.netcheck.evaluate) against an independent reference model.
+"""Security-group evaluation (acrvpc.domain.netcheck.evaluate) against an independent reference model.
 
 The reference model decides one packet at a time, by the documented ECS semantics, and knows nothing
 of netcheck's block arithmetic:
@@ -22,7 +22,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acrvpc import netcheck
+from acrvpc.domain import netcheck
 
 SETTINGS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 LIGHT = settings(SETTINGS, max_examples=50)  # the weaker properties

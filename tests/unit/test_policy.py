@@ -1,4 +1,4 @@
-"""acrvpc.actions (the declared list) and acrvpc.policy (the generator): pure logic, no sandbox."""
+"""acrvpc.domain.actions (the declared list) and acrvpc.domain.policy (the generator): pure logic, no sandbox."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from acrvpc import actions
-from acrvpc.policy import merge, policy_actions, policy_for, without_action
-from acrvpc.spec import parse_spec
+from acrvpc.domain import actions
+from acrvpc.domain.policy import merge, policy_actions, policy_for, without_action
+from acrvpc.domain.spec import parse_spec
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
 
@@ -179,9 +179,10 @@ class TestDeclarations:
         assert {(p, a) for p, a in called if a not in actions.declared(p)} == set()
 
     def test_no_stage_builds_a_client_around_the_guard(self):
-        # only acrvpc.cloud.cloud_clients (guarded) may give the pipeline a client
+        # only acrvpc.cloud.clients.cloud_clients (guarded) may give the pipeline a client
         offenders = []
-        for directory in ("tasks", "flows", "deployments", "acrvpc/commands"):
+        for directory in ("tasks", "flows", "deployments", "acrvpc/cli/commands"):
+            assert (ROOT / directory).is_dir(), directory
             for path in (ROOT / directory).glob("*.py"):
                 if re.search(r"cloud\.(cr|ecs|vpc)_client\(|import (cr|ecs|vpc)_client", path.read_text()):
                     offenders.append(str(path.relative_to(ROOT)))
@@ -192,7 +193,7 @@ class TestPolicyFileIsValidJson:
     def test_to_json_round_trips(self, tmp_path: Path):
         import json
 
-        from acrvpc.policy import to_json
+        from acrvpc.domain.policy import to_json
 
         out = tmp_path / "p.json"
         out.write_text(to_json(policy_for(API)))
@@ -201,8 +202,8 @@ class TestPolicyFileIsValidJson:
 
 class TestDocs:
     def test_the_stage_table_in_docs_policy_md_is_current(self):
-        from acrvpc.policy import stages_markdown
+        from acrvpc.domain.policy import stages_markdown
 
         text = (ROOT / "docs" / "policy.md").read_text()
         embedded = text.split("<!-- stages:begin -->\n", 1)[1].split("\n<!-- stages:end -->", 1)[0]
-        assert embedded == stages_markdown(), "regenerate the table with acrvpc.policy.stages_markdown()"
+        assert embedded == stages_markdown(), "regenerate the table with acrvpc.domain.policy.stages_markdown()"

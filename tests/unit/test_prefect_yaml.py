@@ -51,7 +51,7 @@ def test_scheduled_deployments_give_every_required_parameter():
 
 
 def test_the_receiver_starts_the_deployment_the_spec_names_with_parameters_its_flow_takes():
-    from acrvpc.spec import load_spec
+    from acrvpc.domain.spec import load_spec
     from flows.on_push import build_on_push
 
     spec = load_spec(ROOT / "examples" / "sandbox.yaml")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from acrvpc import ratelimit
-from acrvpc.ratelimit import DEFAULT_QPS, TokenBucket
+from acrvpc.cloud import ratelimit
+from acrvpc.cloud.ratelimit import DEFAULT_QPS, TokenBucket
 
 
 class FrozenClock:
@@ -255,7 +255,7 @@ class TestFallback:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         monkeypatch.setenv("ACRVPC_QPS_ECS", "1000")
-        with temporary_settings({PREFECT_API_URL: None}), caplog.at_level("INFO", logger="acrvpc.ratelimit"):
+        with temporary_settings({PREFECT_API_URL: None}), caplog.at_level("INFO", logger="acrvpc.cloud.ratelimit"):
             assert ratelimit.shared_limiter("ecs", "cn-hangzhou") is None
             for _ in range(3):
                 ratelimit.take("ecs", "cn-hangzhou")

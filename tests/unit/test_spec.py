@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from acrvpc.spec import GitLabAccess, LinkMode, SpecError, load_spec, parse_spec
+from acrvpc.domain.spec import GitLabAccess, LinkMode, SpecError, load_spec, parse_spec
 from tests.conftest import EXAMPLE_SPEC
 
 

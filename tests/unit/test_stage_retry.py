@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acrvpc.errors import RETRY, PipelineError
+from acrvpc.cloud.errors import RETRY, PipelineError
 from tasks.ecs_common import retry_stage
 
 

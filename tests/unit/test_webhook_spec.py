@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from acrvpc.spec import SpecError, parse_spec, route_target, split_ref
+from acrvpc.domain.spec import SpecError, parse_spec, route_target, split_ref
 from tests.conftest import EXAMPLE_SPEC
 
 

@@ -1,7 +1,7 @@
 """The spec's ``webhook`` section: the GitLab webhook receiver's routes and settings.
 
-Re-exported by :mod:`acrvpc.spec` (import from there). :func:`route_problems` is the cross-field
-check :class:`acrvpc.spec.Spec` runs on its routes (each names an existing repository and rule).
+Re-exported by :mod:`acrvpc.domain.spec` (import from there). :func:`route_problems` is the cross-field
+check :class:`acrvpc.domain.spec.Spec` runs on its routes (each names an existing repository and rule).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
-from acrvpc.spec_base import SpecModel, project_path
+from acrvpc.domain.spec_base import SpecModel, project_path
 
 if TYPE_CHECKING:
-    from acrvpc.spec import BuildRuleSpec, RepositorySpec, Spec
+    from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
 
 BRANCH_PREFIX, TAG_PREFIX = "refs/heads/", "refs/tags/"
 MAX_REPLAY_WINDOW_S = 300
@@ -193,7 +193,7 @@ def route_target(spec: "Spec", route: WebhookRoute) -> "tuple[RepositorySpec, Bu
 
 def route_problems(spec: "Spec") -> list[str]:
     """The spec's cross-field webhook problems, each ``"field: message with the fix"``."""
-    from acrvpc.spec import PushType
+    from acrvpc.domain.spec import PushType
 
     problems: list[str] = []
     repos = {r.full_name: r for r in spec.repositories}

@@ -1,4 +1,4 @@
-"""The least-privilege RAM policy for a spec, generated from :mod:`acrvpc.actions`.
+"""The least-privilege RAM policy for a spec, generated from :mod:`acrvpc.domain.actions`.
 
 ``policy_for(spec)`` returns a RAM policy document (``{"Version": "1", "Statement": [...]}``, the
 Alibaba Cloud policy grammar) that allows exactly the RAM actions the declared stages of the spec's
@@ -49,9 +49,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from . import actions
-from .actions import Api
-from .spec import Spec
+from acrvpc.domain import actions
+from acrvpc.domain.actions import Api
+from acrvpc.domain.spec import Spec
 
 VERSION = "1"
 ACCOUNT = "*"
@@ -94,7 +94,7 @@ def resources_of(api: Api, spec: Spec, *, any_ids: bool = False) -> list[str]:
 
 
 def options_of(*, with_fix: bool = False, with_teardown: bool = False) -> list[str]:
-    """The :data:`acrvpc.actions.OPTIONS` the flags ask for."""
+    """The :data:`acrvpc.domain.actions.OPTIONS` the flags ask for."""
     return [opt for opt, on in ((actions.OPTION_FIX, with_fix), (actions.OPTION_TEARDOWN, with_teardown)) if on]
 
 

@@ -35,8 +35,8 @@ IPv4Net = ipaddress.IPv4Network
 # -- zones --------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def zone_table() -> dict[str, Any]:
-    """The zone table shipped in the package (``acrvpc/zones.json``)."""
-    return json.loads(resources.files("acrvpc").joinpath("zones.json").read_text(encoding="utf-8"))
+    """The zone table shipped in the package (``acrvpc/domain/zones.json``)."""
+    return json.loads(resources.files("acrvpc.domain").joinpath("zones.json").read_text(encoding="utf-8"))
 
 
 def _find_region(region: str) -> tuple[str, dict[str, Any]] | None:
@@ -73,7 +73,7 @@ def zone_fix(region: str, vpc_id: str) -> str:
                f"network.vswitch_id"
     found = _find_region(region)
     others = supported_regions(found[0] if found else "public")
-    few = ", ".join(others[:5]) + (f", or another of the {len(others)} in acrvpc/zones.json" if len(others) > 5 else "")
+    few = ", ".join(others[:5]) + (f", or another of the {len(others)} in acrvpc/domain/zones.json" if len(others) > 5 else "")
     state = "is retired for VPC builds" if found else "has no VPC-mode zone in the zone table"
     return (f"region {region} {state}, so no vSwitch of {vpc_id} (all in {region}) can host the build ENI: the "
             f"build needs an ACR EE instance and a VPC in a supported region ({few}); set region, instance_id, "

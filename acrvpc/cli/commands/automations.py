@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
 
 
 @app.command()

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
 
 _STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
@@ -49,11 +49,11 @@ def diagnose_command(
 ) -> None:
     """Say why a build failed: check every hop from the registry's builders to GitLab. Creates nothing."""
     spec = _load_spec_or_exit(spec_path)
-    from acrvpc.commands.preflight import clients_or_exit
+    from acrvpc.cli.commands.preflight import clients_or_exit
 
     clients = clients_or_exit(spec)
-    from acrvpc import cloud
-    from acrvpc.errors import PipelineError
+    from acrvpc.cloud import clients as cloud
+    from acrvpc.cloud.errors import PipelineError
     from tasks.diagnose import HEALTHY, classify_outcome, diagnose_path, read_build
 
     outcome, failure = None, None

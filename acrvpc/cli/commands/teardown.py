@@ -14,8 +14,8 @@ from typing import NoReturn
 import typer
 from rich.table import Table
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
-from acrvpc.commands.preflight import clients_or_exit
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.commands.preflight import clients_or_exit
 
 HELP = ("Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
         "(ENIs first, waiting out Detaching). Nothing untagged is touched; Container Registry resources "
@@ -32,7 +32,7 @@ def teardown(
     """Delete the link's ENIs and security groups tagged for SPEC (see :data:`HELP`)."""
     the_spec = _load_spec_or_exit(spec)
     ecs = clients_or_exit(the_spec).ecs  # credentials first: without them nothing else is loaded or asked
-    from acrvpc.errors import explain
+    from acrvpc.cloud.errors import explain
     from tasks.teardown import KEPT, find_link_resources, teardown_link
 
     key, value = the_spec.tag

@@ -1,6 +1,6 @@
 """Error classification: what is worth retrying, and what to tell a person when it is not.
 
-Two retry layers, both filtered by :func:`is_retryable` (the policy: :mod:`acrvpc.callretry`):
+Two retry layers, both filtered by :func:`is_retryable` (the policy: :mod:`acrvpc.cloud.callretry`):
 calls that are safe to repeat retry in place a few times, and Prefect task retries
 (:data:`RETRY`: exponential backoff with jitter, filtered by :func:`retry_condition`) are the
 outer layer. Transient: throttling, ``ServiceUnavailable``, ``InternalError``,

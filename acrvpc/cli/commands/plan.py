@@ -1,6 +1,6 @@
 """``acrvpc plan SPEC [--json]``: the writes a run would make (resource, action, why), without making any.
 
-Runs :func:`tasks.plan.plan_run` with clients from :mod:`acrvpc.cloud`: preflight, then every stage's
+Runs :func:`tasks.plan.plan_run` with clients from :mod:`acrvpc.cloud.clients`: preflight, then every stage's
 reads in plan mode. Exit codes: 0 when the plan was printed (empty or not), 1 when a preflight check
 fails or a stage's read fails (a run would stop there), 2 when the spec is invalid or names credentials
 that do not exist. ``--json`` prints ``{"spec", "writes": [{"stage", "resource", "action", "why"}],
@@ -16,8 +16,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
-from acrvpc.commands.preflight import clients_or_exit
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.commands.preflight import clients_or_exit
 
 
 def plan_table(plan) -> Table:
@@ -40,8 +40,8 @@ def plan_command(
     """Show the writes a run of SPEC would make (none for a converged spec), making none."""
     spec = _load_spec_or_exit(spec_path)
     clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
-    from acrvpc import cloud
-    from acrvpc.errors import error_code, explain
+    from acrvpc.cloud import clients as cloud
+    from acrvpc.cloud.errors import error_code, explain
     from tasks.plan import plan_run
 
     try:

@@ -1,6 +1,6 @@
 """``acrvpc preflight SPEC [--json] [--fix]``: every prerequisite checked, nothing created.
 
-Runs :func:`tasks.preflight.run_preflight` with clients from :mod:`acrvpc.cloud` (the real cloud, or the
+Runs :func:`tasks.preflight.run_preflight` with clients from :mod:`acrvpc.cloud.clients` (the real cloud, or the
 sandbox named by ``ACRVPC_SANDBOX_URL``); no Prefect flow and no Prefect server. Exit codes: 0 when no
 check fails (warnings and skips allowed), 1 when a check fails, 2 when the spec is invalid or no usable
 credentials are found (resolved once, before any API call: one message naming every way to give them).
@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
 
 _STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
@@ -46,7 +46,7 @@ def summary_line(outcome, seconds: float) -> str:
 
 def clients_or_exit(spec):
     """The spec's cloud clients; no usable credentials (a missing block, nothing in the chain) exits 2."""
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
 
     try:
         return cloud.cloud_clients(spec)
@@ -57,7 +57,7 @@ def clients_or_exit(spec):
 
 def _apply_fix(clients, spec, outcome, say) -> list[str] | None:
     """Run the automatic fix when gitlab.sg_ingress fails: the writes it made, or ``None`` when it did not run."""
-    from acrvpc.errors import PipelineError, explain
+    from acrvpc.cloud.errors import PipelineError, explain
     from tasks.preflight_fix import FIX_CHECK_ID, fix_gitlab_ingress
 
     failing = {c.id for c in outcome.failures}
@@ -89,7 +89,7 @@ def preflight_command(
     """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing but --fix's rule."""
     spec = _load_spec_or_exit(spec_path)
     clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
-    from acrvpc import cloud
+    from acrvpc.cloud import clients as cloud
     from tasks.preflight import run_preflight
 
     gitlab = functools.partial(cloud.gitlab_for, spec)  # a missing token becomes a failed check

@@ -1,6 +1,6 @@
 """The spec's ``endpoints`` section: which endpoint each Alibaba Cloud API client calls.
 
-Re-exported by :mod:`acrvpc.spec` (import from there); :mod:`acrvpc.cloud` turns it into hosts.
+Re-exported by :mod:`acrvpc.domain.spec` (import from there); :mod:`acrvpc.cloud.clients` turns it into hosts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from acrvpc.spec_base import SpecModel as _Model
+from acrvpc.domain.spec_base import SpecModel as _Model
 
 
 class EndpointNetwork(str, Enum):

@@ -5,7 +5,7 @@ quota is per account, per region and per API, so the limiter must be shared by e
 worker: a process worker runs each flow run as a new process, and 50 runs each holding its own
 20 calls/s bucket would send 50 times the quota.
 
-Every client :mod:`acrvpc.cloud` builds is wrapped (:func:`guard`): its ``call_api`` (every action
+Every client :mod:`acrvpc.cloud.clients` builds is wrapped (:func:`guard`): its ``call_api`` (every action
 of the CR, ECS and VPC SDKs goes through ``call_api``/``call_api_async``; checked in their
 ``client.py``) first takes a token of its product and region, from
 
@@ -14,7 +14,7 @@ of the CR, ECS and VPC SDKs goes through ``call_api``/``call_api_async``; checke
    ``ACRVPC_QPS_LIMIT_PREFIX``, default ``acrvpc``: one prefix per Alibaba Cloud account when
    several accounts share one Prefect server). Used whenever the process talks to a Prefect
    server (the ``PREFECT_API_URL`` *setting*: environment, profile or ``prefect config set``) and
-   the limit exists there. :func:`ensure_limits` (``python -m acrvpc.ratelimit --region R``)
+   the limit exists there. :func:`ensure_limits` (``python -m acrvpc.cloud.ratelimit --region R``)
    creates or updates the limits; or
 2. **the per-process bucket** (:class:`TokenBucket`), the fallback without a server or without the
    limit (``acrvpc run``/``demo``, the CLI commands): logged once per limit at INFO.
@@ -413,7 +413,7 @@ def _look_up_limiter(key: tuple[str, str, str], name: str, product: str, region:
     else:
         if found is None:
             _say_once(logging.INFO, f"missing {name}", "no shared rate limit %r on the Prefect server (create it: "
-                      "python -m acrvpc.ratelimit --region %s): %s calls in this process are rate limited per "
+                      "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
                       "process only", name, region, product)
         elif not found.active or not found.slot_decay_per_second:
             _say_once(logging.INFO, f"inactive {name}", "the shared rate limit %r is inactive or has no slot decay: "
@@ -570,10 +570,10 @@ def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m acrvpc.ratelimit --region cn-hangzhou [--products ecs,cr,vpc] [--qps 20] [--burst 10]``."""
+    """``python -m acrvpc.cloud.ratelimit --region cn-hangzhou [--products ecs,cr,vpc] [--qps 20] [--burst 10]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m acrvpc.ratelimit",
+    parser = argparse.ArgumentParser(prog="python -m acrvpc.cloud.ratelimit",
                                      description="Create or update the shared API rate limits on the Prefect server.")
     parser.add_argument("--region", required=True, help="the region id the pipeline calls, e.g. cn-hangzhou")
     parser.add_argument("--products", default=",".join(PRODUCTS), help="comma-separated: cr,ecs,vpc")

@@ -1,7 +1,7 @@
 """Subcommands of ``acrvpc`` that live in their own modules.
 
-Every module in this package is imported by :mod:`acrvpc.cli` and registers its commands on
-:data:`acrvpc.cli.app` with ``@app.command()``; add a module here to add a command.
+Every module in this package is imported by :mod:`acrvpc.cli.app` and registers its commands on
+:data:`acrvpc.cli.app.app` with ``@app.command()``; add a module here to add a command.
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
 
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
 The clients :func:`cloud_clients` builds for the pipeline also refuse any API action not declared in
-:mod:`acrvpc.actions` (the list the least-privilege policy is generated from) before sending it, and
-name the RAM action to grant when the service refuses one (:func:`acrvpc.actions.guard`); the
+:mod:`acrvpc.domain.actions` (the list the least-privilege policy is generated from) before sending it, and
+name the RAM action to grant when the service refuses one (:func:`acrvpc.domain.actions.guard`); the
 per-product builders below (used as they are by the sandbox's own tests) do not.
 Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
-call (:mod:`acrvpc.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
-transient failures of calls that are safe to repeat in place (:mod:`acrvpc.callretry`). GitLab
+call (:mod:`acrvpc.cloud.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
+transient failures of calls that are safe to repeat in place (:mod:`acrvpc.cloud.callretry`). GitLab
 clients retry transient failures (5xx, 429, connection errors) with python-gitlab's own backoff,
-bounded by the same policy (:func:`acrvpc.callretry.guard_gitlab`).
+bounded by the same policy (:func:`acrvpc.cloud.callretry.guard_gitlab`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
-from . import actions, callretry, ratelimit
-from .spec import Spec
+from acrvpc.domain import actions
+
+from acrvpc.cloud import callretry, ratelimit
+from acrvpc.domain.spec import Spec
 
 if TYPE_CHECKING:  # the SDKs are imported where clients are built: resolving credentials needs none of them
     import gitlab
@@ -83,7 +85,7 @@ def sandbox_url() -> str | None:
 
 
 def _sandbox_access_key() -> AccessKey:
-    from .sandbox import defaults as sandbox_defaults  # only with a sandbox: its package loads the server
+    from acrvpc.sandbox import defaults as sandbox_defaults  # only with a sandbox: its package loads the server
 
     return AccessKey(
         os.environ.get("ACRVPC_SANDBOX_ACCESS_KEY_ID", sandbox_defaults.ACCESS_KEY_ID),
@@ -110,7 +112,7 @@ def resolve_access_key(block_name: str | None) -> Credential:
     if sandbox_url():
         return _sandbox_access_key()
     if block_name:
-        from .blocks import AlibabaCloudCredentials
+        from acrvpc.blocks import AlibabaCloudCredentials
 
         try:
             block = AlibabaCloudCredentials.load(block_name)
@@ -260,7 +262,7 @@ def endpoint_for(product: str, region: str, setting: str = "public") -> tuple[st
         product: ``cr``, ``ecs`` or ``vpc``.
         region: the spec's region.
         setting: ``public`` (the SDK's own choice), ``vpc``, a ``host[:port]`` or an ``http(s)://host[:port]``
-            URL (from :meth:`acrvpc.spec.EndpointsSpec.for_product`).
+            URL (from :meth:`acrvpc.domain.spec.EndpointsSpec.for_product`).
 
     Returns:
         ``(host, protocol)``; ``(None, None)`` leaves both to the SDK (its public endpoint, HTTPS).
@@ -309,7 +311,7 @@ def _guarded(client: Any, product: str, region: str) -> Any:
 
 def cr_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
                endpoint: str = "public") -> CrClient:
-    """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.ratelimit`.
+    """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`.
 
     Without ``access_key`` the credentials are resolved now (:func:`resolve_access_key`), as for the
     ECS and VPC builders below. ``endpoint`` is the spec's setting for the product (:func:`endpoint_for`).
@@ -322,7 +324,7 @@ def cr_client(region: str, access_key: Credential | None = None, *, read_timeout
 
 def ecs_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
                endpoint: str = "public") -> EcsClient:
-    """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`."""
     from alibabacloud_ecs20140526.client import Client as EcsClient
 
     return _guarded(EcsClient(_config(region, access_key, read_timeout_ms, product="ecs", endpoint=endpoint)),
@@ -331,7 +333,7 @@ def ecs_client(region: str, access_key: Credential | None = None, *, read_timeou
 
 def vpc_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
                endpoint: str = "public") -> VpcClient:
-    """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.ratelimit`."""
+    """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`."""
     from alibabacloud_vpc20160428.client import Client as VpcClient
 
     return _guarded(VpcClient(_config(region, access_key, read_timeout_ms, product="vpc", endpoint=endpoint)),
@@ -350,7 +352,7 @@ class CloudClients:
 def cloud_clients(spec: Spec) -> CloudClients:
     """Build the CR, ECS and VPC clients for a spec (its region, credentials and endpoints).
 
-    Each may call only the actions declared for its product in :mod:`acrvpc.actions`.
+    Each may call only the actions declared for its product in :mod:`acrvpc.domain.actions`.
     """
     key = resolve_access_key(spec.credentials.alibaba_block)
     ends = spec.endpoints
@@ -365,7 +367,7 @@ def resolve_gitlab_token(token_block: str) -> str:
     if token:
         return token
     if sandbox_url():
-        from .sandbox import defaults as sandbox_defaults
+        from acrvpc.sandbox import defaults as sandbox_defaults
 
         return sandbox_defaults.GITLAB_TOKEN
     from prefect.blocks.system import Secret
@@ -381,7 +383,7 @@ def resolve_gitlab_token(token_block: str) -> str:
 def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
     """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set).
 
-    Its retries follow the project's policy (:func:`acrvpc.callretry.guard_gitlab`): at most
+    Its retries follow the project's policy (:func:`acrvpc.cloud.callretry.guard_gitlab`): at most
     ``ACRVPC_CALL_RETRIES`` per call, none for POST/PATCH on 5xx or timeouts, ``Retry-After`` capped.
     """
     import gitlab

@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from acrvpc.spec_base import SpecModel, project_path
-from acrvpc.spec_endpoints import ENDPOINT_PRODUCTS, EndpointNetwork, EndpointsSpec  # noqa: F401 - re-exported
-from acrvpc.spec_webhook import (  # noqa: F401 - re-exported: acrvpc.spec is the public import path
+from acrvpc.domain.spec_base import SpecModel, project_path
+from acrvpc.domain.spec_endpoints import ENDPOINT_PRODUCTS, EndpointNetwork, EndpointsSpec  # noqa: F401 - re-exported
+from acrvpc.domain.spec_webhook import (  # noqa: F401 - re-exported: acrvpc.domain.spec is the public import path
     BRANCH_PREFIX, TAG_PREFIX, WebhookRoute, WebhookSpec, route_problems, route_target, rules_named, split_ref,
 )
 

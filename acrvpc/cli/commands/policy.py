@@ -1,7 +1,7 @@
 """``acrvpc policy SPEC``: print the least-privilege RAM policy for running SPEC.
 
-The policy (:func:`acrvpc.policy.policy_for`) allows exactly the actions the stages of the spec's
-link mode call (declared in :mod:`acrvpc.actions`, which the pipeline's clients enforce), each on the
+The policy (:func:`acrvpc.domain.policy.policy_for`) allows exactly the actions the stages of the spec's
+link mode call (declared in :mod:`acrvpc.domain.actions`, which the pipeline's clients enforce), each on the
 narrowest resource the service authorizes. Stdout carries the JSON and nothing else, so
 ``acrvpc policy spec.yaml > policy.json`` is ready for ``aliyun ram CreatePolicy --PolicyDocument``
 or the RAM console. Exit 2 on an invalid spec (the error names the field) or an unwritable --output.
@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli import _load_spec_or_exit, app, err
+from acrvpc.cli.app import _load_spec_or_exit, app, err
 
 HELP = ("Print the least-privilege RAM policy (JSON, Version 1) for running SPEC: the exact cr:, ecs: and vpc: "
         "actions its link mode calls, scoped to its instance, repositories, VPC, vSwitch and region. "
@@ -61,7 +61,7 @@ def policy_command(
                                                                          "of stdout."),
 ) -> None:
     """Print the least-privilege RAM policy for SPEC (see :data:`HELP`)."""
-    from acrvpc.policy import policy_for, to_json
+    from acrvpc.domain.policy import policy_for, to_json
 
     spec = _load_spec_or_exit(spec_path)
     text = to_json(policy_for(spec, with_fix=with_fix, with_teardown=with_teardown))

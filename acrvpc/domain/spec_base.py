@@ -1,6 +1,6 @@
 """What every spec section shares: the strict, frozen pydantic base and the project-path check.
 
-Kept apart from :mod:`acrvpc.spec` so that section modules (:mod:`acrvpc.spec_webhook`) can build on
+Kept apart from :mod:`acrvpc.domain.spec` so that section modules (:mod:`acrvpc.domain.spec_webhook`) can build on
 it without importing the whole spec.
 """
 

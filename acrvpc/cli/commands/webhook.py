@@ -36,10 +36,10 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
 from acrvpc.prefect_api import api_url
-from acrvpc.spec import Spec
-from acrvpc.spec_webhook import check_proxy, check_rate_limit
+from acrvpc.domain.spec import Spec
+from acrvpc.domain.spec_webhook import check_proxy, check_rate_limit
 
 SPEC_REFRESH_S = 15.0  # how often --deployment re-reads the deployment's spec
 SPOOL_NAME = "acrvpc-webhook-spool.sqlite3"
@@ -79,7 +79,7 @@ def _deployed_spec(name: str, spool: Any) -> tuple[Spec, bool]:
     With Prefect unreachable, the spec last read (kept in ``spool``) is used.
     """
     from acrvpc.deploy import spec_of
-    from acrvpc.spec import SpecError
+    from acrvpc.domain.spec import SpecError
 
     deployment, problem = _read_deployment(name)
     if isinstance(problem, _Unreachable):
@@ -142,7 +142,7 @@ class _SpecFollower:
 
 def _credentials(spec: Spec) -> tuple[str | None, str | None]:
     """``(secret, signing token)`` for the receiver; exits 2 with the fix when they are missing or invalid."""
-    from acrvpc.errors import PipelineError
+    from acrvpc.cloud.errors import PipelineError
     from tasks.webhook_hook import resolve_signing_secret, resolve_webhook_secret
 
     try:

@@ -44,7 +44,7 @@ def record_seconds_differ(builds: list[dict[str, Any]]) -> bool:
 
 def record_clock_label() -> str:
     """What a build record's duration is measured in: the sandbox's clock, or ACR's."""
-    from acrvpc.cloud import sandbox_url
+    from acrvpc.cloud.clients import sandbox_url
 
     return "sandbox time" if sandbox_url() else "ACR record time"
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli import _load_spec_or_exit, app, console, err
+from acrvpc.cli.app import _load_spec_or_exit, app, console, err
 
 HELP = ("Create or update the spec's three deployments on the Prefect server: vpc-build/<name> (optionally on a "
         "cron schedule), build-on-push/<name> (what `acrvpc webhook serve --deployment build-on-push/<name>` "
@@ -86,7 +86,7 @@ def deploy(
                       work_queue=queue)
     made_limits: dict[str, Any] = {}
     if limits:
-        from acrvpc.ratelimit import ensure_limits
+        from acrvpc.cloud.ratelimit import ensure_limits
 
         made_limits = ensure_limits(region=spec.region)
     if as_json:

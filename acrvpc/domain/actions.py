@@ -2,9 +2,9 @@
 
 This list is the single source of truth for what an AccessKey handed to the pipeline must allow:
 
-* :func:`acrvpc.policy.policy_for` builds the least-privilege RAM policy (``acrvpc policy SPEC``)
+* :func:`acrvpc.domain.policy.policy_for` builds the least-privilege RAM policy (``acrvpc policy SPEC``)
   from it, and nothing else;
-* :func:`guard` (applied by :func:`acrvpc.cloud.cloud_clients`, the one factory every stage uses)
+* :func:`guard` (applied by :func:`acrvpc.cloud.clients.cloud_clients`, the one factory every stage uses)
   refuses, before sending, any action not declared here for its product
   (``PipelineError`` code ``ACTION_NOT_DECLARED``), so the pipeline cannot call outside the policy;
 * the same guard turns a RAM refusal (``Forbidden.RAM``, CR's ``NoPrivilege``) into a message that
@@ -18,7 +18,7 @@ in the stage that makes it. The RAM action (which for Container Registry differs
 name) and the resource kind come from the API's "Authorization information" table in the
 Alibaba Cloud API reference; ECS and VPC RAM actions are ``<product>:<Action>``.
 
-Resource kinds (expanded to ARNs by :mod:`acrvpc.policy`): ``instance`` (the CR instance),
+Resource kinds (expanded to ARNs by :mod:`acrvpc.domain.policy`): ``instance`` (the CR instance),
 ``namespace`` / ``repository`` (the spec's namespaces / repositories in it), ``repositories``
 (the instance's repository scope), ``securitygroup`` / ``networkinterface`` (any in the region),
 ``vpc`` / ``vswitch`` (the spec's), ``region`` (the product's resources in the spec's region, for
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .spec import Spec
+    from acrvpc.domain.spec import Spec
 
 INSTANCE, NAMESPACE, REPOSITORY, REPOSITORIES = "instance", "namespace", "repository", "repositories"
 SECURITY_GROUP, NETWORK_INTERFACE, VPC, VSWITCH, REGION = (
@@ -42,7 +42,7 @@ PRODUCTS = ("cr", "ecs", "vpc")
 # Options of `acrvpc policy`: stages a plain run never reaches.
 OPTION_FIX, OPTION_TEARDOWN = "fix", "teardown"
 OPTIONS = (OPTION_FIX, OPTION_TEARDOWN)
-THIS_FILE = "acrvpc/actions.py"
+THIS_FILE = "acrvpc/domain/actions.py"
 # RAM refusal codes: ECS/VPC answer Forbidden.RAM (or Forbidden.RAMSTS for STS tokens), CR NoPrivilege.
 DENIED_CODES = {"Forbidden.RAM", "Forbidden.RAMSTS", "NoPrivilege", "NoPermission"}
 
@@ -263,7 +263,7 @@ def ram_action(product: str, action: str) -> str:
 
 def not_declared_error(product: str, action: str) -> Exception:
     """The ``ACTION_NOT_DECLARED`` error for an undeclared call."""
-    from .errors import PipelineError
+    from acrvpc.cloud.errors import PipelineError
 
     return PipelineError(
         f"{product} API action {action} is not declared in {THIS_FILE}, so the pipeline may not call it "
@@ -283,7 +283,7 @@ def _denied_note(product: str, action: str, exc: BaseException) -> str:
 def guard(client: Any, product: str) -> Any:
     """Refuse undeclared actions before sending, and name the RAM action in permission errors.
 
-    Wraps the instance's ``call_api`` / ``call_api_async`` (as :func:`acrvpc.ratelimit.guard` does).
+    Wraps the instance's ``call_api`` / ``call_api_async`` (as :func:`acrvpc.cloud.ratelimit.guard` does).
 
     Args:
         client: a tea-openapi based client (CR, ECS, VPC).

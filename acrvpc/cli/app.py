@@ -2,7 +2,7 @@
 
 ``demo`` runs the whole pipeline against an in-process sandbox on Prefect's embedded default;
 ``run SPEC`` runs it for a spec (real cloud, or a sandbox when ``ACRVPC_SANDBOX_URL`` is set);
-``sandbox`` serves the sandbox standalone. More commands live in :mod:`acrvpc.commands`.
+``sandbox`` serves the sandbox standalone. More commands live in :mod:`acrvpc.cli.commands`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from .report import console_for_output  # noqa: E402
+from acrvpc.cli.report import console_for_output  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
@@ -36,7 +36,7 @@ DEFAULT_SPEC = Path("examples/sandbox.yaml")
 
 
 def _load_spec_or_exit(path: Path):
-    from .spec import SpecError, load_spec
+    from acrvpc.domain.spec import SpecError, load_spec
 
     try:
         return load_spec(path)
@@ -47,8 +47,8 @@ def _load_spec_or_exit(path: Path):
 
 def credentials_or_exit(spec) -> None:
     """Resolve the spec's Alibaba Cloud credentials once, before any API call; none usable exits 2 with the
-    one message naming every way to give them (:func:`acrvpc.cloud.default_chain`)."""
-    from . import cloud
+    one message naming every way to give them (:func:`acrvpc.cloud.clients.default_chain`)."""
+    from acrvpc.cloud import clients as cloud
 
     try:
         cloud.resolve_access_key(spec.credentials.alibaba_block)
@@ -85,7 +85,7 @@ def _run_flow(spec_path: Path, start_builds: bool, output: Output) -> tuple[bool
     """
     from flows.vpc_build import vpc_build
 
-    from .live import live_run
+    from acrvpc.cli.live import live_run
 
     with live_run(console, quiet=not output.live) as view:
         state = vpc_build(spec_path=str(spec_path), start_builds=start_builds, return_state=True)
@@ -107,7 +107,7 @@ def _report(ok: bool, summary: dict[str, Any], message: str, run_id: str, output
         print(json.dumps({"ok": ok, "error": message or None, **summary, "flow_run_id": run_id}, default=str))
         return
     if output.live:
-        from .report import print_summary
+        from acrvpc.cli.report import print_summary
 
         print_summary(summary, console)
     if not ok:
@@ -128,7 +128,7 @@ def demo(
     """Run the whole pipeline against an in-process sandbox (no cloud, no server to start)."""
     from contextlib import ExitStack
 
-    from .sandbox import SandboxServer
+    from acrvpc.sandbox import SandboxServer
 
     output = Output(quiet, as_json)
     loaded = _load_spec_or_exit(spec)
@@ -190,7 +190,7 @@ def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
 
 def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, output: "Output") -> Any:
     """Unbind the sandbox's GitLab account (so both console steps show) and start the stand-in operator."""
-    from .console_operator import ConsoleOperator
+    from acrvpc.cli.console_operator import ConsoleOperator
 
     with sandbox.world.lock:
         sandbox.world.cr.unbind_code_source(spec.instance_id, "GITLAB")
@@ -201,7 +201,7 @@ def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, outp
 
 
 def _where(run_id: str) -> None:
-    from .prefect_api import api_url
+    from acrvpc.prefect_api import api_url
 
     api = api_url()
     if api:
@@ -209,7 +209,7 @@ def _where(run_id: str) -> None:
         return
     import shlex
 
-    from .shell import command
+    from acrvpc.cli.shell import command
 
     home = os.environ.get("PREFECT_HOME")
     prefix = f"PREFECT_HOME={shlex.quote(home)} " if home else ""
@@ -260,15 +260,15 @@ def sandbox(
                                               "policy`) every call must satisfy: Forbidden.RAM / NoPrivilege."),
 ) -> None:
     """Serve the sandbox on loopback until interrupted (fault injection: see /_sandbox/faults)."""
-    from .commands.policy import read_ram_policy_or_exit
-    from .sandbox import SandboxServer
+    from acrvpc.cli.commands.policy import read_ram_policy_or_exit
+    from acrvpc.sandbox import SandboxServer
 
     policy = read_ram_policy_or_exit(ram_policy)
 
     if scenario is not None and not scenario.exists():
         err.print(f"[red]--scenario: no such file {scenario}[/]")
         raise typer.Exit(2)
-    from .sandbox.core.faults import Faults
+    from acrvpc.sandbox.core.faults import Faults
 
     faults = {"qps": qps, "qps_per_action": qps_per_action, "error_rate": error_rate, "drop_rate": drop_rate,
               "seed": seed}
@@ -297,7 +297,7 @@ def sandbox(
         server.stop()
 
 
-from . import commands  # noqa: E402 - the command modules import `app` from here
+from acrvpc.cli import commands  # noqa: E402 - the command modules import `app` from here
 
 commands.load_all()
 

@@ -3,7 +3,7 @@
 The policy: two layers, never more, and a bounded cost per logical call.
 
 1. **In place** (this module, for Alibaba Cloud; python-gitlab's own retry, bounded by the same
-   setting, for GitLab; :func:`acrvpc.cloud.gitlab_client`): a call that is safe to repeat is sent
+   setting, for GitLab; :func:`acrvpc.cloud.clients.gitlab_client`): a call that is safe to repeat is sent
    again after a transient failure, at most ``ACRVPC_CALL_RETRIES`` times (default 3), so **one
    logical call makes at most 1 + 3 = 4 requests** and waits at most :data:`BACKOFF_BUDGET_S`
    (60 s) in backoff before its error reaches the task. Backoff: exponential from 0.2 s, at most
@@ -12,7 +12,7 @@ The policy: two layers, never more, and a bounded cost per logical call.
    waited instead when it is longer. A hint that does not fit in what is left of the budget
    ends the retries at once (the error goes to the task), rather than asking again too early.
 2. **The task's retry**, the outer layer ops staff see in the UI: Prefect task retries
-   (:data:`acrvpc.errors.RETRY`: ``ACRVPC_RETRY_DELAYS``, default 1, 2, 4, 8 s with 50% jitter,
+   (:data:`acrvpc.cloud.errors.RETRY`: ``ACRVPC_RETRY_DELAYS``, default 1, 2, 4, 8 s with 50% jitter,
    transient errors only), or for link and ENI :func:`tasks.ecs_common.retry_stage` inside the task
    (their Prefect retries are 0: a Prefect retry would roll back their transaction). A task
    attempt repeats the stage's calls, each again with its in-place layer: at most
@@ -53,7 +53,7 @@ import random
 import time
 from typing import Any, Callable
 
-from .errors import error_code, is_retryable
+from acrvpc.cloud.errors import error_code, is_retryable
 
 logger = logging.getLogger(__name__)
 

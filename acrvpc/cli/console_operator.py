@@ -28,7 +28,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
-from .spec import Spec
+from acrvpc.domain.spec import Spec
 
 FLOW_NAME = "vpc-build"
 NOTE = "done by the acrvpc demo's console operator (sandbox)"

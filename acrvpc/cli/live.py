@@ -6,13 +6,13 @@
 * one row per build (a bar from the build's estimated progress, its status and stage);
 * every build log line as it arrives (``repository  STAGE  message``), printed above the rows;
 
-then, at the end, the same summary tables as ``--json``'s data (:mod:`acrvpc.report`), even when the
+then, at the end, the same summary tables as ``--json``'s data (:mod:`acrvpc.cli.report`), even when the
 run failed (the build outcomes come from the notices, not from the flow's return value).
 
 While it runs, Prefect's own console log lines are held back to WARNING (they still reach the
 Prefect API and the UI) so that the display is not torn by them, and the engine's reports of a task or
-flow run that failed with an error the pipeline explains (a :class:`~acrvpc.errors.PipelineError` or a
-:class:`~acrvpc.cloud.CredentialsError`: the state message, the traceback) are left to the run's logs:
+flow run that failed with an error the pipeline explains (a :class:`~acrvpc.cloud.errors.PipelineError` or a
+:class:`~acrvpc.cloud.clients.CredentialsError`: the state message, the traceback) are left to the run's logs:
 the command prints that error itself, once. A failure nobody explains (a bug) keeps its traceback.
 ``quiet`` renders nothing.
 """
@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from acrvpc import monitor
-from acrvpc.report import wall_seconds
+from acrvpc.cli.report import wall_seconds
 
 _STAGE_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow"}
 
@@ -133,8 +133,8 @@ def _not_an_explained_failure(record: logging.LogRecord) -> bool:
         return True
     if record.exc_info is None or record.exc_info[1] is None:
         return False  # a failed run's final state: the command says why
-    from acrvpc.cloud import CredentialsError
-    from acrvpc.errors import PipelineError
+    from acrvpc.cloud.clients import CredentialsError
+    from acrvpc.cloud.errors import PipelineError
 
     return not isinstance(record.exc_info[1], (PipelineError, CredentialsError))
 

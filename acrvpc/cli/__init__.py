@@ -1,0 +1,1 @@
+"""The command line: ``acrvpc`` (``app``), its commands (``commands``), rendering (``report``, ``live``)."""
