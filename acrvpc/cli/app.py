@@ -13,36 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-# Prefect's embedded server (no PREFECT_API_URL) gets 20 s to start by default; a busy or small
-# machine needs longer on its first run, when the database is created. Set before Prefect loads.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-# The embedded server's telemetry service is off unless the person turned it on: offline it logs an ERROR
-# on every run, and its first write (read-then-insert of the TELEMETRY_SESSION row in one deferred SQLite
-# transaction) races the run's own writes and dies with a "database is locked" traceback. It is the server's
-# only service that writes to SQLite and that the CLI does not need. The server subprocess inherits this.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+import typer
 
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-
-from acrvpc.cli.report import console_for_output  # noqa: E402
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
-console = console_for_output()
-err = Console(stderr=True)
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 DEFAULT_SPEC = Path("examples/sandbox.yaml")
-
-
-def _load_spec_or_exit(path: Path):
-    from acrvpc.domain.spec import SpecError, load_spec
-
-    try:
-        return load_spec(path)
-    except SpecError as exc:
-        err.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def credentials_or_exit(spec) -> None:
@@ -98,7 +73,7 @@ def _run_flow(spec_path: Path, start_builds: bool, output: Output) -> tuple[bool
         message = str(exc)
     else:
         message = state.message or state.name
-    return False, view.partial_summary(_load_spec_or_exit(spec_path).name, run_id), message, run_id
+    return False, view.partial_summary(load_spec_or_exit(spec_path).name, run_id), message, run_id
 
 
 def _report(ok: bool, summary: dict[str, Any], message: str, run_id: str, output: Output) -> None:
@@ -131,7 +106,7 @@ def demo(
     from acrvpc.sandbox import SandboxServer
 
     output = Output(quiet, as_json)
-    loaded = _load_spec_or_exit(spec)
+    loaded = load_spec_or_exit(spec)
     if link_mode not in (None, "api", "console"):
         err.print(f"[red]--link-mode {link_mode}: choose api or console[/]", highlight=False)
         raise typer.Exit(2)
@@ -142,7 +117,7 @@ def demo(
         operator, shown = None, 0
         if link_mode is not None and link_mode != loaded.link.mode.value:
             spec = _spec_copy(spec, link_mode, stack)
-            loaded = _load_spec_or_exit(spec)
+            loaded = load_spec_or_exit(spec)
         if loaded.link.mode.value == "console":
             operator = _console_operator(sandbox, loaded, spec, stack, output)
         runs = 2 if rerun else 1
@@ -234,7 +209,7 @@ def run(
     usable credentials (checked before anything starts).
     """
     output = Output(quiet, as_json)
-    credentials_or_exit(_load_spec_or_exit(spec))
+    credentials_or_exit(load_spec_or_exit(spec))
     ok, summary, message, run_id = _run_flow(spec, not no_builds, output)
     _report(ok, summary, message, run_id, output)
     if output.live:
@@ -297,7 +272,7 @@ def sandbox(
         server.stop()
 
 
-from acrvpc.cli import commands  # noqa: E402 - the command modules import `app` from here
+from acrvpc.cli import commands  # noqa: E402 - after this module's own commands: --help lists them first
 
 commands.load_all()
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 
 @app.command()
@@ -30,7 +30,7 @@ def automations(
         err.print("[red]nothing to create: give --notify <block-type-slug>/<name> (notifications), --failover "
                   "(crash failover), or both[/]", highlight=False)
         raise typer.Exit(2)
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     from acrvpc.automations import ensure_failover, ensure_notifications
 
     try:

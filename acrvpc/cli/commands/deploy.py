@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 HELP = ("Create or update the spec's three deployments on the Prefect server: vpc-build/<name> (optionally on a "
         "cron schedule), build-on-push/<name> (what `acrvpc webhook serve --deployment build-on-push/<name>` "
@@ -57,7 +57,7 @@ def deploy(
     as_json: bool = typer.Option(False, "--json", help="Print {deployment: id} as JSON."),
 ) -> None:
     """Deploy SPEC's vpc-build, build-on-push and teardown deployments (see :data:`HELP`)."""
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     if cron is not None:
         from prefect.client.schemas.schedules import CronSchedule
         from pydantic import ValidationError

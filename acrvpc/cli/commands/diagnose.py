@@ -23,7 +23,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 _STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
@@ -48,7 +48,7 @@ def diagnose_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object, nothing else."),
 ) -> None:
     """Say why a build failed: check every hop from the registry's builders to GitLab. Creates nothing."""
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     from acrvpc.cli.commands.preflight import clients_or_exit
 
     clients = clients_or_exit(spec)

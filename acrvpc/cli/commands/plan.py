@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 from acrvpc.cli.commands.preflight import clients_or_exit
 
 
@@ -38,7 +38,7 @@ def plan_command(
     as_json: bool = typer.Option(False, "--json", help='Print {"spec", "writes": [...], "notes": [...]}.'),
 ) -> None:
     """Show the writes a run of SPEC would make (none for a converged spec), making none."""
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
     from acrvpc.cloud import clients as cloud
     from acrvpc.cloud.errors import error_code, explain

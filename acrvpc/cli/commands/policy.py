@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli.app import _load_spec_or_exit, app, err
+from acrvpc.cli.common import app, err, load_spec_or_exit
 
 HELP = ("Print the least-privilege RAM policy (JSON, Version 1) for running SPEC: the exact cr:, ecs: and vpc: "
         "actions its link mode calls, scoped to its instance, repositories, VPC, vSwitch and region. "
@@ -63,7 +63,7 @@ def policy_command(
     """Print the least-privilege RAM policy for SPEC (see :data:`HELP`)."""
     from acrvpc.domain.policy import policy_for, to_json
 
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     text = to_json(policy_for(spec, with_fix=with_fix, with_teardown=with_teardown))
     if output is None:
         typer.echo(text, nl=False)

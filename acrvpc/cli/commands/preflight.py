@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 _STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
@@ -87,7 +87,7 @@ def preflight_command(
                                                   "security group (the only automatic fix), then check again."),
 ) -> None:
     """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing but --fix's rule."""
-    spec = _load_spec_or_exit(spec_path)
+    spec = load_spec_or_exit(spec_path)
     clients = clients_or_exit(spec)  # credentials first: without them nothing else is loaded or asked
     from acrvpc.cloud import clients as cloud
     from tasks.preflight import run_preflight

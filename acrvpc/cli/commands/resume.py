@@ -15,7 +15,7 @@ from uuid import UUID
 
 import typer
 
-from acrvpc.cli.app import app, console, err
+from acrvpc.cli.common import app, console, err
 
 
 @app.command()

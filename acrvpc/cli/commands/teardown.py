@@ -14,7 +14,7 @@ from typing import NoReturn
 import typer
 from rich.table import Table
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 from acrvpc.cli.commands.preflight import clients_or_exit
 
 HELP = ("Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
@@ -30,7 +30,7 @@ def teardown(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Delete the link's ENIs and security groups tagged for SPEC (see :data:`HELP`)."""
-    the_spec = _load_spec_or_exit(spec)
+    the_spec = load_spec_or_exit(spec)
     ecs = clients_or_exit(the_spec).ecs  # credentials first: without them nothing else is loaded or asked
     from acrvpc.cloud.errors import explain
     from tasks.teardown import KEPT, find_link_resources, teardown_link

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import typer
 
-from acrvpc.cli.app import _load_spec_or_exit, app, console, err
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 from acrvpc.prefect_api import api_url
 from acrvpc.domain.spec import Spec
 from acrvpc.domain.spec_webhook import check_proxy, check_rate_limit
@@ -207,7 +207,7 @@ def serve(
                     "acrvpc deploy), not both and not neither")
     if deployment is not None and run_spec is not None:
         raise _exit("--run-spec: a deployment made by acrvpc deploy carries its spec; drop --run-spec")
-    file_spec = _load_spec_or_exit(spec_path) if spec_path is not None else None
+    file_spec = load_spec_or_exit(spec_path) if spec_path is not None else None
     try:
         given_limit = check_rate_limit(rate_limit) if rate_limit is not None else None
         given_proxies = [check_proxy(p) for p in trusted_proxy] if trusted_proxy else None
