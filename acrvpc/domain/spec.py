@@ -17,9 +17,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from acrvpc.domain.spec_base import SpecModel, project_path
+from acrvpc.domain.spec_errors import SpecError, validation_problems  # noqa: F401 - SpecError re-exported
 from acrvpc.domain.spec_endpoints import ENDPOINT_PRODUCTS, EndpointNetwork, EndpointsSpec  # noqa: F401 - re-exported
 from acrvpc.domain.spec_webhook import (  # noqa: F401 - re-exported: acrvpc.domain.spec is the public import path
-    BRANCH_PREFIX, TAG_PREFIX, WebhookRoute, WebhookSpec, route_problems, route_target, rules_named, split_ref,
+    BRANCH_PREFIX, TAG_PREFIX, WebhookRoute, WebhookSpec, split_ref,
 )
 
 REVERSE_ACCESS_CIDR = "100.104.0.0/16"
@@ -28,17 +29,6 @@ TAG_KEY = "acr-vpc-build:link"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
 _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,119}$")
 _PLATFORMS = {"linux/amd64", "linux/arm64", "linux/386", "linux/arm/v7", "linux/arm/v6"}
-
-
-class SpecError(ValueError):
-    """A spec that cannot be used. ``problems`` holds ``(field, message)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s) in the spec; nothing was created."]
-        lines += [f"  - {field}: {message}" for field, message in problems]
-        super().__init__("\n".join(lines))
 
 
 _Model = SpecModel
@@ -385,72 +375,53 @@ class Spec(_Model):
         return TAG_KEY, self.name
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
+# The cross-field rules that join the webhook routes to the repositories (they need the whole spec).
+def rules_named(repo: RepositorySpec, name: str) -> list[BuildRuleSpec]:
+    """The build rules of ``repo`` whose image_tag or push_name is ``name``."""
+    return [rule for rule in repo.build_rules if name in (rule.image_tag, rule.push_name)]
+
+
+def route_target(spec: Spec, route: WebhookRoute) -> tuple[RepositorySpec, BuildRuleSpec]:
+    """The repository and build rule a (validated) route builds."""
+    repo = next(r for r in spec.repositories if r.full_name == route.repository)
+    return repo, rules_named(repo, route.rule)[0]
+
+
+def route_problems(spec: Spec) -> list[str]:
+    """The spec's cross-field webhook problems, each ``"field: message with the fix"``."""
+    problems: list[str] = []
+    repos = {r.full_name: r for r in spec.repositories}
+    for i, route in enumerate(spec.webhook.routes):
+        where = f"webhook.routes[{i}]"
+        repo = repos.get(route.repository)
+        if repo is None:
+            problems.append(f"{where}.repository: {route.repository!r} is not one of repositories[] "
+                            f"({', '.join(repos)}): name one as namespace/name")
+            continue
+        rules = rules_named(repo, route.rule)
+        if not rules:
+            tags = ", ".join(dict.fromkeys(r.image_tag for r in repo.build_rules))
+            names = ", ".join(dict.fromkeys(r.push_name for r in repo.build_rules))
+            problems.append(f"{where}.rule: {route.rule!r} is not a build rule of {repo.full_name}: name one by its "
+                            f"image_tag ({tags}) or push_name ({names})")
+        elif len(rules) > 1:
+            problems.append(f"{where}.rule: {route.rule!r} names {len(rules)} build rules of {repo.full_name}: use "
+                            f"a value only one rule has (an image_tag or push_name)")
         else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = _missing(loc)
-        elif err["type"] == "extra_forbidden":
-            msg = "is not a spec field; check its spelling and indentation (see examples/sandbox.yaml)"
-        if err["type"] == "value_error" and not loc:  # cross-field rules: "field: message; field: message"
-            for part in msg.split("; "):
-                field, _, m = part.partition(": ")
-                problems.append((field, m))
-            continue
-        problems.append((_loc(loc), msg))
+            want = PushType.GIT_TAG if route.kind == "tag" else PushType.GIT_BRANCH
+            if rules[0].push_type != want:
+                problems.append(f"{where}.ref: {route.ref!r} matches {route.kind} pushes, but rule {route.rule!r} of "
+                                f"{repo.full_name} is a {rules[0].push_type.value} rule: route "
+                                f"{'tags (refs/tags/<glob>)' if want == PushType.GIT_BRANCH else 'branches'} to it, "
+                                f"or pick a {want.value} rule")
+    if spec.gitlab.register_webhook:
+        if not spec.webhook.url:
+            problems.append("webhook.url: gitlab.register_webhook is true, so give the URL GitLab delivers to, e.g. "
+                            "https://hooks.example.com/hooks/gitlab")
+        if not spec.webhook.routes:
+            problems.append("webhook.routes: gitlab.register_webhook is true, so route at least one project "
+                            "(hooks are registered on the routed projects)")
     return problems
-
-
-def _field_at(loc: tuple[Any, ...]) -> tuple[Any, Any, bool]:
-    """The FieldInfo at ``loc``, the model its value is (or None), and whether it is a list of them."""
-    model: Any = Spec
-    field: Any = None
-    is_list = False
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None, None, False
-        ann = field.annotation
-        inner = getattr(ann, "__args__", None)
-        is_list = getattr(ann, "__origin__", None) is list
-        model = inner[0] if inner and hasattr(inner[0], "model_fields") else ann
-    return field, (model if hasattr(model, "model_fields") else None), is_list
-
-
-def _missing(loc: tuple[Any, ...]) -> str:
-    """``is required``, what the field is, and what to add: a section's required fields, with example values.
-
-    E.g. a removed ``network:`` gives ``is required: The VPC side: ...; add the section with its required
-    fields, e.g. network: {vpc_id: vpc-bp1..., vswitch_id: vsw-bp1...} (see examples/sandbox.yaml)``.
-    """
-    field, model, is_list = _field_at(loc)
-    if field is None:
-        return "is required (see examples/sandbox.yaml)"
-    msg = "is required" + (f": {field.description}" if field.description else "")
-    name = str(loc[-1])
-    if model is not None:
-        required = [(key, sub) for key, sub in model.model_fields.items() if sub.is_required()]
-        body = ", ".join(f"{key}: {sub.examples[0] if sub.examples else '...'}" for key, sub in required)
-        example = f"[{{{body}}}]" if is_list else f"{{{body}}}"
-        what = "a list of entries with their" if is_list else "the section with its"
-        return msg.rstrip(".") + f"; add {what} required fields, e.g. {name}: {example} (see examples/sandbox.yaml)"
-    if field.examples and str(field.examples[0]) not in msg:
-        return msg.rstrip(".") + f"; add it, e.g. {name}: {field.examples[0]}"
-    return msg
 
 
 def parse_spec(data: Any, source: str = "spec") -> Spec:
@@ -460,7 +431,7 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, _problems(exc)) from None
+        raise SpecError(source, validation_problems(exc, Spec)) from None
     except RecursionError:
         raise SpecError(source, [("(top level)", "nested too deeply to be a spec; see examples/sandbox.yaml")]) from None
 

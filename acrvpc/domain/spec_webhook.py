@@ -1,7 +1,8 @@
 """The spec's ``webhook`` section: the GitLab webhook receiver's routes and settings.
 
-Re-exported by :mod:`acrvpc.domain.spec` (import from there). :func:`route_problems` is the cross-field
-check :class:`acrvpc.domain.spec.Spec` runs on its routes (each names an existing repository and rule).
+Re-exported by :mod:`acrvpc.domain.spec` (import from there). Built on :mod:`acrvpc.domain.spec_base` only:
+the checks that join routes to the repositories and rules (``route_problems``, ``route_target``) need the
+whole spec and live in :mod:`acrvpc.domain.spec`, so the import goes one way.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
 
 from acrvpc.domain.spec_base import SpecModel, project_path
-
-if TYPE_CHECKING:
-    from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
 
 BRANCH_PREFIX, TAG_PREFIX = "refs/heads/", "refs/tags/"
 MAX_REPLAY_WINDOW_S = 300
@@ -178,53 +176,3 @@ class WebhookSpec(SpecModel):
     def projects(self) -> list[str]:
         """The routed GitLab projects, each once, in route order."""
         return list(dict.fromkeys(route.project for route in self.routes))
-
-
-def rules_named(repo: "RepositorySpec", name: str) -> "list[BuildRuleSpec]":
-    """The build rules of ``repo`` whose image_tag or push_name is ``name``."""
-    return [rule for rule in repo.build_rules if name in (rule.image_tag, rule.push_name)]
-
-
-def route_target(spec: "Spec", route: WebhookRoute) -> "tuple[RepositorySpec, BuildRuleSpec]":
-    """The repository and build rule a (validated) route builds."""
-    repo = next(r for r in spec.repositories if r.full_name == route.repository)
-    return repo, rules_named(repo, route.rule)[0]
-
-
-def route_problems(spec: "Spec") -> list[str]:
-    """The spec's cross-field webhook problems, each ``"field: message with the fix"``."""
-    from acrvpc.domain.spec import PushType
-
-    problems: list[str] = []
-    repos = {r.full_name: r for r in spec.repositories}
-    for i, route in enumerate(spec.webhook.routes):
-        where = f"webhook.routes[{i}]"
-        repo = repos.get(route.repository)
-        if repo is None:
-            problems.append(f"{where}.repository: {route.repository!r} is not one of repositories[] "
-                            f"({', '.join(repos)}): name one as namespace/name")
-            continue
-        rules = rules_named(repo, route.rule)
-        if not rules:
-            tags = ", ".join(dict.fromkeys(r.image_tag for r in repo.build_rules))
-            names = ", ".join(dict.fromkeys(r.push_name for r in repo.build_rules))
-            problems.append(f"{where}.rule: {route.rule!r} is not a build rule of {repo.full_name}: name one by its "
-                            f"image_tag ({tags}) or push_name ({names})")
-        elif len(rules) > 1:
-            problems.append(f"{where}.rule: {route.rule!r} names {len(rules)} build rules of {repo.full_name}: use "
-                            f"a value only one rule has (an image_tag or push_name)")
-        else:
-            want = PushType.GIT_TAG if route.kind == "tag" else PushType.GIT_BRANCH
-            if rules[0].push_type != want:
-                problems.append(f"{where}.ref: {route.ref!r} matches {route.kind} pushes, but rule {route.rule!r} of "
-                                f"{repo.full_name} is a {rules[0].push_type.value} rule: route "
-                                f"{'tags (refs/tags/<glob>)' if want == PushType.GIT_BRANCH else 'branches'} to it, "
-                                f"or pick a {want.value} rule")
-    if spec.gitlab.register_webhook:
-        if not spec.webhook.url:
-            problems.append("webhook.url: gitlab.register_webhook is true, so give the URL GitLab delivers to, e.g. "
-                            "https://hooks.example.com/hooks/gitlab")
-        if not spec.webhook.routes:
-            problems.append("webhook.routes: gitlab.register_webhook is true, so route at least one project "
-                            "(hooks are registered on the routed projects)")
-    return problems
