@@ -9,7 +9,8 @@ with one change, a fork server:
 * **the zygote**: per base environment (the run's environment without Prefect's per-run ``PREFECT__*``
   variables; at most ``MAX_ENVIRONMENTS`` = 4), one ``python -m acrvpc.warm_worker zygote SOCKET``, the
   worker's child in a session of its own, imports ``prefect.flow_engine`` and the modules in
-  ``ACRVPC_WARM_IMPORTS`` (default: the project's flows, hence Prefect, acrvpc and the three SDKs),
+  ``ACRVPC_WARM_IMPORTS`` (default: the project's flows, the three SDK clients and python-gitlab,
+  which the flows import lazily),
   then listens on a Unix socket in a private directory (mode 0700) and forks one child per run order.
 * **the run's process**: the worker starts ``python -I -S acrvpc/_fork_stub.py SOCKET`` (standard library
   only, ~20 ms) exactly where the process worker starts the engine: Prefect's own
@@ -72,7 +73,10 @@ import sys
 from pathlib import Path
 
 ZYGOTE_ARG = "zygote"
-DEFAULT_IMPORTS = "flows.on_push,flows.vpc_build,flows.teardown"
+# The flows import the SDKs and python-gitlab lazily (a preflight needs few of them); a run needs them all.
+DEFAULT_IMPORTS = ("flows.on_push,flows.vpc_build,flows.teardown,acrvpc.cloud.clients,alibabacloud_cr20181201.client,"
+                   "alibabacloud_ecs20140526.client,alibabacloud_vpc20160428.client,gitlab.v4.objects,"
+                   "anyio._backends._asyncio")
 MAX_ENVIRONMENTS = 4
 STUB = str(Path(__file__).resolve().with_name("_fork_stub.py"))
 

@@ -170,6 +170,12 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             raise RuntimeError(f"the workers did not start: {(server.home / 'worker-0.log').read_text()[-2000:]}")
         time.sleep(0.5)
+    if args.worker_type == "acrvpc-process":  # up means forking: each worker's zygote has imported the flows
+        logs = [server.home / f"worker-{i}.log" for i in range(args.workers)]
+        while not all("ready:" in log.read_text(errors="replace") for log in logs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the zygotes did not start: {logs[0].read_text()[-2000:]}")
+            time.sleep(0.2)
     zygotes = _zygotes(workers)
     cpu0 = {"zygotes": sum(_tree_cpu_seconds(z) for z in zygotes), "server": common.session_cpu_seconds(server.proc.pid),
             "workers": sum(common.session_cpu_seconds(w.pid) for w in workers), "self": common.self_cpu_seconds()}
@@ -215,6 +221,9 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
                for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts)) if v}
     for w in workers:
         harness.stop_group(w)
+    text = "".join((server.home / f"worker-{i}.log").read_text(errors="replace") for i in range(args.workers))
+    start_s["starts"] = {"forked": text.count(": started warm: "), "cold": text.count("starting it cold"),
+                         "cold_by_stub": text.count("acrvpc fork stub:")}
     return t0, wall, cpu, start_s
 
 
