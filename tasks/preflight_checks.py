@@ -15,7 +15,7 @@ from typing import Any
 
 from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import FIXES, PipelineError, error_code, is_retryable
-from acrvpc.domain.outcomes import PreflightCheck, PreflightOutcome
+from acrvpc.domain.outcomes import CheckResult, PreflightCheck, PreflightOutcome
 from acrvpc.domain.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
 
 CHECK_IDS = (
@@ -63,20 +63,21 @@ class Observation:
 
 
 # -- checks ----------------------------------------------------------------------------------------
-def _check(cid: str, result: str, detail: str, fix: str = "") -> PreflightCheck:
+def _check(cid: str, result: CheckResult, detail: str, fix: str = "") -> PreflightCheck:
     return PreflightCheck(id=cid, result=result, detail=detail, fix=fix if result in ("fail", "warn") else "")
 
 
-def _either(cid: str, ok: bool, good: str, bad: str, fix: str, result: str = "fail") -> PreflightCheck:
+def _either(cid: str, ok: bool, good: str, bad: str, fix: str, result: CheckResult = "fail") -> PreflightCheck:
     return _check(cid, "pass", good) if ok else _check(cid, result, bad, fix)
 
 
-def _failed_read(cid: str, what: str, exc: BaseException, fix: str, own: dict[str, str] | None = None) -> PreflightCheck:
+def _failed_read(cid: str, what: str, exc: BaseException | None, fix: str, own: dict[str, str] | None = None) -> PreflightCheck:
     """A failed check for a read that raised ``exc``: ``<what> failed: [code] message``, and the fix.
 
     The fix is, in order: ``own[code]`` (the caller knows better, e.g. names the region), the error's
     own fix or the code's in :data:`~acrvpc.cloud.errors.FIXES`, then ``fix``.
     """
+    assert exc is not None, f"{cid}: a failed read without its exception"
     code = error_code(exc) or type(exc).__name__
     if isinstance(exc, PipelineError):  # detail is the message alone (after unpickling: "[code] message Fix: fix.")
         message = str(exc.detail).removesuffix(f" Fix: {exc.fix}.").removeprefix(f"[{code}] ")
@@ -85,7 +86,8 @@ def _failed_read(cid: str, what: str, exc: BaseException, fix: str, own: dict[st
     # A CR business error reads "<Action> failed: <code>": ``what`` already says what failed and the code follows.
     message = re.sub(r"^\S+ failed: ", "", message)
     text = f"[{code}]" + (f" {message}" if message and message != code else "")
-    if (own or {}).get(code):
+    own = own or {}
+    if own.get(code):
         fix = own[code]
     elif isinstance(exc, PipelineError):
         fix = exc.fix or fix
@@ -329,7 +331,7 @@ def _gitlab_checks(spec: Spec, read: Read | None) -> list[PreflightCheck]:
                                "; ".join(out.notes), f"rotate the token, update the Secret block "
                                f"{spec.gitlab.token_block!r}", "warn"),
                 _check("gitlab.projects", "pass", ", ".join(f"{p} (id {i})" for p, i in out.projects.items()))]
-    code = error_code(read.error) or ""
+    code = error_code(read.error) or "" if read.error is not None else ""
     if code == "GITLAB_UNREACHABLE":
         return [_failed_read("gitlab.reachable", "reaching GitLab", read.error, ""),
                 _check("gitlab.token", "skip", "GitLab unreachable"), _check("gitlab.projects", "skip", "-")]

@@ -18,9 +18,12 @@ class StageOutcome(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+CheckResult = Literal["pass", "fail", "warn", "skip"]
+
+
 class PreflightCheck(BaseModel):
     id: str  # stable, e.g. "instance.running"
-    result: Literal["pass", "fail", "warn", "skip"]
+    result: CheckResult
     detail: str
     fix: str = ""
 
