@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 from typing import Any
 
 import gitlab
@@ -44,6 +43,7 @@ from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, PipelineError, error_code, is_retryable
 from acrvpc.domain.outcomes import StageOutcome
 from acrvpc.domain.spec import Spec
+from acrvpc.settings import secret_value, settings
 
 SECRET_ENV = "ACRVPC_WEBHOOK_SECRET"
 SIGNING_SECRET_ENV = "ACRVPC_WEBHOOK_SIGNING_SECRET"
@@ -76,7 +76,7 @@ def resolve_webhook_secret(spec: Spec, *, required: bool = True) -> str | None:
     """
     from deployments.webhook_guard import normalize_secret  # GitLab sends it without line breaks, trimmed
 
-    secret = normalize_secret(os.environ.get(SECRET_ENV, "") or _secret_block(spec.webhook.secret_block))
+    secret = normalize_secret(secret_value(settings().webhook_secret) or _secret_block(spec.webhook.secret_block))
     if not secret and required:
         block = spec.webhook.secret_block
         raise PipelineError(f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
@@ -125,7 +125,7 @@ def resolve_signing_secret(spec: Spec) -> str | None:
         PipelineError: ``WEBHOOK_SIGNING_SECRET_MISSING`` when the named block does not exist or is empty;
             ``WEBHOOK_SIGNING_SECRET_INVALID`` when the token is not ``whsec_`` + base64 of 32 bytes.
     """
-    token = os.environ.get(SIGNING_SECRET_ENV, "")
+    token = secret_value(settings().webhook_signing_secret)
     block = spec.webhook.signing_secret_block
     if not token and block:
         token = _secret_block(block)

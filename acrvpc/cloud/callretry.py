@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import time
 from typing import Any, Callable
 
 from acrvpc.cloud.errors import error_code, is_retryable
+from acrvpc.settings import Settings, settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ SAFE_WRITES = {"CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo"
                "CancelRepoBuildRecord"}
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 2.0
-DEFAULT_RETRIES = 3
+DEFAULT_RETRIES: int = Settings.model_fields["call_retries"].default
 BACKOFF_BUDGET_S = 60.0  # the most one logical call waits in backoff (hints included) before the task's retry
 RETRIES_ENV = "ACRVPC_CALL_RETRIES"
 
@@ -73,12 +73,7 @@ SLEEP: Callable[[float], None] = time.sleep
 
 def attempts_after_first() -> int:
     """``ACRVPC_CALL_RETRIES``: the in-place retries of one call (default 3, 0 = off)."""
-    raw = os.environ.get(RETRIES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_RETRIES
-    if not raw.isdigit():
-        raise ValueError(f"{RETRIES_ENV}={raw!r}: write a whole number of retries, e.g. 3 (0 turns them off)")
-    return int(raw)
+    return settings().call_retries  # a bad value: SettingsError (a ValueError) naming the variable
 
 
 def safe_to_repeat(action: str, query: dict[str, Any] | None) -> bool:

@@ -38,6 +38,7 @@ from acrvpc.domain import actions
 
 from acrvpc.cloud import callretry, ratelimit
 from acrvpc.domain.spec import Spec
+from acrvpc.settings import secret_value, settings
 
 if TYPE_CHECKING:  # the SDKs are imported where clients are built: resolving credentials needs none of them
     import gitlab
@@ -80,16 +81,17 @@ Credential = Union[AccessKey, Any]
 
 def sandbox_url() -> str | None:
     """The sandbox base URL from ``ACRVPC_SANDBOX_URL``, or ``None`` for the real cloud."""
-    url = os.environ.get(SANDBOX_ENV, "").strip()
+    url = settings().sandbox_url or ""
     return url.rstrip("/") or None
 
 
 def _sandbox_access_key() -> AccessKey:
     from acrvpc.sandbox import defaults as sandbox_defaults  # only with a sandbox: its package loads the server
 
+    current = settings()
     return AccessKey(
-        os.environ.get("ACRVPC_SANDBOX_ACCESS_KEY_ID", sandbox_defaults.ACCESS_KEY_ID),
-        os.environ.get("ACRVPC_SANDBOX_ACCESS_KEY_SECRET", sandbox_defaults.ACCESS_KEY_SECRET),
+        current.sandbox_access_key_id or sandbox_defaults.ACCESS_KEY_ID,
+        secret_value(current.sandbox_access_key_secret) or sandbox_defaults.ACCESS_KEY_SECRET,
     )
 
 
@@ -363,7 +365,7 @@ def cloud_clients(spec: Spec) -> CloudClients:
 
 def resolve_gitlab_token(token_block: str) -> str:
     """The GitLab token: ``ACRVPC_GITLAB_TOKEN``, the sandbox's, or the named Prefect Secret block."""
-    token = os.environ.get(GITLAB_TOKEN_ENV, "").strip()
+    token = secret_value(settings().gitlab_token).strip()
     if token:
         return token
     if sandbox_url():

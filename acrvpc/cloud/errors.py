@@ -12,9 +12,10 @@ message text.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
+
+from acrvpc.settings import settings
 
 TRANSIENT_CODES = {
     "ServiceUnavailable", "InternalError", "InternalServerError", "OperationConflict", "TaskConflict",
@@ -162,17 +163,11 @@ def retry_delays() -> list[float]:
 
     The count of delays is the number of retries. Exponential by default; lower them for tests
     and soaks against the sandbox, raise them for an account with tight API quotas.
+
+    Raises:
+        acrvpc.settings.SettingsError: a bad value (a ``ValueError`` naming the variable and the fix).
     """
-    raw = os.environ.get("ACRVPC_RETRY_DELAYS", "").strip()
-    if not raw:
-        return [1, 2, 4, 8]
-    try:
-        delays = [float(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"ACRVPC_RETRY_DELAYS={raw!r}: write comma-separated seconds, e.g. 1,2,4,8") from None
-    if not delays or any(d < 0 for d in delays):
-        raise ValueError(f"ACRVPC_RETRY_DELAYS={raw!r}: needs at least one non-negative number of seconds")
-    return delays
+    return list(settings().retry_delays)
 
 
 _DELAYS = retry_delays()

@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import re
 import sys
 import threading
@@ -65,19 +64,19 @@ import time
 from typing import Any, Callable
 
 from acrvpc.prefect_api import api_url
+from acrvpc.settings import Settings, settings
 
-DEFAULT_QPS = 20.0
+DEFAULT_QPS: float = Settings.model_fields["qps_ecs"].default  # the defaults live in acrvpc/settings.py
 QPS_ENV = "ACRVPC_QPS_{product}"
 BURST_ENV = "ACRVPC_BURST_{product}"
 PREFIX_ENV = "ACRVPC_QPS_LIMIT_PREFIX"
 LEASE_ENV = "ACRVPC_QPS_LEASE"
-DEFAULT_PREFIX = "acrvpc"
-DEFAULT_LEASE = 5  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
+DEFAULT_PREFIX: str = Settings.model_fields["qps_limit_prefix"].default
+DEFAULT_LEASE: int = Settings.model_fields["qps_lease"].default  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
 SLOTS_PER_CALL = 10  # slots of the shared limit per call: the server's floor() then loses 1/10 call per request
 RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long
 SERVER_RETRY_DELAYS = (1.0, 2.0, 4.0)  # a busy Prefect server's 5xx or timeout is asked again before falling back
 PRODUCTS = ("cr", "ecs", "vpc")
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 logger = logging.getLogger(__name__)
 
@@ -134,19 +133,6 @@ _buckets: dict[tuple[str, str], TokenBucket] = {}
 _buckets_lock = threading.Lock()
 
 
-def _env_number(name: str, default: float | None) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ValueError(f"{name}={raw!r}: write a number of calls per second (0 for no limit)")
-    return value
-
-
 def quota(product: str) -> tuple[float, float | None]:
     """The configured ``(qps, burst)`` of a product (``qps`` 0 = no limit).
 
@@ -160,9 +146,11 @@ def quota(product: str) -> tuple[float, float | None]:
     Raises:
         ValueError: a variable is not a non-negative number (the message names it).
     """
-    upper = product.upper()
-    qps = _env_number(QPS_ENV.format(product=upper), DEFAULT_QPS) or 0.0
-    burst = _env_number(BURST_ENV.format(product=upper), None)
+    current, name = settings(), product.lower()
+    if f"qps_{name}" not in type(current).model_fields:
+        raise ValueError(f"product {product!r}: one of {', '.join(PRODUCTS)}")
+    qps = getattr(current, f"qps_{name}") or 0.0
+    burst = getattr(current, f"burst_{name}")
     return qps, (burst if burst else max(1.0, qps / 2))
 
 
@@ -206,11 +194,7 @@ def limit_prefix() -> str:
     Raises:
         ValueError: the prefix is not letters, digits, ``-``, ``_`` or ``.`` (the message says so).
     """
-    prefix = os.environ.get(PREFIX_ENV, "").strip() or DEFAULT_PREFIX
-    if not _NAME_OK.match(prefix):
-        raise ValueError(f"{PREFIX_ENV}={prefix!r}: use letters, digits, '-', '_' or '.' "
-                         f"(e.g. {PREFIX_ENV}=acct-prod), one prefix per Alibaba Cloud account")
-    return prefix
+    return settings().qps_limit_prefix  # checked by the settings model
 
 
 def limit_name(product: str, region: str) -> str:
@@ -229,12 +213,7 @@ def lease_limit() -> int:
     Raises:
         ValueError: not a whole number >= 1 (the message names the variable).
     """
-    raw = os.environ.get(LEASE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LEASE
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{LEASE_ENV}={raw!r}: write a whole number of calls >= 1 (1 = one round trip per call)")
-    return int(raw)
+    return settings().qps_lease  # checked by the settings model
 
 
 def lease_size(waiting: int, lease: int, burst: float) -> int:
@@ -387,7 +366,7 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
                   "(ACRVPC_QPS_<PRODUCT>), not across processes")
         return None
     name = limit_name(product, region)
-    key = (url, name, os.environ.get(LEASE_ENV, ""))
+    key = (url, name, lease_limit())
     with _shared_lock:
         cached = _shared.get(key)
         lookup_lock = _lookup_locks.setdefault(key, threading.Lock())
