@@ -30,12 +30,12 @@ from typing import Any, Callable
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
-from prefect import task
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule
 from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
+from acrvpc.lazy_prefect import task
 
 CODE_REPO_TYPE = "GITLAB"
 RULES_PAGE_SIZE = 100

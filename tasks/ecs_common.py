@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from prefect.utilities.math import clamped_poisson_interval
-
 from acrvpc.cloud.errors import FIXES, RETRY, PipelineError, error_code, explain, is_retryable
 
 ALL_IPV4 = "0.0.0.0/0"
@@ -189,6 +187,8 @@ def retry_stage(stage: str, attempt: Callable[[int], T], *, sleep: Callable[[flo
         except Exception as exc:  # noqa: BLE001 - classified below
             if number > len(delays) or not is_retryable(exc):
                 raise
+            from prefect.utilities.math import clamped_poisson_interval  # only on a retry: `acrvpc plan` loads no Prefect
+
             delay = clamped_poisson_interval(delays[number - 1], clamping_factor=jitter)
             log.warning("stage %s failed transiently (%s); retry %d/%d in %.1f s", stage, explain(exc)[:300],
                         number, len(delays), delay)

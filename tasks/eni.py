@@ -23,12 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
-from prefect import task
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError
 from acrvpc.domain.outcomes import EniOutcome
 from acrvpc.domain.spec import Spec
+from acrvpc.lazy_prefect import task
 from tasks.ecs_common import create_with_token, ecs_call, retry_stage
 from tasks.link import GROUP_GONE_CODE, link_group_gone_fix
 

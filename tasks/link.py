@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
-from prefect import task
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, explain
 from acrvpc.domain.outcomes import LinkOutcome
 from acrvpc.domain.spec import Spec
+from acrvpc.lazy_prefect import task
 from tasks.ecs_common import (
     ALL_IPV4,
     canonical_cidr,
