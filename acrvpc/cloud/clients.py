@@ -106,24 +106,24 @@ def resolve_access_key(block_name: str | None) -> Credential:
 
     Returns:
         An :class:`AccessKey`, or an SDK credentials client for credentials that refresh
-        (a profile's STS or role, OIDC, a credentials URI, an ECS RAM role).
+        (a block's RAM role or OIDC option, a profile's STS or role, OIDC, a credentials URI, an ECS RAM role).
 
     Raises:
-        CredentialsError: the block does not exist, or the chain found nothing usable.
+        CredentialsError: the block does not exist or is misfilled, or the chain found nothing usable.
     """
     if sandbox_url():
         return _sandbox_access_key()
     if block_name:
-        from acrvpc.blocks import AlibabaCloudCredentials
+        from acrvpc.blocks import AlibabaCloudCredentials, load_block
 
         try:
-            block = AlibabaCloudCredentials.load(block_name)
-        except ValueError as exc:
+            block = load_block(AlibabaCloudCredentials, block_name)
+        except ValueError as exc:  # not found, or saved half-filled (the message names the field and the fix)
             raise CredentialsError(
-                f"credentials.alibaba_block: no AlibabaCloudCredentials block named {block_name!r} ({exc}); "
-                f"create it with `acrvpc` docs' snippet or omit the field to use the environment") from None
-        token = block.security_token.get_secret_value() if block.security_token else None
-        return AccessKey(block.access_key_id, block.access_key_secret.get_secret_value(), token)
+                f"credentials.alibaba_block: cannot use the Alibaba Cloud Credentials block {block_name!r} ({exc}); "
+                "save it with `prefect block create alibaba-cloud-credentials` or AlibabaCloudCredentials(...)"
+                ".save(...) (README, Credentials), or omit the field to use the default credential chain") from None
+        return block.credential()
     return default_chain()
 
 
@@ -342,6 +342,23 @@ def vpc_client(region: str, access_key: Credential | None = None, *, read_timeou
                     "vpc", region)
 
 
+PRODUCT_CLIENTS = {"cr": cr_client, "ecs": ecs_client, "vpc": vpc_client}
+
+
+def client_for(product: str, region: str, access_key: Credential | None = None, *,
+               read_timeout_ms: int | None = None, endpoint: str = "public") -> Any:
+    """The client of one product by name (``cr``, ``ecs`` or ``vpc``): :func:`cr_client`, :func:`ecs_client`
+    or :func:`vpc_client`. What :meth:`acrvpc.blocks.AlibabaCloudCredentials.get_client` builds.
+
+    Raises:
+        ValueError: another product name.
+    """
+    build = PRODUCT_CLIENTS.get(product.strip().lower())
+    if build is None:
+        raise ValueError(f"product {product!r} has no client here; use one of {', '.join(PRODUCT_CLIENTS)}")
+    return build(region, access_key, read_timeout_ms=read_timeout_ms, endpoint=endpoint)
+
+
 @dataclass
 class CloudClients:
     """The three Alibaba Cloud clients a stage may need, for one region."""
@@ -363,37 +380,99 @@ def cloud_clients(spec: Spec) -> CloudClients:
                         actions.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"))
 
 
+@dataclass(frozen=True)
+class GitLabAuth:
+    """A GitLab token and the CA bundle (a path or PEM text) GitLab's TLS is checked with. ``repr`` hides the token."""
+
+    token: str
+    ca_bundle: str | None = None
+
+    def __repr__(self) -> str:
+        return f"GitLabAuth(token='**********', ca_bundle={self.ca_bundle!r})"
+
+
 def resolve_gitlab_token(token_block: str) -> str:
-    """The GitLab token: ``ACRVPC_GITLAB_TOKEN``, the sandbox's, or the named Prefect Secret block."""
+    """The GitLab token, from where :func:`resolve_gitlab` finds it."""
+    return resolve_gitlab(token_block).token
+
+
+def resolve_gitlab(token_block: str) -> GitLabAuth:
+    """The GitLab token (and CA bundle), in order: ``ACRVPC_GITLAB_TOKEN``; the sandbox's; the
+    ``GitLabCredentials`` block named ``token_block`` (its token and CA bundle); the Prefect ``Secret``
+    block of that name (the old way; a GitLab Credentials block of the same name wins).
+
+    Raises:
+        CredentialsError: neither block exists, or the GitLab Credentials block is misfilled.
+    """
     token = secret_value(settings().gitlab_token).strip()
     if token:
-        return token
+        return GitLabAuth(token)
     if sandbox_url():
         from acrvpc.sandbox import defaults as sandbox_defaults
 
-        return sandbox_defaults.GITLAB_TOKEN
+        return GitLabAuth(sandbox_defaults.GITLAB_TOKEN)
     from prefect.blocks.system import Secret
 
+    from acrvpc.blocks import BlockUnusable, GitLabCredentials, load_block
+
     try:
-        return str(Secret.load(token_block).get())
+        block = load_block(GitLabCredentials, token_block)
+        return GitLabAuth(block.token.get_secret_value(), block.ca_bundle)
+    except BlockUnusable as exc:
+        raise CredentialsError(f"gitlab.token_block: {exc}") from None
+    except ValueError:  # no such block: the Secret block of that name, as before
+        pass
+    try:
+        return GitLabAuth(str(Secret.load(token_block).get()))
     except ValueError:
         raise CredentialsError(
-            f"gitlab.token_block: no Prefect Secret block named {token_block!r}; create it with "
-            f"`Secret(value='glpat-...').save('{token_block}')` or set {GITLAB_TOKEN_ENV}") from None
+            f"gitlab.token_block: no {GitLabCredentials.get_block_type_name()} block and no Prefect Secret block "
+            f"named {token_block!r}; create one (`GitLabCredentials(token='glpat-...', url=...).save('{token_block}')`"
+            f" or `Secret(value='glpat-...').save('{token_block}')`, README, Credentials) or set "
+            f"{GITLAB_TOKEN_ENV}") from None
 
 
-def gitlab_client(url: str, token: str) -> gitlab.Gitlab:
+def ca_bundle_path(ca_bundle: str | None) -> str | bool:
+    """What python-gitlab's ``ssl_verify`` takes for a CA bundle: ``True`` (the system's CAs) without one;
+    the path of a bundle file; PEM text written once to a file named by its hash in the temporary directory.
+
+    Raises:
+        CredentialsError: a path that is not a file here.
+    """
+    if not ca_bundle:
+        return True
+    if "-----BEGIN" in ca_bundle:
+        import hashlib
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / f"acrvpc-ca-{hashlib.sha256(ca_bundle.encode()).hexdigest()[:16]}.pem"
+        if not path.is_file():
+            part = path.with_suffix(f".{os.getpid()}.tmp")
+            part.write_text(ca_bundle.strip() + "\n")
+            part.replace(path)
+        return str(path)
+    if not Path(ca_bundle).expanduser().is_file():
+        raise CredentialsError(f"ca_bundle: no file {ca_bundle!r} on this machine; give the CA bundle's path here, "
+                               "or paste the PEM text itself into the block's ca_bundle")
+    return str(Path(ca_bundle).expanduser())
+
+
+def gitlab_client(url: str, token: str, *, ca_bundle: str | None = None) -> gitlab.Gitlab:
     """A python-gitlab client for ``url`` (the sandbox's, when ``ACRVPC_SANDBOX_URL`` is set).
 
     Its retries follow the project's policy (:func:`acrvpc.cloud.callretry.guard_gitlab`): at most
     ``ACRVPC_CALL_RETRIES`` per call, none for POST/PATCH on 5xx or timeouts, ``Retry-After`` capped.
+    ``ca_bundle`` (a path or PEM text) checks GitLab's TLS certificate (:func:`ca_bundle_path`).
     """
     import gitlab
 
     return callretry.guard_gitlab(gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S,
-                                                keep_base_url=True, user_agent=USER_AGENT))
+                                                keep_base_url=True, user_agent=USER_AGENT,
+                                                ssl_verify=ca_bundle_path(ca_bundle)))
 
 
 def gitlab_for(spec: Spec) -> gitlab.Gitlab:
-    """The GitLab client for a spec's GitLab, authenticated with its token."""
-    return gitlab_client(spec.gitlab.api_base, resolve_gitlab_token(spec.gitlab.token_block))
+    """The GitLab client for a spec's GitLab (its ``api_url``/``endpoint``), with the token (and CA bundle)
+    :func:`resolve_gitlab` finds for ``gitlab.token_block``."""
+    auth = resolve_gitlab(spec.gitlab.token_block)
+    return gitlab_client(spec.gitlab.api_base, auth.token, ca_bundle=auth.ca_bundle)
