@@ -33,6 +33,7 @@ from alibabacloud_cr20181201.client import Client as CrClient
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.cloud.paging import paginate
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule
 from acrvpc.domain.spec import BuildRuleSpec, RepositorySpec, Spec
 from acrvpc.lazy_prefect import task
@@ -258,18 +259,11 @@ def _check_endpoint(spec: Spec, repo: RepositorySpec, domain: str) -> None:
 
 def list_build_rules(cr: CrClient, spec: Spec, repo_id: str) -> list[Any]:
     """Every build rule of a repository (ListRepoBuildRule, all pages)."""
-    rules: list[Any] = []
-    page = 1
-    while True:
-        body = check_cr(cr.list_repo_build_rule(cr_models.ListRepoBuildRuleRequest(
+    def fetch(page: int) -> Any:
+        return check_cr(cr.list_repo_build_rule(cr_models.ListRepoBuildRuleRequest(
             instance_id=spec.instance_id, repo_id=repo_id, page_no=page, page_size=RULES_PAGE_SIZE)),
             "ListRepoBuildRule")
-        batch = body.build_rules or []
-        rules.extend(batch)
-        total = int(body.total_count or 0)  # a string on the wire
-        if not batch or len(rules) >= total:
-            return rules
-        page += 1
+    return list(paginate(fetch, lambda body: body.build_rules, what=f"ListRepoBuildRule of {repo_id}", by="page"))
 
 
 def _matches(existing: Any, wanted: BuildRuleSpec) -> bool:

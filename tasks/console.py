@@ -45,15 +45,18 @@ from acrvpc.cloud import clients as cloud
 
 from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import RETRY, PipelineError
+from acrvpc.cloud.paging import paginate
+from acrvpc.cloud.waiting import wait_until
 from acrvpc.domain.outcomes import EniOutcome, LinkOutcome
 from acrvpc.domain.spec import Spec
 from tasks.console_account import (
     ACCOUNT_NOT_BOUND_CODE,
+    VERIFY_FIRST_POLL_S,
+    VERIFY_MAX_POLL_S,
     AccountOutcome,
     account_bound,
     check_account,
     check_account_task,
-    retrying,
     verify_account,
     verify_account_task,
 )
@@ -125,37 +128,30 @@ def link_differences(spec: Spec, rules: list[Mapping[str, Any]], *, default_egre
     return diffs
 
 
-def _pages(fetch: Callable[[str | None], tuple[list[Any], str]]) -> list[Any]:
-    items: list[Any] = []
-    token: str | None = None
-    while True:
-        batch, token = fetch(token)
-        items += batch
-        if not token:
-            return items
-
-
 def service_groups(ecs: Any, spec: Spec) -> list[Any]:
     """The service-managed security groups in the spec's VPC (``DescribeSecurityGroups`` items)."""
-    def fetch(token: str | None) -> tuple[list[Any], str]:
-        body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
-                        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
+    vpc = spec.network.vpc_id
+
+    def fetch(token: str | None) -> Any:
+        return ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
+                        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, vpc_id=vpc,
                                                                  service_managed=True, max_results=100,
-                                                                 next_token=token), f"VPC {spec.network.vpc_id}")
-        return (body.security_groups.security_group if body.security_groups else []) or [], body.next_token or ""
-    return _pages(fetch)
+                                                                 next_token=token), f"VPC {vpc}")
+    return list(paginate(fetch, lambda b: b.security_groups.security_group if b.security_groups else [],
+                         what=f"DescribeSecurityGroups in VPC {vpc}"))
 
 
 def service_network_interfaces(ecs: Any, spec: Spec) -> list[Any]:
     """The service-managed ENIs in the spec's VPC (``DescribeNetworkInterfaces`` items)."""
-    def fetch(token: str | None) -> tuple[list[Any], str]:
-        body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces,
-                        ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
+    vpc = spec.network.vpc_id
+
+    def fetch(token: str | None) -> Any:
+        return ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces,
+                        ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, vpc_id=vpc,
                                                                     service_managed=True, max_results=100,
-                                                                    next_token=token), f"VPC {spec.network.vpc_id}")
-        sets = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
-        return sets or [], body.next_token or ""
-    return _pages(fetch)
+                                                                    next_token=token), f"VPC {vpc}")
+    return list(paginate(fetch, lambda b: b.network_interface_sets.network_interface_set
+                         if b.network_interface_sets else [], what=f"DescribeNetworkInterfaces in VPC {vpc}"))
 
 
 def group_rules(ecs: Any, spec: Spec, group_id: str) -> list[dict[str, Any]]:
@@ -288,7 +284,9 @@ def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
     Raises:
         PipelineError: the last ``CONSOLE_LINK_MISSING`` / ``CONSOLE_LINK_MISMATCH`` once time is up.
     """
-    return retrying(lambda: verify_console_link(ecs, spec), {LINK_MISSING, LINK_MISMATCH}, timeout_s, sleep)
+    return wait_until(lambda: verify_console_link(ecs, spec), what=f"the console link in VPC {spec.network.vpc_id}",
+                      timeout_s=timeout_s, sleep=sleep, first_s=VERIFY_FIRST_POLL_S, max_s=VERIFY_MAX_POLL_S,
+                      retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code in (LINK_MISSING, LINK_MISMATCH))
 
 
 # -- tasks ----------------------------------------------------------------------------------------

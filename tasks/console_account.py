@@ -23,13 +23,14 @@ from prefect.cache_policies import NO_CACHE
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.cloud.waiting import wait_until
 from acrvpc.domain.outcomes import StageOutcome
 from acrvpc.domain.spec import Spec
 from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, ensure_namespace, ensure_repository, \
     get_source
 
 ACCOUNT_NOT_BOUND_CODE = "CONSOLE_ACCOUNT_NOT_BOUND"
-VERIFY_FIRST_POLL_S = 1.0
+VERIFY_FIRST_POLL_S = 1.0  # the console's verifications poll 1 s, doubling to 5 s (wait_until's bounds)
 VERIFY_MAX_POLL_S = 5.0
 _REPO_ABSENT = {"REPO_NOT_EXIST", "NAMESPACE_NOT_EXIST"}
 
@@ -42,21 +43,6 @@ class AccountOutcome(StageOutcome):
     domain: str = ""  # CodeRepoDomain, when a bound repository showed it
     evidence: str = ""
 
-
-
-def retrying(check: Callable[[], Any], codes: set[str], timeout_s: float, sleep: Callable[[float], None]) -> Any:
-    delay, slept, start = VERIFY_FIRST_POLL_S, 0.0, time.monotonic()
-    while True:
-        try:
-            return check()
-        except PipelineError as exc:
-            elapsed = max(slept, time.monotonic() - start)
-            if exc.code not in codes or elapsed >= timeout_s:
-                raise
-        step = min(delay, timeout_s - elapsed)
-        sleep(step)
-        slept += step
-        delay = min(delay * 2, VERIFY_MAX_POLL_S)
 
 
 # -- account ------------------------------------------------------------------------------------
@@ -174,7 +160,9 @@ def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
             fix=(f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
                  f"GitLab > Bind Account and bind endpoint {spec.gitlab.endpoint} with user {spec.gitlab.username}, "
                  f"then rerun"))
-    return retrying(once, {ACCOUNT_NOT_BOUND_CODE}, timeout_s, sleep)
+    return wait_until(once, what=f"the GitLab account to be bound to {spec.instance_id}", timeout_s=timeout_s,
+                      sleep=sleep, first_s=VERIFY_FIRST_POLL_S, max_s=VERIFY_MAX_POLL_S,
+                      retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code == ACCOUNT_NOT_BOUND_CODE)
 
 
 

@@ -26,14 +26,13 @@ from alibabacloud_ecs20140526 import models as ecs_models
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError
+from acrvpc.cloud.waiting import wait_until
 from acrvpc.domain.outcomes import EniOutcome
 from acrvpc.domain.spec import Spec
 from acrvpc.lazy_prefect import task
 from tasks.ecs_common import create_with_token, ecs_call, retry_stage
 from tasks.link import GROUP_GONE_CODE, link_group_gone_fix
 
-FIRST_POLL_S = 0.5
-MAX_POLL_S = 5.0
 PERMISSION = "InstanceAttach"
 _LIVE_PERMISSION_STATES = {"granted", "pending"}
 PLANNED_ENI = "<new network interface>"  # plan mode: the id of an ENI a run would create
@@ -152,9 +151,10 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
         PipelineError: ``ENI_ATTACH_FAILED`` (back to Available after Attaching, or gone) or
             ``ENI_ATTACH_TIMEOUT``.
     """
-    delay, slept, start = FIRST_POLL_S, 0.0, time.monotonic()
     seen_attaching = status == "Attaching"
-    while True:
+
+    def poll() -> Any | None:
+        nonlocal seen_attaching, status
         item = _describe_one(ecs, spec, eni_id)
         if item is None:
             raise PipelineError(f"ENI {eni_id} disappeared while waiting for the registry to attach it",
@@ -170,16 +170,16 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
                 f"could not attach it", code="ENI_ATTACH_FAILED",
                 fix="check that the vSwitch's zone supports VPC builds (run preflight) and that "
                     "link.build_service_account_id is the registry's build service account, then rerun")
-        elapsed = max(slept, time.monotonic() - start)
-        if elapsed >= timeout_s:
-            raise PipelineError(
-                f"ENI {eni_id} is still {status} after {timeout_s:.0f} s, not InUse", code="ENI_ATTACH_TIMEOUT",
-                fix="check link.build_service_account_id and the registry's VPC build settings, then rerun "
-                    "(the ENI and its permission are kept)", retryable=False)
-        step = min(delay, timeout_s - elapsed)
-        sleep(step)
-        slept += step
-        delay = min(delay * 2, MAX_POLL_S)
+        return None
+
+    def timed_out() -> PipelineError:
+        return PipelineError(
+            f"ENI {eni_id} is still {status} after {timeout_s:.0f} s, not InUse", code="ENI_ATTACH_TIMEOUT",
+            fix="check link.build_service_account_id and the registry's VPC build settings, then rerun "
+                "(the ENI and its permission are kept)", retryable=False)
+
+    return wait_until(poll, what=f"ENI {eni_id} to be InUse", timeout_s=timeout_s, sleep=sleep,
+                      timeout_error=timed_out)
 
 
 def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,

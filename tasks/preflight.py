@@ -26,6 +26,7 @@ from acrvpc.lazy_prefect import create_table_artifact
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.clients import CloudClients
 from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
+from acrvpc.cloud.paging import paginate
 from acrvpc.domain.outcomes import PreflightOutcome
 from acrvpc.domain.spec import GitLabAccess, Spec
 from tasks.gitlab_token import validate_token
@@ -48,16 +49,13 @@ def _read(fn: Callable[..., Any], *args: Any) -> Read:
 
 
 def _ingress_rules(ecs: Any, spec: Spec, group_id: str) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
+    def fetch(token: str | None) -> dict[str, Any]:
         req = ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
                                                                direction="ingress", next_token=token)
-        body = ecs.describe_security_group_attribute(req).body.to_map()
-        rules += [{**p, "SecurityGroupId": group_id} for p in (body.get("Permissions") or {}).get("Permission", [])]
-        token = body.get("NextToken") or None
-        if not token:
-            return rules
+        return ecs.describe_security_group_attribute(req).body.to_map()
+    return [{**p, "SecurityGroupId": group_id}
+            for p in paginate(fetch, lambda body: (body.get("Permissions") or {}).get("Permission"),
+                              what=f"DescribeSecurityGroupAttribute of {group_id}")]
 
 
 def read_gitlab_host(ecs: Any, spec: Spec) -> dict[str, Any]:
@@ -97,16 +95,14 @@ def _vbr(vpc: Any, spec: Spec) -> dict[str, Any]:
     vbrs = (body.get("VirtualBorderRouterSet") or {}).get("VirtualBorderRouterType", [])
     if not vbrs:
         return {"vbr": None, "routes": []}
-    routes: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
+
+    def fetch(token: str | None) -> dict[str, Any]:
         req = vpc_models.DescribeRouteEntryListRequest(region_id=spec.region, route_table_id=vbrs[0]["RouteTableId"],
                                                        max_result=100, next_token=token)
-        page = vpc.describe_route_entry_list(req).body.to_map()
-        routes += (page.get("RouteEntrys") or {}).get("RouteEntry", [])
-        token = page.get("NextToken") or None
-        if not token:
-            return {"vbr": vbrs[0], "routes": routes}
+        return vpc.describe_route_entry_list(req).body.to_map()
+    routes = list(paginate(fetch, lambda page: (page.get("RouteEntrys") or {}).get("RouteEntry"),
+                           what=f"DescribeRouteEntryList of {vbrs[0]['RouteTableId']}"))
+    return {"vbr": vbrs[0], "routes": routes}
 
 
 def _repository(cr: Any, spec: Spec, namespace: str, name: str) -> dict[str, Any]:

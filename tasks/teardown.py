@@ -40,36 +40,18 @@ from prefect import task
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, PipelineError, error_code
+from acrvpc.cloud.paging import paginate
+from acrvpc.cloud.waiting import wait_until
 from acrvpc.domain.outcomes import StageOutcome
 from acrvpc.domain.spec import Spec
 from tasks.ecs_common import ecs_call
 
 TIMEOUT_S = 300.0
-FIRST_POLL_S = 0.5
-MAX_POLL_S = 5.0
 ENI_GONE = {"InvalidEniId.NotFound"}
 PERMISSION_GONE = {"InvalidNetworkInterfacePermissionId.NotFound", "InvalidEniId.NotFound"}
 GROUP_GONE = {"InvalidSecurityGroupId.NotFound"}
 KEPT = ("Container Registry resources are kept: namespaces, repositories, build rules, code-source bindings "
         "and images")
-
-
-class _Deadline:
-    """Polling with a backoff from 0.5 s to 5 s, until ``timeout_s`` of sleeping or wall time."""
-
-    def __init__(self, timeout_s: float, sleep: Callable[[float], None]) -> None:
-        self.timeout_s, self.sleep = timeout_s, sleep
-        self.delay, self.slept, self.start = FIRST_POLL_S, 0.0, time.monotonic()
-
-    @property
-    def passed(self) -> bool:
-        return max(self.slept, time.monotonic() - self.start) >= self.timeout_s
-
-    def wait(self) -> None:
-        step = max(0.0, min(self.delay, self.timeout_s - max(self.slept, time.monotonic() - self.start)))
-        self.sleep(step)
-        self.slept += step
-        self.delay = min(self.delay * 2, MAX_POLL_S)
 
 
 def _tagged(tags: Any, spec: Spec) -> bool:
@@ -82,16 +64,6 @@ def _refuse_untagged(what: str, spec: Spec) -> PipelineError:
     return PipelineError(f"{what} does not carry the tag {key}={value}: teardown deletes only what the pipeline "
                          f"made for this link", code="TEARDOWN_NOT_TAGGED",
                          fix=f"delete it yourself if it should go, or check that the spec's name is {value!r}")
-
-
-def _pages(call: Callable[[str | None], Any], items: Callable[[Any], list[Any]]) -> list[Any]:
-    found, token = [], None
-    while True:
-        body = call(token)
-        found += items(body)
-        token = body.next_token or None
-        if not token:
-            return found
 
 
 def find_link_resources(ecs: Any, spec: Spec) -> dict[str, list[str]]:
@@ -122,9 +94,10 @@ def find_link_resources(ecs: Any, spec: Spec) -> dict[str, list[str]]:
             tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)])
         return ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request, f"VPC {vpc}")
 
-    eni_items = _pages(enis, lambda b: b.network_interface_sets.network_interface_set
-                       if b.network_interface_sets else [])
-    group_items = _pages(groups, lambda b: b.security_groups.security_group if b.security_groups else [])
+    eni_items = paginate(enis, lambda b: b.network_interface_sets.network_interface_set
+                         if b.network_interface_sets else [], what=f"DescribeNetworkInterfaces in VPC {vpc}")
+    group_items = paginate(groups, lambda b: b.security_groups.security_group if b.security_groups else [],
+                           what=f"DescribeSecurityGroups in VPC {vpc}")
     return {"network_interfaces": sorted(n.network_interface_id for n in eni_items if _tagged(n.tags, spec)),
             "security_groups": sorted(g.security_group_id for g in group_items if _tagged(g.tags, spec))}
 
@@ -211,12 +184,17 @@ def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: fl
     if not _tagged(item.tags, spec):
         raise _refuse_untagged(f"ENI {eni_id}", spec)
     changes = revoke_permissions(ecs, spec, eni_id)
-    deadline = _Deadline(timeout_s, sleep)
     if changes:
         item = _describe_eni(ecs, spec, eni_id)
-    while item is not None:
-        status = item.status or ""
-        if status == "Available":
+    first = True
+
+    def settle() -> list[str] | None:
+        """Delete the ENI once Available (again, if it fell back); the changes once it is gone, else None."""
+        nonlocal item, first
+        if not first:
+            item = _describe_eni(ecs, spec, eni_id)
+        first = False
+        while item is not None and item.status == "Available":
             try:
                 ecs_call("DeleteNetworkInterface", ecs.delete_network_interface,
                          ecs_models.DeleteNetworkInterfaceRequest(region_id=spec.region, network_interface_id=eni_id),
@@ -226,21 +204,23 @@ def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: fl
                     return changes
                 if error_code(exc) != "InvalidOperation.InvalidEniState":
                     raise
-            else:
-                line = f"DeleteNetworkInterface {eni_id}"
-                if line not in changes:
-                    changes.append(line)
-                item = _describe_eni(ecs, spec, eni_id)
-                continue
-        if deadline.passed:
-            raise PipelineError(
-                f"ENI {eni_id} is still {status or 'present'} after {timeout_s:.0f} s of teardown",
-                code="ENI_DELETE_TIMEOUT",
-                fix="look at the ENI in the ECS console (it must be Available to be deleted: detach it from any "
-                    "instance), then rerun teardown")
-        deadline.wait()
-        item = _describe_eni(ecs, spec, eni_id)
-    return changes
+                break
+            line = f"DeleteNetworkInterface {eni_id}"
+            if line not in changes:
+                changes.append(line)
+            item = _describe_eni(ecs, spec, eni_id)
+        return changes if item is None else None
+
+    def timed_out() -> PipelineError:
+        status = (item.status if item is not None else "") or ""
+        return PipelineError(
+            f"ENI {eni_id} is still {status or 'present'} after {timeout_s:.0f} s of teardown",
+            code="ENI_DELETE_TIMEOUT",
+            fix="look at the ENI in the ECS console (it must be Available to be deleted: detach it from any "
+                "instance), then rerun teardown")
+
+    return wait_until(settle, what=f"ENI {eni_id} to be deleted", timeout_s=timeout_s, sleep=sleep,
+                      timeout_error=timed_out)
 
 
 def _describe_group(ecs: Any, spec: Spec, group_id: str) -> Any | None:
@@ -291,8 +271,8 @@ def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: flo
         return []
     if not _tagged(group.tags, spec):
         raise _refuse_untagged(f"security group {group_id}", spec)
-    deadline = _Deadline(timeout_s, sleep)
-    while True:
+
+    def attempt() -> list[str] | None:
         try:
             ecs_call("DeleteSecurityGroup", ecs.delete_security_group,
                      ecs_models.DeleteSecurityGroupRequest(region_id=spec.region, security_group_id=group_id),
@@ -304,14 +284,18 @@ def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: flo
                 return []
             if code != "DependencyViolation":
                 raise
-        if deadline.passed:
-            users = ", ".join(_group_users(ecs, spec, group_id)) or "unknown resources"
-            raise PipelineError(
-                f"security group {group_id} is still in use after {timeout_s:.0f} s (by {users})",
-                code="DependencyViolation",
-                fix="move or delete what still uses the group (teardown deletes only ENIs tagged for this link), "
-                    "then rerun teardown")
-        deadline.wait()
+        return None
+
+    def timed_out() -> PipelineError:
+        users = ", ".join(_group_users(ecs, spec, group_id)) or "unknown resources"
+        return PipelineError(
+            f"security group {group_id} is still in use after {timeout_s:.0f} s (by {users})",
+            code="DependencyViolation",
+            fix="move or delete what still uses the group (teardown deletes only ENIs tagged for this link), "
+                "then rerun teardown")
+
+    return wait_until(attempt, what=f"security group {group_id} to be deleted", timeout_s=timeout_s, sleep=sleep,
+                      timeout_error=timed_out)
 
 
 def teardown_link(ecs: Any, spec: Spec, *, timeout_s: float = TIMEOUT_S,
