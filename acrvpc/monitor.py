@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
+
+from acrvpc.domain.run_summary import run_markdown, slug
 
 _log = logging.getLogger("acrvpc.monitor")
 
@@ -74,12 +77,6 @@ def in_run() -> bool:
     from prefect.context import FlowRunContext, TaskRunContext
 
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
-def slug(*parts: str) -> str:
-    """An artifact key from parts: lower-case letters, digits and dashes (Prefect's rule)."""
-    text = "-".join(p for p in parts if p)
-    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")[:120] or "acrvpc"
 
 
 def repository_resource(instance_id: str, repository: str, region: str) -> dict[str, str]:
@@ -191,7 +188,7 @@ def artifact_links(flow_run_id: str, spec_name: str) -> dict[str, list[tuple[str
     try:
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
     except Exception:  # noqa: BLE001 - the summary is published without links
         _log.warning("could not list the artifacts of flow run %s", flow_run_id, exc_info=True)
         return {}
@@ -225,14 +222,15 @@ def failed_task_runs(flow_run_id: str) -> list[tuple[str, str]]:
     try:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
                 task_run_filter=TaskRunFilter(state=TaskRunFilterState(
                     type=TaskRunFilterStateType(any_=[StateType.FAILED]))))
     except Exception:  # noqa: BLE001
         _log.warning("could not read the failed task runs of flow run %s", flow_run_id, exc_info=True)
         return []
-    runs.sort(key=lambda r: r.start_time or r.expected_start_time or r.created)
-    return [(r.name, r.state.message if r.state else "") for r in runs]
+    never = datetime.min.replace(tzinfo=timezone.utc)
+    runs.sort(key=lambda r: r.start_time or r.expected_start_time or r.created or never)
+    return [(r.name, (r.state.message or "") if r.state else "") for r in runs]
 
 
 def failure_of(exc: BaseException, flow_run_id: str = "", stage: str = "") -> dict[str, str]:
@@ -272,12 +270,10 @@ def explained(exc: BaseException, failure: dict[str, str]) -> BaseException:
 
 
 def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None = None) -> None:
-    """Publish the run's summary artifact ``<spec>-run`` (:func:`acrvpc.cli.report.run_markdown`); nothing outside a run."""
+    """Publish the run's summary artifact ``<spec>-run`` (:func:`acrvpc.domain.run_summary.run_markdown`); nothing outside a run."""
     if not in_run():
         return
     from prefect.artifacts import create_markdown_artifact
-
-    from acrvpc.cli.report import run_markdown
 
     spec_name = summary.get("spec", "")
     try:

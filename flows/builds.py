@@ -15,7 +15,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from acrvpc import monitor
 from acrvpc.cloud.errors import PipelineError
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
-from acrvpc.cli.report import done_lines
+from acrvpc.domain.run_summary import done_lines
 from acrvpc.domain.spec import Spec
 from tasks.build import BuildFailed, build
 from tasks.build_watch import forget, publish_build_summary, stop_builds

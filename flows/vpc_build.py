@@ -40,7 +40,7 @@ from prefect.transactions import transaction
 
 from acrvpc import monitor, runlog
 from acrvpc.domain.outcomes import BindingOutcome, BuildOutcome, StageOutcome
-from acrvpc.cli.report import plan_lines
+from acrvpc.domain.run_summary import plan_lines
 from acrvpc.domain.spec import LinkMode, Spec, resolve_spec
 from flows.builds import fail_if_any_failed, reported_run, run_builds, stage_started
 from flows.console_steps import console_branches

@@ -24,7 +24,7 @@ from typing import Any
 from acrvpc import monitor
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
 from acrvpc.domain.spec import Spec
-from tasks.build import TAIL_LINES, BuildObserver, LogLine
+from tasks.build_record import TAIL_LINES, BuildObserver, LogLine
 
 _stops: dict[str, threading.Event] = {}
 _stops_lock = threading.Lock()
@@ -121,14 +121,16 @@ def publish_build_summary(spec: Spec, builds: list[BuildOutcome], flow_run_id: s
 
     Outside a run (plain-function use) nothing is recorded.
     """
-    from acrvpc.cli.report import build_markdown, build_rows
-
     if not monitor.in_run():
         return
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    from acrvpc.cloud.clients import sandbox_url
+    from acrvpc.domain.run_summary import build_markdown, build_rows, record_clock_label
+
     dumped = [b.model_dump() for b in builds]
-    create_markdown_artifact(markdown=build_markdown(spec.name, dumped, flow_run_id),
+    clock = record_clock_label(bool(sandbox_url()))
+    create_markdown_artifact(markdown=build_markdown(spec.name, dumped, flow_run_id, record_clock=clock),
                              key=monitor.slug(spec.name, "builds"),
                              description=f"builds of {spec.name}: summary")
     if builds:

@@ -404,7 +404,7 @@ def read_build(cr: Any, spec: Spec, record_id: str) -> BuildOutcome:
     """
     from acrvpc.cloud.errors import CrBusinessError, check_cr
     from acrvpc.domain.outcomes import BindingOutcome
-    from tasks.build import TAIL_LINES, BuildObserver, _Poller
+    from tasks.build_record import TAIL_LINES, BuildObserver, Poller
 
     try:
         record = check_cr(cr.get_repo_build_record(cr_models.GetRepoBuildRecordRequest(
@@ -418,7 +418,7 @@ def read_build(cr: Any, spec: Spec, record_id: str) -> BuildOutcome:
     repo = check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
         instance_id=spec.instance_id, repo_namespace_name=namespace, repo_name=name)), "GetRepository")
     binding = BindingOutcome(namespace=namespace, name=name, repo_id=str(repo.repo_id), gitlab_project="")
-    poller = _Poller(cr, spec, binding, record_id, lambda _s: None, BuildObserver())
+    poller = Poller(cr, spec, binding, record_id, lambda _s: None, BuildObserver())
     poller.ended = True
     poller.fetch_logs()
     status = str(record.status or "").upper()

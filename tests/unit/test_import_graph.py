@@ -217,7 +217,8 @@ class TestImportGraph:
     def test_no_import_circles(self):
         """Given every module of the product and the sandbox, when their imports are graphed, then no circle."""
         graph = import_graph()
-        cycles = [describe(graph, one_cycle(graph, c)) for c in strongly_connected(graph)]
+        cycles = [f"{describe(graph, one_cycle(graph, c))}" + (f"  [circle of {len(c)}: {', '.join(c)}]" if len(c) > 2 else "")
+                  for c in strongly_connected(graph)]
         assert not cycles, "import circles (break each one way):\n" + "\n".join(cycles)
 
     @pytest.mark.parametrize("upper", sorted(FORBIDDEN))

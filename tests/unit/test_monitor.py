@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from acrvpc import monitor
-from acrvpc.cli.report import build_markdown, build_rows, done_lines, run_markdown, short_digest
+from acrvpc.domain.run_summary import (
+    build_markdown, build_rows, done_lines, record_clock_label, run_markdown, short_digest,
+)
 from flows.run_names import push_label, run_name, spec_name_of, trigger_of
 
 
@@ -77,9 +79,9 @@ class TestBuildMarkdown:
                        "repository": "apps/b", "rule": "crbr-1", "build_record": "rec-b", "record_seconds": 12.3,
                        "log_lines": 3}
 
-    def test_wall_seconds_first_and_the_records_own_clock_labelled_where_it_differs(self, monkeypatch):
-        monkeypatch.setenv("ACRVPC_SANDBOX_URL", "http://127.0.0.1:1")
-        md = build_markdown("demo", [build("apps/a", "SUCCESS", seconds=19.0, wall_seconds=3.2)])
+    def test_wall_seconds_first_and_the_records_own_clock_labelled_where_it_differs(self):
+        md = build_markdown("demo", [build("apps/a", "SUCCESS", seconds=19.0, wall_seconds=3.2)],
+                            record_clock=record_clock_label(sandbox=True))
         assert "| wall s | record s¹ | status |" in md and "| 3.2 | 19.0 | SUCCESS |" in md
         assert "¹ the build record's own StartTime/EndTime, in sandbox time" in md
         same = build_markdown("demo", [build("apps/a", "SUCCESS", seconds=3.0, wall_seconds=3.4)])
