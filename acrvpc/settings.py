@@ -19,8 +19,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_core import PydanticUseDefault
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "ACRVPC_"
@@ -104,15 +103,20 @@ class Settings(BaseSettings):
         60.0, ge=0, description="acrvpc-process worker: how long a run waits for its zygote before starting cold.",
         json_schema_extra={"fix": "write a number of seconds, e.g. 60"})
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: Any, info: Any) -> Any:
-        """Strip the value; blank means the default (secrets are left as given, an empty one is unset)."""
-        if isinstance(value, str) and not _is_secret(info.field_name):
-            value = value.strip()
-            if not value:
-                raise PydanticUseDefault()
-        return value
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """Strip the values; a blank one means the default (secrets are left as given, an empty one is unset)."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = {}
+        for key, value in data.items():
+            if isinstance(value, str) and key in cls.model_fields and not _is_secret(key):
+                value = value.strip()
+                if not value:
+                    continue
+            cleaned[key] = value
+        return cleaned
 
     @field_validator("retry_delays", mode="before")
     @classmethod
