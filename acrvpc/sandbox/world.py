@@ -19,6 +19,10 @@ from .core.calls import CallLog
 from .core.clock import SandboxClock
 from .core.faults import Faults
 from .core.signing import SignatureVerifier
+from .cr.models import CrBackend
+from .ecs.models import EcsBackend
+from .gitlab.models import GitLabBackend
+from .vpc.models import VpcBackend
 
 _ids = itertools.count(1)
 
@@ -47,12 +51,6 @@ class World:
         self._seed()
 
     def _seed(self) -> None:
-        # Imported here: the service packages import World only for typing.
-        from .cr.models import CrBackend
-        from .ecs.models import EcsBackend
-        from .gitlab.models import GitLabBackend
-        from .vpc.models import VpcBackend
-
         s = self.scenario
         self.account_id = str(s.get("account_id", "5123456789012345"))
         self.region = s.get("region", "cn-hangzhou")

@@ -58,9 +58,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..core.world_view import ServiceWorld
+from ..ecs.models import EcsBackend
+from ..gitlab.models import GitLabBackend
 from . import builds
 from .builds import BuildRecord
 from .errors import (
@@ -80,8 +83,13 @@ from .errors import (
     SourceCodeAccountNotExist,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..world import World
+
+class CrWorld(ServiceWorld, Protocol):
+    """What the CR backend uses of the world: ECS (do builders reach GitLab?) and GitLab (does the project exist?)."""
+
+    ecs: EcsBackend
+    gitlab: GitLabBackend
+
 
 CODE_REPO_TYPES = ("GITHUB", "GITLAB", "GITEE", "CODE", "CODEUP")
 _CLONE_SCOPES = {"api", "read_repository", "write_repository"}  # a token that may clone over HTTP
@@ -171,7 +179,7 @@ def host_port(domain: str) -> tuple[str, int]:
 
 
 class CrBackend:
-    def __init__(self, world: "World") -> None:
+    def __init__(self, world: CrWorld) -> None:
         self.world = world
         self.instances: dict[str, Instance] = {}
         self.namespaces: dict[tuple[str, str], Namespace] = {}  # (instance, name)

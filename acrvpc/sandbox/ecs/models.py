@@ -34,17 +34,23 @@ import itertools
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..core.errors import InvalidParameter, MissingParameter
+from ..core.world_view import ServiceWorld
+from ..vpc.models import VpcBackend
 from . import errors as e
 from . import reach
 from .rules import RULE_LIMIT, Rule, normalize_permission
 
 DELETED = "Deleted"  # the internal end of an ENI's Deleting phase: purged, then not found
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..world import World
+
+class EcsWorld(ServiceWorld, Protocol):
+    """What the ECS backend uses of the world: the VPC backend (vSwitches and their addresses)."""
+
+    vpc: VpcBackend
+
 
 _macs = itertools.count(0x100)
 
@@ -131,7 +137,7 @@ def has_tags(tags: dict[str, str], wanted: list[tuple[str, str]]) -> bool:
 
 
 class EcsBackend:
-    def __init__(self, world: "World") -> None:
+    def __init__(self, world: EcsWorld) -> None:
         self.world = world
         self.groups: dict[str, SecurityGroup] = {}
         self.instances: dict[str, Instance] = {}

@@ -15,15 +15,31 @@ they are checked (the first broken one is the reason the build gives):
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from ..vpc.models import VpcBackend
 from .rules import REVERSE_ACCESS, egress_verdict, ingress_admits_block
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import EcsBackend, NetworkInterface
+
+class _World(Protocol):
+    vpc: VpcBackend
 
 
-def reaches(ecs: "EcsBackend", account_id: int, ip: str, port: int) -> tuple[bool, str]:
+class EcsState(Protocol):
+    """What reachability reads of the ECS backend (:class:`.models.EcsBackend`, which imports this module)."""
+
+    world: _World
+    groups: dict[str, Any]  # SecurityGroup by id
+    instances: dict[str, Any]  # Instance by id
+    enis: dict[str, Any]  # NetworkInterface by id
+    permissions: dict[str, Any]  # EniPermission by id
+
+    def status(self, eni: Any) -> str: ...
+
+    def _purge(self) -> None: ...
+
+
+def reaches(ecs: EcsState, account_id: int, ip: str, port: int) -> tuple[bool, str]:
     """Whether builders of ``account_id`` reach ``ip:port`` over TCP (used by the CR build simulation).
 
     True when an ENI the account may attach is ``InUse``, its security groups' egress admits
@@ -54,7 +70,7 @@ def reaches(ecs: "EcsBackend", account_id: int, ip: str, port: int) -> tuple[boo
     return False, "; ".join(dict.fromkeys(reasons))
 
 
-def _egress(ecs: "EcsBackend", eni: "NetworkInterface", ip: str, port: int) -> tuple[bool, str]:
+def _egress(ecs: EcsState, eni: Any, ip: str, port: int) -> tuple[bool, str]:
     groups = [ecs.groups[g] for g in eni.security_group_ids if g in ecs.groups]
     owner = {id(r): g.group_id for g in groups for r in g.rules}
     rules = [r for g in groups for r in g.rules]
@@ -68,7 +84,7 @@ def _egress(ecs: "EcsBackend", eni: "NetworkInterface", ip: str, port: int) -> t
     return False, f"no egress rule of enterprise group(s) {names} admits {ip}:{port} (they deny by default)"
 
 
-def _ingress(ecs: "EcsBackend", ip: str, port: int) -> tuple[bool, str]:
+def _ingress(ecs: EcsState, ip: str, port: int) -> tuple[bool, str]:
     target = next((i for i in ecs.instances.values() if i.private_ip == ip), None)
     if target is None:
         return True, ""
@@ -87,7 +103,7 @@ def _ingress(ecs: "EcsBackend", ip: str, port: int) -> tuple[bool, str]:
                    f"TCP {port}: add an Accept rule for it")
 
 
-def _return_route(ecs: "EcsBackend", ip: str) -> tuple[bool, str]:
+def _return_route(ecs: EcsState, ip: str) -> tuple[bool, str]:
     """A GitLab in a data center: the VBR that leads to it must route the builders' block back to the VPC."""
     vpc = ecs.world.vpc
     address = ipaddress.ip_address(ip)

@@ -34,13 +34,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
+from ..core.world_view import ServiceWorld
 from .errors import Forbidden, InsufficientScope, NotFound, ProjectNotFound, TokenExpired, TokenRevoked, Unauthorized
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..world import World
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 
@@ -89,7 +87,7 @@ def iso(ts: datetime | None) -> str | None:
 class GitLabBackend:
     """Users, tokens, projects and project hooks of the sandbox GitLab."""
 
-    def __init__(self, world: "World") -> None:
+    def __init__(self, world: ServiceWorld) -> None:
         self.world = world
         self.version = "17.5.1"
         self.revision = "b6d0d4a6a5e"

@@ -31,12 +31,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..core.world_view import ServiceWorld
 from . import errors
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..world import World
 
 SEEDED_TIME = "2024-03-01T08:00:00Z"
 CLOUD_SERVICE_BLOCK = ipaddress.ip_network("100.64.0.0/10")
@@ -129,7 +127,7 @@ def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 class VpcBackend:
-    def __init__(self, world: "World") -> None:
+    def __init__(self, world: ServiceWorld) -> None:
         self.world = world
         self.vpcs: dict[str, Vpc] = {}
         self.vswitches: dict[str, VSwitch] = {}
