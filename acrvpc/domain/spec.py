@@ -115,8 +115,9 @@ class GitLabSpec(_Model):
                                                                     "the private IP when omitted (access: ecs).")
     username: str = Field(description="The GitLab user the token belongs to (the console's bound user name).",
                           examples=["release-bot"])
-    token_block: str = Field(default="gitlab-token", description="Name of the Prefect Secret block that holds the "
-                                                                   "personal access token.")
+    token_block: str = Field(default="gitlab-token", description="Name of the Prefect block that holds the "
+                                                                   "personal access token: a GitLab Credentials block "
+                                                                   "(acrvpc.blocks; wins) or a Secret block.")
     required_scopes: list[str] = Field(default_factory=lambda: ["api"],
                                        description="Scopes the token must have (the console binding needs api).")
     register_webhook: bool = Field(default=False, description="Register the push webhook on each project.")

@@ -297,6 +297,24 @@ class TestCatalogue:
 
         assert "acrvpc.blocks" in {ep.value for ep in entry_points(group="prefect.collections")}
 
+    def test_a_new_server_lists_both_types_without_any_step(self, tmp_path):
+        # a server started in this venv imports the prefect.collections entry points and registers their blocks
+        script = textwrap.dedent(f"""
+            import json, urllib.request
+            from prefect.testing.utilities import prefect_test_harness
+            from prefect.settings import PREFECT_API_URL
+            with prefect_test_harness(server_startup_timeout=90):
+                for slug in {list(self.SLUGS)!r}:
+                    with urllib.request.urlopen(f"{{PREFECT_API_URL.value()}}/block_types/slug/{{slug}}") as answer:
+                        print(json.loads(answer.read())["name"])
+        """)
+        env = {k: v for k, v in child_env().items() if k != "PREFECT_API_URL"}
+        env["PREFECT_HOME"] = str(tmp_path)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert done.stdout.split() and set(self.SLUGS.values()) == set(done.stdout.strip().splitlines())
+
     def test_prefect_block_register_registers_both_types(self):
         # given the types gone from the server (a server started before the entry point was installed)
         for slug in self.SLUGS:
