@@ -156,6 +156,9 @@ class TestReadme:
 
 
 # -- nobody else reads ACRVPC_* ------------------------------------------------------------------------
+# Only reads count: a write may stay where it is (the demo sets ACRVPC_SANDBOX_URL in os.environ for its
+# children and for the settings read after it, acrvpc/cli/app.py), as may handing the whole environment on
+# ({**os.environ}, the warm worker's runs).
 def _string_constants(trees: list[ast.Module]) -> dict[str, str]:
     """Module-level ``NAME = "ACRVPC_..."`` constants of the scanned modules (``SANDBOX_ENV``, ``QPS_ENV``)."""
     found = {}
