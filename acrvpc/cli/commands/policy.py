@@ -29,22 +29,23 @@ def read_ram_policy_or_exit(path: Optional[Path]) -> dict[str, Any] | None:
         path: the file, or ``None``.
 
     Returns:
-        The parsed policy, checked by the sandbox's evaluator.
+        The parsed policy, checked by the product's RAM reader (:mod:`acrvpc.domain.ram`; the sandbox reads
+        it again with its own evaluator when it loads it).
 
     Raises:
-        typer.Exit: code 2 when the file is missing, not JSON, or not a policy the sandbox can enforce.
+        typer.Exit: code 2 when the file is missing, not JSON, or not a RAM policy (the field is named).
     """
     if path is None:
         return None
-    from acrvpc.sandbox.core.ram import PolicyError, RamPolicy
+    from acrvpc.domain.ram import RamPolicyError, read_policy
 
     try:
         document = json.loads(path.read_text())
-        RamPolicy(document)
+        read_policy(document)
     except OSError as exc:
         err.print(f"[red]--ram-policy {path}: {exc.strerror}[/]", highlight=False)
         raise typer.Exit(2) from None
-    except (ValueError, PolicyError) as exc:
+    except (ValueError, RamPolicyError) as exc:
         err.print(f"[red]--ram-policy {path}: {exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     return document

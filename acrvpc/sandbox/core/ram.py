@@ -42,7 +42,6 @@ Assumptions:
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
 from dataclasses import dataclass
@@ -108,7 +107,9 @@ def _strings(value: Any, where: str) -> list[str]:
 
 
 def _pattern(glob: str, *, ignore_case: bool) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(glob), re.IGNORECASE if ignore_case else 0)
+    """RAM's wildcards only: ``*`` any run, ``?`` one character; everything else literal (``[`` too)."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
 @dataclass(frozen=True)
