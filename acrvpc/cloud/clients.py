@@ -85,13 +85,20 @@ def sandbox_url() -> str | None:
     return url.rstrip("/") or None
 
 
-def _sandbox_access_key() -> AccessKey:
-    from acrvpc.sandbox import defaults as sandbox_defaults  # only with a sandbox: its package loads the server
+# What a sandbox's default world accepts (acrvpc/sandbox/scenarios/default.yaml seeds them; `acrvpc sandbox`
+# serves that world): sandbox-only, not secret. Written here, not imported from acrvpc.sandbox, so the product
+# imports nothing of the sandbox; tests/unit/test_no_sandbox_imports.py holds the two equal. A sandbox with
+# other credentials is given them through ACRVPC_SANDBOX_ACCESS_KEY_ID / _SECRET and ACRVPC_GITLAB_TOKEN.
+SANDBOX_ACCESS_KEY_ID = "LTAI5tSANDBOXKEY0001"
+SANDBOX_ACCESS_KEY_SECRET = "sandbox-secret-0123456789abcdef"
+SANDBOX_GITLAB_TOKEN = "glpat-sandbox-release-bot-0001"
 
+
+def _sandbox_access_key() -> AccessKey:
     current = settings()
     return AccessKey(
-        current.sandbox_access_key_id or sandbox_defaults.ACCESS_KEY_ID,
-        secret_value(current.sandbox_access_key_secret) or sandbox_defaults.ACCESS_KEY_SECRET,
+        current.sandbox_access_key_id or SANDBOX_ACCESS_KEY_ID,
+        secret_value(current.sandbox_access_key_secret) or SANDBOX_ACCESS_KEY_SECRET,
     )
 
 
@@ -408,9 +415,7 @@ def resolve_gitlab(token_block: str) -> GitLabAuth:
     if token:
         return GitLabAuth(token)
     if sandbox_url():
-        from acrvpc.sandbox import defaults as sandbox_defaults
-
-        return GitLabAuth(sandbox_defaults.GITLAB_TOKEN)
+        return GitLabAuth(SANDBOX_GITLAB_TOKEN)
     from prefect.blocks.system import Secret
 
     from acrvpc.blocks import BlockUnusable, GitLabCredentials, load_block

@@ -1,7 +1,9 @@
 """Well-known values of the default sandbox world.
 
-The client factory (:mod:`acrvpc.cloud.clients`) uses these when ``ACRVPC_SANDBOX_URL`` points at a
-sandbox and no other credentials are given. They are sandbox-only and not secret.
+The sandbox's default scenario seeds the same values; the product's client factory holds its own copy
+(:data:`acrvpc.cloud.clients.SANDBOX_ACCESS_KEY_ID` and friends, used when ``ACRVPC_SANDBOX_URL`` points at a
+sandbox and no other credentials are given: it imports nothing of the sandbox) and a unit test holds the
+copies equal. They are sandbox-only and not secret.
 """
 
 ACCESS_KEY_ID = "LTAI5tSANDBOXKEY0001"
