@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,7 +18,9 @@ import typer
 
 from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
-DEFAULT_SPEC = Path("examples/sandbox.yaml")
+# A copy of examples/sandbox.yaml shipped in the package (a unit test keeps them equal): the demo runs from a
+# wheel installed anywhere, whatever the working directory.
+DEFAULT_SPEC = Path(__file__).with_name("demo_spec.yaml")
 
 
 def credentials_or_exit(spec) -> None:
@@ -91,7 +94,8 @@ def _report(ok: bool, summary: dict[str, Any], message: str, run_id: str, output
 
 @app.command()
 def demo(
-    spec: Path = typer.Option(DEFAULT_SPEC, help="Spec to run; the default matches the sandbox's default world."),
+    spec: Optional[Path] = typer.Option(None, help="Spec to run (default: the packaged copy of examples/sandbox.yaml, "
+                                        "which matches the sandbox's default world)."),
     time_scale: float = typer.Option(10.0, help="Sandbox seconds per real second (builds take ~18 sandbox s)."),
     rerun: bool = typer.Option(False, "--rerun", help="Run the flow a second time to show it writes nothing new."),
     link_mode: Optional[str] = typer.Option(None, "--link-mode", help="api | console (default: the spec's). console: "
@@ -103,17 +107,49 @@ def demo(
     """Run the whole pipeline against an in-process sandbox (no cloud, no server to start)."""
     from contextlib import ExitStack
 
-    from acrvpc.sandbox import SandboxServer
-
     output = Output(quiet, as_json)
-    loaded = load_spec_or_exit(spec)
     if link_mode not in (None, "api", "console"):
         err.print(f"[red]--link-mode {link_mode}: choose api or console[/]", highlight=False)
         raise typer.Exit(2)
-    with SandboxServer() as sandbox, ExitStack() as stack:
+    spec = spec or DEFAULT_SPEC
+    with ExitStack() as stack:
+        server = _start_prefect_server(output, stack)  # first: it loads on the other core meanwhile
+        _demo(spec, loaded=load_spec_or_exit(spec), server=server, stack=stack, time_scale=time_scale, rerun=rerun,
+              link_mode=link_mode, output=output)
+
+
+def _start_prefect_server(output: Output, stack: Any) -> Any:
+    """Prefect's server for the demo, started now on a ready database (:mod:`acrvpc.cli.demo_server`), or None
+    when a Prefect setting names an API URL or a database (Prefect's settings then decide, as for ``run``)."""
+    from acrvpc.cli import demo_server
+    from acrvpc.lazy_prefect import api_url_surely_unset
+
+    database = demo_server.default_database() if api_url_surely_unset() else None
+    if database is None:
+        return None
+    how = demo_server.seed_database(database)
+    server = demo_server.DemoServer()
+    stack.callback(server.stop)
+    os.environ["PREFECT_API_URL"] = server.url
+    output.say(f"[bold]prefect[/] starting a local server for the run on {server.url} ({how}: {database}); it stops "
+               "when the demo ends")
+    return server
+
+
+def _demo(spec: Path, loaded: Any, server: Any, stack: Any, time_scale: float, rerun: bool,
+          link_mode: Optional[str], output: Output) -> None:
+    from acrvpc.sandbox import SandboxServer
+
+    with SandboxServer() as sandbox:
         sandbox.world.clock.set_scale(time_scale)
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         output.say(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4)")
+        if server is not None:
+            import flows.vpc_build  # noqa: F401 - Prefect and the flow load here while the server starts
+
+            started = time.monotonic()
+            server.wait_ready()
+            output.say(f"[bold]prefect[/] server ready (waited {time.monotonic() - started:.1f} s for it)")
         operator, shown = None, 0
         if link_mode is not None and link_mode != loaded.link.mode.value:
             spec = _spec_copy(spec, link_mode, stack)
@@ -136,12 +172,12 @@ def demo(
                     output)
             if not ok:
                 if output.live:
-                    _where(run_id)
+                    _where(run_id, local=server is not None)
                 raise typer.Exit(1)
             output.say(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
                        f"({', '.join(sorted(set(writes))) or 'none'})")
         if output.live:
-            _where(run_id)
+            _where(run_id, local=server is not None)
 
 
 def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
@@ -175,10 +211,11 @@ def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, outp
     return stack.enter_context(ConsoleOperator(sandbox.url, spec, str(spec_path), poll_seconds=0.5))
 
 
-def _where(run_id: str) -> None:
+def _where(run_id: str, local: bool = False) -> None:
+    """Where the run is recorded; ``local``: on the demo's own server, whose database is in PREFECT_HOME."""
     from acrvpc.prefect_api import api_url
 
-    api = api_url()
+    api = None if local else api_url()
     if api:
         console.print(f"flow run {run_id} is recorded on {api}")
         return
