@@ -24,10 +24,18 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 B = TypeVar("B", bound=CredentialsBlock)
 
@@ -50,7 +58,7 @@ def load_block(block_cls: type[B], name: str) -> B:
         BlockUnusable: the block exists but is misfilled; the message says which field and how to fix it.
     """
     try:
-        return block_cls.load(name)
+        return cast(B, block_cls.load(name))  # sync_compatible: a block, called from sync code
     except RuntimeError as exc:  # Prefect's "failed validation" hides pydantic's message in __cause__
         cause = exc.__cause__
         if not isinstance(cause, ValidationError):
@@ -100,34 +108,35 @@ class AlibabaCloudCredentials(CredentialsBlock):
     _block_type_slug = "alibaba-cloud-credentials"  # the name saved blocks were made with: keep it
     _description = ("Alibaba Cloud credentials (AccessKey, STS token, RAM role, OIDC/RRSA, or the default "
                     "credential chain when left empty) for acr-vpc-build's Container Registry, ECS and VPC clients.")
-    _documentation_url = "https://www.alibabacloud.com/help/en/sdk/developer-reference/v2-manage-python-access-credentials"
+    _documentation_url = HttpUrl(
+        "https://www.alibabacloud.com/help/en/sdk/developer-reference/v2-manage-python-access-credentials")
 
-    access_key_id: Optional[str] = Field(default=None, title="AccessKey ID",
+    access_key_id: str | None = Field(default=None, title="AccessKey ID",
                                          description="A RAM user's AccessKey id (LTAI...), or an STS grant's (STS...).")
-    access_key_secret: Optional[SecretStr] = Field(default=None, title="AccessKey secret",
+    access_key_secret: SecretStr | None = Field(default=None, title="AccessKey secret",
                                                    description="The AccessKey secret that goes with the id.")
-    security_token: Optional[SecretStr] = Field(default=None, title="STS security token",
+    security_token: SecretStr | None = Field(default=None, title="STS security token",
                                                 description="Only for temporary (STS) credentials, with their pair.")
-    role_arn: Optional[str] = Field(default=None, title="RAM role ARN",
+    role_arn: str | None = Field(default=None, title="RAM role ARN",
                                     description="A RAM role to assume (acs:ram::<account>:role/<name>), with the "
                                                 "AccessKey pair above or with OIDC (RRSA) below.")
-    role_session_name: Optional[str] = Field(default=None, title="Role session name",
+    role_session_name: str | None = Field(default=None, title="Role session name",
                                              description="The assumed role's session name (2-64 of A-Z a-z 0-9 . @ - "
                                                          "_); default acr-vpc-build. Shown in ActionTrail.")
-    role_session_duration_seconds: Optional[int] = Field(default=None, title="Role session duration (s)",
+    role_session_duration_seconds: int | None = Field(default=None, title="Role session duration (s)",
                                                          description=f"{MIN_DURATION_S}-{MAX_DURATION_S}; "
                                                                      "default 3600 (at most the role's maximum).")
-    oidc_provider_arn: Optional[str] = Field(default=None, title="OIDC provider ARN",
+    oidc_provider_arn: str | None = Field(default=None, title="OIDC provider ARN",
                                              description="RRSA: acs:ram::<account>:oidc-provider/<name>, with "
                                                          "role_arn and the token file.")
-    oidc_token_file_path: Optional[str] = Field(default=None, title="OIDC token file",
+    oidc_token_file_path: str | None = Field(default=None, title="OIDC token file",
                                                 description="RRSA: the path of the OIDC token file on the machine "
                                                             "that runs the flow (ACK: /var/run/secrets/ack.alibabacloud"
                                                             ".com/rrsa-tokens/token).")
-    sts_endpoint: Optional[str] = Field(default=None, title="STS endpoint",
+    sts_endpoint: str | None = Field(default=None, title="STS endpoint",
                                         description="Where roles are assumed; default sts.aliyuncs.com "
                                                     "(sts-vpc.<region>.aliyuncs.com from inside a VPC).")
-    region_id: Optional[str] = Field(default=None, title="Region",
+    region_id: str | None = Field(default=None, title="Region",
                                      description="Default region of get_client() (the pipeline uses the spec's).")
 
     @field_validator("*", mode="before")
@@ -217,8 +226,8 @@ class AlibabaCloudCredentials(CredentialsBlock):
         from alibabacloud_credentials import provider as providers
         from alibabacloud_credentials.client import Client as CredentialClient
 
-        role = dict(role_arn=self.role_arn, role_session_name=self.role_session_name or "acr-vpc-build",
-                    duration_seconds=self.role_session_duration_seconds or 3600, sts_endpoint=self.sts_endpoint)
+        role = {"role_arn": self.role_arn, "role_session_name": self.role_session_name or "acr-vpc-build",
+                    "duration_seconds": self.role_session_duration_seconds or 3600, "sts_endpoint": self.sts_endpoint}
         if option == "oidc":
             from pathlib import Path
 
@@ -276,10 +285,10 @@ class GitLabCredentials(CredentialsBlock):
 
     token: SecretStr = Field(title="Personal access token",
                              description="glpat-...: a token of the spec's gitlab.username with the api scope.")
-    url: Optional[str] = Field(default=None, title="GitLab URL",
+    url: str | None = Field(default=None, title="GitLab URL",
                                description="e.g. https://gitlab.internal; the pipeline uses the spec's gitlab.api_url "
                                            "or endpoint instead.")
-    ca_bundle: Optional[str] = Field(default=None, title="CA bundle",
+    ca_bundle: str | None = Field(default=None, title="CA bundle",
                                      description="The CA certificate(s) GitLab's TLS certificate chains to: a file "
                                                  "path on the machine running the flow, or the PEM text itself. "
                                                  "Empty: the system's CAs.")

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
@@ -146,8 +148,8 @@ class TestAlibabaOptions:
         from alibabacloud_credentials.provider import OIDCRoleArnCredentialsProvider
 
         token = tmp_path / "token"
-        fields = dict(role_arn="acs:ram::1234567890:role/acr-builder",
-                      oidc_provider_arn="acs:ram::1234567890:oidc-provider/ack-rrsa", oidc_token_file_path=str(token))
+        fields = {"role_arn": "acs:ram::1234567890:role/acr-builder",
+                      "oidc_provider_arn": "acs:ram::1234567890:oidc-provider/ack-rrsa", "oidc_token_file_path": str(token)}
         with pytest.raises(cloud.CredentialsError, match="oidc_token_file_path: no file"):
             AlibabaCloudCredentials(**fields).credential()
         token.write_text("eyJ...")
@@ -156,18 +158,18 @@ class TestAlibabaOptions:
         assert (provider._role_arn, provider._oidc_token_file_path) == (fields["role_arn"], str(token))
 
     @pytest.mark.parametrize(("fields", "named"), [
-        (dict(access_key_id="LTAIx"), "access_key_id is set without access_key_secret: fill access_key_secret"),
-        (dict(access_key_secret="s3cr3t-value"), "access_key_secret is set without access_key_id: fill access_key_id"),
-        (dict(security_token="s3cr3t-value"), "security_token is set without access_key_id and access_key_secret"),
-        (dict(role_arn="acs:ram::1:role/r"), "role_arn is set but nothing can assume it"),
-        (dict(oidc_provider_arn="acs:ram::1:oidc-provider/p", role_arn="acs:ram::1:role/r"),
+        ({"access_key_id": "LTAIx"}, "access_key_id is set without access_key_secret: fill access_key_secret"),
+        ({"access_key_secret": "s3cr3t-value"}, "access_key_secret is set without access_key_id: fill access_key_id"),
+        ({"security_token": "s3cr3t-value"}, "security_token is set without access_key_id and access_key_secret"),
+        ({"role_arn": "acs:ram::1:role/r"}, "role_arn is set but nothing can assume it"),
+        ({"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "role_arn": "acs:ram::1:role/r"},
          "fill oidc_token_file_path"),
-        (dict(oidc_provider_arn="acs:ram::1:oidc-provider/p", oidc_token_file_path="/t"), "without role_arn"),
-        (dict(role_session_name="nightly"), "role_session_name only applies when a role is assumed"),
-        (dict(access_key_id="a", access_key_secret="s3cr3t-value", role_arn="arn:aws:iam::1:role/r"),
+        ({"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "oidc_token_file_path": "/t"}, "without role_arn"),
+        ({"role_session_name": "nightly"}, "role_session_name only applies when a role is assumed"),
+        ({"access_key_id": "a", "access_key_secret": "s3cr3t-value", "role_arn": "arn:aws:iam::1:role/r"},
          "role_arn: 'arn:aws:iam::1:role/r' is not a RAM ARN"),
-        (dict(access_key_id="a", access_key_secret="s3cr3t-value", role_arn="acs:ram::1:role/r",
-              role_session_duration_seconds=60), "role_session_duration_seconds: 60 is out of range"),
+        ({"access_key_id": "a", "access_key_secret": "s3cr3t-value", "role_arn": "acs:ram::1:role/r",
+              "role_session_duration_seconds": 60}, "role_session_duration_seconds: 60 is out of range"),
     ])
     def test_a_half_filled_option_names_the_field_and_the_fix(self, fields, named):
         with pytest.raises(ValidationError) as caught:
@@ -243,7 +245,7 @@ class TestGitLab:
     def test_ca_bundle_pem_or_path(self, tmp_path):
         pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
         gl = GitLabCredentials(token="glpat-x", url="https://gitlab.internal", ca_bundle=pem).get_client()
-        assert open(gl.ssl_verify).read().strip() == pem
+        assert Path(gl.ssl_verify).read_text().strip() == pem
         (tmp_path / "ca.pem").write_text(pem)
         assert GitLabCredentials(token="glpat-x", ca_bundle=str(tmp_path / "ca.pem")).get_client(
             "https://gitlab.internal").ssl_verify == str(tmp_path / "ca.pem")
@@ -289,7 +291,7 @@ class TestGitLab:
 
 @pytest.mark.usefixtures("prefect_harness")
 class TestCatalogue:
-    SLUGS = {"alibaba-cloud-credentials": "Alibaba Cloud Credentials",
+    SLUGS: ClassVar[dict[str, str]] = {"alibaba-cloud-credentials": "Alibaba Cloud Credentials",
              "acr-vpc-build-gitlab-credentials": "ACR VPC Build GitLab Credentials"}
 
     def test_the_entry_point_names_the_blocks_module(self):
@@ -310,7 +312,7 @@ class TestCatalogue:
         """)
         env = {k: v for k, v in child_env().items() if k != "PREFECT_API_URL"}
         env["PREFECT_HOME"] = str(tmp_path)
-        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240,
+        done = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=240,
                               cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         assert done.stdout.split() and set(self.SLUGS.values()) == set(done.stdout.strip().splitlines())
@@ -321,7 +323,7 @@ class TestCatalogue:
             block_type = api("GET", f"/block_types/slug/{slug}")
             api("DELETE", f"/block_types/{block_type['id']}")
         # when the README's command runs
-        done = subprocess.run([*PREFECT, "block", "register", "-m", "acrvpc.blocks"], env=child_env(), cwd=ROOT,
+        done = subprocess.run([*PREFECT, "block", "register", "-m", "acrvpc.blocks"], check=False, env=child_env(), cwd=ROOT,
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
         # then the server's catalogue has both, with their fields
