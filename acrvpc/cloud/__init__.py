@@ -1,3 +1,4 @@
 """Cloud access: the API clients (``clients``), the shared rate limits (``ratelimit``), call-level retries
-(``callretry``) and error classification (``errors``).
+(``callretry``), error classification (``errors``), the pager of listings (``paging``) and the wait for a
+resource to settle (``waiting``).
 """
