@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import (
@@ -32,46 +32,15 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-
-B = TypeVar("B", bound=CredentialsBlock)
 
 PRODUCTS = ("cr", "ecs", "vpc")
 # AssumeRole's DurationSeconds: 900 s at least; 3600 s is the SDK's default and a role's default maximum.
 MIN_DURATION_S, MAX_DURATION_S = 900, 43200
 _ARN = re.compile(r"^acs:ram::\d+:(role|oidc-provider)/\S+$")
 _SESSION_NAME = re.compile(r"^[\w.@-]{2,64}$")
-
-
-class BlockUnusable(ValueError):
-    """A saved block that no longer validates (half-filled in the UI, say): the message names the field and the fix."""
-
-
-def load_block(block_cls: type[B], name: str) -> B:
-    """``block_cls.load(name)``, with a saved block that fails validation reported by field.
-
-    Raises:
-        ValueError: no block of that type and name (Prefect's "Unable to find block document ...").
-        BlockUnusable: the block exists but is misfilled; the message says which field and how to fix it.
-    """
-    try:
-        return cast(B, block_cls.load(name))  # sync_compatible: a block, called from sync code
-    except RuntimeError as exc:  # Prefect's "failed validation" hides pydantic's message in __cause__
-        cause = exc.__cause__
-        if not isinstance(cause, ValidationError):
-            raise
-        why = "; ".join(_error_text(e) for e in cause.errors())
-        raise BlockUnusable(f"the saved {block_cls.get_block_type_name()} block {name!r} is misfilled: {why}; fix it "
-                            "in the UI (Blocks) or save it again") from None
-
-
-def _error_text(error: Any) -> str:
-    msg = str(error.get("msg", "")).removeprefix("Value error, ")
-    loc = ".".join(str(part) for part in error.get("loc", ()))
-    return msg if not loc or msg.startswith(loc) else f"{loc}: {msg}"
 
 
 def _blank_to_none(v: Any) -> Any:

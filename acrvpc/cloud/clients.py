@@ -102,6 +102,44 @@ def _sandbox_access_key() -> AccessKey:
     )
 
 
+# The type slugs of acrvpc.blocks' AlibabaCloudCredentials and GitLabCredentials. Their saved blocks are loaded by
+# slug through Prefect's block registry (the package's prefect.collections entry point imports acrvpc.blocks), so
+# this module, below the Prefect integration, does not import it (acrvpc.blocks builds its clients here).
+ALIBABA_BLOCK_TYPE = "alibaba-cloud-credentials"
+GITLAB_BLOCK_TYPE = "acr-vpc-build-gitlab-credentials"
+
+
+class BlockUnusable(ValueError):
+    """A saved block that no longer validates (half-filled in the UI, say): the message names the field and the fix."""
+
+
+def load_block(slug: str, name: str) -> Any:
+    """The saved block ``<slug>/<name>``, as its class (found by slug in Prefect's block registry).
+
+    Raises:
+        ValueError: no block of that type and name (Prefect's "Unable to find block document ...").
+        BlockUnusable: the block exists but is misfilled; the message says which field and how to fix it.
+    """
+    from prefect.blocks.core import Block
+    from pydantic import ValidationError
+
+    try:
+        return Block.load(f"{slug}/{name}")
+    except RuntimeError as exc:  # Prefect's "failed validation" keeps pydantic's message in __cause__
+        cause = exc.__cause__
+        if not isinstance(cause, ValidationError):
+            raise
+        why = "; ".join(_error_text(e) for e in cause.errors())
+        raise BlockUnusable(f"the saved {slug} block {name!r} is misfilled: {why}; fix it in the UI (Blocks) or "
+                            "save it again") from None
+
+
+def _error_text(error: Any) -> str:
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    return msg if not loc or msg.startswith(loc) else f"{loc}: {msg}"
+
+
 def resolve_access_key(block_name: str | None) -> Credential:
     """The credentials to use, resolved once, before any API call.
 
@@ -121,10 +159,8 @@ def resolve_access_key(block_name: str | None) -> Credential:
     if sandbox_url():
         return _sandbox_access_key()
     if block_name:
-        from acrvpc.blocks import AlibabaCloudCredentials, load_block
-
         try:
-            block = load_block(AlibabaCloudCredentials, block_name)
+            block = load_block(ALIBABA_BLOCK_TYPE, block_name)
         except ValueError as exc:  # not found, or saved half-filled (the message names the field and the fix)
             raise CredentialsError(
                 f"credentials.alibaba_block: cannot use the Alibaba Cloud Credentials block {block_name!r} ({exc}); "
@@ -418,10 +454,8 @@ def resolve_gitlab(token_block: str) -> GitLabAuth:
         return GitLabAuth(SANDBOX_GITLAB_TOKEN)
     from prefect.blocks.system import Secret
 
-    from acrvpc.blocks import BlockUnusable, GitLabCredentials, load_block
-
     try:
-        block = load_block(GitLabCredentials, token_block)
+        block = load_block(GITLAB_BLOCK_TYPE, token_block)
         return GitLabAuth(block.token.get_secret_value(), block.ca_bundle)
     except BlockUnusable as exc:
         raise CredentialsError(f"gitlab.token_block: {exc}") from None
@@ -431,7 +465,7 @@ def resolve_gitlab(token_block: str) -> GitLabAuth:
         return GitLabAuth(str(Secret.load(token_block).get()))
     except ValueError:
         raise CredentialsError(
-            f"gitlab.token_block: no {GitLabCredentials.get_block_type_name()} block and no Prefect Secret block "
+            f"gitlab.token_block: no {GITLAB_BLOCK_TYPE} block and no Prefect Secret block "
             f"named {token_block!r}; create one (`GitLabCredentials(token='glpat-...', url=...).save('{token_block}')`"
             f" or `Secret(value='glpat-...').save('{token_block}')`, README, Credentials) or set "
             f"{GITLAB_TOKEN_ENV}") from None

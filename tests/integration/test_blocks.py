@@ -279,13 +279,13 @@ class TestGitLab:
         # neither: the message names both kinds and the environment variable
         with pytest.raises(cloud.CredentialsError) as caught:
             cloud.resolve_gitlab("blocks-test-none")
-        assert all(s in str(caught.value) for s in ("GitLab Credentials", "Secret", "ACRVPC_GITLAB_TOKEN"))
+        assert all(s in str(caught.value) for s in (cloud.GITLAB_BLOCK_TYPE, "Secret", "ACRVPC_GITLAB_TOKEN"))
 
     def test_a_misfilled_gitlab_block_names_the_field(self, request):
         GitLabCredentials.model_construct(token=None, url="https://gitlab.internal").save("blocks-test-gl-half",
                                                                                           overwrite=True)
         request.addfinalizer(lambda: GitLabCredentials.delete("blocks-test-gl-half"))
-        with pytest.raises(cloud.CredentialsError, match="gitlab.token_block: .*misfilled: token"):
+        with pytest.raises(cloud.CredentialsError, match="gitlab.token_block: the saved acr-vpc-build-gitlab-credentials block .*misfilled: token"):
             cloud.resolve_gitlab("blocks-test-gl-half")
 
 
@@ -293,6 +293,10 @@ class TestGitLab:
 class TestCatalogue:
     SLUGS: ClassVar[dict[str, str]] = {"alibaba-cloud-credentials": "Alibaba Cloud Credentials",
              "acr-vpc-build-gitlab-credentials": "ACR VPC Build GitLab Credentials"}
+
+    def test_the_factory_loads_the_blocks_by_these_slugs(self):
+        assert AlibabaCloudCredentials.get_block_type_slug() == cloud.ALIBABA_BLOCK_TYPE
+        assert GitLabCredentials.get_block_type_slug() == cloud.GITLAB_BLOCK_TYPE
 
     def test_the_entry_point_names_the_blocks_module(self):
         from importlib.metadata import entry_points
