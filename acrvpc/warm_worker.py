@@ -294,6 +294,7 @@ if __name__ == "__main__" and sys.argv[1:2] == [ZYGOTE_ARG]:
 # ---------------------------------------------------------------------------------------------------------------
 # The worker side (everything below imports Prefect).
 
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -392,6 +393,8 @@ class ZygotePool:
             for process, _ in self._zygotes.values():
                 await process.wait()
         self._zygotes.clear()
+        if self._dir is not None:  # a zygote still draining has unlinked its socket already
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class WarmStarter:
