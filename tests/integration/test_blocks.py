@@ -199,6 +199,23 @@ class TestOnThePrefectServer:
         assert cloud.resolve_access_key("blocks-test-acr") == cloud.AccessKey(sandbox_defaults.ACCESS_KEY_ID,
                                                                               sandbox_defaults.ACCESS_KEY_SECRET)
 
+    def test_a_process_that_never_imported_the_blocks_loads_them_by_slug(self, request):
+        # a flow run's process: acrvpc.cloud.clients finds the class through the prefect.collections entry point
+        sandbox_block().save("blocks-test-fresh", overwrite=True)
+        request.addfinalizer(lambda: AlibabaCloudCredentials.delete("blocks-test-fresh"))
+        script = textwrap.dedent("""
+            import sys
+            from acrvpc.cloud import clients
+            assert "acrvpc.blocks" not in sys.modules
+            key = clients.resolve_access_key("blocks-test-fresh")
+            print(type(key).__name__, key.access_key_id, "acrvpc.blocks" in sys.modules)
+        """)
+        done = subprocess.run([sys.executable, "-c", script], check=False, env=child_env(), capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.split() == ["AccessKey", sandbox_defaults.ACCESS_KEY_ID, "True"]
+        assert sandbox_defaults.ACCESS_KEY_SECRET not in done.stdout + done.stderr
+
     def test_a_block_saved_by_the_old_class_still_loads(self, sandbox, request):
         # given a block saved by the old class (a Block with AccessKey fields only), from a process of its own
         subprocess.run([sys.executable, "-c", OLD_BLOCK, "blocks-test-legacy", sandbox_defaults.ACCESS_KEY_ID,
