@@ -184,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, reply, extra)
             return
         slow = fault is not None and fault.kind == "slow"
-        if slow:
+        if fault is not None and slow:
             time.sleep(fault.delay_ms / 1000.0)  # outside world.lock
         with world.lock:
             status, reply, extra, route = gitlab_responses.handle(world, self.command, path, query, headers, body,
@@ -254,7 +254,8 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._httpd.server_address[0]}:{self.port}"
+        host = self._httpd.server_address[0]
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{self.port}"
 
     def start(self) -> "SandboxServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},

@@ -174,7 +174,7 @@ def plan_build(record: BuildRecord, stages: list[dict[str, Any]], pending_second
     start = float(pending_seconds)
     record.final_status = SUCCESS
     for stage in stages or DEFAULT_STAGES:
-        name, seconds = str(stage["name"]), float(stage.get("seconds", 1))
+        name, seconds = str(stage["name"]), float(str(stage.get("seconds", 1)))
         messages, failed = _stage_script(name, ctx, failure)
         n = len(messages)
         for k, message in enumerate(messages):

@@ -70,7 +70,7 @@ def _page(items: list[Any], req: "RpcRequest", *, default: int, maximum: int,
     if not 1 <= size <= maximum:
         raise InvalidParameter("PageSize", f"It must be 1 to {maximum}.")
     start = (number - 1) * size
-    paging = {"PageNumber": number, "PageSize": size, "TotalCount": len(items)}
+    paging: dict[str, int | str] = {"PageNumber": number, "PageSize": size, "TotalCount": len(items)}
     if token_paging:
         paging["NextToken"] = ""
     return items[start:start + size], paging
@@ -185,7 +185,7 @@ def describe_security_groups(world: "World", req: "RpcRequest") -> dict[str, Any
     found = world.ecs.find_security_groups(
         region, vpc_id=req.get("VpcId"), ids=ids, name=req.get("SecurityGroupName"),
         group_type=req.get("SecurityGroupType"), tags=req.get_tags(), service_managed=req.get_bool("ServiceManaged"))
-    if req.get("NetworkType", "vpc").lower() != "vpc":
+    if (req.get("NetworkType") or "vpc").lower() != "vpc":
         found = []
     by_token = req.get("MaxResults") is not None or req.get("NextToken") is not None
     page, paging = _page(found, req, default=10, maximum=100 if by_token else 50)
@@ -198,7 +198,7 @@ def describe_security_groups(world: "World", req: "RpcRequest") -> dict[str, Any
 def describe_security_group_attribute(world: "World", req: "RpcRequest") -> dict[str, Any]:
     region = _region(req)
     group = world.ecs.group(req.require("SecurityGroupId"), region)
-    direction = req.get("Direction", "all").lower()
+    direction = (req.get("Direction") or "all").lower()
     if direction not in ("all", "ingress", "egress"):
         raise InvalidParameter("Direction", "Valid values: ingress, egress, all.")
     rules = [r for r in group.rules if direction == "all" or r.direction == direction]

@@ -16,7 +16,7 @@ from . import errors as e
 
 PROTOCOLS = {"TCP", "UDP", "ICMP", "GRE", "ALL"}
 PORTLESS = {"ICMP", "GRE", "ALL"}
-REVERSE_ACCESS = ipaddress.ip_network("100.104.0.0/16")
+REVERSE_ACCESS = ipaddress.IPv4Network("100.104.0.0/16")
 RULE_LIMIT = 200
 _UNSUPPORTED_RULE_FIELDS = ("SourceGroupId", "DestGroupId", "SourcePrefixListId", "DestPrefixListId",
                             "Ipv6SourceCidrIp", "Ipv6DestCidrIp", "PortRangeListId")

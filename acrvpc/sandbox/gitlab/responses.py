@@ -303,5 +303,5 @@ def handle(world: "World", method: str, path: str, query: dict[str, str], header
             except GitLabApiError as err:
                 return err.status, err.body(), err.headers(), route
             return status, reply, {}, route
-    err = NotFound()
-    return err.status, err.body(), {}, f"{method} (unknown)"
+    missing = NotFound()
+    return missing.status, missing.body(), {}, f"{method} (unknown)"

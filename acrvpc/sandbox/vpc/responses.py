@@ -250,8 +250,8 @@ def describe_route_entry_list(world: Any, req: RpcRequest) -> dict[str, Any]:
     if not 1 <= max_result <= 100:
         raise InvalidParameter("MaxResult", "Valid values: 1 to 100.")
     wanted: set[str] = set()
-    for text in ([req.get("DestinationCidrBlock")] if req.get("DestinationCidrBlock") else []) \
-            + req.get_list("DestCidrBlockList"):
+    single = req.get("DestinationCidrBlock")
+    for text in ([single] if single else []) + req.get_list("DestCidrBlockList"):
         wanted.add(str(parse_cidr(text)))
     ip_version = (req.get("IpVersion") or "").lower()
     found = []
