@@ -10,12 +10,19 @@ none of them.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
 
-from acrvpc.cloud.errors import CrBusinessError, PipelineError, check_cr, explain, is_retryable
+from acrvpc.cloud.errors import (
+    CrBusinessError,
+    PipelineError,
+    check_cr,
+    explain,
+    is_retryable,
+)
 from acrvpc.domain.outcomes import BindingOutcome, BuildOutcome
 from acrvpc.domain.spec import Spec
 
@@ -31,7 +38,7 @@ _log = logging.getLogger("acrvpc.build")
 class LogLine:
     """One build log line: ``LineNumber``, ``BuildStage``, ``Message``."""
 
-    __slots__ = ("number", "stage", "message")
+    __slots__ = ("message", "number", "stage")
 
     def __init__(self, number: int, stage: str, message: str) -> None:
         self.number, self.stage, self.message = number, stage, message
@@ -52,7 +59,7 @@ class BuildObserver:
     def status(self, status: str, stage: str | None, lines: int) -> None:
         """A status poll answered ``status`` (upper case); ``stage`` of the latest log line."""
 
-    def log(self, line: "LogLine") -> None:
+    def log(self, line: LogLine) -> None:
         """A new build log line (each exactly once, in order)."""
 
     def finished(self, outcome: BuildOutcome) -> None:
@@ -82,7 +89,7 @@ class Poller:
         """``fn()`` once; None for a missed poll (``missable``, transient, not too many in a row)."""
         try:
             result = fn()
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             if missable and not self.ended and is_retryable(exc) and self.missed < MAX_MISSED_POLLS:
                 self.missed += 1
                 _log.warning("%s for build %s failed (missed poll %d of at most %d in a row): %s", action,
@@ -116,11 +123,11 @@ class Poller:
             return new  # the status poll was missed: so is this one
         for _ in range(MAX_LOG_PAGES):
             offset = self.last_line
-            body = self.call("ListRepoBuildRecordLog", lambda: check_cr(self.cr.list_repo_build_record_log(
-                cr_models.ListRepoBuildRecordLogRequest(instance_id=self.spec.instance_id,
-                                                        repo_id=self.binding.repo_id,
-                                                        build_record_id=self.record_id, offset=offset)),
-                "ListRepoBuildRecordLog"), missable=True)
+            request = cr_models.ListRepoBuildRecordLogRequest(instance_id=self.spec.instance_id,
+                                                              repo_id=self.binding.repo_id,
+                                                              build_record_id=self.record_id, offset=offset)
+            body = self.call("ListRepoBuildRecordLog", lambda request=request: check_cr(
+                self.cr.list_repo_build_record_log(request), "ListRepoBuildRecordLog"), missable=True)
             if body is None:
                 break  # missed: the next poll reads from the same line
             fresh = sorted((entry for entry in body.build_record_logs or []

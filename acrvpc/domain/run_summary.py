@@ -87,8 +87,8 @@ def why_markdown(build: dict[str, Any]) -> list[str]:
         return []
     failure = why.get("failure") or {}
     lines = ["", "### Why it failed", "",
-             f"- **{failure.get('cause', '?').replace('_', ' ')}** failure in the **{failure.get('stage', '?')}** "
-             f"stage (API stage `{_md(failure.get('api_stage') or '?')}`, status {_md(failure.get('status', ''))})"]
+             (f"- **{failure.get('cause', '?').replace('_', ' ')}** failure in the **{failure.get('stage', '?')}** "
+              f"stage (API stage `{_md(failure.get('api_stage') or '?')}`, status {_md(failure.get('status', ''))})")]
     if failure.get("hint"):
         lines.append(f"- log: `{_md(failure['hint'])}`")
     diagnosis = why.get("diagnosis")
@@ -132,8 +132,8 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
         lines.append("| " + " | ".join([*cells, status]) + " |")
     lines += ["", "Digests are shortened; the build table artifact has them in full."]
     if record:
-        lines += ["", f"¹ the build record's own StartTime/EndTime, in {record_clock} "
-                      "(wall s is how long the run followed the build)."]
+        lines += ["", (f"¹ the build record's own StartTime/EndTime, in {record_clock} "
+                       "(wall s is how long the run followed the build).")]
     for b in builds:
         if b["status"] == "SUCCESS":
             continue
@@ -204,8 +204,8 @@ def plan_lines(spec: Any, start_builds: bool = True) -> list[str]:
     stages += " -> build" if start_builds else " (builds skipped: start_builds is false)"
     builds = (f"{len(wanted)} build(s): {', '.join(wanted)}" if wanted else "no rule has build: true") \
         if start_builds else "no build (start_builds is false)"
-    return [f"run of spec {spec.name}: instance {spec.instance_id} in {spec.region}, link mode {mode}, "
-            f"{len(spec.repositories)} repositories",
+    return [(f"run of spec {spec.name}: instance {spec.instance_id} in {spec.region}, link mode {mode}, "
+             f"{len(spec.repositories)} repositories"),
             f"stages: {stages}", f"builds: {builds}"]
 
 
@@ -241,8 +241,8 @@ def done_lines(summary: dict[str, Any], failure: dict[str, str] | None = None) -
         code = f"[{failure['code']}] " if failure.get("code") else ""
         lines = [f"failed at {failure.get('stage') or 'an unknown stage'}: {code}{failure.get('message', '')}",
                  f"fix: {failure.get('fix') or 'see the error above'}", f"before it failed: {done}",
-                 f"next: apply the fix, then Retry this run (stages that completed come back Cached); the stage table "
-                 f"with links is the artifact {key}"]
+                 (f"next: apply the fix, then Retry this run (stages that completed come back Cached); the stage "
+                  f"table with links is the artifact {key}")]
         return lines
     lines = [f"done: {len(summary.get('stages', []))} stage(s), {done}"]
     next_ = f"next: the stage table with links is the artifact {key}"

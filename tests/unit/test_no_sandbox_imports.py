@@ -1,4 +1,4 @@
-"""Product code imports nothing from the sandbox, except the command line's ``demo`` and ``sandbox`` commands (issue 19).
+"""Product code imports nothing from the sandbox, except the CLI's ``demo`` and ``sandbox`` commands (issue 19).
 
 The sandbox (``acrvpc/sandbox/``) is the cloud the fidelity tests compare the product against; product code
 that imported it (its credentials, its RAM evaluator) would make those comparisons circular and would
