@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from alibabacloud_cr20181201 import models as cr_models
@@ -122,12 +123,7 @@ class Poller:
         if self.missed and not self.ended:
             return new  # the status poll was missed: so is this one
         for _ in range(MAX_LOG_PAGES):
-            offset = self.last_line
-            request = cr_models.ListRepoBuildRecordLogRequest(instance_id=self.spec.instance_id,
-                                                              repo_id=self.binding.repo_id,
-                                                              build_record_id=self.record_id, offset=offset)
-            body = self.call("ListRepoBuildRecordLog", lambda request=request: check_cr(
-                self.cr.list_repo_build_record_log(request), "ListRepoBuildRecordLog"), missable=True)
+            body = self.call("ListRepoBuildRecordLog", partial(self._log_page, self.last_line), missable=True)
             if body is None:
                 break  # missed: the next poll reads from the same line
             fresh = sorted((entry for entry in body.build_record_logs or []
@@ -142,6 +138,12 @@ class Poller:
             if not fresh or self.last_line >= total:
                 break
         return new
+
+    def _log_page(self, offset: int) -> Any:
+        """ListRepoBuildRecordLog: the page of lines after line ``offset``."""
+        return check_cr(self.cr.list_repo_build_record_log(cr_models.ListRepoBuildRecordLogRequest(
+            instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, build_record_id=self.record_id,
+            offset=offset)), "ListRepoBuildRecordLog")
 
     def record(self) -> Any:
         return self.call("GetRepoBuildRecord", lambda: check_cr(self.cr.get_repo_build_record(

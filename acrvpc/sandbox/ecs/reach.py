@@ -28,7 +28,9 @@ class _World(Protocol):
 class EcsState(Protocol):
     """What reachability reads of the ECS backend (:class:`.models.EcsBackend`, which imports this module)."""
 
-    world: _World
+    @property
+    def world(self) -> _World: ...
+
     groups: dict[str, Any]  # SecurityGroup by id
     instances: dict[str, Any]  # Instance by id
     enis: dict[str, Any]  # NetworkInterface by id
