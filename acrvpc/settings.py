@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         json_schema_extra={"fix": "write a whole number, e.g. 1 (0 starts every run cold)"})
     warm_imports: str | None = Field(
         None, description="acrvpc-process worker: comma-separated modules the zygote imports before forking "
-                          "(default: the project's flows).",
+                          "(default: the project's flows, the three Alibaba Cloud SDK clients and python-gitlab).",
         json_schema_extra={"fix": "write comma-separated module names, e.g. flows.on_push,flows.vpc_build"})
     warm_wait_seconds: float = Field(
         60.0, ge=0, description="acrvpc-process worker: how long a run waits for its zygote before starting cold.",

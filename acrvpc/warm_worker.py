@@ -264,8 +264,10 @@ def _zygote_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.imports is None:
         # not prefect.engine itself: a run runs it afresh as __main__
-        imports = ["prefect.flow_engine"] + [m.strip() for m in os.environ.get("ACRVPC_WARM_IMPORTS", DEFAULT_IMPORTS)
-                                             .split(",") if m.strip()]
+        from acrvpc.settings import settings
+
+        modules = settings().warm_imports or DEFAULT_IMPORTS
+        imports = ["prefect.flow_engine"] + [m.strip() for m in modules.split(",") if m.strip()]
     else:
         imports = [m.strip() for m in args.imports.split(",") if m.strip()]
     zygote = _Zygote(args.socket, imports)
@@ -453,8 +455,11 @@ class WarmProcessWorker(ProcessWorker):
 
     def __init__(self, *args: Any, pool_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        size = pool_size if pool_size is not None else int(os.environ.get("ACRVPC_WARM_POOL_SIZE", "1"))
-        self.warm_pool = ZygotePool(size > 0, float(os.environ.get("ACRVPC_WARM_WAIT_SECONDS", "60")))
+        from acrvpc.settings import settings
+
+        configured = settings()
+        size = pool_size if pool_size is not None else configured.warm_pool_size
+        self.warm_pool = ZygotePool(size > 0, configured.warm_wait_seconds)
 
     async def setup(self) -> None:
         await super().setup()
