@@ -1,5 +1,5 @@
-# Two commands a newcomer needs (see README.md): `make demo` and `make test`.
-# Both create .venv on first use and install the project with its test extras into it, at the
+# Two commands a newcomer needs (see README.md): `make demo` and `make test` (`make lint` before a commit).
+# They create .venv on first use and install the project with its test and lint extras into it, at the
 # versions pinned in constraints.txt (what CI tested); `make lock` re-pins them.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,12 +13,12 @@ JOBS   ?= 2
 PYTEST := $(BIN)/python -m pytest --durations=25
 FAST   := -n $(JOBS) --dist loadfile
 
-.PHONY: demo ui test test-fast install lock sandbox bench clean
+.PHONY: demo ui test test-fast lint install lock sandbox bench clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,s3]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,lint,s3]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,12 +41,19 @@ test-fast: $(STAMP)
 	$(PYTEST) $(FAST) -m "not e2e"
 	$(PYTEST) -m "e2e and not soak and not multihost"
 
+# Lint and type-check (pyproject.toml's [tool.ruff] and [tool.mypy]); `ruff format .` and
+# `ruff check --fix .` repair most of what the first two report.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 # Re-pin every dependency to the newest versions pyproject.toml allows (commit constraints.txt after).
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e ".[test,s3]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[test,lint,s3]"
 	{ echo "# Pinned by 'make lock' ($(shell $(PYTHON) --version)); make installs with -c constraints.txt."; \
 	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -vE '^(acr-vpc-build|setuptools|wheel)=='; } > $(CONSTRAINTS)
 	rm -rf .lock-venv
