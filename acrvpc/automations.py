@@ -40,9 +40,8 @@ flow run tagged ``acr-vpc-build`` (the deployments of prefect.yaml and of ``acrv
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import timedelta
+from typing import Any
 
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, SendNotification

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -228,7 +228,7 @@ def failed_task_runs(flow_run_id: str) -> list[tuple[str, str]]:
     except Exception:  # noqa: BLE001
         _log.warning("could not read the failed task runs of flow run %s", flow_run_id, exc_info=True)
         return []
-    never = datetime.min.replace(tzinfo=timezone.utc)
+    never = datetime.min.replace(tzinfo=UTC)
     runs.sort(key=lambda r: r.start_time or r.expected_start_time or r.created or never)
     return [(r.name, (r.state.message or "") if r.state else "") for r in runs]
 

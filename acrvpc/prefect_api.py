@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from typing import Any
 
-def api_url() -> str | None:
+_ENV_KEYS = ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_HOME", "PREFECT_PROFILES_PATH")
+_cache: tuple[Any, tuple[str | None, ...], float, str | None] | None = None  # (settings, env, expires, url)
+_cache_lock = threading.Lock()
+
+
+def api_url(max_age: float = 0.0) -> str | None:
     """The Prefect API URL the settings name now, or None when there is none (Prefect's ephemeral mode).
 
     Read afresh (``Settings()``: the environment, the active profile, ``prefect.toml``), then from the
     current settings context (``temporary_settings``), so a URL set with ``prefect config set`` or a
     profile counts as much as ``PREFECT_API_URL`` in the environment.
+
+    Args:
+        max_age: seconds an answer may be reused (0: read afresh). ``Settings()`` costs ~19 ms of
+            CPU; the rate limiter asks before every Alibaba Cloud call and passes its re-check
+            interval. A reused answer is dropped at once when the settings context (a
+            ``temporary_settings`` block) or ``PREFECT_API_URL``, ``PREFECT_PROFILE``,
+            ``PREFECT_HOME`` or ``PREFECT_PROFILES_PATH`` in the environment changed; an edited
+            profiles file is noticed after ``max_age``.
     """
+    global _cache
     from acrvpc.lazy_prefect import api_url_surely_unset
 
     if api_url_surely_unset():  # known without importing Prefect (1.5 s): `acrvpc preflight` on a laptop
         return None
     from prefect.settings import Settings, get_current_settings
 
-    url = Settings().api.url or get_current_settings().api.url
-    return str(url) if url else None
+    current = get_current_settings()
+    env = tuple(os.environ.get(k) for k in _ENV_KEYS)
+    if max_age > 0:
+        with _cache_lock:
+            cached = _cache
+        if cached is not None and cached[0] is current and cached[1] == env and time.monotonic() < cached[2]:
+            return cached[3]
+    raw = Settings().api.url or current.api.url
+    url = str(raw) if raw else None
+    with _cache_lock:
+        _cache = (current, env, time.monotonic() + max_age, url)
+    return url
+
+
+def forget_api_url() -> None:
+    """Drop the reused answer of :func:`api_url` (the next call reads the settings afresh)."""
+    global _cache
+    with _cache_lock:
+        _cache = None

@@ -300,7 +300,7 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from typing import TYPE_CHECKING, Any, Optional  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import anyio  # noqa: E402
 import anyio.abc  # noqa: E402
@@ -310,7 +310,11 @@ from prefect.runner._process_manager import ProcessHandle  # noqa: E402
 from prefect.runner._starter_engine import EngineCommandStarter  # noqa: E402
 from prefect.settings import get_current_settings  # noqa: E402
 from prefect.utilities.processutils import (  # noqa: E402
-    command_from_string, command_to_string, get_sys_executable, sanitize_subprocess_env)
+    command_from_string,
+    command_to_string,
+    get_sys_executable,
+    sanitize_subprocess_env,
+)
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult  # noqa: E402
 
 if TYPE_CHECKING:
@@ -407,7 +411,7 @@ class WarmStarter:
                  logger: Any) -> None:
         self._pool, self._cwd, self._env, self._control_channel, self._logger = pool, cwd, env, control_channel, logger
 
-    def _run_env(self, flow_run: "FlowRun") -> dict[str, str]:
+    def _run_env(self, flow_run: FlowRun) -> dict[str, str]:
         """The environment EngineCommandStarter gives the run's process (same order of precedence)."""
         env: dict[str, str | None] = {**os.environ, **self._env,
                                       **get_current_settings().to_environment_variables(exclude_unset=True)}
@@ -415,7 +419,7 @@ class WarmStarter:
                     "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME")})
         return sanitize_subprocess_env(env)
 
-    async def start(self, flow_run: "FlowRun",
+    async def start(self, flow_run: FlowRun,
                     task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED) -> None:
         zygote = await self._pool.ensure(self._run_env(flow_run), self._logger)
         command = None
@@ -471,8 +475,8 @@ class WarmProcessWorker(ProcessWorker):
         await self.warm_pool.close()
         await super().teardown(*exc_info)
 
-    async def run(self, flow_run: "FlowRun", configuration: ProcessJobConfiguration,
-                  task_status: Optional[anyio.abc.TaskStatus[int]] = None) -> ProcessWorkerResult:
+    async def run(self, flow_run: FlowRun, configuration: ProcessJobConfiguration,
+                  task_status: anyio.abc.TaskStatus[int] | None = None) -> ProcessWorkerResult:
         if not _engine_command(configuration) or not configuration.stream_output or not self.warm_pool.enabled:
             return await super().run(flow_run, configuration, task_status)
         if task_status is None:

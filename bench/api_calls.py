@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
-from bench import common  # noqa: E402 - first, before Prefect is imported
+from bench import common  # first, before Prefect is imported
 
 if __name__ == "__main__":  # not when the unit tests import minimum_calls: setup() changes os.environ
     common.setup()
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="a spec for the default sandbox world")
     args = parser.parse_args(argv)
 
-    from acrvpc.sandbox import SandboxServer
     from acrvpc.domain.spec import load_spec
+    from acrvpc.sandbox import SandboxServer
 
     spec = load_spec(args.spec)
     figures: dict = {"benchmark": "api_calls", "spec": spec.name, "repositories": len(spec.repositories),

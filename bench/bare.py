@@ -24,8 +24,15 @@ from tasks.build import run_build
 from tasks.eni import ensure_network_interface
 from tasks.gitlab_token import validate_token
 from tasks.link import ensure_security_group
-from tasks.preflight import Observation, Read, evaluate, preflight_error, read_gitlab_host
-from tasks.preflight import _read, _repository  # noqa: PLC2701 - the same reads observe() makes, in order
+from tasks.preflight import (  # the same reads observe() makes, in order
+    Observation,
+    Read,
+    _read,
+    _repository,
+    evaluate,
+    preflight_error,
+    read_gitlab_host,
+)
 
 
 def observe_sequentially(clients: cloud.CloudClients, spec: Spec) -> Observation:

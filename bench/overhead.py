@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
-from bench import common  # noqa: E402 - first, before Prefect is imported
+from bench import common  # first, before Prefect is imported
 
 if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
     common.setup()
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     for product in common.ALIBABA_PRODUCTS:
         os.environ[f"ACRVPC_QPS_{product.upper()}"] = "0"
-    from acrvpc.sandbox import SandboxServer
     from acrvpc.domain.spec import load_spec
+    from acrvpc.sandbox import SandboxServer
     from bench.bare import run_bare
 
     work = Path(tempfile.mkdtemp(prefix="acrvpc-bench-overhead-"))

@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
-from bench import common  # noqa: E402 - first, before Prefect is imported
+from bench import common  # first, before Prefect is imported
 
 if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
     common.setup()
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--workers {args.workers}: choose from process, warm (comma-separated)")
     settings = [float(v) for v in (args.query_seconds or ("1" if args.quick else "1,0.25")).split(",")]
 
-    from acrvpc.sandbox import SandboxServer
     from acrvpc.domain.spec import load_spec
+    from acrvpc.sandbox import SandboxServer
     from bench.bare import run_bare
 
     figures: dict = {"benchmark": "trigger", "deliveries": count, "machine": common.machine(), "settings": {}}

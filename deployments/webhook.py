@@ -62,7 +62,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -75,8 +76,18 @@ from acrvpc.domain.spec import Spec, route_target
 from deployments.gitlab_events import EVENT_MODELS, PushEvent
 from deployments.webhook_guard import MAX_ID_LENGTH, SignatureCheck, SourceLimiter, normalize_secret
 from deployments.webhook_openapi import openapi_schema
-from deployments.webhook_spool import (DEAD, DONE, MAX_AGE_S, Delivery, Report, Spool, StartFailure, drain_once,
-                                       report_dead, settle_failure)
+from deployments.webhook_spool import (
+    DEAD,
+    DONE,
+    MAX_AGE_S,
+    Delivery,
+    Report,
+    Spool,
+    StartFailure,
+    drain_once,
+    report_dead,
+    settle_failure,
+)
 
 MAX_BODY = 25 * 1024 * 1024  # GitLab's own payload limit (GitLab.com "max payload 25 MB"): it sends nothing larger
 SMALL_BODY = 256 * 1024  # bodies up to this are read side by side; larger ones BIG_BODIES at a time
@@ -360,7 +371,7 @@ class WebhookReceiver:
             _log.info("delivery %r: a resend of a dead letter; queued again", key)
         try:
             run_id = await asyncio.wait_for(self._start(recorded.parameters, key), self.start_timeout)
-        except asyncio.TimeoutError:  # slow Prefect: the drainer creates it later
+        except TimeoutError:  # slow Prefect: the drainer creates it later
             _log.warning("delivery %r: the run of %s was not created yet; queued (%.0f ms)", key, self.deployment,
                          (time.monotonic() - started) * 1000)
             return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)

@@ -27,7 +27,7 @@ import base64
 import ipaddress
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from limits import parse
 from limits.storage import MemoryStorage

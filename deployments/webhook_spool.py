@@ -34,9 +34,10 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 _log = logging.getLogger("acrvpc.webhook")
 
@@ -361,7 +362,7 @@ class SpoolDrainer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="acrvpc-webhook-spool", daemon=True)
 
-    def start(self) -> "SpoolDrainer":
+    def start(self) -> SpoolDrainer:
         self._thread.start()
         return self
 

@@ -92,7 +92,7 @@ def pause_seconds(spec: Spec) -> int:
     return max(1, round(spec.link.pause_timeout_minutes * 60))
 
 
-def step_key(base: str, attempt: "RunAttempt") -> str:
+def step_key(base: str, attempt: RunAttempt) -> str:
     """The pause key of a console step in one attempt of a run.
 
     Args:
@@ -123,7 +123,7 @@ class RunAttempt:
     fired: set[str] = field(default_factory=set)  # pause keys that already fired in this attempt
 
     @classmethod
-    def current(cls) -> "RunAttempt":
+    def current(cls) -> RunAttempt:
         """The current flow run (a run outside Prefect's API, e.g. ``task.fn`` in a unit test: the defaults)."""
         run_id = flow_run.get_id()
         if not run_id:

@@ -53,7 +53,6 @@ from tasks.preflight import preflight
 from tasks.teardown import rollback_link
 from tasks.webhook_hook import webhook_hook
 
-
 # What the link/ENI transaction undoes when it fails: only what this run created.
 link.on_rollback(rollback_link)
 

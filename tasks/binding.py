@@ -26,7 +26,8 @@ see ``GITLAB_ACCOUNT_NOT_BOUND`` (only CreateRepoSourceCodeRepo reveals it).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient

@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
@@ -53,7 +54,13 @@ from acrvpc.cloud.errors import RETRY, PipelineError, check_cr, error_code
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
 from acrvpc.domain.spec import Spec
 from tasks.build_record import (  # noqa: F401 - MAX_MISSED_POLLS, LogLine: tasks.build is their import path too
-    MAX_MISSED_POLLS, TAIL_LINES, TERMINAL, BuildObserver, LogLine, Poller, as_int,
+    MAX_MISSED_POLLS,
+    TAIL_LINES,
+    TERMINAL,
+    BuildObserver,
+    LogLine,
+    Poller,
+    as_int,
 )
 
 RUNNING = {"PENDING", "BUILDING"}

@@ -42,11 +42,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from acrvpc.cloud import clients as cloud
-
-from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import RETRY, PipelineError
 from acrvpc.cloud.paging import paginate
 from acrvpc.cloud.waiting import wait_until
+from acrvpc.domain import netcheck
 from acrvpc.domain.outcomes import EniOutcome, LinkOutcome
 from acrvpc.domain.spec import Spec
 from tasks.console_account import (

@@ -26,8 +26,14 @@ from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
 from acrvpc.cloud.waiting import wait_until
 from acrvpc.domain.outcomes import StageOutcome
 from acrvpc.domain.spec import Spec
-from tasks.binding import ACCOUNT_NOT_BOUND, CODE_REPO_MISSING, CODE_REPO_TYPE, ensure_namespace, ensure_repository, \
-    get_source
+from tasks.binding import (
+    ACCOUNT_NOT_BOUND,
+    CODE_REPO_MISSING,
+    CODE_REPO_TYPE,
+    ensure_namespace,
+    ensure_repository,
+    get_source,
+)
 
 ACCOUNT_NOT_BOUND_CODE = "CONSOLE_ACCOUNT_NOT_BOUND"
 VERIFY_FIRST_POLL_S = 1.0  # the console's verifications poll 1 s, doubling to 5 s (wait_until's bounds)

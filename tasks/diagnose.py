@@ -42,16 +42,16 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from alibabacloud_cr20181201 import models as cr_models
 from pydantic import BaseModel, Field
 
 from acrvpc import monitor
-
-from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import PipelineError, explain
+from acrvpc.domain import netcheck
 from acrvpc.domain.outcomes import BuildOutcome
 from acrvpc.domain.spec import LinkMode, Spec
 

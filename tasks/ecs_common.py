@@ -132,7 +132,7 @@ def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: st
     """
     try:
         return call(request).body
-    except Exception as exc:  # noqa: BLE001 - classified below
+    except Exception as exc:
         code = error_code(exc)
         if code is None or is_retryable(exc):
             raise
@@ -184,10 +184,12 @@ def retry_stage(stage: str, attempt: Callable[[int], T], *, sleep: Callable[[flo
     while True:
         try:
             return attempt(number)
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             if number > len(delays) or not is_retryable(exc):
                 raise
-            from prefect.utilities.math import clamped_poisson_interval  # only on a retry: `acrvpc plan` loads no Prefect
+            from prefect.utilities.math import (
+                clamped_poisson_interval,  # only on a retry: `acrvpc plan` loads no Prefect
+            )
 
             delay = clamped_poisson_interval(delays[number - 1], clamping_factor=jitter)
             log.warning("stage %s failed transiently (%s); retry %d/%d in %.1f s", stage, explain(exc)[:300],

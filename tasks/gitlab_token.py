@@ -22,18 +22,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import gitlab
 import requests
 from gitlab.exceptions import GitlabAuthenticationError, GitlabGetError
-from acrvpc.lazy_prefect import task  # Prefect loads on first use: `acrvpc preflight` never needs it
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import RETRY, PipelineError
 from acrvpc.domain.outcomes import GitLabOutcome
 from acrvpc.domain.spec import Spec
+from acrvpc.lazy_prefect import task  # Prefect loads on first use: `acrvpc preflight` never needs it
 
 REPORTER, MAINTAINER = 20, 40
 EXPIRY_WARNING_DAYS = 14
@@ -231,7 +231,7 @@ def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) 
             ``GITLAB_PROJECT_ACCESS``, or ``GITLAB_UNREACHABLE`` (retryable).
         gitlab.exceptions.GitlabError: any other GitLab answer (e.g. 5xx, retryable by status).
     """
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     notes: list[str] = []
     with _transport_errors(gl.url):
         user = _authenticate(gl, spec)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
-from acrvpc.lazy_prefect import get_run_logger, task  # Prefect loads on first use: `acrvpc preflight` never needs it
-from acrvpc.lazy_prefect import create_table_artifact
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.clients import CloudClients
@@ -29,6 +28,11 @@ from acrvpc.cloud.errors import RETRY, CrBusinessError, PipelineError, check_cr
 from acrvpc.cloud.paging import paginate
 from acrvpc.domain.outcomes import PreflightOutcome
 from acrvpc.domain.spec import GitLabAccess, Spec
+from acrvpc.lazy_prefect import (  # Prefect loads on first use: `acrvpc preflight` never needs it
+    create_table_artifact,
+    get_run_logger,
+    task,
+)
 from tasks.gitlab_token import validate_token
 from tasks.preflight_checks import CHECK_IDS, Observation, Read, evaluate
 

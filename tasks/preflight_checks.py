@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import FIXES, PipelineError, error_code, is_retryable
+from acrvpc.domain import netcheck
 from acrvpc.domain.outcomes import CheckResult, PreflightCheck, PreflightOutcome
 from acrvpc.domain.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
 

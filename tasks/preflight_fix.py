@@ -22,8 +22,8 @@ from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc.domain import netcheck
 from acrvpc.cloud.errors import PipelineError
+from acrvpc.domain import netcheck
 from acrvpc.domain.spec import REVERSE_ACCESS_CIDR, GitLabAccess, Spec
 from tasks.ecs_common import client_token, ecs_call
 from tasks.preflight import read_gitlab_host

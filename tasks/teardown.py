@@ -106,7 +106,7 @@ def _describe_eni(ecs: Any, spec: Spec, eni_id: str) -> Any | None:
     request = ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, network_interface_id=[eni_id])
     try:
         body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request, f"ENI {eni_id}")
-    except Exception as exc:  # noqa: BLE001 - only "not found" is expected here
+    except Exception as exc:
         if error_code(exc) in ENI_GONE:
             return None
         raise
@@ -134,7 +134,7 @@ def revoke_permissions(ecs: Any, spec: Spec, eni_id: str) -> list[str]:
     try:
         body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions, request,
                         what)
-    except Exception as exc:  # noqa: BLE001 - only "not found" is expected here
+    except Exception as exc:
         if error_code(exc) in ENI_GONE:
             return []
         raise
@@ -149,7 +149,7 @@ def revoke_permissions(ecs: Any, spec: Spec, eni_id: str) -> list[str]:
                      ecs_models.DeleteNetworkInterfacePermissionRequest(
                          region_id=spec.region, network_interface_permission_id=p.network_interface_permission_id,
                          force=True), what)
-        except Exception as exc:  # noqa: BLE001 - a permission gone meanwhile is fine
+        except Exception as exc:
             if error_code(exc) in PERMISSION_GONE:
                 continue
             raise
@@ -199,7 +199,7 @@ def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: fl
                 ecs_call("DeleteNetworkInterface", ecs.delete_network_interface,
                          ecs_models.DeleteNetworkInterfaceRequest(region_id=spec.region, network_interface_id=eni_id),
                          f"ENI {eni_id}")
-            except Exception as exc:  # noqa: BLE001 - gone or busy meanwhile: look again
+            except Exception as exc:
                 if error_code(exc) in ENI_GONE:
                     return changes
                 if error_code(exc) != "InvalidOperation.InvalidEniState":
@@ -229,7 +229,7 @@ def _describe_group(ecs: Any, spec: Spec, group_id: str) -> Any | None:
     try:
         body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request,
                         f"security group {group_id}")
-    except Exception as exc:  # noqa: BLE001 - only "not found" is expected here
+    except Exception as exc:
         if error_code(exc) in GROUP_GONE:
             return None
         raise
@@ -278,7 +278,7 @@ def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: flo
                      ecs_models.DeleteSecurityGroupRequest(region_id=spec.region, security_group_id=group_id),
                      f"security group {group_id}")
             return [f"DeleteSecurityGroup {group_id}"]
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             code = error_code(exc)
             if code in GROUP_GONE:
                 return []

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 _B64 = re.compile(rb"[A-Za-z0-9+/]{24,}={0,2}")
 

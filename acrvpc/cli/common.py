@@ -21,10 +21,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # only service that writes to SQLite and that the CLI does not need. The server subprocess inherits this.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+import typer
+from rich.console import Console
 
-from acrvpc.cli.report import console_for_output  # noqa: E402
+from acrvpc.cli.report import console_for_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")

@@ -11,10 +11,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from acrvpc.domain.run_summary import (  # noqa: F401 - wall_seconds: acrvpc.cli.live imports it from here
-    record_seconds_differ, short_digest, wall_seconds, why_text,
-)
 from acrvpc.domain.run_summary import record_clock_label as _clock_label
+from acrvpc.domain.run_summary import (  # wall_seconds: acrvpc.cli.live imports it from here
+    record_seconds_differ,
+    short_digest,
+    wall_seconds,
+    why_text,
+)
 
 _STYLE = {"completed": "green", "failed": "red", "skipped": "yellow"}
 

@@ -50,7 +50,8 @@ import email.utils
 import logging
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from acrvpc.cloud.errors import error_code, is_retryable
 from acrvpc.settings import Settings, settings
@@ -140,7 +141,7 @@ def guard(client: Any, product: str, sleep: Callable[[float], None] | None = Non
         while True:
             try:
                 return call_api(params, request, runtime)
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:
                 if attempt >= retries or not is_retryable(exc) or not safe_to_repeat(params.action, query):
                     raise
                 pause = next_pause(attempt, exc, waited)

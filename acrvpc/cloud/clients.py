@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
-from acrvpc.domain import actions
-
 from acrvpc.cloud import callretry, ratelimit
+from acrvpc.domain import actions
 from acrvpc.domain.spec import Spec
 from acrvpc.settings import secret_value, settings
 

@@ -70,7 +70,7 @@ class PipelineError(Exception):
         return (_rebuild, (type(self), self.args[0], self.code, self.fix, self.retryable))
 
 
-def _rebuild(cls: type, text: str, code: str, fix: str, retryable: bool) -> "PipelineError":
+def _rebuild(cls: type, text: str, code: str, fix: str, retryable: bool) -> PipelineError:
     err = cls.__new__(cls)
     Exception.__init__(err, text)
     err.code, err.fix, err.retryable, err.detail = code, fix, retryable, text

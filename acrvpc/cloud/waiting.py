@@ -67,7 +67,7 @@ def wait_until(poll: Callable[[], T | None], *, what: str, timeout_s: float,
         last: Exception | None = None
         try:
             result = poll()
-        except Exception as exc:  # noqa: BLE001 - only what the caller names is a "not yet"
+        except Exception as exc:
             if retry_on is None or not retry_on(exc):
                 raise
             last, result = exc, None

@@ -27,8 +27,9 @@ actions without resource-level authorization, e.g. most ``Describe*`` lists).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from acrvpc.domain.spec import Spec
@@ -94,15 +95,15 @@ class Stage:
     option: str | None = None
 
 
-def _gitlab_on_ecs(spec: "Spec") -> bool:
+def _gitlab_on_ecs(spec: Spec) -> bool:
     return spec.gitlab.access.value == "ecs"
 
 
-def _has_vbr(spec: "Spec") -> bool:
+def _has_vbr(spec: Spec) -> bool:
     return bool(spec.network.vbr_id)
 
 
-CONDITIONS: dict[str, Callable[["Spec"], bool]] = {
+CONDITIONS: dict[str, Callable[[Spec], bool]] = {
     "gitlab_on_ecs": _gitlab_on_ecs,  # preflight reads GitLab's ECS instance and its security groups
     "vbr": _has_vbr,  # preflight reads the VBR and its route table
 }
@@ -215,7 +216,7 @@ def _check_declarations(stages: Iterable[Stage]) -> dict[tuple[str, str], Api]:
 DECLARED: dict[tuple[str, str], Api] = _check_declarations(STAGES)
 
 
-def stages_for(spec: "Spec", options: Iterable[str] = ()) -> list[Stage]:
+def stages_for(spec: Spec, options: Iterable[str] = ()) -> list[Stage]:
     """The stages a run of ``spec`` may reach, plus the optional ones asked for.
 
     Args:
@@ -236,7 +237,7 @@ def stages_for(spec: "Spec", options: Iterable[str] = ()) -> list[Stage]:
     return [s for s in STAGES if mode in s.modes and (s.option is None or s.option in chosen)]
 
 
-def calls_for(spec: "Spec", options: Iterable[str] = ()) -> list[tuple[Stage, Api]]:
+def calls_for(spec: Spec, options: Iterable[str] = ()) -> list[tuple[Stage, Api]]:
     """Every (stage, API action) a run of ``spec`` may make, conditions applied.
 
     Args:

@@ -23,9 +23,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 REVERSE_ACCESS_CIDR = "100.104.0.0/16"
 

@@ -47,7 +47,8 @@ information" tables; where a table was not found, the plausible reading is taken
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from acrvpc.domain import actions
 from acrvpc.domain.actions import Api

@@ -17,10 +17,14 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from acrvpc.domain.spec_base import SpecModel, project_path
-from acrvpc.domain.spec_errors import SpecError, validation_problems  # noqa: F401 - SpecError re-exported
 from acrvpc.domain.spec_endpoints import ENDPOINT_PRODUCTS, EndpointNetwork, EndpointsSpec  # noqa: F401 - re-exported
+from acrvpc.domain.spec_errors import SpecError, validation_problems  # SpecError re-exported
 from acrvpc.domain.spec_webhook import (  # noqa: F401 - re-exported: acrvpc.domain.spec is the public import path
-    BRANCH_PREFIX, TAG_PREFIX, WebhookRoute, WebhookSpec, split_ref,
+    BRANCH_PREFIX,
+    TAG_PREFIX,
+    WebhookRoute,
+    WebhookSpec,
+    split_ref,
 )
 
 REVERSE_ACCESS_CIDR = "100.104.0.0/16"
@@ -338,7 +342,7 @@ class Spec(_Model):
         return v
 
     @model_validator(mode="after")
-    def _cross(self) -> "Spec":
+    def _cross(self) -> Spec:
         problems: list[str] = []
         if self.gitlab.access == GitLabAccess.DATACENTER:
             if not self.network.datacenter_cidrs:
@@ -359,7 +363,7 @@ class Spec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _webhook_routes(self) -> "Spec":
+    def _webhook_routes(self) -> Spec:
         problems = route_problems(self)
         if problems:
             raise ValueError("; ".join(problems))

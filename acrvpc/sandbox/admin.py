@@ -16,7 +16,8 @@ add theirs in their own modules. A handler takes ``(world, query, payload)`` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .world import World
@@ -36,7 +37,7 @@ def admin_route(method: str, path: str) -> Callable[[AdminHandler], AdminHandler
     return register
 
 
-def dispatch(world: "World", method: str, path: str, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def dispatch(world: World, method: str, path: str, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     handler = ADMIN_ROUTES.get((method.upper(), path.rstrip("/")))
     if handler is None:
         return 404, {"error": f"no sandbox admin route {method} {path}",
@@ -44,34 +45,34 @@ def dispatch(world: "World", method: str, path: str, query: dict[str, str], payl
     return handler(world, query, payload)
 
 
-def settings_of(world: "World") -> dict[str, Any]:
+def settings_of(world: World) -> dict[str, Any]:
     return {"latency_ms": world.faults.latency_ms, "time_scale": world.clock.time_scale,
             "replay_protection": world.verifier.replay_protection}
 
 
 @admin_route("GET", "/_sandbox/healthz")
-def _healthz(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _healthz(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     return 200, {"status": "ok"}
 
 
 @admin_route("GET", "/_sandbox/calls")
-def _calls(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _calls(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     return 200, {"calls": world.calls.list(int(query.get("since", 0)))}
 
 
 @admin_route("POST", "/_sandbox/reset")
-def _reset(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _reset(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     world.reset(payload.get("scenario"))
     return 200, {"status": "reset"}
 
 
 @admin_route("GET", "/_sandbox/settings")
-def _get_settings(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _get_settings(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     return 200, settings_of(world)
 
 
 @admin_route("POST", "/_sandbox/settings")
-def _set_settings(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _set_settings(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     unknown = set(payload) - {"latency_ms", "time_scale", "replay_protection"}
     if unknown:
         return 400, {"error": f"unknown setting(s) {sorted(unknown)}; known: latency_ms, time_scale, "
@@ -86,7 +87,7 @@ def _set_settings(world: "World", query: dict[str, str], payload: dict[str, Any]
 
 
 @admin_route("POST", "/_sandbox/faults")
-def _faults(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _faults(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     if "action" not in payload:
         return 400, {"error": "faults needs 'action' (and optionally count, code, status)"}
     world.faults.fail_next(payload["action"], int(payload.get("count", 1)), payload.get("code", "ServiceUnavailable"),
@@ -95,6 +96,6 @@ def _faults(world: "World", query: dict[str, str], payload: dict[str, Any]) -> t
 
 
 @admin_route("POST", "/_sandbox/clock/advance")
-def _advance(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _advance(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     world.clock.advance(float(payload.get("seconds", 0)))
     return 200, {"now": world.clock.now()}

@@ -19,19 +19,19 @@ Reply = tuple[int, Any]
 _KNOWN = ("fail_repos", "hang_repos", "stages", "pending_seconds", "log_page_size")
 
 
-def _settings(world: "World") -> dict[str, Any]:
+def _settings(world: World) -> dict[str, Any]:
     cr = world.cr
     return {"fail_repos": sorted(cr.fail_repos), "hang_repos": sorted(cr.hang_repos), "stages": cr.stages,
             "pending_seconds": cr.pending_seconds, "log_page_size": cr.log_page_size}
 
 
 @admin_route("GET", "/_sandbox/builds")
-def _get_builds(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _get_builds(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     return 200, _settings(world)
 
 
 @admin_route("POST", "/_sandbox/builds")
-def _set_builds(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _set_builds(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     unknown = sorted(set(payload) - set(_KNOWN))
     if unknown:
         return 400, {"error": f"unknown build setting(s) {unknown}; known: {', '.join(_KNOWN)}"}

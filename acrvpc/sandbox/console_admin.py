@@ -107,7 +107,7 @@ def _flag(payload: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def parse_link(world: "World", payload: dict[str, Any]) -> LinkRequest:
+def parse_link(world: World, payload: dict[str, Any]) -> LinkRequest:
     """Check a ``/_sandbox/console/link`` body against the world (raises ``_Refused``)."""
     unknown = set(payload) - LINK_KEYS
     if unknown:
@@ -158,7 +158,7 @@ def desired_rules(req: LinkRequest) -> list[dict[str, Any]]:
     return [normalize_permission(direction, perm) for direction, perm in perms]
 
 
-def _remove_eni(world: "World", eni: NetworkInterface) -> None:
+def _remove_eni(world: World, eni: NetworkInterface) -> None:
     ecs = world.ecs
     del ecs.enis[eni.eni_id]
     for pid in [p.permission_id for p in ecs.permissions.values() if p.eni_id == eni.eni_id]:
@@ -166,7 +166,7 @@ def _remove_eni(world: "World", eni: NetworkInterface) -> None:
     world.vpc.release_ip(eni.vswitch_id, eni.private_ip)
 
 
-def _put_group(world: "World", req: LinkRequest, changes: list[str]) -> SecurityGroup:
+def _put_group(world: World, req: LinkRequest, changes: list[str]) -> SecurityGroup:
     ecs, name = world.ecs, link_name(req.instance_id)
     group = next((g for g in ecs.groups.values() if g.service_managed and g.name == name), None)
     if group is not None and group.vpc_id != req.vpc_id:
@@ -191,7 +191,7 @@ def _put_group(world: "World", req: LinkRequest, changes: list[str]) -> Security
     return group
 
 
-def _put_eni(world: "World", req: LinkRequest, group: SecurityGroup, changes: list[str]) -> NetworkInterface | None:
+def _put_eni(world: World, req: LinkRequest, group: SecurityGroup, changes: list[str]) -> NetworkInterface | None:
     ecs, name = world.ecs, link_name(req.instance_id)
     eni = next((n for n in ecs.enis.values() if n.service_managed and n.name == name), None)
     if eni is not None and (not req.create_eni or eni.vswitch_id != req.vswitch_id):
@@ -223,7 +223,7 @@ def _put_eni(world: "World", req: LinkRequest, group: SecurityGroup, changes: li
     return eni
 
 
-def manage_link(world: "World", req: LinkRequest) -> dict[str, Any]:
+def manage_link(world: World, req: LinkRequest) -> dict[str, Any]:
     """Converge the instance's console link to ``req``; returns the ids, status and what changed."""
     changes: list[str] = []
     group = _put_group(world, req, changes)
@@ -233,7 +233,7 @@ def manage_link(world: "World", req: LinkRequest) -> dict[str, Any]:
 
 
 @admin_route("POST", "/_sandbox/console/link")
-def _console_link(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _console_link(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     try:
         return 200, manage_link(world, parse_link(world, payload))
     except _Refused as exc:
@@ -241,7 +241,7 @@ def _console_link(world: "World", query: dict[str, str], payload: dict[str, Any]
 
 
 @admin_route("POST", "/_sandbox/console/bind")
-def _console_bind(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _console_bind(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     unknown = set(payload) - BIND_KEYS
     if unknown:
         return 400, {"error": f"unknown key(s) {sorted(unknown)}; known: {sorted(BIND_KEYS)}"}
@@ -260,7 +260,7 @@ def _console_bind(world: "World", query: dict[str, str], payload: dict[str, Any]
 
 
 @admin_route("POST", "/_sandbox/console/unbind")
-def _console_unbind(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _console_unbind(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     instance_id = payload.get("instance_id")
     if not instance_id:
         return 400, {"error": "console unbind needs instance_id"}

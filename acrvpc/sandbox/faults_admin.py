@@ -45,12 +45,12 @@ def _count(payload: dict[str, Any]) -> int:
 
 
 @admin_route("GET", "/_sandbox/faults")
-def _get_faults(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _get_faults(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     return 200, world.faults.settings()
 
 
 @admin_route("POST", "/_sandbox/faults/settings")
-def _set_fault_settings(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _set_fault_settings(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     try:
         world.faults.update(payload)
     except (TypeError, ValueError) as exc:
@@ -59,7 +59,7 @@ def _set_fault_settings(world: "World", query: dict[str, str], payload: dict[str
 
 
 @admin_route("POST", "/_sandbox/faults/quota")
-def _set_quota(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _set_quota(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     if "product" not in payload or "qps" not in payload:
         return _bad("quota needs 'product' and 'qps' (and optionally 'action', 'burst')")
     try:
@@ -72,7 +72,7 @@ def _set_quota(world: "World", query: dict[str, str], payload: dict[str, Any]) -
 
 
 @admin_route("POST", "/_sandbox/faults/fail")
-def _fail(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _fail(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     if "action" not in payload:
         return _bad("fail needs 'action' (and optionally count, code, status, product, soft)")
     try:
@@ -86,7 +86,7 @@ def _fail(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Rep
 
 
 @admin_route("POST", "/_sandbox/faults/drop")
-def _drop(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _drop(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     if "action" not in payload:
         return _bad("drop needs 'action' (and optionally count, product)")
     try:
@@ -97,7 +97,7 @@ def _drop(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Rep
 
 
 @admin_route("POST", "/_sandbox/faults/slow")
-def _slow(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _slow(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     if "action" not in payload:
         return _bad("slow needs 'action' (and optionally count, delay_ms, product)")
     try:
@@ -110,6 +110,6 @@ def _slow(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Rep
 
 
 @admin_route("POST", "/_sandbox/faults/clear")
-def _clear(world: "World", query: dict[str, str], payload: dict[str, Any]) -> Reply:
+def _clear(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply:
     world.faults.clear()
     return 200, world.faults.settings()

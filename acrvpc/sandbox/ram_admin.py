@@ -20,18 +20,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .world import World
 
 
-def _shown(world: "World") -> dict[str, Any]:
+def _shown(world: World) -> dict[str, Any]:
     policy = getattr(world, "ram_policy", None)
     return {"policy": policy.document if policy is not None else None}
 
 
 @admin_route("GET", "/_sandbox/ram")
-def _get_ram(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _get_ram(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     return 200, _shown(world)
 
 
 @admin_route("POST", "/_sandbox/ram")
-def _set_ram(world: "World", query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
+def _set_ram(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     if "policy" not in payload:
         return 400, {"error": 'ram needs {"policy": {...}} (or {"policy": null} to allow everything)'}
     try:

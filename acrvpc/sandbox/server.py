@@ -26,21 +26,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import admin
-from . import console_admin as _console_admin  # noqa: F401 - registers its routes
 from . import builds_admin as _builds_admin  # noqa: F401 - registers its routes
+from . import console_admin as _console_admin  # noqa: F401 - registers its routes
 from . import faults_admin as _faults_admin  # noqa: F401 - registers its routes
 from . import ram_admin as _ram_admin  # noqa: F401 - registers its routes
 from .core import ram
 from .core.errors import ActionNotFound, RpcError, VersionNotFound
 from .core.registry import SERVICES
 from .core.request import RpcRequest
-from .world import World, load_scenario
 
 # Importing the response modules registers their actions.
 from .cr import responses as _cr  # noqa: F401
 from .ecs import responses as _ecs  # noqa: F401
 from .gitlab import responses as gitlab_responses
 from .vpc import responses as _vpc  # noqa: F401
+from .world import World, load_scenario
 
 MAX_BODY = 1 << 20
 # V1-signed requests carry these in the query; they are not API parameters.
@@ -53,24 +53,24 @@ def _json_bytes(body: Any) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_HTTPServer"
+    server: _HTTPServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
 
     # Quiet: the call log is the record.
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch()
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _gitlab_route(method: str, path: str) -> str:
     """The GitLab route a request will hit (``GET /projects/:id``), named as in the call log."""
     path = path.rstrip("/") or "/"
-    for verb, pattern, route, _handler in gitlab_responses._ROUTES:  # noqa: SLF001 - same package
+    for verb, pattern, route, _handler in gitlab_responses._ROUTES:  # same package
         if verb == method and pattern.fullmatch(path):
             return route
     return f"{method} (unknown)"
@@ -257,7 +257,7 @@ class SandboxServer:
         host = self._httpd.server_address[0]
         return f"http://{host.decode() if isinstance(host, bytes) else host}:{self.port}"
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="acrvpc-sandbox", daemon=True)
         self._thread.start()
@@ -270,7 +270,7 @@ class SandboxServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,8 @@ answers replaced by placeholders.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -19,7 +19,8 @@ An action without a documented example must be listed in :data:`EXEMPT` with the
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest

@@ -44,10 +44,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 IP = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
 NS_PREFIX = "acrvpc-"  # namespaces: acrvpc-<pid>-<sid>-<host>

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-
 # Every Prefect or acrvpc command a test starts runs from this interpreter's environment (the project's
 # venv), never from whatever ``prefect`` happens to be on the caller's PATH (tests/unit/test_no_bare_commands.py).
 PREFECT = (sys.executable, "-m", "prefect")
@@ -95,7 +94,7 @@ class PostgresCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         self.port = self.port or free_port()
         self.data = Path(tempfile.mkdtemp(prefix="acrvpc-pg-"))
         if os.geteuid() == 0:
@@ -153,7 +152,7 @@ class PrefectServer:
             env["PREFECT_API_AUTH_STRING"] = self.auth_string
         return env
 
-    def start(self, timeout: float = 120) -> "PrefectServer":
+    def start(self, timeout: float = 120) -> PrefectServer:
         env = base_env(self.home)
         env.update(PREFECT_SERVER_API_HOST=self.host, PREFECT_SERVER_API_PORT=str(self.port), **self.server_env)
         if self.auth_string is not None:

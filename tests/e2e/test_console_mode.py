@@ -32,8 +32,8 @@ from prefect.settings import PREFECT_API_URL
 
 from acrvpc.cli.console_operator import bind_payload, link_payload
 from acrvpc.cloud.errors import PipelineError
-from acrvpc.sandbox import defaults
 from acrvpc.domain.spec import load_spec
+from acrvpc.sandbox import defaults
 from flows.vpc_build import vpc_build
 from tests.conftest import EXAMPLE_SPEC, ROOT
 

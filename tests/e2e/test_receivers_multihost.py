@@ -69,7 +69,7 @@ class Replica:
         home.mkdir(parents=True, exist_ok=True)
         return self.cluster.env(home, ACRVPC_WEBHOOK_SECRET=SECRET)
 
-    def start(self, timeout: float = 60) -> "Replica":
+    def start(self, timeout: float = 60) -> Replica:
         self.proc = self.host.spawn([sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
                                      "--host", self.host.address, "--port", str(self.port), "--spool", str(self.spool)],
                                     env=self.env(), log=self.log, cwd=ROOT)

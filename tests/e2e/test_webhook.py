@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -256,7 +256,7 @@ class TestSchedule:
                                                                        worker_sandbox):
         worker_sandbox.world.clock.set_scale(20.0)
         nightly = deployment_id(prefect_server, NIGHTLY)
-        anchor = datetime.now(timezone.utc) + timedelta(seconds=6)
+        anchor = datetime.now(UTC) + timedelta(seconds=6)
         body = [{"schedule": {"interval": 3600, "anchor_date": anchor.isoformat(), "timezone": "UTC"},
                  "active": True}]
         with api(prefect_server) as client:
@@ -315,7 +315,7 @@ class Relay:
             return
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
-    def start(self) -> "Relay":
+    def start(self) -> Relay:
         ready = threading.Event()
 
         def run() -> None:

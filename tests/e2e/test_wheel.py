@@ -18,9 +18,9 @@ Prefect ships: the server checks their job variables against the pool's schema.
 from __future__ import annotations
 
 import importlib.metadata
-import re
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys

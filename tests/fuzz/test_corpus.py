@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -64,7 +64,7 @@ def delivery(entry: dict) -> tuple[bytes, dict[str, str]]:
     body = bytes.fromhex(entry["body_hex"]) if "body_hex" in entry else entry["body"].encode()
     headers = {"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "corpus-1"}
     if entry["signed"]:
-        when = datetime.fromtimestamp(time.time(), tz=timezone.utc)
+        when = datetime.fromtimestamp(time.time(), tz=UTC)
         headers.update({"webhook-id": "corpus-1", "webhook-timestamp": str(int(when.timestamp())),
                         "webhook-signature": Webhook(SIGNING).sign("corpus-1", when, body.decode("utf-8", "replace"))})
     else:

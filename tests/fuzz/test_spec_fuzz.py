@@ -13,8 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import yaml
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -21,7 +21,7 @@ import json
 import os
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -152,7 +152,7 @@ BODIES = st.one_of(st.binary(max_size=2048), JSON_VALUES.map(lambda v: json.dump
 
 
 def sign(body: bytes, delivery: str) -> dict[str, str]:
-    when = datetime.fromtimestamp(time.time(), tz=timezone.utc)
+    when = datetime.fromtimestamp(time.time(), tz=UTC)
     signature = Webhook(SIGNING).sign(delivery, when, body.decode("utf-8", "replace"))
     return {"webhook-id": delivery, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature}
 

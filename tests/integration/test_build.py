@@ -195,7 +195,7 @@ class TestPollBackoff:
         allowed_times = [0.0]
         for wait in waits:
             allowed_times.append(allowed_times[-1] + wait)
-        minutes = int(20)
+        minutes = 20
         for minute in range(minutes):
             made = sum(1 for t in polls if minute * 60 <= t < (minute + 1) * 60)
             allowed = sum(1 for t in allowed_times if minute * 60 <= t < (minute + 1) * 60)

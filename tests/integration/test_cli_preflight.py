@@ -17,8 +17,8 @@ import requests
 import yaml
 from typer.testing import CliRunner
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cli.app import app
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError
 from acrvpc.domain.spec import parse_spec
 from tasks.preflight import CHECK_IDS

@@ -15,12 +15,12 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from acrvpc.cloud import clients as cloud
-from acrvpc.sandbox.world import load_scenario
 from acrvpc.domain.spec import TAG_KEY
+from acrvpc.sandbox.world import load_scenario
 from flows.teardown import teardown as teardown_flow
 from flows.vpc_build import vpc_build
-from tasks.eni import ensure_network_interface
 from tasks.ecs_common import client_token
+from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group
 from tasks.teardown import delete_network_interface, revoke_permissions, teardown_link
 from tests.conftest import EXAMPLE_SPEC

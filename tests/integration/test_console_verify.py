@@ -13,8 +13,8 @@ from alibabacloud_ecs20140526 import models as ecs_models
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, check_cr
-from acrvpc.sandbox import defaults
 from acrvpc.domain.spec import parse_spec
+from acrvpc.sandbox import defaults
 from tasks.console import (
     ACCOUNT_NOT_BOUND_CODE,
     LINK_MISMATCH,

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
-from acrvpc.sandbox import defaults as sandbox_defaults
 from acrvpc.domain.spec import Spec, load_spec
+from acrvpc.sandbox import defaults as sandbox_defaults
 from tests.conftest import EXAMPLE_SPEC
 from tests.integration.test_build_monitoring import artifacts, events, run_logs
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -19,11 +20,11 @@ import yaml
 from alibabacloud_ecs20140526 import models as ecs_models
 from typer.testing import CliRunner
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cli.app import app
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError
-from acrvpc.sandbox import SandboxServer, load_scenario
 from acrvpc.domain.spec import TAG_KEY, Spec, load_spec
+from acrvpc.sandbox import SandboxServer, load_scenario
 from tasks.binding import bind_repository
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
 from acrvpc.cloud import clients as cloud
 from acrvpc.domain.outcomes import PreflightOutcome
-from acrvpc.sandbox import SandboxServer, load_scenario
 from acrvpc.domain.spec import parse_spec
+from acrvpc.sandbox import SandboxServer, load_scenario
 from tasks.preflight import CHECK_IDS, evaluate, observe, run_preflight
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sandbox.yaml"

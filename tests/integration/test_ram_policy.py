@@ -19,11 +19,10 @@ import yaml
 from alibabacloud_cr20181201 import models as cr_models
 from typer.testing import CliRunner
 
-from acrvpc.domain import actions
-
-from acrvpc.cloud import clients as cloud
 from acrvpc.cli.app import app
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, explain
+from acrvpc.domain import actions
 from acrvpc.domain.policy import merge, policy_actions, policy_for, without_action
 from acrvpc.domain.spec import parse_spec
 from tasks.binding import bind_repository

@@ -16,7 +16,8 @@ from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_ecs20140526 import models as ecs_models
 from gitlab.exceptions import GitlabCreateError, GitlabGetError
 
-from acrvpc.cloud import callretry, clients as cloud
+from acrvpc.cloud import callretry
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, is_retryable
 from tasks.binding import bind_repository
 from tasks.build import MAX_MISSED_POLLS, poll_schedule, run_build

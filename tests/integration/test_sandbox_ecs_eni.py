@@ -10,15 +10,15 @@ from alibabacloud_ecs20140526 import models as m
 
 from acrvpc.sandbox.world import load_scenario
 from tests.integration.test_sandbox_ecs import (  # noqa: F401 - ecs is a fixture
-    assert_sdk_keeps_every_key,
-    ecs,
     BUILD_ACCOUNT,
     BUILD_VSW,
     GITLAB_SG,
     OTHER_VPC,
     REGION,
     VPC_ID,
+    assert_sdk_keeps_every_key,
     code_of,
+    ecs,
     eni_status,
     grant,
     new_eni,

@@ -21,8 +21,8 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.exceptions import UnretryableException
 from typer.testing import CliRunner
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cli.app import app
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import CrBusinessError, check_cr, is_retryable
 from acrvpc.sandbox.defaults import GITLAB_TOKEN
 from tests.conftest import ROOT

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -103,13 +104,13 @@ def resign(request: dict, secret: str) -> dict:
     import hashlib
     import hmac
     import uuid
-    from datetime import datetime, timezone
+    from datetime import datetime
     from urllib.parse import parse_qsl
 
     from acrvpc.sandbox.core.signing import parse_authorization, string_to_sign_v3
 
     headers = dict(request["headers"])
-    headers["x-acs-date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers["x-acs-date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     headers["x-acs-signature-nonce"] = uuid.uuid4().hex
     algorithm, ak, signed, _ = parse_authorization(headers["Authorization"])
     path, _, query = request["path"].partition("?")

@@ -9,8 +9,8 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 from typer.testing import CliRunner
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cli.app import app
+from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, is_retryable
 from acrvpc.domain.spec import TAG_KEY
 from tasks.eni import ensure_network_interface

@@ -101,7 +101,7 @@ class TestDeadLetters:
         (prefect_error(404, "Deployment not found"), True), (prefect_error(409, "Validation failed"), True),
         (prefect_error(408, "timeout"), False), (prefect_error(429, "slow down"), False),
         (prefect_error(503, "busy"), False), (httpx.ConnectError("refused"), False),
-        (asyncio.TimeoutError(), False), (ValueError("Flow run parameters must be less than"), True)])
+        (TimeoutError(), False), (ValueError("Flow run parameters must be less than"), True)])
     def test_which_failures_are_permanent(self, exc, permanent):
         assert classify(exc).permanent is permanent
 

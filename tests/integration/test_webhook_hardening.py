@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook
@@ -35,7 +35,7 @@ DELIVERY = "c5b3c1e2-5d1f-4d0e-9a51-0a6b7f1f2e3d"
 def signed(body: str = BODY, *, key: str = SIGNING, delivery: str = DELIVERY, at: float | None = None,
            token: str | None = None) -> dict[str, str]:
     """GitLab's headers for a delivery signed with ``key`` at ``at`` (default now)."""
-    when = datetime.fromtimestamp(time.time() if at is None else at, tz=timezone.utc)
+    when = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
     out = headers(token=token, **{"Idempotency-Key": delivery, "webhook-id": delivery,
                                   "webhook-timestamp": str(int(when.timestamp()))})
     out["webhook-signature"] = Webhook(key).sign(delivery, when, body)

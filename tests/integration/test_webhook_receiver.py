@@ -355,11 +355,10 @@ class TestHealthz:
 
 class TestServeCommand:
     def test_without_a_prefect_api_url_it_exits_2_with_the_fix(self, monkeypatch):
+        from prefect.settings import PREFECT_API_URL, temporary_settings
         from typer.testing import CliRunner
 
         from acrvpc.cli.app import app
-
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
         # nor in the settings context (the session's test harness, when one ran in this process, sets one)

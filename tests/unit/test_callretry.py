@@ -10,7 +10,8 @@ import requests
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 
-from acrvpc.cloud import callretry, clients as cloud
+from acrvpc.cloud import callretry
+from acrvpc.cloud import clients as cloud
 
 
 class TestSafeToRepeat:

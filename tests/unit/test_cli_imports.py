@@ -43,7 +43,8 @@ def test_no_command_module_imports_the_cli_module_that_loads_it():
 
 
 def test_the_shared_module_holds_what_the_commands_use():
-    from acrvpc.cli import app as cli_app, common
+    from acrvpc.cli import app as cli_app
+    from acrvpc.cli import common
 
     assert cli_app.app is common.app and cli_app.console is common.console and cli_app.err is common.err
     assert callable(common.load_spec_or_exit) and not hasattr(cli_app, "_load_spec_or_exit")

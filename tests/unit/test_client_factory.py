@@ -12,8 +12,8 @@ import time
 import pytest
 
 from acrvpc.cloud import clients as cloud
-from acrvpc.sandbox import defaults as sandbox_defaults
 from acrvpc.domain.spec import load_spec
+from acrvpc.sandbox import defaults as sandbox_defaults
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
 SCANNED = ["acrvpc", "flows", "tasks", "deployments", "tests", "bench"]
@@ -175,7 +175,7 @@ class TestDefaultChain:
 
 
 class _MetadataStub(http.server.BaseHTTPRequestHandler):
-    def do_PUT(self):  # noqa: N802 - http.server's naming
+    def do_PUT(self):  # http.server's naming
         self.send_response(200)
         self.end_headers()
         self.wfile.write(b"token")

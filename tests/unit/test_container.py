@@ -22,10 +22,10 @@ from packaging.specifiers import SpecifierSet
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
-from acrvpc.deploy import ALL
 from acrvpc.cloud.ratelimit import PRODUCTS, QPS_ENV
-from acrvpc.results import BLOCK_TYPE_SLUG, SETTING
+from acrvpc.deploy import ALL
 from acrvpc.domain.spec import load_spec, parse_spec
+from acrvpc.results import BLOCK_TYPE_SLUG, SETTING
 from tests.conftest import EXAMPLE_SPEC, ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -19,8 +19,8 @@ from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
 
 from acrvpc.cloud import clients as cloud
-from acrvpc.sandbox import defaults as sandbox_defaults
 from acrvpc.domain.spec import Spec, SpecError, parse_spec
+from acrvpc.sandbox import defaults as sandbox_defaults
 from tests.conftest import EXAMPLE_SPEC
 
 REGION = "cn-hangzhou"

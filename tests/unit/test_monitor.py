@@ -6,7 +6,12 @@ import pytest
 
 from acrvpc import monitor
 from acrvpc.domain.run_summary import (
-    build_markdown, build_rows, done_lines, record_clock_label, run_markdown, short_digest,
+    build_markdown,
+    build_rows,
+    done_lines,
+    record_clock_label,
+    run_markdown,
+    short_digest,
 )
 from flows.run_names import push_label, run_name, spec_name_of, trigger_of
 

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("prefect_aws")
 
-from acrvpc.results import ResultStorageError, main, result_storage_block  # noqa: E402
+from acrvpc.results import ResultStorageError, main, result_storage_block
 
 GOOD = dict(endpoint_url="https://oss-cn-hangzhou.aliyuncs.com", bucket="my-results", access_key_id="LTAIexample",
             secret_access_key="very-secret-value")

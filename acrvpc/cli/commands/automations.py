@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ from acrvpc.cli.common import app, console, err, load_spec_or_exit
 @app.command()
 def automations(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The spec whose builds and link to watch."),
-    notify: Optional[str] = typer.Option(None, "--notify",
+    notify: str | None = typer.Option(None, "--notify",
                                          help="Notification block as <block-type-slug>/<name>, e.g. slack-webhook/ops "
                                               "(save it first; see `prefect block ls`)."),
     failover: bool = typer.Option(False, "--failover",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -47,10 +47,10 @@ def deploy(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec to deploy."),
     pool: str = typer.Option(..., "--pool", help="The work pool whose workers run the deployments "
                                                  "(e.g. acr-vpc-build; create it with prefect work-pool create)."),
-    cron: Optional[str] = typer.Option(None, "--cron", help="Schedule of vpc-build/<name>, e.g. '0 2 * * *'."),
+    cron: str | None = typer.Option(None, "--cron", help="Schedule of vpc-build/<name>, e.g. '0 2 * * *'."),
     timezone: str = typer.Option("UTC", "--timezone", help="Time zone of --cron, e.g. Asia/Shanghai."),
-    image: Optional[str] = typer.Option(None, "--image", help="Container image (Docker or Kubernetes pools)."),
-    queue: Optional[str] = typer.Option(None, "--queue", help="A work queue of the pool."),
+    image: str | None = typer.Option(None, "--image", help="Container image (Docker or Kubernetes pools)."),
+    queue: str | None = typer.Option(None, "--queue", help="A work queue of the pool."),
     env: list[str] = typer.Option([], "--env", help="NAME=VALUE set in the runs' environment (repeatable); "
                                                     "never a secret: use blocks for credentials."),
     limits: bool = typer.Option(True, "--limits/--no-limits", help="Create the shared API rate limits too."),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -43,7 +43,7 @@ def hops_table(hops: list[Any], title: str) -> Table:
 @app.command(name="diagnose")
 def diagnose_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec whose build path to check."),
-    build: Optional[str] = typer.Option(None, "--build", metavar="RECORD_ID",
+    build: str | None = typer.Option(None, "--build", metavar="RECORD_ID",
                                         help="A build record to explain (its stage and log tail are read first)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object, nothing else."),
 ) -> None:

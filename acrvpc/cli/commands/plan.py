@@ -16,8 +16,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from acrvpc.cli.common import app, console, err, load_spec_or_exit
 from acrvpc.cli.commands.preflight import clients_or_exit
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 
 def plan_table(plan) -> Table:

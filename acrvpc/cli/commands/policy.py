@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -22,7 +22,7 @@ HELP = ("Print the least-privilege RAM policy (JSON, Version 1) for running SPEC
         "--with-fix adds `preflight --fix`'s write, --with-teardown `acrvpc teardown`'s deletes.")
 
 
-def read_ram_policy_or_exit(path: Optional[Path]) -> dict[str, Any] | None:
+def read_ram_policy_or_exit(path: Path | None) -> dict[str, Any] | None:
     """The RAM policy document in a JSON file (``acrvpc sandbox --ram-policy``), or ``None`` without one.
 
     Args:
@@ -58,7 +58,7 @@ def policy_command(
                                                              "(ecs:AuthorizeSecurityGroup on GitLab's group)."),
     with_teardown: bool = typer.Option(False, "--with-teardown", help="Also allow `acrvpc teardown` "
                                                                        "(ENI and security group deletes)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON to this file instead "
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON to this file instead "
                                                                          "of stdout."),
 ) -> None:
     """Print the least-privilege RAM policy for SPEC (see :data:`HELP`)."""

@@ -10,7 +10,6 @@ or can no longer be resumed, 2 the run id is not a UUID or names no run.
 
 from __future__ import annotations
 
-from typing import Optional
 from uuid import UUID
 
 import typer
@@ -21,7 +20,7 @@ from acrvpc.cli.common import app, console, err
 @app.command()
 def resume(
     run_id: str = typer.Argument(..., help="The paused flow run's id (shown in the run's logs and artifact)."),
-    note: Optional[str] = typer.Option(None, help="A note kept with the run (who did it, a ticket). Never a token."),
+    note: str | None = typer.Option(None, help="A note kept with the run (who did it, a ticket). Never a token."),
     not_done: bool = typer.Option(False, "--not-done", help="Answer that the step was NOT done: the run stops."),
 ) -> None:
     """Resume a run paused for a console step, confirming the step is done."""

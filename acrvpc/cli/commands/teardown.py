@@ -14,8 +14,8 @@ from typing import NoReturn
 import typer
 from rich.table import Table
 
-from acrvpc.cli.common import app, console, err, load_spec_or_exit
 from acrvpc.cli.commands.preflight import clients_or_exit
+from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
 HELP = ("Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
         "(ENIs first, waiting out Detaching). Nothing untagged is touched; Container Registry resources "

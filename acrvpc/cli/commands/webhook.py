@@ -32,14 +32,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from acrvpc.cli.common import app, console, err, load_spec_or_exit
-from acrvpc.prefect_api import api_url
 from acrvpc.domain.spec import Spec
 from acrvpc.domain.spec_webhook import check_proxy, check_rate_limit
+from acrvpc.prefect_api import api_url
 
 SPEC_REFRESH_S = 15.0  # how often --deployment re-reads the deployment's spec
 SPOOL_NAME = "acrvpc-webhook-spool.sqlite3"
@@ -114,7 +114,7 @@ class _SpecFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="acrvpc-spec-follower", daemon=True)
 
-    def start(self) -> "_SpecFollower":
+    def start(self) -> _SpecFollower:
         self._thread.start()
         return self
 
@@ -158,13 +158,13 @@ def _credentials(spec: Spec) -> tuple[str | None, str | None]:
     return secret, signing
 
 
-def _spool_path(spool: Optional[Path]) -> Path:
+def _spool_path(spool: Path | None) -> Path:
     from prefect.settings import PREFECT_HOME
 
     return spool or Path(PREFECT_HOME.value()) / SPOOL_NAME
 
 
-def _open_spool(spool: Optional[Path]) -> Any:
+def _open_spool(spool: Path | None) -> Any:
     """The receiver's spool for ``deliveries`` / ``replay``; exits 2 when there is none."""
     from deployments.webhook_spool import Spool
 
@@ -176,24 +176,24 @@ def _open_spool(spool: Optional[Path]) -> Any:
 
 @webhook_app.command(name="serve")
 def serve(
-    spec_path: Optional[Path] = typer.Argument(None, metavar="[SPEC]", help="A spec file whose webhook.routes decide "
+    spec_path: Path | None = typer.Argument(None, metavar="[SPEC]", help="A spec file whose webhook.routes decide "
                                                                             "what to build (or --deployment)."),
-    deployment: Optional[str] = typer.Option(None, "--deployment", help="Route from the spec this on-push deployment "
+    deployment: str | None = typer.Option(None, "--deployment", help="Route from the spec this on-push deployment "
                                                                         "carries (acrvpc deploy makes build-on-push/"
                                                                         "<name>) and start its runs; re-read every "
                                                                         f"{SPEC_REFRESH_S:.0f} s."),
     port: int = typer.Option(8480, help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 behind a reverse proxy or LB)."),
-    run_spec: Optional[str] = typer.Option(None, "--run-spec", help="spec_path passed to the flow runs, as the "
+    run_spec: str | None = typer.Option(None, "--run-spec", help="spec_path passed to the flow runs, as the "
                                                                     "worker sees it (default: the deployment's)."),
-    rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="Deliveries per source address, e.g. "
+    rate_limit: str | None = typer.Option(None, "--rate-limit", help="Deliveries per source address, e.g. "
                                                                         "1000/second (default: webhook.rate_limit, "
                                                                         "15000/minute)."),
-    trusted_proxy: Optional[list[str]] = typer.Option(None, "--trusted-proxy", help="A reverse proxy's IP or CIDR "
+    trusted_proxy: list[str] | None = typer.Option(None, "--trusted-proxy", help="A reverse proxy's IP or CIDR "
                                                                                     "whose X-Forwarded-For is "
                                                                                     "believed (repeatable; default: "
                                                                                     "webhook.trusted_proxies)."),
-    spool: Optional[Path] = typer.Option(None, "--spool", help="SQLite file keeping deliveries until their run "
+    spool: Path | None = typer.Option(None, "--spool", help="SQLite file keeping deliveries until their run "
                                                                "exists (default: $PREFECT_HOME/acrvpc-webhook-"
                                                                "spool.sqlite3). Keep it on persistent disk (a "
                                                                "volume in a container)."),
@@ -278,10 +278,10 @@ def _when(seconds: float) -> str:
 
 @webhook_app.command(name="deliveries")
 def deliveries_command(
-    state: Optional[str] = typer.Option(None, "--state", help="Only deliveries in this state: pending, dead or done."),
+    state: str | None = typer.Option(None, "--state", help="Only deliveries in this state: pending, dead or done."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list (key, project, ref, sha, state, attempts, "
                                                        "last_error, status, run_id, received)."),
-    spool: Optional[Path] = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
+    spool: Path | None = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
                                                                "acrvpc-webhook-spool.sqlite3)."),
     limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, newest first."),
 ) -> None:
@@ -309,10 +309,10 @@ def deliveries_command(
 
 @webhook_app.command(name="replay")
 def replay_command(
-    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="The dead letter's key (acrvpc webhook "
+    key: str | None = typer.Argument(None, metavar="[KEY]", help="The dead letter's key (acrvpc webhook "
                                                                     "deliveries --state dead)."),
     all_dead: bool = typer.Option(False, "--all-dead", help="Every dead letter."),
-    spool: Optional[Path] = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
+    spool: Path | None = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
                                                                "acrvpc-webhook-spool.sqlite3)."),
 ) -> None:
     """Queue dead letters again: the running receiver (or the next one started) creates their runs."""

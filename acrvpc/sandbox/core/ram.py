@@ -193,7 +193,7 @@ class RamPolicy:
         return "Allow" if allowed else "ImplicitDeny"
 
 
-def _cr_repository(world: "World", instance_id: str, params: dict[str, str]) -> tuple[str, str] | None:
+def _cr_repository(world: World, instance_id: str, params: dict[str, str]) -> tuple[str, str] | None:
     namespace, name = params.get("RepoNamespaceName"), params.get("RepoName")
     if namespace and name:
         return namespace, name
@@ -203,7 +203,7 @@ def _cr_repository(world: "World", instance_id: str, params: dict[str, str]) -> 
     return None
 
 
-def _cr_target(world: "World", action: str, params: dict[str, str], base: str) -> str | None:
+def _cr_target(world: World, action: str, params: dict[str, str], base: str) -> str | None:
     instance_id = params.get("InstanceId", "")
     if not instance_id:
         return f"{base}:*"
@@ -218,7 +218,7 @@ def _cr_target(world: "World", action: str, params: dict[str, str], base: str) -
     return f"{base}:instance/{instance_id}"
 
 
-def _ecs_target(world: "World", action: str, params: dict[str, str], base: str) -> str:
+def _ecs_target(world: World, action: str, params: dict[str, str], base: str) -> str:
     if action in _ECS_CREATES:
         return f"{base}:{_ECS_CREATES[action]}"
     if action in _ECS_GROUP_ACTIONS and params.get("SecurityGroupId"):
@@ -231,7 +231,7 @@ def _ecs_target(world: "World", action: str, params: dict[str, str], base: str) 
     return f"{base}:*"
 
 
-def request_target(world: "World", product: str, action: str, params: dict[str, str]) -> tuple[str, str | None]:
+def request_target(world: World, product: str, action: str, params: dict[str, str]) -> tuple[str, str | None]:
     """The RAM action and resource ARN a request is authorized as.
 
     Args:
@@ -271,7 +271,7 @@ class CrNoPrivilege(RpcError):
     message = "Access denied for this user."
 
 
-def _detail(world: "World", ram_action: str, resource: str | None, decision: str,
+def _detail(world: World, ram_action: str, resource: str | None, decision: str,
             access_key_id: str) -> dict[str, Any]:
     diagnostic = base64.b64encode(json.dumps({"AuthAction": ram_action, "AuthResource": resource},
                                              separators=(",", ":")).encode()).decode()
@@ -280,7 +280,7 @@ def _detail(world: "World", ram_action: str, resource: str | None, decision: str
             "PolicyType": "AccountLevelIdentityBasedPolicy", "EncodedDiagnosticMessage": diagnostic}
 
 
-def authorize(world: "World", product: str, action: str, params: dict[str, str], access_key_id: str) -> None:
+def authorize(world: World, product: str, action: str, params: dict[str, str], access_key_id: str) -> None:
     """Raise the product's RAM refusal when the world's policy does not allow the call (no policy: allow).
 
     Args:

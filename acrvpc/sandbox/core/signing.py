@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
 from .errors import (
@@ -135,10 +135,10 @@ class SignatureVerifier:
     def _check_replay(self, nonce: str, date: str) -> None:
         if date:
             try:
-                when = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                when = datetime.strptime(date, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             except ValueError:
                 raise InvalidTimeStampExpired("Specified time stamp or date value is not well formatted.") from None
-            if abs((datetime.now(timezone.utc) - when).total_seconds()) > self.MAX_SKEW_SECONDS:
+            if abs((datetime.now(UTC) - when).total_seconds()) > self.MAX_SKEW_SECONDS:
                 raise InvalidTimeStampExpired()
         if nonce:
             if nonce in self._nonces:

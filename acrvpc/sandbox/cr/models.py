@@ -75,12 +75,12 @@ from .errors import (
     InstanceStatusNotSupport,
     NamespaceAlreadyExist,
     NamespaceNotExist,
-    TagNotExist,
     RepoAlreadyExist,
     RepoNotExist,
     RepoSourceCodeAlreadyExist,
     RepoSourceCodeNotExist,
     SourceCodeAccountNotExist,
+    TagNotExist,
 )
 
 

@@ -11,7 +11,7 @@ CR has no RegionId parameter. The server adds RequestId, IsSuccess=true and Code
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import InvalidParameter, MissingParameter
@@ -30,7 +30,7 @@ _PUSH_TYPES = ("GIT_BRANCH", "GIT_TAG")
 _REPO_TYPES = ("PRIVATE", "PUBLIC")
 
 
-def _page(items: list[T], req: "RpcRequest", default_size: int = 30, max_size: int = 100) -> tuple[list[T], int, int]:
+def _page(items: list[T], req: RpcRequest, default_size: int = 30, max_size: int = 100) -> tuple[list[T], int, int]:
     page_no = max(1, req.get_int("PageNo", 1) or 1)
     page_size = min(max(1, req.get_int("PageSize", default_size) or default_size), max_size)
     start = (page_no - 1) * page_size
@@ -42,10 +42,10 @@ def _flag(value: bool) -> str:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _code_repo_type(req: "RpcRequest") -> str:
+def _code_repo_type(req: RpcRequest) -> str:
     value = req.require("CodeRepoType").upper()
     if value not in CODE_REPO_TYPES:
         raise InvalidParameter("CodeRepoType", f"Valid values: {', '.join(CODE_REPO_TYPES)}.")
@@ -58,7 +58,7 @@ def _instance_tags(inst: Instance) -> list[dict[str, str]]:
 
 
 @service.action("GetInstance")
-def get_instance(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_instance(world: World, req: RpcRequest) -> dict[str, Any]:
     inst = world.cr.instance(req.require("InstanceId"))
     return {"InstanceId": inst.instance_id, "InstanceName": inst.name, "InstanceSpecification": inst.specification,
             "InstanceStatus": inst.status, "InstanceIssue": "", "CreateTime": inst.create_ms,
@@ -66,7 +66,7 @@ def get_instance(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListInstance")
-def list_instance(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_instance(world: World, req: RpcRequest) -> dict[str, Any]:
     found = world.cr.list_instances(req.get("InstanceName"), req.get("InstanceStatus"))
     page, page_no, page_size = _page(found, req)
     return {"PageNo": page_no, "PageSize": page_size, "TotalCount": len(found),
@@ -85,7 +85,7 @@ def _namespace(inst: Instance, ns: Namespace) -> dict[str, Any]:
 
 
 @service.action("GetNamespace")
-def get_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_namespace(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     name, namespace_id = req.get("NamespaceName"), req.get("NamespaceId")
     if not name and not namespace_id:
@@ -95,7 +95,7 @@ def get_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("CreateNamespace", writes=True)
-def create_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_namespace(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     name = req.require("NamespaceName")
     default_type = (req.get("DefaultRepoType") or "PRIVATE").upper()
@@ -107,7 +107,7 @@ def create_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListNamespace")
-def list_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_namespace(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     inst = world.cr.instance(instance_id)
     found = world.cr.list_namespaces(instance_id, req.get("NamespaceName"))
@@ -120,7 +120,7 @@ def list_namespace(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 # -- repositories ------------------------------------------------------------------------------
-def _repository(world: "World", repo: Repository) -> dict[str, Any]:
+def _repository(world: World, repo: Repository) -> dict[str, Any]:
     auto = repo.source is not None and repo.source.auto_build
     return {"RepoId": repo.repo_id, "InstanceId": repo.instance_id, "RepoNamespaceName": repo.namespace,
             "RepoName": repo.name, "RepoType": repo.repo_type, "RepoStatus": "NORMAL",
@@ -131,7 +131,7 @@ def _repository(world: "World", repo: Repository) -> dict[str, Any]:
 
 
 @service.action("GetRepository")
-def get_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_repository(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     repo_id = req.get("RepoId")
     if not repo_id:
@@ -145,7 +145,7 @@ def get_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("CreateRepository", writes=True)
-def create_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_repository(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     namespace, name = req.require("RepoNamespaceName"), req.require("RepoName")
     repo_type = req.require("RepoType").upper()
@@ -158,7 +158,7 @@ def create_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListRepository")
-def list_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_repository(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
     found = world.cr.list_repositories(instance_id, req.get("RepoNamespaceName"), req.get("RepoName"),
                                        req.get("RepoStatus"))
@@ -169,7 +169,7 @@ def list_repository(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 # -- source-code binding -----------------------------------------------------------------------
 @service.action("GetRepoSourceCodeRepo")
-def get_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id = req.require("InstanceId"), req.require("RepoId")
     src = world.cr.source_binding(instance_id, repo_id)
     repo = world.cr.repository(instance_id, repo_id)
@@ -178,13 +178,13 @@ def get_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str, An
             "OverseaBuild": _flag(src.oversea_build), "DisableCacheBuild": _flag(src.disable_cache_build)}
 
 
-def _source_params(req: "RpcRequest") -> tuple[str, str, str, str, str]:
+def _source_params(req: RpcRequest) -> tuple[str, str, str, str, str]:
     return (req.require("InstanceId"), req.require("RepoId"), _code_repo_type(req),
             req.require("CodeRepoNamespaceName"), req.require("CodeRepoName"))
 
 
 @service.action("CreateRepoSourceCodeRepo", writes=True)
-def create_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id, ctype, namespace, name = _source_params(req)
     world.cr.bind_source(instance_id, repo_id, ctype, namespace, name, bool(req.get_bool("AutoBuild", False)),
                          bool(req.get_bool("OverseaBuild", False)), bool(req.get_bool("DisableCacheBuild", False)))
@@ -192,7 +192,7 @@ def create_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str,
 
 
 @service.action("UpdateRepoSourceCodeRepo", writes=True)
-def update_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def update_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id, ctype, namespace, name = _source_params(req)
     world.cr.update_source(instance_id, repo_id, ctype, namespace, name, req.get_bool("AutoBuild"),
                            req.get_bool("OverseaBuild"), req.get_bool("DisableCacheBuild"))
@@ -201,7 +201,7 @@ def update_repo_source_code_repo(world: "World", req: "RpcRequest") -> dict[str,
 
 # -- build rules -------------------------------------------------------------------------------
 @service.action("CreateRepoBuildRule", writes=True)
-def create_repo_build_rule(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_repo_build_rule(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id = req.require("InstanceId"), req.require("RepoId")
     push_type = req.require("PushType").upper()
     push_name, image_tag = req.require("PushName"), req.require("ImageTag")
@@ -216,7 +216,7 @@ def create_repo_build_rule(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListRepoBuildRule")
-def list_repo_build_rule(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_repo_build_rule(world: World, req: RpcRequest) -> dict[str, Any]:
     repo = world.cr.repository(req.require("InstanceId"), req.require("RepoId"))
     rules = list(repo.rules.values())
     page, page_no, page_size = _page(rules, req)
@@ -229,7 +229,7 @@ def list_repo_build_rule(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 # -- builds ------------------------------------------------------------------------------------
 @service.action("CreateBuildRecordByRule", writes=True)
-def create_build_record_by_rule(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_build_record_by_rule(world: World, req: RpcRequest) -> dict[str, Any]:
     record = world.cr.start_build(req.require("InstanceId"), req.require("RepoId"), req.require("BuildRuleId"))
     return {"BuildRecordId": record.build_record_id}
 
@@ -239,7 +239,7 @@ def _image(record: BuildRecord) -> dict[str, str]:
 
 
 @service.action("GetRepoTag")
-def get_repo_tag(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_repo_tag(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id, tag = req.require("InstanceId"), req.require("RepoId"), req.require("Tag")
     record = world.cr.tag(instance_id, repo_id, tag)
     digest = builds.image_digest(record)
@@ -249,7 +249,7 @@ def get_repo_tag(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("GetRepoBuildRecord")
-def get_repo_build_record(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_repo_build_record(world: World, req: RpcRequest) -> dict[str, Any]:
     record = world.cr.record(req.require("InstanceId"), req.require("BuildRecordId"))
     now = world.clock.now()
     return {"BuildRecordId": record.build_record_id, "Status": world.cr.status(record), "StartTime": record.start_ms,
@@ -257,14 +257,14 @@ def get_repo_build_record(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("GetRepoBuildRecordStatus")
-def get_repo_build_record_status(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def get_repo_build_record_status(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id = req.require("InstanceId"), req.require("RepoId")
     record = world.cr.record(instance_id, req.require("BuildRecordId"), repo_id)
     return {"BuildStatus": world.cr.status(record)}
 
 
 @service.action("ListRepoBuildRecord")
-def list_repo_build_record(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_repo_build_record(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id = req.require("InstanceId"), req.require("RepoId")
     records = world.cr.list_records(instance_id, repo_id)
     page, page_no, page_size = _page(records, req)
@@ -276,7 +276,7 @@ def list_repo_build_record(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListRepoBuildRecordLog")
-def list_repo_build_record_log(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_repo_build_record_log(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, record_id = req.require("InstanceId"), req.require("BuildRecordId")
     record = world.cr.record(instance_id, record_id, req.get("RepoId"))
     lines = record.visible_logs(world.clock.now())
@@ -296,6 +296,6 @@ def list_repo_build_record_log(world: "World", req: "RpcRequest") -> dict[str, A
 
 
 @service.action("CancelRepoBuildRecord", writes=True)
-def cancel_repo_build_record(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def cancel_repo_build_record(world: World, req: RpcRequest) -> dict[str, Any]:
     world.cr.cancel_build(req.require("InstanceId"), req.require("RepoId"), req.require("BuildRecordId"))
     return {}

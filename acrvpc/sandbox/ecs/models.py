@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..core.errors import InvalidParameter, MissingParameter
@@ -199,7 +199,7 @@ class EcsBackend:
 
     # -- helpers ------------------------------------------------------------------------------
     def timestamp(self) -> str:
-        when = datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, timezone.utc)
+        when = datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, UTC)
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @staticmethod

@@ -34,7 +34,7 @@ _RULE_FIELDS = ("IpProtocol", "PortRange", "Policy", "Priority", "SourceCidrIp",
 
 
 # -- parsing and paging -------------------------------------------------------------------------
-def _region(req: "RpcRequest") -> str:
+def _region(req: RpcRequest) -> str:
     return req.require("RegionId")
 
 
@@ -52,7 +52,7 @@ def _decode_token(token: str) -> int:
     raise e.InvalidNextTokenMalformed(token)
 
 
-def _page(items: list[Any], req: "RpcRequest", *, default: int, maximum: int,
+def _page(items: list[Any], req: RpcRequest, *, default: int, maximum: int,
           token_paging: bool = True) -> tuple[list[Any], dict[str, Any]]:
     """One page of ``items`` and the paging keys of the reply (NextToken, PageNumber, PageSize, TotalCount)."""
     token, max_results = req.get("NextToken"), req.get_int("MaxResults")
@@ -76,7 +76,7 @@ def _page(items: list[Any], req: "RpcRequest", *, default: int, maximum: int,
     return items[start:start + size], paging
 
 
-def _permissions(req: "RpcRequest") -> list[dict[str, Any]]:
+def _permissions(req: RpcRequest) -> list[dict[str, Any]]:
     """``Permissions.N.*``, or the deprecated flat rule parameters as one permission."""
     perms = req.get_struct_list("Permissions")
     if not perms and req.get("IpProtocol"):
@@ -89,7 +89,7 @@ def _tags(tags: dict[str, str]) -> dict[str, Any]:
     return {"Tag": [{"TagKey": k, "TagValue": v} for k, v in tags.items()]}
 
 
-def _group_item(world: "World", g: SecurityGroup, with_count: bool) -> dict[str, Any]:
+def _group_item(world: World, g: SecurityGroup, with_count: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
         "SecurityGroupId": g.group_id, "SecurityGroupName": g.name, "Description": g.description,
         "VpcId": g.vpc_id, "SecurityGroupType": g.group_type, "CreationTime": g.creation_time,
@@ -117,7 +117,7 @@ def _private_ips(ip: str) -> dict[str, Any]:
     return {"PrivateIpSet": [{"PrivateIpAddress": ip, "Primary": True}]}
 
 
-def _eni_item(world: "World", n: NetworkInterface) -> dict[str, Any]:
+def _eni_item(world: World, n: NetworkInterface) -> dict[str, Any]:
     item: dict[str, Any] = {
         "NetworkInterfaceId": n.eni_id, "NetworkInterfaceName": n.name, "Description": n.description,
         "Status": world.ecs.status(n), "Type": n.eni_type, "InstanceId": n.instance_id, "VpcId": n.vpc_id,
@@ -135,7 +135,7 @@ def _eni_item(world: "World", n: NetworkInterface) -> dict[str, Any]:
     return item
 
 
-def _instance_item(world: "World", i: Instance) -> dict[str, Any]:
+def _instance_item(world: World, i: Instance) -> dict[str, Any]:
     eni = world.ecs.enis.get(i.primary_eni_id)
     return {
         "InstanceId": i.instance_id, "InstanceName": i.name, "HostName": i.name, "Status": i.status,
@@ -161,7 +161,7 @@ def _permission_item(p: EniPermission) -> dict[str, Any]:
 
 # -- instances ----------------------------------------------------------------------------------
 @service.action("DescribeInstances")
-def describe_instances(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def describe_instances(world: World, req: RpcRequest) -> dict[str, Any]:
     ids, ips = req.get_json_list("InstanceIds"), req.get_json_list("PrivateIpAddresses")
     if len(ids) > 100 or len(ips) > 100:
         raise InvalidParameter("InstanceIds", "At most 100 values.")
@@ -175,7 +175,7 @@ def describe_instances(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 # -- security groups ----------------------------------------------------------------------------
 @service.action("DescribeSecurityGroups")
-def describe_security_groups(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def describe_security_groups(world: World, req: RpcRequest) -> dict[str, Any]:
     region = _region(req)
     ids = req.get_json_list("SecurityGroupIds")
     if req.get("SecurityGroupId"):
@@ -195,7 +195,7 @@ def describe_security_groups(world: "World", req: "RpcRequest") -> dict[str, Any
 
 
 @service.action("DescribeSecurityGroupAttribute")
-def describe_security_group_attribute(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def describe_security_group_attribute(world: World, req: RpcRequest) -> dict[str, Any]:
     region = _region(req)
     group = world.ecs.group(req.require("SecurityGroupId"), region)
     direction = (req.get("Direction") or "all").lower()
@@ -212,7 +212,7 @@ def describe_security_group_attribute(world: "World", req: "RpcRequest") -> dict
 
 
 @service.action("CreateSecurityGroup", writes=True)
-def create_security_group(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_security_group(world: World, req: RpcRequest) -> dict[str, Any]:
     group = world.ecs.create_security_group(
         _region(req), req.get("VpcId"), req.get("SecurityGroupName", "") or "", req.get("Description", "") or "",
         (req.get("SecurityGroupType", "normal") or "normal").lower(), check_tags(req.get_tags()),
@@ -221,20 +221,20 @@ def create_security_group(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ModifySecurityGroupPolicy", writes=True)
-def modify_security_group_policy(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def modify_security_group_policy(world: World, req: RpcRequest) -> dict[str, Any]:
     world.ecs.modify_policy(_region(req), req.require("SecurityGroupId"), req.require("InnerAccessPolicy"))
     return {}
 
 
 def _authorize(direction: str):
-    def handler(world: "World", req: "RpcRequest") -> dict[str, Any]:
+    def handler(world: World, req: RpcRequest) -> dict[str, Any]:
         world.ecs.authorize(_region(req), req.require("SecurityGroupId"), direction, _permissions(req))
         return {}
     return handler
 
 
 def _revoke(direction: str):
-    def handler(world: "World", req: "RpcRequest") -> dict[str, Any]:
+    def handler(world: World, req: RpcRequest) -> dict[str, Any]:
         world.ecs.revoke(_region(req), req.require("SecurityGroupId"), direction,
                          req.get_list("SecurityGroupRuleId"), _permissions(req))
         return {}
@@ -248,14 +248,14 @@ service.action("RevokeSecurityGroupEgress", writes=True)(_revoke("egress"))
 
 
 @service.action("DeleteSecurityGroup", writes=True)
-def delete_security_group(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def delete_security_group(world: World, req: RpcRequest) -> dict[str, Any]:
     world.ecs.delete_security_group(_region(req), req.require("SecurityGroupId"))
     return {}
 
 
 # -- network interfaces -------------------------------------------------------------------------
 @service.action("CreateNetworkInterface", writes=True)
-def create_network_interface(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_network_interface(world: World, req: RpcRequest) -> dict[str, Any]:
     region, vswitch_id = _region(req), req.require("VSwitchId")
     single, many = req.get("SecurityGroupId"), req.get_list("SecurityGroupIds")
     if single and many:
@@ -277,7 +277,7 @@ def create_network_interface(world: "World", req: "RpcRequest") -> dict[str, Any
 
 
 @service.action("DescribeNetworkInterfaces")
-def describe_network_interfaces(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def describe_network_interfaces(world: World, req: RpcRequest) -> dict[str, Any]:
     ids = req.get_list("NetworkInterfaceId")
     if len(ids) > 100:
         raise InvalidParameter("NetworkInterfaceId", "At most 100 values.")
@@ -292,7 +292,7 @@ def describe_network_interfaces(world: "World", req: "RpcRequest") -> dict[str, 
 
 
 @service.action("ModifyNetworkInterfaceAttribute", writes=True)
-def modify_network_interface_attribute(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def modify_network_interface_attribute(world: World, req: RpcRequest) -> dict[str, Any]:
     world.ecs.modify_network_interface(_region(req), req.require("NetworkInterfaceId"),
                                        req.get_list("SecurityGroupId"), req.get("NetworkInterfaceName"),
                                        req.get("Description"))
@@ -300,13 +300,13 @@ def modify_network_interface_attribute(world: "World", req: "RpcRequest") -> dic
 
 
 @service.action("DeleteNetworkInterface", writes=True)
-def delete_network_interface(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def delete_network_interface(world: World, req: RpcRequest) -> dict[str, Any]:
     world.ecs.delete_network_interface(_region(req), req.require("NetworkInterfaceId"))
     return {}
 
 
 @service.action("CreateNetworkInterfacePermission", writes=True)
-def create_network_interface_permission(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def create_network_interface_permission(world: World, req: RpcRequest) -> dict[str, Any]:
     region, eni_id = _region(req), req.require("NetworkInterfaceId")
     account = req.get_int("AccountId")
     if account is None:
@@ -316,7 +316,7 @@ def create_network_interface_permission(world: "World", req: "RpcRequest") -> di
 
 
 @service.action("DescribeNetworkInterfacePermissions")
-def describe_network_interface_permissions(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def describe_network_interface_permissions(world: World, req: RpcRequest) -> dict[str, Any]:
     found = world.ecs.find_permissions(_region(req), req.get("NetworkInterfaceId"),
                                        req.get_list("NetworkInterfacePermissionId"))
     page, paging = _page(found, req, default=10, maximum=100, token_paging=False)
@@ -325,7 +325,7 @@ def describe_network_interface_permissions(world: "World", req: "RpcRequest") ->
 
 
 @service.action("DeleteNetworkInterfacePermission", writes=True)
-def delete_network_interface_permission(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def delete_network_interface_permission(world: World, req: RpcRequest) -> dict[str, Any]:
     req.get_bool("Force")  # accepted; the sandbox detaches either way
     world.ecs.delete_permission(_region(req), req.require("NetworkInterfacePermissionId"))
     return {}
@@ -333,7 +333,7 @@ def delete_network_interface_permission(world: "World", req: "RpcRequest") -> di
 
 # -- tags ---------------------------------------------------------------------------------------
 @service.action("TagResources", writes=True)
-def tag_resources(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def tag_resources(world: World, req: RpcRequest) -> dict[str, Any]:
     ids, tags = req.get_list("ResourceId"), check_tags(req.get_tags())
     if not ids:
         raise MissingParameter("ResourceId.1")
@@ -344,7 +344,7 @@ def tag_resources(world: "World", req: "RpcRequest") -> dict[str, Any]:
 
 
 @service.action("ListTagResources")
-def list_tag_resources(world: "World", req: "RpcRequest") -> dict[str, Any]:
+def list_tag_resources(world: World, req: RpcRequest) -> dict[str, Any]:
     region, rtype = _region(req), req.require("ResourceType").lower()
     ids, wanted = req.get_list("ResourceId"), req.get_tags()
     if not ids and not wanted:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -73,7 +73,7 @@ class Hook:
     project_id: int
     url: str
     token: str = ""  # stored, never returned
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     attrs: dict[str, Any] = field(default_factory=dict)  # event flags and other settings
 
 
@@ -81,7 +81,7 @@ def iso(ts: datetime | None) -> str | None:
     """GitLab's timestamp format, e.g. ``2024-07-02T13:37:00.123Z``."""
     if ts is None:
         return None
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 class GitLabBackend:
@@ -98,7 +98,7 @@ class GitLabBackend:
         self.projects: dict[int, dict[str, Any]] = {}
         self.hooks: dict[int, Hook] = {}
         self._hook_ids = itertools.count(1)
-        self.seeded_at = datetime.now(timezone.utc)
+        self.seeded_at = datetime.now(UTC)
 
     # -- seeding ----------------------------------------------------------------------------
     def load(self, section: dict[str, Any]) -> None:
@@ -138,7 +138,7 @@ class GitLabBackend:
     # -- time -------------------------------------------------------------------------------
     def now(self) -> datetime:
         """The sandbox's wall-clock time (UTC)."""
-        return datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, tz=UTC)
 
     def today(self) -> date:
         return self.now().date()

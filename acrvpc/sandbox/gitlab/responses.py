@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import BadRequest, GitLabApiError, NotFound, Unprocessable
@@ -53,7 +54,7 @@ _HOOK_SETTINGS = ("name", "description", "push_events_branch_filter", "branch_fi
 class _Ctx:
     """One request: the world, its inputs, and helpers to authenticate."""
 
-    def __init__(self, world: "World", method: str, query: dict[str, str], headers: dict[str, str], body: bytes,
+    def __init__(self, world: World, method: str, query: dict[str, str], headers: dict[str, str], body: bytes,
                  base_url: str) -> None:
         self.world, self.gl = world, world.gitlab
         self.method, self.query, self.headers, self.raw_body = method, query, headers, body
@@ -281,7 +282,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Callable[..., tuple[int, Any]]]] 
 ]
 
 
-def handle(world: "World", method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
+def handle(world: World, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
            base_url: str) -> tuple[int, Any, dict[str, str], str]:
     """Answer one GitLab API request.
 

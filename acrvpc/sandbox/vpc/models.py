@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..core.world_view import ServiceWorld
@@ -265,7 +265,7 @@ class VpcBackend:
             raise errors.IncorrectRouteEntryStatus()
         if dry_run:
             raise errors.DryRunOperation()
-        now = datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, timezone.utc)
+        now = datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, UTC)
         entry = RouteEntry(self.world.new_id("rte"), table.route_table_id, str(dest), next_hops, name=name,
                            description=description, created_at=self.world.clock.now(), client_token=client_token,
                            gmt_modified=now.strftime("%Y-%m-%dT%H:%MZ"))

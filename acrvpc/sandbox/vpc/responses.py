@@ -16,7 +16,8 @@ Assumptions:
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..core.errors import InvalidParameter, MissingParameter
 from ..core.registry import Service, register_service
