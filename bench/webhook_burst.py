@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
                 probe["shared_client" if shared else "client_per_run"] = {
                     "runs": args.probe_runs, "in_flight": 10, "seconds": round(seconds, 3),
                     "runs_per_s": round(args.probe_runs / seconds, 2)}
-    other_run = sum(1 for a, b in zip(first, again) if a["run"] and b["run"] and a["run"] != b["run"])
+    other_run = sum(1 for a, b in zip(first, again, strict=False) if a["run"] and b["run"] and a["run"] != b["run"])
     distinct_runs = len({r["run"] for r in first if r["run"]})
     figures.update(server_create_rate=probe, first=_summary(first), resend=_summary(again), flow_runs_created=created,
                    runs_when_the_answers_were_in=answered_runs, seconds_until_every_run=round(all_runs_s, 2),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from acrvpc.cloud import callretry, ratelimit
@@ -75,7 +75,7 @@ class AccessKey:
 
 
 # What clients are built with: an AccessKey pair, or an SDK credentials client (refreshing credentials).
-Credential = Union[AccessKey, Any]
+Credential = AccessKey | Any
 
 
 def sandbox_url() -> str | None:

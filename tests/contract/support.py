@@ -194,7 +194,7 @@ def _lost(before: Any, after: Any, path: str = "") -> list[str]:
             else:
                 out += _lost(value, after[key], sub)
     elif isinstance(before, list) and isinstance(after, list):
-        for x, y in zip(before, after):
+        for x, y in zip(before, after, strict=False):  # a shorter `after` lost the rest
             out += _lost(x, y, f"{path}[]")
     return list(dict.fromkeys(out))
 

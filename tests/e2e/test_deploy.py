@@ -53,7 +53,7 @@ def test_deploy_makes_three_deployments_that_carry_the_spec(prefect_server, depl
     ids, _ = deployed
     assert set(ids) == {f"vpc-build/{SPEC.name}", f"build-on-push/{SPEC.name}", f"teardown/{SPEC.name}"}
     with api(prefect_server) as client:
-        for name, deployment_id in ids.items():
+        for deployment_id in ids.values():
             body = client.get(f"/deployments/{deployment_id}").raise_for_status().json()
             assert body["parameters"]["spec"]["name"] == SPEC.name
             assert body["entrypoint"].startswith("flows.") and ":" not in body["entrypoint"]

@@ -163,9 +163,9 @@ def test_the_same_delivery_sent_to_both_replicas_starts_one_run(cluster, replica
     # Then exactly one flow run exists for it, and both replicas name that run (a queued answer: its spool, later)
     runs = wait_for("the delivery's run", lambda: runs_by_key(cluster).get(f"gitlab:{key}"), timeout=30)
     assert len(runs) == 1, runs
-    for replica, body in zip((a, b), bodies):
+    for replica, body in zip((a, b), bodies, strict=True):
         named = body.get("flow_run_id") or wait_for(
-            f"{replica.host_name}'s drainer", lambda: replica.deliveries().get(key, {}).get("run_id"), timeout=30)
+            f"{replica.host_name}'s drainer", lambda r=replica: r.deliveries().get(key, {}).get("run_id"), timeout=30)
         assert named == runs[0], (replica.host_name, body, runs)
     # and a resend to either replica names it again, starting nothing
     again = deliver(b.url, push(1), delivery=key)

@@ -100,8 +100,8 @@ OVERFLOW_JS = """() => {
 }"""
 
 
-def open_page(browser, server, path: str):
-    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+def open_page(chromium, server, path: str):
+    page = chromium.new_page(viewport={"width": WIDTH, "height": HEIGHT})
     if server.auth_string:  # what the UI's login form stores: base64 of user:password, sent as Basic auth
         page.add_init_script(f"localStorage.setItem('prefect-password', btoa({server.auth_string!r}))")
     page.goto(f"http://127.0.0.1:{server.port}/v2{path}", timeout=60_000)

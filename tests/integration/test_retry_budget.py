@@ -58,10 +58,11 @@ class TestAlibabaCloudInPlace:
     def test_an_ecs_client_token_write_sends_at_most_four_requests(self, sandbox, spec, paused):
         fail_everything(sandbox)
         ecs = cloud.cloud_clients(spec).ecs
-        with pytest.raises(Exception):
+        with pytest.raises(Exception) as caught:
             ecs.create_security_group(ecs_models.CreateSecurityGroupRequest(
                 region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name="acrvpc-budget",
                 client_token="acrvpc-budget-test"))
+        assert is_retryable(caught.value)
         sent = requests_of(sandbox, "CreateSecurityGroup")
         assert len(sent) == MAX_REQUESTS
         assert {c["params"].get("ClientToken") for c in sent} == {"acrvpc-budget-test"}
@@ -70,8 +71,9 @@ class TestAlibabaCloudInPlace:
     def test_the_setting_bounds_the_requests(self, sandbox, spec, paused, monkeypatch):
         monkeypatch.setenv("ACRVPC_CALL_RETRIES", "1")
         fail_everything(sandbox)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception) as caught:
             cloud.cloud_clients(spec).cr.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id))
+        assert is_retryable(caught.value)
         assert len(requests_of(sandbox, "GetInstance")) == 2
 
 

@@ -8,8 +8,9 @@ import copy
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
+from acrvpc.cloud import clients as cloud
 from acrvpc.sandbox.world import load_scenario
-from tests.integration.test_sandbox_ecs import (  # noqa: F401 - ecs is a fixture
+from tests.integration.test_sandbox_ecs import (
     BUILD_ACCOUNT,
     BUILD_VSW,
     GITLAB_SG,
@@ -18,13 +19,18 @@ from tests.integration.test_sandbox_ecs import (  # noqa: F401 - ecs is a fixtur
     VPC_ID,
     assert_sdk_keeps_every_key,
     code_of,
-    ecs,
     eni_status,
     grant,
     new_eni,
     new_group,
     raw_call,
 )
+
+
+@pytest.fixture
+def ecs(sandbox):
+    """test_sandbox_ecs.py's client: the sandbox's ECS in its region, with the sandbox's key."""
+    return cloud.ecs_client(REGION, cloud.resolve_access_key(None))
 
 
 class TestCreateNetworkInterface:

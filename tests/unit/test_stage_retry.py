@@ -31,7 +31,7 @@ def test_transient_failures_are_retried_with_the_task_retry_policy():
     assert retry_stage("eni", attempt, sleep=waits.append) == "done"
     assert attempt.attempts == [1, 2, 3]
     delays = RETRY["retry_delay_seconds"]
-    for wait, delay in zip(waits, delays):  # jittered at most by the task jitter factor
+    for wait, delay in zip(waits, delays, strict=False):  # jittered at most by the task jitter factor
         assert 0 <= wait <= delay * (1 + RETRY["retry_jitter_factor"])
 
 
