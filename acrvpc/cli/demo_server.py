@@ -14,7 +14,8 @@ measured a fresh-home demo at 31 s, 17.7 s warm). ``acrvpc demo`` instead:
 2. starts the same server Prefect's ephemeral mode starts (``uvicorn --factory
    prefect.server.api.server:create_app`` with ``PREFECT__SERVER_EPHEMERAL=1``: no UI, only the services an
    ephemeral server runs) as a subprocess at once, so it loads on the other core while this process starts
-   the sandbox and imports the flow, and points ``PREFECT_API_URL`` of this process at it;
+   the sandbox and imports the flow, and points ``PREFECT_API_URL`` of this process at it. It registers no block
+   types (:data:`NO_BLOCK_REGISTRATION`);
 3. stops it when the demo ends. The runs stay in ``$PREFECT_HOME/prefect.db``, as with the embedded server.
 
 Only when no settings source names an API URL or another database (else Prefect's settings decide, as before).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -31,11 +33,26 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("prefect_sqlite_schema.sql")
 HEADER = re.compile(r"^-- prefect (\S+) migration head (\S+)$")
+# `uvicorn ARGS`, with Python's cyclic garbage collector paused while Prefect's server modules load: the
+# collector's passes over the objects an import creates cost 0.6 of the 2.0 CPU s of that import (measured,
+# Prefect 3.9.1); those objects live as long as the process, so they are then frozen (never scanned again:
+# gc.freeze) and the collector resumes for what the server creates afterwards.
+SERVE = ("import gc, sys; gc.disable(); sys.path.insert(0, sys.argv[sys.argv.index('--app-dir') + 1]); "
+         "import prefect.server.api.server, uvicorn.main; gc.freeze(); gc.enable(); sys.argv[0] = 'uvicorn'; "
+         "uvicorn.main.main()")
+# The demo's server registers no block types: on a PREFECT_HOME it has not seen, Prefect's start-up imports every
+# installed collection (prefect_aws: boto3) and writes each block type and schema, 1.4 CPU s of the server's ~4
+# before it answers (measured, Prefect 3.9.1), and the demo's run loads no block (the sandbox's credentials come
+# first). Without memoizing, no memo is written either: the next `prefect server start` on this home registers
+# them all, as on any new home.
+NO_BLOCK_REGISTRATION = {"PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+                         "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
 
 
 def _prefect_dir() -> Path | None:
@@ -87,12 +104,19 @@ def default_database() -> Path | None:
                 Path("prefect.toml"), Path("pyproject.toml")]
     for path in sources:
         try:
-            text = path.read_text(errors="replace").upper()
+            text = path.read_text(errors="replace")
         except FileNotFoundError:
             continue
         except OSError:
             return None
-        if "DATABASE" in text or ("PREFECT_HOME" in text and path.name != "pyproject.toml"):
+        if path.name == "pyproject.toml":  # Prefect reads only its [tool.prefect] table there
+            try:
+                table = tomllib.loads(text).get("tool", {}).get("prefect", {})
+            except tomllib.TOMLDecodeError:
+                return None
+            if "DATABASE" in json.dumps(table).upper() or "home" in table:
+                return None
+        elif "DATABASE" in text.upper() or "PREFECT_HOME" in text.upper():
             return None
     return home / "prefect.db"
 
@@ -131,9 +155,9 @@ class DemoServer:
         self.url = f"http://127.0.0.1:{self.port}/api"
         where = _prefect_dir()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **NO_BLOCK_REGISTRATION}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(where.parent if where else "."), "--factory",
+            [sys.executable, "-c", SERVE, "--app-dir", str(where.parent if where else "."), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"], env=env, stdin=subprocess.DEVNULL)
 

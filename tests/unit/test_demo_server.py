@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import urllib.request
 from pathlib import Path
 
 from acrvpc.cli import demo_server
@@ -81,3 +83,50 @@ def test_a_database_named_by_any_settings_source_is_left_to_prefect(tmp_path, mo
     (tmp_path / "prefect.toml").unlink()
     monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "sqlite+aiosqlite:///elsewhere.db")
     assert demo_server.default_database() is None
+
+
+def test_a_pyproject_counts_only_for_its_tool_prefect_table(tmp_path, monkeypatch):
+    """`make demo` runs in the repository, whose pyproject.toml says "database" in a comment: Prefect reads only
+    [tool.prefect] there, so the demo still seeds its database and starts its server (it did not: issue 18)."""
+    for key in [k for k in __import__("os").environ if k.startswith("PREFECT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(demo_server.sys, "modules", {k: v for k, v in demo_server.sys.modules.items()
+                                                      if not k.startswith("prefect")})
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\ndependencies = ["asyncpg"]  # reads the Prefect database\n'
+                         '[tool.prefect]\nlogging.level = "INFO"\n')
+    assert demo_server.default_database() == tmp_path / "home" / "prefect.db"
+    assert (ROOT / "pyproject.toml").exists()
+    monkeypatch.chdir(ROOT)
+    assert demo_server.default_database() == tmp_path / "home" / "prefect.db"  # the repository's, for make demo
+    monkeypatch.chdir(tmp_path)
+    pyproject.write_text('[tool.prefect.server.database]\nconnection_url = "postgresql+asyncpg://x/y"\n')
+    assert demo_server.default_database() is None
+    pyproject.write_text('[tool.prefect]\nhome = "/elsewhere"\n')
+    assert demo_server.default_database() is None
+    pyproject.write_text('[tool.prefect\nbroken')
+    assert demo_server.default_database() is None
+
+
+def test_the_demo_server_answers_without_registering_block_types(tmp_path, monkeypatch):
+    """Registering every installed collection's block types was 1.4 of the server's 4 CPU s before it answered on
+    a new PREFECT_HOME; the demo's run loads no block. No memo is written, so a later `prefect server start` on
+    this home registers them."""
+    for key in [k for k in __import__("os").environ if k.startswith("PREFECT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    database = tmp_path / "prefect.db"
+    demo_server.seed_database(database)
+    server = demo_server.DemoServer()
+    try:
+        server.wait_ready(timeout=180)
+        with urllib.request.urlopen(urllib.request.Request(f"{server.url}/block_types/filter", data=b"{}",
+                                                           headers={"Content-Type": "application/json"}),
+                                    timeout=30) as answer:
+            assert json.loads(answer.read()) == []
+    finally:
+        server.stop()
+    assert server.process.returncode is not None
+    assert not (tmp_path / "memo_store.toml").exists()
