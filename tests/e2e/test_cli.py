@@ -52,6 +52,13 @@ class TestDemo:
         assert "apps/billing-api:latest" in proc.stdout and "apps/web-frontend:latest" in proc.stdout
         assert "prefect server start" in proc.stdout  # how to see the run in the UI
 
+    def test_the_demo_says_its_clock_is_sped_up_and_shows_each_build_stage(self, demo_run):
+        proc, _ = demo_run
+        assert re.search(r"its clock runs \d+x faster than real time", proc.stdout), proc.stdout[:3000]
+        for repository in ("apps/billing-api", "apps/web-frontend"):
+            for stage in ("GIT_CLONE", "BUILD", "PUSH"):
+                assert re.search(rf"{repository}\s+{stage}\s+\S", proc.stdout), f"{repository} {stage} log lines"
+
     def test_a_successful_demo_prints_no_traceback_and_no_error_line(self, demo_run):
         proc, home = demo_run
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
