@@ -117,12 +117,13 @@ def main(path: str) -> None:
             except OSError:
                 chunk = b""
             if not chunk:
-                if _child is None:
+                if _child is None:  # (both branches end the process: _cold execs, _die exits)
                     _cold(f"the zygote at {path} closed the connection before forking the run")
-                print(f"{PREFIX} the zygote at {path} vanished while the run ran as pid {_child}; waiting for it to "
-                      f"end; its exit status is unknown", file=sys.stderr, flush=True)
-                _wait_gone(_child)
-                _die(1)
+                else:
+                    print(f"{PREFIX} the zygote at {path} vanished while the run ran as pid {_child}; waiting for it "
+                          f"to end; its exit status is unknown", file=sys.stderr, flush=True)
+                    _wait_gone(_child)
+                    _die(1)
             buffer += chunk
         line, buffer = buffer.split(b"\n", 1)
         message = json.loads(line)

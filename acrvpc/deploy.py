@@ -32,9 +32,13 @@ are named blocks), so it may be a flow-run parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from acrvpc.domain.spec import Spec, parse_spec
+
+if TYPE_CHECKING:  # Prefect is imported when a deployment is made, not with this module
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
 
 TAGS = ("acr-vpc-build",)
 
@@ -117,7 +121,7 @@ def deploy_spec(spec: Spec, *, pool: str, cron: str | None = None, timezone: str
     from flows.teardown import teardown
     from flows.vpc_build import vpc_build
 
-    flows = {VPC_BUILD: vpc_build, ON_PUSH: build_on_push, TEARDOWN: teardown}
+    flows: dict[FlowDeployment, Flow[..., Any]] = {VPC_BUILD: vpc_build, ON_PUSH: build_on_push, TEARDOWN: teardown}
     parameter = spec_parameter(spec)
     ids: dict[str, str] = {}
     for target, flow in flows.items():
@@ -127,9 +131,10 @@ def deploy_spec(spec: Spec, *, pool: str, cron: str | None = None, timezone: str
             parameters["start_builds"] = True
             if cron:
                 schedule = {"cron": cron, "timezone": timezone}
-        deployment = flow.to_deployment(
+        # a sync caller: Prefect's async_dispatch returns the deployment itself, not a coroutine
+        deployment = cast("RunnerDeployment", flow.to_deployment(
             name=spec.name, parameters=parameters, description=target.description,
             tags=[*TAGS, *target.tags, f"spec:{spec.name}"], entrypoint_type=EntrypointType.MODULE_PATH,
-            job_variables=job_variables or {}, work_queue_name=work_queue, **schedule)
+            job_variables=job_variables or {}, work_queue_name=work_queue, **schedule))
         ids[target.name(spec)] = str(deployment.apply(work_pool_name=pool, image=image))
     return ids

@@ -203,7 +203,8 @@ def _type_text(field: str) -> str:
         return "secret"
     if field == "retry_delays":
         return "comma-separated seconds"
-    return {int: "whole number", float: "number", str: "text"}.get(base, str(base))
+    names: dict[object, str] = {int: "whole number", float: "number", str: "text"}
+    return names.get(base, str(base))
 
 
 def _default_text(field: str) -> str:

@@ -148,7 +148,9 @@ class _Zygote:
                     if not os.read(0, 512):
                         self.stop_listening()
                 else:
-                    order = self.on_conn(key.fileobj)
+                    accepted = key.fileobj
+                    assert isinstance(accepted, socket.socket)  # registered as "conn": an accepted connection
+                    order = self.on_conn(accepted)
                     if order is not None:
                         return order
         self.stop_listening()
@@ -394,7 +396,8 @@ class ZygotePool:
         """Close the zygotes' stdin: each stops listening and exits once its runs have ended."""
         for process, _ in self._zygotes.values():
             with contextlib.suppress(Exception):
-                await process.stdin.aclose()
+                if process.stdin is not None:  # always a pipe (stdin=-1: a pipe); None only to the type
+                    await process.stdin.aclose()
         with contextlib.suppress(Exception), anyio.move_on_after(2):
             for process, _ in self._zygotes.values():
                 await process.wait()

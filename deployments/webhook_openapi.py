@@ -68,7 +68,7 @@ def openapi_schema(max_body: int, signed: bool) -> dict[str, Any]:
                                                      "dead": {"type": "integer", "minimum": 0}}}}}
     auth = ("a Standard Webhooks signature (webhook-id, webhook-timestamp, webhook-signature) within the replay "
             "window" if signed else "the X-Gitlab-Token secret")
-    retry_after = {"headers": {"Retry-After": {"description": "Seconds until this source may deliver again.",
+    retry_after: dict[str, Any] = {"headers": {"Retry-After": {"description": "Seconds until this source may deliver again.",
                                                "schema": {"type": "integer"}}}}
     delivery = {
         "summary": "Receive a GitLab push or tag-push event",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -213,7 +213,8 @@ def _answer_of_fired_step(key: str, what: str) -> ConsoleConfirmation:
     console may still be finishing) but takes the answer, then verifies with its usual wait.
     """
     try:
-        answer = ConsoleConfirmation.load(keyset_from_base_key(f"suspended-{key}"))
+        # a sync caller: Prefect's async_dispatch returns the input itself, not a coroutine
+        answer = cast(ConsoleConfirmation, ConsoleConfirmation.load(keyset_from_base_key(f"suspended-{key}")))
     except (ValidationError, ObjectNotFound):  # e.g. moved out of Suspended by a forced state change
         raise PipelineError(f"the run left its suspension for the console step '{what}' (pause {key}) without the "
                             f"operator's answer", code="CONSOLE_NO_ANSWER",

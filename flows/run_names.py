@@ -90,7 +90,7 @@ def flow_run_name() -> str:
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx is not None else None
     flow_name = ctx.flow.name if ctx is not None and ctx.flow is not None else "run"
-    if run is None:
+    if ctx is None or run is None:
         return flow_name
     try:
         deployment = ""

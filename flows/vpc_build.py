@@ -31,6 +31,7 @@ several hosts, point ``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`` at a saved shared
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -57,7 +58,7 @@ from tasks.webhook_hook import webhook_hook
 link.on_rollback(rollback_link)
 
 
-def _row(stage: str, outcomes: list[StageOutcome], seconds: float, result: str = "completed") -> dict[str, Any]:
+def _row(stage: str, outcomes: Sequence[StageOutcome], seconds: float, result: str = "completed") -> dict[str, Any]:
     resources: dict[str, str] = {}
     changes: list[str] = []
     for outcome in outcomes:

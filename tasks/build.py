@@ -80,7 +80,8 @@ def _waits(first: float) -> Iterator[float]:
 
 def poll_schedule(first: float, until: float) -> list[float]:
     """The waits between status polls over ``until`` seconds (the same schedule :func:`run_build` follows)."""
-    waits, total = [], 0.0
+    waits: list[float] = []
+    total = 0.0
     for wait in _waits(first):
         if total >= until:
             return waits

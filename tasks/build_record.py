@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from alibabacloud_cr20181201 import models as cr_models
 from alibabacloud_cr20181201.client import Client as CrClient
@@ -85,6 +85,11 @@ class Poller:
         self.last_status = "PENDING"
         self.missed = 0  # status polls missed in a row
         self.ended = False  # a status poll answered a terminal status: no read may be missed any more
+
+    @overload
+    def call(self, action: str, fn: Callable[[], T], *, missable: Literal[False] = False) -> T: ...
+    @overload
+    def call(self, action: str, fn: Callable[[], T], *, missable: bool) -> T | None: ...
 
     def call(self, action: str, fn: Callable[[], T], *, missable: bool = False) -> T | None:
         """``fn()`` once; None for a missed poll (``missable``, transient, not too many in a row)."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models
@@ -93,7 +93,7 @@ def _covered(rule: Mapping[str, Any], targets: list[tuple[str, str, int, int]]) 
                for _, cidr, t_lo, t_hi in targets)
 
 
-def link_differences(spec: Spec, rules: list[Mapping[str, Any]], *, default_egress_accept: bool = True) -> list[str]:
+def link_differences(spec: Spec, rules: Sequence[Mapping[str, Any]], *, default_egress_accept: bool = True) -> list[str]:
     """How security-group rules differ from the link the spec asks for (empty when they match).
 
     Args:

@@ -168,7 +168,7 @@ def classify(status: str, api_stage: str, tail: list[str]) -> Failure | None:
         cause = hint
     else:
         cause = "timeout" if status == "TIMEOUT" else "unknown"
-    return Failure(status=status, stage=stage, api_stage=api_stage, cause=cause, hint=line,  # type: ignore[arg-type]
+    return Failure(status=status, stage=stage, api_stage=api_stage, cause=cause, hint=line,
                    diagnose=cause in DIAGNOSED_CAUSES)
 
 

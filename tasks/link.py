@@ -263,6 +263,7 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
     """
     changes: list[str] = []
     what = f"security group {group_id}"
+    permissions: list[Any]
     if plan and group_id == PLANNED_GROUP:
         policy, permissions = "Accept", []  # what CreateSecurityGroup makes: a basic group without rules
     else:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
+from typing import Any, cast
 
 import gitlab
 from gitlab.exceptions import GitlabError
@@ -55,7 +55,8 @@ def _secret_block(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        return str(Secret.load(name).get())
+        # a sync caller: Prefect's async_dispatch returns the block itself, not a coroutine
+        return str(cast(Secret, Secret.load(name)).get())
     except ValueError:
         return ""
 

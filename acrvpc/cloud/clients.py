@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from acrvpc.cloud import callretry, ratelimit
@@ -461,7 +461,8 @@ def resolve_gitlab(token_block: str) -> GitLabAuth:
     except ValueError:  # no such block: the Secret block of that name, as before
         pass
     try:
-        return GitLabAuth(str(Secret.load(token_block).get()))
+        # a sync caller: Prefect's async_dispatch returns the block itself, not a coroutine
+        return GitLabAuth(str(cast(Secret, Secret.load(token_block)).get()))
     except ValueError:
         raise CredentialsError(
             f"gitlab.token_block: no {GITLAB_BLOCK_TYPE} block and no Prefect Secret block "

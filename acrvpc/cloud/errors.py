@@ -13,7 +13,8 @@ message text.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 from acrvpc.settings import settings
 
@@ -70,7 +71,7 @@ class PipelineError(Exception):
         return (_rebuild, (type(self), self.args[0], self.code, self.fix, self.retryable))
 
 
-def _rebuild(cls: type, text: str, code: str, fix: str, retryable: bool) -> PipelineError:
+def _rebuild(cls: type[PipelineError], text: str, code: str, fix: str, retryable: bool) -> PipelineError:
     err = cls.__new__(cls)
     Exception.__init__(err, text)
     err.code, err.fix, err.retryable, err.detail = code, fix, retryable, text
@@ -170,7 +171,16 @@ def retry_delays() -> list[float]:
     return list(settings().retry_delays)
 
 
+class RetryOptions(TypedDict):
+    """The retry keyword arguments of Prefect's ``@task`` that :data:`RETRY` sets (typed for ``**RETRY``)."""
+
+    retries: int
+    retry_delay_seconds: list[float]
+    retry_jitter_factor: float
+    retry_condition_fn: Callable[[Any, Any, Any], bool]
+
+
 _DELAYS = retry_delays()
 # Keyword arguments every API-calling task uses: exponential backoff with jitter, transient errors only.
-RETRY = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS, "retry_jitter_factor": 0.5,
+RETRY: RetryOptions = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS, "retry_jitter_factor": 0.5,
          "retry_condition_fn": retry_condition}

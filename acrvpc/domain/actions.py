@@ -303,7 +303,8 @@ def guard(client: Any, product: str) -> Any:
         code = getattr(exc, "code", None)
         message = getattr(exc, "message", None)
         if code in DENIED_CODES and isinstance(message, str) and "RAM denied" not in message:
-            exc.message = message + _denied_note(product, action, exc)
+            sdk_error: Any = exc  # the SDK's errors (TeaException) carry a writable message
+            sdk_error.message = message + _denied_note(product, action, exc)
 
     def declared_call_api(params: Any, request: Any, runtime: Any) -> dict:
         if params.action not in allowed:

@@ -285,7 +285,7 @@ def evaluate(rules: Iterable[Mapping[str, Any]], *, direction: str, peer_cidr: s
     block = _net(peer_cidr)
     if block.version != 4:
         raise ValueError(f"{peer_cidr}: only IPv4 blocks are evaluated")
-    undecided: list[IPv4Net] = [block]  # type: ignore[list-item]
+    undecided: list[IPv4Net] = [block]
     accepted_by: list[str] = []
     accepted: list[IPv4Net] = []
     candidates = [r for r in rules if str(r.get("Direction") or direction).lower() == direction]
@@ -303,7 +303,7 @@ def evaluate(rules: Iterable[Mapping[str, Any]], *, direction: str, peer_cidr: s
         drop = str(rule.get("Policy") or "Accept").lower() == "drop"
         if not _local_matches(rule.get(local_key), local_ip, drop) or not (drop or _any_range(rule.get("SourcePortRange"))):
             continue
-        undecided, taken = _subtract(undecided, rule_net)  # type: ignore[arg-type]
+        undecided, taken = _subtract(undecided, rule_net)
         if not taken:
             continue
         rid = str(rule.get("SecurityGroupRuleId") or "")

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from acrvpc.domain.spec_base import SpecModel, project_path
+from acrvpc.domain.spec_base import SpecModel as _Model
+from acrvpc.domain.spec_base import project_path
 from acrvpc.domain.spec_endpoints import ENDPOINT_PRODUCTS, EndpointNetwork, EndpointsSpec  # noqa: F401 - re-exported
 from acrvpc.domain.spec_errors import SpecError, validation_problems  # SpecError re-exported
 from acrvpc.domain.spec_webhook import (  # noqa: F401 - re-exported: acrvpc.domain.spec is the public import path
@@ -34,8 +35,6 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
 _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,119}$")
 _PLATFORMS = {"linux/amd64", "linux/arm64", "linux/386", "linux/arm/v7", "linux/arm/v6"}
 
-
-_Model = SpecModel
 
 
 class GitLabAccess(str, Enum):

@@ -222,6 +222,7 @@ def serve(
     if file_spec is not None:
         spec, reachable = file_spec, True
     else:
+        assert deployment is not None  # checked above: SPEC or --deployment, exactly one
         spec, reachable = _deployed_spec(deployment, deliveries)
     limit = given_limit or spec.webhook.rate_limit
     proxies = given_proxies if given_proxies is not None else list(spec.webhook.trusted_proxies)

@@ -469,7 +469,8 @@ class EcsBackend:
 
     # -- tags ---------------------------------------------------------------------------------
     def taggable(self, resource_type: str) -> dict[str, Any]:
-        table = {"securitygroup": self.groups, "eni": self.enis, "instance": self.instances}.get(resource_type)
+        tables: dict[str, dict[str, Any]] = {"securitygroup": self.groups, "eni": self.enis, "instance": self.instances}
+        table = tables.get(resource_type)
         if table is None:
             raise e.InvalidResourceTypeNotFound(resource_type)
         return table

@@ -201,7 +201,7 @@ class VpcBackend:
         best: RouteEntry | None = None
         for entry in table.entries:
             dest = ipaddress.ip_network(entry.destination)
-            if dest.version == want.version and want.subnet_of(dest) and self.route_status(entry) == "Available":
+            if _within(want, dest) and self.route_status(entry) == "Available":
                 if best is None or dest.prefixlen > ipaddress.ip_network(best.destination).prefixlen:
                     best = entry
         return best
@@ -292,3 +292,13 @@ class VpcBackend:
         if dest.version == 4 and dest.subnet_of(CLOUD_SERVICE_BLOCK) and hop_type != "RouterInterface":
             raise errors.InvalidCidrBlock("Because 100.64.0.0/10 is a cloud service address, you cannot add this "
                                           "CIDR block to point to the IDC under the cloud.")
+
+
+def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """``inner`` lies inside ``outer``; blocks of different IP versions never do."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
