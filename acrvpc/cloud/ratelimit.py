@@ -24,26 +24,23 @@ Quota per product: ``ACRVPC_QPS_<PRODUCT>`` calls per second (``ACRVPC_QPS_ECS=2
 may go at once after a quiet spell (default: half a second's worth, at least 1; a burst smaller
 than the server's leaves room for scheduling jitter between taking a token and sending the call).
 The fallback bucket reads them in each process; the shared limit gets them when
-:func:`ensure_limits` writes it (``limit = burst``, ``slot_decay_per_second = qps``, both times
-:data:`SLOTS_PER_CALL`).
+:func:`ensure_limits` writes it, and every process reads them back off the limit's row.
 
-How the shared limit behaves (Prefect 3.9.1, ``prefect/concurrency`` and
-``prefect/server/api/concurrency_limits_v2.py``):
-
-- ``rate_limit(name, occupy=k)`` is one ``POST /v2/concurrency_limits/increment`` (plus one
-  ``prefect.concurrency-limit.acquired`` event, sent in the background). When the limit is full
-  the server answers 423 with ``Retry-After = (k + denied slots) / slot_decay_per_second`` seconds
-  (Poisson-jittered) and the client sleeps that long and asks again, without end unless
-  ``timeout_seconds`` is given. Asking for more slots than the limit holds is a 422.
-- A missing limit is skipped (``strict=False``, with a warning in the run's log on every call) or
-  raises ``ConcurrencySlotAcquisitionError`` (``strict=True``). This module looks the limit up once
-  per process (again after :data:`RECHECK_SECONDS`) and acquires with ``strict=True``; an error
-  (limit deleted, server unreachable) falls back to the bucket with one warning.
-- The server decays ``floor(slot_decay_per_second * seconds since the row's last update)`` slots,
-  and every acquisition *and every 423* updates the row: up to one slot of decay is lost per
-  request. With one slot per call, many processes asking at once lose about half a call's worth
-  per request and the limit delivers well under its rate (docs/benchmarks.md, "Shared API
-  quota"). So one call is :data:`SLOTS_PER_CALL` slots: the loss becomes a tenth of a call.
+How the shared limit works (:mod:`acrvpc.cloud.shared_limit`; Prefect 3.9.1's
+``prefect/server/api/concurrency_limits_v2.py``): the limit is a **queue** of reservations
+(GCRA), ``slot_decay_per_second = qps * SLOTS_PER_CALL`` and ``limit = decay * HORIZON_SECONDS +
+burst * SLOTS_PER_CALL``. Taking tokens is one ``POST /v2/concurrency_limits/increment`` (granted
+at once unless a minute of calls is queued) and one ``GET /v2/concurrency_limits/{name}`` (the
+backlog now, by the server's clock, ours included); the caller sleeps until the backlog has
+drained to the burst, then calls. No 423 storm, no polling, no event per acquisition, one Prefect
+client per process. The earlier design (``prefect.concurrency.sync.rate_limit`` on a limit of
+``burst`` slots, denied increments retried after the server's ``Retry-After``) delivered about half
+the quota across processes: Prefect records each 423 by updating the row, which restarts the
+decay clock without decaying. A limit of that old shape still works (423 retries);
+:func:`ensure_limits` reshapes it. A missing, deleted or inactive limit, or a failing server
+(after :data:`SERVER_RETRY_DELAYS`), falls back to the bucket with one message; the process looks
+again after :data:`RECHECK_SECONDS`, when it also re-reads the Prefect API URL (``Settings()``
+costs ~19 ms of CPU, so it is not read before every call).
 
 Lease: the threads of one process that wait for a token of the same limit at the same time are
 served by one acquisition (``occupy`` = the waiting calls, at most ``ACRVPC_QPS_LEASE``, default
@@ -56,15 +53,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import sys
 import threading
 import time
 from typing import Any, Callable
 
-from acrvpc.prefect_api import api_url
+from acrvpc.cloud.shared_limit import (HORIZON_SECONDS, LEGACY_SLOTS_PER_CALL, SERVER_RETRY_DELAYS, SLOTS_PER_CALL,
+                                       LimitGone, LimitShape, SharedLimiter, lease_size, limit_settings, patiently,
+                                       prefect_client, read_limit)
+from acrvpc.prefect_api import api_url, forget_api_url
 from acrvpc.settings import Settings, settings
+
+__all__ = ["HORIZON_SECONDS", "LEGACY_SLOTS_PER_CALL", "SERVER_RETRY_DELAYS", "SLOTS_PER_CALL", "LimitGone",
+           "LimitShape", "SharedLimiter", "TokenBucket", "ensure_limits", "guard", "lease_size", "limit_name",
+           "limit_settings", "limiter", "quota", "reset", "shared_limiter", "take"]
 
 DEFAULT_QPS: float = Settings.model_fields["qps_ecs"].default  # the defaults live in acrvpc/settings.py
 QPS_ENV = "ACRVPC_QPS_{product}"
@@ -73,9 +76,8 @@ PREFIX_ENV = "ACRVPC_QPS_LIMIT_PREFIX"
 LEASE_ENV = "ACRVPC_QPS_LEASE"
 DEFAULT_PREFIX: str = Settings.model_fields["qps_limit_prefix"].default
 DEFAULT_LEASE: int = Settings.model_fields["qps_lease"].default  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
-SLOTS_PER_CALL = 10  # slots of the shared limit per call: the server's floor() then loses 1/10 call per request
-RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long
-SERVER_RETRY_DELAYS = (1.0, 2.0, 4.0)  # a busy Prefect server's 5xx or timeout is asked again before falling back
+RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long (and re-reads the API URL)
+_patiently = patiently  # the name tests know
 PRODUCTS = ("cr", "ecs", "vpc")
 
 logger = logging.getLogger(__name__)
@@ -185,6 +187,7 @@ def reset() -> None:
     with _shared_lock:
         _shared.clear()
         _said.clear()
+    forget_api_url()
 
 
 # -- the shared limit ------------------------------------------------------------------------------
@@ -216,102 +219,9 @@ def lease_limit() -> int:
     return settings().qps_lease  # checked by the settings model
 
 
-def lease_size(waiting: int, lease: int, burst: float) -> int:
-    """Calls one acquisition covers: every call waiting in this process, within the lease and the burst.
-
-    Args:
-        waiting: calls of this process waiting for a token of the limit, the acquiring one included.
-        lease: :func:`lease_limit`.
-        burst: the limit's burst in calls (the server refuses more slots than the limit holds).
-
-    Returns:
-        ``min(waiting, lease, burst)``, at least 1.
-    """
-    return max(1, min(int(waiting), int(lease), int(burst)))
-
-
-def limit_settings(qps: float, burst: float | None) -> tuple[int, float]:
-    """The shared limit's ``(limit, slot_decay_per_second)`` for a quota: ``burst`` and ``qps`` in slots.
-
-    Args:
-        qps: calls per second (> 0).
-        burst: calls at once (default ``qps / 2``, at least 1).
-    """
-    if qps <= 0:
-        raise ValueError("qps must be > 0 (no limit at all needs no shared limit)")
-    calls = max(1.0, float(burst) if burst else qps / 2)
-    return int(math.floor(calls)) * SLOTS_PER_CALL, float(qps) * SLOTS_PER_CALL
-
-
-class SharedLimiter:
-    """A token from a Prefect global concurrency limit, shared by every process of every host.
-
-    Threads of this process that wait at the same time share one acquisition (:func:`lease_size`):
-    the first asks the server for everyone waiting when it starts, and hands the other tokens
-    out; nothing is kept for later, so no slot is taken for a call that is never made.
-
-    Args:
-        name: the limit (:func:`limit_name`).
-        burst: the limit's size in calls (``limit / SLOTS_PER_CALL``).
-        lease: :func:`lease_limit`.
-        acquire: ``acquire(name, slots)`` blocks until the server granted ``slots`` slots (default:
-            ``prefect.concurrency.sync.rate_limit(name, occupy=slots, strict=True)``).
-    """
-
-    def __init__(self, name: str, burst: float, lease: int,
-                 acquire: Callable[[str, int], None] | None = None) -> None:
-        self.name = name
-        self.burst = burst
-        self.lease = lease
-        self._acquire = acquire or _rate_limit
-        self._cond = threading.Condition()
-        self._ready = 0  # tokens granted and not yet handed out
-        self._fetching = False
-        self._waiting = 0  # threads waiting for the current acquisition
-        self.acquisitions = 0  # round trips made (for benchmarks and tests)
-        self.calls = 0
-
-    def acquire(self) -> None:
-        """Take one token, waiting for the server when none is left (``ConcurrencySlotAcquisitionError`` on failure)."""
-        with self._cond:
-            while True:
-                if self._ready > 0:
-                    self._ready -= 1
-                    self.calls += 1
-                    return
-                if not self._fetching:
-                    self._fetching = True
-                    size = lease_size(1 + self._waiting, self.lease, self.burst)
-                    break
-                self._waiting += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._waiting -= 1
-        try:
-            self._acquire(self.name, size * SLOTS_PER_CALL)
-        except BaseException:
-            with self._cond:
-                self._fetching = False
-                self._cond.notify()  # the next waiter tries (and most likely fails the same way)
-            raise
-        with self._cond:
-            self.acquisitions += 1
-            self.calls += 1
-            self._ready += size - 1
-            self._fetching = False
-            self._cond.notify_all()
-
-
-def _rate_limit(name: str, slots: int) -> None:
-    from prefect.concurrency.sync import rate_limit
-
-    _patiently(lambda: rate_limit(name, occupy=slots, strict=True))
-
-
-_shared: dict[tuple[str, str, str], tuple[SharedLimiter | None, float]] = {}
+_shared: dict[tuple[str, str, int], tuple[SharedLimiter | None, float]] = {}
 _shared_lock = threading.Lock()
-_lookup_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_lookup_locks: dict[tuple[str, str, int], threading.Lock] = {}
 _said: set[str] = set()
 
 
@@ -323,36 +233,6 @@ def _say_once(level: int, key: str, message: str, *args: Any) -> None:
     logger.log(level, message, *args)
 
 
-def _patiently(what: Callable[[], Any], delays: tuple[float, ...] = SERVER_RETRY_DELAYS) -> Any:
-    """``what()``, asked again after each of ``delays`` when it fails (a loaded Prefect server answers
-    500 when its database pool is exhausted; falling back to a per-process bucket at the full quota
-    then would let this process spend the quota on top of the others)."""
-    for delay in (*delays, None):
-        try:
-            return what()
-        except Exception as exc:  # noqa: BLE001 - re-raised after the last attempt
-            if delay is None:
-                raise
-            logger.debug("the Prefect server failed (%s: %s); asking again in %.0f s", type(exc).__name__,
-                         str(exc)[:200], delay)
-            time.sleep(delay)
-
-
-def _look_up(name: str) -> Any | None:
-    """The limit named ``name`` on the server, or None when there is none (errors propagate)."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    def read() -> Any | None:
-        with get_client(sync_client=True) as client:
-            try:
-                return client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                return None
-
-    return _patiently(read)
-
-
 def shared_limiter(product: str, region: str) -> SharedLimiter | None:
     """The shared limiter of a product and region, or None (use the per-process bucket).
 
@@ -360,7 +240,7 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
     decay, or when the server cannot be asked; each case is said once in the log. A miss is
     looked up again after :data:`RECHECK_SECONDS`.
     """
-    url = api_url()
+    url = api_url(max_age=RECHECK_SECONDS)  # Settings() costs ~19 ms of CPU: not before every call
     if not url:
         _say_once(logging.INFO, "no-api", "no Prefect API URL: Alibaba Cloud calls are rate limited per process "
                   "(ACRVPC_QPS_<PRODUCT>), not across processes")
@@ -380,10 +260,11 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         return _look_up_limiter(key, name, product, region)
 
 
-def _look_up_limiter(key: tuple[str, str, str], name: str, product: str, region: str) -> SharedLimiter | None:
+def _look_up_limiter(key: tuple[str, str, int], name: str, product: str, region: str) -> SharedLimiter | None:
     limiter_: SharedLimiter | None = None
+    url = key[0]
     try:
-        found = _look_up(name)
+        found = read_limit(prefect_client(url), name)
     except Exception as exc:  # noqa: BLE001 - the bucket still keeps this process under quota
         _say_once(logging.WARNING, f"error {name}", "cannot read the shared rate limit %r from the Prefect server "
                   "(%s: %s): %s calls in this process are rate limited per process only for %.0f s", name,
@@ -394,12 +275,17 @@ def _look_up_limiter(key: tuple[str, str, str], name: str, product: str, region:
             _say_once(logging.INFO, f"missing {name}", "no shared rate limit %r on the Prefect server (create it: "
                       "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
                       "process only", name, region, product)
-        elif not found.active or not found.slot_decay_per_second:
+        elif not found.get("active") or not found.get("slot_decay_per_second"):
             _say_once(logging.INFO, f"inactive {name}", "the shared rate limit %r is inactive or has no slot decay: "
                       "%s calls in this process are rate limited per process only", name, product)
             found = None
     if found is not None:
-        limiter_ = SharedLimiter(name, burst=max(1.0, found.limit / SLOTS_PER_CALL), lease=lease_limit())
+        shape = LimitShape(int(found["limit"]), float(found["slot_decay_per_second"]))
+        if not shape.queued:
+            _say_once(logging.INFO, f"old {name}", "the shared rate limit %r has the old burst-sized shape: calls wait "
+                      "by asking again (423); reshape it: python -m acrvpc.cloud.ratelimit --region %s", name, region)
+        limiter_ = SharedLimiter(name, burst=shape.burst_calls, lease=lease_limit(), slots_per_call=shape.slots_per_call,
+                                 url=url)
         logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
     with _shared_lock:
         _shared[key] = (limiter_, time.monotonic() + RECHECK_SECONDS)
@@ -487,8 +373,10 @@ def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str 
                   burst: float | None = None) -> dict[str, dict[str, float]]:
     """Create or update the shared limits of ``products`` in ``region`` on the Prefect server (idempotent).
 
-    Each gets ``limit = burst * SLOTS_PER_CALL`` and ``slot_decay_per_second = qps *
-    SLOTS_PER_CALL`` and is made active; a product with qps 0 gets its limit deleted (no limit).
+    Each gets the queue shape (:func:`acrvpc.cloud.shared_limit.limit_settings`: ``slot_decay_per_second
+    = qps * SLOTS_PER_CALL``, ``limit = decay * HORIZON_SECONDS + burst * SLOTS_PER_CALL``) and is
+    made active; a limit of the old burst-sized shape is reshaped; a product with qps 0 gets its
+    limit deleted (no limit).
 
     Args:
         products: ``cr``, ``ecs``, ``vpc``.
@@ -543,7 +431,9 @@ def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str 
                 client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(
                     limit=limit, slot_decay_per_second=decay, active=True))
             done[name] = {"limit": limit, "slot_decay_per_second": decay}
-            logger.info("shared rate limit %s: %g calls/s, %g at once", name, rate, limit / SLOTS_PER_CALL)
+            shape = LimitShape(limit, decay)
+            logger.info("shared rate limit %s: %g calls/s, %g at once, up to %.0f s of backlog queued", name,
+                        shape.qps, shape.burst_calls, HORIZON_SECONDS)
     reset()  # this process looks the limits up again
     return done
 
@@ -567,8 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, values in done.items():
-        print(f"{name}: limit {values['limit']:g} slots, {values['slot_decay_per_second']:g} slots/s "
-              f"({SLOTS_PER_CALL} slots per call)")
+        shape = LimitShape(int(values["limit"]), values["slot_decay_per_second"])
+        print(f"{name}: {shape.qps:g} calls/s, {shape.burst_calls:g} at once (limit {values['limit']:g} slots, "
+              f"{values['slot_decay_per_second']:g} slots/s, {SLOTS_PER_CALL} slots per call, "
+              f"{HORIZON_SECONDS:g} s of backlog)")
     return 0
 
 

@@ -177,13 +177,24 @@ class TestLeaseArithmetic:
     def test_lease_size(self, waiting, lease, burst, size):
         assert ratelimit.lease_size(waiting, lease, burst) == size
 
-    def test_limit_settings_scale_calls_to_slots(self):
-        # limit = burst calls, decay = qps calls per second, both in slots
-        assert ratelimit.limit_settings(20, 10) == (10 * ratelimit.SLOTS_PER_CALL, 20.0 * ratelimit.SLOTS_PER_CALL)
-        assert ratelimit.limit_settings(20, None) == (10 * ratelimit.SLOTS_PER_CALL, 200.0)  # half a second's worth
-        assert ratelimit.limit_settings(1, None) == (ratelimit.SLOTS_PER_CALL, 10.0)  # at least one call
+    def test_limit_settings_make_a_queue_of_a_minute_above_the_burst(self):
+        # decay = qps calls per second in slots; limit = a minute of backlog + the burst
+        spc = ratelimit.SLOTS_PER_CALL
+        assert ratelimit.limit_settings(20, 10) == (20 * spc * 60 + 10 * spc, 20.0 * spc)
+        assert ratelimit.limit_settings(20, None) == (20 * spc * 60 + 10 * spc, 20.0 * spc)  # half a second's worth
+        assert ratelimit.limit_settings(1, None) == (spc * 60 + spc, 1.0 * spc)  # at least one call
         with pytest.raises(ValueError, match="qps"):
             ratelimit.limit_settings(0, None)
+
+    def test_every_process_reads_the_quota_back_off_the_row(self):
+        shape = ratelimit.LimitShape(*ratelimit.limit_settings(20, 4))
+        assert shape.queued and (shape.qps, shape.burst_calls, shape.slots_per_call) == (20, 4, ratelimit.SLOTS_PER_CALL)
+
+    def test_a_limit_of_the_old_shape_is_read_as_before(self):
+        # the first design wrote limit = burst * 10, decay = qps * 10
+        shape = ratelimit.LimitShape(10 * 10, 20.0 * 10)
+        assert not shape.queued
+        assert (shape.qps, shape.burst_calls, shape.slots_per_call) == (20, 10, ratelimit.LEGACY_SLOTS_PER_CALL)
 
     def test_lease_from_the_environment(self, monkeypatch):
         monkeypatch.delenv(ratelimit.LEASE_ENV, raising=False)
