@@ -120,8 +120,12 @@ def main(path: str) -> None:
                 if _child is None:  # (both branches end the process: _cold execs, _die exits)
                     _cold(f"the zygote at {path} closed the connection before forking the run")
                 else:
-                    print(f"{PREFIX} the zygote at {path} vanished while the run ran as pid {_child}; waiting for it "
-                          f"to end; its exit status is unknown", file=sys.stderr, flush=True)
+                    print(
+                        f"{PREFIX} the zygote at {path} vanished while the run ran as pid {_child}; waiting for it "
+                        f"to end; its exit status is unknown",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     _wait_gone(_child)
                     _die(1)
             buffer += chunk

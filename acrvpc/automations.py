@@ -81,34 +81,57 @@ def notification_automations(spec: Spec, block_document_id: Any) -> list[Automat
         AutomationCore(
             name=f"acrvpc: build failed ({spec.name})",
             description=f"Notify when a build of instance {spec.instance_id} fails (acr-vpc-build).",
-            trigger=EventTrigger(expect={monitor.BUILD_FAILED},
-                                 match={"prefect.resource.id": f"acrvpc.repository.{spec.instance_id}.*"},
-                                 posture=Posture.Reactive, threshold=1),
-            actions=[SendNotification(block_document_id=block_document_id,
-                                      subject="ACR build failed: {{ event.resource['prefect.resource.name'] }}",
-                                      body=BUILD_FAILED_BODY)],
+            trigger=EventTrigger(
+                expect={monitor.BUILD_FAILED},
+                match={"prefect.resource.id": f"acrvpc.repository.{spec.instance_id}.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_document_id,
+                    subject="ACR build failed: {{ event.resource['prefect.resource.name'] }}",
+                    body=BUILD_FAILED_BODY,
+                )
+            ],
         ),
         AutomationCore(
             name=f"acrvpc: drift detected ({spec.name})",
             description=f"Notify when link {spec.name}'s managed resources were changed outside the pipeline.",
-            trigger=EventTrigger(expect={monitor.DRIFT_DETECTED},
-                                 match={"prefect.resource.id": f"acrvpc.link.{spec.name}.*"},
-                                 posture=Posture.Reactive, threshold=1),
-            actions=[SendNotification(block_document_id=block_document_id,
-                                      subject=f"Drift on acr-vpc-build link {spec.name}", body=DRIFT_BODY)],
+            trigger=EventTrigger(
+                expect={monitor.DRIFT_DETECTED},
+                match={"prefect.resource.id": f"acrvpc.link.{spec.name}.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_document_id,
+                    subject=f"Drift on acr-vpc-build link {spec.name}",
+                    body=DRIFT_BODY,
+                )
+            ],
         ),
         AutomationCore(
             name=f"acrvpc: delivery failed ({spec.name})",
             description=f"Notify when a GitLab push for spec {spec.name} became a dead letter in the receiver.",
-            trigger=EventTrigger(expect={DELIVERY_FAILED},
-                                 match={"prefect.resource.id": "acrvpc.delivery.*",
-                                        "acrvpc.deployment": [spec.webhook.deployment,
-                                                              f"build-on-push/{spec.name}"]},
-                                 posture=Posture.Reactive, threshold=1),
-            actions=[SendNotification(block_document_id=block_document_id,
-                                      subject="GitLab delivery failed: {{ event.resource['acrvpc.project'] }} "
-                                              "{{ event.resource['acrvpc.ref'] }}",
-                                      body=DELIVERY_FAILED_BODY)],
+            trigger=EventTrigger(
+                expect={DELIVERY_FAILED},
+                match={
+                    "prefect.resource.id": "acrvpc.delivery.*",
+                    "acrvpc.deployment": [spec.webhook.deployment, f"build-on-push/{spec.name}"],
+                },
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_document_id,
+                    subject="GitLab delivery failed: {{ event.resource['acrvpc.project'] }} "
+                    "{{ event.resource['acrvpc.ref'] }}",
+                    body=DELIVERY_FAILED_BODY,
+                )
+            ],
         ),
     ]
 
@@ -130,44 +153,75 @@ def failover_automations(after_seconds: float = DEFAULT_FAILOVER_AFTER, tag: str
         ValueError: ``after_seconds`` does not exceed the minimum heartbeat period.
     """
     if after_seconds <= MIN_HEARTBEAT_SECONDS:
-        raise ValueError(f"--failover-after {after_seconds:g}: must exceed the workers' heartbeat period "
-                         f"(PREFECT_FLOWS_HEARTBEAT_FREQUENCY, at least {MIN_HEARTBEAT_SECONDS} s); give two or "
-                         f"three periods, e.g. --failover-after {DEFAULT_FAILOVER_AFTER}")
+        raise ValueError(
+            f"--failover-after {after_seconds:g}: must exceed the workers' heartbeat period "
+            f"(PREFECT_FLOWS_HEARTBEAT_FREQUENCY, at least {MIN_HEARTBEAT_SECONDS} s); give two or "
+            f"three periods, e.g. --failover-after {DEFAULT_FAILOVER_AFTER}"
+        )
     runs = ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"})
     tagged = ResourceSpecification({"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"})
     within = timedelta(seconds=after_seconds)
     return [
         AutomationCore(
             name=FAILOVER_NAMES[0],
-            description=(f"Mark a {tag} flow run Crashed when its heartbeats stop for {after_seconds:g} s (its host "
-                         f"died); needs PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the workers (acr-vpc-build)."),
-            trigger=EventTrigger(after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
-                                 expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Suspended",
-                                         "prefect.flow-run.Paused", *_FINAL},
-                                 match=runs, match_related=tagged, for_each={"prefect.resource.id"},
-                                 posture=Posture.Proactive, threshold=1, within=within),
+            description=(
+                f"Mark a {tag} flow run Crashed when its heartbeats stop for {after_seconds:g} s (its host "
+                f"died); needs PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the workers (acr-vpc-build)."
+            ),
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Suspended", "prefect.flow-run.Paused", *_FINAL},
+                match=runs,
+                match_related=tagged,
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=within,
+            ),
             actions=[ChangeFlowRunState(state=StateType.CRASHED, message=ZOMBIE_MESSAGE)],
         ),
         AutomationCore(
             name=FAILOVER_NAMES[1],
-            description=(f"Mark a {tag} flow run Crashed when its worker handed it to a process that never "
-                         f"reported Running within {after_seconds:g} s (acr-vpc-build)."),
-            trigger=EventTrigger(after={"prefect.flow-run.Pending"},
-                                 expect={"prefect.flow-run.Running", "prefect.flow-run.Scheduled",
-                                         "prefect.flow-run.AwaitingRetry", "prefect.flow-run.Cancelling", *_FINAL},
-                                 match=runs, match_related=tagged, for_each={"prefect.resource.id"},
-                                 posture=Posture.Proactive, threshold=1, within=within),
+            description=(
+                f"Mark a {tag} flow run Crashed when its worker handed it to a process that never "
+                f"reported Running within {after_seconds:g} s (acr-vpc-build)."
+            ),
+            trigger=EventTrigger(
+                after={"prefect.flow-run.Pending"},
+                expect={
+                    "prefect.flow-run.Running",
+                    "prefect.flow-run.Scheduled",
+                    "prefect.flow-run.AwaitingRetry",
+                    "prefect.flow-run.Cancelling",
+                    *_FINAL,
+                },
+                match=runs,
+                match_related=tagged,
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=within,
+            ),
             actions=[ChangeFlowRunState(state=StateType.CRASHED, message=NEVER_STARTED_MESSAGE)],
         ),
         AutomationCore(
             name=FAILOVER_NAMES[2],
-            description=(f"Reschedule (AwaitingRetry, as the UI's Retry) a {tag} flow run crashed by the two "
-                         f"failover automations: a surviving worker resumes the same run (acr-vpc-build)."),
-            trigger=EventTrigger(expect={"prefect.flow-run.Crashed"},
-                                 match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*",
-                                                              "prefect.state-message": [ZOMBIE_MESSAGE,
-                                                                                        NEVER_STARTED_MESSAGE]}),
-                                 match_related=tagged, posture=Posture.Reactive, threshold=1),
+            description=(
+                f"Reschedule (AwaitingRetry, as the UI's Retry) a {tag} flow run crashed by the two "
+                f"failover automations: a surviving worker resumes the same run (acr-vpc-build)."
+            ),
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Crashed"},
+                match=ResourceSpecification(
+                    {
+                        "prefect.resource.id": "prefect.flow-run.*",
+                        "prefect.state-message": [ZOMBIE_MESSAGE, NEVER_STARTED_MESSAGE],
+                    }
+                ),
+                match_related=tagged,
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
             actions=[ChangeFlowRunState(state=StateType.SCHEDULED, name="AwaitingRetry", message=RERUN_MESSAGE)],
         ),
     ]
@@ -211,12 +265,16 @@ def ensure_notifications(spec: Spec, block: str) -> list[str]:
 
     type_slug, _, name = block.partition("/")
     if not type_slug or not name:
-        raise ValueError(f"--notify {block!r}: give the notification block as <block-type-slug>/<name>, "
-                         f"e.g. slack-webhook/ops (see `prefect block ls`)")
+        raise ValueError(
+            f"--notify {block!r}: give the notification block as <block-type-slug>/<name>, "
+            f"e.g. slack-webhook/ops (see `prefect block ls`)"
+        )
     with get_client(sync_client=True) as client:
         try:
             document = client.read_block_document_by_name(name=name, block_type_slug=type_slug)
         except ObjectNotFound:
-            raise ValueError(f"--notify {block}: no such block on the Prefect server; save one first, e.g. "
-                             f"SlackWebhook(url=...).save({name!r}) (see `prefect block ls`)") from None
+            raise ValueError(
+                f"--notify {block}: no such block on the Prefect server; save one first, e.g. "
+                f"SlackWebhook(url=...).save({name!r}) (see `prefect block ls`)"
+            ) from None
         return _replace(client, notification_automations(spec, document.id))

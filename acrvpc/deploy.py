@@ -57,12 +57,23 @@ class FlowDeployment:
         return f"{self.flow_name}/{spec.name}"
 
 
-VPC_BUILD = FlowDeployment("vpc-build", "flows.vpc_build.vpc_build",
-                           "Converge the spec's VPC build setup and build every rule with build: true.")
-ON_PUSH = FlowDeployment("build-on-push", "flows.on_push.build_on_push",
-                         "Build the image a GitLab push is routed to (started by the webhook receiver).", ("on-push",))
-TEARDOWN = FlowDeployment("teardown", "flows.teardown.teardown",
-                          "Delete everything tagged for the spec's link (run it by hand).", ("teardown",))
+VPC_BUILD = FlowDeployment(
+    "vpc-build",
+    "flows.vpc_build.vpc_build",
+    "Converge the spec's VPC build setup and build every rule with build: true.",
+)
+ON_PUSH = FlowDeployment(
+    "build-on-push",
+    "flows.on_push.build_on_push",
+    "Build the image a GitLab push is routed to (started by the webhook receiver).",
+    ("on-push",),
+)
+TEARDOWN = FlowDeployment(
+    "teardown",
+    "flows.teardown.teardown",
+    "Delete everything tagged for the spec's link (run it by hand).",
+    ("teardown",),
+)
 ALL = (VPC_BUILD, ON_PUSH, TEARDOWN)
 
 
@@ -92,15 +103,30 @@ def spec_of(parameters: dict[str, Any] | None, where: str) -> Spec:
 
     data = (parameters or {}).get("spec")
     if data is None:
-        raise SpecError(where, [("spec", "this deployment carries no spec parameter (it reads a file on the worker, "
-                                         "spec_path); deploy the spec with `acrvpc deploy SPEC` and use the "
-                                         "deployment that names it")])
+        raise SpecError(
+            where,
+            [
+                (
+                    "spec",
+                    "this deployment carries no spec parameter (it reads a file on the worker, "
+                    "spec_path); deploy the spec with `acrvpc deploy SPEC` and use the "
+                    "deployment that names it",
+                )
+            ],
+        )
     return parse_spec(data, f"{where} parameter spec")
 
 
-def deploy_spec(spec: Spec, *, pool: str, cron: str | None = None, timezone: str = "UTC",
-                image: str | None = None, job_variables: dict[str, Any] | None = None,
-                work_queue: str | None = None) -> dict[str, str]:
+def deploy_spec(
+    spec: Spec,
+    *,
+    pool: str,
+    cron: str | None = None,
+    timezone: str = "UTC",
+    image: str | None = None,
+    job_variables: dict[str, Any] | None = None,
+    work_queue: str | None = None,
+) -> dict[str, str]:
     """Create or update the three deployments of ``spec`` on the Prefect server (idempotent).
 
     Args:
@@ -132,9 +158,18 @@ def deploy_spec(spec: Spec, *, pool: str, cron: str | None = None, timezone: str
             if cron:
                 schedule = {"cron": cron, "timezone": timezone}
         # a sync caller: Prefect's async_dispatch returns the deployment itself, not a coroutine
-        deployment = cast("RunnerDeployment", flow.to_deployment(
-            name=spec.name, parameters=parameters, description=target.description,
-            tags=[*TAGS, *target.tags, f"spec:{spec.name}"], entrypoint_type=EntrypointType.MODULE_PATH,
-            job_variables=job_variables or {}, work_queue_name=work_queue, **schedule))
+        deployment = cast(
+            "RunnerDeployment",
+            flow.to_deployment(
+                name=spec.name,
+                parameters=parameters,
+                description=target.description,
+                tags=[*TAGS, *target.tags, f"spec:{spec.name}"],
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                job_variables=job_variables or {},
+                work_queue_name=work_queue,
+                **schedule,
+            ),
+        )
         ids[target.name(spec)] = str(deployment.apply(work_pool_name=pool, image=image))
     return ids

@@ -102,8 +102,11 @@ def api_url_surely_unset() -> bool:
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     profiles = [Path(p).expanduser() for p in (os.environ.get("PREFECT_PROFILES_PATH"),) if p]
     profiles += [home / "profiles.toml", Path.home() / ".prefect" / "profiles.toml"]
-    checks = [(p, "API_URL") for p in profiles] + [(Path(".env"), "PREFECT_"), (Path("prefect.toml"), ""),
-                                                   (Path("pyproject.toml"), "tool.prefect")]
+    checks = [(p, "API_URL") for p in profiles] + [
+        (Path(".env"), "PREFECT_"),
+        (Path("prefect.toml"), ""),
+        (Path("pyproject.toml"), "tool.prefect"),
+    ]
     for path, marker in checks:
         try:
             text = path.read_text(errors="replace")

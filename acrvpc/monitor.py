@@ -81,18 +81,30 @@ def in_run() -> bool:
 
 def repository_resource(instance_id: str, repository: str, region: str) -> dict[str, str]:
     """The Prefect resource for an ACR repository (``namespace/name`` on an instance)."""
-    return {"prefect.resource.id": f"acrvpc.repository.{instance_id}.{repository}",
-            "prefect.resource.name": repository, "acrvpc.instance": instance_id, "acrvpc.region": region}
+    return {
+        "prefect.resource.id": f"acrvpc.repository.{instance_id}.{repository}",
+        "prefect.resource.name": repository,
+        "acrvpc.instance": instance_id,
+        "acrvpc.region": region,
+    }
 
 
 def image_resource(image: str, registry_repository: str) -> dict[str, str]:
     """A related resource for an image ``namespace/name:tag``."""
-    return {"prefect.resource.id": f"acrvpc.image.{image}", "prefect.resource.role": "image",
-            "prefect.resource.name": image, "acrvpc.repository": registry_repository}
+    return {
+        "prefect.resource.id": f"acrvpc.image.{image}",
+        "prefect.resource.role": "image",
+        "prefect.resource.name": image,
+        "acrvpc.repository": registry_repository,
+    }
 
 
-def emit(event: str, resource: dict[str, str], related: list[dict[str, str]] | None = None,
-         payload: dict[str, Any] | None = None) -> bool:
+def emit(
+    event: str,
+    resource: dict[str, str],
+    related: list[dict[str, str]] | None = None,
+    payload: dict[str, Any] | None = None,
+) -> bool:
     """Emit a Prefect event when inside a run; False (and nothing sent) outside one.
 
     Prefect adds the flow run and task run as related resources, so an automation can link back.
@@ -147,19 +159,27 @@ class BuildProgress:
 
         try:
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(progress=progress, key=self.key,
-                                                            description=f"{self.title}: {description}")
+                self.artifact_id = create_progress_artifact(
+                    progress=progress, key=self.key, description=f"{self.title}: {description}"
+                )
             else:
-                update_progress_artifact(self.artifact_id, progress=progress,
-                                         description=f"{self.title}: {description}")
+                update_progress_artifact(
+                    self.artifact_id, progress=progress, description=f"{self.title}: {description}"
+                )
             self.last = (progress, description)
         except Exception:  # noqa: BLE001 - observability must not fail a build
             _log.warning("could not update the progress artifact %s", self.key, exc_info=True)
 
 
 # The run summary artifact (``<spec>-run``): the CLI's stage table, with links to the stages' artifacts.
-_STAGE_OF_KEY = (("preflight-", "preflight"), ("drift-", "link"), ("console-link-", "link"),
-                 ("console-account-", "gitlab"), ("teardown-", "teardown"), ("build-", "build"))
+_STAGE_OF_KEY = (
+    ("preflight-", "preflight"),
+    ("drift-", "link"),
+    ("console-link-", "link"),
+    ("console-account-", "gitlab"),
+    ("teardown-", "teardown"),
+    ("build-", "build"),
+)
 
 
 def stage_of_artifact(key: str, spec_name: str) -> tuple[str, str]:
@@ -170,7 +190,7 @@ def stage_of_artifact(key: str, spec_name: str) -> tuple[str, str]:
         return "build", "table"
     for prefix, stage in _STAGE_OF_KEY:
         if key.startswith(prefix):
-            return stage, f"progress {key[len(prefix):]}" if stage == "build" else prefix.rstrip("-")
+            return stage, f"progress {key[len(prefix) :]}" if stage == "build" else prefix.rstrip("-")
     return "other", key
 
 
@@ -187,8 +207,9 @@ def artifact_links(flow_run_id: str, spec_name: str) -> dict[str, list[tuple[str
 
     try:
         with get_client(sync_client=True) as client:
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+            )
     except Exception:  # noqa: BLE001 - the summary is published without links
         _log.warning("could not list the artifacts of flow run %s", flow_run_id, exc_info=True)
         return {}
@@ -223,8 +244,10 @@ def failed_task_runs(flow_run_id: str) -> list[tuple[str, str]]:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterState(
-                    type=TaskRunFilterStateType(any_=[StateType.FAILED]))))
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.FAILED]))
+                ),
+            )
     except Exception:  # noqa: BLE001
         _log.warning("could not read the failed task runs of flow run %s", flow_run_id, exc_info=True)
         return []
@@ -280,8 +303,10 @@ def publish_run_summary(summary: dict[str, Any], failure: dict[str, str] | None 
         markdown = run_markdown(summary, artifact_links(summary.get("flow_run_id", ""), spec_name), failure)
         description = f"Run of {spec_name}: completed"
         if failure:  # the run page's Artifacts tab shows the description on the artifact's card
-            description = (f"Run of {spec_name}: failed at {failure.get('stage') or '?'}: {failure.get('code')}. "
-                           f"Fix: {failure.get('fix') or 'see the summary'}")
+            description = (
+                f"Run of {spec_name}: failed at {failure.get('stage') or '?'}: {failure.get('code')}. "
+                f"Fix: {failure.get('fix') or 'see the summary'}"
+            )
         create_markdown_artifact(markdown=markdown, key=slug(spec_name, "run"), description=description)
     except Exception:  # noqa: BLE001 - observability must not change the run's outcome
         _log.warning("could not publish the run summary of %s", spec_name, exc_info=True)

@@ -54,35 +54,58 @@ class ResultStorageError(ValueError):
     """A result-storage setting is wrong; the message names the field and the fix."""
 
 
-def _check(endpoint_url: str, bucket: str, access_key_id: str, secret_access_key: str, folder: str,
-           block_name: str, addressing_style: str) -> None:
+def _check(
+    endpoint_url: str,
+    bucket: str,
+    access_key_id: str,
+    secret_access_key: str,
+    folder: str,
+    block_name: str,
+    addressing_style: str,
+) -> None:
     parts = urlsplit(endpoint_url or "")
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ResultStorageError(f"endpoint_url: {endpoint_url!r} is not an http(s) URL; give the bucket service's "
-                                 "endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com")
+        raise ResultStorageError(
+            f"endpoint_url: {endpoint_url!r} is not an http(s) URL; give the bucket service's "
+            "endpoint, e.g. https://oss-cn-hangzhou.aliyuncs.com"
+        )
     if parts.path not in {"", "/"}:
-        raise ResultStorageError(f"endpoint_url: {endpoint_url!r} has a path; give the endpoint only and the bucket "
-                                 "as bucket (and a folder inside it as folder)")
+        raise ResultStorageError(
+            f"endpoint_url: {endpoint_url!r} has a path; give the endpoint only and the bucket "
+            "as bucket (and a folder inside it as folder)"
+        )
     if not _BUCKET.match(bucket or "") or ".." in bucket:
-        raise ResultStorageError(f"bucket: {bucket!r} is not a bucket name (3-63 lowercase letters, digits, '-' "
-                                 "and '.', starting and ending with a letter or digit), e.g. my-results")
+        raise ResultStorageError(
+            f"bucket: {bucket!r} is not a bucket name (3-63 lowercase letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit), e.g. my-results"
+        )
     if not access_key_id:
-        raise ResultStorageError("access_key_id: empty; give the AccessKey ID of a RAM user that may read and "
-                                 "write the bucket")
+        raise ResultStorageError(
+            "access_key_id: empty; give the AccessKey ID of a RAM user that may read and write the bucket"
+        )
     if not secret_access_key:
         raise ResultStorageError("secret_access_key: empty; give the AccessKey secret of that RAM user")
     if ".." in folder.split("/") or "\\" in folder:
         raise ResultStorageError(f"folder: {folder!r} must be a path inside the bucket (no '..'), e.g. acrvpc-results")
     if not _BLOCK_NAME.match(block_name or ""):
-        raise ResultStorageError(f"block_name: {block_name!r} must be lowercase letters, digits and '-', "
-                                 f"e.g. {DEFAULT_BLOCK_NAME}")
+        raise ResultStorageError(
+            f"block_name: {block_name!r} must be lowercase letters, digits and '-', e.g. {DEFAULT_BLOCK_NAME}"
+        )
     if addressing_style not in {"auto", "virtual", "path"}:
         raise ResultStorageError(f"addressing_style: {addressing_style!r} is not one of auto, virtual, path")
 
 
-def result_storage_block(endpoint_url: str, bucket: str, access_key_id: str, secret_access_key: str, *,
-                         folder: str = DEFAULT_FOLDER, region: str | None = None,
-                         addressing_style: AddressingStyle = "auto", block_name: str = DEFAULT_BLOCK_NAME) -> Any:
+def result_storage_block(
+    endpoint_url: str,
+    bucket: str,
+    access_key_id: str,
+    secret_access_key: str,
+    *,
+    folder: str = DEFAULT_FOLDER,
+    region: str | None = None,
+    addressing_style: AddressingStyle = "auto",
+    block_name: str = DEFAULT_BLOCK_NAME,
+) -> Any:
     """The ``S3Bucket`` block for a bucket, not saved (checks every field first).
 
     Raises:
@@ -95,21 +118,33 @@ def result_storage_block(endpoint_url: str, bucket: str, access_key_id: str, sec
         from prefect_aws.client_parameters import AwsClientParameters
     except ImportError as exc:
         raise RuntimeError(f"shared result storage needs prefect-aws: {INSTALL_HINT}") from exc
-    config: dict[str, Any] = {"request_checksum_calculation": "when_required",
-                              "response_checksum_validation": "when_required"}
+    config: dict[str, Any] = {
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+    }
     if addressing_style != "auto":
         config["s3"] = {"addressing_style": addressing_style}
     credentials = AwsCredentials(
-        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
         region_name=region or "us-east-1",  # OSS ignores it for signing but boto3 needs one
-        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url.rstrip("/"), config=config))
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url.rstrip("/"), config=config),
+    )
     return S3Bucket(bucket_name=bucket, bucket_folder=folder.strip("/"), credentials=credentials)
 
 
-def save_result_storage(endpoint_url: str, bucket: str, access_key_id: str, secret_access_key: str, *,
-                        folder: str = DEFAULT_FOLDER, region: str | None = None,
-                        addressing_style: AddressingStyle = "auto", block_name: str = DEFAULT_BLOCK_NAME,
-                        overwrite: bool = True) -> str:
+def save_result_storage(
+    endpoint_url: str,
+    bucket: str,
+    access_key_id: str,
+    secret_access_key: str,
+    *,
+    folder: str = DEFAULT_FOLDER,
+    region: str | None = None,
+    addressing_style: AddressingStyle = "auto",
+    block_name: str = DEFAULT_BLOCK_NAME,
+    overwrite: bool = True,
+) -> str:
     """Save the result storage block on the Prefect server (``PREFECT_API_URL``) and return its slug.
 
     Set ``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK=<the slug>`` on every worker (and in every work
@@ -139,17 +174,29 @@ def save_result_storage(endpoint_url: str, bucket: str, access_key_id: str, secr
         >>> slug
         's3-bucket/acrvpc-results'
     """
-    block = result_storage_block(endpoint_url, bucket, access_key_id, secret_access_key, folder=folder,
-                                 region=region, addressing_style=addressing_style, block_name=block_name)
+    block = result_storage_block(
+        endpoint_url,
+        bucket,
+        access_key_id,
+        secret_access_key,
+        folder=folder,
+        region=region,
+        addressing_style=addressing_style,
+        block_name=block_name,
+    )
     block.save(block_name, overwrite=overwrite)
     return f"{BLOCK_TYPE_SLUG}/{block_name}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m acrvpc.results``: save the block; the secret comes from stdin (or a prompt on a terminal)."""
-    parser = argparse.ArgumentParser(prog="python -m acrvpc.results", description=(
-        "Save the S3-compatible result storage block shared by every worker; the AccessKey secret is read "
-        "from stdin (prompted on a terminal), never from the command line."))
+    parser = argparse.ArgumentParser(
+        prog="python -m acrvpc.results",
+        description=(
+            "Save the S3-compatible result storage block shared by every worker; the AccessKey secret is read "
+            "from stdin (prompted on a terminal), never from the command line."
+        ),
+    )
     parser.add_argument("--endpoint-url", required=True, help="e.g. https://oss-cn-hangzhou.aliyuncs.com")
     parser.add_argument("--bucket", required=True, help="an existing bucket")
     parser.add_argument("--access-key-id", required=True)
@@ -163,9 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         secret = sys.stdin.readline().strip()
     try:
-        slug = save_result_storage(args.endpoint_url, args.bucket, args.access_key_id, secret, folder=args.folder,
-                                   region=args.region, addressing_style=args.addressing_style,
-                                   block_name=args.block_name)
+        slug = save_result_storage(
+            args.endpoint_url,
+            args.bucket,
+            args.access_key_id,
+            secret,
+            folder=args.folder,
+            region=args.region,
+            addressing_style=args.addressing_style,
+            block_name=args.block_name,
+        )
     except ResultStorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

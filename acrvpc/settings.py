@@ -29,31 +29,47 @@ _BURST_FIX = "write a number of calls (0 or unset: half of the calls per second,
 
 
 def _qps(product: str) -> Any:
-    return Field(20.0, ge=0, description=f"Client-side rate limit of {product} API calls per second, per process "
-                 "(and the shared limit's rate); 0 turns the limit off.", json_schema_extra={"fix": _QPS_FIX})
+    return Field(
+        20.0,
+        ge=0,
+        description=f"Client-side rate limit of {product} API calls per second, per process "
+        "(and the shared limit's rate); 0 turns the limit off.",
+        json_schema_extra={"fix": _QPS_FIX},
+    )
 
 
 def _burst(product: str) -> Any:
-    return Field(None, ge=0, description=f"How many {product} API calls may go at once under the rate limit "
-                 "(default: half of the calls per second, at least 1).", json_schema_extra={"fix": _BURST_FIX})
+    return Field(
+        None,
+        ge=0,
+        description=f"How many {product} API calls may go at once under the rate limit "
+        "(default: half of the calls per second, at least 1).",
+        json_schema_extra={"fix": _BURST_FIX},
+    )
 
 
 class Settings(BaseSettings):
     """The ``ACRVPC_*`` environment variables (field ``qps_ecs`` is ``ACRVPC_QPS_ECS``)."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore",
-                                      hide_input_in_errors=True, validate_default=False)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", hide_input_in_errors=True, validate_default=False
+    )
 
     # -- retries ---------------------------------------------------------------------------------------
     retry_delays: Annotated[list[Annotated[float, Field(ge=0)]], NoDecode] = Field(
-        [1.0, 2.0, 4.0, 8.0], min_length=1,
+        [1.0, 2.0, 4.0, 8.0],
+        min_length=1,
         description="Prefect task retry delays in seconds, comma-separated; their count is the number of task "
-                    "retries (50% jitter). Read once, when the tasks are imported.",
-        json_schema_extra={"fix": "write one or more comma-separated non-negative seconds, e.g. 1,2,4,8"})
+        "retries (50% jitter). Read once, when the tasks are imported.",
+        json_schema_extra={"fix": "write one or more comma-separated non-negative seconds, e.g. 1,2,4,8"},
+    )
     call_retries: int = Field(
-        3, ge=0, description="In-place retries of one Alibaba Cloud or GitLab call that is safe to repeat "
-                             "(0 turns them off); read at each call.",
-        json_schema_extra={"fix": "write a whole number of retries, e.g. 3 (0 turns them off)"})
+        3,
+        ge=0,
+        description="In-place retries of one Alibaba Cloud or GitLab call that is safe to repeat "
+        "(0 turns them off); read at each call.",
+        json_schema_extra={"fix": "write a whole number of retries, e.g. 3 (0 turns them off)"},
+    )
     # -- rate limits -----------------------------------------------------------------------------------
     qps_cr: float = _qps("Container Registry (CR)")
     qps_ecs: float = _qps("ECS")
@@ -62,46 +78,72 @@ class Settings(BaseSettings):
     burst_ecs: float | None = _burst("ECS")
     burst_vpc: float | None = _burst("VPC")
     qps_limit_prefix: str = Field(
-        "acrvpc", pattern=_NAME_PATTERN,
+        "acrvpc",
+        pattern=_NAME_PATTERN,
         description="Prefix of the Prefect global concurrency limits that share the API quota across processes "
-                    "(`<prefix>-qps-<product>-<region>`); one prefix per Alibaba Cloud account on one server.",
-        json_schema_extra={"fix": "use letters, digits, '-', '_' or '.' (e.g. ACRVPC_QPS_LIMIT_PREFIX=acct-prod), "
-                                  "one prefix per Alibaba Cloud account"})
+        "(`<prefix>-qps-<product>-<region>`); one prefix per Alibaba Cloud account on one server.",
+        json_schema_extra={
+            "fix": "use letters, digits, '-', '_' or '.' (e.g. ACRVPC_QPS_LIMIT_PREFIX=acct-prod), "
+            "one prefix per Alibaba Cloud account"
+        },
+    )
     qps_lease: int = Field(
-        5, ge=1, description="The most calls one acquisition of the shared limit may cover (1 = one round trip "
-                             "to the Prefect server per call).",
-        json_schema_extra={"fix": "write a whole number of calls >= 1 (1 = one round trip per call)"})
+        5,
+        ge=1,
+        description="The most calls one acquisition of the shared limit may cover (1 = one round trip "
+        "to the Prefect server per call).",
+        json_schema_extra={"fix": "write a whole number of calls >= 1 (1 = one round trip per call)"},
+    )
     # -- sandbox and credentials -------------------------------------------------------------------------
     sandbox_url: str | None = Field(
-        None, description="Base URL of a sandbox (http://127.0.0.1:N): every Alibaba Cloud and GitLab call goes "
-                          "there, with the sandbox's credentials. Unset: the real cloud.",
-        json_schema_extra={"fix": "write the sandbox's base URL, e.g. http://127.0.0.1:8000"})
+        None,
+        description="Base URL of a sandbox (http://127.0.0.1:N): every Alibaba Cloud and GitLab call goes "
+        "there, with the sandbox's credentials. Unset: the real cloud.",
+        json_schema_extra={"fix": "write the sandbox's base URL, e.g. http://127.0.0.1:8000"},
+    )
     sandbox_access_key_id: str | None = Field(
-        None, description="AccessKey id sent to the sandbox (default: the sandbox's built-in one).",
-        json_schema_extra={"fix": "write an AccessKey id"})
+        None,
+        description="AccessKey id sent to the sandbox (default: the sandbox's built-in one).",
+        json_schema_extra={"fix": "write an AccessKey id"},
+    )
     sandbox_access_key_secret: SecretStr | None = Field(
-        None, description="AccessKey secret sent to the sandbox (default: the sandbox's built-in one).")
+        None, description="AccessKey secret sent to the sandbox (default: the sandbox's built-in one)."
+    )
     gitlab_token: SecretStr | None = Field(
-        None, description="GitLab personal access token (api scope); wins over the spec's gitlab.token_block "
-                          "(a GitLab Credentials or Secret block).")
+        None,
+        description="GitLab personal access token (api scope); wins over the spec's gitlab.token_block "
+        "(a GitLab Credentials or Secret block).",
+    )
     webhook_secret: SecretStr | None = Field(
-        None, description="Secret GitLab sends in X-Gitlab-Token with each delivery; wins over the Secret block "
-                          "webhook.secret_block.")
+        None,
+        description="Secret GitLab sends in X-Gitlab-Token with each delivery; wins over the Secret block "
+        "webhook.secret_block.",
+    )
     webhook_signing_secret: SecretStr | None = Field(
-        None, description="GitLab's webhook signing token (whsec_ + base64 of 32 bytes); wins over the Secret "
-                          "block webhook.signing_secret_block.")
+        None,
+        description="GitLab's webhook signing token (whsec_ + base64 of 32 bytes); wins over the Secret "
+        "block webhook.signing_secret_block.",
+    )
     # -- the acrvpc-process worker (acrvpc/warm_worker.py) -----------------------------------------------
     warm_pool_size: int = Field(
-        1, ge=0, description="acrvpc-process worker: 0 starts every run cold (Prefect's process worker); any other "
-                             "value forks runs from a pre-imported zygote per environment.",
-        json_schema_extra={"fix": "write a whole number, e.g. 1 (0 starts every run cold)"})
+        1,
+        ge=0,
+        description="acrvpc-process worker: 0 starts every run cold (Prefect's process worker); any other "
+        "value forks runs from a pre-imported zygote per environment.",
+        json_schema_extra={"fix": "write a whole number, e.g. 1 (0 starts every run cold)"},
+    )
     warm_imports: str | None = Field(
-        None, description="acrvpc-process worker: comma-separated modules the zygote imports before forking "
-                          "(default: the project's flows, the three Alibaba Cloud SDK clients and python-gitlab).",
-        json_schema_extra={"fix": "write comma-separated module names, e.g. flows.on_push,flows.vpc_build"})
+        None,
+        description="acrvpc-process worker: comma-separated modules the zygote imports before forking "
+        "(default: the project's flows, the three Alibaba Cloud SDK clients and python-gitlab).",
+        json_schema_extra={"fix": "write comma-separated module names, e.g. flows.on_push,flows.vpc_build"},
+    )
     warm_wait_seconds: float = Field(
-        60.0, ge=0, description="acrvpc-process worker: how long a run waits for its zygote before starting cold.",
-        json_schema_extra={"fix": "write a number of seconds, e.g. 60"})
+        60.0,
+        ge=0,
+        description="acrvpc-process worker: how long a run waits for its zygote before starting cold.",
+        json_schema_extra={"fix": "write a number of seconds, e.g. 60"},
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -162,10 +204,10 @@ def _translate(exc: ValidationError) -> SettingsError:
 def _snapshot() -> tuple[tuple[str, str], ...]:
     for _ in range(5):  # another thread may set a variable while we look
         try:
-            return tuple(sorted((k, v) for k, v in os.environ.items() if k[:len(PREFIX)].upper() == PREFIX))
+            return tuple(sorted((k, v) for k, v in os.environ.items() if k[: len(PREFIX)].upper() == PREFIX))
         except RuntimeError:
             continue
-    return tuple(sorted((k, v) for k, v in dict(os.environ).items() if k[:len(PREFIX)].upper() == PREFIX))
+    return tuple(sorted((k, v) for k, v in dict(os.environ).items() if k[: len(PREFIX)].upper() == PREFIX))
 
 
 _last: tuple[tuple[tuple[str, str], ...], Settings] | None = None
@@ -222,8 +264,10 @@ def markdown_table() -> str:
     for field, info in Settings.model_fields.items():
         secret = " **Secret**: never logged or shown." if _is_secret(field) else ""
         default = _default_text(field)
-        rows.append(f"| `{env_name(field)}` | {_type_text(field)} | {default if default == 'unset' else f'`{default}`'} | "
-                    f"{info.description}{secret} |")
+        rows.append(
+            f"| `{env_name(field)}` | {_type_text(field)} | {default if default == 'unset' else f'`{default}`'} | "
+            f"{info.description}{secret} |"
+        )
     return "\n".join(rows) + "\n"
 
 

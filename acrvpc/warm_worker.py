@@ -74,9 +74,11 @@ from pathlib import Path
 
 ZYGOTE_ARG = "zygote"
 # The flows import the SDKs and python-gitlab lazily (a preflight needs few of them); a run needs them all.
-DEFAULT_IMPORTS = ("flows.on_push,flows.vpc_build,flows.teardown,acrvpc.cloud.clients,alibabacloud_cr20181201.client,"
-                   "alibabacloud_ecs20140526.client,alibabacloud_vpc20160428.client,gitlab.v4.objects,"
-                   "anyio._backends._asyncio")
+DEFAULT_IMPORTS = (
+    "flows.on_push,flows.vpc_build,flows.teardown,acrvpc.cloud.clients,alibabacloud_cr20181201.client,"
+    "alibabacloud_ecs20140526.client,alibabacloud_vpc20160428.client,gitlab.v4.objects,"
+    "anyio._backends._asyncio"
+)
 MAX_ENVIRONMENTS = 4
 STUB = str(Path(__file__).resolve().with_name("_fork_stub.py"))
 
@@ -135,8 +137,9 @@ class _Zygote:
                 if key.data == "accept":
                     with contextlib.suppress(BlockingIOError, InterruptedError):
                         conn, _ = self.listener.accept()
-                        peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                   struct.calcsize("3i")))[0]
+                        peer = struct.unpack(
+                            "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+                        )[0]
                         self.conns[conn] = {"buffer": b"", "fds": [], "pid": None, "peer": peer}
                         self.selector.register(conn, selectors.EVENT_READ, "conn")
                 elif key.data == "reap":
@@ -200,8 +203,11 @@ class _Zygote:
         order = json.loads(state["buffer"].split(b"\n", 1)[0])
         threads = _threads()
         if len(state["fds"]) != 3 or threads != 1:
-            reason = (f"{threads} threads in the zygote (forking is safe only with one)" if threads != 1
-                      else f"{len(state['fds'])} file descriptors received, 3 expected")
+            reason = (
+                f"{threads} threads in the zygote (forking is safe only with one)"
+                if threads != 1
+                else f"{len(state['fds'])} file descriptors received, 3 expected"
+            )
             self.say(f"refusing the run of stub pid {state['peer']}: {reason}")
             with contextlib.suppress(OSError):
                 conn.sendall((json.dumps({"refused": reason}) + "\n").encode())
@@ -260,8 +266,11 @@ def _zygote_main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m acrvpc.warm_worker zygote")
     parser.add_argument("socket")
-    parser.add_argument("--imports", default=None, help="modules to import before serving (default: "
-                        "prefect.flow_engine and ACRVPC_WARM_IMPORTS)")
+    parser.add_argument(
+        "--imports",
+        default=None,
+        help="modules to import before serving (default: prefect.flow_engine and ACRVPC_WARM_IMPORTS)",
+    )
     parser.add_argument("--run-module", default="prefect.engine", help="what a forked run runs as __main__")
     args = parser.parse_args(argv)
     if args.imports is None:
@@ -376,9 +385,14 @@ class ZygotePool:
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="acrvpc-zygote-")  # mode 0700: only this user may order a fork
         path = os.path.join(self._dir, f"{len(self._started)}-{int(time.monotonic() * 1000)}.sock")
-        process = await anyio.open_process([get_sys_executable(), "-m", "acrvpc.warm_worker", ZYGOTE_ARG, path],
-                                           stdin=-1, stdout=None, stderr=None, env=_base_env(env),
-                                           start_new_session=True)
+        process = await anyio.open_process(
+            [get_sys_executable(), "-m", "acrvpc.warm_worker", ZYGOTE_ARG, path],
+            stdin=-1,
+            stdout=None,
+            stderr=None,
+            env=_base_env(env),
+            start_new_session=True,
+        )
         self._zygotes[key], self._started[key] = (process, path), time.monotonic()
         return process, path
 
@@ -410,20 +424,30 @@ class WarmStarter:
     """Prefect's process starter contract (``start(flow_run, task_status)``): start the run's process as the
     fork stub talking to the zygote of its environment, else cold with :class:`EngineCommandStarter`."""
 
-    def __init__(self, pool: ZygotePool, *, cwd: Path, env: dict[str, str | None], control_channel: Any,
-                 logger: Any) -> None:
+    def __init__(
+        self, pool: ZygotePool, *, cwd: Path, env: dict[str, str | None], control_channel: Any, logger: Any
+    ) -> None:
         self._pool, self._cwd, self._env, self._control_channel, self._logger = pool, cwd, env, control_channel, logger
 
     def _run_env(self, flow_run: FlowRun) -> dict[str, str]:
         """The environment EngineCommandStarter gives the run's process (same order of precedence)."""
-        env: dict[str, str | None] = {**os.environ, **self._env,
-                                      **get_current_settings().to_environment_variables(exclude_unset=True)}
-        env.update({"PREFECT__FLOW_RUN_ID": str(flow_run.id), "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
-                    "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME")})
+        env: dict[str, str | None] = {
+            **os.environ,
+            **self._env,
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+        }
+        env.update(
+            {
+                "PREFECT__FLOW_RUN_ID": str(flow_run.id),
+                "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+                "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME"),
+            }
+        )
         return sanitize_subprocess_env(env)
 
-    async def start(self, flow_run: FlowRun,
-                    task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def start(
+        self, flow_run: FlowRun, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         zygote = await self._pool.ensure(self._run_env(flow_run), self._logger)
         command = None
         if zygote is not None and await self._pool.ready(zygote):
@@ -431,8 +455,12 @@ class WarmStarter:
             self._pool.handed += 1
 
             def log(handle: ProcessHandle) -> None:
-                self._logger.info("flow run %s: started warm: process pid %s, forked by zygote pid %s",
-                                  flow_run.id, handle.pid, zygote[0].pid)
+                self._logger.info(
+                    "flow run %s: started warm: process pid %s, forked by zygote pid %s",
+                    flow_run.id,
+                    handle.pid,
+                    zygote[0].pid,
+                )
 
             task_status = _TaskStatusSpy(task_status, log)
         else:
@@ -440,9 +468,14 @@ class WarmStarter:
             self._logger.info("flow run %s: no zygote ready for its environment; starting it cold", flow_run.id)
         # The stub is started as Prefect starts a run's process (environment, control channel, stdio streamed,
         # a session of its own, the group signalled on cancel); the cold run as the process worker starts it.
-        await EngineCommandStarter(command=command, cwd=self._cwd, env=self._env, stream_output=True,
-                                   control_channel=self._control_channel,
-                                   isolate_process_group=True).start(flow_run, task_status=task_status)
+        await EngineCommandStarter(
+            command=command,
+            cwd=self._cwd,
+            env=self._env,
+            stream_output=True,
+            control_channel=self._control_channel,
+            isolate_process_group=True,
+        ).start(flow_run, task_status=task_status)
 
 
 def _engine_command(configuration: ProcessJobConfiguration) -> bool:
@@ -457,8 +490,10 @@ class WarmProcessWorker(ProcessWorker):
 
     type = "acrvpc-process"
     _display_name = "Process (pre-imported interpreters)"
-    _description = ("Execute flow runs as subprocesses, each started from an interpreter that has already imported "
-                    "Prefect and the flows (acr-vpc-build): one process per run, without the import time.")
+    _description = (
+        "Execute flow runs as subprocesses, each started from an interpreter that has already imported "
+        "Prefect and the flows (acr-vpc-build): one process per run, without the import time."
+    )
 
     def __init__(self, *args: Any, pool_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -471,32 +506,49 @@ class WarmProcessWorker(ProcessWorker):
     async def setup(self) -> None:
         await super().setup()
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
-        await self.warm_pool.ensure(sanitize_subprocess_env(
-            {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True)}))
+        await self.warm_pool.ensure(
+            sanitize_subprocess_env(
+                {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True)}
+            )
+        )
 
     async def teardown(self, *exc_info: Any) -> None:
         await self.warm_pool.close()
         await super().teardown(*exc_info)
 
-    async def run(self, flow_run: FlowRun, configuration: ProcessJobConfiguration,
-                  task_status: anyio.abc.TaskStatus[int] | None = None) -> ProcessWorkerResult:
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
         if not _engine_command(configuration) or not configuration.stream_output or not self.warm_pool.enabled:
             return await super().run(flow_run, configuration, task_status)
         if task_status is None:
             task_status = anyio.TASK_STATUS_IGNORED
-        working_dir_ctx = (tempfile.TemporaryDirectory(suffix="prefect") if not configuration.working_dir
-                           else contextlib.nullcontext(configuration.working_dir))
+        working_dir_ctx = (
+            tempfile.TemporaryDirectory(suffix="prefect")
+            if not configuration.working_dir
+            else contextlib.nullcontext(configuration.working_dir)
+        )
         execution = None
         with working_dir_ctx as working_dir, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             async with FlowRunExecutorContext() as ctx:
-                starter = WarmStarter(self.warm_pool, cwd=Path(working_dir).resolve(), env=configuration.env,
-                                      control_channel=ctx.control_channel, logger=self.get_flow_run_logger(flow_run))
-                executor = ctx.create_executor(flow_run, starter, resolve_flow=load_flow_from_flow_run,
-                                               propose_submitting=False)
+                starter = WarmStarter(
+                    self.warm_pool,
+                    cwd=Path(working_dir).resolve(),
+                    env=configuration.env,
+                    control_channel=ctx.control_channel,
+                    logger=self.get_flow_run_logger(flow_run),
+                )
+                executor = ctx.create_executor(
+                    flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False
+                )
 
-                async def execute(*, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
-                                  ) -> None:
+                async def execute(
+                    *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+                ) -> None:
                     nonlocal execution
                     execution = await executor.submit(task_status=task_status)
 
@@ -517,14 +569,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an acrvpc-process worker (pre-imported flow run interpreters).")
     parser.add_argument("--pool", required=True, help="work pool to poll")
     parser.add_argument("--name", default=None, help="worker name (default: Prefect's)")
-    parser.add_argument("--pool-size", type=int, default=None, help="0: every run starts cold; otherwise runs are "
-                        "forked by one zygote per environment (default ACRVPC_WARM_POOL_SIZE or 1)")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="0: every run starts cold; otherwise runs are "
+        "forked by one zygote per environment (default ACRVPC_WARM_POOL_SIZE or 1)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="flow runs at once (default: no limit)")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        async with WarmProcessWorker(work_pool_name=args.pool, name=args.name, limit=args.limit,
-                                     pool_size=args.pool_size) as worker:
+        async with WarmProcessWorker(
+            work_pool_name=args.pool, name=args.name, limit=args.limit, pool_size=args.pool_size
+        ) as worker:
             await worker.start()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -54,22 +54,35 @@ def minimum_calls(spec: Any, *, fresh: bool, gitlab_groups: int = 1) -> dict[str
     gitlab = 2 + projects
     pre = 4 + gitlab_groups + repos * (1 if fresh else 2) + gitlab
     out = {
-        "preflight": (pre, f"GetInstance, DescribeVpcAttribute, DescribeVSwitchAttributes, DescribeInstances, "
-                           f"{gitlab_groups} DescribeSecurityGroupAttribute, {repos} GetRepository"
-                           f"{'' if fresh else f' + {repos} GetRepoSourceCodeRepo'}, GitLab /user, token, "
-                           f"{projects} project(s)"),
+        "preflight": (
+            pre,
+            f"GetInstance, DescribeVpcAttribute, DescribeVSwitchAttributes, DescribeInstances, "
+            f"{gitlab_groups} DescribeSecurityGroupAttribute, {repos} GetRepository"
+            f"{'' if fresh else f' + {repos} GetRepoSourceCodeRepo'}, GitLab /user, token, "
+            f"{projects} project(s)",
+        ),
         "gitlab": (gitlab, f"GET /user, /personal_access_tokens/self, {projects} GET /projects/:id"),
-        "build": (builds * 5, f"{builds} x (CreateBuildRecordByRule, one status read, one log page, "
-                              f"GetRepoBuildRecord, GetRepoTag)"),
+        "build": (
+            builds * 5,
+            f"{builds} x (CreateBuildRecordByRule, one status read, one log page, GetRepoBuildRecord, GetRepoTag)",
+        ),
     }
     if fresh:
-        out["link"] = (4, "DescribeSecurityGroups, CreateSecurityGroup, ModifySecurityGroupPolicy, "
-                          "one AuthorizeSecurityGroupEgress with every rule")
-        out["eni"] = (4, "DescribeNetworkInterfaces, CreateNetworkInterface, CreateNetworkInterfacePermission, "
-                         "one DescribeNetworkInterfaces seeing InUse")
-        out["binding"] = (2 * namespaces + 3 * repos + rules,
-                          f"{namespaces} x (GetNamespace, CreateNamespace), {repos} x (GetRepository, "
-                          f"CreateRepository, CreateRepoSourceCodeRepo), {rules} CreateRepoBuildRule")
+        out["link"] = (
+            4,
+            "DescribeSecurityGroups, CreateSecurityGroup, ModifySecurityGroupPolicy, "
+            "one AuthorizeSecurityGroupEgress with every rule",
+        )
+        out["eni"] = (
+            4,
+            "DescribeNetworkInterfaces, CreateNetworkInterface, CreateNetworkInterfacePermission, "
+            "one DescribeNetworkInterfaces seeing InUse",
+        )
+        out["binding"] = (
+            2 * namespaces + 3 * repos + rules,
+            f"{namespaces} x (GetNamespace, CreateNamespace), {repos} x (GetRepository, "
+            f"CreateRepository, CreateRepoSourceCodeRepo), {rules} CreateRepoBuildRule",
+        )
     else:
         out["link"] = (2, "DescribeSecurityGroups, DescribeSecurityGroupAttribute")
         out["eni"] = (2, "DescribeNetworkInterfaces, DescribeNetworkInterfacePermissions")
@@ -112,16 +125,21 @@ def _stages(world: Any, spec: Any) -> dict[str, list[dict]]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the same run (it takes seconds)")
-    parser.add_argument("--spec", default=str(common.ROOT / "examples" / "sandbox.yaml"),
-                        help="a spec for the default sandbox world")
+    parser.add_argument(
+        "--spec", default=str(common.ROOT / "examples" / "sandbox.yaml"), help="a spec for the default sandbox world"
+    )
     args = parser.parse_args(argv)
 
     from acrvpc.domain.spec import load_spec
     from acrvpc.sandbox import SandboxServer
 
     spec = load_spec(args.spec)
-    figures: dict = {"benchmark": "api_calls", "spec": spec.name, "repositories": len(spec.repositories),
-                     "machine": common.machine()}
+    figures: dict = {
+        "benchmark": "api_calls",
+        "spec": spec.name,
+        "repositories": len(spec.repositories),
+        "machine": common.machine(),
+    }
     rows = []
     t0 = time.perf_counter()
     with SandboxServer(common.bench_scenario(0)) as sandbox:
@@ -134,36 +152,61 @@ def main(argv: list[str] | None = None) -> dict:
                 made = calls[name]
                 writes = [c["action"] for c in made if c["writes"]]
                 least, why = minimum[name]
-                per_stage[name] = {"calls": len(made), "writes": len(writes), "minimum": least,
-                                   "excess": len(made) - least, "minimum_is": why,
-                                   "actions": dict(common.action_counts(made))}
-                rows.append({"run": run, "stage": name, "calls": len(made), "writes": len(writes),
-                             "minimum": least, "excess": len(made) - least,
-                             "by product": ", ".join(f"{p} {n}" for p, n in sorted(common.product_counts(made).items()))})
-            figures[run] = {"stages": {k: {kk: vv for kk, vv in v.items() if kk != "actions"}
-                                       for k, v in per_stage.items()},
-                            "calls": sum(v["calls"] for v in per_stage.values()),
-                            "minimum": sum(v["minimum"] for v in per_stage.values()),
-                            "writes": sum(v["writes"] for v in per_stage.values()),
-                            "actions": {k: {f"{p} {a}": n for (p, a), n in v["actions"].items()}
-                                        for k, v in per_stage.items()}}
+                per_stage[name] = {
+                    "calls": len(made),
+                    "writes": len(writes),
+                    "minimum": least,
+                    "excess": len(made) - least,
+                    "minimum_is": why,
+                    "actions": dict(common.action_counts(made)),
+                }
+                rows.append(
+                    {
+                        "run": run,
+                        "stage": name,
+                        "calls": len(made),
+                        "writes": len(writes),
+                        "minimum": least,
+                        "excess": len(made) - least,
+                        "by product": ", ".join(f"{p} {n}" for p, n in sorted(common.product_counts(made).items())),
+                    }
+                )
+            figures[run] = {
+                "stages": {k: {kk: vv for kk, vv in v.items() if kk != "actions"} for k, v in per_stage.items()},
+                "calls": sum(v["calls"] for v in per_stage.values()),
+                "minimum": sum(v["minimum"] for v in per_stage.values()),
+                "writes": sum(v["writes"] for v in per_stage.values()),
+                "actions": {k: {f"{p} {a}": n for (p, a), n in v["actions"].items()} for k, v in per_stage.items()},
+            }
             if not fresh:
-                other = [c["action"] for made in calls.values() for c in made
-                         if c["writes"] and c["action"] != "CreateBuildRecordByRule"]
+                other = [
+                    c["action"]
+                    for made in calls.values()
+                    for c in made
+                    if c["writes"] and c["action"] != "CreateBuildRecordByRule"
+                ]
                 figures["rerun_writes_other_than_builds"] = len(other)
-                figures["rerun_build_starts"] = sum(1 for c in calls["build"] if c["action"] == "CreateBuildRecordByRule")
+                figures["rerun_build_starts"] = sum(
+                    1 for c in calls["build"] if c["action"] == "CreateBuildRecordByRule"
+                )
     figures["seconds"] = round(time.perf_counter() - t0, 2)
     figures["target_met"] = figures["rerun_writes_other_than_builds"] == 0
-    common.say(f"API calls per stage, spec {spec.name} ({len(spec.repositories)} repositories), "
-               f"sandbox (zero-time ENI attach and builds)")
+    common.say(
+        f"API calls per stage, spec {spec.name} ({len(spec.repositories)} repositories), "
+        f"sandbox (zero-time ENI attach and builds)"
+    )
     common.say(common.table(rows))
     for run in ("fresh", "rerun"):
         f = figures[run]
-        common.say(f"{run}: {f['calls']} calls (minimum {f['minimum']}, excess {f['calls'] - f['minimum']}), "
-                   f"{f['writes']} writes")
-    common.say(f"rerun writes other than the {figures['rerun_build_starts']} build start(s): "
-               f"{figures['rerun_writes_other_than_builds']} (must be 0: "
-               f"{'met' if figures['target_met'] else 'MISSED'})")
+        common.say(
+            f"{run}: {f['calls']} calls (minimum {f['minimum']}, excess {f['calls'] - f['minimum']}), "
+            f"{f['writes']} writes"
+        )
+    common.say(
+        f"rerun writes other than the {figures['rerun_build_starts']} build start(s): "
+        f"{figures['rerun_writes_other_than_builds']} (must be 0: "
+        f"{'met' if figures['target_met'] else 'MISSED'})"
+    )
     common.emit(figures)
     return figures
 

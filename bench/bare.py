@@ -48,15 +48,25 @@ def observe_sequentially(clients: cloud.CloudClients, spec: Spec) -> Observation
     if spec.network.vbr_id:
         raise NotImplementedError("the bare pipeline covers specs without network.vbr_id")
     net, region = spec.network, spec.region
-    instance = _read(lambda: check_cr(clients.cr.get_instance(
-        cr_models.GetInstanceRequest(instance_id=spec.instance_id)), "GetInstance").to_map())
-    vpc = _read(lambda: clients.vpc.describe_vpc_attribute(vpc_models.DescribeVpcAttributeRequest(
-        region_id=region, vpc_id=net.vpc_id)).body.to_map())
-    vswitch = _read(lambda: clients.vpc.describe_vswitch_attributes(vpc_models.DescribeVSwitchAttributesRequest(
-        region_id=region, v_switch_id=net.vswitch_id)).body.to_map())
+    instance = _read(
+        lambda: check_cr(
+            clients.cr.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id)), "GetInstance"
+        ).to_map()
+    )
+    vpc = _read(
+        lambda: clients.vpc.describe_vpc_attribute(
+            vpc_models.DescribeVpcAttributeRequest(region_id=region, vpc_id=net.vpc_id)
+        ).body.to_map()
+    )
+    vswitch = _read(
+        lambda: clients.vpc.describe_vswitch_attributes(
+            vpc_models.DescribeVSwitchAttributesRequest(region_id=region, v_switch_id=net.vswitch_id)
+        ).body.to_map()
+    )
     host = _read(read_gitlab_host, clients.ecs, spec) if spec.gitlab.access == GitLabAccess.ECS else None
-    repos: dict[str, Read] = {r.full_name: _read(_repository, clients.cr, spec, r.namespace, r.name)
-                              for r in spec.repositories}
+    repos: dict[str, Read] = {
+        r.full_name: _read(_repository, clients.cr, spec, r.namespace, r.name) for r in spec.repositories
+    }
     token = _read(lambda: validate_token(cloud.gitlab_for(spec), spec))
     return Observation(instance, vpc, vswitch, host, None, repos, token)
 

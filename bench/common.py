@@ -107,8 +107,14 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return {"nproc": os.cpu_count(), "ram_gb": ram_gb, "loadavg_1m": round(load[0], 2),
-            "python": platform.python_version(), "prefect": prefect.__version__, "platform": platform.platform()}
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gb": ram_gb,
+        "loadavg_1m": round(load[0], 2),
+        "python": platform.python_version(),
+        "prefect": prefect.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -160,9 +166,15 @@ def bench_scenario(projects: int, *, instant: bool = True) -> dict[str, Any]:
 
     scenario = copy.deepcopy(load_scenario())
     for i in range(projects):
-        scenario["gitlab"]["projects"].append({
-            "id": FIRST_PROJECT_ID + i, "path_with_namespace": project_path(i), "default_branch": "main",
-            "visibility": "private", "members": {GITLAB_USER: 40}})
+        scenario["gitlab"]["projects"].append(
+            {
+                "id": FIRST_PROJECT_ID + i,
+                "path_with_namespace": project_path(i),
+                "default_branch": "main",
+                "visibility": "private",
+                "members": {GITLAB_USER: 40},
+            }
+        )
     if instant:
         scenario["ecs"]["eni_attach_seconds"] = 0
         builds = scenario["cr"]["builds"]
@@ -172,8 +184,9 @@ def bench_scenario(projects: int, *, instant: bool = True) -> dict[str, Any]:
     return scenario
 
 
-def write_spec(directory: Path, name: str, projects: Sequence[int], *, namespace: str = "bench",
-               namespace_per_repo: bool = False) -> Path:
+def write_spec(
+    directory: Path, name: str, projects: Sequence[int], *, namespace: str = "bench", namespace_per_repo: bool = False
+) -> Path:
     """Write a spec for the bench world: the example spec's network and GitLab, its own link and repositories.
 
     Args:
@@ -191,9 +204,15 @@ def write_spec(directory: Path, name: str, projects: Sequence[int], *, namespace
 
     spec = yaml.safe_load((ROOT / "examples" / "sandbox.yaml").read_text())
     spec["name"] = name
-    spec["repositories"] = [{"namespace": f"{namespace}-{i}" if namespace_per_repo else namespace, "name": f"svc-{i:03d}", "gitlab_project": project_path(i),
-                             "build_rules": [{"push_type": "GIT_BRANCH", "push_name": "main", "image_tag": "latest"}]}
-                            for i in projects]
+    spec["repositories"] = [
+        {
+            "namespace": f"{namespace}-{i}" if namespace_per_repo else namespace,
+            "name": f"svc-{i:03d}",
+            "gitlab_project": project_path(i),
+            "build_rules": [{"push_type": "GIT_BRANCH", "push_name": "main", "image_tag": "latest"}],
+        }
+        for i in projects
+    ]
     spec.pop("webhook", None)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -217,16 +236,25 @@ def setup() -> Path:
     them off for tests, not here.
     """
     home = Path(tempfile.mkdtemp(prefix="acrvpc-bench-prefect-"))
-    for var in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_API_AUTH_STRING",
-                "ACRVPC_CALL_RETRIES", "PREFECT_LOGGING_TO_API_BATCH_INTERVAL"):
+    for var in (
+        "PREFECT_API_URL",
+        "PREFECT_API_KEY",
+        "PREFECT_PROFILE",
+        "PREFECT_API_AUTH_STRING",
+        "ACRVPC_CALL_RETRIES",
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL",
+    ):
         os.environ.pop(var, None)
-    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                      ALIBABA_CLOUD_ECS_METADATA_DISABLED="true", NO_PROXY="127.0.0.1,localhost",
-                      no_proxy="127.0.0.1,localhost")
+    os.environ.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     # Flow and task logs still go to the Prefect API at INFO (as in production); the console shows warnings.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     return home
-
 
 
 def _flush_prefect_logs() -> None:
@@ -255,8 +283,13 @@ def prefect_server(*, deploy: bool = False, server_env: dict[str, str] | None = 
     bindir = harness.postgres_bindir()
     cluster = harness.PostgresCluster(bindir).start() if bindir else None
     home = Path(tempfile.mkdtemp(prefix="acrvpc-bench-server-"))
-    server = harness.PrefectServer(home=home, port=harness.free_port(), log=home / "server.log",
-                           database_url=cluster.url if cluster else None, server_env=dict(server_env or {}))
+    server = harness.PrefectServer(
+        home=home,
+        port=harness.free_port(),
+        log=home / "server.log",
+        database_url=cluster.url if cluster else None,
+        server_env=dict(server_env or {}),
+    )
     server.database = f"postgresql {cluster.version}" if cluster else "sqlite"
     if cluster is None:
         say("!!! PostgreSQL not installed (apt-get install -y postgresql): the Prefect server runs on SQLite")
@@ -284,8 +317,9 @@ def prefect_server(*, deploy: bool = False, server_env: dict[str, str] | None = 
 WEBHOOK_SECRET = "bench-webhook-secret-0001"
 
 
-def start_receiver(server: Any, *, rate_limit: str | None = None, log_name: str = "webhook.log",
-                   timeout: float = 60) -> tuple[str, Any]:
+def start_receiver(
+    server: Any, *, rate_limit: str | None = None, log_name: str = "webhook.log", timeout: float = 60
+) -> tuple[str, Any]:
     """``acrvpc webhook serve examples/sandbox.yaml`` on a free port against ``server``; ``(url, process)``.
 
     Args:
@@ -317,8 +351,13 @@ def start_receiver(server: Any, *, rate_limit: str | None = None, log_name: str 
 
 def push_headers(delivery: str) -> dict[str, str]:
     """The headers GitLab sends with a push hook delivery (``delivery`` is its X-Gitlab-Event-UUID)."""
-    return {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": delivery, "X-Gitlab-Token": WEBHOOK_SECRET,
-            "Content-Type": "application/json", "User-Agent": "GitLab/17.5.1"}
+    return {
+        "X-Gitlab-Event": "Push Hook",
+        "X-Gitlab-Event-UUID": delivery,
+        "X-Gitlab-Token": WEBHOOK_SECRET,
+        "Content-Type": "application/json",
+        "User-Agent": "GitLab/17.5.1",
+    }
 
 
 def state_times(api_url: str, run_id: str) -> dict[str, float]:

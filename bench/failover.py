@@ -48,28 +48,60 @@ def main(argv: list[str] | None = None) -> dict:
     if reason:
         raise SystemExit(f"bench/failover.py needs network namespaces: {reason}")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="acrvpc-bench-failover-") as tmp, \
-            prefect_hosts(Path(tmp), server_env={"PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S"}) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="acrvpc-bench-failover-") as tmp,
+        prefect_hosts(Path(tmp), server_env={"PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY": "PT1S"}) as cluster,
+    ):
         common.say(f"topology up in {time.monotonic() - started:.0f} s: {', '.join(HOSTS)}")
-        report = failover_soak(cluster, runs=runs, kill_after=kill_after, fault_rate=fault_rate, seed=args.seed,
-                               heartbeat=args.heartbeat, failover_after=args.failover_after, say=common.say)
+        report = failover_soak(
+            cluster,
+            runs=runs,
+            kill_after=kill_after,
+            fault_rate=fault_rate,
+            seed=args.seed,
+            heartbeat=args.heartbeat,
+            failover_after=args.failover_after,
+            say=common.say,
+        )
     k2r = sorted(report["kill_to_running_s"].values())
-    common.say(common.table([{"runs": report["runs"], "completed": report["completed"],
-                              "failed_over": len(report["failed_over"]),
-                              "kill_to_running_max_s": max(k2r) if k2r else "",
-                              "duplicates": len(report["duplicates"]), "orphans": len(report["orphans"]),
-                              "seconds": report["seconds"]}]))
+    common.say(
+        common.table(
+            [
+                {
+                    "runs": report["runs"],
+                    "completed": report["completed"],
+                    "failed_over": len(report["failed_over"]),
+                    "kill_to_running_max_s": max(k2r) if k2r else "",
+                    "duplicates": len(report["duplicates"]),
+                    "orphans": len(report["orphans"]),
+                    "seconds": report["seconds"],
+                }
+            ]
+        )
+    )
     for line in report["duplicates"] + report["orphans"]:
         common.say(f"  {line}")
     for run_id, (state, message) in report["not_completed"].items():
         common.say(f"  {run_id}: {state} {message}")
-    figures = {"hosts": len(HOSTS), "workers": 2, "runs": report["runs"], "completed": report["completed"],
-               "duplicates": len(report["duplicates"]), "orphans": len(report["orphans"]),
-               "failed_over": len(report["failed_over"]), "kill_to_running_s": max(k2r) if k2r else None,
-               "kill_to_running_each_s": k2r, "killed_after_s": report["killed_after_s"],
-               "heartbeat_s": args.heartbeat, "failover_after_s": args.failover_after, "fault_rate": fault_rate,
-               "faults_injected": report["faults_injected"], "seconds": round(time.monotonic() - started, 1),
-               "run_seconds": report["seconds"], "machine": common.machine()}
+    figures = {
+        "hosts": len(HOSTS),
+        "workers": 2,
+        "runs": report["runs"],
+        "completed": report["completed"],
+        "duplicates": len(report["duplicates"]),
+        "orphans": len(report["orphans"]),
+        "failed_over": len(report["failed_over"]),
+        "kill_to_running_s": max(k2r) if k2r else None,
+        "kill_to_running_each_s": k2r,
+        "killed_after_s": report["killed_after_s"],
+        "heartbeat_s": args.heartbeat,
+        "failover_after_s": args.failover_after,
+        "fault_rate": fault_rate,
+        "faults_injected": report["faults_injected"],
+        "seconds": round(time.monotonic() - started, 1),
+        "run_seconds": report["seconds"],
+        "machine": common.machine(),
+    }
     common.emit(figures)
     return figures
 

@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> dict:
         from flows.vpc_build import vpc_build
 
         world = sandbox.world
-        common.say(f"setup (sandbox, PostgreSQL, prefect server) {time.perf_counter() - t_setup:.1f} s; "
-                   f"warming up (one flow run and one bare run, not counted)")
+        common.say(
+            f"setup (sandbox, PostgreSQL, prefect server) {time.perf_counter() - t_setup:.1f} s; "
+            f"warming up (one flow run and one bare run, not counted)"
+        )
         _run(world, 0, lambda: vpc_build(spec_path=str(spec_path)))
         _run(world, 0, lambda: run_bare(spec))
         for latency in (args.latency_ms, 0.0):
@@ -91,23 +93,40 @@ def main(argv: list[str] | None = None) -> dict:
             n_calls = sum(flow_calls.values())
             ratio = common.median(flow_s) / common.median(bare_s)
             key = f"{latency:g}ms"
-            figures[key] = {"latency_ms": latency, "calls": n_calls, "flow_seconds": flow_s, "bare_seconds": bare_s,
-                            "flow_median": common.median(flow_s), "bare_median": common.median(bare_s),
-                            "ratio": round(ratio, 3)}
-            rows.append({"latency_ms": latency, "calls": n_calls, "calls x latency s": n_calls * latency / 1000,
-                         "bare s (median)": common.median(bare_s), "flow s (median)": common.median(flow_s),
-                         "ratio": ratio})
+            figures[key] = {
+                "latency_ms": latency,
+                "calls": n_calls,
+                "flow_seconds": flow_s,
+                "bare_seconds": bare_s,
+                "flow_median": common.median(flow_s),
+                "bare_median": common.median(bare_s),
+                "ratio": round(ratio, 3),
+            }
+            rows.append(
+                {
+                    "latency_ms": latency,
+                    "calls": n_calls,
+                    "calls x latency s": n_calls * latency / 1000,
+                    "bare s (median)": common.median(bare_s),
+                    "flow s (median)": common.median(flow_s),
+                    "ratio": ratio,
+                }
+            )
     common.say("")
-    common.say(f"overhead: {args.repos} repositories, fresh state, {reps} run(s) per side, "
-               f"Prefect server on {figures['prefect_database']}")
+    common.say(
+        f"overhead: {args.repos} repositories, fresh state, {reps} run(s) per side, "
+        f"Prefect server on {figures['prefect_database']}"
+    )
     common.say(common.table(rows))
     hi = figures[f"{args.latency_ms:g}ms"]["ratio"]
     figures["ratio"] = hi
     figures["ratio_0ms"] = figures["0ms"]["ratio"]
     figures["target_ratio"] = TARGET_RATIO_100MS
     figures["target_met"] = hi <= TARGET_RATIO_100MS
-    common.say(f"ratio at {args.latency_ms:g} ms: {hi:.3f} (target <= {TARGET_RATIO_100MS}: "
-               f"{'met' if figures['target_met'] else 'MISSED'}); at 0 ms: {figures['ratio_0ms']:.3f}")
+    common.say(
+        f"ratio at {args.latency_ms:g} ms: {hi:.3f} (target <= {TARGET_RATIO_100MS}: "
+        f"{'met' if figures['target_met'] else 'MISSED'}); at 0 ms: {figures['ratio_0ms']:.3f}"
+    )
     common.emit(figures)
     return figures
 

@@ -78,8 +78,12 @@ def _deliveries(server, receiver: str, count: int) -> list[dict]:
     samples = []
     for i in range(count):
         t_post = time.time()
-        answer = httpx.post(f"{receiver}/hooks/gitlab", content=json.dumps(PUSH),
-                            headers=common.push_headers(str(uuid.uuid4())), timeout=10)
+        answer = httpx.post(
+            f"{receiver}/hooks/gitlab",
+            content=json.dumps(PUSH),
+            headers=common.push_headers(str(uuid.uuid4())),
+            timeout=10,
+        )
         answered = time.time() - t_post
         if answer.status_code != 202:
             raise RuntimeError(f"delivery {i}: {answer.status_code} {answer.text}")
@@ -87,12 +91,16 @@ def _deliveries(server, receiver: str, count: int) -> list[dict]:
         final = _wait_final(server.api_url, run_id)
         times = common.state_times(server.api_url, run_id)
         running = times.get("RUNNING")
-        samples.append({"final": final, "answer_s": answered,
-                        "to_scheduled_s": times.get("SCHEDULED", t_post) - t_post,
-                        "to_pending_s": times.get("PENDING", t_post) - t_post,
-                        "pending_to_running_s": (running - times["PENDING"]) if running and "PENDING" in times
-                        else None,
-                        "to_running_s": (running - t_post) if running else None})
+        samples.append(
+            {
+                "final": final,
+                "answer_s": answered,
+                "to_scheduled_s": times.get("SCHEDULED", t_post) - t_post,
+                "to_pending_s": times.get("PENDING", t_post) - t_post,
+                "pending_to_running_s": (running - times["PENDING"]) if running and "PENDING" in times else None,
+                "to_running_s": (running - t_post) if running else None,
+            }
+        )
         time.sleep(random.uniform(0.3, 1.3))
     return samples
 
@@ -115,10 +123,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 deliveries, 1 s worker polling only")
     parser.add_argument("--deliveries", type=int, default=None, help="deliveries per setting (default 20)")
-    parser.add_argument("--workers", default="process,warm",
-                        help="comma-separated worker types: process (Prefect's), warm (acrvpc-process)")
-    parser.add_argument("--query-seconds", default=None,
-                        help="comma-separated PREFECT_WORKER_QUERY_SECONDS values to measure (default 1,0.25)")
+    parser.add_argument(
+        "--workers",
+        default="process,warm",
+        help="comma-separated worker types: process (Prefect's), warm (acrvpc-process)",
+    )
+    parser.add_argument(
+        "--query-seconds",
+        default=None,
+        help="comma-separated PREFECT_WORKER_QUERY_SECONDS values to measure (default 1,0.25)",
+    )
     args = parser.parse_args(argv)
     count = args.deliveries or (3 if args.quick else 20)
     kinds = [k.strip() for k in args.workers.split(",") if k.strip()]
@@ -140,11 +154,18 @@ def main(argv: list[str] | None = None) -> dict:
         receiver, _ = common.start_receiver(server, rate_limit="1000/second")
         common.say(f"setup (PostgreSQL, server, deploy, receiver, converge) {time.perf_counter() - t_setup:.1f} s")
         for kind, query in [(k, q) for k in kinds for q in settings]:
-            command = ([sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL] if kind == "warm"
-                       else [*common.harness.PREFECT, "worker", "start", "--pool", POOL])
-            worker = server.spawn(*command, log=server.home / f"worker-{kind}-{query}.log",
-                                  ACRVPC_SANDBOX_URL=sandbox.url, PREFECT_WORKER_QUERY_SECONDS=f"{query:g}",
-                                  PREFECT_WORKER_PREFETCH_SECONDS="10")
+            command = (
+                [sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL]
+                if kind == "warm"
+                else [*common.harness.PREFECT, "worker", "start", "--pool", POOL]
+            )
+            worker = server.spawn(
+                *command,
+                log=server.home / f"worker-{kind}-{query}.log",
+                ACRVPC_SANDBOX_URL=sandbox.url,
+                PREFECT_WORKER_QUERY_SECONDS=f"{query:g}",
+                PREFECT_WORKER_PREFETCH_SECONDS="10",
+            )
             try:
                 _wait_worker(server.api_url)
                 # the warm worker's zygote imports Prefect and the flows (4 CPU s) before it forks runs
@@ -153,43 +174,77 @@ def main(argv: list[str] | None = None) -> dict:
             finally:
                 common.harness.stop_group(worker)
             log = (server.home / f"worker-{kind}-{query}.log").read_text(errors="replace")
-            starts = {"warm": log.count(": started warm: "), "cold": log.count("starting it cold"),
-                      "cold_by_stub": log.count("acrvpc fork stub:")}
+            starts = {
+                "warm": log.count(": started warm: "),
+                "cold": log.count("starting it cold"),
+                "cold_by_stub": log.count("acrvpc fork stub:"),
+            }
             ok = [s for s in samples if s["to_running_s"] is not None]
             running = [s["to_running_s"] for s in ok]
-            entry = {"worker": kind, "query_seconds": query, "deliveries": count, "starts": starts, "completed": sum(s["final"] == "COMPLETED"
-                                                                                   for s in samples),
-                     "p50_s": round(common.percentile(running, 50), 3), "p95_s": round(common.percentile(running, 95), 3),
-                     "answer_median_s": round(common.median(s["answer_s"] for s in samples), 3),
-                     "to_scheduled_median_s": round(common.median(s["to_scheduled_s"] for s in samples), 3),
-                     "to_pending_median_s": round(common.median(s["to_pending_s"] for s in ok), 3),
-                     "pending_to_running_median_s": round(common.median(s["pending_to_running_s"] for s in ok), 3),
-                     "to_running_s": [round(v, 3) for v in running]}
+            entry = {
+                "worker": kind,
+                "query_seconds": query,
+                "deliveries": count,
+                "starts": starts,
+                "completed": sum(s["final"] == "COMPLETED" for s in samples),
+                "p50_s": round(common.percentile(running, 50), 3),
+                "p95_s": round(common.percentile(running, 95), 3),
+                "answer_median_s": round(common.median(s["answer_s"] for s in samples), 3),
+                "to_scheduled_median_s": round(common.median(s["to_scheduled_s"] for s in samples), 3),
+                "to_pending_median_s": round(common.median(s["to_pending_s"] for s in ok), 3),
+                "pending_to_running_median_s": round(common.median(s["pending_to_running_s"] for s in ok), 3),
+                "to_running_s": [round(v, 3) for v in running],
+            }
             figures["settings"][f"{kind}-{query:g}"] = entry
-            rows.append({"worker": kind, "query s": query, "runs": f"{entry['completed']}/{count}",
-                         "answer": entry["answer_median_s"], "->Scheduled": entry["to_scheduled_median_s"],
-                         "->Pending": entry["to_pending_median_s"], "Pending->Running":
-                         entry["pending_to_running_median_s"], "POST->Running p50": entry["p50_s"],
-                         "p95": entry["p95_s"]})
-    imports = {} if args.quick else {m: import_cpu_seconds(m) for m in ("prefect", "acrvpc.cloud.clients", "flows.on_push")}
+            rows.append(
+                {
+                    "worker": kind,
+                    "query s": query,
+                    "runs": f"{entry['completed']}/{count}",
+                    "answer": entry["answer_median_s"],
+                    "->Scheduled": entry["to_scheduled_median_s"],
+                    "->Pending": entry["to_pending_median_s"],
+                    "Pending->Running": entry["pending_to_running_median_s"],
+                    "POST->Running p50": entry["p50_s"],
+                    "p95": entry["p95_s"],
+                }
+            )
+    imports = (
+        {} if args.quick else {m: import_cpu_seconds(m) for m in ("prefect", "acrvpc.cloud.clients", "flows.on_push")}
+    )
     figures["import_cpu_seconds"] = imports
     best = min(figures["settings"].values(), key=lambda e: e["p50_s"])
-    figures["by_worker"] = {k: {"p50_s": e["p50_s"], "p95_s": e["p95_s"], "query_seconds": e["query_seconds"]}
-                            for k in kinds for e in [min((e for e in figures["settings"].values() if e["worker"] == k),
-                                                         key=lambda e: e["p50_s"])]}
-    figures.update(p50_s=best["p50_s"], p95_s=best["p95_s"], best_query_seconds=best["query_seconds"],
-                   best_worker=best["worker"], load_average=os.getloadavg(),
-                   target_p50_s=TARGET_P50_S, target_met=best["p50_s"] <= TARGET_P50_S)
+    figures["by_worker"] = {
+        k: {"p50_s": e["p50_s"], "p95_s": e["p95_s"], "query_seconds": e["query_seconds"]}
+        for k in kinds
+        for e in [min((e for e in figures["settings"].values() if e["worker"] == k), key=lambda e: e["p50_s"])]
+    }
+    figures.update(
+        p50_s=best["p50_s"],
+        p95_s=best["p95_s"],
+        best_query_seconds=best["query_seconds"],
+        best_worker=best["worker"],
+        load_average=os.getloadavg(),
+        target_p50_s=TARGET_P50_S,
+        target_met=best["p50_s"] <= TARGET_P50_S,
+    )
     common.say("")
-    common.say(f"trigger: POST -> Running, {count} deliveries per setting, process worker, "
-               f"Prefect server on {figures['prefect_database']} (medians in seconds)")
+    common.say(
+        f"trigger: POST -> Running, {count} deliveries per setting, process worker, "
+        f"Prefect server on {figures['prefect_database']} (medians in seconds)"
+    )
     common.say(common.table(rows))
     if imports:
-        common.say("CPU seconds of a fresh python importing: " + ", ".join(f"{m} {v}" for m, v in imports.items())
-                   + " (each run's process imports flows.on_push before it reports Running)")
-    common.say(f"p50 {best['p50_s']:.2f} s, p95 {best['p95_s']:.2f} s at PREFECT_WORKER_QUERY_SECONDS="
-               f"{best['query_seconds']:g}, {best['worker']} worker (target p50 <= {TARGET_P50_S} s: "
-               f"{'met' if figures['target_met'] else 'MISSED'})")
+        common.say(
+            "CPU seconds of a fresh python importing: "
+            + ", ".join(f"{m} {v}" for m, v in imports.items())
+            + " (each run's process imports flows.on_push before it reports Running)"
+        )
+    common.say(
+        f"p50 {best['p50_s']:.2f} s, p95 {best['p95_s']:.2f} s at PREFECT_WORKER_QUERY_SECONDS="
+        f"{best['query_seconds']:g}, {best['worker']} worker (target p50 <= {TARGET_P50_S} s: "
+        f"{'met' if figures['target_met'] else 'MISSED'})"
+    )
     common.emit(figures)
     return figures
 

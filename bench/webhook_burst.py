@@ -52,8 +52,10 @@ async def _burst(url: str, deliveries: list[str], clients: int, spread_s: float)
     from tests.webhook_payloads import PUSH
 
     body = json.dumps(PUSH)
-    pool = [httpx.AsyncClient(timeout=GITLAB_TIMEOUT_S, limits=httpx.Limits(max_connections=len(deliveries)))
-            for _ in range(clients)]
+    pool = [
+        httpx.AsyncClient(timeout=GITLAB_TIMEOUT_S, limits=httpx.Limits(max_connections=len(deliveries)))
+        for _ in range(clients)
+    ]
     t0 = time.perf_counter() + 0.2
     results: list[dict] = [{} for _ in deliveries]
 
@@ -61,10 +63,13 @@ async def _burst(url: str, deliveries: list[str], clients: int, spread_s: float)
         await asyncio.sleep(max(0.0, t0 + spread_s * i / len(deliveries) - time.perf_counter()))
         sent = time.perf_counter()
         try:
-            answer = await pool[i % clients].post(f"{url}/hooks/gitlab", content=body,
-                                                  headers=common.push_headers(delivery))
-            status, run_id = answer.status_code, (answer.json().get("flow_run_id") if answer.status_code == 202
-                                                  else None)
+            answer = await pool[i % clients].post(
+                f"{url}/hooks/gitlab", content=body, headers=common.push_headers(delivery)
+            )
+            status, run_id = (
+                answer.status_code,
+                (answer.json().get("flow_run_id") if answer.status_code == 202 else None),
+            )
         except httpx.HTTPError as exc:
             status, run_id = type(exc).__name__, None
         results[i] = {"sent": sent - t0, "latency": time.perf_counter() - sent, "status": status, "run": run_id}
@@ -78,11 +83,14 @@ async def _burst(url: str, deliveries: list[str], clients: int, spread_s: float)
 
 def _summary(results: list[dict]) -> dict:
     latencies = [r["latency"] for r in results]
-    return {"sent_within_s": round(max(r["sent"] for r in results) - min(r["sent"] for r in results), 3),
-            "accepted_within_10s": sum(1 for r in results if r["status"] == 202 and r["latency"] <= GITLAB_TIMEOUT_S),
-            "max_latency_s": round(max(latencies), 3), "p95_latency_s": round(common.percentile(latencies, 95), 3),
-            "p50_latency_s": round(common.percentile(latencies, 50), 3),
-            "statuses": {str(k): sum(1 for r in results if r["status"] == k) for k in {r["status"] for r in results}}}
+    return {
+        "sent_within_s": round(max(r["sent"] for r in results) - min(r["sent"] for r in results), 3),
+        "accepted_within_10s": sum(1 for r in results if r["status"] == 202 and r["latency"] <= GITLAB_TIMEOUT_S),
+        "max_latency_s": round(max(latencies), 3),
+        "p95_latency_s": round(common.percentile(latencies, 95), 3),
+        "p50_latency_s": round(common.percentile(latencies, 50), 3),
+        "statuses": {str(k): sum(1 for r in results if r["status"] == k) for k in {r["status"] for r in results}},
+    }
 
 
 async def _probe(deployment_id: str, runs: int, in_flight: int, shared: bool) -> float:
@@ -124,8 +132,11 @@ def _runs_by_key(api_url: str, deployment_id: str, keys: set[str]) -> Counter:
     found: Counter = Counter()
     offset = 0
     while True:
-        page = httpx.post(f"{api_url}/flow_runs/filter", timeout=60, json={
-            "deployments": {"id": {"any_": [deployment_id]}}, "limit": 200, "offset": offset})
+        page = httpx.post(
+            f"{api_url}/flow_runs/filter",
+            timeout=60,
+            json={"deployments": {"id": {"any_": [deployment_id]}}, "limit": 200, "offset": offset},
+        )
         page.raise_for_status()
         runs = page.json()
         found.update(r["idempotency_key"] for r in runs if r.get("idempotency_key") in keys)
@@ -140,17 +151,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--deliveries", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--spread-seconds", type=float, default=1.0, help="send times spread over this long")
-    parser.add_argument("--probe-runs", type=int, default=None,
-                        help="afterwards, flow runs created directly to measure the server's rate (default 100, "
-                             "0 with --quick: skip)")
+    parser.add_argument(
+        "--probe-runs",
+        type=int,
+        default=None,
+        help="afterwards, flow runs created directly to measure the server's rate (default 100, 0 with --quick: skip)",
+    )
     args = parser.parse_args(argv)
     if args.probe_runs is None:
         args.probe_runs = 0 if args.quick else 100
 
     import httpx
 
-    figures: dict = {"benchmark": "webhook_burst", "deliveries": args.deliveries, "clients": args.clients,
-                     "machine": common.machine()}
+    figures: dict = {
+        "benchmark": "webhook_burst",
+        "deliveries": args.deliveries,
+        "clients": args.clients,
+        "machine": common.machine(),
+    }
     t_setup = time.perf_counter()
     with common.prefect_server(deploy=True) as server:
         figures["prefect_database"] = server.database
@@ -179,37 +197,67 @@ def main(argv: list[str] | None = None) -> dict:
             for shared in (True, False):
                 seconds = asyncio.run(_probe(deployment_id, args.probe_runs, 10, shared))
                 probe["shared_client" if shared else "client_per_run"] = {
-                    "runs": args.probe_runs, "in_flight": 10, "seconds": round(seconds, 3),
-                    "runs_per_s": round(args.probe_runs / seconds, 2)}
+                    "runs": args.probe_runs,
+                    "in_flight": 10,
+                    "seconds": round(seconds, 3),
+                    "runs_per_s": round(args.probe_runs / seconds, 2),
+                }
     other_run = sum(1 for a, b in zip(first, again, strict=False) if a["run"] and b["run"] and a["run"] != b["run"])
     distinct_runs = len({r["run"] for r in first if r["run"]})
-    figures.update(server_create_rate=probe, first=_summary(first), resend=_summary(again), flow_runs_created=created,
-                   runs_when_the_answers_were_in=answered_runs, seconds_until_every_run=round(all_runs_s, 2),
-                   deliveries_with_a_run_after_resend=after_resend,
-                   distinct_run_ids=distinct_runs, duplicates_after_resend=duplicates,
-                   resends_with_another_run=other_run)
-    figures.update(answers_within_10s=figures["first"]["accepted_within_10s"],
-                   max_answer_latency_s=figures["first"]["max_latency_s"],
-                   target_met=(created == args.deliveries and duplicates == 0 and other_run == 0
-                               and figures["first"]["accepted_within_10s"] == args.deliveries
-                               and figures["resend"]["accepted_within_10s"] == args.deliveries))
-    rows = [{"pass": name, "sent within s": s["sent_within_s"], "202 within 10 s": s["accepted_within_10s"],
-             "p50 s": s["p50_latency_s"], "p95 s": s["p95_latency_s"], "max s": s["max_latency_s"],
-             "answers": ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))}
-            for name, s in (("first", figures["first"]), ("resend", figures["resend"]))]
+    figures.update(
+        server_create_rate=probe,
+        first=_summary(first),
+        resend=_summary(again),
+        flow_runs_created=created,
+        runs_when_the_answers_were_in=answered_runs,
+        seconds_until_every_run=round(all_runs_s, 2),
+        deliveries_with_a_run_after_resend=after_resend,
+        distinct_run_ids=distinct_runs,
+        duplicates_after_resend=duplicates,
+        resends_with_another_run=other_run,
+    )
+    figures.update(
+        answers_within_10s=figures["first"]["accepted_within_10s"],
+        max_answer_latency_s=figures["first"]["max_latency_s"],
+        target_met=(
+            created == args.deliveries
+            and duplicates == 0
+            and other_run == 0
+            and figures["first"]["accepted_within_10s"] == args.deliveries
+            and figures["resend"]["accepted_within_10s"] == args.deliveries
+        ),
+    )
+    rows = [
+        {
+            "pass": name,
+            "sent within s": s["sent_within_s"],
+            "202 within 10 s": s["accepted_within_10s"],
+            "p50 s": s["p50_latency_s"],
+            "p95 s": s["p95_latency_s"],
+            "max s": s["max_latency_s"],
+            "answers": ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items())),
+        }
+        for name, s in (("first", figures["first"]), ("resend", figures["resend"]))
+    ]
     common.say("")
-    common.say(f"webhook burst: {args.deliveries} deliveries, {args.clients} clients, receiver -> Prefect server "
-               f"on {figures['prefect_database']}")
+    common.say(
+        f"webhook burst: {args.deliveries} deliveries, {args.clients} clients, receiver -> Prefect server "
+        f"on {figures['prefect_database']}"
+    )
     common.say(common.table(rows))
-    common.say(f"flow runs: {answered_runs} when the last answer was in, {created} after "
-               f"{figures['seconds_until_every_run']:.1f} s (the spool drained; must be {args.deliveries}); after the resend "
-               f"{after_resend} deliveries have a run, duplicates (runs sharing a delivery id) {duplicates} "
-               f"(must be 0), resends answered with another run {other_run}: "
-               f"{'met' if figures['target_met'] else 'MISSED'}")
+    common.say(
+        f"flow runs: {answered_runs} when the last answer was in, {created} after "
+        f"{figures['seconds_until_every_run']:.1f} s (the spool drained; must be {args.deliveries}); after the resend "
+        f"{after_resend} deliveries have a run, duplicates (runs sharing a delivery id) {duplicates} "
+        f"(must be 0), resends answered with another run {other_run}: "
+        f"{'met' if figures['target_met'] else 'MISSED'}"
+    )
     for name, p in probe.items():
-        common.say(f"server capacity ({name.replace('_', ' ')}, {p['in_flight']} in flight): {p['runs']} runs "
-                   f"in {p['seconds']:.1f} s = {p['runs_per_s']:.1f} runs/s, so {args.deliveries} deliveries "
-                   f"need {args.deliveries / p['runs_per_s']:.1f} s")
+        common.say(
+            f"server capacity ({name.replace('_', ' ')}, {p['in_flight']} in flight): {p['runs']} runs "
+            f"in {p['seconds']:.1f} s = {p['runs_per_s']:.1f} runs/s, so {args.deliveries} deliveries "
+            f"need {args.deliveries / p['runs_per_s']:.1f} s"
+        )
     common.emit(figures)
     return figures
 

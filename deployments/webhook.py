@@ -170,12 +170,26 @@ class WebhookReceiver:
         ValueError: neither a secret nor a signing token is given.
     """
 
-    def __init__(self, spec: Spec, secret: str | None, start_run: StartRun, *, signing_secret: str | None = None,
-                 rate_limit: str | None = None, trusted_proxies: list[str] | None = None,
-                 replay_window: float | None = None, spec_path: str | None = None, max_body: int = MAX_BODY,
-                 start_timeout: float = START_TIMEOUT_S, spool: Spool | None = None,
-                 start_concurrency: int = START_CONCURRENCY, deployment: str | None = None,
-                 max_age: float = MAX_AGE_S, report: Report | None = None, probe: Probe | None = None) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        secret: str | None,
+        start_run: StartRun,
+        *,
+        signing_secret: str | None = None,
+        rate_limit: str | None = None,
+        trusted_proxies: list[str] | None = None,
+        replay_window: float | None = None,
+        spec_path: str | None = None,
+        max_body: int = MAX_BODY,
+        start_timeout: float = START_TIMEOUT_S,
+        spool: Spool | None = None,
+        start_concurrency: int = START_CONCURRENCY,
+        deployment: str | None = None,
+        max_age: float = MAX_AGE_S,
+        report: Report | None = None,
+        probe: Probe | None = None,
+    ) -> None:
         secret = normalize_secret(secret) if secret else None
         if not secret and not signing_secret:
             raise ValueError("the webhook secret is empty and no signing token is given")
@@ -187,8 +201,10 @@ class WebhookReceiver:
         self.max_body, self.start_timeout = max_body, start_timeout
         window = replay_window or spec.webhook.replay_window_seconds
         self.signature = SignatureCheck(signing_secret, window) if signing_secret else None
-        self.limiter = SourceLimiter(rate_limit or spec.webhook.rate_limit,
-                                     spec.webhook.trusted_proxies if trusted_proxies is None else trusted_proxies)
+        self.limiter = SourceLimiter(
+            rate_limit or spec.webhook.rate_limit,
+            spec.webhook.trusted_proxies if trusted_proxies is None else trusted_proxies,
+        )
         self.spool = spool if spool is not None else Spool()
         self.start_concurrency = start_concurrency
         self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}  # per event loop (a test client may use several)
@@ -196,11 +212,15 @@ class WebhookReceiver:
 
     def app(self) -> Starlette:
         """The ASGI application."""
-        app = Starlette(routes=[Route("/hooks/gitlab", self.gitlab, methods=["POST"]),
-                                Route("/hooks/gitlab/", self.gitlab, methods=["POST"]),  # pasted with a slash
-                                Route("/healthz", self.healthz, methods=["GET"]),
-                                Route("/openapi.json", self.openapi, methods=["GET"])],
-                        exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        app = Starlette(
+            routes=[
+                Route("/hooks/gitlab", self.gitlab, methods=["POST"]),
+                Route("/hooks/gitlab/", self.gitlab, methods=["POST"]),  # pasted with a slash
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/openapi.json", self.openapi, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        )
         app.router.redirect_slashes = False  # a bare 307 is a "success" to GitLab that delivers nothing
         return app
 
@@ -223,8 +243,13 @@ class WebhookReceiver:
         counts = await asyncio.to_thread(self.spool.counts)
         reachable = await self.prefect_reachable()
         status = "ok" if reachable is not False and not counts[DEAD] else "degraded"
-        return JSONResponse({"status": status, "prefect": {"reachable": reachable},
-                             "deliveries": {"pending": counts["pending"], "dead": counts[DEAD]}})
+        return JSONResponse(
+            {
+                "status": status,
+                "prefect": {"reachable": reachable},
+                "deliveries": {"pending": counts["pending"], "dead": counts[DEAD]},
+            }
+        )
 
     async def openapi(self, request: Request) -> JSONResponse:
         """``GET /openapi.json``: the receiver's OpenAPI description."""
@@ -264,8 +289,9 @@ class WebhookReceiver:
 
     def _refusal(self, request: Request) -> JSONResponse | None:
         """The answer to a delivery its source, token or signature headers refuse; None to go on."""
-        source = self.limiter.source(request.client.host if request.client else None,
-                                     request.headers.get("x-forwarded-for"))
+        source = self.limiter.source(
+            request.client.host if request.client else None, request.headers.get("x-forwarded-for")
+        )
         wait = self.limiter.hit(source)
         if wait is not None:
             _log.warning("delivery refused: over the rate limit %s for source %s", self.limiter.item, source)
@@ -290,7 +316,7 @@ class WebhookReceiver:
         if length.isdigit() and int(length) > self.max_body:
             return _error(413, f"body over {self.max_body} bytes")  # refused before a byte of it is read
         small = length.isdigit() and int(length) <= SMALL_BODY
-        async with (contextlib.nullcontext() if small else self._gate("body", BIG_BODIES)):
+        async with contextlib.nullcontext() if small else self._gate("body", BIG_BODIES):
             found = await self._event(request)
         if isinstance(found, JSONResponse):
             return found
@@ -327,16 +353,22 @@ class WebhookReceiver:
             return _error(400, f"not a GitLab {kind} payload (check: {_invalid(exc)})")
         except RecursionError:
             return _error(400, f"not a GitLab {kind} payload (nested too deeply)")
-        for name, value in (("project.path_with_namespace", event.project.path_with_namespace), ("ref", event.ref),
-                            ("checkout_sha/after", event.sha)):
+        for name, value in (
+            ("project.path_with_namespace", event.project.path_with_namespace),
+            ("ref", event.ref),
+            ("checkout_sha/after", event.sha),
+        ):
             if any(ord(c) < 32 for c in value):  # git forbids control characters in refs; PostgreSQL refuses NUL
                 return _error(400, f"not a GitLab {kind} payload ({name} contains a control character)")
         return event
 
     def _key(self, request: Request, event: PushEvent) -> str:
         signed = self.signature is not None
-        key = ((signed and request.headers.get("webhook-id")) or request.headers.get("idempotency-key")
-               or request.headers.get("x-gitlab-event-uuid"))
+        key = (
+            (signed and request.headers.get("webhook-id"))
+            or request.headers.get("idempotency-key")
+            or request.headers.get("x-gitlab-event-uuid")
+        )
         if key:
             return key
         key = f"{event.project_id}:{event.ref}:{event.before}:{event.after}"
@@ -353,11 +385,11 @@ class WebhookReceiver:
             return _ignored(f"no route for {project} {event.ref}")
         key = self._key(request, event)
         if len(key) > MAX_ID_LENGTH:
-            return _error(400, f"the delivery id (Idempotency-Key, X-Gitlab-Event-UUID) is over {MAX_ID_LENGTH} "
-                               f"characters")
+            return _error(
+                400, f"the delivery id (Idempotency-Key, X-Gitlab-Event-UUID) is over {MAX_ID_LENGTH} characters"
+            )
         repo, rule = route_target(self.spec, route)
-        answer = {"status": "accepted", "deployment": self.deployment, "repository": repo.full_name,
-                  "rule": route.rule}
+        answer = {"status": "accepted", "deployment": self.deployment, "repository": repo.full_name, "rule": route.rule}
         try:
             key, recorded = await asyncio.to_thread(self._record, key, project, event)
         except Exception as exc:  # noqa: BLE001 - the spool's disk: 503, details in our log only
@@ -372,21 +404,41 @@ class WebhookReceiver:
         try:
             run_id = await asyncio.wait_for(self._start(recorded.parameters, key), self.start_timeout)
         except TimeoutError:  # slow Prefect: the drainer creates it later
-            _log.warning("delivery %r: the run of %s was not created yet; queued (%.0f ms)", key, self.deployment,
-                         (time.monotonic() - started) * 1000)
+            _log.warning(
+                "delivery %r: the run of %s was not created yet; queued (%.0f ms)",
+                key,
+                self.deployment,
+                (time.monotonic() - started) * 1000,
+            )
             return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
         except Exception as exc:  # noqa: BLE001 - classified: queued for a retry, or a dead letter
-            failure = await asyncio.to_thread(settle_failure, self.spool, key, exc, 0, time.time(), self.max_age,
-                                              0.0)  # the drainer's grace is the first backoff
+            failure = await asyncio.to_thread(
+                settle_failure, self.spool, key, exc, 0, time.time(), self.max_age, 0.0
+            )  # the drainer's grace is the first backoff
             if failure.permanent:  # reported by the drainer (not here: GitLab waits only 10 s)
                 why = f"HTTP {failure.status}" if failure.status else "its parameters"
-                return JSONResponse({**answer, "status": "dead", "delivery": key,
-                                     "reason": f"Prefect refused the run ({why}); kept as a dead letter: see "
-                                               f"`acrvpc webhook deliveries --state dead`"}, status_code=202)
+                return JSONResponse(
+                    {
+                        **answer,
+                        "status": "dead",
+                        "delivery": key,
+                        "reason": f"Prefect refused the run ({why}); kept as a dead letter: see "
+                        f"`acrvpc webhook deliveries --state dead`",
+                    },
+                    status_code=202,
+                )
             return JSONResponse({**answer, "status": "queued", "delivery": key}, status_code=202)
         await asyncio.to_thread(self.spool.done, key, run_id)
-        _log.info("delivery %r: %s %s -> %s %s, flow run %s (%.0f ms)", key, project, event.ref, repo.full_name,
-                  rule.image_tag, run_id, (time.monotonic() - started) * 1000)
+        _log.info(
+            "delivery %r: %s %s -> %s %s, flow run %s (%.0f ms)",
+            key,
+            project,
+            event.ref,
+            repo.full_name,
+            rule.image_tag,
+            run_id,
+            (time.monotonic() - started) * 1000,
+        )
         return JSONResponse({**answer, "flow_run_id": run_id}, status_code=202)
 
     def _record(self, key: str, project: str, event: PushEvent) -> tuple[str, Delivery]:
@@ -404,9 +456,16 @@ class WebhookReceiver:
             return key, recorded
         digest = hashlib.sha256("\0".join(_push_of(parameters)).encode()).hexdigest()[:16]
         own = f"{key}~{digest}"
-        _log.warning("delivery %r: the key was reused by a different push (%s %s %s; recorded: %s %s %s); "
-                     "it gets its own key %r", key, project[:200], event.ref[:200], event.sha[:64],
-                     *(v[:200] for v in _push_of(recorded.parameters)), own)
+        _log.warning(
+            "delivery %r: the key was reused by a different push (%s %s %s; recorded: %s %s %s); "
+            "it gets its own key %r",
+            key,
+            project[:200],
+            event.ref[:200],
+            event.sha[:64],
+            *(v[:200] for v in _push_of(recorded.parameters)),
+            own,
+        )
         return own, self.spool.add(own, {**parameters, "event_id": own})
 
     async def _start(self, parameters: dict[str, Any], key: str) -> str:
@@ -468,18 +527,25 @@ def deployment_starter(deployment: str, *, tags: tuple[str, ...] = RUN_TAGS) -> 
                     try:
                         known["id"] = (await client.read_deployment_by_name(deployment)).id
                     except ObjectNotFound:
-                        raise StartFailure(f"the deployment {deployment} does not exist: deploy it again (acrvpc "
-                                           f"deploy), then replay the dead letters", 404, permanent=True) from None
+                        raise StartFailure(
+                            f"the deployment {deployment} does not exist: deploy it again (acrvpc "
+                            f"deploy), then replay the dead letters",
+                            404,
+                            permanent=True,
+                        ) from None
                 stale = known["id"]
                 try:
                     run = await client.create_flow_run_from_deployment(
-                        stale, parameters=parameters, idempotency_key=idempotency_key, tags=list(tags))
+                        stale, parameters=parameters, idempotency_key=idempotency_key, tags=list(tags)
+                    )
                 except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                    response = getattr(exc, "response", None) or getattr(getattr(exc, "http_exc", None),
-                                                                         "response", None)
+                    response = getattr(exc, "response", None) or getattr(
+                        getattr(exc, "http_exc", None), "response", None
+                    )
                     if attempt == 1 and response is not None and response.status_code == 404:
-                        _log.warning("deployment %s: id %s is gone (re-created?); reading its id again",
-                                     deployment, stale)
+                        _log.warning(
+                            "deployment %s: id %s is gone (re-created?); reading its id again", deployment, stale
+                        )
                         known.pop("id", None)
                         continue
                     raise
@@ -517,11 +583,21 @@ def delivery_reporter(deployment: str) -> Report:
         event = Event(
             id=uuid.uuid5(uuid.NAMESPACE_URL, f"acrvpc-dead-letter:{letter.key}:{letter.attempts}:{letter.received}"),
             event=DELIVERY_FAILED,
-            resource={"prefect.resource.id": f"acrvpc.delivery.{cut(letter.key)}",
-                      "prefect.resource.name": cut(letter.key), "acrvpc.project": cut(letter.project),
-                      "acrvpc.ref": cut(letter.ref), "acrvpc.sha": cut(letter.sha), "acrvpc.deployment": deployment},
-            payload={"status": letter.status, "error": cut(letter.last_error), "attempts": letter.attempts,
-                     "parameters": {k: cut(v) for k, v in letter.parameters.items()}})
+            resource={
+                "prefect.resource.id": f"acrvpc.delivery.{cut(letter.key)}",
+                "prefect.resource.name": cut(letter.key),
+                "acrvpc.project": cut(letter.project),
+                "acrvpc.ref": cut(letter.ref),
+                "acrvpc.sha": cut(letter.sha),
+                "acrvpc.deployment": deployment,
+            },
+            payload={
+                "status": letter.status,
+                "error": cut(letter.last_error),
+                "attempts": letter.attempts,
+                "parameters": {k: cut(v) for k, v in letter.parameters.items()},
+            },
+        )
         async with _prefect() as client:
             await client.request("POST", "/events", json=[event.model_dump(mode="json")])
         _log.info("dead letter %r: reported as %s", letter.key, DELIVERY_FAILED)

@@ -111,8 +111,9 @@ class SourceLimiter:
         clock: seconds since the epoch, for ``Retry-After``.
     """
 
-    def __init__(self, limit: str, trusted_proxies: list[str] | tuple[str, ...] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, limit: str, trusted_proxies: list[str] | tuple[str, ...] = (), clock: Callable[[], float] = time.time
+    ) -> None:
         self.item = parse(limit)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._proxies: list[Network] = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]

@@ -51,8 +51,13 @@ MAX_AGE_S = 24 * 3600.0  # a delivery Prefect has not taken for this long is dea
 KEEP_DONE_S = 7 * 24 * 3600.0
 MAX_ERROR = 1000
 
-_COLUMNS = {"state": "TEXT NOT NULL DEFAULT 'pending'", "queued": "REAL", "status": "INTEGER", "error": "TEXT",
-            "reported": "INTEGER NOT NULL DEFAULT 0"}
+_COLUMNS = {
+    "state": "TEXT NOT NULL DEFAULT 'pending'",
+    "queued": "REAL",
+    "status": "INTEGER",
+    "error": "TEXT",
+    "reported": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,11 @@ def classify(exc: BaseException) -> StartFailure:
     response = getattr(exc, "response", None)
     if isinstance(exc, httpx.HTTPStatusError) and response is not None:
         status = response.status_code
-        return StartFailure(_response_message(response) or response.reason_phrase, status,
-                            permanent=400 <= status < 500 and status not in (408, 429))
+        return StartFailure(
+            _response_message(response) or response.reason_phrase,
+            status,
+            permanent=400 <= status < 500 and status not in (408, 429),
+        )
     if isinstance(exc, asyncio.TimeoutError):
         return StartFailure("Prefect did not answer in time")
     if isinstance(exc, (httpx.TransportError, OSError)):
@@ -150,9 +158,11 @@ class Spool:
             if path is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # an accepted delivery survives a power cut
-            self._db.execute("CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, parameters TEXT NOT NULL, "
-                             "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL, "
-                             "run_id TEXT)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, parameters TEXT NOT NULL, "
+                "received REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL, "
+                "run_id TEXT)"
+            )
             have = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             for name, kind in _COLUMNS.items():  # a spool written by an older receiver
                 if name not in have:
@@ -173,16 +183,20 @@ class Spool:
         return row[0] if row else None
 
     def _one(self, key: str) -> Delivery | None:
-        row = self._db.execute("SELECT key, parameters, state, attempts, error, status, run_id, received FROM "
-                               "deliveries WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute(
+            "SELECT key, parameters, state, attempts, error, status, run_id, received FROM deliveries WHERE key = ?",
+            (key,),
+        ).fetchone()
         return _delivery(row) if row else None
 
     def add(self, key: str, parameters: dict[str, Any]) -> Delivery:
         """Record a delivery (once per key); returns what is recorded under the key (maybe an earlier delivery)."""
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO deliveries (key, parameters, received, queued, next_try) "
-                             "VALUES (?, ?, ?, ?, ?)", (key, json.dumps(parameters, sort_keys=True), now, now, now))
+            self._db.execute(
+                "INSERT OR IGNORE INTO deliveries (key, parameters, received, queued, next_try) VALUES (?, ?, ?, ?, ?)",
+                (key, json.dumps(parameters, sort_keys=True), now, now, now),
+            )
             found = self._one(key)
         assert found is not None
         return found
@@ -199,17 +213,22 @@ class Spool:
     def failed(self, key: str, failure: StartFailure, retry_in: float) -> int:
         """A transient failure: try again after ``retry_in`` seconds. Returns the attempts so far."""
         with self._lock:
-            self._db.execute("UPDATE deliveries SET attempts = attempts + 1, next_try = ?, status = ?, error = ? "
-                             "WHERE key = ? AND state = 'pending'", (time.time() + retry_in, failure.status,
-                                                                     failure.message, key))
+            self._db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, next_try = ?, status = ?, error = ? "
+                "WHERE key = ? AND state = 'pending'",
+                (time.time() + retry_in, failure.status, failure.message, key),
+            )
             row = self._db.execute("SELECT attempts FROM deliveries WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
     def dead(self, key: str, failure: StartFailure) -> Delivery | None:
         """Make the delivery a dead letter with its last status and message (to be reported)."""
         with self._lock:
-            self._db.execute("UPDATE deliveries SET attempts = attempts + 1, state = 'dead', status = ?, error = ?, "
-                             "reported = 0 WHERE key = ? AND state = 'pending'", (failure.status, failure.message, key))
+            self._db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, state = 'dead', status = ?, error = ?, "
+                "reported = 0 WHERE key = ? AND state = 'pending'",
+                (failure.status, failure.message, key),
+            )
             return self._one(key)
 
     def due(self, older_than: float = 0.0, limit: int = 100) -> list[tuple[str, dict[str, Any], int, float]]:
@@ -217,9 +236,11 @@ class Spool:
         ``(key, parameters, attempts, queued since)``."""
         now = time.time()
         with self._lock:
-            rows = self._db.execute("SELECT key, parameters, attempts, queued FROM deliveries WHERE state = 'pending' "
-                                    "AND received <= ? AND next_try <= ? ORDER BY received LIMIT ?",
-                                    (now - older_than, now, limit)).fetchall()
+            rows = self._db.execute(
+                "SELECT key, parameters, attempts, queued FROM deliveries WHERE state = 'pending' "
+                "AND received <= ? AND next_try <= ? ORDER BY received LIMIT ?",
+                (now - older_than, now, limit),
+            ).fetchall()
         return [(key, json.loads(params), attempts, queued) for key, params, attempts, queued in rows]
 
     def counts(self) -> dict[str, int]:
@@ -236,8 +257,11 @@ class Spool:
         """The deliveries (in one state), newest first."""
         where, args = ("WHERE state = ?", (state,)) if state else ("", ())
         with self._lock:
-            rows = self._db.execute(f"SELECT key, parameters, state, attempts, error, status, run_id, received FROM "
-                                    f"deliveries {where} ORDER BY received DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(
+                f"SELECT key, parameters, state, attempts, error, status, run_id, received FROM "
+                f"deliveries {where} ORDER BY received DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
         return [_delivery(row) for row in rows]
 
     def replay(self, key: str | None = None) -> int:
@@ -245,15 +269,20 @@ class Spool:
         now = time.time()
         where, args = ("AND key = ?", (key,)) if key is not None else ("", ())
         with self._lock:
-            cursor = self._db.execute(f"UPDATE deliveries SET state = 'pending', attempts = 0, next_try = ?, "
-                                      f"queued = ?, reported = 0 WHERE state = 'dead' {where}", (now, now, *args))
+            cursor = self._db.execute(
+                f"UPDATE deliveries SET state = 'pending', attempts = 0, next_try = ?, "
+                f"queued = ?, reported = 0 WHERE state = 'dead' {where}",
+                (now, now, *args),
+            )
         return cursor.rowcount
 
     def unreported(self) -> list[Delivery]:
         """Dead letters not yet reported."""
         with self._lock:
-            rows = self._db.execute("SELECT key, parameters, state, attempts, error, status, run_id, received FROM "
-                                    "deliveries WHERE state = 'dead' AND reported = 0 ORDER BY received").fetchall()
+            rows = self._db.execute(
+                "SELECT key, parameters, state, attempts, error, status, run_id, received FROM "
+                "deliveries WHERE state = 'dead' AND reported = 0 ORDER BY received"
+            ).fetchall()
         return [_delivery(row) for row in rows]
 
     def reported(self, key: str) -> None:
@@ -263,8 +292,9 @@ class Spool:
     def forget_done(self, older_than: float = KEEP_DONE_S) -> None:
         """Drop deliveries whose run was created, received more than ``older_than`` seconds ago."""
         with self._lock:
-            self._db.execute("DELETE FROM deliveries WHERE state = 'done' AND received < ?",
-                             (time.time() - older_than,))
+            self._db.execute(
+                "DELETE FROM deliveries WHERE state = 'done' AND received < ?", (time.time() - older_than,)
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -274,9 +304,19 @@ class Spool:
 def _delivery(row: tuple) -> Delivery:
     key, params, state, attempts, error, status, run_id, received = row
     parameters = json.loads(params)
-    return Delivery(key=key, project=str(parameters.get("project", "")), ref=str(parameters.get("ref", "")),
-                    sha=str(parameters.get("sha", "")), state=state, attempts=int(attempts), last_error=error,
-                    status=status, run_id=run_id, received=received, parameters=parameters)
+    return Delivery(
+        key=key,
+        project=str(parameters.get("project", "")),
+        ref=str(parameters.get("ref", "")),
+        sha=str(parameters.get("sha", "")),
+        state=state,
+        attempts=int(attempts),
+        last_error=error,
+        status=status,
+        run_id=run_id,
+        received=received,
+        parameters=parameters,
+    )
 
 
 def retry_delay(attempts: int) -> float:
@@ -284,8 +324,15 @@ def retry_delay(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 60))
 
 
-def settle_failure(spool: Spool, key: str, exc: BaseException, attempts: int, queued: float,
-                   max_age: float = MAX_AGE_S, retry_in: float | None = None) -> StartFailure:
+def settle_failure(
+    spool: Spool,
+    key: str,
+    exc: BaseException,
+    attempts: int,
+    queued: float,
+    max_age: float = MAX_AGE_S,
+    retry_in: float | None = None,
+) -> StartFailure:
     """Record a failed attempt: a dead letter when permanent or older than ``max_age``, else retried after
     ``retry_in`` seconds (default: the backoff after ``attempts`` + 1 failures)."""
     failure = classify(exc)
@@ -293,16 +340,28 @@ def settle_failure(spool: Spool, key: str, exc: BaseException, attempts: int, qu
     if failure.permanent or age >= max_age:
         spool.dead(key, failure)
         why = "refused" if failure.permanent else f"still failing after {age:.0f} s (max age {max_age:.0f} s)"
-        _log.error("delivery %r: dead letter, its run was %s: %s (replay it with `acrvpc webhook replay %s`)",
-                   key, why, failure, key)
+        _log.error(
+            "delivery %r: dead letter, its run was %s: %s (replay it with `acrvpc webhook replay %s`)",
+            key,
+            why,
+            failure,
+            key,
+        )
     else:
         tries = spool.failed(key, failure, retry_delay(attempts + 1) if retry_in is None else retry_in)
         _log.warning("delivery %r: creating its run failed (%s), try %d; retrying", key, failure, tries)
     return failure
 
 
-async def drain_once(spool: Spool, start_run: StartRun, *, older_than: float = 0.0, concurrency: int = 4,
-                     timeout: float = 30.0, max_age: float = MAX_AGE_S) -> int:
+async def drain_once(
+    spool: Spool,
+    start_run: StartRun,
+    *,
+    older_than: float = 0.0,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+    max_age: float = MAX_AGE_S,
+) -> int:
     """Create the runs of the due deliveries, ``concurrency`` at a time; returns how many were created."""
     due = spool.due(older_than)
     if not due:
@@ -355,8 +414,17 @@ class SpoolDrainer:
         report: how a dead letter is reported (the ``acrvpc.delivery.failed`` event).
     """
 
-    def __init__(self, spool: Spool, start_run: StartRun, *, interval: float = 0.5, grace: float = 3.0,
-                 concurrency: int = 4, max_age: float = MAX_AGE_S, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        start_run: StartRun,
+        *,
+        interval: float = 0.5,
+        grace: float = 3.0,
+        concurrency: int = 4,
+        max_age: float = MAX_AGE_S,
+        report: Report | None = None,
+    ) -> None:
         self.spool, self.start_run, self.report = spool, start_run, report
         self.interval, self.grace, self.concurrency, self.max_age = interval, grace, concurrency, max_age
         self._stop = threading.Event()
@@ -375,8 +443,15 @@ class SpoolDrainer:
         try:
             while not self._stop.is_set():
                 try:
-                    loop.run_until_complete(drain_once(self.spool, self.start_run, older_than=self.grace,
-                                                       concurrency=self.concurrency, max_age=self.max_age))
+                    loop.run_until_complete(
+                        drain_once(
+                            self.spool,
+                            self.start_run,
+                            older_than=self.grace,
+                            concurrency=self.concurrency,
+                            max_age=self.max_age,
+                        )
+                    )
                     loop.run_until_complete(report_dead(self.spool, self.report))
                     self.spool.forget_done()
                 except Exception:  # noqa: BLE001 - the drainer must outlive any one failure

@@ -80,10 +80,13 @@ def fail_if_any_failed(builds: list[BuildOutcome]) -> None:
     failed = [b for b in builds if not b.succeeded]
     if failed:
         names = ", ".join(f"{b.repository} ({b.build_record_id}: {b.status})" for b in failed)
-        raise PipelineError(f"{len(failed)} of {len(builds)} build(s) did not succeed: {names}",
-                            code="BUILD_FAILED", fix="read the build logs in this run's logs (the failed builds' "
-                                                     "last lines are in the run's build summary artifact); fix the "
-                                                     "source or Dockerfile and rerun")
+        raise PipelineError(
+            f"{len(failed)} of {len(builds)} build(s) did not succeed: {names}",
+            code="BUILD_FAILED",
+            fix="read the build logs in this run's logs (the failed builds' "
+            "last lines are in the run's build summary artifact); fix the "
+            "source or Dockerfile and rerun",
+        )
 
 
 def stage_started(stage: str, **data: Any) -> None:
@@ -92,8 +95,9 @@ def stage_started(stage: str, **data: Any) -> None:
 
 
 @contextlib.contextmanager
-def reported_run(summary: dict[str, Any], run_id: str, logger: Any,
-                 spec_field: str = "") -> Iterator[types.SimpleNamespace]:
+def reported_run(
+    summary: dict[str, Any], run_id: str, logger: Any, spec_field: str = ""
+) -> Iterator[types.SimpleNamespace]:
     """Publish the run's summary artifact and last log lines when the ``with`` body ends, either way.
 
     On success: the summary artifact and what the run did (INFO). On failure: the same with the

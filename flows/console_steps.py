@@ -81,10 +81,16 @@ VERIFY_WAIT_SECONDS = 30.0
 class ConsoleConfirmation(RunInput):
     """The resume form of a console step."""
 
-    done: bool = Field(title="Done", description="I have done the console step exactly as this run's instructions "
-                                                 "say. Leave unticked to stop the run instead.")
-    note: str | None = Field(default=None, title="Note", description="Optional, kept with the run (who did it, "
-                                                                     "ticket...). Never paste the GitLab token here.")
+    done: bool = Field(
+        title="Done",
+        description="I have done the console step exactly as this run's instructions "
+        "say. Leave unticked to stop the run instead.",
+    )
+    note: str | None = Field(
+        default=None,
+        title="Note",
+        description="Optional, kept with the run (who did it, ticket...). Never paste the GitLab token here.",
+    )
 
 
 def pause_seconds(spec: Spec) -> int:
@@ -130,17 +136,27 @@ class RunAttempt:
             return cls()
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(UUID(str(run_id)))
-        return cls(run_id=run.id, deployed=run.deployment_id is not None, run_count=max(1, run.run_count or 1),
-                   fired=set(run.empirical_policy.pause_keys or ()))
+        return cls(
+            run_id=run.id,
+            deployed=run.deployment_id is not None,
+            run_count=max(1, run.run_count or 1),
+            fired=set(run.empirical_policy.pause_keys or ()),
+        )
 
 
 def _publish(spec: Spec, kind: str, markdown: str, attempt: RunAttempt) -> None:
-    how = ("the run is suspended (its process exits, no worker is held) until an operator does it and resumes it; "
-           "a worker of the pool then runs it on" if attempt.deployed else
-           "the run pauses until an operator does it and resumes")
+    how = (
+        "the run is suspended (its process exits, no worker is held) until an operator does it and resumes it; "
+        "a worker of the pool then runs it on"
+        if attempt.deployed
+        else "the run pauses until an operator does it and resumes"
+    )
     get_run_logger().info("console step needed: %s\n%s", how, markdown)
-    create_markdown_artifact(key=f"console-{kind}-{spec.name}", markdown=markdown,
-                             description=f"Console step for {spec.name}: what to do, and the values to enter")
+    create_markdown_artifact(
+        key=f"console-{kind}-{spec.name}",
+        markdown=markdown,
+        description=f"Console step for {spec.name}: what to do, and the values to enter",
+    )
 
 
 def _settle(pending: Sequence[PrefectFuture[Any]]) -> None:
@@ -153,8 +169,14 @@ def _settle(pending: Sequence[PrefectFuture[Any]]) -> None:
             future.result()  # raises the task's error: no operator is asked for a run that fails anyway
 
 
-def wait_for_operator(spec: Spec, key: str, markdown: str, what: str, attempt: RunAttempt | None = None,
-                      pending: Sequence[PrefectFuture[Any]] = ()) -> ConsoleConfirmation:
+def wait_for_operator(
+    spec: Spec,
+    key: str,
+    markdown: str,
+    what: str,
+    attempt: RunAttempt | None = None,
+    pending: Sequence[PrefectFuture[Any]] = (),
+) -> ConsoleConfirmation:
     """Wait for an operator to confirm the console step: suspend a deployment run, pause any other.
 
     Args:
@@ -180,8 +202,13 @@ def wait_for_operator(spec: Spec, key: str, markdown: str, what: str, attempt: R
     form = ConsoleConfirmation.with_initial_data(description=markdown, done=False)
     if attempt.deployed:
         _settle(pending)
-        logger.info("suspending the run for the console step '%s' (pause key %s): resume it within %d s, or the "
-                    "server fails it ('never resumed'); a Retry of the run then asks again", what, key, timeout)
+        logger.info(
+            "suspending the run for the console step '%s' (pause key %s): resume it within %d s, or the "
+            "server fails it ('never resumed'); a Retry of the run then asks again",
+            what,
+            key,
+            timeout,
+        )
         answer = suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
         return _confirmed(answer, what)  # only when the key had already fired: suspend returns the answer
     try:
@@ -191,18 +218,24 @@ def wait_for_operator(spec: Spec, key: str, markdown: str, what: str, attempt: R
         raise PipelineError(
             f"the run waited {timeout} s for an operator to do the console step '{what}' and resume it; nobody did",
             code="CONSOLE_PAUSE_TIMEOUT",
-            fix=(f"do the step as the run's console-{key.removeprefix('console-').split('-attempt-')[0]}-"
-                 f"{spec.name} artifact says, then rerun (a rerun checks first and pauses only if the step is still "
-                 f"needed), or raise link.pause_timeout_minutes (now {spec.link.pause_timeout_minutes:g})")) from None
+            fix=(
+                f"do the step as the run's console-{key.removeprefix('console-').split('-attempt-')[0]}-"
+                f"{spec.name} artifact says, then rerun (a rerun checks first and pauses only if the step is still "
+                f"needed), or raise link.pause_timeout_minutes (now {spec.link.pause_timeout_minutes:g})"
+            ),
+        ) from None
     return _confirmed(answer, what)
 
 
 def _confirmed(answer: ConsoleConfirmation, what: str) -> ConsoleConfirmation:
     get_run_logger().info("operator answered the console step '%s': done=%s, note=%r", what, answer.done, answer.note)
     if not answer.done:
-        raise PipelineError(f"the operator resumed the console step '{what}' without confirming it was done"
-                            + (f" (note: {answer.note})" if answer.note else ""),
-                            code="CONSOLE_STEP_NOT_DONE", fix="do the step, then rerun the pipeline")
+        raise PipelineError(
+            f"the operator resumed the console step '{what}' without confirming it was done"
+            + (f" (note: {answer.note})" if answer.note else ""),
+            code="CONSOLE_STEP_NOT_DONE",
+            fix="do the step, then rerun the pipeline",
+        )
     return answer
 
 
@@ -216,10 +249,12 @@ def _answer_of_fired_step(key: str, what: str) -> ConsoleConfirmation:
         # a sync caller: Prefect's async_dispatch returns the input itself, not a coroutine
         answer = cast(ConsoleConfirmation, ConsoleConfirmation.load(keyset_from_base_key(f"suspended-{key}")))
     except (ValidationError, ObjectNotFound):  # e.g. moved out of Suspended by a forced state change
-        raise PipelineError(f"the run left its suspension for the console step '{what}' (pause {key}) without the "
-                            f"operator's answer", code="CONSOLE_NO_ANSWER",
-                            fix="retry the run (it asks again), and resume it with the Resume form or "
-                                "acrvpc resume RUN_ID, not by changing its state") from None
+        raise PipelineError(
+            f"the run left its suspension for the console step '{what}' (pause {key}) without the operator's answer",
+            code="CONSOLE_NO_ANSWER",
+            fix="retry the run (it asks again), and resume it with the Resume form or "
+            "acrvpc resume RUN_ID, not by changing its state",
+        ) from None
     return _confirmed(answer, what)
 
 
@@ -236,8 +271,9 @@ def _end_pause() -> None:
     with get_client(sync_client=True) as client:
         current = client.read_flow_run(UUID(str(run_id))).state
         if current is not None and current.type in (StateType.PAUSED, StateType.FAILED):  # never undo a cancel
-            client.set_flow_run_state(UUID(str(run_id)), Running(message="the console step's pause timed out"),
-                                      force=True)
+            client.set_flow_run_state(
+                UUID(str(run_id)), Running(message="the console step's pause timed out"), force=True
+            )
 
 
 def _answered(answer: ConsoleConfirmation, what: str) -> str:
@@ -334,9 +370,13 @@ def console_branches(spec: Spec) -> tuple[list[tuple[str, list[StageOutcome], fl
     for _ in as_completed(futures):
         pass
     bindings = [f.result() for f in futures]
-    account_row = StageOutcome(stage="binding", resources=account.resources, changes=account.changes,
-                               notes=account.notes)
+    account_row = StageOutcome(
+        stage="binding", resources=account.resources, changes=account.changes, notes=account.notes
+    )
     rows: list[tuple[str, list[Any], float]] = [
-        ("link", [link_out], t_link - t0), ("eni", [eni_out], 0.0), ("gitlab", [gitlab_out], t_gitlab - t0),
-        ("binding", [account_row, *bindings], time.monotonic() - t_gitlab)]
+        ("link", [link_out], t_link - t0),
+        ("eni", [eni_out], 0.0),
+        ("gitlab", [gitlab_out], t_gitlab - t0),
+        ("binding", [account_row, *bindings], time.monotonic() - t_gitlab),
+    ]
     return rows, bindings

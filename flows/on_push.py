@@ -27,8 +27,9 @@ from tasks.on_push import verify_binding_task
 
 
 @flow(name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False)
-def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None,
-                  spec_path: str | None = None) -> dict[str, Any]:
+def build_on_push(
+    project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None, spec_path: str | None = None
+) -> dict[str, Any]:
     """Build the image a push to ``project`` at ``ref`` is routed to.
 
     Args:
@@ -54,12 +55,24 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
     spec = resolve_spec(spec, spec_path)
     route = spec.webhook.route_for(project, ref)
     if route is None:
-        raise PipelineError(f"spec {spec.name} routes no push of {ref} to {project}", code="WEBHOOK_NO_ROUTE",
-                            fix=f"add a route for {project} whose ref pattern matches {ref} to webhook.routes in "
-                                + (spec_path or "the spec and redeploy it (acrvpc deploy SPEC)"))
+        raise PipelineError(
+            f"spec {spec.name} routes no push of {ref} to {project}",
+            code="WEBHOOK_NO_ROUTE",
+            fix=f"add a route for {project} whose ref pattern matches {ref} to webhook.routes in "
+            + (spec_path or "the spec and redeploy it (acrvpc deploy SPEC)"),
+        )
     repo, rule = route_target(spec, route)
-    logger.info("push of %s to %s %s (event %s): building %s rule %s:%s -> %s", sha[:12] or "?", project, ref,
-                event_id or "-", repo.full_name, rule.push_type.value, rule.push_name, rule.image_tag)
+    logger.info(
+        "push of %s to %s %s (event %s): building %s rule %s:%s -> %s",
+        sha[:12] or "?",
+        project,
+        ref,
+        event_id or "-",
+        repo.full_name,
+        rule.push_type.value,
+        rule.push_name,
+        rule.image_tag,
+    )
     logger.info("stages: verify-binding %s (no write) -> build %s", repo.full_name, rule.image_tag)
     run_id = str(flow_run.get_id() or "")
     summary: dict[str, Any] = {"spec": spec.name, "flow_run_id": run_id, "stages": [], "builds": []}
@@ -69,6 +82,14 @@ def build_on_push(project: str, ref: str, sha: str = "", event_id: str = "", spe
         summary["builds"] = [outcome.model_dump()]
         monitor.publish("run.finished", summary=summary)
         fail_if_any_failed([outcome])
-    return {"spec": spec.name, "flow_run_id": run_id, "project": project, "ref": ref, "sha": sha,
-            "event_id": event_id, "repository": repo.full_name, "rule": bound.build_rule_id,
-            "build": outcome.model_dump()}
+    return {
+        "spec": spec.name,
+        "flow_run_id": run_id,
+        "project": project,
+        "ref": ref,
+        "sha": sha,
+        "event_id": event_id,
+        "repository": repo.full_name,
+        "rule": bound.build_rule_id,
+        "build": outcome.model_dump(),
+    }

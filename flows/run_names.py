@@ -48,8 +48,16 @@ def push_label(project: str, ref: str, sha: str = "") -> str:
     return f"push {project}@{short}" + (f" {sha[:7]}" if sha else "")
 
 
-def trigger_of(parameters: Mapping[str, Any], *, tags: list[str] | tuple[str, ...] = (), auto_scheduled: bool = False,
-               state_name: str = "", run_count: int = 0, deployment_name: str = "", spec_name: str = "") -> str:
+def trigger_of(
+    parameters: Mapping[str, Any],
+    *,
+    tags: list[str] | tuple[str, ...] = (),
+    auto_scheduled: bool = False,
+    state_name: str = "",
+    run_count: int = 0,
+    deployment_name: str = "",
+    spec_name: str = "",
+) -> str:
     """What started the run, in a word or a push label.
 
     Args:
@@ -99,8 +107,14 @@ def flow_run_name() -> str:
 
             deployment = str(runtime_deployment.name or "")
         state = run.state.name if run.state is not None else ""
-        return run_name(flow_name, {**(run.parameters or {}), **(ctx.parameters or {})}, tags=list(run.tags or []),
-                        auto_scheduled=bool(run.auto_scheduled), state_name=state, run_count=run.run_count,
-                        deployment_name=deployment)
+        return run_name(
+            flow_name,
+            {**(run.parameters or {}), **(ctx.parameters or {})},
+            tags=list(run.tags or []),
+            auto_scheduled=bool(run.auto_scheduled),
+            state_name=state,
+            run_count=run.run_count,
+            deployment_name=deployment,
+        )
     except Exception:  # noqa: BLE001 - a name must never fail the run
         return run.name or flow_name

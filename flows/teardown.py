@@ -43,8 +43,14 @@ def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str
     lines = [f"- `{change}`" for change in outcome.changes] or ["- nothing to delete"]
     create_markdown_artifact(
         markdown="\n".join([f"## Teardown of link `{spec.name}`", "", *lines, "", *outcome.notes]),
-        key=f"teardown-{spec.name}", description=f"What teardown deleted for link {spec.name}")
-    logger.info("teardown of link %s: %d write(s)%s; next: the artifact teardown-%s lists them", spec.name,
-                len(outcome.changes), ": " + ", ".join(outcome.changes) if outcome.changes else " (nothing was left)",
-                spec.name)
+        key=f"teardown-{spec.name}",
+        description=f"What teardown deleted for link {spec.name}",
+    )
+    logger.info(
+        "teardown of link %s: %d write(s)%s; next: the artifact teardown-%s lists them",
+        spec.name,
+        len(outcome.changes),
+        ": " + ", ".join(outcome.changes) if outcome.changes else " (nothing was left)",
+        spec.name,
+    )
     return outcome.model_dump()

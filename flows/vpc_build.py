@@ -65,8 +65,7 @@ def _row(stage: str, outcomes: Sequence[StageOutcome], seconds: float, result: s
         for key, value in outcome.resources.items():
             resources[key] = f"{resources[key]}, {value}" if key in resources else value
         changes.extend(outcome.changes)
-    row = {"stage": stage, "result": result, "resources": resources, "changes": changes,
-           "seconds": round(seconds, 2)}
+    row = {"stage": stage, "result": result, "resources": resources, "changes": changes, "seconds": round(seconds, 2)}
     monitor.publish("stage.finished", **row)
     return row
 
@@ -140,8 +139,12 @@ def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: st
     runlog.ship_our_logs()  # acrvpc.*, tasks.*, flows.* records into this run's logs
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or "")
-    summary: dict[str, Any] = {"spec": spec_name_of({"spec": spec, "spec_path": spec_path}), "flow_run_id": run_id,
-                               "stages": [], "builds": []}
+    summary: dict[str, Any] = {
+        "spec": spec_name_of({"spec": spec, "spec_path": spec_path}),
+        "flow_run_id": run_id,
+        "stages": [],
+        "builds": [],
+    }
     with reported_run(summary, run_id, logger, "" if isinstance(spec, Spec) else "spec") as report:
         spec = resolve_spec(spec, spec_path)
         report.spec_field = ""  # from here on a failure is a stage's, not the spec's

@@ -64,10 +64,13 @@ def _account_not_bound(spec: Spec, repo: RepositorySpec) -> PipelineError:
         f"instance {spec.instance_id} has no GitLab account bound, so {repo.full_name} cannot be linked to "
         f"{repo.gitlab_project}",
         code="GITLAB_ACCOUNT_NOT_BOUND",
-        fix=(f"in the Container Registry console open instance {spec.instance_id} > Repositories > Code Source > "
-             f"GitLab and bind endpoint {spec.gitlab.endpoint}, user {spec.gitlab.username}, with the personal "
-             f"access token from the Prefect Secret block '{spec.gitlab.token_block}'; then rerun "
-             f"(or set link.mode: console to be guided through it)"))
+        fix=(
+            f"in the Container Registry console open instance {spec.instance_id} > Repositories > Code Source > "
+            f"GitLab and bind endpoint {spec.gitlab.endpoint}, user {spec.gitlab.username}, with the personal "
+            f"access token from the Prefect Secret block '{spec.gitlab.token_block}'; then rerun "
+            f"(or set link.mode: console to be guided through it)"
+        ),
+    )
 
 
 def _create_or_confirm(create: Callable[[], Any], confirm: Callable[[], Any]) -> bool:
@@ -87,16 +90,20 @@ def _create_or_confirm(create: Callable[[], Any], confirm: Callable[[], Any]) ->
         return False
 
 
-def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str], *,
-                     plan: bool = False) -> bool:
+def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str], *, plan: bool = False) -> bool:
     """GetNamespace, and CreateNamespace when it does not exist.
 
     Returns:
         Whether the namespace exists now (False only in plan mode, for a namespace a run would create).
     """
+
     def get() -> Any:
-        return check_cr(cr.get_namespace(cr_models.GetNamespaceRequest(
-            instance_id=spec.instance_id, namespace_name=repo.namespace)), "GetNamespace")
+        return check_cr(
+            cr.get_namespace(
+                cr_models.GetNamespaceRequest(instance_id=spec.instance_id, namespace_name=repo.namespace)
+            ),
+            "GetNamespace",
+        )
 
     try:
         get()
@@ -108,17 +115,33 @@ def ensure_namespace(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: li
         changes.append(f"CreateNamespace {repo.namespace}")
         return False
     created = _create_or_confirm(
-        lambda: check_cr(cr.create_namespace(cr_models.CreateNamespaceRequest(
-            instance_id=spec.instance_id, namespace_name=repo.namespace, auto_create_repo=False,
-            default_repo_type="PRIVATE")), "CreateNamespace"),
-        get)
+        lambda: check_cr(
+            cr.create_namespace(
+                cr_models.CreateNamespaceRequest(
+                    instance_id=spec.instance_id,
+                    namespace_name=repo.namespace,
+                    auto_create_repo=False,
+                    default_repo_type="PRIVATE",
+                )
+            ),
+            "CreateNamespace",
+        ),
+        get,
+    )
     if created:
         changes.append(f"CreateNamespace {repo.namespace}")
     return True
 
 
-def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: list[str], *, plan: bool = False,
-                      namespace_exists: bool = True) -> str:
+def ensure_repository(
+    cr: CrClient,
+    spec: Spec,
+    repo: RepositorySpec,
+    changes: list[str],
+    *,
+    plan: bool = False,
+    namespace_exists: bool = True,
+) -> str:
     """GetRepository by namespace and name, and CreateRepository when it does not exist.
 
     Returns:
@@ -129,8 +152,14 @@ def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: l
         return PLANNED_REPOSITORY
 
     def get() -> Any:
-        return check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
-            instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name)), "GetRepository")
+        return check_cr(
+            cr.get_repository(
+                cr_models.GetRepositoryRequest(
+                    instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name
+                )
+            ),
+            "GetRepository",
+        )
 
     try:
         return get().repo_id
@@ -143,9 +172,18 @@ def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: l
     result: dict[str, str] = {}
 
     def create() -> None:
-        body = check_cr(cr.create_repository(cr_models.CreateRepositoryRequest(
-            instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name,
-            repo_type=repo.repo_type, summary=repo.summary or repo.gitlab_project)), "CreateRepository")
+        body = check_cr(
+            cr.create_repository(
+                cr_models.CreateRepositoryRequest(
+                    instance_id=spec.instance_id,
+                    repo_namespace_name=repo.namespace,
+                    repo_name=repo.name,
+                    repo_type=repo.repo_type,
+                    summary=repo.summary or repo.gitlab_project,
+                )
+            ),
+            "CreateRepository",
+        )
         result["id"] = body.repo_id
 
     if _create_or_confirm(create, get):
@@ -157,8 +195,12 @@ def ensure_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, changes: l
 def get_source(cr: CrClient, spec: Spec, repo_id: str) -> Any | None:
     """The repository's source-code binding, or ``None`` when it has none."""
     try:
-        body = check_cr(cr.get_repo_source_code_repo(cr_models.GetRepoSourceCodeRepoRequest(
-            instance_id=spec.instance_id, repo_id=repo_id)), "GetRepoSourceCodeRepo")
+        body = check_cr(
+            cr.get_repo_source_code_repo(
+                cr_models.GetRepoSourceCodeRepoRequest(instance_id=spec.instance_id, repo_id=repo_id)
+            ),
+            "GetRepoSourceCodeRepo",
+        )
     except CrBusinessError as exc:
         if exc.code in SOURCE_NOT_BOUND:
             return None
@@ -187,14 +229,26 @@ def _source_error(exc: CrBusinessError, spec: Spec, repo: RepositorySpec) -> Exc
     if exc.code in CODE_REPO_MISSING:
         return PipelineError(
             f"the GitLab bound to instance {spec.instance_id} has no project {repo.gitlab_project} visible to its "
-            f"account", code="CODE_REPO_NOT_EXIST",
-            fix=(f"check repositories[].gitlab_project for {repo.full_name}, and give GitLab user "
-                 f"{spec.gitlab.username} access to the project"))
+            f"account",
+            code="CODE_REPO_NOT_EXIST",
+            fix=(
+                f"check repositories[].gitlab_project for {repo.full_name}, and give GitLab user "
+                f"{spec.gitlab.username} access to the project"
+            ),
+        )
     return exc
 
 
-def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, changes: list[str],
-                  notes: list[str], *, plan: bool = False) -> None:
+def ensure_source(
+    cr: CrClient,
+    spec: Spec,
+    repo: RepositorySpec,
+    repo_id: str,
+    changes: list[str],
+    notes: list[str],
+    *,
+    plan: bool = False,
+) -> None:
     """Bind the repository to its GitLab project (or repair the binding), then verify the endpoint.
 
     In plan mode, record the bind or repair a run would make without making it (and without the read
@@ -209,31 +263,54 @@ def ensure_source(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, 
         return
     try:
         if source is None:
-            check_cr(cr.create_repo_source_code_repo(cr_models.CreateRepoSourceCodeRepoRequest(
-                instance_id=spec.instance_id, repo_id=repo_id, code_repo_type=CODE_REPO_TYPE,
-                code_repo_namespace_name=repo.code_repo_namespace, code_repo_name=repo.code_repo_name,
-                auto_build=repo.auto_build, oversea_build=False, disable_cache_build=repo.disable_cache_build)),
-                "CreateRepoSourceCodeRepo")
+            check_cr(
+                cr.create_repo_source_code_repo(
+                    cr_models.CreateRepoSourceCodeRepoRequest(
+                        instance_id=spec.instance_id,
+                        repo_id=repo_id,
+                        code_repo_type=CODE_REPO_TYPE,
+                        code_repo_namespace_name=repo.code_repo_namespace,
+                        code_repo_name=repo.code_repo_name,
+                        auto_build=repo.auto_build,
+                        oversea_build=False,
+                        disable_cache_build=repo.disable_cache_build,
+                    )
+                ),
+                "CreateRepoSourceCodeRepo",
+            )
             changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
         else:
             _check_endpoint(spec, repo, source.code_repo_domain or "")
             drift = _source_drift(source, repo)
             if not drift:
                 return
-            check_cr(cr.update_repo_source_code_repo(cr_models.UpdateRepoSourceCodeRepoRequest(
-                instance_id=spec.instance_id, repo_id=repo_id, code_repo_type=CODE_REPO_TYPE,
-                code_repo_namespace_name=repo.code_repo_namespace, code_repo_name=repo.code_repo_name,
-                auto_build=str(repo.auto_build).lower(), oversea_build="false",
-                disable_cache_build=str(repo.disable_cache_build).lower())), "UpdateRepoSourceCodeRepo")
+            check_cr(
+                cr.update_repo_source_code_repo(
+                    cr_models.UpdateRepoSourceCodeRepoRequest(
+                        instance_id=spec.instance_id,
+                        repo_id=repo_id,
+                        code_repo_type=CODE_REPO_TYPE,
+                        code_repo_namespace_name=repo.code_repo_namespace,
+                        code_repo_name=repo.code_repo_name,
+                        auto_build=str(repo.auto_build).lower(),
+                        oversea_build="false",
+                        disable_cache_build=str(repo.disable_cache_build).lower(),
+                    )
+                ),
+                "UpdateRepoSourceCodeRepo",
+            )
             changes.append(f"UpdateRepoSourceCodeRepo {repo.full_name} ({'; '.join(drift)})")
             notes.append(f"{repo.full_name}: repaired source binding: {'; '.join(drift)}")
     except CrBusinessError as exc:
         raise _source_error(exc, spec, repo) from exc
     verified = get_source(cr, spec, repo_id)
     if verified is None:
-        raise PipelineError(f"{repo.full_name} shows no source binding right after it was bound",
-                            code="SOURCE_BINDING_NOT_VISIBLE", fix="rerun; if it persists, check the console",
-                            retryable=True)
+        raise PipelineError(
+            f"{repo.full_name} shows no source binding right after it was bound",
+            code="SOURCE_BINDING_NOT_VISIBLE",
+            fix="rerun; if it persists, check the console",
+            retryable=True,
+        )
     _check_endpoint(spec, repo, verified.code_repo_domain or "")
 
 
@@ -252,32 +329,53 @@ def _check_endpoint(spec: Spec, repo: RepositorySpec, domain: str) -> None:
     if domain and not _same_endpoint(domain, spec.gitlab.endpoint):
         raise PipelineError(
             f"{repo.full_name} builds from the GitLab at {domain}, but the spec's gitlab.endpoint is "
-            f"{spec.gitlab.endpoint}", code="GITLAB_ENDPOINT_MISMATCH",
-            fix=(f"rebind the instance's GitLab code source to {spec.gitlab.endpoint} in the Container Registry "
-                 f"console (instance {spec.instance_id} > Repositories > Code Source), or set gitlab.endpoint to "
-                 f"{domain}"))
+            f"{spec.gitlab.endpoint}",
+            code="GITLAB_ENDPOINT_MISMATCH",
+            fix=(
+                f"rebind the instance's GitLab code source to {spec.gitlab.endpoint} in the Container Registry "
+                f"console (instance {spec.instance_id} > Repositories > Code Source), or set gitlab.endpoint to "
+                f"{domain}"
+            ),
+        )
 
 
 def list_build_rules(cr: CrClient, spec: Spec, repo_id: str) -> list[Any]:
     """Every build rule of a repository (ListRepoBuildRule, all pages)."""
+
     def fetch(page: int) -> Any:
-        return check_cr(cr.list_repo_build_rule(cr_models.ListRepoBuildRuleRequest(
-            instance_id=spec.instance_id, repo_id=repo_id, page_no=page, page_size=RULES_PAGE_SIZE)),
-            "ListRepoBuildRule")
+        return check_cr(
+            cr.list_repo_build_rule(
+                cr_models.ListRepoBuildRuleRequest(
+                    instance_id=spec.instance_id, repo_id=repo_id, page_no=page, page_size=RULES_PAGE_SIZE
+                )
+            ),
+            "ListRepoBuildRule",
+        )
+
     return list(paginate(fetch, lambda body: body.build_rules, what=f"ListRepoBuildRule of {repo_id}", by="page"))
 
 
 def _matches(existing: Any, wanted: BuildRuleSpec) -> bool:
-    return ((existing.push_type or "").upper() == wanted.push_type.value
-            and existing.push_name == wanted.push_name
-            and existing.image_tag == wanted.image_tag
-            and (existing.dockerfile_location or "/") == wanted.dockerfile_location
-            and (existing.dockerfile_name or "Dockerfile") == wanted.dockerfile_name
-            and sorted(existing.platforms or ["linux/amd64"]) == sorted(wanted.platforms))
+    return (
+        (existing.push_type or "").upper() == wanted.push_type.value
+        and existing.push_name == wanted.push_name
+        and existing.image_tag == wanted.image_tag
+        and (existing.dockerfile_location or "/") == wanted.dockerfile_location
+        and (existing.dockerfile_name or "Dockerfile") == wanted.dockerfile_name
+        and sorted(existing.platforms or ["linux/amd64"]) == sorted(wanted.platforms)
+    )
 
 
-def ensure_build_rules(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: str, changes: list[str],
-                       notes: list[str], *, plan: bool = False) -> list[BoundRule]:
+def ensure_build_rules(
+    cr: CrClient,
+    spec: Spec,
+    repo: RepositorySpec,
+    repo_id: str,
+    changes: list[str],
+    notes: list[str],
+    *,
+    plan: bool = False,
+) -> list[BoundRule]:
     """Find or create one build rule per spec rule, in spec order (in plan mode, record the creates only)."""
     existing = [] if plan and repo_id == PLANNED_REPOSITORY else list_build_rules(cr, spec, repo_id)
     bound: list[BoundRule] = []
@@ -286,24 +384,47 @@ def ensure_build_rules(cr: CrClient, spec: Spec, repo: RepositorySpec, repo_id: 
         if match is not None:
             rule_id = match.build_rule_id
             if sorted(match.build_args or []) != sorted(wanted.build_args):
-                notes.append(f"{repo.full_name}: rule {rule_id} has build args {match.build_args or []}, the spec "
-                             f"says {wanted.build_args}; change them in the console")
+                notes.append(
+                    f"{repo.full_name}: rule {rule_id} has build args {match.build_args or []}, the spec "
+                    f"says {wanted.build_args}; change them in the console"
+                )
         elif plan:
             rule_id = PLANNED_RULE
-            changes.append(f"CreateRepoBuildRule {repo.full_name} {wanted.push_type.value}:{wanted.push_name} -> "
-                           f"{wanted.image_tag} {rule_id}")
+            changes.append(
+                f"CreateRepoBuildRule {repo.full_name} {wanted.push_type.value}:{wanted.push_name} -> "
+                f"{wanted.image_tag} {rule_id}"
+            )
         else:
-            body = check_cr(cr.create_repo_build_rule(cr_models.CreateRepoBuildRuleRequest(
-                instance_id=spec.instance_id, repo_id=repo_id, push_type=wanted.push_type.value,
-                push_name=wanted.push_name, image_tag=wanted.image_tag,
-                dockerfile_location=wanted.dockerfile_location, dockerfile_name=wanted.dockerfile_name,
-                platforms=list(wanted.platforms), build_args=list(wanted.build_args) or None)),
-                "CreateRepoBuildRule")
+            body = check_cr(
+                cr.create_repo_build_rule(
+                    cr_models.CreateRepoBuildRuleRequest(
+                        instance_id=spec.instance_id,
+                        repo_id=repo_id,
+                        push_type=wanted.push_type.value,
+                        push_name=wanted.push_name,
+                        image_tag=wanted.image_tag,
+                        dockerfile_location=wanted.dockerfile_location,
+                        dockerfile_name=wanted.dockerfile_name,
+                        platforms=list(wanted.platforms),
+                        build_args=list(wanted.build_args) or None,
+                    )
+                ),
+                "CreateRepoBuildRule",
+            )
             rule_id = body.build_rule_id
-            changes.append(f"CreateRepoBuildRule {repo.full_name} {wanted.push_type.value}:{wanted.push_name} -> "
-                           f"{wanted.image_tag} {rule_id}")
-        bound.append(BoundRule(build_rule_id=rule_id, push_type=wanted.push_type.value, push_name=wanted.push_name,
-                               image_tag=wanted.image_tag, build=wanted.build))
+            changes.append(
+                f"CreateRepoBuildRule {repo.full_name} {wanted.push_type.value}:{wanted.push_name} -> "
+                f"{wanted.image_tag} {rule_id}"
+            )
+        bound.append(
+            BoundRule(
+                build_rule_id=rule_id,
+                push_type=wanted.push_type.value,
+                push_name=wanted.push_name,
+                image_tag=wanted.image_tag,
+                build=wanted.build,
+            )
+        )
     return bound
 
 
@@ -332,9 +453,15 @@ def bind_repository(cr: CrClient, spec: Spec, repo: RepositorySpec, *, plan: boo
     ensure_source(cr, spec, repo, repo_id, changes, notes, plan=plan)
     rules = ensure_build_rules(cr, spec, repo, repo_id, changes, notes, plan=plan)
     return BindingOutcome(
-        namespace=repo.namespace, name=repo.name, repo_id=repo_id, gitlab_project=repo.gitlab_project, rules=rules,
+        namespace=repo.namespace,
+        name=repo.name,
+        repo_id=repo_id,
+        gitlab_project=repo.gitlab_project,
+        rules=rules,
         resources={"repository": f"{repo.full_name} ({repo_id})", "rules": ",".join(r.build_rule_id for r in rules)},
-        changes=changes, notes=notes)
+        changes=changes,
+        notes=notes,
+    )
 
 
 @task(name="binding", task_run_name="binding {repo.namespace}/{repo.name}", **RETRY)

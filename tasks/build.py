@@ -105,18 +105,30 @@ def start_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRu
     Raises:
         CrBusinessError: CR refused (e.g. ``BUILD_RULE_NOT_EXIST``); SDK errors pass through.
     """
-    body = check_cr(cr.create_build_record_by_rule(cr_models.CreateBuildRecordByRuleRequest(
-        instance_id=spec.instance_id, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id)),
-        "CreateBuildRecordByRule")
+    body = check_cr(
+        cr.create_build_record_by_rule(
+            cr_models.CreateBuildRecordByRuleRequest(
+                instance_id=spec.instance_id, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id
+            )
+        ),
+        "CreateBuildRecordByRule",
+    )
     return str(body.build_record_id)
 
 
-def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule, *,
-              observer: BuildObserver | None = None, sleep: Callable[[float], Any] = time.sleep,
-              clock: Callable[[], float] = time.monotonic,
-              cancelled: Callable[[], bool] = lambda: False,
-              start: Callable[[], str] | None = None,
-              explain_failure: Callable[[BuildOutcome], BuildOutcome] | None = None) -> BuildOutcome:
+def run_build(
+    cr: CrClient,
+    spec: Spec,
+    binding: BindingOutcome,
+    rule: BoundRule,
+    *,
+    observer: BuildObserver | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    cancelled: Callable[[], bool] = lambda: False,
+    start: Callable[[], str] | None = None,
+    explain_failure: Callable[[BuildOutcome], BuildOutcome] | None = None,
+) -> BuildOutcome:
     """Start a build of ``rule`` and follow it to the end.
 
     Args:
@@ -171,8 +183,14 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
             _log.warning("build %s of %s: unknown status %r, treated as running", record_id, binding.full_name, raw)
         remaining = deadline - clock()
         if remaining <= 0:
-            status = _stop(poller, record_id, changes, notes, "TIMEOUT",
-                           f"canceled after the {spec.build.timeout_minutes:g}-minute timeout")
+            status = _stop(
+                poller,
+                record_id,
+                changes,
+                notes,
+                "TIMEOUT",
+                f"canceled after the {spec.build.timeout_minutes:g}-minute timeout",
+            )
             break
         sleep(min(next(waits), remaining))
     poller.fetch_logs()
@@ -184,8 +202,9 @@ def run_build(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRule
         except PipelineError as exc:
             cause = error_code(exc.__cause__) if exc.__cause__ is not None else None
             notes.append(f"image digest unavailable: {cause or exc.code} (GetRepoTag)")
-    outcome = _outcome(spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes,
-                       digest)
+    outcome = _outcome(
+        spec, binding, rule, record_id, status, record, clock() - started, poller, changes, notes, digest
+    )
     if explain_failure is not None and not outcome.succeeded:
         outcome = explain_failure(outcome)
     observer.finished(outcome)
@@ -207,8 +226,19 @@ def _stop(poller: Poller, record_id: str, changes: list[str], notes: list[str], 
     return status if status in TERMINAL else ending
 
 
-def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: str, status: str, record: Any,
-             elapsed: float, poller: Poller, changes: list[str], notes: list[str], digest: str) -> BuildOutcome:
+def _outcome(
+    spec: Spec,
+    binding: BindingOutcome,
+    rule: BoundRule,
+    record_id: str,
+    status: str,
+    record: Any,
+    elapsed: float,
+    poller: Poller,
+    changes: list[str],
+    notes: list[str],
+    digest: str,
+) -> BuildOutcome:
     image_model = record.image
     ns = (image_model.repo_namespace_name if image_model else None) or binding.namespace
     name = (image_model.repo_name if image_model else None) or binding.name
@@ -217,11 +247,22 @@ def _outcome(spec: Spec, binding: BindingOutcome, rule: BoundRule, record_id: st
     start_ms, end_ms = as_int(record.start_time), as_int(record.end_time)
     seconds = (end_ms - start_ms) / 1000 if start_ms and end_ms >= start_ms else elapsed
     return BuildOutcome(
-        repository=binding.full_name, repo_id=binding.repo_id, build_rule_id=rule.build_rule_id,
-        build_record_id=record_id, status=status, image=image, seconds=round(seconds, 3), digest=digest,
-        push_type=rule.push_type, ref=rule.push_name,
-        log_lines=len(poller.lines), log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]],
-        resources={"build": record_id, "image": image}, changes=changes, notes=notes)
+        repository=binding.full_name,
+        repo_id=binding.repo_id,
+        build_rule_id=rule.build_rule_id,
+        build_record_id=record_id,
+        status=status,
+        image=image,
+        seconds=round(seconds, 3),
+        digest=digest,
+        push_type=rule.push_type,
+        ref=rule.push_name,
+        log_lines=len(poller.lines),
+        log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]],
+        resources={"build": record_id, "image": image},
+        changes=changes,
+        notes=notes,
+    )
 
 
 class BuildFailed(PipelineError):
@@ -232,8 +273,11 @@ class BuildFailed(PipelineError):
     """
 
     def __init__(self, outcome: BuildOutcome) -> None:
-        super().__init__(f"build {outcome.build_record_id} of {outcome.image} ended {outcome.status}",
-                         code="BUILD_FAILED", fix="read the build log in this task run's logs")
+        super().__init__(
+            f"build {outcome.build_record_id} of {outcome.image} ended {outcome.status}",
+            code="BUILD_FAILED",
+            fix="read the build log in this task run's logs",
+        )
         self.outcome = outcome.model_dump()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -244,8 +288,11 @@ def _rebuild_build_failed(outcome: dict[str, Any]) -> BuildFailed:
     return BuildFailed(BuildOutcome(**outcome))
 
 
-@task(name="build-start", task_run_name="build-start {binding.namespace}/{binding.name}:{rule.image_tag}",
-      persist_result=True)
+@task(
+    name="build-start",
+    task_run_name="build-start {binding.namespace}/{binding.name}:{rule.image_tag}",
+    persist_result=True,
+)
 def build_started(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> str:
     """CreateBuildRecordByRule as a task of its own, its record id persisted with the run's results.
 
@@ -272,8 +319,12 @@ def _start_once(cr: CrClient, spec: Spec, binding: BindingOutcome, rule: BoundRu
     if status in TERMINAL and status != "SUCCESS":
         with transaction(commit_mode=CommitMode.EAGER):
             return build_started.with_options(refresh_cache=True)(spec, binding, rule)
-    _log.info("build %s of %s was started by an earlier attempt of this flow run (%s): following it",
-              record_id, binding.full_name, status)
+    _log.info(
+        "build %s of %s was started by an earlier attempt of this flow run (%s): following it",
+        record_id,
+        binding.full_name,
+        status,
+    )
     return record_id
 
 
@@ -310,9 +361,17 @@ def build(spec: Spec, binding: BindingOutcome, rule: BoundRule) -> BuildOutcome:
     from tasks.diagnose import explain_build
 
     logger = watch.logger
-    outcome = run_build(cr, spec, binding, rule, observer=watch, sleep=stop.wait, cancelled=stop.is_set,
-                        start=lambda: _start_once(cr, spec, binding, rule),
-                        explain_failure=lambda failed: explain_build(spec, failed, logger=logger))
+    outcome = run_build(
+        cr,
+        spec,
+        binding,
+        rule,
+        observer=watch,
+        sleep=stop.wait,
+        cancelled=stop.is_set,
+        start=lambda: _start_once(cr, spec, binding, rule),
+        explain_failure=lambda failed: explain_build(spec, failed, logger=logger),
+    )
     if not outcome.succeeded:
         raise BuildFailed(outcome)
     return outcome

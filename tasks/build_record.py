@@ -76,8 +76,15 @@ class Poller:
     failed read once the build has ended (final log page, record, cancel) raise ``BUILD_POLL_FAILED``.
     """
 
-    def __init__(self, cr: CrClient, spec: Spec, binding: BindingOutcome, record_id: str,
-                 sleep: Callable[[float], Any], observer: BuildObserver) -> None:
+    def __init__(
+        self,
+        cr: CrClient,
+        spec: Spec,
+        binding: BindingOutcome,
+        record_id: str,
+        sleep: Callable[[float], Any],
+        observer: BuildObserver,
+    ) -> None:
         self.cr, self.spec, self.binding, self.record_id = cr, spec, binding, record_id
         self.sleep, self.observer = sleep, observer
         self.last_line = 0
@@ -98,25 +105,41 @@ class Poller:
         except Exception as exc:
             if missable and not self.ended and is_retryable(exc) and self.missed < MAX_MISSED_POLLS:
                 self.missed += 1
-                _log.warning("%s for build %s failed (missed poll %d of at most %d in a row): %s", action,
-                             self.record_id, self.missed, MAX_MISSED_POLLS, explain(exc))
+                _log.warning(
+                    "%s for build %s failed (missed poll %d of at most %d in a row): %s",
+                    action,
+                    self.record_id,
+                    self.missed,
+                    MAX_MISSED_POLLS,
+                    explain(exc),
+                )
                 return None
             raise PipelineError(
                 f"{action} for build {self.record_id} of {self.binding.full_name} failed: {explain(exc)}",
                 code="BUILD_POLL_FAILED",
-                fix=(f"the build may still be running: see build record {self.record_id} in the console "
-                     f"(instance {self.spec.instance_id}); rerun to start a new build")) from exc
+                fix=(
+                    f"the build may still be running: see build record {self.record_id} in the console "
+                    f"(instance {self.spec.instance_id}); rerun to start a new build"
+                ),
+            ) from exc
         if missable:
             self.missed = 0
         return result
 
     def status(self) -> str:
         """GetRepoBuildRecordStatus; the last status seen when this poll is missed."""
-        body = self.call("GetRepoBuildRecordStatus", lambda: check_cr(self.cr.get_repo_build_record_status(
-            cr_models.GetRepoBuildRecordStatusRequest(instance_id=self.spec.instance_id,
-                                                      repo_id=self.binding.repo_id,
-                                                      build_record_id=self.record_id)), "GetRepoBuildRecordStatus"),
-            missable=True)
+        body = self.call(
+            "GetRepoBuildRecordStatus",
+            lambda: check_cr(
+                self.cr.get_repo_build_record_status(
+                    cr_models.GetRepoBuildRecordStatusRequest(
+                        instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, build_record_id=self.record_id
+                    )
+                ),
+                "GetRepoBuildRecordStatus",
+            ),
+            missable=True,
+        )
         if body is not None:
             self.last_status = str(body.build_status or "").strip()
             self.ended = self.last_status.upper() in TERMINAL
@@ -131,8 +154,10 @@ class Poller:
             body = self.call("ListRepoBuildRecordLog", partial(self._log_page, self.last_line), missable=True)
             if body is None:
                 break  # missed: the next poll reads from the same line
-            fresh = sorted((entry for entry in body.build_record_logs or []
-                            if (entry.line_number or 0) > self.last_line), key=lambda e: e.line_number)
+            fresh = sorted(
+                (entry for entry in body.build_record_logs or [] if (entry.line_number or 0) > self.last_line),
+                key=lambda e: e.line_number,
+            )
             for entry in fresh:
                 line = LogLine(int(entry.line_number), entry.build_stage or "", entry.message or "")
                 self.last_line = line.number
@@ -146,29 +171,63 @@ class Poller:
 
     def _log_page(self, offset: int) -> Any:
         """ListRepoBuildRecordLog: the page of lines after line ``offset``."""
-        return check_cr(self.cr.list_repo_build_record_log(cr_models.ListRepoBuildRecordLogRequest(
-            instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, build_record_id=self.record_id,
-            offset=offset)), "ListRepoBuildRecordLog")
+        return check_cr(
+            self.cr.list_repo_build_record_log(
+                cr_models.ListRepoBuildRecordLogRequest(
+                    instance_id=self.spec.instance_id,
+                    repo_id=self.binding.repo_id,
+                    build_record_id=self.record_id,
+                    offset=offset,
+                )
+            ),
+            "ListRepoBuildRecordLog",
+        )
 
     def record(self) -> Any:
-        return self.call("GetRepoBuildRecord", lambda: check_cr(self.cr.get_repo_build_record(
-            cr_models.GetRepoBuildRecordRequest(instance_id=self.spec.instance_id, build_record_id=self.record_id)),
-            "GetRepoBuildRecord"))
+        return self.call(
+            "GetRepoBuildRecord",
+            lambda: check_cr(
+                self.cr.get_repo_build_record(
+                    cr_models.GetRepoBuildRecordRequest(
+                        instance_id=self.spec.instance_id, build_record_id=self.record_id
+                    )
+                ),
+                "GetRepoBuildRecord",
+            ),
+        )
 
     def digest(self, tag: str) -> str:
         """GetRepoTag: the pushed image's digest as ``sha256:<hex>``."""
-        body = self.call("GetRepoTag", lambda: check_cr(self.cr.get_repo_tag(cr_models.GetRepoTagRequest(
-            instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, tag=tag)), "GetRepoTag"))
+        body = self.call(
+            "GetRepoTag",
+            lambda: check_cr(
+                self.cr.get_repo_tag(
+                    cr_models.GetRepoTagRequest(
+                        instance_id=self.spec.instance_id, repo_id=self.binding.repo_id, tag=tag
+                    )
+                ),
+                "GetRepoTag",
+            ),
+        )
         digest = str(body.digest or "").strip()
         return digest if not digest or ":" in digest else f"sha256:{digest}"
 
     def cancel(self) -> bool:
         """CancelRepoBuildRecord; False when CR refuses because the build already ended."""
         try:
-            self.call("CancelRepoBuildRecord", lambda: check_cr(self.cr.cancel_repo_build_record(
-                cr_models.CancelRepoBuildRecordRequest(instance_id=self.spec.instance_id,
-                                                       repo_id=self.binding.repo_id,
-                                                       build_record_id=self.record_id)), "CancelRepoBuildRecord"))
+            self.call(
+                "CancelRepoBuildRecord",
+                lambda: check_cr(
+                    self.cr.cancel_repo_build_record(
+                        cr_models.CancelRepoBuildRecordRequest(
+                            instance_id=self.spec.instance_id,
+                            repo_id=self.binding.repo_id,
+                            build_record_id=self.record_id,
+                        )
+                    ),
+                    "CancelRepoBuildRecord",
+                ),
+            )
         except PipelineError as exc:
             if isinstance(exc.__cause__, CrBusinessError):
                 _log.warning("build %s: cancel refused (%s)", self.record_id, exc.__cause__.code)

@@ -63,8 +63,9 @@ class BuildWatch(BuildObserver):
         self.image = f"{binding.full_name}:{rule.image_tag}"
         self.record_id = ""
         self.t0 = time.monotonic()
-        self.progress = monitor.BuildProgress(monitor.slug("build", binding.namespace, binding.name, rule.image_tag),
-                                              self.image)
+        self.progress = monitor.BuildProgress(
+            monitor.slug("build", binding.namespace, binding.name, rule.image_tag), self.image
+        )
 
     def _resource(self) -> dict[str, str]:
         return monitor.repository_resource(self.spec.instance_id, self.repository, self.spec.region)
@@ -74,10 +75,21 @@ class BuildWatch(BuildObserver):
 
     def started(self, record_id: str) -> None:
         self.record_id = record_id
-        self.logger.info("[%s] build %s started (rule %s, %s %s)", self.repository, record_id,
-                         self.rule.build_rule_id, self.rule.push_type, self.rule.push_name)
-        payload = {"build_record_id": record_id, "build_rule_id": self.rule.build_rule_id,
-                   "ref": self.rule.push_name, "image": self.image, "instance_id": self.spec.instance_id}
+        self.logger.info(
+            "[%s] build %s started (rule %s, %s %s)",
+            self.repository,
+            record_id,
+            self.rule.build_rule_id,
+            self.rule.push_type,
+            self.rule.push_name,
+        )
+        payload = {
+            "build_record_id": record_id,
+            "build_rule_id": self.rule.build_rule_id,
+            "ref": self.rule.push_name,
+            "image": self.image,
+            "instance_id": self.spec.instance_id,
+        }
         monitor.emit(monitor.BUILD_STARTED, self._resource(), self._related(self.image), payload)
         monitor.publish("build.started", repository=self.repository, image=self.image, build_record_id=record_id)
         self.progress.update(0.0, "started")
@@ -86,29 +98,58 @@ class BuildWatch(BuildObserver):
         pct = monitor.estimate_progress(status, stage)
         where = f", stage {stage}" if stage else ""
         self.progress.update(pct, f"{status}{where}, {lines} log lines")
-        monitor.publish("build.status", repository=self.repository, image=self.image, build_record_id=self.record_id,
-                        status=status, stage=stage,
-                        progress=pct, lines=lines, seconds=round(time.monotonic() - self.t0, 1))
+        monitor.publish(
+            "build.status",
+            repository=self.repository,
+            image=self.image,
+            build_record_id=self.record_id,
+            status=status,
+            stage=stage,
+            progress=pct,
+            lines=lines,
+            seconds=round(time.monotonic() - self.t0, 1),
+        )
 
     def log(self, line: LogLine) -> None:
         self.logger.info("[%s] %s %s", self.repository, line.stage, line.message)
-        monitor.publish("build.log", repository=self.repository, number=line.number, stage=line.stage,
-                        message=line.message)
+        monitor.publish(
+            "build.log", repository=self.repository, number=line.number, stage=line.stage, message=line.message
+        )
 
     def finished(self, outcome: BuildOutcome) -> None:
         """The build ended: stamp the wall time it took on ``outcome`` (``wall_seconds``), then tell everyone."""
         outcome.wall_seconds = round(time.monotonic() - self.t0, 3)
-        self.logger.info("[%s] build %s %s (%s%s, %.1f s)", self.repository, outcome.build_record_id, outcome.status,
-                         outcome.image, f" {outcome.digest}" if outcome.digest else "", outcome.wall_seconds)
+        self.logger.info(
+            "[%s] build %s %s (%s%s, %.1f s)",
+            self.repository,
+            outcome.build_record_id,
+            outcome.status,
+            outcome.image,
+            f" {outcome.digest}" if outcome.digest else "",
+            outcome.wall_seconds,
+        )
         if not outcome.succeeded:
             tail = outcome.log_tail[-TAIL_LINES:]
-            self.logger.error("[%s] build %s ended %s; its last %d log line(s):\n%s", self.repository,
-                              outcome.build_record_id, outcome.status, len(tail), "\n".join(tail))
+            self.logger.error(
+                "[%s] build %s ended %s; its last %d log line(s):\n%s",
+                self.repository,
+                outcome.build_record_id,
+                outcome.status,
+                len(tail),
+                "\n".join(tail),
+            )
         self.progress.update(100.0, f"{outcome.status} in {outcome.wall_seconds:.0f} s")
-        payload = {"build_record_id": outcome.build_record_id, "build_rule_id": outcome.build_rule_id,
-                   "ref": outcome.ref, "image": outcome.image, "digest": outcome.digest, "status": outcome.status,
-                   "seconds": outcome.wall_seconds, "record_seconds": outcome.seconds,
-                   "instance_id": self.spec.instance_id}
+        payload = {
+            "build_record_id": outcome.build_record_id,
+            "build_rule_id": outcome.build_rule_id,
+            "ref": outcome.ref,
+            "image": outcome.image,
+            "digest": outcome.digest,
+            "status": outcome.status,
+            "seconds": outcome.wall_seconds,
+            "record_seconds": outcome.seconds,
+            "instance_id": self.spec.instance_id,
+        }
         if not outcome.succeeded:
             payload["log_tail"] = outcome.log_tail[-10:]
         event = monitor.BUILD_SUCCEEDED if outcome.succeeded else monitor.BUILD_FAILED
@@ -130,9 +171,12 @@ def publish_build_summary(spec: Spec, builds: list[BuildOutcome], flow_run_id: s
 
     dumped = [b.model_dump() for b in builds]
     clock = record_clock_label(bool(sandbox_url()))
-    create_markdown_artifact(markdown=build_markdown(spec.name, dumped, flow_run_id, record_clock=clock),
-                             key=monitor.slug(spec.name, "builds"),
-                             description=f"builds of {spec.name}: summary")
+    create_markdown_artifact(
+        markdown=build_markdown(spec.name, dumped, flow_run_id, record_clock=clock),
+        key=monitor.slug(spec.name, "builds"),
+        description=f"builds of {spec.name}: summary",
+    )
     if builds:
-        create_table_artifact(table=build_rows(dumped), key=monitor.slug(spec.name, "build-table"),
-                              description=f"builds of {spec.name}")
+        create_table_artifact(
+            table=build_rows(dumped), key=monitor.slug(spec.name, "build-table"), description=f"builds of {spec.name}"
+        )

@@ -64,16 +64,32 @@ from tasks.ecs_common import ALL_IPV4, canonical_cidr, ecs_call
 
 LINK_MISSING = "CONSOLE_LINK_MISSING"
 LINK_MISMATCH = "CONSOLE_LINK_MISMATCH"
-__all__ = ["ACCOUNT_NOT_BOUND_CODE", "AccountOutcome", "ConsoleLinkCheck", "account_bound", "account_instructions",
-           "check_account", "check_account_task", "check_console_link", "link_differences", "link_instructions",
-           "link_targets", "verify_account", "verify_account_task", "verify_console_link", "wait_for_console_link"]
+__all__ = [
+    "ACCOUNT_NOT_BOUND_CODE",
+    "AccountOutcome",
+    "ConsoleLinkCheck",
+    "account_bound",
+    "account_instructions",
+    "check_account",
+    "check_account_task",
+    "check_console_link",
+    "link_differences",
+    "link_instructions",
+    "link_targets",
+    "verify_account",
+    "verify_account_task",
+    "verify_console_link",
+    "wait_for_console_link",
+]
 
 
 # -- link ---------------------------------------------------------------------------------------
 def _rule_text(rule: Mapping[str, Any]) -> str:
-    return (f"{rule.get('Policy') or 'Accept'} {(rule.get('IpProtocol') or 'ALL').upper()} "
-            f"{rule.get('PortRange') or '-1/-1'}, priority {rule.get('Priority') or 1}, "
-            f"rule {rule.get('SecurityGroupRuleId') or '(no id)'}")
+    return (
+        f"{rule.get('Policy') or 'Accept'} {(rule.get('IpProtocol') or 'ALL').upper()} "
+        f"{rule.get('PortRange') or '-1/-1'}, priority {rule.get('Priority') or 1}, "
+        f"rule {rule.get('SecurityGroupRuleId') or '(no id)'}"
+    )
 
 
 def _accept(rule: Mapping[str, Any]) -> bool:
@@ -89,11 +105,15 @@ def _covered(rule: Mapping[str, Any], targets: list[tuple[str, str, int, int]]) 
         lo, hi = netcheck.parse_port_range(rule.get("PortRange"))
     except ValueError:
         return False
-    return any(net.version == 4 and net.subnet_of(ipaddress.IPv4Network(cidr)) and t_lo <= lo and hi <= t_hi
-               for _, cidr, t_lo, t_hi in targets)
+    return any(
+        net.version == 4 and net.subnet_of(ipaddress.IPv4Network(cidr)) and t_lo <= lo and hi <= t_hi
+        for _, cidr, t_lo, t_hi in targets
+    )
 
 
-def link_differences(spec: Spec, rules: Sequence[Mapping[str, Any]], *, default_egress_accept: bool = True) -> list[str]:
+def link_differences(
+    spec: Spec, rules: Sequence[Mapping[str, Any]], *, default_egress_accept: bool = True
+) -> list[str]:
     """How security-group rules differ from the link the spec asks for (empty when they match).
 
     Args:
@@ -105,9 +125,13 @@ def link_differences(spec: Spec, rules: Sequence[Mapping[str, Any]], *, default_
         One line per difference, e.g. ``egress open to 0.0.0.0/0 (Accept ALL -1/-1, ...)`` or
         ``allowed IP 192.168.1.30:8081 missing: ...``.
     """
-    diffs = [f"inbound rule accepts {(r.get('IpProtocol') or 'ALL').upper()} {r.get('PortRange') or '-1/-1'} from "
-             f"{r.get('SourceCidrIp') or r.get('SourceGroupId') or '?'} ({_rule_text(r)}); the link admits no inbound "
-             f"traffic" for r in rules if str(r.get("Direction") or "").lower() == "ingress" and _accept(r)]
+    diffs = [
+        f"inbound rule accepts {(r.get('IpProtocol') or 'ALL').upper()} {r.get('PortRange') or '-1/-1'} from "
+        f"{r.get('SourceCidrIp') or r.get('SourceGroupId') or '?'} ({_rule_text(r)}); the link admits no inbound "
+        f"traffic"
+        for r in rules
+        if str(r.get("Direction") or "").lower() == "ingress" and _accept(r)
+    ]
     egress = [r for r in rules if str(r.get("Direction") or "").lower() == "egress"]
     targets = link_targets(spec)
     for label, cidr, lo, hi in targets:
@@ -120,8 +144,12 @@ def link_differences(spec: Spec, rules: Sequence[Mapping[str, Any]], *, default_
         if _accept(r) and not _covered(r, targets):
             dest = r.get("DestCidrIp") or r.get("DestGroupId") or r.get("DestPrefixListId") or "?"
             diffs.append(f"egress open to {canonical_cidr(str(dest))} ({_rule_text(r)})")
-    drop_all = any(not _accept(r) and (r.get("IpProtocol") or "").upper() == "ALL"
-                   and canonical_cidr(str(r.get("DestCidrIp") or "")) == ALL_IPV4 for r in egress)
+    drop_all = any(
+        not _accept(r)
+        and (r.get("IpProtocol") or "").upper() == "ALL"
+        and canonical_cidr(str(r.get("DestCidrIp") or "")) == ALL_IPV4
+        for r in egress
+    )
     if default_egress_accept and not drop_all:
         diffs.append(f"egress open to {ALL_IPV4} by default: no Drop ALL {ALL_IPV4} egress rule after the Accept rules")
     return diffs
@@ -132,12 +160,22 @@ def service_groups(ecs: Any, spec: Spec) -> list[Any]:
     vpc = spec.network.vpc_id
 
     def fetch(token: str | None) -> Any:
-        return ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
-                        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, vpc_id=vpc,
-                                                                 service_managed=True, max_results=100,
-                                                                 next_token=token), f"VPC {vpc}")
-    return list(paginate(fetch, lambda b: b.security_groups.security_group if b.security_groups else [],
-                         what=f"DescribeSecurityGroups in VPC {vpc}"))
+        return ecs_call(
+            "DescribeSecurityGroups",
+            ecs.describe_security_groups,
+            ecs_models.DescribeSecurityGroupsRequest(
+                region_id=spec.region, vpc_id=vpc, service_managed=True, max_results=100, next_token=token
+            ),
+            f"VPC {vpc}",
+        )
+
+    return list(
+        paginate(
+            fetch,
+            lambda b: b.security_groups.security_group if b.security_groups else [],
+            what=f"DescribeSecurityGroups in VPC {vpc}",
+        )
+    )
 
 
 def service_network_interfaces(ecs: Any, spec: Spec) -> list[Any]:
@@ -145,29 +183,48 @@ def service_network_interfaces(ecs: Any, spec: Spec) -> list[Any]:
     vpc = spec.network.vpc_id
 
     def fetch(token: str | None) -> Any:
-        return ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces,
-                        ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, vpc_id=vpc,
-                                                                    service_managed=True, max_results=100,
-                                                                    next_token=token), f"VPC {vpc}")
-    return list(paginate(fetch, lambda b: b.network_interface_sets.network_interface_set
-                         if b.network_interface_sets else [], what=f"DescribeNetworkInterfaces in VPC {vpc}"))
+        return ecs_call(
+            "DescribeNetworkInterfaces",
+            ecs.describe_network_interfaces,
+            ecs_models.DescribeNetworkInterfacesRequest(
+                region_id=spec.region, vpc_id=vpc, service_managed=True, max_results=100, next_token=token
+            ),
+            f"VPC {vpc}",
+        )
+
+    return list(
+        paginate(
+            fetch,
+            lambda b: b.network_interface_sets.network_interface_set if b.network_interface_sets else [],
+            what=f"DescribeNetworkInterfaces in VPC {vpc}",
+        )
+    )
 
 
 def group_rules(ecs: Any, spec: Spec, group_id: str) -> list[dict[str, Any]]:
     """Every rule of one group as ``to_map()`` dicts (``DescribeSecurityGroupAttribute``, both directions)."""
-    body = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
-                    ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
-                                                                     direction="all"), f"security group {group_id}")
+    body = ecs_call(
+        "DescribeSecurityGroupAttribute",
+        ecs.describe_security_group_attribute,
+        ecs_models.DescribeSecurityGroupAttributeRequest(
+            region_id=spec.region, security_group_id=group_id, direction="all"
+        ),
+        f"security group {group_id}",
+    )
     return [p.to_map() for p in (body.permissions.permission if body.permissions else []) or []]
 
 
 def _mismatch(spec: Spec, what: str, diffs: list[str]) -> PipelineError:
     return PipelineError(
         f"the console link for {spec.instance_id} in {spec.network.vpc_id} does not match the spec ({what}): "
-        + "; ".join(diffs), code=LINK_MISMATCH,
-        fix=(f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
-             f"GitLab > Manage Link and correct it to the values in the run's console-link-{spec.name} artifact, "
-             f"then rerun"))
+        + "; ".join(diffs),
+        code=LINK_MISMATCH,
+        fix=(
+            f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
+            f"GitLab > Manage Link and correct it to the values in the run's console-link-{spec.name} artifact, "
+            f"then rerun"
+        ),
+    )
 
 
 def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
@@ -190,8 +247,10 @@ def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
     if not groups and not enis:
         raise PipelineError(
             f"no service-managed security group or network interface in {vpc}: the console link for "
-            f"{spec.instance_id} has not been made", code=LINK_MISSING,
-            fix=f"do the console's Manage Link step shown in the run's console-link-{spec.name} artifact, then rerun")
+            f"{spec.instance_id} has not been made",
+            code=LINK_MISSING,
+            fix=f"do the console's Manage Link step shown in the run's console-link-{spec.name} artifact, then rerun",
+        )
     rules: dict[str, list[dict[str, Any]]] = {}
 
     def rules_of(gid: str) -> list[dict[str, Any]]:
@@ -206,24 +265,37 @@ def verify_console_link(ecs: Any, spec: Spec) -> tuple[LinkOutcome, EniOutcome]:
     for eni in [n for n in enis if n.v_switch_id == vsw]:
         gids = list(eni.security_group_ids.security_group_id or []) if eni.security_group_ids else []
         managed = [g for g in gids if g in groups]
-        diffs = [] if managed else [f"ENI {eni.network_interface_id} uses no service-managed security group "
-                                    f"({', '.join(gids) or 'none'})"]
-        diffs += link_differences(spec, [r for g in gids for r in rules_of(g)],
-                                  default_egress_accept=not all(enterprise(g) for g in gids))
+        diffs = (
+            []
+            if managed
+            else [
+                f"ENI {eni.network_interface_id} uses no service-managed security group ({', '.join(gids) or 'none'})"
+            ]
+        )
+        diffs += link_differences(
+            spec, [r for g in gids for r in rules_of(g)], default_egress_accept=not all(enterprise(g) for g in gids)
+        )
         if not diffs and eni.status == "InUse":
             gid = managed[0]
-            return (LinkOutcome(security_group_id=gid, resources={"security_group": f"{gid} (service-managed)"},
-                                notes=[f"console link verified: {gid} admits only the spec's egress"]),
-                    EniOutcome(network_interface_id=eni.network_interface_id, status=eni.status,
-                               private_ip=eni.private_ip_address or "",
-                               resources={"eni": f"{eni.network_interface_id} (service-managed)"}))
+            return (
+                LinkOutcome(
+                    security_group_id=gid,
+                    resources={"security_group": f"{gid} (service-managed)"},
+                    notes=[f"console link verified: {gid} admits only the spec's egress"],
+                ),
+                EniOutcome(
+                    network_interface_id=eni.network_interface_id,
+                    status=eni.status,
+                    private_ip=eni.private_ip_address or "",
+                    resources={"eni": f"{eni.network_interface_id} (service-managed)"},
+                ),
+            )
         if not diffs:
             diffs = [f"ENI {eni.network_interface_id} is {eni.status}, not InUse"]
         problems.append(f"ENI {eni.network_interface_id} with {', '.join(gids) or 'no group'}: " + "; ".join(diffs))
     if problems:
         raise _mismatch(spec, f"vSwitch {vsw}", problems)
-    elsewhere = [f"service-managed ENI {n.network_interface_id} is in vSwitch {n.v_switch_id}, not {vsw}"
-                 for n in enis]
+    elsewhere = [f"service-managed ENI {n.network_interface_id} is in vSwitch {n.v_switch_id}, not {vsw}" for n in enis]
     diffs = elsewhere or [f"no service-managed network interface in vSwitch {vsw}"]
     for gid in sorted(groups):
         group_diffs = link_differences(spec, rules_of(gid), default_egress_accept=not enterprise(gid))
@@ -267,8 +339,9 @@ def check_console_link(ecs: Any, spec: Spec) -> ConsoleLinkCheck:
     return ConsoleLinkCheck(link=link, eni=eni)
 
 
-def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
-                          sleep: Callable[[float], None] = time.sleep) -> tuple[LinkOutcome, EniOutcome]:
+def wait_for_console_link(
+    ecs: Any, spec: Spec, *, timeout_s: float, sleep: Callable[[float], None] = time.sleep
+) -> tuple[LinkOutcome, EniOutcome]:
     """:func:`verify_console_link`, retried for a while: the console may still be finishing (ENI attaching).
 
     Args:
@@ -283,14 +356,19 @@ def wait_for_console_link(ecs: Any, spec: Spec, *, timeout_s: float,
     Raises:
         PipelineError: the last ``CONSOLE_LINK_MISSING`` / ``CONSOLE_LINK_MISMATCH`` once time is up.
     """
-    return wait_until(lambda: verify_console_link(ecs, spec), what=f"the console link in VPC {spec.network.vpc_id}",
-                      timeout_s=timeout_s, sleep=sleep, first_s=VERIFY_FIRST_POLL_S, max_s=VERIFY_MAX_POLL_S,
-                      retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code in (LINK_MISSING, LINK_MISMATCH))
+    return wait_until(
+        lambda: verify_console_link(ecs, spec),
+        what=f"the console link in VPC {spec.network.vpc_id}",
+        timeout_s=timeout_s,
+        sleep=sleep,
+        first_s=VERIFY_FIRST_POLL_S,
+        max_s=VERIFY_MAX_POLL_S,
+        retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code in (LINK_MISSING, LINK_MISMATCH),
+    )
 
 
 # -- tasks ----------------------------------------------------------------------------------------
-@task(name="check-console-link", task_run_name="check-console-link {spec.name}",
-      cache_policy=NO_CACHE, **RETRY)
+@task(name="check-console-link", task_run_name="check-console-link {spec.name}", cache_policy=NO_CACHE, **RETRY)
 def check_console_link_task(spec: Spec) -> ConsoleLinkCheck:
     """Whether the console link is already right (console mode, before any pause).
 
@@ -306,8 +384,7 @@ def check_console_link_task(spec: Spec) -> ConsoleLinkCheck:
     return check_console_link(cloud.cloud_clients(spec).ecs, spec)
 
 
-@task(name="verify-console-link", task_run_name="verify-console-link {spec.name}",
-      cache_policy=NO_CACHE, **RETRY)
+@task(name="verify-console-link", task_run_name="verify-console-link {spec.name}", cache_policy=NO_CACHE, **RETRY)
 def verify_console_link_task(spec: Spec, wait_s: float = 0.0) -> tuple[LinkOutcome, EniOutcome]:
     """Verify the console-made link through ECS (console mode).
 

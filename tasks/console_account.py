@@ -50,7 +50,6 @@ class AccountOutcome(StageOutcome):
     evidence: str = ""
 
 
-
 # -- account ------------------------------------------------------------------------------------
 def _same_endpoint(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
@@ -60,10 +59,16 @@ def _domain_answer(spec: Spec, full_name: str, domain: str, changes: list[str]) 
     if not domain:  # bound, but CR names no endpoint: the binding stage accepts that too
         return AccountOutcome(bound=True, changes=changes, evidence=f"{full_name} is bound (no CodeRepoDomain shown)")
     same = _same_endpoint(domain, spec.gitlab.endpoint)
-    evidence = (f"{full_name} builds from the GitLab at {domain}" + ("" if same else
-                f", not the spec's gitlab.endpoint {spec.gitlab.endpoint}"))
-    return AccountOutcome(bound=same, domain=domain, evidence=evidence, changes=changes,
-                          resources={"account": f"{spec.gitlab.username} @ {domain}"} if same else {})
+    evidence = f"{full_name} builds from the GitLab at {domain}" + (
+        "" if same else f", not the spec's gitlab.endpoint {spec.gitlab.endpoint}"
+    )
+    return AccountOutcome(
+        bound=same,
+        domain=domain,
+        evidence=evidence,
+        changes=changes,
+        resources={"account": f"{spec.gitlab.username} @ {domain}"} if same else {},
+    )
 
 
 def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> AccountOutcome:
@@ -88,9 +93,14 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
     unbound: list[tuple[Any, str]] = []
     for repo in spec.repositories:
         try:
-            repo_id = check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
-                instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name)),
-                "GetRepository").repo_id
+            repo_id = check_cr(
+                cr.get_repository(
+                    cr_models.GetRepositoryRequest(
+                        instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name
+                    )
+                ),
+                "GetRepository",
+            ).repo_id
         except CrBusinessError as exc:
             if exc.code in _REPO_ABSENT:
                 continue
@@ -107,19 +117,35 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
         unbound.append((repo, ensure_repository(cr, spec, repo, changes)))
     repo, repo_id = unbound[0]
     try:
-        check_cr(cr.create_repo_source_code_repo(cr_models.CreateRepoSourceCodeRepoRequest(
-            instance_id=spec.instance_id, repo_id=repo_id, code_repo_type=CODE_REPO_TYPE,
-            code_repo_namespace_name=repo.code_repo_namespace, code_repo_name=repo.code_repo_name,
-            auto_build=repo.auto_build, oversea_build=False, disable_cache_build=repo.disable_cache_build)),
-            "CreateRepoSourceCodeRepo")
+        check_cr(
+            cr.create_repo_source_code_repo(
+                cr_models.CreateRepoSourceCodeRepoRequest(
+                    instance_id=spec.instance_id,
+                    repo_id=repo_id,
+                    code_repo_type=CODE_REPO_TYPE,
+                    code_repo_namespace_name=repo.code_repo_namespace,
+                    code_repo_name=repo.code_repo_name,
+                    auto_build=repo.auto_build,
+                    oversea_build=False,
+                    disable_cache_build=repo.disable_cache_build,
+                )
+            ),
+            "CreateRepoSourceCodeRepo",
+        )
     except CrBusinessError as exc:
         if exc.code in ACCOUNT_NOT_BOUND:
-            return AccountOutcome(bound=False, changes=changes,
-                                  evidence=f"CreateRepoSourceCodeRepo for {repo.full_name} answered {exc.code}: no "
-                                           f"GitLab account is bound to {spec.instance_id}")
+            return AccountOutcome(
+                bound=False,
+                changes=changes,
+                evidence=f"CreateRepoSourceCodeRepo for {repo.full_name} answered {exc.code}: no "
+                f"GitLab account is bound to {spec.instance_id}",
+            )
         if exc.code in CODE_REPO_MISSING:  # the account answered: the project is the binding stage's to report
-            return AccountOutcome(bound=True, changes=changes, evidence=f"a GitLab account is bound to "
-                                  f"{spec.instance_id} (it does not see {repo.gitlab_project})")
+            return AccountOutcome(
+                bound=True,
+                changes=changes,
+                evidence=f"a GitLab account is bound to {spec.instance_id} (it does not see {repo.gitlab_project})",
+            )
         raise
     changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
     source = get_source(cr, spec, repo_id)
@@ -140,8 +166,9 @@ def account_bound(cr: Any, spec: Spec) -> bool:
     return check_account(cr, spec, create_repository=True).bound is True
 
 
-def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
-                   sleep: Callable[[float], None] = time.sleep) -> AccountOutcome:
+def verify_account(
+    cr: Any, spec: Spec, *, timeout_s: float = 0.0, sleep: Callable[[float], None] = time.sleep
+) -> AccountOutcome:
     """Check the operator's "Bind Account", retrying for a while.
 
     Args:
@@ -156,6 +183,7 @@ def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
     Raises:
         PipelineError: ``CONSOLE_ACCOUNT_NOT_BOUND`` with the evidence and the fix.
     """
+
     def once() -> AccountOutcome:
         found = check_account(cr, spec, create_repository=True)
         if found.bound:
@@ -163,18 +191,31 @@ def verify_account(cr: Any, spec: Spec, *, timeout_s: float = 0.0,
         raise PipelineError(
             f"the GitLab account is not bound to {spec.instance_id} as the spec asks: {found.evidence}",
             code=ACCOUNT_NOT_BOUND_CODE,
-            fix=(f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
-                 f"GitLab > Bind Account and bind endpoint {spec.gitlab.endpoint} with user {spec.gitlab.username}, "
-                 f"then rerun"))
-    return wait_until(once, what=f"the GitLab account to be bound to {spec.instance_id}", timeout_s=timeout_s,
-                      sleep=sleep, first_s=VERIFY_FIRST_POLL_S, max_s=VERIFY_MAX_POLL_S,
-                      retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code == ACCOUNT_NOT_BOUND_CODE)
+            fix=(
+                f"in the Container Registry console open instance {spec.instance_id} > Repository > Code Source > "
+                f"GitLab > Bind Account and bind endpoint {spec.gitlab.endpoint} with user {spec.gitlab.username}, "
+                f"then rerun"
+            ),
+        )
 
+    return wait_until(
+        once,
+        what=f"the GitLab account to be bound to {spec.instance_id}",
+        timeout_s=timeout_s,
+        sleep=sleep,
+        first_s=VERIFY_FIRST_POLL_S,
+        max_s=VERIFY_MAX_POLL_S,
+        retry_on=lambda exc: isinstance(exc, PipelineError) and exc.code == ACCOUNT_NOT_BOUND_CODE,
+    )
 
 
 # -- tasks ----------------------------------------------------------------------------------------
-@task(name="check-console-account", task_run_name="check-console-account {spec.gitlab.username}",
-      cache_policy=NO_CACHE, **RETRY)
+@task(
+    name="check-console-account",
+    task_run_name="check-console-account {spec.gitlab.username}",
+    cache_policy=NO_CACHE,
+    **RETRY,
+)
 def check_account_task(spec: Spec) -> AccountOutcome:
     """Whether the spec's GitLab is bound to the instance (console mode; see :func:`check_account`).
 
@@ -190,8 +231,12 @@ def check_account_task(spec: Spec) -> AccountOutcome:
     return check_account(cloud.cloud_clients(spec).cr, spec, create_repository=True)
 
 
-@task(name="verify-console-account", task_run_name="verify-console-account {spec.gitlab.username}",
-      cache_policy=NO_CACHE, **RETRY)
+@task(
+    name="verify-console-account",
+    task_run_name="verify-console-account {spec.gitlab.username}",
+    cache_policy=NO_CACHE,
+    **RETRY,
+)
 def verify_account_task(spec: Spec, wait_s: float = 0.0) -> AccountOutcome:
     """Verify the operator's "Bind Account" through the CR API (console mode).
 

@@ -59,26 +59,65 @@ BUILD_DIAGNOSED = "acrvpc.build.diagnosed"
 STAGES = ("clone", "build", "push", "other")
 CAUSES = ("network", "gitlab_auth", "image_build", "push", "canceled", "timeout", "unknown")
 DIAGNOSED_CAUSES = {"network", "gitlab_auth"}
-HOPS = ("eni.attached", "link.egress", "gitlab.sg_ingress", "vbr.return_route", "build.oversea_off",
-        "binding.endpoint", "gitlab.reachable", "gitlab.token", "gitlab.projects")
-PREFLIGHT_HOPS = ("gitlab.sg_ingress", "vbr.return_route", "build.oversea_off", "gitlab.reachable", "gitlab.token",
-                  "gitlab.projects")
+HOPS = (
+    "eni.attached",
+    "link.egress",
+    "gitlab.sg_ingress",
+    "vbr.return_route",
+    "build.oversea_off",
+    "binding.endpoint",
+    "gitlab.reachable",
+    "gitlab.token",
+    "gitlab.projects",
+)
+PREFLIGHT_HOPS = (
+    "gitlab.sg_ingress",
+    "vbr.return_route",
+    "build.oversea_off",
+    "gitlab.reachable",
+    "gitlab.token",
+    "gitlab.projects",
+)
 HEALTHY = "every hop checks out, the failure is likely elsewhere"
 
 _log = logging.getLogger("acrvpc.diagnose")
 # Log-tail hints, checked per line from the last one up; on one line auth wins over network (git prints
 # "unable to access" for both), push over image build.
 _HINTS = (
-    ("gitlab_auth", re.compile(r"authentication failed|http basic: access denied|could not read username|"
-                               r"invalid username or password|returned error: 40[13]|invalid_token|"
-                               r"could not be found or you don't have permission", re.I)),
-    ("network", re.compile(r"failed to connect|connection timed out|timed out|could not resolve host|"
-                           r"connection refused|no route to host|network is unreachable|cannot reach|"
-                           r"connect to \S+ failed", re.I)),
-    ("push", re.compile(r"denied: requested access|unauthorized: authentication required|quota|toomanyrequests|"
-                        r"exceeded|push access denied|insufficient_scope", re.I)),
-    ("image_build", re.compile(r"did not complete successfully|failed to solve|returned a non-zero code|"
-                               r"dockerfile|compilation failure|\[error\]|error building image", re.I)),
+    (
+        "gitlab_auth",
+        re.compile(
+            r"authentication failed|http basic: access denied|could not read username|"
+            r"invalid username or password|returned error: 40[13]|invalid_token|"
+            r"could not be found or you don't have permission",
+            re.I,
+        ),
+    ),
+    (
+        "network",
+        re.compile(
+            r"failed to connect|connection timed out|timed out|could not resolve host|"
+            r"connection refused|no route to host|network is unreachable|cannot reach|"
+            r"connect to \S+ failed",
+            re.I,
+        ),
+    ),
+    (
+        "push",
+        re.compile(
+            r"denied: requested access|unauthorized: authentication required|quota|toomanyrequests|"
+            r"exceeded|push access denied|insufficient_scope",
+            re.I,
+        ),
+    ),
+    (
+        "image_build",
+        re.compile(
+            r"did not complete successfully|failed to solve|returned a non-zero code|"
+            r"dockerfile|compilation failure|\[error\]|error building image",
+            re.I,
+        ),
+    ),
 )
 
 
@@ -168,8 +207,9 @@ def classify(status: str, api_stage: str, tail: list[str]) -> Failure | None:
         cause = hint
     else:
         cause = "timeout" if status == "TIMEOUT" else "unknown"
-    return Failure(status=status, stage=stage, api_stage=api_stage, cause=cause, hint=line,
-                   diagnose=cause in DIAGNOSED_CAUSES)
+    return Failure(
+        status=status, stage=stage, api_stage=api_stage, cause=cause, hint=line, diagnose=cause in DIAGNOSED_CAUSES
+    )
 
 
 def classify_outcome(outcome: BuildOutcome) -> Failure | None:
@@ -180,8 +220,7 @@ def classify_outcome(outcome: BuildOutcome) -> Failure | None:
 
 # -- the hops ------------------------------------------------------------------------------------
 def _rerun(spec: Spec, what: str) -> str:
-    return (f"run the full pipeline again (`acrvpc run SPEC` for spec {spec.name}, or the vpc-build deployment): "
-            f"{what}")
+    return f"run the full pipeline again (`acrvpc run SPEC` for spec {spec.name}, or the vpc-build deployment): {what}"
 
 
 def _guarded(hop_id: str, check: Callable[[], list[Hop]]) -> list[Hop]:
@@ -202,29 +241,53 @@ def _link_hops(ecs: Any, spec: Spec) -> list[Hop]:
     key, value = spec.tag
     group_id = find_security_group(ecs, spec)
     if group_id is None:
-        return [Hop(id="eni.attached", result="skip", detail="the link's security group is missing (link.egress)"),
-                Hop(id="link.egress", result="fail", detail=f"no security group in {spec.network.vpc_id} carries "
-                    f"the tag {key}={value}: the build ENI has no egress to GitLab",
-                    fix=_rerun(spec, "the link stage creates the group, the eni stage moves the ENI into it"))]
+        return [
+            Hop(id="eni.attached", result="skip", detail="the link's security group is missing (link.egress)"),
+            Hop(
+                id="link.egress",
+                result="fail",
+                detail=f"no security group in {spec.network.vpc_id} carries "
+                f"the tag {key}={value}: the build ENI has no egress to GitLab",
+                fix=_rerun(spec, "the link stage creates the group, the eni stage moves the ENI into it"),
+            ),
+        ]
     drift: list[str] = []
     eni = ensure_network_interface(ecs, spec, group_id, plan=True, on_drift=lambda _id, d: drift.extend(d))
     if eni.network_interface_id.startswith("<"):
-        eni_hop = Hop(id="eni.attached", result="fail", detail=f"no network interface in {spec.network.vswitch_id} "
-                      f"carries the tag {key}={value}: the builders have no way into the VPC",
-                      fix=_rerun(spec, "the eni stage creates it and waits until the registry attaches it"))
+        eni_hop = Hop(
+            id="eni.attached",
+            result="fail",
+            detail=f"no network interface in {spec.network.vswitch_id} "
+            f"carries the tag {key}={value}: the builders have no way into the VPC",
+            fix=_rerun(spec, "the eni stage creates it and waits until the registry attaches it"),
+        )
     elif eni.status != "InUse" or drift:
         problems = ([f"{eni.network_interface_id} is {eni.status}, not InUse"] if eni.status != "InUse" else []) + drift
         account = spec.link.build_service_account_id
-        grant = (f"; or at once: aliyun ecs CreateNetworkInterfacePermission --RegionId {spec.region} "
-                 f"--NetworkInterfaceId {eni.network_interface_id} --AccountId {account} --Permission {PERMISSION}"
-                 if any(c.startswith("CreateNetworkInterfacePermission") for c in eni.changes) else "")
-        eni_hop = Hop(id="eni.attached", result="fail", detail="; ".join(problems),
-                      fix=_rerun(spec, f"the eni stage puts {eni.network_interface_id} back in {group_id} alone, "
-                                       f"grants {PERMISSION} to the registry's account {account} and waits for "
-                                       f"InUse{grant}"))
+        grant = (
+            f"; or at once: aliyun ecs CreateNetworkInterfacePermission --RegionId {spec.region} "
+            f"--NetworkInterfaceId {eni.network_interface_id} --AccountId {account} --Permission {PERMISSION}"
+            if any(c.startswith("CreateNetworkInterfacePermission") for c in eni.changes)
+            else ""
+        )
+        eni_hop = Hop(
+            id="eni.attached",
+            result="fail",
+            detail="; ".join(problems),
+            fix=_rerun(
+                spec,
+                f"the eni stage puts {eni.network_interface_id} back in {group_id} alone, "
+                f"grants {PERMISSION} to the registry's account {account} and waits for "
+                f"InUse{grant}",
+            ),
+        )
     else:
-        eni_hop = Hop(id="eni.attached", result="pass", detail=f"{eni.network_interface_id} is InUse in {group_id}, "
-                      f"attachable by the registry's account {spec.link.build_service_account_id}")
+        eni_hop = Hop(
+            id="eni.attached",
+            result="pass",
+            detail=f"{eni.network_interface_id} is InUse in {group_id}, "
+            f"attachable by the registry's account {spec.link.build_service_account_id}",
+        )
     differences: list[str] = []
     converge_rules(ecs, spec, group_id, plan=True, on_drift=lambda _id, d: differences.extend(d))
     rules = [r for r in group_rules(ecs, spec, group_id) if str(r.get("Direction", "")).lower() == "egress"]
@@ -233,24 +296,42 @@ def _link_hops(ecs: Any, spec: Spec) -> list[Hop]:
         port = netcheck.parse_port_range(want.port_range)[0]
         verdict = netcheck.admits_egress(rules, want.cidr, "TCP", port, default_accept=True)
         if not verdict.allowed:
-            blocked.append(f"egress to {want.cidr} TCP {want.port_range} ({want.description}) is denied: "
-                           f"{verdict.reason}")
-            fixes.append(f"aliyun ecs AuthorizeSecurityGroupEgress --RegionId {spec.region} --SecurityGroupId "
-                         f"{group_id} --Permissions.1.Policy Accept --Permissions.1.Priority 1 "
-                         f"--Permissions.1.IpProtocol TCP --Permissions.1.PortRange {want.port_range} "
-                         f"--Permissions.1.DestCidrIp {want.cidr}")
+            blocked.append(
+                f"egress to {want.cidr} TCP {want.port_range} ({want.description}) is denied: {verdict.reason}"
+            )
+            fixes.append(
+                f"aliyun ecs AuthorizeSecurityGroupEgress --RegionId {spec.region} --SecurityGroupId "
+                f"{group_id} --Permissions.1.Policy Accept --Permissions.1.Priority 1 "
+                f"--Permissions.1.IpProtocol TCP --Permissions.1.PortRange {want.port_range} "
+                f"--Permissions.1.DestCidrIp {want.cidr}"
+            )
     drift_text = f" (drift: {'; '.join(differences)})" if differences else ""
     if blocked:
-        link_hop = Hop(id="link.egress", result="fail", detail=f"security group {group_id}: " + "; ".join(blocked)
-                       + drift_text, fix=_rerun(spec, f"the link stage converges {group_id} back to the spec (or at "
-                                                      f"once: {'; '.join(fixes)}, and revoke any Drop rule that wins)"))
+        link_hop = Hop(
+            id="link.egress",
+            result="fail",
+            detail=f"security group {group_id}: " + "; ".join(blocked) + drift_text,
+            fix=_rerun(
+                spec,
+                f"the link stage converges {group_id} back to the spec (or at "
+                f"once: {'; '.join(fixes)}, and revoke any Drop rule that wins)",
+            ),
+        )
     elif differences:
-        link_hop = Hop(id="link.egress", result="warn", detail=f"security group {group_id} admits GitLab and the "
-                       f"allowed IPs but differs from the spec: {'; '.join(differences)}",
-                       fix=_rerun(spec, f"the link stage converges {group_id} back to the spec"))
+        link_hop = Hop(
+            id="link.egress",
+            result="warn",
+            detail=f"security group {group_id} admits GitLab and the "
+            f"allowed IPs but differs from the spec: {'; '.join(differences)}",
+            fix=_rerun(spec, f"the link stage converges {group_id} back to the spec"),
+        )
     else:
-        link_hop = Hop(id="link.egress", result="pass", detail=f"security group {group_id} admits GitLab "
-                       f"{spec.gitlab.private_ip}:{spec.gitlab.port} and the allowed IPs, as the spec says")
+        link_hop = Hop(
+            id="link.egress",
+            result="pass",
+            detail=f"security group {group_id} admits GitLab "
+            f"{spec.gitlab.private_ip}:{spec.gitlab.port} and the allowed IPs, as the spec says",
+        )
     return [eni_hop, link_hop]
 
 
@@ -263,11 +344,18 @@ def _console_link_hops(ecs: Any, spec: Spec) -> list[Hop]:
     except PipelineError as exc:
         if not exc.code.startswith("CONSOLE_LINK"):
             raise
-        return [Hop(id="link.egress", result="fail", detail=exc.detail, fix=exc.fix),
-                Hop(id="eni.attached", result="skip", detail="checked with the console link (link.egress)")]
-    return [Hop(id="eni.attached", result="pass", detail=f"{eni.network_interface_id} is {eni.status}"),
-            Hop(id="link.egress", result="pass", detail=f"the console's group {link.security_group_id} admits "
-                f"GitLab and the allowed IPs, as the spec says")]
+        return [
+            Hop(id="link.egress", result="fail", detail=exc.detail, fix=exc.fix),
+            Hop(id="eni.attached", result="skip", detail="checked with the console link (link.egress)"),
+        ]
+    return [
+        Hop(id="eni.attached", result="pass", detail=f"{eni.network_interface_id} is {eni.status}"),
+        Hop(
+            id="link.egress",
+            result="pass",
+            detail=f"the console's group {link.security_group_id} admits GitLab and the allowed IPs, as the spec says",
+        ),
+    ]
 
 
 def _binding_hops(spec: Spec, repositories: dict[str, Any], only: str | None) -> list[Hop]:
@@ -280,13 +368,24 @@ def _binding_hops(spec: Spec, repositories: dict[str, Any], only: str | None) ->
             continue
         read = repositories.get(repo.full_name)
         if read is None or not read.ok:
-            hops.append(Hop(id="binding.endpoint", result="skip", detail=f"{repo.full_name}: not checked: "
-                            f"{explain(read.error) if read is not None else 'not read'}"))
+            hops.append(
+                Hop(
+                    id="binding.endpoint",
+                    result="skip",
+                    detail=f"{repo.full_name}: not checked: {explain(read.error) if read is not None else 'not read'}",
+                )
+            )
             continue
         if read.value["repository"] is None or read.value["source"] is None:
             missing = "does not exist" if read.value["repository"] is None else "is bound to no source code"
-            hops.append(Hop(id="binding.endpoint", result="fail", detail=f"{repo.full_name} {missing}",
-                            fix=_rerun(spec, f"the binding stage binds it to {repo.gitlab_project}")))
+            hops.append(
+                Hop(
+                    id="binding.endpoint",
+                    result="fail",
+                    detail=f"{repo.full_name} {missing}",
+                    fix=_rerun(spec, f"the binding stage binds it to {repo.gitlab_project}"),
+                )
+            )
             continue
         domain = str(read.value["source"].get("CodeRepoDomain") or "")
         try:
@@ -294,9 +393,15 @@ def _binding_hops(spec: Spec, repositories: dict[str, Any], only: str | None) ->
         except PipelineError as exc:
             hops.append(Hop(id="binding.endpoint", result="fail", detail=exc.detail, fix=exc.fix))
             continue
-        hops.append(Hop(id="binding.endpoint", result="pass", detail=f"{repo.full_name} builds from "
-                        f"{domain or spec.gitlab.endpoint} ({read.value['source'].get('CodeRepoNamespaceName')}/"
-                        f"{read.value['source'].get('CodeRepoName')})"))
+        hops.append(
+            Hop(
+                id="binding.endpoint",
+                result="pass",
+                detail=f"{repo.full_name} builds from "
+                f"{domain or spec.gitlab.endpoint} ({read.value['source'].get('CodeRepoNamespaceName')}/"
+                f"{read.value['source'].get('CodeRepoName')})",
+            )
+        )
     return hops
 
 
@@ -337,18 +442,27 @@ def diagnose_path(clients: Any, spec: Spec, *, gitlab: Any = None, repository: s
 def why(failure: Failure, diagnosis: Diagnosis | None) -> dict[str, Any]:
     """``BuildOutcome.why``: the classification, the diagnosis (when one ran) and a one-line summary."""
     if diagnosis is None:
-        summary = f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage" + (
-            f": {failure.hint}" if failure.hint else "") + " (no network diagnosis)"
+        summary = (
+            f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage"
+            + (f": {failure.hint}" if failure.hint else "")
+            + " (no network diagnosis)"
+        )
     else:
         summary = diagnosis.summary()
     broken = diagnosis.broken if diagnosis is not None else []
-    return {"failure": failure.model_dump(), "diagnosis": diagnosis.model_dump() if diagnosis else None,
-            "hop": broken[0].id if broken else "", "broken": [h.model_dump() for h in broken],
-            "healthy": diagnosis.healthy if diagnosis is not None else None, "summary": summary}
+    return {
+        "failure": failure.model_dump(),
+        "diagnosis": diagnosis.model_dump() if diagnosis else None,
+        "hop": broken[0].id if broken else "",
+        "broken": [h.model_dump() for h in broken],
+        "healthy": diagnosis.healthy if diagnosis is not None else None,
+        "summary": summary,
+    }
 
 
-def explain_build(spec: Spec, outcome: BuildOutcome, *, clients: Any = None, gitlab: Any = None,
-                  logger: Any = None) -> BuildOutcome:
+def explain_build(
+    spec: Spec, outcome: BuildOutcome, *, clients: Any = None, gitlab: Any = None, logger: Any = None
+) -> BuildOutcome:
     """Classify a build that did not succeed and, for a network or auth failure, diagnose the path at once.
 
     The result goes into the outcome (``why``), the run's logs (``logger``), and an
@@ -377,21 +491,41 @@ def explain_build(spec: Spec, outcome: BuildOutcome, *, clients: Any = None, git
             gitlab = gitlab if gitlab is not None else functools.partial(cloud.gitlab_for, spec)
             diagnosis = diagnose_path(clients, spec, gitlab=gitlab, repository=outcome.repository)
         except Exception as exc:  # noqa: BLE001 - a build's result must not be lost to its diagnosis
-            logger.warning("[%s] the diagnosis of build %s could not run: %s", outcome.repository,
-                           outcome.build_record_id, explain(exc))
+            logger.warning(
+                "[%s] the diagnosis of build %s could not run: %s",
+                outcome.repository,
+                outcome.build_record_id,
+                explain(exc),
+            )
     found = why(failure, diagnosis)
-    logger.error("[%s] why build %s failed: %s failure in the %s stage%s; %s", outcome.repository,
-                 outcome.build_record_id, failure.cause.replace("_", " "), failure.stage,
-                 f" ({failure.hint})" if failure.hint else "", found["summary"])
+    logger.error(
+        "[%s] why build %s failed: %s failure in the %s stage%s; %s",
+        outcome.repository,
+        outcome.build_record_id,
+        failure.cause.replace("_", " "),
+        failure.stage,
+        f" ({failure.hint})" if failure.hint else "",
+        found["summary"],
+    )
     if diagnosis is not None:
         resource = monitor.repository_resource(spec.instance_id, outcome.repository, spec.region)
-        payload = {"build_record_id": outcome.build_record_id, "image": outcome.image, "status": outcome.status,
-                   "stage": failure.stage, "cause": failure.cause, "hint": failure.hint, "hop": found["hop"],
-                   "broken": found["broken"], "healthy": diagnosis.healthy, "summary": found["summary"],
-                   "instance_id": spec.instance_id}
+        payload = {
+            "build_record_id": outcome.build_record_id,
+            "image": outcome.image,
+            "status": outcome.status,
+            "stage": failure.stage,
+            "cause": failure.cause,
+            "hint": failure.hint,
+            "hop": found["hop"],
+            "broken": found["broken"],
+            "healthy": diagnosis.healthy,
+            "summary": found["summary"],
+            "instance_id": spec.instance_id,
+        }
         monitor.emit(BUILD_DIAGNOSED, resource, [monitor.image_resource(outcome.image, outcome.repository)], payload)
-        monitor.publish("build.diagnosed", repository=outcome.repository, build_record_id=outcome.build_record_id,
-                        why=found)
+        monitor.publish(
+            "build.diagnosed", repository=outcome.repository, build_record_id=outcome.build_record_id, why=found
+        )
     return outcome.model_copy(update={"why": found})
 
 
@@ -407,22 +541,38 @@ def read_build(cr: Any, spec: Spec, record_id: str) -> BuildOutcome:
     from tasks.build_record import TAIL_LINES, BuildObserver, Poller
 
     try:
-        record = check_cr(cr.get_repo_build_record(cr_models.GetRepoBuildRecordRequest(
-            instance_id=spec.instance_id, build_record_id=record_id)), "GetRepoBuildRecord")
+        record = check_cr(
+            cr.get_repo_build_record(
+                cr_models.GetRepoBuildRecordRequest(instance_id=spec.instance_id, build_record_id=record_id)
+            ),
+            "GetRepoBuildRecord",
+        )
     except CrBusinessError as exc:
-        raise PipelineError(f"--build: instance {spec.instance_id} has no build record {record_id} ({exc.code})",
-                            code=exc.code, fix="copy the build record id from the build table, the build summary "
-                                               "artifact or the console's build log") from exc
+        raise PipelineError(
+            f"--build: instance {spec.instance_id} has no build record {record_id} ({exc.code})",
+            code=exc.code,
+            fix="copy the build record id from the build table, the build summary artifact or the console's build log",
+        ) from exc
     image = record.image
     namespace, name = (image.repo_namespace_name, image.repo_name) if image else ("", "")
-    repo = check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
-        instance_id=spec.instance_id, repo_namespace_name=namespace, repo_name=name)), "GetRepository")
+    repo = check_cr(
+        cr.get_repository(
+            cr_models.GetRepositoryRequest(instance_id=spec.instance_id, repo_namespace_name=namespace, repo_name=name)
+        ),
+        "GetRepository",
+    )
     binding = BindingOutcome(namespace=namespace, name=name, repo_id=str(repo.repo_id), gitlab_project="")
     poller = Poller(cr, spec, binding, record_id, lambda _s: None, BuildObserver())
     poller.ended = True
     poller.fetch_logs()
     status = str(record.status or "").upper()
-    return BuildOutcome(repository=binding.full_name, repo_id=binding.repo_id, build_rule_id="",
-                        build_record_id=record_id, status="CANCELED" if status == "CANCELLED" else status,
-                        image=f"{binding.full_name}:{image.image_tag if image else ''}", log_lines=len(poller.lines),
-                        log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]])
+    return BuildOutcome(
+        repository=binding.full_name,
+        repo_id=binding.repo_id,
+        build_rule_id="",
+        build_record_id=record_id,
+        status="CANCELED" if status == "CANCELLED" else status,
+        image=f"{binding.full_name}:{image.image_tag if image else ''}",
+        log_lines=len(poller.lines),
+        log_tail=[str(line) for line in poller.lines[-TAIL_LINES:]],
+    )

@@ -27,11 +27,18 @@ _log = logging.getLogger("acrvpc.drift")
 
 def drift_markdown(spec: Spec, kind: str, resource_id: str, differences: list[str]) -> str:
     """The drift artifact's markdown."""
-    lines = [f"# Drift on link {spec.name}", "",
-             f"The {kind} `{resource_id}` (tagged `{spec.tag[0]}={spec.tag[1]}`) differs from the spec:", ""]
+    lines = [
+        f"# Drift on link {spec.name}",
+        "",
+        f"The {kind} `{resource_id}` (tagged `{spec.tag[0]}={spec.tag[1]}`) differs from the spec:",
+        "",
+    ]
     lines += [f"- {difference}" for difference in differences]
-    lines += ["", "This run converges it back to the spec. If the change was wanted, put it in the spec "
-                  "(e.g. `link.allowed_ips`); otherwise find out who changed it (ActionTrail)."]
+    lines += [
+        "",
+        "This run converges it back to the spec. If the change was wanted, put it in the spec "
+        "(e.g. `link.allowed_ips`); otherwise find out who changed it (ActionTrail).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -54,17 +61,29 @@ class DriftReporter:
             from prefect import get_run_logger
             from prefect.artifacts import create_markdown_artifact
 
-            get_run_logger().warning("drift: the %s %s differs from the spec: %s", self.kind, resource_id,
-                                     "; ".join(differences))
+            get_run_logger().warning(
+                "drift: the %s %s differs from the spec: %s", self.kind, resource_id, "; ".join(differences)
+            )
             try:
-                create_markdown_artifact(markdown=drift_markdown(self.spec, self.kind, resource_id, differences),
-                                         key=monitor.slug("drift", self.spec.name),
-                                         description=f"drift on {self.kind} {resource_id}")
+                create_markdown_artifact(
+                    markdown=drift_markdown(self.spec, self.kind, resource_id, differences),
+                    key=monitor.slug("drift", self.spec.name),
+                    description=f"drift on {self.kind} {resource_id}",
+                )
             except Exception:  # noqa: BLE001 - the report must not stop the convergence
                 _log.warning("could not write the drift artifact", exc_info=True)
-        resource = {"prefect.resource.id": f"acrvpc.link.{self.spec.name}.{resource_id}",
-                    "prefect.resource.name": resource_id, "acrvpc.link": self.spec.name,
-                    "acrvpc.resource-kind": self.kind, "acrvpc.region": self.spec.region}
+        resource = {
+            "prefect.resource.id": f"acrvpc.link.{self.spec.name}.{resource_id}",
+            "prefect.resource.name": resource_id,
+            "acrvpc.link": self.spec.name,
+            "acrvpc.resource-kind": self.kind,
+            "acrvpc.region": self.spec.region,
+        }
         monitor.emit(monitor.DRIFT_DETECTED, resource, payload={"differences": differences, "kind": self.kind})
-        monitor.publish("drift.detected", link=self.spec.name, resource_kind=self.kind, resource_id=resource_id,
-                        differences=differences)
+        monitor.publish(
+            "drift.detected",
+            link=self.spec.name,
+            resource_kind=self.kind,
+            resource_id=resource_id,
+            differences=differences,
+        )

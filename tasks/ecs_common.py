@@ -53,8 +53,13 @@ def _run_salt() -> str:
         return _PROCESS_SALT
 
 
-def create_with_token(kind: str, parts: tuple[str, ...], create: Callable[[str], T],
-                      unusable: Callable[[T], tuple[str, str | None]], what: str) -> T:
+def create_with_token(
+    kind: str,
+    parts: tuple[str, ...],
+    create: Callable[[str], T],
+    unusable: Callable[[T], tuple[str, str | None]],
+    what: str,
+) -> T:
     """Create a resource with a deterministic ClientToken and make sure the answer is a live resource.
 
     ECS answers a repeated ClientToken with what the first request made. If that resource was
@@ -87,13 +92,20 @@ def create_with_token(kind: str, parts: tuple[str, ...], create: Callable[[str],
         if why is None:
             return answer
         stale.append(f"{resource_id} ({why})")
-        run_logger().warning("ECS answered the create of the %s with ClientToken %s by %s, which is %s: the token "
-                             "outlived its resource; creating it again with a new token", what, token, resource_id,
-                             why)
+        run_logger().warning(
+            "ECS answered the create of the %s with ClientToken %s by %s, which is %s: the token "
+            "outlived its resource; creating it again with a new token",
+            what,
+            token,
+            resource_id,
+            why,
+        )
         token = client_token(kind, *parts, "replaces", resource_id, _run_salt())
-    raise PipelineError(f"every create of the {what} was answered with a resource that is gone or being deleted: "
-                        f"{', '.join(stale)}", code="CLIENT_TOKEN_STALE",
-                        fix="wait until those resources are fully deleted (ECS console), then rerun")
+    raise PipelineError(
+        f"every create of the {what} was answered with a resource that is gone or being deleted: {', '.join(stale)}",
+        code="CLIENT_TOKEN_STALE",
+        fix="wait until those resources are fully deleted (ECS console), then rerun",
+    )
 
 
 def canonical_cidr(value: str) -> str:
@@ -111,8 +123,9 @@ def canonical_cidr(value: str) -> str:
         return value
 
 
-def ecs_call(action: str, call: Callable[[Any], Any], request: Any, resource: str,
-             fixes: dict[str, str] | None = None) -> Any:
+def ecs_call(
+    action: str, call: Callable[[Any], Any], request: Any, resource: str, fixes: dict[str, str] | None = None
+) -> Any:
     """Make one ECS call and return its body.
 
     Args:
@@ -192,7 +205,13 @@ def retry_stage(stage: str, attempt: Callable[[int], T], *, sleep: Callable[[flo
             )
 
             delay = clamped_poisson_interval(delays[number - 1], clamping_factor=jitter)
-            log.warning("stage %s failed transiently (%s); retry %d/%d in %.1f s", stage, explain(exc)[:300],
-                        number, len(delays), delay)
+            log.warning(
+                "stage %s failed transiently (%s); retry %d/%d in %.1f s",
+                stage,
+                explain(exc)[:300],
+                number,
+                len(delays),
+                delay,
+            )
             sleep(delay)
             number += 1

@@ -70,17 +70,22 @@ def find_network_interface(ecs: Any, spec: Spec) -> Any | None:
     """
     key, value = spec.tag
     request = ecs_models.DescribeNetworkInterfacesRequest(
-        region_id=spec.region, v_switch_id=spec.network.vswitch_id, max_results=100,
-        tag=[ecs_models.DescribeNetworkInterfacesRequestTag(key=key, value=value)])
-    body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request,
-                    f"vSwitch {spec.network.vswitch_id}")
+        region_id=spec.region,
+        v_switch_id=spec.network.vswitch_id,
+        max_results=100,
+        tag=[ecs_models.DescribeNetworkInterfacesRequestTag(key=key, value=value)],
+    )
+    body = ecs_call(
+        "DescribeNetworkInterfaces", ecs.describe_network_interfaces, request, f"vSwitch {spec.network.vswitch_id}"
+    )
     found = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
     if len(found) > 1:
         ids = sorted(n.network_interface_id for n in found)
         raise PipelineError(
             f"{len(ids)} network interfaces in {spec.network.vswitch_id} carry the tag {key}={value}: {', '.join(ids)}",
             code="ENI_AMBIGUOUS",
-            fix=f"keep the one the registry uses, delete the others (or remove their {key} tag), then rerun")
+            fix=f"keep the one the registry uses, delete the others (or remove their {key} tag), then rerun",
+        )
     return found[0] if found else None
 
 
@@ -107,33 +112,50 @@ def ensure_permission(ecs: Any, spec: Spec, eni_id: str, account_id: int, *, pla
     Raises:
         PipelineError: a fatal ECS error, with its code and fix.
     """
-    planned = [f"CreateNetworkInterfacePermission {PLANNED_PERMISSION} ({PERMISSION} for account {account_id} on "
-               f"{eni_id})"]
+    planned = [
+        f"CreateNetworkInterfacePermission {PLANNED_PERMISSION} ({PERMISSION} for account {account_id} on {eni_id})"
+    ]
     if plan and eni_id == PLANNED_ENI:
         return planned
     what = f"ENI {eni_id}"
-    body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions,
-                    ecs_models.DescribeNetworkInterfacePermissionsRequest(region_id=spec.region,
-                                                                          network_interface_id=eni_id, page_size=100),
-                    what)
-    perms = body.network_interface_permissions.network_interface_permission if body.network_interface_permissions else []
+    body = ecs_call(
+        "DescribeNetworkInterfacePermissions",
+        ecs.describe_network_interface_permissions,
+        ecs_models.DescribeNetworkInterfacePermissionsRequest(
+            region_id=spec.region, network_interface_id=eni_id, page_size=100
+        ),
+        what,
+    )
+    perms = (
+        body.network_interface_permissions.network_interface_permission if body.network_interface_permissions else []
+    )
     for p in perms:
-        if (int(p.account_id or 0) == account_id and p.permission == PERMISSION
-                and (p.permission_state or "").lower() in _LIVE_PERMISSION_STATES):
+        if (
+            int(p.account_id or 0) == account_id
+            and p.permission == PERMISSION
+            and (p.permission_state or "").lower() in _LIVE_PERMISSION_STATES
+        ):
             return []
     if plan:
         return planned
-    body = ecs_call("CreateNetworkInterfacePermission", ecs.create_network_interface_permission,
-                    ecs_models.CreateNetworkInterfacePermissionRequest(region_id=spec.region, network_interface_id=eni_id,
-                                                                       account_id=account_id, permission=PERMISSION),
-                    what)
+    body = ecs_call(
+        "CreateNetworkInterfacePermission",
+        ecs.create_network_interface_permission,
+        ecs_models.CreateNetworkInterfacePermissionRequest(
+            region_id=spec.region, network_interface_id=eni_id, account_id=account_id, permission=PERMISSION
+        ),
+        what,
+    )
     perm = body.network_interface_permission
-    return [f"CreateNetworkInterfacePermission {perm.network_interface_permission_id} "
-            f"({PERMISSION} for account {account_id} on {eni_id})"]
+    return [
+        f"CreateNetworkInterfacePermission {perm.network_interface_permission_id} "
+        f"({PERMISSION} for account {account_id} on {eni_id})"
+    ]
 
 
-def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: float,
-                sleep: Callable[[float], None]) -> Any:
+def wait_in_use(
+    ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: float, sleep: Callable[[float], None]
+) -> Any:
     """Poll the ENI until it is ``InUse``, backing off from 0.5 s to 5 s.
 
     Args:
@@ -157,8 +179,11 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
         nonlocal seen_attaching, status
         item = _describe_one(ecs, spec, eni_id)
         if item is None:
-            raise PipelineError(f"ENI {eni_id} disappeared while waiting for the registry to attach it",
-                                code="ENI_ATTACH_FAILED", fix="check that nothing else deletes it, then rerun")
+            raise PipelineError(
+                f"ENI {eni_id} disappeared while waiting for the registry to attach it",
+                code="ENI_ATTACH_FAILED",
+                fix="check that nothing else deletes it, then rerun",
+            )
         status = item.status or ""
         if status == "InUse":
             return item
@@ -167,25 +192,36 @@ def wait_in_use(ecs: Any, spec: Spec, eni_id: str, status: str, *, timeout_s: fl
         elif status == "Available" and seen_attaching:
             raise PipelineError(
                 f"ENI {eni_id} in {spec.network.vswitch_id} went back to Available after Attaching: the registry "
-                f"could not attach it", code="ENI_ATTACH_FAILED",
+                f"could not attach it",
+                code="ENI_ATTACH_FAILED",
                 fix="check that the vSwitch's zone supports VPC builds (run preflight) and that "
-                    "link.build_service_account_id is the registry's build service account, then rerun")
+                "link.build_service_account_id is the registry's build service account, then rerun",
+            )
         return None
 
     def timed_out() -> PipelineError:
         return PipelineError(
-            f"ENI {eni_id} is still {status} after {timeout_s:.0f} s, not InUse", code="ENI_ATTACH_TIMEOUT",
+            f"ENI {eni_id} is still {status} after {timeout_s:.0f} s, not InUse",
+            code="ENI_ATTACH_TIMEOUT",
             fix="check link.build_service_account_id and the registry's VPC build settings, then rerun "
-                "(the ENI and its permission are kept)", retryable=False)
+            "(the ENI and its permission are kept)",
+            retryable=False,
+        )
 
-    return wait_until(poll, what=f"ENI {eni_id} to be InUse", timeout_s=timeout_s, sleep=sleep,
-                      timeout_error=timed_out)
+    return wait_until(poll, what=f"ENI {eni_id} to be InUse", timeout_s=timeout_s, sleep=sleep, timeout_error=timed_out)
 
 
-def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, timeout_s: float = 300.0,
-                             sleep: Callable[[float], None] = time.sleep, plan: bool = False,
-                             on_drift: Callable[[str, list[str]], None] | None = None,
-                             on_create: Callable[[str], None] | None = None) -> EniOutcome:
+def ensure_network_interface(
+    ecs: Any,
+    spec: Spec,
+    security_group_id: str,
+    *,
+    timeout_s: float = 300.0,
+    sleep: Callable[[float], None] = time.sleep,
+    plan: bool = False,
+    on_drift: Callable[[str, list[str]], None] | None = None,
+    on_create: Callable[[str], None] | None = None,
+) -> EniOutcome:
     """Find or create the link's ENI, keep it in the link's group, let the registry attach it, wait.
 
     Args:
@@ -210,29 +246,45 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     """
     account_id = spec.link.build_service_account_id
     if account_id is None:
-        raise PipelineError("the ENI stage needs the registry's build service account id",
-                            code="ENI_NO_SERVICE_ACCOUNT",
-                            fix="set link.build_service_account_id in the spec (or use link.mode: console)")
+        raise PipelineError(
+            "the ENI stage needs the registry's build service account id",
+            code="ENI_NO_SERVICE_ACCOUNT",
+            fix="set link.build_service_account_id in the spec (or use link.mode: console)",
+        )
     changes: list[str] = []
     group_fix = {GROUP_GONE_CODE: link_group_gone_fix(spec, security_group_id)}
     item = find_network_interface(ecs, spec)
     if item is None and plan:
         changes.append(f"CreateNetworkInterface {PLANNED_ENI} (<private IP from {spec.network.vswitch_id}>)")
         changes += ensure_permission(ecs, spec, PLANNED_ENI, account_id, plan=True)
-        return EniOutcome(network_interface_id=PLANNED_ENI, status="planned", resources={"eni": PLANNED_ENI},
-                          changes=changes, notes=["a run would wait until the registry attaches the new ENI (InUse)"])
+        return EniOutcome(
+            network_interface_id=PLANNED_ENI,
+            status="planned",
+            resources={"eni": PLANNED_ENI},
+            changes=changes,
+            notes=["a run would wait until the registry attaches the new ENI (InUse)"],
+        )
     existed = item is not None
     if item is None:
         key, value = spec.tag
 
         def create(token: str) -> Any:
             request = ecs_models.CreateNetworkInterfaceRequest(
-                region_id=spec.region, v_switch_id=spec.network.vswitch_id, security_group_id=security_group_id,
+                region_id=spec.region,
+                v_switch_id=spec.network.vswitch_id,
+                security_group_id=security_group_id,
                 network_interface_name=eni_name(spec),
                 description=f"Managed by acr-vpc-build for link {spec.name}: the registry's build ENI",
-                tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)], client_token=token)
-            return ecs_call("CreateNetworkInterface", ecs.create_network_interface, request,
-                            f"vSwitch {spec.network.vswitch_id}", fixes=group_fix)
+                tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)],
+                client_token=token,
+            )
+            return ecs_call(
+                "CreateNetworkInterface",
+                ecs.create_network_interface,
+                request,
+                f"vSwitch {spec.network.vswitch_id}",
+                fixes=group_fix,
+            )
 
         described: dict[str, Any] = {}
 
@@ -244,8 +296,9 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
                 return eni_id, "not found"
             return eni_id, "Deleting" if now.status == "Deleting" else None
 
-        item = create_with_token("eni", (spec.name, spec.network.vswitch_id, security_group_id), create, unusable,
-                                 "link's ENI")
+        item = create_with_token(
+            "eni", (spec.name, spec.network.vswitch_id, security_group_id), create, unusable, "link's ENI"
+        )
         item = described.get(item.network_interface_id) or item
         changes.append(f"CreateNetworkInterface {item.network_interface_id} ({item.private_ip_address})")
         if on_create is not None:
@@ -254,15 +307,24 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     groups = _ids(item.security_group_ids, "security_group_id")
     if groups != [security_group_id]:
         if existed and on_drift is not None:
-            on_drift(eni_id, [f"security groups are {', '.join(groups) or 'none'} (the spec's link needs only "
-                              f"{security_group_id})"])
+            on_drift(
+                eni_id,
+                [f"security groups are {', '.join(groups) or 'none'} (the spec's link needs only {security_group_id})"],
+            )
         if not plan:
-            ecs_call("ModifyNetworkInterfaceAttribute", ecs.modify_network_interface_attribute,
-                     ecs_models.ModifyNetworkInterfaceAttributeRequest(
-                         region_id=spec.region, network_interface_id=eni_id, security_group_id=[security_group_id]),
-                     f"ENI {eni_id}", fixes=group_fix)
-        changes.append(f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
-                       f"(was {', '.join(groups) or 'none'})")
+            ecs_call(
+                "ModifyNetworkInterfaceAttribute",
+                ecs.modify_network_interface_attribute,
+                ecs_models.ModifyNetworkInterfaceAttributeRequest(
+                    region_id=spec.region, network_interface_id=eni_id, security_group_id=[security_group_id]
+                ),
+                f"ENI {eni_id}",
+                fixes=group_fix,
+            )
+        changes.append(
+            f"ModifyNetworkInterfaceAttribute {eni_id} SecurityGroupId={security_group_id} "
+            f"(was {', '.join(groups) or 'none'})"
+        )
     granted = ensure_permission(ecs, spec, eni_id, account_id, plan=plan)
     if granted and existed and on_drift is not None:
         on_drift(eni_id, [f"the registry's attach permission was missing ({change})" for change in granted])
@@ -270,13 +332,20 @@ def ensure_network_interface(ecs: Any, spec: Spec, security_group_id: str, *, ti
     status, private_ip = item.status or "", item.private_ip_address or ""
     if plan:
         notes = [] if status == "InUse" else [f"ENI {eni_id} is {status}: a run would wait until it is InUse"]
-        return EniOutcome(network_interface_id=eni_id, status=status, private_ip=private_ip,
-                          resources={"eni": eni_id}, changes=changes, notes=notes)
+        return EniOutcome(
+            network_interface_id=eni_id,
+            status=status,
+            private_ip=private_ip,
+            resources={"eni": eni_id},
+            changes=changes,
+            notes=notes,
+        )
     if status != "InUse":
         final = wait_in_use(ecs, spec, eni_id, status, timeout_s=timeout_s, sleep=sleep)
         status, private_ip = final.status, final.private_ip_address or private_ip
-    return EniOutcome(network_interface_id=eni_id, status=status, private_ip=private_ip,
-                      resources={"eni": eni_id}, changes=changes)
+    return EniOutcome(
+        network_interface_id=eni_id, status=status, private_ip=private_ip, resources={"eni": eni_id}, changes=changes
+    )
 
 
 @task(name="eni", task_run_name="eni {spec.name}", retries=0)
@@ -305,8 +374,9 @@ def eni(spec: Spec, security_group_id: str) -> EniOutcome:
     def attempt(number: int) -> EniOutcome:
         # an ENI an earlier attempt created has not drifted: it is only half set up
         on_drift = None if created else DriftReporter(spec, "network interface")
-        return ensure_network_interface(cloud.cloud_clients(spec).ecs, spec, security_group_id, on_drift=on_drift,
-                                        on_create=created.append)
+        return ensure_network_interface(
+            cloud.cloud_clients(spec).ecs, spec, security_group_id, on_drift=on_drift, on_create=created.append
+        )
 
     out = retry_stage("eni", attempt)
     if created and not any(change.startswith("CreateNetworkInterface ") for change in out.changes):

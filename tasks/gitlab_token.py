@@ -37,8 +37,16 @@ from acrvpc.lazy_prefect import task  # Prefect loads on first use: `acrvpc pref
 
 REPORTER, MAINTAINER = 20, 40
 EXPIRY_WARNING_DAYS = 14
-ROLES = {0: "no role", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter", 30: "Developer",
-         40: "Maintainer", 50: "Owner"}
+ROLES = {
+    0: "no role",
+    5: "Minimal Access",
+    10: "Guest",
+    15: "Planner",
+    20: "Reporter",
+    30: "Developer",
+    40: "Maintainer",
+    50: "Owner",
+}
 # A required scope is also satisfied by a broader one the token holds.
 _SATISFIED_BY = {
     "read_api": {"api"},
@@ -56,9 +64,11 @@ def _tokens_page(spec: Spec) -> str:
 
 def _new_token_fix(spec: Spec) -> str:
     scopes = ", ".join(spec.gitlab.required_scopes) or "api"
-    return (f"create a personal access token for {spec.gitlab.username} with scope(s) {scopes} at "
-            f"{_tokens_page(spec)} and save it in the Prefect Secret block {spec.gitlab.token_block!r} "
-            f"(gitlab.token_block), then rerun")
+    return (
+        f"create a personal access token for {spec.gitlab.username} with scope(s) {scopes} at "
+        f"{_tokens_page(spec)} and save it in the Prefect Secret block {spec.gitlab.token_block!r} "
+        f"(gitlab.token_block), then rerun"
+    )
 
 
 def _body(exc: gitlab.exceptions.GitlabError) -> dict[str, Any]:
@@ -87,16 +97,25 @@ def _transport_errors(url: str) -> Iterator[None]:
     try:
         yield
     except requests.exceptions.SSLError as exc:
-        raise PipelineError(f"the TLS handshake with GitLab at {url} failed ({type(exc).__name__})",
-                            code="GITLAB_UNREACHABLE", retryable=True,
-                            fix="check the scheme and port of gitlab.api_url (or gitlab.endpoint): http vs https, "
-                                "and that the CA bundle trusts GitLab's certificate") from exc
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-            requests.exceptions.ChunkedEncodingError) as exc:
-        raise PipelineError(f"GitLab at {url} did not answer ({type(exc).__name__}); this is not a token problem",
-                            code="GITLAB_UNREACHABLE", retryable=True,
-                            fix="check gitlab.api_url (or gitlab.endpoint), that GitLab is running and that this "
-                                "machine can reach it, then rerun") from exc
+        raise PipelineError(
+            f"the TLS handshake with GitLab at {url} failed ({type(exc).__name__})",
+            code="GITLAB_UNREACHABLE",
+            retryable=True,
+            fix="check the scheme and port of gitlab.api_url (or gitlab.endpoint): http vs https, "
+            "and that the CA bundle trusts GitLab's certificate",
+        ) from exc
+    except (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+    ) as exc:
+        raise PipelineError(
+            f"GitLab at {url} did not answer ({type(exc).__name__}); this is not a token problem",
+            code="GITLAB_UNREACHABLE",
+            retryable=True,
+            fix="check gitlab.api_url (or gitlab.endpoint), that GitLab is running and that this "
+            "machine can reach it, then rerun",
+        ) from exc
 
 
 def _authenticate(gl: gitlab.Gitlab, spec: Spec) -> Any:
@@ -104,17 +123,21 @@ def _authenticate(gl: gitlab.Gitlab, spec: Spec) -> Any:
     try:
         gl.auth()
     except GitlabAuthenticationError as exc:
-        raise PipelineError(f"GitLab at {gl.url} rejected the token (Secret block {spec.gitlab.token_block!r} or "
-                            f"{cloud.GITLAB_TOKEN_ENV}): {_reason(exc, 401)}", code="GITLAB_TOKEN_INVALID",
-                            fix=_new_token_fix(spec)) from exc
+        raise PipelineError(
+            f"GitLab at {gl.url} rejected the token (Secret block {spec.gitlab.token_block!r} or "
+            f"{cloud.GITLAB_TOKEN_ENV}): {_reason(exc, 401)}",
+            code="GITLAB_TOKEN_INVALID",
+            fix=_new_token_fix(spec),
+        ) from exc
     except GitlabGetError as exc:
         if exc.response_code == 403 and _body(exc).get("error") == "insufficient_scope":
             return None  # valid token without read_user/read_api/api: the scope check explains it
         if exc.response_code == 403:
-            raise PipelineError(f"GitLab at {gl.url} refused the account behind the token ({_reason(exc, 403)})",
-                                code="GITLAB_TOKEN_INVALID",
-                                fix=f"ask a GitLab administrator to unblock {spec.gitlab.username}, or "
-                                    f"{_new_token_fix(spec)}") from exc
+            raise PipelineError(
+                f"GitLab at {gl.url} refused the account behind the token ({_reason(exc, 403)})",
+                code="GITLAB_TOKEN_INVALID",
+                fix=f"ask a GitLab administrator to unblock {spec.gitlab.username}, or {_new_token_fix(spec)}",
+            ) from exc
         raise
     return gl.user
 
@@ -125,41 +148,54 @@ def _check_token(gl: gitlab.Gitlab, spec: Spec, today: date, outcome_notes: list
         pat = gl.personal_access_tokens.get("self")
     except GitlabGetError as exc:
         if exc.response_code in (400, 404, 405):
-            outcome_notes.append(f"GitLab did not describe the token (GET /personal_access_tokens/self: "
-                                 f"{exc.response_code}; GitLab before 15.5, or not a personal access token): "
-                                 f"its scopes and expiry were not checked")
+            outcome_notes.append(
+                f"GitLab did not describe the token (GET /personal_access_tokens/self: "
+                f"{exc.response_code}; GitLab before 15.5, or not a personal access token): "
+                f"its scopes and expiry were not checked"
+            )
             return [], None
         raise
     name = getattr(pat, "name", "?")
     if getattr(pat, "revoked", False):
-        raise PipelineError(f"the GitLab token {name!r} is revoked", code="GITLAB_TOKEN_INACTIVE",
-                            fix=_new_token_fix(spec))
+        raise PipelineError(
+            f"the GitLab token {name!r} is revoked", code="GITLAB_TOKEN_INACTIVE", fix=_new_token_fix(spec)
+        )
     expires_at = getattr(pat, "expires_at", None)
     expiry = date.fromisoformat(str(expires_at)[:10]) if expires_at else None
     if expiry is not None and expiry <= today:
-        raise PipelineError(f"the GitLab token {name!r} expired on {expiry.isoformat()}", code="GITLAB_TOKEN_EXPIRED",
-                            fix=f"rotate it at {_tokens_page(spec)} (or create a new one) and save it in the Prefect "
-                                f"Secret block {spec.gitlab.token_block!r} (gitlab.token_block), then rerun")
+        raise PipelineError(
+            f"the GitLab token {name!r} expired on {expiry.isoformat()}",
+            code="GITLAB_TOKEN_EXPIRED",
+            fix=f"rotate it at {_tokens_page(spec)} (or create a new one) and save it in the Prefect "
+            f"Secret block {spec.gitlab.token_block!r} (gitlab.token_block), then rerun",
+        )
     if not getattr(pat, "active", True):
-        raise PipelineError(f"GitLab reports the token {name!r} as inactive", code="GITLAB_TOKEN_INACTIVE",
-                            fix=_new_token_fix(spec))
+        raise PipelineError(
+            f"GitLab reports the token {name!r} as inactive", code="GITLAB_TOKEN_INACTIVE", fix=_new_token_fix(spec)
+        )
     if expiry is not None and (expiry - today).days <= EXPIRY_WARNING_DAYS:
-        outcome_notes.append(f"the GitLab token {name!r} expires on {expiry.isoformat()} (in {(expiry - today).days} "
-                             f"day(s)): rotate it at {_tokens_page(spec)} and update the Secret block "
-                             f"{spec.gitlab.token_block!r}")
+        outcome_notes.append(
+            f"the GitLab token {name!r} expires on {expiry.isoformat()} (in {(expiry - today).days} "
+            f"day(s)): rotate it at {_tokens_page(spec)} and update the Secret block "
+            f"{spec.gitlab.token_block!r}"
+        )
     scopes = [str(s) for s in getattr(pat, "scopes", []) or []]
     held = set(scopes)
     missing = [s for s in spec.gitlab.required_scopes if s not in held and not _SATISFIED_BY.get(s, set()) & held]
     if missing:
-        raise PipelineError(f"the GitLab token {name!r} lacks scope(s) {', '.join(missing)} (it has "
-                            f"{', '.join(scopes) or 'none'})", code="GITLAB_TOKEN_SCOPE",
-                            fix=f"create a token with {', '.join(spec.gitlab.required_scopes)} at {_tokens_page(spec)} "
-                                f"(scopes cannot be added to an existing token), or change gitlab.required_scopes")
+        raise PipelineError(
+            f"the GitLab token {name!r} lacks scope(s) {', '.join(missing)} (it has {', '.join(scopes) or 'none'})",
+            code="GITLAB_TOKEN_SCOPE",
+            fix=f"create a token with {', '.join(spec.gitlab.required_scopes)} at {_tokens_page(spec)} "
+            f"(scopes cannot be added to an existing token), or change gitlab.required_scopes",
+        )
     if not _API_READ & held:
-        raise PipelineError(f"the GitLab token {name!r} has scope(s) {', '.join(scopes) or 'none'} but this stage "
-                            f"needs api or read_api to read the user and projects", code="GITLAB_TOKEN_SCOPE",
-                            fix=f"create a token with api (or read_api) at {_tokens_page(spec)} and add it to "
-                                f"gitlab.required_scopes")
+        raise PipelineError(
+            f"the GitLab token {name!r} has scope(s) {', '.join(scopes) or 'none'} but this stage "
+            f"needs api or read_api to read the user and projects",
+            code="GITLAB_TOKEN_SCOPE",
+            fix=f"create a token with api (or read_api) at {_tokens_page(spec)} and add it to gitlab.required_scopes",
+        )
     return scopes, expiry.isoformat() if expiry else None
 
 
@@ -188,13 +224,16 @@ def _check_projects(gl: gitlab.Gitlab, spec: Spec, username: str) -> dict[str, i
             project = gl.projects.get(path)
         except GitlabGetError as exc:
             if exc.response_code == 404:
-                missing.append((path, f"{path} ({', '.join(where)}): not found, or private and {username} is not "
-                                      f"a member"))
+                missing.append(
+                    (path, f"{path} ({', '.join(where)}): not found, or private and {username} is not a member")
+                )
                 continue
             if exc.response_code == 403 and _body(exc).get("error") == "insufficient_scope":
-                raise PipelineError(f"the GitLab token may not read project {path} (403 insufficient_scope)",
-                                    code="GITLAB_TOKEN_SCOPE",
-                                    fix=f"create a token with api (or read_api) at {_tokens_page(spec)}") from exc
+                raise PipelineError(
+                    f"the GitLab token may not read project {path} (403 insufficient_scope)",
+                    code="GITLAB_TOKEN_SCOPE",
+                    fix=f"create a token with api (or read_api) at {_tokens_page(spec)}",
+                ) from exc
             raise
         level = _access_level(project)
         if level < need:
@@ -206,11 +245,15 @@ def _check_projects(gl: gitlab.Gitlab, spec: Spec, username: str) -> dict[str, i
     text = f"{len(problems)} GitLab project problem(s): " + "; ".join(problem for _, problem in problems)
     members = ", ".join(f"{spec.gitlab.api_base}/{path}/-/project_members" for path, _ in problems)
     if missing:
-        raise PipelineError(text, code="GITLAB_PROJECT_NOT_FOUND",
-                            fix=f"check each repositories[*].gitlab_project path (group/project, as in the project's "
-                                f"URL) and add {username} as a member with the {ROLES[need]} role at {members}")
-    raise PipelineError(text, code="GITLAB_PROJECT_ACCESS",
-                        fix=f"give {username} the {ROLES[need]} role (or higher) at {members}")
+        raise PipelineError(
+            text,
+            code="GITLAB_PROJECT_NOT_FOUND",
+            fix=f"check each repositories[*].gitlab_project path (group/project, as in the project's "
+            f"URL) and add {username} as a member with the {ROLES[need]} role at {members}",
+        )
+    raise PipelineError(
+        text, code="GITLAB_PROJECT_ACCESS", fix=f"give {username} the {ROLES[need]} role (or higher) at {members}"
+    )
 
 
 def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) -> GitLabOutcome:
@@ -236,20 +279,29 @@ def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) 
     with _transport_errors(gl.url):
         user = _authenticate(gl, spec)
         if user is not None and user.username.casefold() != spec.gitlab.username.casefold():
-            raise PipelineError(f"the GitLab token belongs to {user.username!r}, not to gitlab.username "
-                                f"{spec.gitlab.username!r}", code="GITLAB_USER_MISMATCH",
-                                fix=f"set gitlab.username to the account bound in the registry console, or save a "
-                                    f"token of {spec.gitlab.username} in the Secret block {spec.gitlab.token_block!r}")
+            raise PipelineError(
+                f"the GitLab token belongs to {user.username!r}, not to gitlab.username {spec.gitlab.username!r}",
+                code="GITLAB_USER_MISMATCH",
+                fix=f"set gitlab.username to the account bound in the registry console, or save a "
+                f"token of {spec.gitlab.username} in the Secret block {spec.gitlab.token_block!r}",
+            )
         scopes, expires_at = _check_token(gl, spec, today, notes)
         if user is None:  # /user refused for scope, yet the token passed the scope checks: read it now
-            raise PipelineError("the GitLab token may not read its user (GET /user: insufficient_scope)",
-                                code="GITLAB_TOKEN_SCOPE",
-                                fix=f"create a token with api (or read_api) at {_tokens_page(spec)}")
+            raise PipelineError(
+                "the GitLab token may not read its user (GET /user: insufficient_scope)",
+                code="GITLAB_TOKEN_SCOPE",
+                fix=f"create a token with api (or read_api) at {_tokens_page(spec)}",
+            )
         projects = _check_projects(gl, spec, user.username)
     return GitLabOutcome(
-        username=user.username, user_id=int(user.id), scopes=scopes, expires_at=expires_at, projects=projects,
+        username=user.username,
+        user_id=int(user.id),
+        scopes=scopes,
+        expires_at=expires_at,
+        projects=projects,
         resources={"user": user.username, "projects": ", ".join(f"{p} (id {i})" for p, i in projects.items())},
-        notes=notes)
+        notes=notes,
+    )
 
 
 @task(name="gitlab", task_run_name="gitlab {spec.gitlab.username}", **RETRY)

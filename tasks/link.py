@@ -105,8 +105,9 @@ def desired_egress(spec: Spec) -> list[EgressRule]:
     gl = spec.gitlab
     rules = [EgressRule("Accept", 1, "TCP", f"{gl.port}/{gl.port}", canonical_cidr(gl.private_ip), "GitLab")]
     for target in spec.link.allowed_ips:
-        rules.append(EgressRule("Accept", 1, "TCP", target.port_range, canonical_cidr(target.cidr),
-                                f"Allowed {target.label}"))
+        rules.append(
+            EgressRule("Accept", 1, "TCP", target.port_range, canonical_cidr(target.cidr), f"Allowed {target.label}")
+        )
     rules.append(EgressRule("Drop", 100, "ALL", "-1/-1", ALL_IPV4, "Deny everything else"))
     unique: dict[tuple[str, int, str, str, str], EgressRule] = {}
     for rule in rules:
@@ -125,17 +126,24 @@ def link_group_gone_fix(spec: Spec, group_id: str) -> str:
         What to do: the group was deleted after the link stage made or found it.
     """
     key, value = spec.tag
-    return (f"{group_id} is the link's managed security group (tagged {key}={value}), not gitlab.security_group_id: "
-            f"it was deleted after the link stage made or found it. Check that no teardown or person deletes it "
-            f"meanwhile, then start a new run (its link stage creates the group again)")
+    return (
+        f"{group_id} is the link's managed security group (tagged {key}={value}), not gitlab.security_group_id: "
+        f"it was deleted after the link stage made or found it. Check that no teardown or person deletes it "
+        f"meanwhile, then start a new run (its link stage creates the group again)"
+    )
 
 
 def _permission_rule(p: Any) -> EgressRule | None:
     if p.dest_group_id or p.dest_prefix_list_id or not p.dest_cidr_ip:
         return None  # not a CIDR rule: never one of ours
-    return EgressRule(p.policy.capitalize() if p.policy else "Accept", int(p.priority or 1),
-                      (p.ip_protocol or "").upper(), p.port_range or "", canonical_cidr(p.dest_cidr_ip),
-                      p.description or "")
+    return EgressRule(
+        p.policy.capitalize() if p.policy else "Accept",
+        int(p.priority or 1),
+        (p.ip_protocol or "").upper(),
+        p.port_range or "",
+        canonical_cidr(p.dest_cidr_ip),
+        p.description or "",
+    )
 
 
 def find_security_group(ecs: Any, spec: Spec) -> str | None:
@@ -153,23 +161,31 @@ def find_security_group(ecs: Any, spec: Spec) -> str | None:
     """
     key, value = spec.tag
     request = ecs_models.DescribeSecurityGroupsRequest(
-        region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=100,
-        tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)])
-    body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request,
-                    f"VPC {spec.network.vpc_id}")
+        region_id=spec.region,
+        vpc_id=spec.network.vpc_id,
+        max_results=100,
+        tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)],
+    )
+    body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request, f"VPC {spec.network.vpc_id}")
     groups = body.security_groups.security_group if body.security_groups else []
     ids = sorted(g.security_group_id for g in groups)
     if len(ids) > 1:
         raise PipelineError(
             f"{len(ids)} security groups in {spec.network.vpc_id} carry the tag {key}={value}: {', '.join(ids)}",
             code="LINK_AMBIGUOUS",
-            fix=f"keep the one the ENI uses, delete the others (or remove their {key} tag), then rerun")
+            fix=f"keep the one the ENI uses, delete the others (or remove their {key} tag), then rerun",
+        )
     return ids[0] if ids else None
 
 
-def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
-                          on_drift: Callable[[str, list[str]], None] | None = None,
-                          on_create: Callable[[str], None] | None = None) -> LinkOutcome:
+def ensure_security_group(
+    ecs: Any,
+    spec: Spec,
+    *,
+    plan: bool = False,
+    on_drift: Callable[[str, list[str]], None] | None = None,
+    on_create: Callable[[str], None] | None = None,
+) -> LinkOutcome:
     """Find or create the link's security group and converge its policy and rules to the spec.
 
     Args:
@@ -198,18 +214,23 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
 
         def create(token: str) -> Any:
             request = ecs_models.CreateSecurityGroupRequest(
-                region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=group_name(spec),
+                region_id=spec.region,
+                vpc_id=spec.network.vpc_id,
+                security_group_name=group_name(spec),
                 description=f"Managed by acr-vpc-build for link {spec.name}: registry builds in this VPC",
-                security_group_type="normal", client_token=token,
-                tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)])
+                security_group_type="normal",
+                client_token=token,
+                tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)],
+            )
             return ecs_call("CreateSecurityGroup", ecs.create_security_group, request, f"VPC {spec.network.vpc_id}")
 
         def unusable(body: Any) -> tuple[str, str | None]:
             gid = body.security_group_id
             return gid, None if _group_exists(ecs, spec, gid) else "not found"
 
-        group_id = create_with_token("sg", (spec.name, spec.network.vpc_id), create, unusable,
-                                     "link's security group").security_group_id
+        group_id = create_with_token(
+            "sg", (spec.name, spec.network.vpc_id), create, unusable, "link's security group"
+        ).security_group_id
         changes.append(f"CreateSecurityGroup {group_id}")
         if on_create is not None:
             on_create(group_id)
@@ -220,16 +241,19 @@ def ensure_security_group(ecs: Any, spec: Spec, *, plan: bool = False,
 
 def _group_exists(ecs: Any, spec: Spec, group_id: str) -> bool:
     """Whether ``DescribeSecurityGroups`` lists the group (one read, after a create with a token)."""
-    body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups,
-                    ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region,
-                                                             security_group_ids=json.dumps([group_id])),
-                    f"security group {group_id}")
+    body = ecs_call(
+        "DescribeSecurityGroups",
+        ecs.describe_security_groups,
+        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, security_group_ids=json.dumps([group_id])),
+        f"security group {group_id}",
+    )
     groups = body.security_groups.security_group if body.security_groups else []
     return any(g.security_group_id == group_id for g in groups)
 
 
-def _differences(group_id: str, policy: str, missing: list[EgressRule], extra: list[Any],
-                 inbound: list[Any]) -> list[str]:
+def _differences(
+    group_id: str, policy: str, missing: list[EgressRule], extra: list[Any], inbound: list[Any]
+) -> list[str]:
     """How an existing group differs from the spec, in words (for the drift report)."""
     found = []
     if (policy or "").lower() != "drop":
@@ -237,14 +261,20 @@ def _differences(group_id: str, policy: str, missing: list[EgressRule], extra: l
     found += [f"egress rule {r.label()} is missing" for r in missing]
     for p in extra:
         rule = _permission_rule(p)
-        found.append(f"egress rule {p.security_group_rule_id} ({rule.label() if rule else p.policy}) is not in the spec")
-    found += [f"inbound Accept rule {p.security_group_rule_id} ({p.ip_protocol} {p.port_range} from "
-              f"{p.source_cidr_ip or p.source_group_id or '?'}): builders need no inbound access" for p in inbound]
+        found.append(
+            f"egress rule {p.security_group_rule_id} ({rule.label() if rule else p.policy}) is not in the spec"
+        )
+    found += [
+        f"inbound Accept rule {p.security_group_rule_id} ({p.ip_protocol} {p.port_range} from "
+        f"{p.source_cidr_ip or p.source_group_id or '?'}): builders need no inbound access"
+        for p in inbound
+    ]
     return found
 
 
-def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
-                   on_drift: Callable[[str, list[str]], None] | None = None) -> list[str]:
+def converge_rules(
+    ecs: Any, spec: Spec, group_id: str, *, plan: bool = False, on_drift: Callable[[str, list[str]], None] | None = None
+) -> list[str]:
     """Bring one group's inner access policy and rules to the desired state.
 
     Args:
@@ -267,10 +297,14 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
     if plan and group_id == PLANNED_GROUP:
         policy, permissions = "Accept", []  # what CreateSecurityGroup makes: a basic group without rules
     else:
-        attr = ecs_call("DescribeSecurityGroupAttribute", ecs.describe_security_group_attribute,
-                        ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region,
-                                                                         security_group_id=group_id, direction="all"),
-                        what)
+        attr = ecs_call(
+            "DescribeSecurityGroupAttribute",
+            ecs.describe_security_group_attribute,
+            ecs_models.DescribeSecurityGroupAttributeRequest(
+                region_id=spec.region, security_group_id=group_id, direction="all"
+            ),
+            what,
+        )
         policy, permissions = attr.inner_access_policy, attr.permissions.permission if attr.permissions else []
     inbound = [p for p in permissions if p.direction == "ingress" and (p.policy or "").lower() == "accept"]
     egress = [p for p in permissions if p.direction == "egress"]
@@ -291,33 +325,65 @@ def converge_rules(ecs: Any, spec: Spec, group_id: str, *, plan: bool = False,
 
     if (policy or "").lower() != "drop":
         if not plan:
-            ecs_call("ModifySecurityGroupPolicy", ecs.modify_security_group_policy,
-                     ecs_models.ModifySecurityGroupPolicyRequest(region_id=spec.region, security_group_id=group_id,
-                                                                 inner_access_policy="Drop"), what)
+            ecs_call(
+                "ModifySecurityGroupPolicy",
+                ecs.modify_security_group_policy,
+                ecs_models.ModifySecurityGroupPolicyRequest(
+                    region_id=spec.region, security_group_id=group_id, inner_access_policy="Drop"
+                ),
+                what,
+            )
         changes.append(f"ModifySecurityGroupPolicy {group_id} InnerAccessPolicy=Drop")
 
     if missing and not plan:
-        for chunk in (missing[i:i + 100] for i in range(0, len(missing), 100)):
-            perms = [ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
-                policy=r.policy.lower(), priority=str(r.priority), ip_protocol=r.ip_protocol, port_range=r.port_range,
-                dest_cidr_ip=r.cidr, description=r.description) for r in chunk]
-            ecs_call("AuthorizeSecurityGroupEgress", ecs.authorize_security_group_egress,
-                     ecs_models.AuthorizeSecurityGroupEgressRequest(region_id=spec.region, security_group_id=group_id,
-                                                                    permissions=perms), what)
+        for chunk in (missing[i : i + 100] for i in range(0, len(missing), 100)):
+            perms = [
+                ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
+                    policy=r.policy.lower(),
+                    priority=str(r.priority),
+                    ip_protocol=r.ip_protocol,
+                    port_range=r.port_range,
+                    dest_cidr_ip=r.cidr,
+                    description=r.description,
+                )
+                for r in chunk
+            ]
+            ecs_call(
+                "AuthorizeSecurityGroupEgress",
+                ecs.authorize_security_group_egress,
+                ecs_models.AuthorizeSecurityGroupEgressRequest(
+                    region_id=spec.region, security_group_id=group_id, permissions=perms
+                ),
+                what,
+            )
     changes += [f"AuthorizeSecurityGroupEgress {group_id} {r.label()}" for r in missing]
     if extra and not plan:
-        ecs_call("RevokeSecurityGroupEgress", ecs.revoke_security_group_egress,
-                 ecs_models.RevokeSecurityGroupEgressRequest(
-                     region_id=spec.region, security_group_id=group_id,
-                     security_group_rule_id=[p.security_group_rule_id for p in extra]), what)
+        ecs_call(
+            "RevokeSecurityGroupEgress",
+            ecs.revoke_security_group_egress,
+            ecs_models.RevokeSecurityGroupEgressRequest(
+                region_id=spec.region,
+                security_group_id=group_id,
+                security_group_rule_id=[p.security_group_rule_id for p in extra],
+            ),
+            what,
+        )
     changes += [f"RevokeSecurityGroupEgress {group_id} {p.security_group_rule_id} (not in the spec)" for p in extra]
     if inbound and not plan:
-        ecs_call("RevokeSecurityGroup", ecs.revoke_security_group,
-                 ecs_models.RevokeSecurityGroupRequest(
-                     region_id=spec.region, security_group_id=group_id,
-                     security_group_rule_id=[p.security_group_rule_id for p in inbound]), what)
-    changes += [f"RevokeSecurityGroup {group_id} {p.security_group_rule_id} (inbound Accept: builders need none)"
-                for p in inbound]
+        ecs_call(
+            "RevokeSecurityGroup",
+            ecs.revoke_security_group,
+            ecs_models.RevokeSecurityGroupRequest(
+                region_id=spec.region,
+                security_group_id=group_id,
+                security_group_rule_id=[p.security_group_rule_id for p in inbound],
+            ),
+            what,
+        )
+    changes += [
+        f"RevokeSecurityGroup {group_id} {p.security_group_rule_id} (inbound Accept: builders need none)"
+        for p in inbound
+    ]
     return changes
 
 
@@ -351,8 +417,7 @@ def link(spec: Spec) -> LinkOutcome:
     def attempt(number: int) -> LinkOutcome:
         # a group an earlier attempt created has not drifted: it is only half converged
         on_drift = None if created else DriftReporter(spec, "security group")
-        return ensure_security_group(cloud.cloud_clients(spec).ecs, spec, on_drift=on_drift,
-                                     on_create=created.append)
+        return ensure_security_group(cloud.cloud_clients(spec).ecs, spec, on_drift=on_drift, on_create=created.append)
 
     try:
         out = retry_stage("link", attempt)
@@ -372,5 +437,9 @@ def _undo_created_group(spec: Spec, group_id: str) -> None:
     try:
         undo_created_link(cloud.cloud_clients(spec).ecs, spec, group_id)
     except Exception as exc:  # noqa: BLE001 - the stage's own failure is the one to report
-        run_logger().warning("could not delete security group %s that the failed link stage created (%s): it stays "
-                       "tagged, so a rerun adopts it and `acrvpc teardown` finds it", group_id, explain(exc)[:300])
+        run_logger().warning(
+            "could not delete security group %s that the failed link stage created (%s): it stays "
+            "tagged, so a rerun adopts it and `acrvpc teardown` finds it",
+            group_id,
+            explain(exc)[:300],
+        )

@@ -21,8 +21,9 @@ from tasks.binding import bind_repository
 FULL_PIPELINE = "vpc-build/nightly"
 
 
-def verify_binding(cr: CrClient, spec: Spec, repo: RepositorySpec,
-                   rule: BuildRuleSpec) -> tuple[BindingOutcome, BoundRule]:
+def verify_binding(
+    cr: CrClient, spec: Spec, repo: RepositorySpec, rule: BuildRuleSpec
+) -> tuple[BindingOutcome, BoundRule]:
     """Check that ``repo`` is bound to its GitLab project with all its build rules, making no write.
 
     Args:
@@ -44,9 +45,13 @@ def verify_binding(cr: CrClient, spec: Spec, repo: RepositorySpec,
     if outcome.changes:
         raise PipelineError(
             f"{repo.full_name} is not set up for builds from {repo.gitlab_project}: the full pipeline would still "
-            f"make {len(outcome.changes)} change(s): {', '.join(outcome.changes)}", code="BINDING_NOT_CONVERGED",
-            fix=(f"run the full pipeline once for spec {spec.name} (the {FULL_PIPELINE} deployment: `prefect "
-                 f"deployment run {FULL_PIPELINE}`, or `acrvpc run SPEC`), then push again or resend the webhook"))
+            f"make {len(outcome.changes)} change(s): {', '.join(outcome.changes)}",
+            code="BINDING_NOT_CONVERGED",
+            fix=(
+                f"run the full pipeline once for spec {spec.name} (the {FULL_PIPELINE} deployment: `prefect "
+                f"deployment run {FULL_PIPELINE}`, or `acrvpc run SPEC`), then push again or resend the webhook"
+            ),
+        )
     return outcome, outcome.rules[repo.build_rules.index(rule)]
 
 

@@ -98,8 +98,13 @@ def planned_write(stage: str, line: str, spec: Spec) -> PlannedWrite:
     if rest.startswith("(") and rest.endswith(")"):
         rest = rest[1:-1]
     key, value = spec.tag
-    why = _WHY.get(action, "{rest}").format(rest=rest, vpc=spec.network.vpc_id, vswitch=spec.network.vswitch_id,
-                                            tag=f"{key}={value}", instance=spec.instance_id)
+    why = _WHY.get(action, "{rest}").format(
+        rest=rest,
+        vpc=spec.network.vpc_id,
+        vswitch=spec.network.vswitch_id,
+        tag=f"{key}={value}",
+        instance=spec.instance_id,
+    )
     return PlannedWrite(stage=stage, action=action, resource=resource, why=why)
 
 
@@ -109,8 +114,9 @@ def _link_and_eni(ecs: Any, spec: Spec) -> list[StageOutcome]:
 
 
 def _build_note(bindings: list[BindingOutcome]) -> str:
-    wanted = [f"{b.full_name} {r.push_type}:{r.push_name} -> {r.image_tag}" for b in bindings for r in b.rules
-              if r.build]
+    wanted = [
+        f"{b.full_name} {r.push_type}:{r.push_name} -> {r.image_tag}" for b in bindings for r in b.rules if r.build
+    ]
     if not wanted:
         return "a run would start no build (no rule has build: true)"
     return f"a run would start {len(wanted)} build(s), not planned here: {', '.join(wanted)}"

@@ -36,8 +36,18 @@ from acrvpc.lazy_prefect import (  # Prefect loads on first use: `acrvpc preflig
 from tasks.gitlab_token import validate_token
 from tasks.preflight_checks import CHECK_IDS, Observation, Read, evaluate
 
-__all__ = ["CHECK_IDS", "Observation", "Read", "artifact_rows", "evaluate", "observe", "preflight",
-           "preflight_error", "read_gitlab_host", "run_preflight"]
+__all__ = [
+    "CHECK_IDS",
+    "Observation",
+    "Read",
+    "artifact_rows",
+    "evaluate",
+    "observe",
+    "preflight",
+    "preflight_error",
+    "read_gitlab_host",
+    "run_preflight",
+]
 
 _REPO_MISSING = {"REPO_NOT_EXIST", "NAMESPACE_NOT_EXIST"}
 _NOT_BOUND = {"REPO_SOURCE_CODE_NOT_EXIST", "REPO_SOURCE_CODE_REPO_NOT_EXIST", "SOURCE_CODE_REPO_NOT_EXIST"}
@@ -54,12 +64,19 @@ def _read(fn: Callable[..., Any], *args: Any) -> Read:
 
 def _ingress_rules(ecs: Any, spec: Spec, group_id: str) -> list[dict[str, Any]]:
     def fetch(token: str | None) -> dict[str, Any]:
-        req = ecs_models.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group_id,
-                                                               direction="ingress", next_token=token)
+        req = ecs_models.DescribeSecurityGroupAttributeRequest(
+            region_id=spec.region, security_group_id=group_id, direction="ingress", next_token=token
+        )
         return ecs.describe_security_group_attribute(req).body.to_map()
-    return [{**p, "SecurityGroupId": group_id}
-            for p in paginate(fetch, lambda body: (body.get("Permissions") or {}).get("Permission"),
-                              what=f"DescribeSecurityGroupAttribute of {group_id}")]
+
+    return [
+        {**p, "SecurityGroupId": group_id}
+        for p in paginate(
+            fetch,
+            lambda body: (body.get("Permissions") or {}).get("Permission"),
+            what=f"DescribeSecurityGroupAttribute of {group_id}",
+        )
+    ]
 
 
 def read_gitlab_host(ecs: Any, spec: Spec) -> dict[str, Any]:
@@ -77,8 +94,9 @@ def read_gitlab_host(ecs: Any, spec: Spec) -> dict[str, Any]:
     Raises:
         Exception: the SDK's error for a failed read (DescribeInstances only when the spec names no group).
     """
-    req = ecs_models.DescribeInstancesRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
-                                              private_ip_addresses=json.dumps([spec.gitlab.private_ip]))
+    req = ecs_models.DescribeInstancesRequest(
+        region_id=spec.region, vpc_id=spec.network.vpc_id, private_ip_addresses=json.dumps([spec.gitlab.private_ip])
+    )
     try:
         found = (ecs.describe_instances(req).body.to_map().get("Instances") or {}).get("Instance", [])
     except Exception:
@@ -95,31 +113,49 @@ def read_gitlab_host(ecs: Any, spec: Spec) -> dict[str, Any]:
 def _vbr(vpc: Any, spec: Spec) -> dict[str, Any]:
     flt = vpc_models.DescribeVirtualBorderRoutersRequestFilter(key="VbrId", value=[spec.network.vbr_id])
     body = vpc.describe_virtual_border_routers(
-        vpc_models.DescribeVirtualBorderRoutersRequest(region_id=spec.region, filter=[flt])).body.to_map()
+        vpc_models.DescribeVirtualBorderRoutersRequest(region_id=spec.region, filter=[flt])
+    ).body.to_map()
     vbrs = (body.get("VirtualBorderRouterSet") or {}).get("VirtualBorderRouterType", [])
     if not vbrs:
         return {"vbr": None, "routes": []}
 
     def fetch(token: str | None) -> dict[str, Any]:
-        req = vpc_models.DescribeRouteEntryListRequest(region_id=spec.region, route_table_id=vbrs[0]["RouteTableId"],
-                                                       max_result=100, next_token=token)
+        req = vpc_models.DescribeRouteEntryListRequest(
+            region_id=spec.region, route_table_id=vbrs[0]["RouteTableId"], max_result=100, next_token=token
+        )
         return vpc.describe_route_entry_list(req).body.to_map()
-    routes = list(paginate(fetch, lambda page: (page.get("RouteEntrys") or {}).get("RouteEntry"),
-                           what=f"DescribeRouteEntryList of {vbrs[0]['RouteTableId']}"))
+
+    routes = list(
+        paginate(
+            fetch,
+            lambda page: (page.get("RouteEntrys") or {}).get("RouteEntry"),
+            what=f"DescribeRouteEntryList of {vbrs[0]['RouteTableId']}",
+        )
+    )
     return {"vbr": vbrs[0], "routes": routes}
 
 
 def _repository(cr: Any, spec: Spec, namespace: str, name: str) -> dict[str, Any]:
     try:
-        repo = check_cr(cr.get_repository(cr_models.GetRepositoryRequest(
-            instance_id=spec.instance_id, repo_namespace_name=namespace, repo_name=name)), "GetRepository").to_map()
+        repo = check_cr(
+            cr.get_repository(
+                cr_models.GetRepositoryRequest(
+                    instance_id=spec.instance_id, repo_namespace_name=namespace, repo_name=name
+                )
+            ),
+            "GetRepository",
+        ).to_map()
     except CrBusinessError as exc:
         if exc.code in _REPO_MISSING:
             return {"repository": None, "source": None}
         raise
     try:
-        source = check_cr(cr.get_repo_source_code_repo(cr_models.GetRepoSourceCodeRepoRequest(
-            instance_id=spec.instance_id, repo_id=repo["RepoId"])), "GetRepoSourceCodeRepo").to_map()
+        source = check_cr(
+            cr.get_repo_source_code_repo(
+                cr_models.GetRepoSourceCodeRepoRequest(instance_id=spec.instance_id, repo_id=repo["RepoId"])
+            ),
+            "GetRepoSourceCodeRepo",
+        ).to_map()
     except CrBusinessError as exc:
         if exc.code in _NOT_BOUND:
             return {"repository": repo, "source": None}
@@ -141,24 +177,45 @@ def observe(clients: CloudClients, spec: Spec, *, gitlab: Any = None) -> Observa
     """
     net, region = spec.network, spec.region
     with ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="preflight") as pool:
-        instance = pool.submit(_read, lambda: check_cr(clients.cr.get_instance(
-            cr_models.GetInstanceRequest(instance_id=spec.instance_id)), "GetInstance").to_map())
-        vpc = pool.submit(_read, lambda: clients.vpc.describe_vpc_attribute(vpc_models.DescribeVpcAttributeRequest(
-            region_id=region, vpc_id=net.vpc_id)).body.to_map())
-        vswitch = pool.submit(_read, lambda: clients.vpc.describe_vswitch_attributes(
-            vpc_models.DescribeVSwitchAttributesRequest(region_id=region, v_switch_id=net.vswitch_id)).body.to_map())
-        host = pool.submit(_read, read_gitlab_host, clients.ecs, spec) if spec.gitlab.access == GitLabAccess.ECS else None
+        instance = pool.submit(
+            _read,
+            lambda: check_cr(
+                clients.cr.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id)), "GetInstance"
+            ).to_map(),
+        )
+        vpc = pool.submit(
+            _read,
+            lambda: clients.vpc.describe_vpc_attribute(
+                vpc_models.DescribeVpcAttributeRequest(region_id=region, vpc_id=net.vpc_id)
+            ).body.to_map(),
+        )
+        vswitch = pool.submit(
+            _read,
+            lambda: clients.vpc.describe_vswitch_attributes(
+                vpc_models.DescribeVSwitchAttributesRequest(region_id=region, v_switch_id=net.vswitch_id)
+            ).body.to_map(),
+        )
+        host = (
+            pool.submit(_read, read_gitlab_host, clients.ecs, spec) if spec.gitlab.access == GitLabAccess.ECS else None
+        )
         vbr = pool.submit(_read, _vbr, clients.vpc, spec) if net.vbr_id else None
-        repos = {r.full_name: pool.submit(_read, _repository, clients.cr, spec, r.namespace, r.name)
-                 for r in spec.repositories}
+        repos = {
+            r.full_name: pool.submit(_read, _repository, clients.cr, spec, r.namespace, r.name)
+            for r in spec.repositories
+        }
         token = None
         if gitlab is not None:
             make = gitlab if callable(gitlab) and not hasattr(gitlab, "auth") else (lambda: gitlab)
             token = pool.submit(_read, lambda: validate_token(make(), spec))
-        return Observation(instance.result(), vpc.result(), vswitch.result(), host.result() if host else None,
-                           vbr.result() if vbr else None, {k: f.result() for k, f in repos.items()},
-                           token.result() if token else None)
-
+        return Observation(
+            instance.result(),
+            vpc.result(),
+            vswitch.result(),
+            host.result() if host else None,
+            vbr.result() if vbr else None,
+            {k: f.result() for k, f in repos.items()},
+            token.result() if token else None,
+        )
 
 
 def run_preflight(clients: CloudClients, spec: Spec, *, gitlab: Any = None) -> PreflightOutcome:
@@ -180,9 +237,12 @@ def preflight_error(spec: Spec, outcome: PreflightOutcome, *, retryable: bool = 
     """The ``PREFLIGHT_FAILED`` error naming each failing check and its fix."""
     failures = outcome.failures
     lines = "; ".join(f"{c.id}: {c.detail} (fix: {c.fix})" for c in failures)
-    return PipelineError(f"preflight of {spec.name}: {len(failures)} check(s) failed, nothing was created: {lines}",
-                         code="PREFLIGHT_FAILED", fix="apply the fix of each failing check, then rerun",
-                         retryable=retryable)
+    return PipelineError(
+        f"preflight of {spec.name}: {len(failures)} check(s) failed, nothing was created: {lines}",
+        code="PREFLIGHT_FAILED",
+        fix="apply the fix of each failing check, then rerun",
+        retryable=retryable,
+    )
 
 
 def artifact_rows(outcome: PreflightOutcome) -> list[dict[str, str]]:
@@ -207,8 +267,11 @@ def preflight(spec: Spec) -> PreflightOutcome:
     logger = get_run_logger()
     obs = observe(cloud.cloud_clients(spec), spec, gitlab=functools.partial(cloud.gitlab_for, spec))
     outcome = evaluate(spec, obs)
-    create_table_artifact(table=artifact_rows(outcome), key=f"preflight-{spec.name}",
-                          description=f"Preflight checks of {spec.name}: {len(outcome.failures)} failing")
+    create_table_artifact(
+        table=artifact_rows(outcome),
+        key=f"preflight-{spec.name}",
+        description=f"Preflight checks of {spec.name}: {len(outcome.failures)} failing",
+    )
     for check in outcome.checks:
         if check.result in ("fail", "warn"):
             logger.warning("%s %s: %s (fix: %s)", check.result.upper(), check.id, check.detail, check.fix)

@@ -41,8 +41,9 @@ def _drops_inside_block(rule: dict[str, Any]) -> bool:
     if str(rule.get("Policy") or "Accept").lower() != "drop" or not rule.get("SourceCidrIp"):
         return False
     try:
-        return netcheck.overlaps(rule["SourceCidrIp"], REVERSE_ACCESS_CIDR) == \
-            str(ipaddress.ip_network(rule["SourceCidrIp"], strict=False))
+        return netcheck.overlaps(rule["SourceCidrIp"], REVERSE_ACCESS_CIDR) == str(
+            ipaddress.ip_network(rule["SourceCidrIp"], strict=False)
+        )
     except ValueError:
         return False
 
@@ -57,9 +58,16 @@ def reverse_access_rule(group_id: str, port: int) -> dict[str, Any]:
     Returns:
         Accept TCP ``port/port`` from ``100.104.0.0/16`` at priority 1, ingress.
     """
-    return {"Direction": "ingress", "Policy": "Accept", "Priority": "1", "IpProtocol": "TCP",
-            "PortRange": f"{port}/{port}", "SourceCidrIp": REVERSE_ACCESS_CIDR, "Description": DESCRIPTION,
-            "SecurityGroupId": group_id}
+    return {
+        "Direction": "ingress",
+        "Policy": "Accept",
+        "Priority": "1",
+        "IpProtocol": "TCP",
+        "PortRange": f"{port}/{port}",
+        "SourceCidrIp": REVERSE_ACCESS_CIDR,
+        "Description": DESCRIPTION,
+        "SecurityGroupId": group_id,
+    }
 
 
 def fix_gitlab_ingress(ecs: Any, spec: Spec) -> list[str]:
@@ -81,40 +89,67 @@ def fix_gitlab_ingress(ecs: Any, spec: Spec) -> list[str]:
     """
     port, ip = spec.gitlab.port, spec.gitlab.private_ip
     if spec.gitlab.access != GitLabAccess.ECS:
-        raise _not_applicable(f"gitlab.access is {spec.gitlab.access.value}: GitLab's security group is not checked",
-                              "nothing to fix automatically; see the vbr.return_route check for a data center")
+        raise _not_applicable(
+            f"gitlab.access is {spec.gitlab.access.value}: GitLab's security group is not checked",
+            "nothing to fix automatically; see the vbr.return_route check for a data center",
+        )
     host = read_gitlab_host(ecs, spec)
     instance, groups = host["instance"], host["groups"]
     wanted = spec.gitlab.security_group_id
     if not groups:
-        raise _not_applicable(f"no ECS instance in {spec.network.vpc_id} has private IP {ip}, so there is no group "
-                              f"to add the rule to", "check gitlab.private_ip, or set gitlab.security_group_id")
+        raise _not_applicable(
+            f"no ECS instance in {spec.network.vpc_id} has private IP {ip}, so there is no group to add the rule to",
+            "check gitlab.private_ip, or set gitlab.security_group_id",
+        )
     if instance is not None and wanted and wanted not in groups:
-        raise _not_applicable(f"gitlab.security_group_id {wanted} is not a group of {instance.get('InstanceId')}",
-                              f"set gitlab.security_group_id to one of {', '.join(groups)}, or remove it")
+        raise _not_applicable(
+            f"gitlab.security_group_id {wanted} is not a group of {instance.get('InstanceId')}",
+            f"set gitlab.security_group_id to one of {', '.join(groups)}, or remove it",
+        )
     target = wanted or next(iter(groups))
     rules = [r for perms in groups.values() for r in perms]
     before = netcheck.admits_ingress(rules, REVERSE_ACCESS_CIDR, "TCP", port, dest_ip=ip)
     if before.allowed:
         return []
     manual = netcheck.ingress_rule_fix(target, port, REVERSE_ACCESS_CIDR, spec.region)
-    targeted = netcheck.evaluate([r for r in rules if _drops_inside_block(r)], direction="ingress",
-                                 peer_cidr=REVERSE_ACCESS_CIDR, protocol="TCP", port=port, local_ip=ip,
-                                 default_accept=True)
+    targeted = netcheck.evaluate(
+        [r for r in rules if _drops_inside_block(r)],
+        direction="ingress",
+        peer_cidr=REVERSE_ACCESS_CIDR,
+        protocol="TCP",
+        port=port,
+        local_ip=ip,
+        default_accept=True,
+    )
     if not targeted.allowed:
-        raise _not_applicable(f"a Drop rule aimed at the reverse-access block denies it, and the fix never overrides "
-                              f"one: {targeted.reason}", f"revoke drop rule {targeted.rule_id or '(see detail)'} by "
-                                                         f"hand if the builders should reach GitLab; then {manual}")
-    after = netcheck.admits_ingress(rules + [reverse_access_rule(target, port)], REVERSE_ACCESS_CIDR, "TCP", port,
-                                    dest_ip=ip)
+        raise _not_applicable(
+            f"a Drop rule aimed at the reverse-access block denies it, and the fix never overrides "
+            f"one: {targeted.reason}",
+            f"revoke drop rule {targeted.rule_id or '(see detail)'} by "
+            f"hand if the builders should reach GitLab; then {manual}",
+        )
+    after = netcheck.admits_ingress(
+        rules + [reverse_access_rule(target, port)], REVERSE_ACCESS_CIDR, "TCP", port, dest_ip=ip
+    )
     if not after.allowed:
         raise _not_applicable(f"adding the rule to {target} would not be enough: {after.reason}", manual)
     permission = ecs_models.AuthorizeSecurityGroupRequestPermissions(
-        policy="accept", priority="1", ip_protocol="TCP", port_range=f"{port}/{port}",
-        source_cidr_ip=REVERSE_ACCESS_CIDR, description=DESCRIPTION)
-    ecs_call("AuthorizeSecurityGroup", ecs.authorize_security_group,
-             ecs_models.AuthorizeSecurityGroupRequest(
-                 region_id=spec.region, security_group_id=target, permissions=[permission],
-                 client_token=client_token("sg-ingress", spec.name, target, REVERSE_ACCESS_CIDR, str(port))),
-             f"security group {target}")
+        policy="accept",
+        priority="1",
+        ip_protocol="TCP",
+        port_range=f"{port}/{port}",
+        source_cidr_ip=REVERSE_ACCESS_CIDR,
+        description=DESCRIPTION,
+    )
+    ecs_call(
+        "AuthorizeSecurityGroup",
+        ecs.authorize_security_group,
+        ecs_models.AuthorizeSecurityGroupRequest(
+            region_id=spec.region,
+            security_group_id=target,
+            permissions=[permission],
+            client_token=client_token("sg-ingress", spec.name, target, REVERSE_ACCESS_CIDR, str(port)),
+        ),
+        f"security group {target}",
+    )
     return [f"AuthorizeSecurityGroup {target} Accept TCP {port}/{port} from {REVERSE_ACCESS_CIDR} (priority 1)"]

@@ -50,8 +50,7 @@ TIMEOUT_S = 300.0
 ENI_GONE = {"InvalidEniId.NotFound"}
 PERMISSION_GONE = {"InvalidNetworkInterfacePermissionId.NotFound", "InvalidEniId.NotFound"}
 GROUP_GONE = {"InvalidSecurityGroupId.NotFound"}
-KEPT = ("Container Registry resources are kept: namespaces, repositories, build rules, code-source bindings "
-        "and images")
+KEPT = "Container Registry resources are kept: namespaces, repositories, build rules, code-source bindings and images"
 
 
 def _tagged(tags: Any, spec: Spec) -> bool:
@@ -61,9 +60,11 @@ def _tagged(tags: Any, spec: Spec) -> bool:
 
 def _refuse_untagged(what: str, spec: Spec) -> PipelineError:
     key, value = spec.tag
-    return PipelineError(f"{what} does not carry the tag {key}={value}: teardown deletes only what the pipeline "
-                         f"made for this link", code="TEARDOWN_NOT_TAGGED",
-                         fix=f"delete it yourself if it should go, or check that the spec's name is {value!r}")
+    return PipelineError(
+        f"{what} does not carry the tag {key}={value}: teardown deletes only what the pipeline made for this link",
+        code="TEARDOWN_NOT_TAGGED",
+        fix=f"delete it yourself if it should go, or check that the spec's name is {value!r}",
+    )
 
 
 def find_link_resources(ecs: Any, spec: Spec) -> dict[str, list[str]]:
@@ -84,22 +85,38 @@ def find_link_resources(ecs: Any, spec: Spec) -> dict[str, list[str]]:
 
     def enis(token: str | None) -> Any:
         request = ecs_models.DescribeNetworkInterfacesRequest(
-            region_id=spec.region, vpc_id=vpc, max_results=100, next_token=token,
-            tag=[ecs_models.DescribeNetworkInterfacesRequestTag(key=key, value=value)])
+            region_id=spec.region,
+            vpc_id=vpc,
+            max_results=100,
+            next_token=token,
+            tag=[ecs_models.DescribeNetworkInterfacesRequestTag(key=key, value=value)],
+        )
         return ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request, f"VPC {vpc}")
 
     def groups(token: str | None) -> Any:
         request = ecs_models.DescribeSecurityGroupsRequest(
-            region_id=spec.region, vpc_id=vpc, max_results=100, next_token=token,
-            tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)])
+            region_id=spec.region,
+            vpc_id=vpc,
+            max_results=100,
+            next_token=token,
+            tag=[ecs_models.DescribeSecurityGroupsRequestTag(key=key, value=value)],
+        )
         return ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request, f"VPC {vpc}")
 
-    eni_items = paginate(enis, lambda b: b.network_interface_sets.network_interface_set
-                         if b.network_interface_sets else [], what=f"DescribeNetworkInterfaces in VPC {vpc}")
-    group_items = paginate(groups, lambda b: b.security_groups.security_group if b.security_groups else [],
-                           what=f"DescribeSecurityGroups in VPC {vpc}")
-    return {"network_interfaces": sorted(n.network_interface_id for n in eni_items if _tagged(n.tags, spec)),
-            "security_groups": sorted(g.security_group_id for g in group_items if _tagged(g.tags, spec))}
+    eni_items = paginate(
+        enis,
+        lambda b: b.network_interface_sets.network_interface_set if b.network_interface_sets else [],
+        what=f"DescribeNetworkInterfaces in VPC {vpc}",
+    )
+    group_items = paginate(
+        groups,
+        lambda b: b.security_groups.security_group if b.security_groups else [],
+        what=f"DescribeSecurityGroups in VPC {vpc}",
+    )
+    return {
+        "network_interfaces": sorted(n.network_interface_id for n in eni_items if _tagged(n.tags, spec)),
+        "security_groups": sorted(g.security_group_id for g in group_items if _tagged(g.tags, spec)),
+    }
 
 
 def _describe_eni(ecs: Any, spec: Spec, eni_id: str) -> Any | None:
@@ -129,37 +146,47 @@ def revoke_permissions(ecs: Any, spec: Spec, eni_id: str) -> list[str]:
         PipelineError: a fatal ECS error, with its code and fix.
     """
     what = f"ENI {eni_id}"
-    request = ecs_models.DescribeNetworkInterfacePermissionsRequest(region_id=spec.region, network_interface_id=eni_id,
-                                                                     page_size=100)
+    request = ecs_models.DescribeNetworkInterfacePermissionsRequest(
+        region_id=spec.region, network_interface_id=eni_id, page_size=100
+    )
     try:
-        body = ecs_call("DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions, request,
-                        what)
+        body = ecs_call(
+            "DescribeNetworkInterfacePermissions", ecs.describe_network_interface_permissions, request, what
+        )
     except Exception as exc:
         if error_code(exc) in ENI_GONE:
             return []
         raise
-    perms = body.network_interface_permissions.network_interface_permission if body.network_interface_permissions \
-        else []
+    perms = (
+        body.network_interface_permissions.network_interface_permission if body.network_interface_permissions else []
+    )
     changes = []
     for p in perms:
         if (p.permission_state or "").lower() in ("revoking", "revoked"):
             continue
         try:
-            ecs_call("DeleteNetworkInterfacePermission", ecs.delete_network_interface_permission,
-                     ecs_models.DeleteNetworkInterfacePermissionRequest(
-                         region_id=spec.region, network_interface_permission_id=p.network_interface_permission_id,
-                         force=True), what)
+            ecs_call(
+                "DeleteNetworkInterfacePermission",
+                ecs.delete_network_interface_permission,
+                ecs_models.DeleteNetworkInterfacePermissionRequest(
+                    region_id=spec.region, network_interface_permission_id=p.network_interface_permission_id, force=True
+                ),
+                what,
+            )
         except Exception as exc:
             if error_code(exc) in PERMISSION_GONE:
                 continue
             raise
-        changes.append(f"DeleteNetworkInterfacePermission {p.network_interface_permission_id} "
-                       f"({p.permission} for account {p.account_id} on {eni_id})")
+        changes.append(
+            f"DeleteNetworkInterfacePermission {p.network_interface_permission_id} "
+            f"({p.permission} for account {p.account_id} on {eni_id})"
+        )
     return changes
 
 
-def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: float = TIMEOUT_S,
-                             sleep: Callable[[float], None] = time.sleep) -> list[str]:
+def delete_network_interface(
+    ecs: Any, spec: Spec, eni_id: str, *, timeout_s: float = TIMEOUT_S, sleep: Callable[[float], None] = time.sleep
+) -> list[str]:
     """Delete one ENI tagged for this link: revoke its permissions, wait out Detaching, delete, wait until gone.
 
     Safe to call with an ENI that is already gone, or only partly set up (no permission yet).
@@ -196,9 +223,12 @@ def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: fl
         first = False
         while item is not None and item.status == "Available":
             try:
-                ecs_call("DeleteNetworkInterface", ecs.delete_network_interface,
-                         ecs_models.DeleteNetworkInterfaceRequest(region_id=spec.region, network_interface_id=eni_id),
-                         f"ENI {eni_id}")
+                ecs_call(
+                    "DeleteNetworkInterface",
+                    ecs.delete_network_interface,
+                    ecs_models.DeleteNetworkInterfaceRequest(region_id=spec.region, network_interface_id=eni_id),
+                    f"ENI {eni_id}",
+                )
             except Exception as exc:
                 if error_code(exc) in ENI_GONE:
                     return changes
@@ -217,18 +247,18 @@ def delete_network_interface(ecs: Any, spec: Spec, eni_id: str, *, timeout_s: fl
             f"ENI {eni_id} is still {status or 'present'} after {timeout_s:.0f} s of teardown",
             code="ENI_DELETE_TIMEOUT",
             fix="look at the ENI in the ECS console (it must be Available to be deleted: detach it from any "
-                "instance), then rerun teardown")
+            "instance), then rerun teardown",
+        )
 
-    return wait_until(settle, what=f"ENI {eni_id} to be deleted", timeout_s=timeout_s, sleep=sleep,
-                      timeout_error=timed_out)
+    return wait_until(
+        settle, what=f"ENI {eni_id} to be deleted", timeout_s=timeout_s, sleep=sleep, timeout_error=timed_out
+    )
 
 
 def _describe_group(ecs: Any, spec: Spec, group_id: str) -> Any | None:
-    request = ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region,
-                                                       security_group_ids=json.dumps([group_id]))
+    request = ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, security_group_ids=json.dumps([group_id]))
     try:
-        body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request,
-                        f"security group {group_id}")
+        body = ecs_call("DescribeSecurityGroups", ecs.describe_security_groups, request, f"security group {group_id}")
     except Exception as exc:
         if error_code(exc) in GROUP_GONE:
             return None
@@ -238,16 +268,17 @@ def _describe_group(ecs: Any, spec: Spec, group_id: str) -> Any | None:
 
 
 def _group_users(ecs: Any, spec: Spec, group_id: str) -> list[str]:
-    request = ecs_models.DescribeNetworkInterfacesRequest(region_id=spec.region, security_group_id=group_id,
-                                                          max_results=100)
-    body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request,
-                    f"security group {group_id}")
+    request = ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=spec.region, security_group_id=group_id, max_results=100
+    )
+    body = ecs_call("DescribeNetworkInterfaces", ecs.describe_network_interfaces, request, f"security group {group_id}")
     found = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
     return [n.instance_id or n.network_interface_id for n in found]
 
 
-def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: float = TIMEOUT_S,
-                          sleep: Callable[[float], None] = time.sleep) -> list[str]:
+def delete_security_group(
+    ecs: Any, spec: Spec, group_id: str, *, timeout_s: float = TIMEOUT_S, sleep: Callable[[float], None] = time.sleep
+) -> list[str]:
     """Delete one security group tagged for this link, waiting while something still uses it.
 
     Safe to call with a group that is already gone.
@@ -274,9 +305,12 @@ def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: flo
 
     def attempt() -> list[str] | None:
         try:
-            ecs_call("DeleteSecurityGroup", ecs.delete_security_group,
-                     ecs_models.DeleteSecurityGroupRequest(region_id=spec.region, security_group_id=group_id),
-                     f"security group {group_id}")
+            ecs_call(
+                "DeleteSecurityGroup",
+                ecs.delete_security_group,
+                ecs_models.DeleteSecurityGroupRequest(region_id=spec.region, security_group_id=group_id),
+                f"security group {group_id}",
+            )
             return [f"DeleteSecurityGroup {group_id}"]
         except Exception as exc:
             code = error_code(exc)
@@ -292,14 +326,21 @@ def delete_security_group(ecs: Any, spec: Spec, group_id: str, *, timeout_s: flo
             f"security group {group_id} is still in use after {timeout_s:.0f} s (by {users})",
             code="DependencyViolation",
             fix="move or delete what still uses the group (teardown deletes only ENIs tagged for this link), "
-                "then rerun teardown")
+            "then rerun teardown",
+        )
 
-    return wait_until(attempt, what=f"security group {group_id} to be deleted", timeout_s=timeout_s, sleep=sleep,
-                      timeout_error=timed_out)
+    return wait_until(
+        attempt,
+        what=f"security group {group_id} to be deleted",
+        timeout_s=timeout_s,
+        sleep=sleep,
+        timeout_error=timed_out,
+    )
 
 
-def teardown_link(ecs: Any, spec: Spec, *, timeout_s: float = TIMEOUT_S,
-                  sleep: Callable[[float], None] = time.sleep) -> StageOutcome:
+def teardown_link(
+    ecs: Any, spec: Spec, *, timeout_s: float = TIMEOUT_S, sleep: Callable[[float], None] = time.sleep
+) -> StageOutcome:
     """Delete everything tagged for this link in the spec's VPC: ENIs first, then security groups.
 
     Container Registry resources (namespaces, repositories, build rules, bindings) are not touched.
@@ -365,8 +406,7 @@ def undo_created_link(ecs: Any, spec: Spec, group_id: str) -> list[str]:
     changes: list[str] = []
     for eni_id in find_link_resources(ecs, spec).get("network_interfaces", []):
         eni = _describe_eni(ecs, spec, eni_id)
-        groups = (eni.security_group_ids.security_group_id or []) if eni is not None and eni.security_group_ids \
-            else []
+        groups = (eni.security_group_ids.security_group_id or []) if eni is not None and eni.security_group_ids else []
         if group_id in groups:
             changes += delete_network_interface(ecs, spec, eni_id)
     return changes + delete_security_group(ecs, spec, group_id)

@@ -80,9 +80,12 @@ def resolve_webhook_secret(spec: Spec, *, required: bool = True) -> str | None:
     secret = normalize_secret(secret_value(settings().webhook_secret) or _secret_block(spec.webhook.secret_block))
     if not secret and required:
         block = spec.webhook.secret_block
-        raise PipelineError(f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
-                            f"named {block!r} (webhook.secret_block)", code="WEBHOOK_SECRET_MISSING",
-                            fix=f"save a long random secret with `Secret(value=...).save('{block}')` or set {SECRET_ENV}")
+        raise PipelineError(
+            f"no webhook secret: {SECRET_ENV} is not set and there is no Prefect Secret block "
+            f"named {block!r} (webhook.secret_block)",
+            code="WEBHOOK_SECRET_MISSING",
+            fix=f"save a long random secret with `Secret(value=...).save('{block}')` or set {SECRET_ENV}",
+        )
     return secret or None
 
 
@@ -105,11 +108,15 @@ def check_signing_secret(secret: str) -> str:
     except (ValueError, binascii.Error):
         key = b""
     if len(key) != 32:
-        raise PipelineError("the webhook signing token is not whsec_ followed by the base64 of 32 bytes",
-                            code="WEBHOOK_SIGNING_SECRET_INVALID",
-                            fix=('make one with python -c "import base64,os;print(\'whsec_\'+base64.b64encode('
-                                 'os.urandom(32)).decode())" and give the same value to GitLab and to '
-                                 f"{SIGNING_SECRET_ENV} or webhook.signing_secret_block"))
+        raise PipelineError(
+            "the webhook signing token is not whsec_ followed by the base64 of 32 bytes",
+            code="WEBHOOK_SIGNING_SECRET_INVALID",
+            fix=(
+                "make one with python -c \"import base64,os;print('whsec_'+base64.b64encode("
+                'os.urandom(32)).decode())" and give the same value to GitLab and to '
+                f"{SIGNING_SECRET_ENV} or webhook.signing_secret_block"
+            ),
+        )
     return token
 
 
@@ -131,11 +138,13 @@ def resolve_signing_secret(spec: Spec) -> str | None:
     if not token and block:
         token = _secret_block(block)
         if not token:
-            raise PipelineError(f"no webhook signing token: {SIGNING_SECRET_ENV} is not set and there is no Prefect "
-                                f"Secret block named {block!r} (webhook.signing_secret_block)",
-                                code="WEBHOOK_SIGNING_SECRET_MISSING",
-                                fix=f"save GitLab's signing token with `Secret(value='whsec_...').save('{block}')`, "
-                                    f"set {SIGNING_SECRET_ENV}, or remove webhook.signing_secret_block")
+            raise PipelineError(
+                f"no webhook signing token: {SIGNING_SECRET_ENV} is not set and there is no Prefect "
+                f"Secret block named {block!r} (webhook.signing_secret_block)",
+                code="WEBHOOK_SIGNING_SECRET_MISSING",
+                fix=f"save GitLab's signing token with `Secret(value='whsec_...').save('{block}')`, "
+                f"set {SIGNING_SECRET_ENV}, or remove webhook.signing_secret_block",
+            )
     return check_signing_secret(token) if token else None
 
 
@@ -145,19 +154,30 @@ def _same_url(a: str, b: str) -> bool:
 
 def _hook_error(exc: GitlabError, spec: Spec, path: str, action: str) -> Exception:
     if exc.response_code == 403:
-        return PipelineError(f"GitLab refused to {action} the webhook of {path} (403)", code="WEBHOOK_HOOK_FORBIDDEN",
-                             fix=(f"give {spec.gitlab.username} the Maintainer role on {path} "
-                                  f"({spec.gitlab.api_base}/{path}/-/project_members) and use a token with api"))
+        return PipelineError(
+            f"GitLab refused to {action} the webhook of {path} (403)",
+            code="WEBHOOK_HOOK_FORBIDDEN",
+            fix=(
+                f"give {spec.gitlab.username} the Maintainer role on {path} "
+                f"({spec.gitlab.api_base}/{path}/-/project_members) and use a token with api"
+            ),
+        )
     if exc.response_code == 404:
-        return PipelineError(f"GitLab has no project {path} visible to {spec.gitlab.username}",
-                             code="GITLAB_PROJECT_NOT_FOUND",
-                             fix=f"check webhook.routes[*].project, and add {spec.gitlab.username} to {path}")
+        return PipelineError(
+            f"GitLab has no project {path} visible to {spec.gitlab.username}",
+            code="GITLAB_PROJECT_NOT_FOUND",
+            fix=f"check webhook.routes[*].project, and add {spec.gitlab.username} to {path}",
+        )
     if exc.response_code == 422:
-        return PipelineError(f"GitLab rejected the webhook URL {spec.webhook.url} for {path}: {exc.error_message}",
-                             code="WEBHOOK_URL_REJECTED",
-                             fix=("set webhook.url to an address GitLab may call; for a receiver on a private "
-                                  "network, a GitLab administrator allows it under Admin > Settings > Network > "
-                                  "Outbound requests"))
+        return PipelineError(
+            f"GitLab rejected the webhook URL {spec.webhook.url} for {path}: {exc.error_message}",
+            code="WEBHOOK_URL_REJECTED",
+            fix=(
+                "set webhook.url to an address GitLab may call; for a receiver on a private "
+                "network, a GitLab administrator allows it under Admin > Settings > Network > "
+                "Outbound requests"
+            ),
+        )
     return exc
 
 
@@ -200,14 +220,18 @@ def _created_after_all(exc: Exception, project: Any, spec: Spec, path: str, url:
     hook = _find_hook(project, spec, path, url)
     if hook is None:
         raise exc
-    logging.getLogger(__name__).warning("webhook of %s: the create answered %s, but the hook exists (%s): "
-                                        "using it", path, error_code(exc) or getattr(exc, "response_code", None)
-                                        or type(exc).__name__, hook.id)
+    logging.getLogger(__name__).warning(
+        "webhook of %s: the create answered %s, but the hook exists (%s): using it",
+        path,
+        error_code(exc) or getattr(exc, "response_code", None) or type(exc).__name__,
+        hook.id,
+    )
     return hook
 
 
-def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
-                         signing_token: str | None = None) -> StageOutcome:
+def ensure_project_hooks(
+    gl: gitlab.Gitlab, spec: Spec, secret: str | None, signing_token: str | None = None
+) -> StageOutcome:
     """Find, create or repair the push webhook of every routed GitLab project.
 
     Args:
@@ -227,8 +251,11 @@ def ensure_project_hooks(gl: gitlab.Gitlab, spec: Spec, secret: str | None,
     """
     url = spec.webhook.url
     if not url:
-        raise PipelineError("webhook.url is not set, so there is no address to register", code="WEBHOOK_URL_MISSING",
-                            fix="set webhook.url to the receiver's /hooks/gitlab URL")
+        raise PipelineError(
+            "webhook.url is not set, so there is no address to register",
+            code="WEBHOOK_URL_MISSING",
+            fix="set webhook.url to the receiver's /hooks/gitlab URL",
+        )
     wanted = {**{event: True for event in EVENTS}, "enable_ssl_verification": spec.webhook.enable_ssl_verification}
     tokens = _tokens(secret, signing_token)
     resources: dict[str, str] = {}

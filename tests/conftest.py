@@ -21,9 +21,20 @@ import tempfile
 from pathlib import Path
 
 _HOME = tempfile.mkdtemp(prefix="acrvpc-test-prefect-")
-for _var in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_API_AUTH_STRING",
-             "ACRVPC_SANDBOX_URL", "ACRVPC_GITLAB_TOKEN", "ALIBABA_CLOUD_ACCESS_KEY_ID",
-             "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+for _var in (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_PROFILE",
+    "PREFECT_API_AUTH_STRING",
+    "ACRVPC_SANDBOX_URL",
+    "ACRVPC_GITLAB_TOKEN",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+):
     os.environ.pop(_var, None)
 os.environ["PREFECT_HOME"] = _HOME
 # Never let the Alibaba Cloud credential chain ask the ECS metadata service (a non-loopback address)
@@ -48,10 +59,14 @@ RAM_EXEMPT_MODULES = ("test_sandbox_", "test_signing", "test_fidelity", "test_co
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "ram_policy(policy): the RAM policy this test's sandbox enforces "
-                                       "(a policy document, or None for none)")
-    config.addinivalue_line("markers", "runs_last: run after every other test of the session (e.g. scans of what "
-                                       "the whole suite left behind)")
+    config.addinivalue_line(
+        "markers",
+        "ram_policy(policy): the RAM policy this test's sandbox enforces (a policy document, or None for none)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "runs_last: run after every other test of the session (e.g. scans of what the whole suite left behind)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -10,9 +10,17 @@ from darabonba.runtime import RuntimeOptions
 
 def raw_call(client: Any, action: str, query: dict[str, Any], version: str) -> dict[str, Any]:
     """The JSON body exactly as the sandbox sent it (before the SDK model drops unknown keys)."""
-    params = open_api_util_models.Params(action=action, version=version, protocol="HTTPS", pathname="/",
-                                         method="POST", auth_type="AK", style="RPC", req_body_type="formData",
-                                         body_type="json")
+    params = open_api_util_models.Params(
+        action=action,
+        version=version,
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     request = open_api_util_models.OpenApiRequest(query={k: str(v) for k, v in query.items()})
     return client.call_api(params, request, RuntimeOptions())["body"]
 

@@ -26,8 +26,11 @@ from rich.console import Console
 
 from acrvpc.cli.report import console_for_output
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build container images in a VPC with ACR Enterprise Edition, as a Prefect pipeline.",
+)
 console = console_for_output()
 err = Console(stderr=True)
 

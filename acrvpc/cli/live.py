@@ -44,9 +44,17 @@ class LiveView:
 
     def __init__(self, console: Console, *, show_logs: bool = True) -> None:
         self.console, self.show_logs = console, show_logs
-        self.progress = Progress(SpinnerColumn(finished_text="[green]✓[/]"), TextColumn("{task.description}"),
-                                 BarColumn(bar_width=24), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                 console=console, transient=False, redirect_stdout=False, redirect_stderr=False)
+        self.progress = Progress(
+            SpinnerColumn(finished_text="[green]✓[/]"),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self.stages: dict[str, TaskID] = {}
         self.builds: dict[str, TaskID] = {}
         self.outcomes: dict[str, dict[str, Any]] = {}
@@ -75,21 +83,26 @@ class LiveView:
 
     # builds
     def _on_build_started(self, data: dict[str, Any]) -> None:
-        self.builds[data["build_record_id"]] = self.progress.add_task(f"  build {data['image']}", total=100,
-                                                                      info="started")
+        self.builds[data["build_record_id"]] = self.progress.add_task(
+            f"  build {data['image']}", total=100, info="started"
+        )
 
     def _on_build_status(self, data: dict[str, Any]) -> None:
         task = self.builds.get(data["build_record_id"])
         if task is not None:
             stage = f" · {data['stage']}" if data.get("stage") else ""
-            self.progress.update(task, completed=data["progress"],
-                                 info=f"{data['status']}{stage} · {data['lines']} line(s)")
+            self.progress.update(
+                task, completed=data["progress"], info=f"{data['status']}{stage} · {data['lines']} line(s)"
+            )
 
     def _on_build_log(self, data: dict[str, Any]) -> None:
         if self.show_logs:
-            self.progress.console.print(f"[dim]{escape(data['repository'])}[/]  [cyan]{escape(data['stage'])}[/]  "
-                                        f"{escape(data['message'])}",
-                                        highlight=False, markup=True, soft_wrap=True)
+            self.progress.console.print(
+                f"[dim]{escape(data['repository'])}[/]  [cyan]{escape(data['stage'])}[/]  {escape(data['message'])}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
 
     def _on_build_finished(self, data: dict[str, Any]) -> None:
         outcome = data["outcome"]
@@ -101,9 +114,12 @@ class LiveView:
             self.progress.update(task, completed=100, info=info)
 
     def _on_drift_detected(self, data: dict[str, Any]) -> None:
-        self.progress.console.print(f"[yellow]drift[/] on {escape(data['resource_kind'])} "
-                                    f"{escape(data['resource_id'])}: {escape('; '.join(data['differences']))} "
-                                    f"(converging it back to the spec)", highlight=False)
+        self.progress.console.print(
+            f"[yellow]drift[/] on {escape(data['resource_kind'])} "
+            f"{escape(data['resource_id'])}: {escape('; '.join(data['differences']))} "
+            f"(converging it back to the spec)",
+            highlight=False,
+        )
 
     def _on_run_finished(self, data: dict[str, Any]) -> None:
         self.summary = data["summary"]

@@ -39,8 +39,13 @@ def stage_table(summary: dict[str, Any]) -> Table:
     for row in summary.get("stages", []):
         style = _STYLE.get(row["result"], "")
         resources = "\n".join(f"{k}: {v}" for k, v in row.get("resources", {}).items()) or "-"
-        table.add_row(row["stage"], f"[{style}]{row['result']}[/]", resources, str(len(row.get("changes", []))),
-                      f"{row['seconds']:.1f}")
+        table.add_row(
+            row["stage"],
+            f"[{style}]{row['result']}[/]",
+            resources,
+            str(len(row.get("changes", []))),
+            f"{row['seconds']:.1f}",
+        )
     return table
 
 
@@ -55,8 +60,15 @@ def build_table(summary: dict[str, Any]) -> Table:
         table.add_column(col, overflow="fold")
     for b in builds:
         style = "green" if b["status"] == "SUCCESS" else "red"
-        cells = [b["repository"], b.get("ref", ""), f"[{style}]{b['status']}[/]", b.get("image", ""),
-                 short_digest(b.get("digest") or "-"), b["build_record_id"], f"{wall_seconds(b):.1f}"]
+        cells = [
+            b["repository"],
+            b.get("ref", ""),
+            f"[{style}]{b['status']}[/]",
+            b.get("image", ""),
+            short_digest(b.get("digest") or "-"),
+            b["build_record_id"],
+            f"{wall_seconds(b):.1f}",
+        ]
         cells += [f"{float(b.get('seconds') or 0):.1f}"] if record else []
         table.add_row(*cells, str(b.get("log_lines", 0)), *([why_text(b)] if why else []))
     return table

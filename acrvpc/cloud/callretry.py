@@ -59,8 +59,13 @@ from acrvpc.settings import Settings, settings
 logger = logging.getLogger(__name__)
 
 SAFE_PREFIXES = ("Describe", "Get", "List", "AuthorizeSecurityGroup", "Revoke", "Delete", "Modify", "Update")
-SAFE_WRITES = {"CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo", "CreateNetworkInterfacePermission",
-               "CancelRepoBuildRecord"}
+SAFE_WRITES = {
+    "CreateNamespace",
+    "CreateRepository",
+    "CreateRepoSourceCodeRepo",
+    "CreateNetworkInterfacePermission",
+    "CancelRepoBuildRecord",
+}
 BASE_DELAY_S = 0.2
 MAX_DELAY_S = 2.0
 DEFAULT_RETRIES: int = Settings.model_fields["call_retries"].default
@@ -99,7 +104,7 @@ def retry_after_s(exc: BaseException) -> float | None:
 
 def backoff(attempt: int) -> float:
     """The jittered pause before retry number ``attempt + 1`` (0-based), without a hint."""
-    return random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
+    return random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
 
 
 def next_pause(attempt: int, exc: BaseException, waited: float) -> float | None:
@@ -147,14 +152,18 @@ def guard(client: Any, product: str, sleep: Callable[[float], None] | None = Non
                 pause = next_pause(attempt, exc, waited)
                 code = error_code(exc) or type(exc).__name__
                 if pause is None:
-                    logger.info("%s %s: %s asks to wait %.1f s, more than the %.0f s retry budget left: "
-                                "giving up", product, params.action, code, retry_after_s(exc) or 0.0,
-                                BACKOFF_BUDGET_S - waited)
+                    logger.info(
+                        "%s %s: %s asks to wait %.1f s, more than the %.0f s retry budget left: giving up",
+                        product,
+                        params.action,
+                        code,
+                        retry_after_s(exc) or 0.0,
+                        BACKOFF_BUDGET_S - waited,
+                    )
                     raise
                 attempt += 1
                 waited += pause
-                logger.info("%s %s: %s, retry %d/%d in %.2f s", product, params.action, code, attempt, retries,
-                            pause)
+                logger.info("%s %s: %s, retry %d/%d in %.2f s", product, params.action, code, attempt, retries, pause)
                 (sleep or SLEEP)(pause)
 
     client.call_api = retrying_call_api
@@ -206,9 +215,15 @@ def cap_retry_after(response: Any, *args: Any, **kwargs: Any) -> Any:
         return response
     cap = BACKOFF_BUDGET_S / max(1, attempts_after_first())
     if wait > cap:
-        logger.info("gitlab %s %s: %s asks to wait %.0f s; waiting %.0f s (the retry budget is %.0f s per call)",
-                    getattr(response.request, "method", ""), getattr(response, "url", ""), status, wait, cap,
-                    BACKOFF_BUDGET_S)
+        logger.info(
+            "gitlab %s %s: %s asks to wait %.0f s; waiting %.0f s (the retry budget is %.0f s per call)",
+            getattr(response.request, "method", ""),
+            getattr(response, "url", ""),
+            status,
+            wait,
+            cap,
+            BACKOFF_BUDGET_S,
+        )
     headers["Retry-After"] = str(int(min(wait, cap) + 0.999))
     return response
 

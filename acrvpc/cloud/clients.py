@@ -129,8 +129,9 @@ def load_block(slug: str, name: str) -> Any:
         if not isinstance(cause, ValidationError):
             raise
         why = "; ".join(_error_text(e) for e in cause.errors())
-        raise BlockUnusable(f"the saved {slug} block {name!r} is misfilled: {why}; fix it in the UI (Blocks) or "
-                            "save it again") from None
+        raise BlockUnusable(
+            f"the saved {slug} block {name!r} is misfilled: {why}; fix it in the UI (Blocks) or save it again"
+        ) from None
 
 
 def _error_text(error: Any) -> str:
@@ -164,7 +165,8 @@ def resolve_access_key(block_name: str | None) -> Credential:
             raise CredentialsError(
                 f"credentials.alibaba_block: cannot use the Alibaba Cloud Credentials block {block_name!r} ({exc}); "
                 "save it with `prefect block create alibaba-cloud-credentials` or AlibabaCloudCredentials(...)"
-                ".save(...) (README, Credentials), or omit the field to use the default credential chain") from None
+                ".save(...) (README, Credentials), or omit the field to use the default credential chain"
+            ) from None
         return block.credential()
     return default_chain()
 
@@ -177,8 +179,9 @@ def _set(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def metadata_service_answers(host: str = METADATA_HOST, port: int = 80,
-                             timeout_s: float = METADATA_PROBE_TIMEOUT_S) -> bool:
+def metadata_service_answers(
+    host: str = METADATA_HOST, port: int = 80, timeout_s: float = METADATA_PROBE_TIMEOUT_S
+) -> bool:
     """Whether the ECS instance metadata service answers: one HTTP request, ``timeout_s`` at most.
 
     Any HTTP answer counts (the token endpoint may refuse a method or be IMDSv1-only); no
@@ -211,10 +214,14 @@ def _configured_sources() -> list[tuple[str, Any]]:
     SDK's order (OIDC, the aliyun CLI's config, the credentials file, a credentials URI), as ``(where,
     provider factory)``; nothing is read or asked yet."""
     sources: list[tuple[str, Any]] = []
-    if _set("ALIBABA_CLOUD_OIDC_TOKEN_FILE") and _set("ALIBABA_CLOUD_ROLE_ARN") \
-            and _set("ALIBABA_CLOUD_OIDC_PROVIDER_ARN"):
-        sources.append(("OIDC (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_*)",
-                        lambda: _sdk("OIDCRoleArnCredentialsProvider")()))
+    if (
+        _set("ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+        and _set("ALIBABA_CLOUD_ROLE_ARN")
+        and _set("ALIBABA_CLOUD_OIDC_PROVIDER_ARN")
+    ):
+        sources.append(
+            ("OIDC (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_*)", lambda: _sdk("OIDCRoleArnCredentialsProvider")())
+        )
     cli_config = _home() / ".aliyun" / "config.json"
     if cli_config.is_file() and _set("ALIBABA_CLOUD_CLI_PROFILE_DISABLED").lower() != "true":
         sources.append((str(cli_config), lambda: _sdk("CLIProfileCredentialsProvider")(profile_file=str(cli_config))))
@@ -229,13 +236,15 @@ def _configured_sources() -> list[tuple[str, Any]]:
 def no_credentials_message(problems: list[str], metadata: str) -> str:
     """The one message for "no usable Alibaba Cloud credentials": every way to give them."""
     found = "; ".join(problems)
-    return ("no Alibaba Cloud credentials" + (f" could be used ({found})" if found else " found") + ". Give them "
-            "one of these ways: the spec's credentials.alibaba_block (the name of a saved AlibabaCloudCredentials "
-            "block); the environment variables ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET "
-            "(and ALIBABA_CLOUD_SECURITY_TOKEN for STS); a credentials file, ~/.alibabacloud/credentials.ini "
-            "(or ALIBABA_CLOUD_CREDENTIALS_FILE) or the aliyun CLI's ~/.aliyun/config.json; or, on an ECS "
-            f"instance, a RAM role attached to it ({metadata}). To try the pipeline without an account: "
-            "`acrvpc demo`, or `acrvpc sandbox` with ACRVPC_SANDBOX_URL")
+    return (
+        "no Alibaba Cloud credentials" + (f" could be used ({found})" if found else " found") + ". Give them "
+        "one of these ways: the spec's credentials.alibaba_block (the name of a saved AlibabaCloudCredentials "
+        "block); the environment variables ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET "
+        "(and ALIBABA_CLOUD_SECURITY_TOKEN for STS); a credentials file, ~/.alibabacloud/credentials.ini "
+        "(or ALIBABA_CLOUD_CREDENTIALS_FILE) or the aliyun CLI's ~/.aliyun/config.json; or, on an ECS "
+        f"instance, a RAM role attached to it ({metadata}). To try the pipeline without an account: "
+        "`acrvpc demo`, or `acrvpc sandbox` with ACRVPC_SANDBOX_URL"
+    )
 
 
 def default_chain() -> Credential:
@@ -254,8 +263,9 @@ def default_chain() -> Credential:
     if key_id and secret:
         return AccessKey(key_id, secret, _set("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
     have, lack = ("ID", "SECRET") if key_id else ("SECRET", "ID")
-    problems = [f"ALIBABA_CLOUD_ACCESS_KEY_{have} is set without ALIBABA_CLOUD_ACCESS_KEY_{lack}"] \
-        if key_id or secret else []
+    problems = (
+        [f"ALIBABA_CLOUD_ACCESS_KEY_{have} is set without ALIBABA_CLOUD_ACCESS_KEY_{lack}"] if key_id or secret else []
+    )
     for where, make in _configured_sources():
         found = _ask(where, make, problems)
         if found is not None:
@@ -266,8 +276,11 @@ def default_chain() -> Credential:
         metadata = f"no ECS metadata service answered at {METADATA_HOST} within {METADATA_PROBE_TIMEOUT_S:g} s"
     else:
         metadata = "the metadata service answered but gave no role credentials"
-        found = _ask(f"the ECS RAM role ({METADATA_HOST})",
-                     lambda: _sdk("EcsRamRoleCredentialsProvider")(async_update_enabled=False), problems)
+        found = _ask(
+            f"the ECS RAM role ({METADATA_HOST})",
+            lambda: _sdk("EcsRamRoleCredentialsProvider")(async_update_enabled=False),
+            problems,
+        )
         if found is not None:
             return found
     raise CredentialsError(no_credentials_message(problems, metadata))
@@ -319,12 +332,22 @@ def endpoint_for(product: str, region: str, setting: str = "public") -> tuple[st
     return (rest.rstrip("/"), scheme) if sep else (setting, None)
 
 
-def _config(region: str, access_key: Credential | None, read_timeout_ms: int | None = None, *,
-            product: str = "", endpoint: str = "public") -> open_api_models.Config:
+def _config(
+    region: str,
+    access_key: Credential | None,
+    read_timeout_ms: int | None = None,
+    *,
+    product: str = "",
+    endpoint: str = "public",
+) -> open_api_models.Config:
     from alibabacloud_tea_openapi import models as open_api_models
 
-    config = open_api_models.Config(region_id=region, user_agent=USER_AGENT,
-                                    read_timeout=read_timeout_ms or READ_TIMEOUT_MS, connect_timeout=CONNECT_TIMEOUT_MS)
+    config = open_api_models.Config(
+        region_id=region,
+        user_agent=USER_AGENT,
+        read_timeout=read_timeout_ms or READ_TIMEOUT_MS,
+        connect_timeout=CONNECT_TIMEOUT_MS,
+    )
     if access_key is None:
         access_key = resolve_access_key(None)
     if isinstance(access_key, AccessKey):
@@ -353,8 +376,9 @@ def _guarded(client: Any, product: str, region: str) -> Any:
     return callretry.guard(ratelimit.guard(client, product, region), product)
 
 
-def cr_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
-               endpoint: str = "public") -> CrClient:
+def cr_client(
+    region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None, endpoint: str = "public"
+) -> CrClient:
     """A Container Registry 2018-12-01 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`.
 
     Without ``access_key`` the credentials are resolved now (:func:`resolve_access_key`), as for the
@@ -362,33 +386,44 @@ def cr_client(region: str, access_key: Credential | None = None, *, read_timeout
     """
     from alibabacloud_cr20181201.client import Client as CrClient
 
-    return _guarded(CrClient(_config(region, access_key, read_timeout_ms, product="cr", endpoint=endpoint)),
-                    "cr", region)
+    return _guarded(
+        CrClient(_config(region, access_key, read_timeout_ms, product="cr", endpoint=endpoint)), "cr", region
+    )
 
 
-def ecs_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
-               endpoint: str = "public") -> EcsClient:
+def ecs_client(
+    region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None, endpoint: str = "public"
+) -> EcsClient:
     """An ECS 2014-05-26 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`."""
     from alibabacloud_ecs20140526.client import Client as EcsClient
 
-    return _guarded(EcsClient(_config(region, access_key, read_timeout_ms, product="ecs", endpoint=endpoint)),
-                    "ecs", region)
+    return _guarded(
+        EcsClient(_config(region, access_key, read_timeout_ms, product="ecs", endpoint=endpoint)), "ecs", region
+    )
 
 
-def vpc_client(region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None,
-               endpoint: str = "public") -> VpcClient:
+def vpc_client(
+    region: str, access_key: Credential | None = None, *, read_timeout_ms: int | None = None, endpoint: str = "public"
+) -> VpcClient:
     """A VPC 2016-04-28 client, rate-limited per :mod:`acrvpc.cloud.ratelimit`."""
     from alibabacloud_vpc20160428.client import Client as VpcClient
 
-    return _guarded(VpcClient(_config(region, access_key, read_timeout_ms, product="vpc", endpoint=endpoint)),
-                    "vpc", region)
+    return _guarded(
+        VpcClient(_config(region, access_key, read_timeout_ms, product="vpc", endpoint=endpoint)), "vpc", region
+    )
 
 
 PRODUCT_CLIENTS = {"cr": cr_client, "ecs": ecs_client, "vpc": vpc_client}
 
 
-def client_for(product: str, region: str, access_key: Credential | None = None, *,
-               read_timeout_ms: int | None = None, endpoint: str = "public") -> Any:
+def client_for(
+    product: str,
+    region: str,
+    access_key: Credential | None = None,
+    *,
+    read_timeout_ms: int | None = None,
+    endpoint: str = "public",
+) -> Any:
     """The client of one product by name (``cr``, ``ecs`` or ``vpc``): :func:`cr_client`, :func:`ecs_client`
     or :func:`vpc_client`. What :meth:`acrvpc.blocks.AlibabaCloudCredentials.get_client` builds.
 
@@ -417,9 +452,11 @@ def cloud_clients(spec: Spec) -> CloudClients:
     """
     key = resolve_access_key(spec.credentials.alibaba_block)
     ends = spec.endpoints
-    return CloudClients(actions.guard(cr_client(spec.region, key, endpoint=ends.for_product("cr")), "cr"),
-                        actions.guard(ecs_client(spec.region, key, endpoint=ends.for_product("ecs")), "ecs"),
-                        actions.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"))
+    return CloudClients(
+        actions.guard(cr_client(spec.region, key, endpoint=ends.for_product("cr")), "cr"),
+        actions.guard(ecs_client(spec.region, key, endpoint=ends.for_product("ecs")), "ecs"),
+        actions.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"),
+    )
 
 
 @dataclass(frozen=True)
@@ -468,7 +505,8 @@ def resolve_gitlab(token_block: str) -> GitLabAuth:
             f"gitlab.token_block: no {GITLAB_BLOCK_TYPE} block and no Prefect Secret block "
             f"named {token_block!r}; create one (`GitLabCredentials(token='glpat-...', url=...).save('{token_block}')`"
             f" or `Secret(value='glpat-...').save('{token_block}')`, README, Credentials) or set "
-            f"{GITLAB_TOKEN_ENV}") from None
+            f"{GITLAB_TOKEN_ENV}"
+        ) from None
 
 
 def ca_bundle_path(ca_bundle: str | None) -> str | bool:
@@ -491,8 +529,10 @@ def ca_bundle_path(ca_bundle: str | None) -> str | bool:
             part.replace(path)
         return str(path)
     if not Path(ca_bundle).expanduser().is_file():
-        raise CredentialsError(f"ca_bundle: no file {ca_bundle!r} on this machine; give the CA bundle's path here, "
-                               "or paste the PEM text itself into the block's ca_bundle")
+        raise CredentialsError(
+            f"ca_bundle: no file {ca_bundle!r} on this machine; give the CA bundle's path here, "
+            "or paste the PEM text itself into the block's ca_bundle"
+        )
     return str(Path(ca_bundle).expanduser())
 
 
@@ -505,9 +545,16 @@ def gitlab_client(url: str, token: str, *, ca_bundle: str | None = None) -> gitl
     """
     import gitlab
 
-    return callretry.guard_gitlab(gitlab.Gitlab(sandbox_url() or url, private_token=token, timeout=GITLAB_TIMEOUT_S,
-                                                keep_base_url=True, user_agent=USER_AGENT,
-                                                ssl_verify=ca_bundle_path(ca_bundle)))
+    return callretry.guard_gitlab(
+        gitlab.Gitlab(
+            sandbox_url() or url,
+            private_token=token,
+            timeout=GITLAB_TIMEOUT_S,
+            keep_base_url=True,
+            user_agent=USER_AGENT,
+            ssl_verify=ca_bundle_path(ca_bundle),
+        )
+    )
 
 
 def gitlab_for(spec: Spec) -> gitlab.Gitlab:

@@ -19,9 +19,17 @@ from typing import Any, TypedDict
 from acrvpc.settings import settings
 
 TRANSIENT_CODES = {
-    "ServiceUnavailable", "InternalError", "InternalServerError", "OperationConflict", "TaskConflict",
-    "IncorrectRouteEntryStatus", "LastTokenProcessing", "IdempotentProcessing",
-    "InvalidOperation.InvalidEniState", "InvalidOperation.InvalidEcsState", "InvalidOperation.HasMemberEniAttached",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+    "OperationConflict",
+    "TaskConflict",
+    "IncorrectRouteEntryStatus",
+    "LastTokenProcessing",
+    "IdempotentProcessing",
+    "InvalidOperation.InvalidEniState",
+    "InvalidOperation.InvalidEcsState",
+    "InvalidOperation.HasMemberEniAttached",
 }
 _THROTTLING = re.compile(r"Throttling")
 
@@ -30,7 +38,7 @@ FIXES: dict[str, str] = {
     "Forbidden.RAM": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun",
     "NoPermission": "grant the RAM user the action named in the error, then rerun",
     "NoPrivilege": "grant the RAM user the Container Registry action named in the error (see `acrvpc policy`), "
-                   "then rerun",
+    "then rerun",
     "InvalidAccessKeyId.NotFound": "the AccessKey id is unknown: check the credentials block or environment",
     "SignatureDoesNotMatch": "the AccessKey secret is wrong: check the credentials block or environment",
     "InvalidSecurityToken.Expired": "the STS token expired: refresh the credentials",
@@ -41,8 +49,8 @@ FIXES: dict[str, str] = {
     "InvalidVSwitchId.NotFound": "check network.vswitch_id and region in the spec",
     # Preflight reads the GitLab ECS's group; the link/ENI stages pass their own fix for the link's group.
     "InvalidSecurityGroupId.NotFound": "check that the group named in the error exists in the spec's region; "
-                                       "for the GitLab ECS's group, correct gitlab.security_group_id or remove it "
-                                       "and let preflight find it",
+    "for the GitLab ECS's group, correct gitlab.security_group_id or remove it "
+    "and let preflight find it",
     "InvalidVbrId.NotFound": "check network.vbr_id in the spec",
     "InvalidAction.NotFound": "the API action is not available at this endpoint (sandbox: not emulated)",
 }
@@ -90,8 +98,9 @@ def check_cr(response: Any, action: str) -> Any:
     body = response.body
     if getattr(body, "is_success", True) is False:
         code = getattr(body, "code", "") or "UNKNOWN"
-        raise CrBusinessError(f"{action} failed: {code}", code=code, fix=FIXES.get(code, ""),
-                              retryable=code in TRANSIENT_CODES)
+        raise CrBusinessError(
+            f"{action} failed: {code}", code=code, fix=FIXES.get(code, ""), retryable=code in TRANSIENT_CODES
+        )
     return body
 
 
@@ -120,8 +129,14 @@ def is_retryable(exc: BaseException) -> bool:
     try:
         import requests
 
-        if isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ConnectionError,
-                            requests.exceptions.ChunkedEncodingError)):
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.Timeout,
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ),
+        ):
             return True
     except ImportError:  # pragma: no cover
         pass
@@ -182,5 +197,9 @@ class RetryOptions(TypedDict):
 
 _DELAYS = retry_delays()
 # Keyword arguments every API-calling task uses: exponential backoff with jitter, transient errors only.
-RETRY: RetryOptions = {"retries": len(_DELAYS), "retry_delay_seconds": _DELAYS, "retry_jitter_factor": 0.5,
-         "retry_condition_fn": retry_condition}
+RETRY: RetryOptions = {
+    "retries": len(_DELAYS),
+    "retry_delay_seconds": _DELAYS,
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_condition,
+}

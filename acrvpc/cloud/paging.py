@@ -45,8 +45,13 @@ def _count(value: Any) -> int:
         return 0
 
 
-def paginate(fetch: Callable[[Any], Any], items: Callable[[Any], Iterable[T] | None], *, what: str,
-             by: Literal["token", "page"] = "token") -> Iterator[T]:
+def paginate(
+    fetch: Callable[[Any], Any],
+    items: Callable[[Any], Iterable[T] | None],
+    *,
+    what: str,
+    by: Literal["token", "page"] = "token",
+) -> Iterator[T]:
     """Every item of a paged listing, fetching the next page only when the caller gets that far.
 
     Args:
@@ -72,8 +77,7 @@ def paginate(fetch: Callable[[Any], Any], items: Callable[[Any], Iterable[T] | N
         raise ValueError(f"paginate: by must be 'token' or 'page', not {by!r}")
 
 
-def _by_token(fetch: Callable[[str | None], Any], items: Callable[[Any], Iterable[T] | None],
-              what: str) -> Iterator[T]:
+def _by_token(fetch: Callable[[str | None], Any], items: Callable[[Any], Iterable[T] | None], what: str) -> Iterator[T]:
     seen: set[str] = set()
     token: str | None = None
     while True:
@@ -83,8 +87,11 @@ def _by_token(fetch: Callable[[str | None], Any], items: Callable[[Any], Iterabl
         if not token:
             return
         if token in seen:
-            logger.warning("%s: the server answered NextToken %r a second time; the listing ends here "
-                           "(it may be incomplete)", what, token)
+            logger.warning(
+                "%s: the server answered NextToken %r a second time; the listing ends here (it may be incomplete)",
+                what,
+                token,
+            )
             return
         seen.add(token)
 

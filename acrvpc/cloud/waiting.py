@@ -33,10 +33,18 @@ MAX_POLL_S = 5.0
 WAIT_TIMEOUT = "WAIT_TIMEOUT"
 
 
-def wait_until(poll: Callable[[], T | None], *, what: str, timeout_s: float,
-               sleep: Callable[[float], object] = time.sleep, first_s: float = FIRST_POLL_S,
-               max_s: float = MAX_POLL_S, retry_on: Callable[[Exception], bool] | None = None,
-               timeout_error: Callable[[], BaseException] | None = None, fix: str = "") -> T:
+def wait_until(
+    poll: Callable[[], T | None],
+    *,
+    what: str,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+    first_s: float = FIRST_POLL_S,
+    max_s: float = MAX_POLL_S,
+    retry_on: Callable[[Exception], bool] | None = None,
+    timeout_error: Callable[[], BaseException] | None = None,
+    fix: str = "",
+) -> T:
     """Call ``poll`` until it returns something other than ``None``, backing off, until ``timeout_s``.
 
     Args:
@@ -79,9 +87,13 @@ def wait_until(poll: Callable[[], T | None], *, what: str, timeout_s: float,
                 raise timeout_error()
             if last is not None:
                 raise last
-            raise PipelineError(f"still waiting for {what} after {timeout_s:.0f} s", code=WAIT_TIMEOUT,
-                                fix=fix or f"check why {what} takes longer than usual (the cloud console shows "
-                                           f"its state), then rerun, or allow a longer wait")
+            raise PipelineError(
+                f"still waiting for {what} after {timeout_s:.0f} s",
+                code=WAIT_TIMEOUT,
+                fix=fix
+                or f"check why {what} takes longer than usual (the cloud console shows "
+                f"its state), then rerun, or allow a longer wait",
+            )
         step = min(delay, timeout_s - elapsed)
         sleep(step)
         slept += step

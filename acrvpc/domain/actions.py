@@ -36,9 +36,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 INSTANCE, NAMESPACE, REPOSITORY, REPOSITORIES = "instance", "namespace", "repository", "repositories"
 SECURITY_GROUP, NETWORK_INTERFACE, VPC, VSWITCH, REGION = (
-    "securitygroup", "networkinterface", "vpc", "vswitch", "region")
-RESOURCE_KINDS = (INSTANCE, NAMESPACE, REPOSITORY, REPOSITORIES, SECURITY_GROUP, NETWORK_INTERFACE, VPC, VSWITCH,
-                  REGION)
+    "securitygroup",
+    "networkinterface",
+    "vpc",
+    "vswitch",
+    "region",
+)
+RESOURCE_KINDS = (
+    INSTANCE,
+    NAMESPACE,
+    REPOSITORY,
+    REPOSITORIES,
+    SECURITY_GROUP,
+    NETWORK_INTERFACE,
+    VPC,
+    VSWITCH,
+    REGION,
+)
 PRODUCTS = ("cr", "ecs", "vpc")
 # Options of `acrvpc policy`: stages a plain run never reaches.
 OPTION_FIX, OPTION_TEARDOWN = "fix", "teardown"
@@ -123,81 +137,148 @@ _LIST_RULES = Api("cr", "ListRepoBuildRule", "cr:ListRepositoryBuildRule", REPOS
 _DESCRIBE_GROUPS = Api("ecs", "DescribeSecurityGroups", "ecs:DescribeSecurityGroups", REGION)
 _DESCRIBE_GROUP = Api("ecs", "DescribeSecurityGroupAttribute", "ecs:DescribeSecurityGroupAttribute", SECURITY_GROUP)
 _DESCRIBE_ENIS = Api("ecs", "DescribeNetworkInterfaces", "ecs:DescribeNetworkInterfaces", REGION)
-_DESCRIBE_ENI_PERMS = Api("ecs", "DescribeNetworkInterfacePermissions", "ecs:DescribeNetworkInterfacePermissions",
-                          REGION)
-_DELETE_ENI_PERM = Api("ecs", "DeleteNetworkInterfacePermission", "ecs:DeleteNetworkInterfacePermission",
-                       NETWORK_INTERFACE)
+_DESCRIBE_ENI_PERMS = Api(
+    "ecs", "DescribeNetworkInterfacePermissions", "ecs:DescribeNetworkInterfacePermissions", REGION
+)
+_DELETE_ENI_PERM = Api(
+    "ecs", "DeleteNetworkInterfacePermission", "ecs:DeleteNetworkInterfacePermission", NETWORK_INTERFACE
+)
 _DELETE_ENI = Api("ecs", "DeleteNetworkInterface", "ecs:DeleteNetworkInterface", NETWORK_INTERFACE)
 _DELETE_GROUP = Api("ecs", "DeleteSecurityGroup", "ecs:DeleteSecurityGroup", SECURITY_GROUP)
 
 STAGES: tuple[Stage, ...] = (
-    Stage("preflight", BOTH, why="checks every prerequisite (tasks/preflight.py; also `acrvpc plan`)", calls=(
-        Api("cr", "GetInstance", "cr:GetInstance", INSTANCE),
-        _GET_REPOSITORY,
-        _GET_SOURCE,
-        Api("vpc", "DescribeVpcAttribute", "vpc:DescribeVpcAttribute", VPC),
-        Api("vpc", "DescribeVSwitchAttributes", "vpc:DescribeVSwitchAttributes", VSWITCH),
-        Api("ecs", "DescribeInstances", "ecs:DescribeInstances", REGION, when="gitlab_on_ecs"),
-        Api("ecs", "DescribeSecurityGroupAttribute", "ecs:DescribeSecurityGroupAttribute", SECURITY_GROUP,
-            when="gitlab_on_ecs"),
-        Api("vpc", "DescribeVirtualBorderRouters", "vpc:DescribeVirtualBorderRouters", REGION, when="vbr"),
-        Api("vpc", "DescribeRouteEntryList", "vpc:DescribeRouteEntryList", REGION, when="vbr"),
-    )),
-    Stage("preflight-fix", BOTH, option=OPTION_FIX,
-          why="`acrvpc preflight --fix` adds the 100.104.0.0/16 ingress rule to GitLab's group "
-              "(tasks/preflight_fix.py)",
-          calls=(Api("ecs", "AuthorizeSecurityGroup", "ecs:AuthorizeSecurityGroup", SECURITY_GROUP,
-                     when="gitlab_on_ecs"),)),
-    Stage("link", API, why="creates and converges the build security group (tasks/link.py)", calls=(
-        _DESCRIBE_GROUPS,
-        _DESCRIBE_GROUP,
-        Api("ecs", "CreateSecurityGroup", "ecs:CreateSecurityGroup", SECURITY_GROUP),
-        Api("ecs", "ModifySecurityGroupPolicy", "ecs:ModifySecurityGroupPolicy", SECURITY_GROUP),
-        Api("ecs", "AuthorizeSecurityGroupEgress", "ecs:AuthorizeSecurityGroupEgress", SECURITY_GROUP),
-        Api("ecs", "RevokeSecurityGroupEgress", "ecs:RevokeSecurityGroupEgress", SECURITY_GROUP),
-        Api("ecs", "RevokeSecurityGroup", "ecs:RevokeSecurityGroup", SECURITY_GROUP),
-    )),
-    Stage("eni", API, why="creates the build ENI and lets the registry attach it (tasks/eni.py)", calls=(
-        _DESCRIBE_ENIS,
-        _DESCRIBE_ENI_PERMS,
-        Api("ecs", "CreateNetworkInterface", "ecs:CreateNetworkInterface", NETWORK_INTERFACE),
-        Api("ecs", "CreateNetworkInterfacePermission", "ecs:CreateNetworkInterfacePermission", NETWORK_INTERFACE),
-        Api("ecs", "ModifyNetworkInterfaceAttribute", "ecs:ModifyNetworkInterfaceAttribute", NETWORK_INTERFACE),
-    )),
-    Stage("rollback", API,
-          why="a failed link/ENI transaction deletes what that run created (tasks/teardown.py rollback_link)",
-          calls=(_DESCRIBE_GROUPS, _DESCRIBE_ENIS, _DESCRIBE_ENI_PERMS, _DELETE_ENI_PERM, _DELETE_ENI, _DELETE_GROUP)),
-    Stage("console-verify", CONSOLE,
-          why="verifies the console-made link and account binding (tasks/console.py)", calls=(
-              _DESCRIBE_GROUPS, _DESCRIBE_GROUP, _DESCRIBE_ENIS,
-              _GET_REPOSITORY, _GET_SOURCE, _GET_NAMESPACE, _CREATE_NAMESPACE, _CREATE_REPOSITORY, _CREATE_SOURCE,
-          )),
-    Stage("binding", BOTH, why="namespaces, repositories, source bindings and build rules (tasks/binding.py)", calls=(
-        _GET_NAMESPACE,
-        _CREATE_NAMESPACE,
-        _GET_REPOSITORY,
-        _CREATE_REPOSITORY,
-        _GET_SOURCE,
-        _CREATE_SOURCE,
-        Api("cr", "UpdateRepoSourceCodeRepo", "cr:UpdateSourceRepository", REPOSITORY),
-        _LIST_RULES,
-        Api("cr", "CreateRepoBuildRule", "cr:CreateRepositoryBuildRule", REPOSITORY),
-    )),
-    Stage("on-push", BOTH, why="checks the pushed repository's binding read-only (tasks/on_push.py)", calls=(
-        _GET_REPOSITORY, _GET_SOURCE, _LIST_RULES,
-    )),
-    Stage("build", BOTH, why="starts, follows and cancels builds, reads the built tag (tasks/build.py)", calls=(
-        Api("cr", "CreateBuildRecordByRule", "cr:BuildRepositoryByRule", REPOSITORY),
-        Api("cr", "GetRepoBuildRecordStatus", "cr:GetBuildRepositoryStatus", REPOSITORY),
-        Api("cr", "ListRepoBuildRecordLog", "cr:GetRepositoryBuildLog", REPOSITORY),
-        Api("cr", "GetRepoBuildRecord", "cr:GetRepositoryBuildRecord", REPOSITORIES),
-        Api("cr", "CancelRepoBuildRecord", "cr:CancelBuildRepository", REPOSITORY),
-        Api("cr", "GetRepoTag", "cr:ListRepositoryTag", REPOSITORIES),  # the built image's digest
-    )),
-    Stage("teardown", BOTH, option=OPTION_TEARDOWN,
-          why="`acrvpc teardown` deletes the link's ENIs and security groups (tasks/teardown.py)", calls=(
-              _DESCRIBE_GROUPS, _DESCRIBE_ENIS, _DESCRIBE_ENI_PERMS, _DELETE_ENI_PERM, _DELETE_ENI, _DELETE_GROUP,
-          )),
+    Stage(
+        "preflight",
+        BOTH,
+        why="checks every prerequisite (tasks/preflight.py; also `acrvpc plan`)",
+        calls=(
+            Api("cr", "GetInstance", "cr:GetInstance", INSTANCE),
+            _GET_REPOSITORY,
+            _GET_SOURCE,
+            Api("vpc", "DescribeVpcAttribute", "vpc:DescribeVpcAttribute", VPC),
+            Api("vpc", "DescribeVSwitchAttributes", "vpc:DescribeVSwitchAttributes", VSWITCH),
+            Api("ecs", "DescribeInstances", "ecs:DescribeInstances", REGION, when="gitlab_on_ecs"),
+            Api(
+                "ecs",
+                "DescribeSecurityGroupAttribute",
+                "ecs:DescribeSecurityGroupAttribute",
+                SECURITY_GROUP,
+                when="gitlab_on_ecs",
+            ),
+            Api("vpc", "DescribeVirtualBorderRouters", "vpc:DescribeVirtualBorderRouters", REGION, when="vbr"),
+            Api("vpc", "DescribeRouteEntryList", "vpc:DescribeRouteEntryList", REGION, when="vbr"),
+        ),
+    ),
+    Stage(
+        "preflight-fix",
+        BOTH,
+        option=OPTION_FIX,
+        why="`acrvpc preflight --fix` adds the 100.104.0.0/16 ingress rule to GitLab's group (tasks/preflight_fix.py)",
+        calls=(
+            Api("ecs", "AuthorizeSecurityGroup", "ecs:AuthorizeSecurityGroup", SECURITY_GROUP, when="gitlab_on_ecs"),
+        ),
+    ),
+    Stage(
+        "link",
+        API,
+        why="creates and converges the build security group (tasks/link.py)",
+        calls=(
+            _DESCRIBE_GROUPS,
+            _DESCRIBE_GROUP,
+            Api("ecs", "CreateSecurityGroup", "ecs:CreateSecurityGroup", SECURITY_GROUP),
+            Api("ecs", "ModifySecurityGroupPolicy", "ecs:ModifySecurityGroupPolicy", SECURITY_GROUP),
+            Api("ecs", "AuthorizeSecurityGroupEgress", "ecs:AuthorizeSecurityGroupEgress", SECURITY_GROUP),
+            Api("ecs", "RevokeSecurityGroupEgress", "ecs:RevokeSecurityGroupEgress", SECURITY_GROUP),
+            Api("ecs", "RevokeSecurityGroup", "ecs:RevokeSecurityGroup", SECURITY_GROUP),
+        ),
+    ),
+    Stage(
+        "eni",
+        API,
+        why="creates the build ENI and lets the registry attach it (tasks/eni.py)",
+        calls=(
+            _DESCRIBE_ENIS,
+            _DESCRIBE_ENI_PERMS,
+            Api("ecs", "CreateNetworkInterface", "ecs:CreateNetworkInterface", NETWORK_INTERFACE),
+            Api("ecs", "CreateNetworkInterfacePermission", "ecs:CreateNetworkInterfacePermission", NETWORK_INTERFACE),
+            Api("ecs", "ModifyNetworkInterfaceAttribute", "ecs:ModifyNetworkInterfaceAttribute", NETWORK_INTERFACE),
+        ),
+    ),
+    Stage(
+        "rollback",
+        API,
+        why="a failed link/ENI transaction deletes what that run created (tasks/teardown.py rollback_link)",
+        calls=(_DESCRIBE_GROUPS, _DESCRIBE_ENIS, _DESCRIBE_ENI_PERMS, _DELETE_ENI_PERM, _DELETE_ENI, _DELETE_GROUP),
+    ),
+    Stage(
+        "console-verify",
+        CONSOLE,
+        why="verifies the console-made link and account binding (tasks/console.py)",
+        calls=(
+            _DESCRIBE_GROUPS,
+            _DESCRIBE_GROUP,
+            _DESCRIBE_ENIS,
+            _GET_REPOSITORY,
+            _GET_SOURCE,
+            _GET_NAMESPACE,
+            _CREATE_NAMESPACE,
+            _CREATE_REPOSITORY,
+            _CREATE_SOURCE,
+        ),
+    ),
+    Stage(
+        "binding",
+        BOTH,
+        why="namespaces, repositories, source bindings and build rules (tasks/binding.py)",
+        calls=(
+            _GET_NAMESPACE,
+            _CREATE_NAMESPACE,
+            _GET_REPOSITORY,
+            _CREATE_REPOSITORY,
+            _GET_SOURCE,
+            _CREATE_SOURCE,
+            Api("cr", "UpdateRepoSourceCodeRepo", "cr:UpdateSourceRepository", REPOSITORY),
+            _LIST_RULES,
+            Api("cr", "CreateRepoBuildRule", "cr:CreateRepositoryBuildRule", REPOSITORY),
+        ),
+    ),
+    Stage(
+        "on-push",
+        BOTH,
+        why="checks the pushed repository's binding read-only (tasks/on_push.py)",
+        calls=(
+            _GET_REPOSITORY,
+            _GET_SOURCE,
+            _LIST_RULES,
+        ),
+    ),
+    Stage(
+        "build",
+        BOTH,
+        why="starts, follows and cancels builds, reads the built tag (tasks/build.py)",
+        calls=(
+            Api("cr", "CreateBuildRecordByRule", "cr:BuildRepositoryByRule", REPOSITORY),
+            Api("cr", "GetRepoBuildRecordStatus", "cr:GetBuildRepositoryStatus", REPOSITORY),
+            Api("cr", "ListRepoBuildRecordLog", "cr:GetRepositoryBuildLog", REPOSITORY),
+            Api("cr", "GetRepoBuildRecord", "cr:GetRepositoryBuildRecord", REPOSITORIES),
+            Api("cr", "CancelRepoBuildRecord", "cr:CancelBuildRepository", REPOSITORY),
+            Api("cr", "GetRepoTag", "cr:ListRepositoryTag", REPOSITORIES),  # the built image's digest
+        ),
+    ),
+    Stage(
+        "teardown",
+        BOTH,
+        option=OPTION_TEARDOWN,
+        why="`acrvpc teardown` deletes the link's ENIs and security groups (tasks/teardown.py)",
+        calls=(
+            _DESCRIBE_GROUPS,
+            _DESCRIBE_ENIS,
+            _DESCRIBE_ENI_PERMS,
+            _DELETE_ENI_PERM,
+            _DELETE_ENI,
+            _DELETE_GROUP,
+        ),
+    ),
 )
 
 
@@ -208,8 +289,10 @@ def _check_declarations(stages: Iterable[Stage]) -> dict[tuple[str, str], Api]:
         for api in stage.calls:
             first = seen.setdefault((api.product, api.action), api)
             if (first.ram_action, first.resource) != (api.ram_action, api.resource):
-                raise ValueError(f"{api.product} {api.action} is declared twice with different RAM action or "
-                                 f"resource ({first} vs {api}) in {THIS_FILE}")
+                raise ValueError(
+                    f"{api.product} {api.action} is declared twice with different RAM action or "
+                    f"resource ({first} vs {api}) in {THIS_FILE}"
+                )
     return seen
 
 
@@ -247,8 +330,12 @@ def calls_for(spec: Spec, options: Iterable[str] = ()) -> list[tuple[Stage, Api]
     Returns:
         ``(stage, api)`` pairs in declaration order (an action shared by stages appears once per stage).
     """
-    return [(stage, api) for stage in stages_for(spec, options) for api in stage.calls
-            if api.when is None or CONDITIONS[api.when](spec)]
+    return [
+        (stage, api)
+        for stage in stages_for(spec, options)
+        for api in stage.calls
+        if api.when is None or CONDITIONS[api.when](spec)
+    ]
 
 
 def declared(product: str) -> set[str]:
@@ -271,14 +358,17 @@ def not_declared_error(product: str, action: str) -> Exception:
         f"(the least-privilege policy would not allow it)",
         code="ACTION_NOT_DECLARED",
         fix=f"declare Api({product!r}, {action!r}, <RAM action>, <resource kind>) in the stage that calls it in "
-            f"{THIS_FILE}; `acrvpc policy` then grants it")
+        f"{THIS_FILE}; `acrvpc policy` then grants it",
+    )
 
 
 def _denied_note(product: str, action: str, exc: BaseException) -> str:
     detail = getattr(exc, "access_denied_detail", None) or getattr(exc, "accessDeniedDetail", None) or {}
     auth_action = detail.get("AuthAction") if isinstance(detail, dict) else None
-    return (f" [RAM denied {auth_action or ram_action(product, action)} (API {action}): grant it to the AccessKey; "
-            f"`acrvpc policy SPEC` prints the policy that does]")
+    return (
+        f" [RAM denied {auth_action or ram_action(product, action)} (API {action}): grant it to the AccessKey; "
+        f"`acrvpc policy SPEC` prints the policy that does]"
+    )
 
 
 def guard(client: Any, product: str) -> Any:

@@ -57,8 +57,13 @@ def supported_zones(region: str) -> list[str]:
 
 def supported_regions(cloud: str | None = None) -> list[str]:
     """The regions the table lists with VPC-mode zones and not retired, in table order (of ``cloud`` when given)."""
-    return [region for name, regions in zone_table().get("clouds", {}).items() if cloud in (None, name)
-            for region, info in regions.items() if info.get("zones") and not info.get("retired")]
+    return [
+        region
+        for name, regions in zone_table().get("clouds", {}).items()
+        if cloud in (None, name)
+        for region, info in regions.items()
+        if info.get("zones") and not info.get("retired")
+    ]
 
 
 def zone_fix(region: str, vpc_id: str) -> str:
@@ -70,15 +75,21 @@ def zone_fix(region: str, vpc_id: str) -> str:
     """
     zones = supported_zones(region)
     if zones:
-        return f"use a vSwitch in one of the zones {', '.join(zones)} (create one in {vpc_id} if needed) and set " \
-               f"network.vswitch_id"
+        return (
+            f"use a vSwitch in one of the zones {', '.join(zones)} (create one in {vpc_id} if needed) and set "
+            f"network.vswitch_id"
+        )
     found = _find_region(region)
     others = supported_regions(found[0] if found else "public")
-    few = ", ".join(others[:5]) + (f", or another of the {len(others)} in acrvpc/domain/zones.json" if len(others) > 5 else "")
+    few = ", ".join(others[:5]) + (
+        f", or another of the {len(others)} in acrvpc/domain/zones.json" if len(others) > 5 else ""
+    )
     state = "is retired for VPC builds" if found else "has no VPC-mode zone in the zone table"
-    return (f"region {region} {state}, so no vSwitch of {vpc_id} (all in {region}) can host the build ENI: the "
-            f"build needs an ACR EE instance and a VPC in a supported region ({few}); set region, instance_id, "
-            f"network.vpc_id and network.vswitch_id to resources there")
+    return (
+        f"region {region} {state}, so no vSwitch of {vpc_id} (all in {region}) can host the build ENI: the "
+        f"build needs an ACR EE instance and a VPC in a supported region ({few}); set region, instance_id, "
+        f"network.vpc_id and network.vswitch_id to resources there"
+    )
 
 
 def zone_support(region: str, zone_id: str) -> tuple[bool, str]:
@@ -257,12 +268,22 @@ def _fmt(nets: list[IPv4Net]) -> str:
 def _rule_label(rule: Mapping[str, Any]) -> str:
     rid = rule.get("SecurityGroupRuleId") or "(no id)"
     peer = rule.get("SourceCidrIp") or rule.get("DestCidrIp") or ""
-    return (f"{rid} [{rule.get('Policy') or 'Accept'} priority {rule.get('Priority') or 1} "
-            f"{rule.get('IpProtocol') or 'ALL'} {rule.get('PortRange') or '-1/-1'} {peer}]")
+    return (
+        f"{rid} [{rule.get('Policy') or 'Accept'} priority {rule.get('Priority') or 1} "
+        f"{rule.get('IpProtocol') or 'ALL'} {rule.get('PortRange') or '-1/-1'} {peer}]"
+    )
 
 
-def evaluate(rules: Iterable[Mapping[str, Any]], *, direction: str, peer_cidr: str, protocol: str = "TCP",
-             port: int | None = None, local_ip: str | None = None, default_accept: bool = False) -> Verdict:
+def evaluate(
+    rules: Iterable[Mapping[str, Any]],
+    *,
+    direction: str,
+    peer_cidr: str,
+    protocol: str = "TCP",
+    port: int | None = None,
+    local_ip: str | None = None,
+    default_accept: bool = False,
+) -> Verdict:
     """Whether a block of peers may talk to (ingress) or be reached from (egress) a group's members.
 
     Args:
@@ -297,11 +318,16 @@ def evaluate(rules: Iterable[Mapping[str, Any]], *, direction: str, peer_cidr: s
             rule_net = _net(peer)
         except ValueError:
             continue
-        if rule_net.version != 4 or not _protocol_matches(rule.get("IpProtocol"), protocol) \
-                or not _port_matches(rule, protocol, port):
+        if (
+            rule_net.version != 4
+            or not _protocol_matches(rule.get("IpProtocol"), protocol)
+            or not _port_matches(rule, protocol, port)
+        ):
             continue
         drop = str(rule.get("Policy") or "Accept").lower() == "drop"
-        if not _local_matches(rule.get(local_key), local_ip, drop) or not (drop or _any_range(rule.get("SourcePortRange"))):
+        if not _local_matches(rule.get(local_key), local_ip, drop) or not (
+            drop or _any_range(rule.get("SourcePortRange"))
+        ):
             continue
         undecided, taken = _subtract(undecided, rule_net)
         if not taken:
@@ -313,17 +339,26 @@ def evaluate(rules: Iterable[Mapping[str, Any]], *, direction: str, peer_cidr: s
         accepted_by.append(rid)
         accepted.extend(taken)
         if not undecided:
-            return Verdict(True, rid, f"{block} is admitted by rule {_rule_label(rule)}"
-                           if len(accepted_by) == 1 else
-                           f"{block} is admitted by rules {', '.join(a or '(no id)' for a in accepted_by)}")
+            return Verdict(
+                True,
+                rid,
+                f"{block} is admitted by rule {_rule_label(rule)}"
+                if len(accepted_by) == 1
+                else f"{block} is admitted by rules {', '.join(a or '(no id)' for a in accepted_by)}",
+            )
     if default_accept:
         return Verdict(True, "", f"no rule decides {_fmt(undecided)} of {block}: the default admits it")
     if undecided == [block]:
-        return Verdict(False, "", f"no {direction} rule admits {block} on {protocol} port {port or 'any'}",
-                       _fmt(undecided))
-    return Verdict(False, "", f"only {_fmt(accepted)} of {block} is admitted (by rule "
-                   f"{', '.join(a or '(no id)' for a in accepted_by)}); no rule admits the rest of the block",
-                   _fmt(undecided))
+        return Verdict(
+            False, "", f"no {direction} rule admits {block} on {protocol} port {port or 'any'}", _fmt(undecided)
+        )
+    return Verdict(
+        False,
+        "",
+        f"only {_fmt(accepted)} of {block} is admitted (by rule "
+        f"{', '.join(a or '(no id)' for a in accepted_by)}); no rule admits the rest of the block",
+        _fmt(undecided),
+    )
 
 
 def _local_matches(rule_local: str | None, local_ip: str | None, drop: bool) -> bool:
@@ -337,8 +372,14 @@ def _local_matches(rule_local: str | None, local_ip: str | None, drop: bool) -> 
         return drop
 
 
-def admits_ingress(rules: Iterable[Mapping[str, Any]], source_cidr: str = REVERSE_ACCESS_CIDR,
-                   protocol: str = "TCP", port: int | None = None, *, dest_ip: str | None = None) -> Verdict:
+def admits_ingress(
+    rules: Iterable[Mapping[str, Any]],
+    source_cidr: str = REVERSE_ACCESS_CIDR,
+    protocol: str = "TCP",
+    port: int | None = None,
+    *,
+    dest_ip: str | None = None,
+) -> Verdict:
     """Whether ingress ``rules`` (of all the instance's groups) admit the whole ``source_cidr`` block.
 
     Example:
@@ -346,23 +387,40 @@ def admits_ingress(rules: Iterable[Mapping[str, Any]], source_cidr: str = REVERS
         ...                  "PortRange": "80/80", "SourceCidrIp": "100.104.0.0/16"}], port=80).allowed
         True
     """
-    return evaluate(rules, direction="ingress", peer_cidr=source_cidr, protocol=protocol, port=port,
-                    local_ip=dest_ip, default_accept=False)
+    return evaluate(
+        rules,
+        direction="ingress",
+        peer_cidr=source_cidr,
+        protocol=protocol,
+        port=port,
+        local_ip=dest_ip,
+        default_accept=False,
+    )
 
 
-def admits_egress(rules: Iterable[Mapping[str, Any]], dest_cidr: str, protocol: str = "TCP",
-                  port: int | None = None, *, default_accept: bool = False) -> Verdict:
+def admits_egress(
+    rules: Iterable[Mapping[str, Any]],
+    dest_cidr: str,
+    protocol: str = "TCP",
+    port: int | None = None,
+    *,
+    default_accept: bool = False,
+) -> Verdict:
     """Whether egress ``rules`` let members reach the whole ``dest_cidr`` block (link stage)."""
-    return evaluate(rules, direction="egress", peer_cidr=dest_cidr, protocol=protocol, port=port,
-                    default_accept=default_accept)
+    return evaluate(
+        rules, direction="egress", peer_cidr=dest_cidr, protocol=protocol, port=port, default_accept=default_accept
+    )
 
 
-def ingress_rule_fix(security_group_id: str, port: int, source_cidr: str = REVERSE_ACCESS_CIDR,
-                     region: str = "") -> str:
+def ingress_rule_fix(
+    security_group_id: str, port: int, source_cidr: str = REVERSE_ACCESS_CIDR, region: str = ""
+) -> str:
     """The exact AuthorizeSecurityGroup call that admits ``source_cidr`` on TCP ``port``."""
     where = f" --RegionId {region}" if region else ""
-    return (f"add an ingress rule to {security_group_id}: aliyun ecs AuthorizeSecurityGroup{where} "
-            f"--SecurityGroupId {security_group_id} --Permissions.1.IpProtocol TCP "
-            f"--Permissions.1.PortRange {port}/{port} --Permissions.1.SourceCidrIp {source_cidr} "
-            f"--Permissions.1.Policy Accept --Permissions.1.Priority 1 "
-            f"--Permissions.1.Description 'ACR VPC build reverse access'")
+    return (
+        f"add an ingress rule to {security_group_id}: aliyun ecs AuthorizeSecurityGroup{where} "
+        f"--SecurityGroupId {security_group_id} --Permissions.1.IpProtocol TCP "
+        f"--Permissions.1.PortRange {port}/{port} --Permissions.1.SourceCidrIp {source_cidr} "
+        f"--Permissions.1.Policy Accept --Permissions.1.Priority 1 "
+        f"--Permissions.1.Description 'ACR VPC build reverse access'"
+    )

@@ -99,8 +99,9 @@ def options_of(*, with_fix: bool = False, with_teardown: bool = False) -> list[s
     return [opt for opt, on in ((actions.OPTION_FIX, with_fix), (actions.OPTION_TEARDOWN, with_teardown)) if on]
 
 
-def policy_for(spec: Spec, *, with_fix: bool = False, with_teardown: bool = False,
-               any_ids: bool = False) -> dict[str, Any]:
+def policy_for(
+    spec: Spec, *, with_fix: bool = False, with_teardown: bool = False, any_ids: bool = False
+) -> dict[str, Any]:
     """The least-privilege RAM policy for running ``spec``.
 
     Args:
@@ -116,8 +117,9 @@ def policy_for(spec: Spec, *, with_fix: bool = False, with_teardown: bool = Fals
     grouped: dict[tuple[str, ...], set[str]] = {}
     for _stage, api in actions.calls_for(spec, options_of(with_fix=with_fix, with_teardown=with_teardown)):
         grouped.setdefault(tuple(resources_of(api, spec, any_ids=any_ids)), set()).add(api.ram_action)
-    statements = [{"Effect": "Allow", "Action": sorted(acts), "Resource": list(arns)}
-                  for arns, acts in sorted(grouped.items())]
+    statements = [
+        {"Effect": "Allow", "Action": sorted(acts), "Resource": list(arns)} for arns, acts in sorted(grouped.items())
+    ]
     return {"Version": VERSION, "Statement": statements}
 
 

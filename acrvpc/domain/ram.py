@@ -127,24 +127,30 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
 
 def _statement(raw: Any, where: str) -> Statement:
     if not isinstance(raw, Mapping):
-        raise RamPolicyError(where, 'write each statement as an object with Effect, Action and Resource')
+        raise RamPolicyError(where, "write each statement as an object with Effect, Action and Resource")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise RamPolicyError(f"{where}.{unknown[0]}", f"not a statement field; use {', '.join(_FIELDS[:5])}")
     if raw.get("Effect") not in (ALLOW, "Deny"):
         raise RamPolicyError(f"{where}.Effect", f"write Allow or Deny (got {raw.get('Effect')!r})")
     if "Condition" in raw:
-        raise RamPolicyError(f"{where}.Condition", "conditions depend on the request and are not evaluated: "
-                                                   "remove the Condition, or check the policy in RAM's simulator")
+        raise RamPolicyError(
+            f"{where}.Condition",
+            "conditions depend on the request and are not evaluated: "
+            "remove the Condition, or check the policy in RAM's simulator",
+        )
     for key, negated in (("Action", "NotAction"), ("Resource", "NotResource")):
         if (key in raw) == (negated in raw):
             raise RamPolicyError(f"{where}.{key}", f"give exactly one of {key} and {negated}")
     action_key = "Action" if "Action" in raw else "NotAction"
     resource_key = "Resource" if "Resource" in raw else "NotResource"
-    return Statement(effect=raw["Effect"],
-                     actions=_strings(raw[action_key], f"{where}.{action_key}"), not_action=action_key == "NotAction",
-                     resources=_strings(raw[resource_key], f"{where}.{resource_key}"),
-                     not_resource=resource_key == "NotResource")
+    return Statement(
+        effect=raw["Effect"],
+        actions=_strings(raw[action_key], f"{where}.{action_key}"),
+        not_action=action_key == "NotAction",
+        resources=_strings(raw[resource_key], f"{where}.{resource_key}"),
+        not_resource=resource_key == "NotResource",
+    )
 
 
 def read_policy(document: Mapping[str, Any] | str) -> RamPolicyDocument:

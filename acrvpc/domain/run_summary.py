@@ -55,11 +55,21 @@ def record_seconds_differ(builds: list[dict[str, Any]]) -> bool:
 
 def build_rows(builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per build, for the table artifact: what a person looks for first, the full digest early."""
-    return [{"image": b.get("image", ""), "status": b["status"], "wall_seconds": round(wall_seconds(b), 1),
-             "digest": b.get("digest", "") or "-", "ref": b.get("ref", ""), "repository": b["repository"],
-             "rule": b["build_rule_id"], "build_record": b["build_record_id"],
-             "record_seconds": round(float(b.get("seconds", 0)), 1), "log_lines": b.get("log_lines", 0)}
-            for b in builds]
+    return [
+        {
+            "image": b.get("image", ""),
+            "status": b["status"],
+            "wall_seconds": round(wall_seconds(b), 1),
+            "digest": b.get("digest", "") or "-",
+            "ref": b.get("ref", ""),
+            "repository": b["repository"],
+            "rule": b["build_rule_id"],
+            "build_record": b["build_record_id"],
+            "record_seconds": round(float(b.get("seconds", 0)), 1),
+            "log_lines": b.get("log_lines", 0),
+        }
+        for b in builds
+    ]
 
 
 def _md(text: Any) -> str:
@@ -86,9 +96,15 @@ def why_markdown(build: dict[str, Any]) -> list[str]:
     if not why:
         return []
     failure = why.get("failure") or {}
-    lines = ["", "### Why it failed", "",
-             (f"- **{failure.get('cause', '?').replace('_', ' ')}** failure in the **{failure.get('stage', '?')}** "
-              f"stage (API stage `{_md(failure.get('api_stage') or '?')}`, status {_md(failure.get('status', ''))})")]
+    lines = [
+        "",
+        "### Why it failed",
+        "",
+        (
+            f"- **{failure.get('cause', '?').replace('_', ' ')}** failure in the **{failure.get('stage', '?')}** "
+            f"stage (API stage `{_md(failure.get('api_stage') or '?')}`, status {_md(failure.get('status', ''))})"
+        ),
+    ]
     if failure.get("hint"):
         lines.append(f"- log: `{_md(failure['hint'])}`")
     diagnosis = why.get("diagnosis")
@@ -102,8 +118,9 @@ def why_markdown(build: dict[str, Any]) -> list[str]:
     return lines + [f"- hops checked (read-only): {checked}"]
 
 
-def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: str = "",
-                   record_clock: str = ACR_CLOCK) -> str:
+def build_markdown(
+    spec_name: str, builds: list[dict[str, Any]], flow_run_id: str = "", record_clock: str = ACR_CLOCK
+) -> str:
     """The run's build summary in markdown: a table, then the log tail of each build that failed.
 
     Args:
@@ -126,14 +143,23 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for row in build_rows(builds):
         status = row["status"] if row["status"] == "SUCCESS" else f"**{row['status']}**"
-        cells = [f"`{_md(row['image'])}`", _md(row["ref"]),
-                 f"`{_md(short_digest(row['digest']))}`" if row["digest"] != "-" else "-", f"{row['wall_seconds']:.1f}"]
+        cells = [
+            f"`{_md(row['image'])}`",
+            _md(row["ref"]),
+            f"`{_md(short_digest(row['digest']))}`" if row["digest"] != "-" else "-",
+            f"{row['wall_seconds']:.1f}",
+        ]
         cells += [f"{row['record_seconds']:.1f}"] if record else []
         lines.append("| " + " | ".join([*cells, status]) + " |")
     lines += ["", "Digests are shortened; the build table artifact has them in full."]
     if record:
-        lines += ["", (f"¹ the build record's own StartTime/EndTime, in {record_clock} "
-                       "(wall s is how long the run followed the build).")]
+        lines += [
+            "",
+            (
+                f"¹ the build record's own StartTime/EndTime, in {record_clock} "
+                "(wall s is how long the run followed the build)."
+            ),
+        ]
     for b in builds:
         if b["status"] == "SUCCESS":
             continue
@@ -145,8 +171,11 @@ def build_markdown(spec_name: str, builds: list[dict[str, Any]], flow_run_id: st
     return "\n".join(lines) + "\n"
 
 
-def run_markdown(summary: dict[str, Any], links: dict[str, list[tuple[str, str]]] | None = None,
-                 failure: dict[str, str] | None = None) -> str:
+def run_markdown(
+    summary: dict[str, Any],
+    links: dict[str, list[tuple[str, str]]] | None = None,
+    failure: dict[str, str] | None = None,
+) -> str:
     """The run's summary artifact: what failed and its fix first, then the CLI's stage table with links.
 
     Args:
@@ -175,16 +204,19 @@ def run_markdown(summary: dict[str, Any], links: dict[str, list[tuple[str, str]]
         result = row["result"] if row["result"] == "completed" else f"**{row['result']}**"
         resources = "<br>".join(f"{_md(k)}: `{_md(v)}`" for k, v in row.get("resources", {}).items()) or "-"
         artifacts = ", ".join(f"[{_md(label)}]({url})" for label, url in links.get(row["stage"], [])) or "-"
-        lines.append(f"| {row['stage']} | {result} | {resources} | {len(row.get('changes', []))} | "
-                     f"{float(row.get('seconds', 0)):.1f} | {artifacts} |")
+        lines.append(
+            f"| {row['stage']} | {result} | {resources} | {len(row.get('changes', []))} | "
+            f"{float(row.get('seconds', 0)):.1f} | {artifacts} |"
+        )
     failed_stage = (failure or {}).get("stage", "").split(" ")[0]
     if failed_stage and failed_stage not in seen:
         artifacts = ", ".join(f"[{_md(label)}]({url})" for label, url in links.get(failed_stage, [])) or "-"
         lines.append(f"| {failed_stage} | **failed** | - | - | - | {artifacts} |")
     for stage, entries in links.items():
         if stage not in seen and stage != failed_stage and entries:
-            lines.append(f"| {stage} | - | - | - | - | "
-                         + ", ".join(f"[{_md(label)}]({url})" for label, url in entries) + " |")
+            lines.append(
+                f"| {stage} | - | - | - | - | " + ", ".join(f"[{_md(label)}]({url})" for label, url in entries) + " |"
+            )
     if builds:
         ok = sum(1 for b in builds if b["status"] == "SUCCESS")
         lines += ["", f"{ok} of {len(builds)} build(s) succeeded."]
@@ -195,18 +227,27 @@ def run_markdown(summary: dict[str, Any], links: dict[str, list[tuple[str, str]]
 
 def plan_lines(spec: Any, start_builds: bool = True) -> list[str]:
     """A full run's first log lines: the spec, the mode, the stages in order and the builds it will start."""
-    wanted = [f"{r.namespace}/{r.name}:{rule.image_tag}" for r in spec.repositories for rule in r.build_rules
-              if rule.build]
+    wanted = [
+        f"{r.namespace}/{r.name}:{rule.image_tag}" for r in spec.repositories for rule in r.build_rules if rule.build
+    ]
     mode = spec.link.mode.value
     link = "console steps (link, account)" if mode == "console" else "link -> eni"
     stages = f"preflight -> [{link}] + [gitlab -> binding x{len(spec.repositories)}]"
     stages += " -> webhook" if spec.gitlab.register_webhook else ""
     stages += " -> build" if start_builds else " (builds skipped: start_builds is false)"
-    builds = (f"{len(wanted)} build(s): {', '.join(wanted)}" if wanted else "no rule has build: true") \
-        if start_builds else "no build (start_builds is false)"
-    return [(f"run of spec {spec.name}: instance {spec.instance_id} in {spec.region}, link mode {mode}, "
-             f"{len(spec.repositories)} repositories"),
-            f"stages: {stages}", f"builds: {builds}"]
+    builds = (
+        (f"{len(wanted)} build(s): {', '.join(wanted)}" if wanted else "no rule has build: true")
+        if start_builds
+        else "no build (start_builds is false)"
+    )
+    return [
+        (
+            f"run of spec {spec.name}: instance {spec.instance_id} in {spec.region}, link mode {mode}, "
+            f"{len(spec.repositories)} repositories"
+        ),
+        f"stages: {stages}",
+        f"builds: {builds}",
+    ]
 
 
 def _writes(stages: list[dict[str, Any]]) -> str:
@@ -225,9 +266,12 @@ def _builds(builds: list[dict[str, Any]]) -> str:
     if not builds:
         return "no build"
     ok = sum(1 for b in builds if b["status"] == "SUCCESS")
-    each = ", ".join(f"{b.get('image') or b['repository']} {b['status']}"
-                     + (f" {short_digest(b['digest'])}" if b.get("digest") else "") + f" ({wall_seconds(b):.1f} s)"
-                     for b in builds)
+    each = ", ".join(
+        f"{b.get('image') or b['repository']} {b['status']}"
+        + (f" {short_digest(b['digest'])}" if b.get("digest") else "")
+        + f" ({wall_seconds(b):.1f} s)"
+        for b in builds
+    )
     return f"{ok} of {len(builds)} build(s) succeeded: {each}"
 
 
@@ -239,10 +283,15 @@ def done_lines(summary: dict[str, Any], failure: dict[str, str] | None = None) -
     done = f"{_writes(summary.get('stages', []))}; {_builds(builds)}"
     if failure:
         code = f"[{failure['code']}] " if failure.get("code") else ""
-        lines = [f"failed at {failure.get('stage') or 'an unknown stage'}: {code}{failure.get('message', '')}",
-                 f"fix: {failure.get('fix') or 'see the error above'}", f"before it failed: {done}",
-                 (f"next: apply the fix, then Retry this run (stages that completed come back Cached); the stage "
-                  f"table with links is the artifact {key}")]
+        lines = [
+            f"failed at {failure.get('stage') or 'an unknown stage'}: {code}{failure.get('message', '')}",
+            f"fix: {failure.get('fix') or 'see the error above'}",
+            f"before it failed: {done}",
+            (
+                f"next: apply the fix, then Retry this run (stages that completed come back Cached); the stage "
+                f"table with links is the artifact {key}"
+            ),
+        ]
         return lines
     lines = [f"done: {len(summary.get('stages', []))} stage(s), {done}"]
     next_ = f"next: the stage table with links is the artifact {key}"

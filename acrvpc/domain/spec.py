@@ -36,7 +36,6 @@ _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,119}$")
 _PLATFORMS = {"linux/amd64", "linux/arm64", "linux/386", "linux/arm/v7", "linux/arm/v6"}
 
 
-
 class GitLabAccess(str, Enum):
     """How the registry's builders reach GitLab."""
 
@@ -68,13 +67,18 @@ def _check_cidr(value: str, what: str) -> str:
 class NetworkSpec(_Model):
     """The VPC side: where the registry's build ENI goes and how the data center connects."""
 
-    vpc_id: str = Field(description="The VPC holding GitLab (or connected to its data center), e.g. vpc-bp1...",
-                        examples=["vpc-bp1..."])
-    vswitch_id: str = Field(description="The vSwitch for the build ENI; its zone must support VPC mode.",
-                            examples=["vsw-bp1..."])
-    datacenter_cidrs: list[str] = Field(default_factory=list,
-                                        description="Data-center CIDR blocks reached over Express Connect.")
-    vbr_id: str | None = Field(default=None, description="The Express Connect virtual border router (datacenter access).")
+    vpc_id: str = Field(
+        description="The VPC holding GitLab (or connected to its data center), e.g. vpc-bp1...", examples=["vpc-bp1..."]
+    )
+    vswitch_id: str = Field(
+        description="The vSwitch for the build ENI; its zone must support VPC mode.", examples=["vsw-bp1..."]
+    )
+    datacenter_cidrs: list[str] = Field(
+        default_factory=list, description="Data-center CIDR blocks reached over Express Connect."
+    )
+    vbr_id: str | None = Field(
+        default=None, description="The Express Connect virtual border router (datacenter access)."
+    )
 
     @field_validator("vpc_id")
     @classmethod
@@ -106,23 +110,36 @@ class NetworkSpec(_Model):
 class GitLabSpec(_Model):
     """The self-managed GitLab the registry builds from."""
 
-    endpoint: str = Field(description="GitLab's URL as the registry reaches it and as bound in the console, "
-                                      "e.g. http://192.168.1.20", examples=["http://192.168.1.20"])
-    api_url: str | None = Field(default=None, description="Where this pipeline reaches GitLab's API, when it "
-                                                          "differs from endpoint (e.g. a bastion or DNS name).")
-    private_ip: str = Field(description="GitLab's private IPv4 address (the ECS IP, SLB IP or data-center IP).",
-                            examples=["192.168.1.20"])
+    endpoint: str = Field(
+        description="GitLab's URL as the registry reaches it and as bound in the console, e.g. http://192.168.1.20",
+        examples=["http://192.168.1.20"],
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="Where this pipeline reaches GitLab's API, when it "
+        "differs from endpoint (e.g. a bastion or DNS name).",
+    )
+    private_ip: str = Field(
+        description="GitLab's private IPv4 address (the ECS IP, SLB IP or data-center IP).", examples=["192.168.1.20"]
+    )
     port: int = Field(default=80, ge=1, le=65535, description="GitLab's HTTP(S) port as the registry reaches it.")
     access: GitLabAccess = Field(default=GitLabAccess.ECS, description="ecs | slb | datacenter")
-    security_group_id: str | None = Field(default=None, description="The GitLab ECS's security group; found from "
-                                                                    "the private IP when omitted (access: ecs).")
-    username: str = Field(description="The GitLab user the token belongs to (the console's bound user name).",
-                          examples=["release-bot"])
-    token_block: str = Field(default="gitlab-token", description="Name of the Prefect block that holds the "
-                                                                   "personal access token: a GitLab Credentials block "
-                                                                   "(acrvpc.blocks; wins) or a Secret block.")
-    required_scopes: list[str] = Field(default_factory=lambda: ["api"],
-                                       description="Scopes the token must have (the console binding needs api).")
+    security_group_id: str | None = Field(
+        default=None,
+        description="The GitLab ECS's security group; found from the private IP when omitted (access: ecs).",
+    )
+    username: str = Field(
+        description="The GitLab user the token belongs to (the console's bound user name).", examples=["release-bot"]
+    )
+    token_block: str = Field(
+        default="gitlab-token",
+        description="Name of the Prefect block that holds the "
+        "personal access token: a GitLab Credentials block "
+        "(acrvpc.blocks; wins) or a Secret block.",
+    )
+    required_scopes: list[str] = Field(
+        default_factory=lambda: ["api"], description="Scopes the token must have (the console binding needs api)."
+    )
     register_webhook: bool = Field(default=False, description="Register the push webhook on each project.")
 
     @field_validator("endpoint", "api_url")
@@ -175,8 +192,9 @@ def _parse_allowed(value: Any) -> AllowedTarget:
     try:
         net = ipaddress.ip_network(host, strict=True)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address or CIDR block; write 192.168.1.30, 10.0.0.0/24 "
-                         f"or 192.168.1.30:8081") from None
+        raise ValueError(
+            f"{text!r} is not an IP address or CIDR block; write 192.168.1.30, 10.0.0.0/24 or 192.168.1.30:8081"
+        ) from None
     if net.version != 4:
         raise ValueError(f"{text!r}: only IPv4 destinations are supported")
     port_range = "1/65535"
@@ -191,14 +209,19 @@ class LinkSpec(_Model):
     """The build link: the managed security group and ENI the registry's builders use."""
 
     mode: LinkMode = Field(default=LinkMode.API, description="api | console")
-    allowed_ips: list[AllowedTarget] = Field(default_factory=list,
-                                             description="Other egress destinations (IP, CIDR or IP:port).")
+    allowed_ips: list[AllowedTarget] = Field(
+        default_factory=list, description="Other egress destinations (IP, CIDR or IP:port)."
+    )
     build_service_account_id: int | None = Field(
-        default=None, description="Account id of the registry's build service, granted InstanceAttach on the ENI "
-                                  "(api mode).")
+        default=None,
+        description="Account id of the registry's build service, granted InstanceAttach on the ENI (api mode).",
+    )
     pause_timeout_minutes: float = Field(
-        default=60, gt=0, description="Console mode: how long a guided pause waits for the operator to resume the "
-                                      "run before it fails (CONSOLE_PAUSE_TIMEOUT).")
+        default=60,
+        gt=0,
+        description="Console mode: how long a guided pause waits for the operator to resume the "
+        "run before it fails (CONSOLE_PAUSE_TIMEOUT).",
+    )
 
     @field_validator("allowed_ips", mode="before")
     @classmethod
@@ -253,21 +276,24 @@ class RepositorySpec(_Model):
 
     namespace: str = Field(description="ACR namespace (created when missing).", examples=["apps"])
     name: str = Field(description="ACR repository name (created when missing).", examples=["billing-api"])
-    gitlab_project: str = Field(description="GitLab project path, e.g. platform/billing-api.",
-                                examples=["platform/billing-api"])
+    gitlab_project: str = Field(
+        description="GitLab project path, e.g. platform/billing-api.", examples=["platform/billing-api"]
+    )
     summary: str = Field(default="", description="Repository summary (defaults to the project path).")
     repo_type: str = Field(default="PRIVATE", pattern="^(PRIVATE|PUBLIC)$")
     auto_build: bool = Field(default=False, description="Let ACR build on every push by itself.")
     disable_cache_build: bool = Field(default=False)
-    build_rules: list[BuildRuleSpec] = Field(min_length=1, description="The ACR build rules: which Git ref builds "
-                                                                       "which image tag.")
+    build_rules: list[BuildRuleSpec] = Field(
+        min_length=1, description="The ACR build rules: which Git ref builds which image tag."
+    )
 
     @field_validator("namespace", "name")
     @classmethod
     def _names(cls, v: str) -> str:
         if not _NAMESPACE_RE.match(v):
-            raise ValueError(f"{v!r} must be 2-120 lower-case letters, digits, '.', '_' or '-', starting with a "
-                             f"letter or digit")
+            raise ValueError(
+                f"{v!r} must be 2-120 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         return v
 
     @field_validator("gitlab_project")
@@ -289,8 +315,10 @@ class RepositorySpec(_Model):
 
 
 class CredentialsSpec(_Model):
-    alibaba_block: str | None = Field(default=None, description="Name of an AlibabaCloudCredentials block; the "
-                                                                "standard credential chain when omitted.")
+    alibaba_block: str | None = Field(
+        default=None,
+        description="Name of an AlibabaCloudCredentials block; the standard credential chain when omitted.",
+    )
 
 
 class BuildSettings(_Model):
@@ -301,23 +329,26 @@ class BuildSettings(_Model):
 class Spec(_Model):
     """The whole pipeline spec."""
 
-    name: str = Field(description="Link name: tags every created resource acr-vpc-build:link=<name>.",
-                      examples=["billing-build"])
+    name: str = Field(
+        description="Link name: tags every created resource acr-vpc-build:link=<name>.", examples=["billing-build"]
+    )
     region: str = Field(description="Region of the instance and VPC, e.g. cn-hangzhou.", examples=["cn-hangzhou"])
     instance_id: str = Field(description="ACR Enterprise Edition instance id, e.g. cri-xxxx.", examples=["cri-..."])
     network: NetworkSpec = Field(description="The VPC side: the VPC holding GitLab and the vSwitch for the build ENI.")
     gitlab: GitLabSpec = Field(description="The self-managed GitLab the registry builds from.")
     link: LinkSpec = Field(default_factory=LinkSpec)
-    repositories: list[RepositorySpec] = Field(min_length=1, description="The ACR repositories to build, each from "
-                                                                        "a GitLab project.")
+    repositories: list[RepositorySpec] = Field(
+        min_length=1, description="The ACR repositories to build, each from a GitLab project."
+    )
     credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
     build: BuildSettings = Field(default_factory=BuildSettings)
     webhook: WebhookSpec = Field(default_factory=WebhookSpec)
     endpoints: EndpointsSpec = Field(
         default_factory=EndpointsSpec,
         description="Which API endpoints the Alibaba Cloud clients call: public (default) or vpc (a worker "
-                    "inside a VPC without internet access), with per-product overrides cr/ecs/vpc.",
-        examples=["vpc"])
+        "inside a VPC without internet access), with per-product overrides cr/ecs/vpc.",
+        examples=["vpc"],
+    )
 
     @field_validator("name")
     @classmethod
@@ -345,13 +376,16 @@ class Spec(_Model):
         problems: list[str] = []
         if self.gitlab.access == GitLabAccess.DATACENTER:
             if not self.network.datacenter_cidrs:
-                problems.append("network.datacenter_cidrs: gitlab.access is datacenter, so list the data center's "
-                                "CIDR blocks")
+                problems.append(
+                    "network.datacenter_cidrs: gitlab.access is datacenter, so list the data center's CIDR blocks"
+                )
             if not self.network.vbr_id:
                 problems.append("network.vbr_id: gitlab.access is datacenter, so name the Express Connect VBR")
         if self.link.mode == LinkMode.API and self.link.build_service_account_id is None:
-            problems.append("link.build_service_account_id: link.mode is api, so give the account id of the "
-                            "registry's build service (or use link.mode: console)")
+            problems.append(
+                "link.build_service_account_id: link.mode is api, so give the account id of the "
+                "registry's build service (or use link.mode: console)"
+            )
         seen: set[str] = set()
         for i, repo in enumerate(self.repositories):
             if repo.full_name in seen:
@@ -399,32 +433,44 @@ def route_problems(spec: Spec) -> list[str]:
         where = f"webhook.routes[{i}]"
         repo = repos.get(route.repository)
         if repo is None:
-            problems.append(f"{where}.repository: {route.repository!r} is not one of repositories[] "
-                            f"({', '.join(repos)}): name one as namespace/name")
+            problems.append(
+                f"{where}.repository: {route.repository!r} is not one of repositories[] "
+                f"({', '.join(repos)}): name one as namespace/name"
+            )
             continue
         rules = rules_named(repo, route.rule)
         if not rules:
             tags = ", ".join(dict.fromkeys(r.image_tag for r in repo.build_rules))
             names = ", ".join(dict.fromkeys(r.push_name for r in repo.build_rules))
-            problems.append(f"{where}.rule: {route.rule!r} is not a build rule of {repo.full_name}: name one by its "
-                            f"image_tag ({tags}) or push_name ({names})")
+            problems.append(
+                f"{where}.rule: {route.rule!r} is not a build rule of {repo.full_name}: name one by its "
+                f"image_tag ({tags}) or push_name ({names})"
+            )
         elif len(rules) > 1:
-            problems.append(f"{where}.rule: {route.rule!r} names {len(rules)} build rules of {repo.full_name}: use "
-                            f"a value only one rule has (an image_tag or push_name)")
+            problems.append(
+                f"{where}.rule: {route.rule!r} names {len(rules)} build rules of {repo.full_name}: use "
+                f"a value only one rule has (an image_tag or push_name)"
+            )
         else:
             want = PushType.GIT_TAG if route.kind == "tag" else PushType.GIT_BRANCH
             if rules[0].push_type != want:
-                problems.append(f"{where}.ref: {route.ref!r} matches {route.kind} pushes, but rule {route.rule!r} of "
-                                f"{repo.full_name} is a {rules[0].push_type.value} rule: route "
-                                f"{'tags (refs/tags/<glob>)' if want == PushType.GIT_BRANCH else 'branches'} to it, "
-                                f"or pick a {want.value} rule")
+                problems.append(
+                    f"{where}.ref: {route.ref!r} matches {route.kind} pushes, but rule {route.rule!r} of "
+                    f"{repo.full_name} is a {rules[0].push_type.value} rule: route "
+                    f"{'tags (refs/tags/<glob>)' if want == PushType.GIT_BRANCH else 'branches'} to it, "
+                    f"or pick a {want.value} rule"
+                )
     if spec.gitlab.register_webhook:
         if not spec.webhook.url:
-            problems.append("webhook.url: gitlab.register_webhook is true, so give the URL GitLab delivers to, e.g. "
-                            "https://hooks.example.com/hooks/gitlab")
+            problems.append(
+                "webhook.url: gitlab.register_webhook is true, so give the URL GitLab delivers to, e.g. "
+                "https://hooks.example.com/hooks/gitlab"
+            )
         if not spec.webhook.routes:
-            problems.append("webhook.routes: gitlab.register_webhook is true, so route at least one project "
-                            "(hooks are registered on the routed projects)")
+            problems.append(
+                "webhook.routes: gitlab.register_webhook is true, so route at least one project "
+                "(hooks are registered on the routed projects)"
+            )
     return problems
 
 
@@ -437,7 +483,9 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
     except ValidationError as exc:
         raise SpecError(source, validation_problems(exc, Spec)) from None
     except RecursionError:
-        raise SpecError(source, [("(top level)", "nested too deeply to be a spec; see examples/sandbox.yaml")]) from None
+        raise SpecError(
+            source, [("(top level)", "nested too deeply to be a spec; see examples/sandbox.yaml")]
+        ) from None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -450,14 +498,18 @@ def load_spec(path: str | Path) -> Spec:
     try:
         text = p.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise SpecError(str(path), [("(file)", "no such file; pass the path of a spec such as "
-                                               "examples/sandbox.yaml")]) from None
+        raise SpecError(
+            str(path), [("(file)", "no such file; pass the path of a spec such as examples/sandbox.yaml")]
+        ) from None
     except UnicodeDecodeError as exc:
-        raise SpecError(str(path), [("(file)", f"not UTF-8 text (byte {exc.start}); save the spec as UTF-8 "
-                                               f"YAML")]) from None
+        raise SpecError(
+            str(path), [("(file)", f"not UTF-8 text (byte {exc.start}); save the spec as UTF-8 YAML")]
+        ) from None
     except OSError as exc:
-        raise SpecError(str(path), [("(file)", f"cannot be read ({exc.strerror or type(exc).__name__}); pass "
-                                               f"the path of a spec file")]) from None
+        raise SpecError(
+            str(path),
+            [("(file)", f"cannot be read ({exc.strerror or type(exc).__name__}); pass the path of a spec file")],
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -489,13 +541,29 @@ def resolve_spec(spec: Spec | Mapping[str, Any] | None = None, spec_path: str | 
         SpecError: neither or both are given, or the spec is invalid (each bad field named with its fix).
     """
     if spec is not None and spec_path:
-        raise SpecError("parameters", [("spec_path", "give the run either spec (the deployment's spec) or "
-                                                     "spec_path (a file on the worker), not both; drop spec_path")])
+        raise SpecError(
+            "parameters",
+            [
+                (
+                    "spec_path",
+                    "give the run either spec (the deployment's spec) or "
+                    "spec_path (a file on the worker), not both; drop spec_path",
+                )
+            ],
+        )
     if isinstance(spec, Spec):
         return spec
     if spec is not None:
         return parse_spec(dict(spec) if isinstance(spec, Mapping) else spec, "parameter spec")
     if spec_path:
         return load_spec(spec_path)
-    raise SpecError("parameters", [("spec", "the run has no spec: deploy the spec with `acrvpc deploy SPEC` "
-                                            "(it becomes the deployment's spec parameter), or pass spec_path")])
+    raise SpecError(
+        "parameters",
+        [
+            (
+                "spec",
+                "the run has no spec: deploy the spec with `acrvpc deploy SPEC` "
+                "(it becomes the deployment's spec parameter), or pass spec_path",
+            )
+        ],
+    )

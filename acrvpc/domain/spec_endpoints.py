@@ -19,8 +19,10 @@ class EndpointNetwork(str, Enum):
     VPC = "vpc"  # the products' VPC endpoints, <product>-vpc.<region>.aliyuncs.com
 
 
-_ENDPOINT_HOST_RE = re.compile(r"^(?=.{1,253}(:|$))[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                               r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?$")
+_ENDPOINT_HOST_RE = re.compile(
+    r"^(?=.{1,253}(:|$))[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?$"
+)
 ENDPOINT_PRODUCTS = ("cr", "ecs", "vpc")
 
 
@@ -31,11 +33,17 @@ def _check_endpoint(value: str, product: str) -> str:
         return text.lower()
     scheme, sep, rest = text.partition("://")
     host = rest.rstrip("/") if sep else text
-    if sep and scheme.lower() not in ("http", "https") or not _ENDPOINT_HOST_RE.match(host) \
-            or (":" in host and not 1 <= int(host.rsplit(":", 1)[1]) <= 65535):
+    if (
+        sep
+        and scheme.lower() not in ("http", "https")
+        or not _ENDPOINT_HOST_RE.match(host)
+        or (":" in host and not 1 <= int(host.rsplit(":", 1)[1]) <= 65535)
+    ):
         example = f"{product}-vpc.cn-hangzhou.aliyuncs.com"
-        raise ValueError(f"{value!r} is not an endpoint: write public, vpc, a host name such as {example}, or a "
-                         f"URL such as https://{example}")
+        raise ValueError(
+            f"{value!r} is not an endpoint: write public, vpc, a host name such as {example}, or a "
+            f"URL such as https://{example}"
+        )
     return f"{scheme.lower()}://{host}" if sep else host
 
 
@@ -49,16 +57,26 @@ class EndpointsSpec(_Model):
     network: EndpointNetwork = Field(
         default=EndpointNetwork.PUBLIC,
         description="public | vpc: vpc makes every client (CR, ECS, VPC) call its product's VPC endpoint, "
-                    "<product>-vpc.<region>.aliyuncs.com, reachable only from inside an Alibaba Cloud VPC.",
-        examples=["vpc"])
-    cr: str | None = Field(default=None, description="Container Registry's endpoint, when it differs from "
-                                                     "network: public, vpc, or a host name (some regions have no "
-                                                     "cr-vpc endpoint).", examples=["cr-vpc.cn-hangzhou.aliyuncs.com"])
-    ecs: str | None = Field(default=None, description="ECS's endpoint, when it differs from network: public, vpc, "
-                                                      "or a host name.", examples=["ecs-vpc.cn-hangzhou.aliyuncs.com"])
-    vpc: str | None = Field(default=None, description="The VPC API's endpoint, when it differs from network: "
-                                                      "public, vpc, or a host name.",
-                            examples=["vpc-vpc.cn-hangzhou.aliyuncs.com"])
+        "<product>-vpc.<region>.aliyuncs.com, reachable only from inside an Alibaba Cloud VPC.",
+        examples=["vpc"],
+    )
+    cr: str | None = Field(
+        default=None,
+        description="Container Registry's endpoint, when it differs from "
+        "network: public, vpc, or a host name (some regions have no "
+        "cr-vpc endpoint).",
+        examples=["cr-vpc.cn-hangzhou.aliyuncs.com"],
+    )
+    ecs: str | None = Field(
+        default=None,
+        description="ECS's endpoint, when it differs from network: public, vpc, or a host name.",
+        examples=["ecs-vpc.cn-hangzhou.aliyuncs.com"],
+    )
+    vpc: str | None = Field(
+        default=None,
+        description="The VPC API's endpoint, when it differs from network: public, vpc, or a host name.",
+        examples=["vpc-vpc.cn-hangzhou.aliyuncs.com"],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -68,8 +86,10 @@ class EndpointsSpec(_Model):
         if data is None:
             return {}
         if not isinstance(data, (dict, EndpointsSpec)):
-            raise ValueError(f"{data!r} is not an endpoints setting; write endpoints: vpc, or a section such as "
-                             f"endpoints: {{network: vpc, cr: public}}")
+            raise ValueError(
+                f"{data!r} is not an endpoints setting; write endpoints: vpc, or a section such as "
+                f"endpoints: {{network: vpc, cr: public}}"
+            )
         return data
 
     @field_validator("network", mode="before")
@@ -79,8 +99,10 @@ class EndpointsSpec(_Model):
             return v.strip().lower()
         if isinstance(v, EndpointNetwork):
             return v
-        raise ValueError(f"{v!r} is not an endpoint network; write public (the default) or vpc (a worker inside "
-                         f"a VPC: every client calls <product>-vpc.<region>.aliyuncs.com)")
+        raise ValueError(
+            f"{v!r} is not an endpoint network; write public (the default) or vpc (a worker inside "
+            f"a VPC: every client calls <product>-vpc.<region>.aliyuncs.com)"
+        )
 
     @field_validator("cr", "ecs", "vpc")
     @classmethod

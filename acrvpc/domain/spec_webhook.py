@@ -60,7 +60,7 @@ def split_ref(ref: str) -> tuple[str, str] | None:
     """``("branch", name)`` for ``refs/heads/<name>``, ``("tag", name)`` for ``refs/tags/<name>``, else None."""
     for kind, prefix in (("branch", BRANCH_PREFIX), ("tag", TAG_PREFIX)):
         if ref.startswith(prefix) and len(ref) > len(prefix):
-            return kind, ref[len(prefix):]
+            return kind, ref[len(prefix) :]
     return None
 
 
@@ -74,8 +74,9 @@ class WebhookRoute(SpecModel):
     """
 
     project: str = Field(description="GitLab project path the push comes from, e.g. platform/billing-api.")
-    ref: str = Field(description="Ref glob: main, release-* or refs/heads/<glob> for branches, refs/tags/<glob> "
-                                 "for tags.")
+    ref: str = Field(
+        description="Ref glob: main, release-* or refs/heads/<glob> for branches, refs/tags/<glob> for tags."
+    )
     repository: str = Field(description="The repository to build, as namespace/name of one of repositories[].")
     rule: str = Field(description="Its build rule, named by the rule's image_tag or push_name.")
 
@@ -88,8 +89,10 @@ class WebhookRoute(SpecModel):
     @classmethod
     def _ref(cls, v: str) -> str:
         if not v or (v.startswith("refs/") and split_ref(v) is None):
-            raise ValueError(f"{v!r} is not a ref pattern; write a branch glob such as main or release-*, or a tag "
-                             f"glob such as refs/tags/v*")
+            raise ValueError(
+                f"{v!r} is not a ref pattern; write a branch glob such as main or release-*, or a tag "
+                f"glob such as refs/tags/v*"
+            )
         return v
 
     @property
@@ -106,47 +109,71 @@ class WebhookRoute(SpecModel):
     def matches(self, project: str, ref: str) -> bool:
         """Whether a push of ``ref`` (``refs/heads/...`` or ``refs/tags/...``) to ``project`` takes this route."""
         parsed = split_ref(ref)
-        return (parsed is not None and project.strip("/").casefold() == self.project.casefold()
-                and parsed[0] == self.kind and fnmatchcase(parsed[1], self.pattern))
+        return (
+            parsed is not None
+            and project.strip("/").casefold() == self.project.casefold()
+            and parsed[0] == self.kind
+            and fnmatchcase(parsed[1], self.pattern)
+        )
 
 
 class WebhookSpec(SpecModel):
     """The GitLab webhook: where GitLab delivers pushes, its secret, and which pushes build what."""
 
-    url: str | None = Field(default=None, description="Where GitLab delivers events (the receiver's "
-                                                       "/hooks/gitlab URL), used to register the project hook.")
-    secret_block: str = Field(default="gitlab-webhook-secret", description="Name of the Prefect Secret block with "
-                                                                           "the X-Gitlab-Token secret "
-                                                                           "(ACRVPC_WEBHOOK_SECRET wins when set).")
-    enable_ssl_verification: bool = Field(default=True, description="GitLab verifies the receiver's TLS "
-                                                                    "certificate (registered hook setting).")
-    deployment: str = Field(default="build-on-push/webhook", description="The deployment a routed push starts, "
-                                                                         "as flow-name/deployment-name.")
-    routes: list[WebhookRoute] = Field(default_factory=list, description="Project + ref glob -> repository and "
-                                                                         "build rule; the first match wins.")
+    url: str | None = Field(
+        default=None,
+        description="Where GitLab delivers events (the receiver's "
+        "/hooks/gitlab URL), used to register the project hook.",
+    )
+    secret_block: str = Field(
+        default="gitlab-webhook-secret",
+        description="Name of the Prefect Secret block with "
+        "the X-Gitlab-Token secret "
+        "(ACRVPC_WEBHOOK_SECRET wins when set).",
+    )
+    enable_ssl_verification: bool = Field(
+        default=True, description="GitLab verifies the receiver's TLS certificate (registered hook setting)."
+    )
+    deployment: str = Field(
+        default="build-on-push/webhook",
+        description="The deployment a routed push starts, as flow-name/deployment-name.",
+    )
+    routes: list[WebhookRoute] = Field(
+        default_factory=list, description="Project + ref glob -> repository and build rule; the first match wins."
+    )
     signing_secret_block: str | None = Field(
-        default=None, description="Name of the Prefect Secret block with GitLab's webhook signing token (whsec_...; "
-                                  "ACRVPC_WEBHOOK_SIGNING_SECRET wins when set). When either is set, every delivery "
-                                  "must carry a valid Standard Webhooks webhook-signature.")
+        default=None,
+        description="Name of the Prefect Secret block with GitLab's webhook signing token (whsec_...; "
+        "ACRVPC_WEBHOOK_SIGNING_SECRET wins when set). When either is set, every delivery "
+        "must carry a valid Standard Webhooks webhook-signature.",
+    )
     replay_window_seconds: int = Field(
-        default=MAX_REPLAY_WINDOW_S, ge=1, le=MAX_REPLAY_WINDOW_S,
+        default=MAX_REPLAY_WINDOW_S,
+        ge=1,
+        le=MAX_REPLAY_WINDOW_S,
         description="Signed deliveries whose webhook-timestamp is further than this from now are refused "
-                    "(at most 300, the standardwebhooks library's tolerance).")
+        "(at most 300, the standardwebhooks library's tolerance).",
+    )
     rate_limit: str = Field(
-        default=DEFAULT_RATE_LIMIT, description="Deliveries allowed per source address in a moving window, e.g. "
-                                                "15000/minute or 100/second (over it: 429 with Retry-After). One "
-                                                "GitLab instance delivers from one address: keep it above the "
-                                                "instance's busiest minute.")
+        default=DEFAULT_RATE_LIMIT,
+        description="Deliveries allowed per source address in a moving window, e.g. "
+        "15000/minute or 100/second (over it: 429 with Retry-After). One "
+        "GitLab instance delivers from one address: keep it above the "
+        "instance's busiest minute.",
+    )
     trusted_proxies: list[Annotated[str, AfterValidator(check_proxy)]] = Field(
-        default_factory=list, description="Addresses (IP or CIDR) of reverse proxies in front of the receiver: "
-                                          "only requests from them have X-Forwarded-For honoured.")
+        default_factory=list,
+        description="Addresses (IP or CIDR) of reverse proxies in front of the receiver: "
+        "only requests from them have X-Forwarded-For honoured.",
+    )
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"{v!r} is not a URL; write it with its scheme, e.g. "
-                             f"https://hooks.example.com/hooks/gitlab")
+            raise ValueError(
+                f"{v!r} is not a URL; write it with its scheme, e.g. https://hooks.example.com/hooks/gitlab"
+            )
         return v
 
     @field_validator("signing_secret_block")

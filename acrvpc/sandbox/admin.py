@@ -40,14 +40,19 @@ def admin_route(method: str, path: str) -> Callable[[AdminHandler], AdminHandler
 def dispatch(world: World, method: str, path: str, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     handler = ADMIN_ROUTES.get((method.upper(), path.rstrip("/")))
     if handler is None:
-        return 404, {"error": f"no sandbox admin route {method} {path}",
-                     "routes": sorted(f"{m} {p}" for m, p in ADMIN_ROUTES)}
+        return 404, {
+            "error": f"no sandbox admin route {method} {path}",
+            "routes": sorted(f"{m} {p}" for m, p in ADMIN_ROUTES),
+        }
     return handler(world, query, payload)
 
 
 def settings_of(world: World) -> dict[str, Any]:
-    return {"latency_ms": world.faults.latency_ms, "time_scale": world.clock.time_scale,
-            "replay_protection": world.verifier.replay_protection}
+    return {
+        "latency_ms": world.faults.latency_ms,
+        "time_scale": world.clock.time_scale,
+        "replay_protection": world.verifier.replay_protection,
+    }
 
 
 @admin_route("GET", "/_sandbox/healthz")
@@ -75,8 +80,7 @@ def _get_settings(world: World, query: dict[str, str], payload: dict[str, Any]) 
 def _set_settings(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     unknown = set(payload) - {"latency_ms", "time_scale", "replay_protection"}
     if unknown:
-        return 400, {"error": f"unknown setting(s) {sorted(unknown)}; known: latency_ms, time_scale, "
-                              f"replay_protection"}
+        return 400, {"error": f"unknown setting(s) {sorted(unknown)}; known: latency_ms, time_scale, replay_protection"}
     if "latency_ms" in payload:
         world.faults.latency_ms = float(payload["latency_ms"])
     if "time_scale" in payload:
@@ -90,8 +94,12 @@ def _set_settings(world: World, query: dict[str, str], payload: dict[str, Any]) 
 def _faults(world: World, query: dict[str, str], payload: dict[str, Any]) -> tuple[int, Any]:
     if "action" not in payload:
         return 400, {"error": "faults needs 'action' (and optionally count, code, status)"}
-    world.faults.fail_next(payload["action"], int(payload.get("count", 1)), payload.get("code", "ServiceUnavailable"),
-                           payload.get("status"))
+    world.faults.fail_next(
+        payload["action"],
+        int(payload.get("count", 1)),
+        payload.get("code", "ServiceUnavailable"),
+        payload.get("status"),
+    )
     return 200, {"status": "armed"}
 
 

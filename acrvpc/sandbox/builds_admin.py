@@ -21,8 +21,13 @@ _KNOWN = ("fail_repos", "hang_repos", "stages", "pending_seconds", "log_page_siz
 
 def _settings(world: World) -> dict[str, Any]:
     cr = world.cr
-    return {"fail_repos": sorted(cr.fail_repos), "hang_repos": sorted(cr.hang_repos), "stages": cr.stages,
-            "pending_seconds": cr.pending_seconds, "log_page_size": cr.log_page_size}
+    return {
+        "fail_repos": sorted(cr.fail_repos),
+        "hang_repos": sorted(cr.hang_repos),
+        "stages": cr.stages,
+        "pending_seconds": cr.pending_seconds,
+        "log_page_size": cr.log_page_size,
+    }
 
 
 @admin_route("GET", "/_sandbox/builds")
@@ -45,7 +50,7 @@ def _set_builds(world: World, query: dict[str, str], payload: dict[str, Any]) ->
         if "stages" in payload:
             stages = payload["stages"]
             if not isinstance(stages, list) or not all(isinstance(s, dict) and "name" in s for s in stages):
-                return 400, {"error": "stages must be a list of {\"name\": ..., \"seconds\": ...}"}
+                return 400, {"error": 'stages must be a list of {"name": ..., "seconds": ...}'}
             cr.stages = [{"name": str(s["name"]), "seconds": float(s.get("seconds", 1))} for s in stages]
         if "pending_seconds" in payload:
             cr.pending_seconds = float(payload["pending_seconds"])

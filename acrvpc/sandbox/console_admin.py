@@ -53,8 +53,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .world import World
 
 Reply = tuple[int, Any]
-LINK_KEYS = {"instance_id", "vpc_id", "vswitch_id", "gitlab_ip", "gitlab_port", "allowed", "egress_open", "no_drop",
-             "ingress_open", "create_eni"}
+LINK_KEYS = {
+    "instance_id",
+    "vpc_id",
+    "vswitch_id",
+    "gitlab_ip",
+    "gitlab_port",
+    "allowed",
+    "egress_open",
+    "no_drop",
+    "ingress_open",
+    "create_eni",
+}
 BIND_KEYS = {"instance_id", "domain", "username", "type", "token"}
 SERVICE_NAME = "Container Registry"
 
@@ -131,30 +141,90 @@ def parse_link(world: World, payload: dict[str, Any]) -> LinkRequest:
         raise _Refused(400, f"gitlab_port: {port!r} must be a number from 1 to 65535")
     allowed = payload.get("allowed") or []
     if not isinstance(allowed, list):
-        raise _Refused(400, "allowed must be a list such as [\"192.168.1.30:8081\"]")
-    return LinkRequest(payload["instance_id"], payload["vpc_id"], payload["vswitch_id"], gitlab_ip, port,
-                       tuple(parse_target(t) for t in allowed), _flag(payload, "egress_open", False),
-                       _flag(payload, "no_drop", False), _flag(payload, "ingress_open", False),
-                       _flag(payload, "create_eni", True))
+        raise _Refused(400, 'allowed must be a list such as ["192.168.1.30:8081"]')
+    return LinkRequest(
+        payload["instance_id"],
+        payload["vpc_id"],
+        payload["vswitch_id"],
+        gitlab_ip,
+        port,
+        tuple(parse_target(t) for t in allowed),
+        _flag(payload, "egress_open", False),
+        _flag(payload, "no_drop", False),
+        _flag(payload, "ingress_open", False),
+        _flag(payload, "create_eni", True),
+    )
 
 
 def desired_rules(req: LinkRequest) -> list[dict[str, Any]]:
     """The group's rules as normalized Rule fields (ingress only with ``ingress_open``)."""
     perms: list[tuple[str, dict[str, Any]]] = [
-        ("egress", {"Policy": "accept", "Priority": "1", "IpProtocol": "TCP",
-                    "PortRange": f"{req.gitlab_port}/{req.gitlab_port}", "DestCidrIp": f"{req.gitlab_ip}/32",
-                    "Description": "GitLab private IP"})]
-    perms += [("egress", {"Policy": "accept", "Priority": "1", "IpProtocol": "TCP", "PortRange": ports,
-                          "DestCidrIp": cidr, "Description": "Other allowed IP"}) for cidr, ports in req.allowed]
+        (
+            "egress",
+            {
+                "Policy": "accept",
+                "Priority": "1",
+                "IpProtocol": "TCP",
+                "PortRange": f"{req.gitlab_port}/{req.gitlab_port}",
+                "DestCidrIp": f"{req.gitlab_ip}/32",
+                "Description": "GitLab private IP",
+            },
+        )
+    ]
+    perms += [
+        (
+            "egress",
+            {
+                "Policy": "accept",
+                "Priority": "1",
+                "IpProtocol": "TCP",
+                "PortRange": ports,
+                "DestCidrIp": cidr,
+                "Description": "Other allowed IP",
+            },
+        )
+        for cidr, ports in req.allowed
+    ]
     if req.egress_open:
-        perms.append(("egress", {"Policy": "accept", "Priority": "1", "IpProtocol": "ALL", "PortRange": "-1/-1",
-                                 "DestCidrIp": "0.0.0.0/0"}))
+        perms.append(
+            (
+                "egress",
+                {
+                    "Policy": "accept",
+                    "Priority": "1",
+                    "IpProtocol": "ALL",
+                    "PortRange": "-1/-1",
+                    "DestCidrIp": "0.0.0.0/0",
+                },
+            )
+        )
     if not req.no_drop:
-        perms.append(("egress", {"Policy": "drop", "Priority": "100", "IpProtocol": "ALL", "PortRange": "-1/-1",
-                                 "DestCidrIp": "0.0.0.0/0", "Description": "Deny all other egress"}))
+        perms.append(
+            (
+                "egress",
+                {
+                    "Policy": "drop",
+                    "Priority": "100",
+                    "IpProtocol": "ALL",
+                    "PortRange": "-1/-1",
+                    "DestCidrIp": "0.0.0.0/0",
+                    "Description": "Deny all other egress",
+                },
+            )
+        )
     if req.ingress_open:
-        perms.append(("ingress", {"Policy": "accept", "Priority": "1", "IpProtocol": "ALL", "PortRange": "-1/-1",
-                                  "SourceCidrIp": "0.0.0.0/0"}))
+        perms.append(
+            (
+                "ingress",
+                {
+                    "Policy": "accept",
+                    "Priority": "1",
+                    "IpProtocol": "ALL",
+                    "PortRange": "-1/-1",
+                    "SourceCidrIp": "0.0.0.0/0",
+                },
+            )
+        )
     return [normalize_permission(direction, perm) for direction, perm in perms]
 
 
@@ -177,14 +247,22 @@ def _put_group(world: World, req: LinkRequest, changes: list[str]) -> SecurityGr
         changes.append(f"deleted security group {group.group_id} (link moved to {req.vpc_id})")
         group = None
     if group is None:
-        group = SecurityGroup(world.new_id("sg"), req.vpc_id, name,
-                              f"Managed by {SERVICE_NAME} instance {req.instance_id}: VPC build link",
-                              "normal", "Drop", service_managed=True, creation_time=ecs.timestamp())
+        group = SecurityGroup(
+            world.new_id("sg"),
+            req.vpc_id,
+            name,
+            f"Managed by {SERVICE_NAME} instance {req.instance_id}: VPC build link",
+            "normal",
+            "Drop",
+            service_managed=True,
+            creation_time=ecs.timestamp(),
+        )
         ecs.groups[group.group_id] = group
         changes.append(f"created security group {group.group_id}")
     wanted = list({Rule("", **f).identity(): f for f in desired_rules(req)}.values())  # without duplicates
-    if {Rule("", **f).identity() for f in wanted} != {r.identity() for r in group.rules} \
-            or len(wanted) != len(group.rules):
+    if {Rule("", **f).identity() for f in wanted} != {r.identity() for r in group.rules} or len(wanted) != len(
+        group.rules
+    ):
         group.rules = [Rule(world.new_id("sgr"), create_time=ecs.timestamp(), **f) for f in wanted]
         changes.append(f"set {len(wanted)} rule(s) on {group.group_id}")
     group.inner_access_policy = "Drop"
@@ -212,10 +290,21 @@ def _put_eni(world: World, req: LinkRequest, group: SecurityGroup, changes: list
         raise _Refused(409, f"vSwitch {vsw.vswitch_id} has no free IP address for the link's ENI")
     account = int(world.cr.build_service_account_id or 0)
     after = "Available" if vsw.zone_id in ecs.attach_fail_zones else "InUse"
-    eni = NetworkInterface(world.new_id("eni"), vsw.vswitch_id, vsw.vpc_id, vsw.zone_id, ip, [group.group_id], name,
-                           f"Managed by {SERVICE_NAME} instance {req.instance_id}: VPC build ENI",
-                           service_managed=True, service_id=account, mac=EcsBackend._mac(),
-                           creation_time=ecs.timestamp(), phase=("Attaching", after, world.clock.now()))
+    eni = NetworkInterface(
+        world.new_id("eni"),
+        vsw.vswitch_id,
+        vsw.vpc_id,
+        vsw.zone_id,
+        ip,
+        [group.group_id],
+        name,
+        f"Managed by {SERVICE_NAME} instance {req.instance_id}: VPC build ENI",
+        service_managed=True,
+        service_id=account,
+        mac=EcsBackend._mac(),
+        creation_time=ecs.timestamp(),
+        phase=("Attaching", after, world.clock.now()),
+    )
     ecs.enis[eni.eni_id] = eni
     permission = EniPermission(world.new_id("eni-perm"), eni.eni_id, account, service_name=SERVICE_NAME)
     ecs.permissions[permission.permission_id] = permission
@@ -228,8 +317,12 @@ def manage_link(world: World, req: LinkRequest) -> dict[str, Any]:
     changes: list[str] = []
     group = _put_group(world, req, changes)
     eni = _put_eni(world, req, group, changes)
-    return {"security_group_id": group.group_id, "network_interface_id": eni.eni_id if eni else "",
-            "status": world.ecs.status(eni) if eni else "", "changes": changes}
+    return {
+        "security_group_id": group.group_id,
+        "network_interface_id": eni.eni_id if eni else "",
+        "status": world.ecs.status(eni) if eni else "",
+        "changes": changes,
+    }
 
 
 @admin_route("POST", "/_sandbox/console/link")
@@ -253,10 +346,15 @@ def _console_bind(world: World, query: dict[str, str], payload: dict[str, Any]) 
     if not re.match(r"^https?://[^\s/]+", str(payload["domain"])):
         return 400, {"error": f"domain: {payload['domain']!r} is not a URL such as http://192.168.1.20"}
     # The console asks for the token too; the sandbox keeps none (and never echoes it).
-    source = world.cr.bind_code_source(payload["instance_id"], str(payload.get("type") or "GITLAB"),
-                                       str(payload["domain"]), str(payload["username"]))
-    return 200, {"instance_id": payload["instance_id"], "type": source.type, "domain": source.domain,
-                 "username": source.username}
+    source = world.cr.bind_code_source(
+        payload["instance_id"], str(payload.get("type") or "GITLAB"), str(payload["domain"]), str(payload["username"])
+    )
+    return 200, {
+        "instance_id": payload["instance_id"],
+        "type": source.type,
+        "domain": source.domain,
+        "username": source.username,
+    }
 
 
 @admin_route("POST", "/_sandbox/console/unbind")

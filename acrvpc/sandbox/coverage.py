@@ -17,7 +17,9 @@ def coverage_markdown() -> str:
     for version in sorted(SERVICES):
         service = SERVICES[version]
         for name in sorted(service.actions):
-            lines.append(f"| {service.product} | {version} | {name} | {'yes' if service.actions[name].writes else ''} |")
+            lines.append(
+                f"| {service.product} | {version} | {name} | {'yes' if service.actions[name].writes else ''} |"
+            )
     lines += ["", "| GitLab REST v4 route |", "|---|"]
     lines += [f"| `{name}` |" for name in sorted({route[2] for route in GITLAB_ROUTES})]
     lines += ["", "| sandbox admin route |", "|---|"]

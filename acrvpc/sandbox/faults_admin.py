@@ -64,8 +64,12 @@ def _set_quota(world: World, query: dict[str, str], payload: dict[str, Any]) -> 
         return _bad("quota needs 'product' and 'qps' (and optionally 'action', 'burst')")
     try:
         burst = payload.get("burst")
-        world.faults.set_quota(float(payload["qps"]), product=str(payload["product"]), action=payload.get("action"),
-                               burst=None if burst is None else float(burst))
+        world.faults.set_quota(
+            float(payload["qps"]),
+            product=str(payload["product"]),
+            action=payload.get("action"),
+            burst=None if burst is None else float(burst),
+        )
     except (TypeError, ValueError) as exc:
         return _bad(str(exc))
     return 200, {"quotas": world.faults.quotas()}
@@ -77,9 +81,14 @@ def _fail(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply
         return _bad("fail needs 'action' (and optionally count, code, status, product, soft)")
     try:
         status = payload.get("status")
-        world.faults.fail_next(payload["action"], _count(payload), str(payload.get("code", "ServiceUnavailable")),
-                               None if status is None else int(status), product=payload.get("product"),
-                               soft=bool(payload.get("soft", False)))
+        world.faults.fail_next(
+            payload["action"],
+            _count(payload),
+            str(payload.get("code", "ServiceUnavailable")),
+            None if status is None else int(status),
+            product=payload.get("product"),
+            soft=bool(payload.get("soft", False)),
+        )
     except (TypeError, ValueError) as exc:
         return _bad(str(exc))
     return 200, {"status": "armed"}
@@ -102,8 +111,9 @@ def _slow(world: World, query: dict[str, str], payload: dict[str, Any]) -> Reply
         return _bad("slow needs 'action' (and optionally count, delay_ms, product)")
     try:
         delay = payload.get("delay_ms")
-        world.faults.slow_next(payload["action"], _count(payload), None if delay is None else float(delay),
-                               product=payload.get("product"))
+        world.faults.slow_next(
+            payload["action"], _count(payload), None if delay is None else float(delay), product=payload.get("product")
+        )
     except (TypeError, ValueError) as exc:
         return _bad(str(exc))
     return 200, {"status": "armed"}

@@ -44,8 +44,18 @@ from .world import World, load_scenario
 
 MAX_BODY = 1 << 20
 # V1-signed requests carry these in the query; they are not API parameters.
-_V1_COMMON_PARAMS = ("Action", "Version", "Format", "Timestamp", "SignatureNonce", "SignatureMethod",
-                     "SignatureVersion", "AccessKeyId", "Signature", "SecurityToken")
+_V1_COMMON_PARAMS = (
+    "Action",
+    "Version",
+    "Format",
+    "Timestamp",
+    "SignatureNonce",
+    "SignatureMethod",
+    "SignatureVersion",
+    "AccessKeyId",
+    "Signature",
+    "SecurityToken",
+)
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -109,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         if split.path.startswith("/_sandbox/"):
             self._admin(world, split.path, dict(parse_qsl(split.query)), body)
         elif split.path.startswith("/api/v4/") or split.path == "/api/v4":
-            self._gitlab(world, split.path[len("/api/v4"):], split.query, headers, body)
+            self._gitlab(world, split.path[len("/api/v4") :], split.query, headers, body)
         else:
             self._rpc(world, split.path, split.query, headers, body)
 
@@ -187,11 +197,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and slow:
             time.sleep(fault.delay_ms / 1000.0)  # outside world.lock
         with world.lock:
-            status, reply, extra, route = gitlab_responses.handle(world, self.command, path, query, headers, body,
-                                                                  base_url)
+            status, reply, extra, route = gitlab_responses.handle(
+                world, self.command, path, query, headers, body, base_url
+            )
         code = "" if status < 400 else str(status)
-        world.calls.record("gitlab", route, writes, status, "Slow" if slow and not code else code,
-                           world.clock.now(), query)
+        world.calls.record(
+            "gitlab", route, writes, status, "Slow" if slow and not code else code, world.clock.now(), query
+        )
         self._send(status, reply, extra, late=slow)
 
     # -- admin ----------------------------------------------------------------------------
@@ -239,8 +251,13 @@ class SandboxServer:
         ...     os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
     """
 
-    def __init__(self, scenario: dict[str, Any] | str | Path | None = None, port: int = 0,
-                 host: str = "127.0.0.1", ram_policy: dict[str, Any] | str | None = None) -> None:
+    def __init__(
+        self,
+        scenario: dict[str, Any] | str | Path | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        ram_policy: dict[str, Any] | str | None = None,
+    ) -> None:
         if scenario is None or isinstance(scenario, (str, Path)):
             scenario = load_scenario(scenario)
         self.world = World(scenario)
@@ -258,8 +275,9 @@ class SandboxServer:
         return f"http://{host.decode() if isinstance(host, bytes) else host}:{self.port}"
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="acrvpc-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="acrvpc-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -56,7 +56,9 @@ class World:
         self.region = s.get("region", "cn-hangzhou")
         self.clock = SandboxClock(float(s.get("time_scale", 1.0)))
         self.credentials = {c["access_key_id"]: c["access_key_secret"] for c in s.get("credentials", [])}
-        self.verifier = SignatureVerifier(self.credentials.get, replay_protection=bool(s.get("replay_protection", True)))
+        self.verifier = SignatureVerifier(
+            self.credentials.get, replay_protection=bool(s.get("replay_protection", True))
+        )
         self.vpc = VpcBackend(self)
         self.ecs = EcsBackend(self)
         self.cr = CrBackend(self)

@@ -31,8 +31,11 @@ DUMMY_GITLAB_TOKEN = "contract-token"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "recordable: a read-only contract test that may record against a real "
-                                       "account with --record-mode (see docs/contract-tests.md)")
+    config.addinivalue_line(
+        "markers",
+        "recordable: a read-only contract test that may record against a real "
+        "account with --record-mode (see docs/contract-tests.md)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -103,8 +106,11 @@ def access_key(recording: bool) -> Any:
 
     if not recording:
         return cloud.AccessKey(*DUMMY_KEY)
-    return cloud.AccessKey(_env("ACRVPC_RECORD_ACCESS_KEY_ID"), _env("ACRVPC_RECORD_ACCESS_KEY_SECRET"),
-                           os.environ.get("ACRVPC_RECORD_SECURITY_TOKEN") or None)
+    return cloud.AccessKey(
+        _env("ACRVPC_RECORD_ACCESS_KEY_ID"),
+        _env("ACRVPC_RECORD_ACCESS_KEY_SECRET"),
+        os.environ.get("ACRVPC_RECORD_SECURITY_TOKEN") or None,
+    )
 
 
 @pytest.fixture
@@ -114,8 +120,9 @@ def clients(monkeypatch: pytest.MonkeyPatch, contract_spec: Any, access_key: Any
 
     monkeypatch.delenv(cloud.SANDBOX_ENV, raising=False)
     region = contract_spec.region
-    return cloud.CloudClients(cloud.cr_client(region, access_key), cloud.ecs_client(region, access_key),
-                              cloud.vpc_client(region, access_key))
+    return cloud.CloudClients(
+        cloud.cr_client(region, access_key), cloud.ecs_client(region, access_key), cloud.vpc_client(region, access_key)
+    )
 
 
 @pytest.fixture

@@ -47,8 +47,10 @@ GITLAB_URL = "http://192.168.1.20"  # the contract spec's gitlab.endpoint
 ERRORS: dict[str, tuple[int | None, str]] = {
     "Throttling.User": (400, "Request was denied due to user flow control."),
     "InvalidParameter": (400, "The specified parameter is invalid."),
-    "Forbidden.RAM": (403, "User not authorized to operate on the specified resource, or this API doesn't "
-                           "support RAM."),
+    "Forbidden.RAM": (
+        403,
+        "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+    ),
     "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
     "DependencyViolation": (403, "There is other resource depending on the specified security group."),
     "INSTANCE_NOT_EXIST": (None, ""),
@@ -62,24 +64,36 @@ ERRORS: dict[str, tuple[int | None, str]] = {
 _BEARER = 'Bearer realm="Protected by OAuth 2.0", error="{error}", error_description="{description}"'
 GITLAB_ERRORS: dict[str, tuple[int, Any, dict[str, str]]] = {
     "401": (401, {"message": "401 Unauthorized"}, {}),
-    "401-revoked": (401, {"error": "invalid_token",
-                          "error_description": "Token was revoked. You have to re-authorize from the user."},
-                    {"WWW-Authenticate": _BEARER.format(
-                        error="invalid_token",
-                        description="Token was revoked. You have to re-authorize from the user.")}),
-    "403-insufficient_scope": (403, {"error": "insufficient_scope",
-                                     "error_description": "The request requires higher privileges than provided "
-                                                          "by the access token.",
-                                     "scope": "api read_api"},
-                               {"WWW-Authenticate": _BEARER.format(
-                                   error="insufficient_scope",
-                                   description="The request requires higher privileges than provided by the "
-                                               "access token.") + ', scope="api read_api"'}),
+    "401-revoked": (
+        401,
+        {"error": "invalid_token", "error_description": "Token was revoked. You have to re-authorize from the user."},
+        {
+            "WWW-Authenticate": _BEARER.format(
+                error="invalid_token", description="Token was revoked. You have to re-authorize from the user."
+            )
+        },
+    ),
+    "403-insufficient_scope": (
+        403,
+        {
+            "error": "insufficient_scope",
+            "error_description": "The request requires higher privileges than provided by the access token.",
+            "scope": "api read_api",
+        },
+        {
+            "WWW-Authenticate": _BEARER.format(
+                error="insufficient_scope",
+                description="The request requires higher privileges than provided by the access token.",
+            )
+            + ', scope="api read_api"'
+        },
+    ),
     "403": (403, {"message": "403 Forbidden"}, {}),
     "404-project": (404, {"message": "404 Project Not Found"}, {}),
     "404-route": (404, {"error": "404 Not Found"}, {}),
     "422-url-blocked": (422, {"message": {"url": ["is blocked: Requests to the local network are not allowed"]}}, {}),
 }
+
 
 def load_examples() -> tuple[dict[str, Any], dict[str, Any]]:
     """The documented examples: (alibaba ``product/Action`` -> record, gitlab ``METHOD /route`` -> record)."""
@@ -111,11 +125,13 @@ def rpc(product: str, action: str, status: int, body: Any) -> dict[str, Any]:
     if isinstance(body, dict) and body.get("RequestId"):
         headers["x-acs-request-id"] = [body["RequestId"]]
     return {
-        "request": {"body": None, "headers": {"x-acs-action": [action], "x-acs-version": [VERSIONS[product]]},
-                    "method": "GET" if (product, action) in GET_ACTIONS else "POST",
-                    "uri": f"https://{HOSTS[product]}/"},
-        "response": {"status": {"code": status, "message": _REASONS[status]}, "headers": headers,
-                     "body": _body(body)},
+        "request": {
+            "body": None,
+            "headers": {"x-acs-action": [action], "x-acs-version": [VERSIONS[product]]},
+            "method": "GET" if (product, action) in GET_ACTIONS else "POST",
+            "uri": f"https://{HOSTS[product]}/",
+        },
+        "response": {"status": {"code": status, "message": _REASONS[status]}, "headers": headers, "body": _body(body)},
     }
 
 
@@ -129,8 +145,16 @@ def rest(method: str, path: str, status: int, body: Any, headers: dict[str, str]
     }
 
 
-_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 422: "Unprocessable Entity", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    503: "Service Unavailable",
+}
 
 
 def _set(body: Any, path: str, value: Any) -> None:
@@ -146,8 +170,7 @@ def _set(body: Any, path: str, value: Any) -> None:
             node = node[key]
 
 
-def ok(key: str, changes: dict[str, Any] | None = None, *, path: str | None = None,
-       body: Any = None) -> dict[str, Any]:
+def ok(key: str, changes: dict[str, Any] | None = None, *, path: str | None = None, body: Any = None) -> dict[str, Any]:
     """The documented success answer of ``key`` (``cr/GetInstance`` or ``GET /user``), optionally changed.
 
     Args:
@@ -180,9 +203,18 @@ def fail(key: str, code: str, *, path: str | None = None) -> dict[str, Any]:
     request_id = _request_id(action, code)
     if status is None:  # CR business error: HTTP 200, IsSuccess=false, the code in Code
         return rpc(product, action, 200, {"RequestId": request_id, "IsSuccess": False, "Code": code})
-    return rpc(product, action, status, {
-        "RequestId": request_id, "HostId": HOSTS[product], "Code": code, "Message": message,
-        "Recommend": f"https://api.aliyun.com/troubleshoot?q={code}&product={product}"})
+    return rpc(
+        product,
+        action,
+        status,
+        {
+            "RequestId": request_id,
+            "HostId": HOSTS[product],
+            "Code": code,
+            "Message": message,
+            "Recommend": f"https://api.aliyun.com/troubleshoot?q={code}&product={product}",
+        },
+    )
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -207,8 +239,14 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def render(interactions: list[dict[str, Any]]) -> str:
     """A vcrpy cassette (format version 1) as YAML text."""
-    return yaml.dump({"interactions": interactions, "version": 1}, Dumper=_DUMPER, sort_keys=False,
-                     allow_unicode=True, width=120, default_flow_style=False)
+    return yaml.dump(
+        {"interactions": interactions, "version": 1},
+        Dumper=_DUMPER,
+        sort_keys=False,
+        allow_unicode=True,
+        width=120,
+        default_flow_style=False,
+    )
 
 
 def parse(text: str) -> Any:
@@ -234,9 +272,11 @@ def cassettes() -> dict[str, str]:
 def stale(root: Path = CASSETTES) -> list[str]:
     """Cassettes under ``root/actions`` and ``root/stages`` that differ from, lack or exceed what this script writes."""
     expected = cassettes()
-    problems = [f"{name}: differs" if (root / name).exists() else f"{name}: missing"
-                for name, text in expected.items()
-                if not (root / name).exists() or parse((root / name).read_text(encoding="utf-8")) != parse(text)]
+    problems = [
+        f"{name}: differs" if (root / name).exists() else f"{name}: missing"
+        for name, text in expected.items()
+        if not (root / name).exists() or parse((root / name).read_text(encoding="utf-8")) != parse(text)
+    ]
     for sub in ("actions", "stages"):
         for path in sorted((root / sub).rglob("*.yaml")) if (root / sub).exists() else []:
             name = path.relative_to(root).as_posix()

@@ -112,8 +112,7 @@ def kind(value: Any) -> str:
     """The JSON type of a value: null, bool, int, float, str, list or dict."""
     if value is None:
         return "null"
-    for name, types in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", list),
-                        ("dict", dict)):
+    for name, types in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", list), ("dict", dict)):
         if isinstance(value, types):
             return name
     return type(value).__name__
@@ -152,8 +151,9 @@ def _template(items: list[Any]) -> tuple[Any, set[str] | None]:
     return items[0], None
 
 
-def compare(documented: Any, answer: Any, rules: Rules = Rules(), path: str = "",
-            must: set[str] | None = None) -> list[str]:
+def compare(
+    documented: Any, answer: Any, rules: Rules = Rules(), path: str = "", must: set[str] | None = None
+) -> list[str]:
     """Where ``answer`` departs from the shape of ``documented``: one line per problem.
 
     Keys are compared recursively, values by JSON type (a string ``TotalCount`` stays a string,
@@ -165,8 +165,10 @@ def compare(documented: Any, answer: Any, rules: Rules = Rules(), path: str = ""
     if kd == "null" or (ka == "null" and rules.nullable):
         return []
     if kd != ka:
-        return [f"{path or '(body)'}: documented {kd} {json.dumps(documented)[:40]}, answered {ka} "
-                f"{json.dumps(answer)[:40]}"]
+        return [
+            f"{path or '(body)'}: documented {kd} {json.dumps(documented)[:40]}, answered {ka} "
+            f"{json.dumps(answer)[:40]}"
+        ]
     problems: list[str] = []
     if kd == "dict":
         for key, value in documented.items():
@@ -206,10 +208,27 @@ def sdk_unknown_keys(model_class: type, answer: dict[str, Any]) -> list[str]:
 
 
 # -- secrets -----------------------------------------------------------------------------------
-SECRET_HEADERS = {"authorization", "private-token", "job-token", "x-acs-security-token", "x-acs-signature-nonce",
-                  "x-acs-date", "x-acs-accesskey-id", "x-gitlab-token", "cookie", "set-cookie"}
-SECRET_QUERY = {"AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "SecurityToken", "private_token",
-                "access_token"}
+SECRET_HEADERS = {
+    "authorization",
+    "private-token",
+    "job-token",
+    "x-acs-security-token",
+    "x-acs-signature-nonce",
+    "x-acs-date",
+    "x-acs-accesskey-id",
+    "x-gitlab-token",
+    "cookie",
+    "set-cookie",
+}
+SECRET_QUERY = {
+    "AccessKeyId",
+    "Signature",
+    "SignatureNonce",
+    "Timestamp",
+    "SecurityToken",
+    "private_token",
+    "access_token",
+}
 SECRET_BODY_KEYS = {"runners_token", "token", "AccessKeySecret", "SecurityToken", "private_token"}
 # Values documented as examples (or left by the scrubber) that look like secrets but are not.
 PLACEHOLDERS = {"b8bc4a7a29eb76ea83cf79e4908c2b", "[FILTERED]"}
@@ -242,8 +261,9 @@ def _walk(value: Any, path: str = "") -> Any:
 def find_secrets(text: str) -> list[str]:
     """What in a cassette's text looks like a credential or a real account id."""
     problems = [f"{what}: {m.group(0)[:12]}..." for what, rx in _PATTERNS for m in rx.finditer(text)]
-    problems += [f"a 16-digit account id: {m.group(0)}" for m in _SIXTEEN_DIGITS.finditer(text)
-                 if not obviously_fake(m.group(0))]
+    problems += [
+        f"a 16-digit account id: {m.group(0)}" for m in _SIXTEEN_DIGITS.finditer(text) if not obviously_fake(m.group(0))
+    ]
     data = make_cassettes.parse(text) or {}
     for item in data.get("interactions", []):
         request = item.get("request", {})
@@ -305,10 +325,25 @@ def vcr_config() -> dict[str, Any]:
     """The vcrpy configuration of every contract test (replay and recording)."""
     return {
         "match_on": MATCH_ON,
-        "filter_headers": ["Authorization", "x-acs-signature-nonce", "x-acs-date", "x-acs-security-token",
-                           "x-acs-accesskey-id", "PRIVATE-TOKEN", "JOB-TOKEN", "Cookie"],
-        "filter_query_parameters": ["AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "SecurityToken",
-                                    "private_token", "access_token"],
+        "filter_headers": [
+            "Authorization",
+            "x-acs-signature-nonce",
+            "x-acs-date",
+            "x-acs-security-token",
+            "x-acs-accesskey-id",
+            "PRIVATE-TOKEN",
+            "JOB-TOKEN",
+            "Cookie",
+        ],
+        "filter_query_parameters": [
+            "AccessKeyId",
+            "Signature",
+            "SignatureNonce",
+            "Timestamp",
+            "SecurityToken",
+            "private_token",
+            "access_token",
+        ],
         "before_record_response": scrub_response,
         "decode_compressed_response": True,
         "allow_playback_repeats": False,

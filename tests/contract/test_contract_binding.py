@@ -46,9 +46,12 @@ class TestBindRepository:
         # when
         outcome = bind_repository(clients.cr, contract_spec, contract_spec.repositories[0])
         # then
-        assert outcome.changes == ["CreateNamespace apps", f"CreateRepository apps/billing-api {REPO_ID}",
-                                   "CreateRepoSourceCodeRepo apps/billing-api -> platform/billing-api",
-                                   f"CreateRepoBuildRule apps/billing-api GIT_BRANCH:main -> latest {RULE_ID}"]
+        assert outcome.changes == [
+            "CreateNamespace apps",
+            f"CreateRepository apps/billing-api {REPO_ID}",
+            "CreateRepoSourceCodeRepo apps/billing-api -> platform/billing-api",
+            f"CreateRepoBuildRule apps/billing-api GIT_BRANCH:main -> latest {RULE_ID}",
+        ]
 
     @cassette("stages/binding/drift.success.yaml")
     def test_oversea_build_is_turned_off(self, clients, contract_spec):
@@ -58,12 +61,18 @@ class TestBindRepository:
         # then
         assert outcome.changes == ["UpdateRepoSourceCodeRepo apps/billing-api (OverseaBuild true != false)"]
 
-    @pytest.mark.parametrize("code", [
-        case("stages/binding/GetNamespace.INSTANCE_NOT_EXIST.yaml", "INSTANCE_NOT_EXIST"),
-        case("stages/binding/CreateNamespace.INSTANCE_STATUS_NOT_SUPPORT.yaml", "INSTANCE_STATUS_NOT_SUPPORT"),
-        case("stages/binding/CreateRepoSourceCodeRepo.INSTANCE_STATUS_NOT_SUPPORT.yaml", "INSTANCE_STATUS_NOT_SUPPORT"),
-        case("stages/binding/ListRepoBuildRule.REPO_NOT_EXIST.yaml", "REPO_NOT_EXIST"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/binding/GetNamespace.INSTANCE_NOT_EXIST.yaml", "INSTANCE_NOT_EXIST"),
+            case("stages/binding/CreateNamespace.INSTANCE_STATUS_NOT_SUPPORT.yaml", "INSTANCE_STATUS_NOT_SUPPORT"),
+            case(
+                "stages/binding/CreateRepoSourceCodeRepo.INSTANCE_STATUS_NOT_SUPPORT.yaml",
+                "INSTANCE_STATUS_NOT_SUPPORT",
+            ),
+            case("stages/binding/ListRepoBuildRule.REPO_NOT_EXIST.yaml", "REPO_NOT_EXIST"),
+        ],
+    )
     def test_is_success_false_raises_cr_business_error(self, code, clients, contract_spec):
         # given CR's HTTP 200 with IsSuccess=false and a code
         # when
@@ -72,13 +81,16 @@ class TestBindRepository:
         # then
         assert caught.value.code == code
 
-    @pytest.mark.parametrize("code", [
-        case("stages/binding/GetRepository.Throttling.User.yaml", "Throttling.User"),
-        case("stages/binding/CreateRepository.InvalidParameter.yaml", "InvalidParameter"),
-        case("stages/binding/GetRepoSourceCodeRepo.Forbidden.RAM.yaml", "Forbidden.RAM"),
-        case("stages/binding/UpdateRepoSourceCodeRepo.Forbidden.RAM.yaml", "Forbidden.RAM"),
-        case("stages/binding/CreateRepoBuildRule.InvalidParameter.yaml", "InvalidParameter"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/binding/GetRepository.Throttling.User.yaml", "Throttling.User"),
+            case("stages/binding/CreateRepository.InvalidParameter.yaml", "InvalidParameter"),
+            case("stages/binding/GetRepoSourceCodeRepo.Forbidden.RAM.yaml", "Forbidden.RAM"),
+            case("stages/binding/UpdateRepoSourceCodeRepo.Forbidden.RAM.yaml", "Forbidden.RAM"),
+            case("stages/binding/CreateRepoBuildRule.InvalidParameter.yaml", "InvalidParameter"),
+        ],
+    )
     def test_http_error_surfaces_with_its_code(self, code, clients, contract_spec):
         # given an HTTP error answer in the documented error shape
         # when

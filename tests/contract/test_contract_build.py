@@ -22,8 +22,13 @@ from tests.contract.support import case, cassette
 
 RECORD = "0bf2a2c7-1bd0-4ba6-ae0c-8c4b3f9c****"
 RULE = BoundRule(build_rule_id="crbr-ly77w5i3t31f****", push_type="GIT_BRANCH", push_name="main", image_tag="latest")
-BINDING = BindingOutcome(namespace="apps", name="billing-api", repo_id="crr-gzsrlevmvoaq****",
-                         gitlab_project="platform/billing-api", rules=[RULE])
+BINDING = BindingOutcome(
+    namespace="apps",
+    name="billing-api",
+    repo_id="crr-gzsrlevmvoaq****",
+    gitlab_project="platform/billing-api",
+    rules=[RULE],
+)
 
 
 class _Time:
@@ -54,15 +59,18 @@ class TestRunBuild:
         time = _Time()
         lines = _Lines()
         # when
-        outcome = run_build(clients.cr, contract_spec, BINDING, RULE, observer=lines, sleep=time.sleep,
-                            clock=time.clock)
+        outcome = run_build(
+            clients.cr, contract_spec, BINDING, RULE, observer=lines, sleep=time.sleep, clock=time.clock
+        )
         # then
         assert outcome.status == "SUCCESS"
         assert outcome.build_record_id == RECORD
         assert outcome.image == "apps/billing-api:latest"
         assert outcome.seconds == 230.0  # EndTime - StartTime of GetRepoBuildRecord, int ms
         assert [(line.number, str(line)) for line in lines] == [
-            (1, "GIT_CLONE fetch stage begin"), (2, "GIT_CLONE Cloning into '/workspace'...")]
+            (1, "GIT_CLONE fetch stage begin"),
+            (2, "GIT_CLONE Cloning into '/workspace'..."),
+        ]
         assert outcome.log_lines == 2
         assert outcome.changes == [f"CreateBuildRecordByRule {RECORD}"]
         assert outcome.digest == "sha256:6ed2d3f5bc5ffa9f0c4bd0a3c1e6a1f2d3b4c5d6e7f8091a2b3c4d5e6f708192"
@@ -109,8 +117,9 @@ class TestRunBuild:
         outcome = run_build(clients.cr, contract_spec, BINDING, RULE, sleep=time.sleep, clock=time.clock)
         # then the client retried it once, in place (the poller itself sends each call once)
         assert outcome.status == "SUCCESS"
-        assert [r.getMessage().split(",")[0] for r in caplog.records
-                if "GetRepoBuildRecord:" in r.getMessage()] == ["cr GetRepoBuildRecord: Throttling.User"]
+        assert [r.getMessage().split(",")[0] for r in caplog.records if "GetRepoBuildRecord:" in r.getMessage()] == [
+            "cr GetRepoBuildRecord: Throttling.User"
+        ]
 
     @cassette("stages/build/CreateBuildRecordByRule.REPO_NOT_EXIST.yaml")
     def test_refused_start_raises_cr_code(self, clients, contract_spec):
@@ -121,11 +130,14 @@ class TestRunBuild:
         # then: nothing was started, so the error may escape to Prefect unchanged
         assert caught.value.code == "REPO_NOT_EXIST"
 
-    @pytest.mark.parametrize("cause, attempts", [
-        case("stages/build/GetRepoBuildRecordStatus.Forbidden.RAM.yaml", "Forbidden.RAM", 1),
-        case("stages/build/GetRepoBuildRecordStatus.Throttling.User.yaml", "Throttling.User", 5),
-        case("stages/build/ListRepoBuildRecordLog.InvalidParameter.yaml", "InvalidParameter", 1),
-    ])
+    @pytest.mark.parametrize(
+        "cause, attempts",
+        [
+            case("stages/build/GetRepoBuildRecordStatus.Forbidden.RAM.yaml", "Forbidden.RAM", 1),
+            case("stages/build/GetRepoBuildRecordStatus.Throttling.User.yaml", "Throttling.User", 5),
+            case("stages/build/ListRepoBuildRecordLog.InvalidParameter.yaml", "InvalidParameter", 1),
+        ],
+    )
     def test_failing_poll_becomes_build_poll_failed(self, cause, attempts, clients, contract_spec):
         # given a poll answering an error once the record exists
         time = _Time()

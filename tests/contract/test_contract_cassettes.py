@@ -20,26 +20,58 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 # The DESIGN stage table (shared/DESIGN.md "Stages (tasks/) and the APIs behind them").
 DESIGN_TABLE = {
-    "preflight": ["cr/GetInstance", "vpc/DescribeVpcAttribute", "vpc/DescribeVSwitchAttributes",
-                  "vpc/DescribeRouteTableList", "vpc/DescribeRouteEntryList", "vpc/DescribeVirtualBorderRouters",
-                  "ecs/DescribeInstances", "ecs/DescribeSecurityGroupAttribute", "ecs/AuthorizeSecurityGroup"],
-    "link": ["ecs/DescribeSecurityGroups", "ecs/DescribeSecurityGroupAttribute", "ecs/CreateSecurityGroup",
-             "ecs/ModifySecurityGroupPolicy", "ecs/AuthorizeSecurityGroupEgress"],
+    "preflight": [
+        "cr/GetInstance",
+        "vpc/DescribeVpcAttribute",
+        "vpc/DescribeVSwitchAttributes",
+        "vpc/DescribeRouteTableList",
+        "vpc/DescribeRouteEntryList",
+        "vpc/DescribeVirtualBorderRouters",
+        "ecs/DescribeInstances",
+        "ecs/DescribeSecurityGroupAttribute",
+        "ecs/AuthorizeSecurityGroup",
+    ],
+    "link": [
+        "ecs/DescribeSecurityGroups",
+        "ecs/DescribeSecurityGroupAttribute",
+        "ecs/CreateSecurityGroup",
+        "ecs/ModifySecurityGroupPolicy",
+        "ecs/AuthorizeSecurityGroupEgress",
+    ],
     "eni": ["ecs/DescribeNetworkInterfaces", "ecs/CreateNetworkInterface", "ecs/CreateNetworkInterfacePermission"],
     "gitlab": ["GET /user", "GET /personal_access_tokens/self", "GET /projects/:id"],
-    "binding": ["cr/GetRepository", "cr/GetRepoSourceCodeRepo", "cr/ListRepoBuildRule", "cr/CreateNamespace",
-                "cr/CreateRepository", "cr/CreateRepoSourceCodeRepo", "cr/CreateRepoBuildRule"],
-    "build": ["cr/GetRepoBuildRecordStatus", "cr/ListRepoBuildRecordLog", "cr/GetRepoBuildRecord",
-              "cr/CreateBuildRecordByRule", "cr/CancelRepoBuildRecord"],
+    "binding": [
+        "cr/GetRepository",
+        "cr/GetRepoSourceCodeRepo",
+        "cr/ListRepoBuildRule",
+        "cr/CreateNamespace",
+        "cr/CreateRepository",
+        "cr/CreateRepoSourceCodeRepo",
+        "cr/CreateRepoBuildRule",
+    ],
+    "build": [
+        "cr/GetRepoBuildRecordStatus",
+        "cr/ListRepoBuildRecordLog",
+        "cr/GetRepoBuildRecord",
+        "cr/CreateBuildRecordByRule",
+        "cr/CancelRepoBuildRecord",
+    ],
 }
 # The stage modules whose calls must all be covered: tasks/<stage>.py of the DESIGN table, the webhook
 # stage the pipeline runs when gitlab.register_webhook is true, and teardown.
 STAGE_MODULES = ["preflight", "link", "eni", "gitlab_token", "binding", "build", "webhook_hook", "teardown"]
 SDK_CLIENTS = {"cr": CrClient, "ecs": EcsClient, "vpc": VpcClient}
-GITLAB_CALLS = {"auth": "GET /user", "personal_access_tokens.get": "GET /personal_access_tokens/self",
-                "projects.get": "GET /projects/:id"}
-HOOK_CALLS = {"list": "GET /projects/:id/hooks", "create": "POST /projects/:id/hooks",
-              "update": "PUT /projects/:id/hooks/:hook_id", "delete": "DELETE /projects/:id/hooks/:hook_id"}
+GITLAB_CALLS = {
+    "auth": "GET /user",
+    "personal_access_tokens.get": "GET /personal_access_tokens/self",
+    "projects.get": "GET /projects/:id",
+}
+HOOK_CALLS = {
+    "list": "GET /projects/:id/hooks",
+    "create": "POST /projects/:id/hooks",
+    "update": "PUT /projects/:id/hooks/:hook_id",
+    "delete": "DELETE /projects/:id/hooks/:hook_id",
+}
 
 
 def stage_calls() -> set[str]:
@@ -62,7 +94,8 @@ def stage_calls() -> set[str]:
 
 def _actions(product: str) -> set[str]:
     return {record["action"] for record in make_cassettes.ALIBABA.values() if record["product"] == product} | {
-        key.split("/")[1] for key in scenarios.ACTION_ERRORS if key.startswith(f"{product}/")}
+        key.split("/")[1] for key in scenarios.ACTION_ERRORS if key.startswith(f"{product}/")
+    }
 
 
 def required() -> list[str]:
@@ -95,7 +128,8 @@ class TestGeneratedCassettes:
         problems = {}
         for key, record in make_cassettes.ALIBABA.items():
             module = importlib.import_module(
-                f"alibabacloud_{record['product']}{record['version'].replace('-', '')}.models")
+                f"alibabacloud_{record['product']}{record['version'].replace('-', '')}.models"
+            )
             model = getattr(module, record["action"] + "ResponseBody")
             # when
             unknown = support.sdk_unknown_keys(model, record["body"])
@@ -131,8 +165,11 @@ class TestGeneratedCassettes:
                 elif status == 200:  # CR business error: HTTP 200, IsSuccess=false
                     ok = body == {"RequestId": body["RequestId"], "IsSuccess": False, "Code": code}
                 else:
-                    ok = (list(body) == ["RequestId", "HostId", "Code", "Message", "Recommend"] and body["Code"] == code
-                          and body["HostId"] == make_cassettes.HOSTS[key.split("/")[0]])
+                    ok = (
+                        list(body) == ["RequestId", "HostId", "Code", "Message", "Recommend"]
+                        and body["Code"] == code
+                        and body["HostId"] == make_cassettes.HOSTS[key.split("/")[0]]
+                    )
                 # then
                 if not (ok and support.is_error(interaction)):
                     problems[name] = body
@@ -154,8 +191,10 @@ class TestCoverage:
         for key in required():
             # when
             success = make_cassettes.CASSETTES / make_cassettes.action_cassette_name(key)
-            errors = [make_cassettes.CASSETTES / make_cassettes.action_cassette_name(key, code)
-                      for code in scenarios.ACTION_ERRORS.get(key, [])]
+            errors = [
+                make_cassettes.CASSETTES / make_cassettes.action_cassette_name(key, code)
+                for code in scenarios.ACTION_ERRORS.get(key, [])
+            ]
             # then (fix: a documented example in tests/contract/examples/, an ACTION_ERRORS entry in scenarios.py)
             if not success.exists():
                 missing.append(f"{key}: no success cassette")
@@ -182,10 +221,18 @@ class TestCoverage:
 
 class TestMatching:
     def _request(self, action: str, nonce: str, signature: str) -> Request:
-        return Request("POST", f"https://{make_cassettes.HOSTS['cr']}/?InstanceId=cri-1", b"", {
-            "x-acs-action": action, "x-acs-version": "2018-12-01", "x-acs-signature-nonce": nonce,
-            "x-acs-date": "2024-03-01T08:00:00Z",
-            "Authorization": f"ACS3-HMAC-SHA256 Credential=x,Signature={signature}"})
+        return Request(
+            "POST",
+            f"https://{make_cassettes.HOSTS['cr']}/?InstanceId=cri-1",
+            b"",
+            {
+                "x-acs-action": action,
+                "x-acs-version": "2018-12-01",
+                "x-acs-signature-nonce": nonce,
+                "x-acs-date": "2024-03-01T08:00:00Z",
+                "Authorization": f"ACS3-HMAC-SHA256 Credential=x,Signature={signature}",
+            },
+        )
 
     def test_action_matcher_ignores_signature_nonce_and_date(self):
         # given two requests of one action signed differently
@@ -219,25 +266,30 @@ class TestSecrets:
         # given every cassette (committed, or recorded under ACRVPC_CASSETTE_DIR)
         paths = sorted(support.CASSETTE_DIR.rglob("*.yaml"))
         # when
-        found = {str(p.relative_to(support.CASSETTE_DIR)): support.find_secrets(p.read_text(encoding="utf-8"))
-                 for p in paths}
+        found = {
+            str(p.relative_to(support.CASSETTE_DIR)): support.find_secrets(p.read_text(encoding="utf-8")) for p in paths
+        }
         # then
         assert paths
         assert {name: lines for name, lines in found.items() if lines} == {}
 
-    @pytest.mark.parametrize("planted, what", [
-        ("LTAI5tQz7Y1abcdEFGH12345", "an AccessKey id"),
-        ("glpat-AbC123dEf456gHi789jK", "a GitLab personal access token"),
-        ("owner 5123456789012345 here", "a 16-digit account id"),
-    ])
+    @pytest.mark.parametrize(
+        "planted, what",
+        [
+            ("LTAI5tQz7Y1abcdEFGH12345", "an AccessKey id"),
+            ("glpat-AbC123dEf456gHi789jK", "a GitLab personal access token"),
+            ("owner 5123456789012345 here", "a 16-digit account id"),
+        ],
+    )
     def test_scanner_finds_planted_value(self, planted, what):
         # given a cassette body carrying a secret-looking value
         text = make_cassettes.render([make_cassettes.rpc("cr", "GetInstance", 200, {"RequestId": "R", "X": planted})])
         # when / then
         assert any(line.startswith(what) for line in support.find_secrets(text))
 
-    @pytest.mark.parametrize("header", ["Authorization", "x-acs-security-token", "x-acs-signature-nonce",
-                                        "x-acs-date", "PRIVATE-TOKEN"])
+    @pytest.mark.parametrize(
+        "header", ["Authorization", "x-acs-security-token", "x-acs-signature-nonce", "x-acs-date", "PRIVATE-TOKEN"]
+    )
     def test_scanner_finds_secret_request_header(self, header):
         # given a recorded request that kept a secret header
         interaction = make_cassettes.ok("cr/GetInstance")
@@ -256,16 +308,30 @@ class TestSecrets:
 
     def test_obviously_fake_account_ids_pass(self):
         # given made-up 16-digit ids and the documented masked ones
-        text = make_cassettes.render([make_cassettes.rpc("cr", "GetInstance", 200, {
-            "RequestId": "R", "A": "1234567890123456", "B": 1111111111111111, "C": "123456789012****"})])
+        text = make_cassettes.render(
+            [
+                make_cassettes.rpc(
+                    "cr",
+                    "GetInstance",
+                    200,
+                    {"RequestId": "R", "A": "1234567890123456", "B": 1111111111111111, "C": "123456789012****"},
+                )
+            ]
+        )
         # when / then
         assert support.find_secrets(text) == []
 
     def test_scrubbed_real_answer_passes_the_scan(self):
         # given what a real account answers (account ids, a runners token, an e-mail)
-        body = {"RequestId": "R", "OwnerId": 5123456789012345, "NetworkInterfaceSets": {"NetworkInterfaceSet": [
-            {"OwnerId": "5123456789012345", "AccountId": 1654218965343050}]},
-            "runners_token": "GR1348941abcdefghijklmnop", "email": "jane@corp.example"}
+        body = {
+            "RequestId": "R",
+            "OwnerId": 5123456789012345,
+            "NetworkInterfaceSets": {
+                "NetworkInterfaceSet": [{"OwnerId": "5123456789012345", "AccountId": 1654218965343050}]
+            },
+            "runners_token": "GR1348941abcdefghijklmnop",
+            "email": "jane@corp.example",
+        }
         interaction = make_cassettes.rpc("ecs", "DescribeNetworkInterfaces", 200, body)
         assert support.find_secrets(make_cassettes.render([interaction]))  # caught before scrubbing
         # when

@@ -42,7 +42,8 @@ class TestEnsureNetworkInterface:
         assert outcome.changes == [
             f"CreateNetworkInterface {ENI} (192.168.2.17)",
             f"CreateNetworkInterfacePermission eni-perm-bp1cs4lwn56lfb**** (InstanceAttach for account 1234567890 "
-            f"on {ENI})"]
+            f"on {ENI})",
+        ]
 
     @cassette("stages/eni/drift.success.yaml")
     def test_eni_in_another_group_is_moved(self, clients, contract_spec):
@@ -50,8 +51,9 @@ class TestEnsureNetworkInterface:
         # when
         outcome = ensure_network_interface(clients.ecs, contract_spec, "sg-bp1acr0build0001****", sleep=_no_sleep)
         # then
-        assert outcome.changes == [f"ModifyNetworkInterfaceAttribute {ENI} SecurityGroupId=sg-bp1acr0build0001**** "
-                                   f"(was {GROUP})"]
+        assert outcome.changes == [
+            f"ModifyNetworkInterfaceAttribute {ENI} SecurityGroupId=sg-bp1acr0build0001**** (was {GROUP})"
+        ]
 
     @cassette("stages/eni/attach-failed.yaml")
     def test_back_to_available_after_attaching_is_attach_failed(self, clients, contract_spec):
@@ -62,13 +64,19 @@ class TestEnsureNetworkInterface:
         # then
         assert caught.value.code == "ENI_ATTACH_FAILED"
 
-    @pytest.mark.parametrize("group, code", [
-        case("stages/eni/DescribeNetworkInterfaces.Forbidden.RAM.yaml", GROUP, "Forbidden.RAM"),
-        case("stages/eni/CreateNetworkInterface.InvalidParameter.yaml", GROUP, "InvalidParameter"),
-        case("stages/eni/ModifyNetworkInterfaceAttribute.InvalidParameter.yaml", "sg-bp1acr0build0001****",
-             "InvalidParameter"),
-        case("stages/eni/CreateNetworkInterfacePermission.Forbidden.RAM.yaml", GROUP, "Forbidden.RAM"),
-    ])
+    @pytest.mark.parametrize(
+        "group, code",
+        [
+            case("stages/eni/DescribeNetworkInterfaces.Forbidden.RAM.yaml", GROUP, "Forbidden.RAM"),
+            case("stages/eni/CreateNetworkInterface.InvalidParameter.yaml", GROUP, "InvalidParameter"),
+            case(
+                "stages/eni/ModifyNetworkInterfaceAttribute.InvalidParameter.yaml",
+                "sg-bp1acr0build0001****",
+                "InvalidParameter",
+            ),
+            case("stages/eni/CreateNetworkInterfacePermission.Forbidden.RAM.yaml", GROUP, "Forbidden.RAM"),
+        ],
+    )
     def test_fatal_code_becomes_pipeline_error(self, group, code, clients, contract_spec):
         # given an ECS error answer in the documented error shape
         # when

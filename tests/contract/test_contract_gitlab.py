@@ -53,12 +53,15 @@ class TestValidateToken:
         assert any("did not describe the token" in note for note in outcome.notes)
         assert outcome.projects == {"platform/billing-api": 3}
 
-    @pytest.mark.parametrize("code", [
-        case("stages/gitlab/user.401.yaml", "GITLAB_TOKEN_INVALID"),
-        case("stages/gitlab/user.401-revoked.yaml", "GITLAB_TOKEN_INVALID"),
-        case("stages/gitlab/project.403-insufficient_scope.yaml", "GITLAB_TOKEN_SCOPE"),
-        case("stages/gitlab/project.404-project.yaml", "GITLAB_PROJECT_NOT_FOUND"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/gitlab/user.401.yaml", "GITLAB_TOKEN_INVALID"),
+            case("stages/gitlab/user.401-revoked.yaml", "GITLAB_TOKEN_INVALID"),
+            case("stages/gitlab/project.403-insufficient_scope.yaml", "GITLAB_TOKEN_SCOPE"),
+            case("stages/gitlab/project.404-project.yaml", "GITLAB_PROJECT_NOT_FOUND"),
+        ],
+    )
     def test_documented_errors_raise_their_code(self, code, gitlab_client, contract_spec):
         # given a documented GitLab error answer
         # when

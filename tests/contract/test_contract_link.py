@@ -28,8 +28,10 @@ class TestEnsureSecurityGroup:
         outcome = ensure_security_group(clients.ecs, contract_spec)
         # then: the two documented rules are recognised as the spec's, only the Maven rule is added
         assert outcome.security_group_id == DOCUMENTED_GROUP
-        assert outcome.changes == [f"ModifySecurityGroupPolicy {DOCUMENTED_GROUP} InnerAccessPolicy=Drop",
-                                   f"AuthorizeSecurityGroupEgress {DOCUMENTED_GROUP} {MAVEN}"]
+        assert outcome.changes == [
+            f"ModifySecurityGroupPolicy {DOCUMENTED_GROUP} InnerAccessPolicy=Drop",
+            f"AuthorizeSecurityGroupEgress {DOCUMENTED_GROUP} {MAVEN}",
+        ]
 
     @cassette("stages/link/create.success.yaml")
     def test_group_is_created_when_none_is_tagged(self, clients, contract_spec):
@@ -57,15 +59,19 @@ class TestEnsureSecurityGroup:
         # then
         assert outcome.changes == [
             f"RevokeSecurityGroupEgress {DOCUMENTED_GROUP} sgr-bp1extra0egress0**** (not in the spec)",
-            f"RevokeSecurityGroup {DOCUMENTED_GROUP} sgr-bp1extra0ingress**** (inbound Accept: builders need none)"]
+            f"RevokeSecurityGroup {DOCUMENTED_GROUP} sgr-bp1extra0ingress**** (inbound Accept: builders need none)",
+        ]
 
-    @pytest.mark.parametrize("code", [
-        case("stages/link/DescribeSecurityGroups.Forbidden.RAM.yaml", "Forbidden.RAM"),
-        case("stages/link/CreateSecurityGroup.InvalidParameter.yaml", "InvalidParameter"),
-        case("stages/link/ModifySecurityGroupPolicy.Forbidden.RAM.yaml", "Forbidden.RAM"),
-        case("stages/link/AuthorizeSecurityGroupEgress.InvalidParameter.yaml", "InvalidParameter"),
-        case("stages/link/RevokeSecurityGroupEgress.Forbidden.RAM.yaml", "Forbidden.RAM"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/link/DescribeSecurityGroups.Forbidden.RAM.yaml", "Forbidden.RAM"),
+            case("stages/link/CreateSecurityGroup.InvalidParameter.yaml", "InvalidParameter"),
+            case("stages/link/ModifySecurityGroupPolicy.Forbidden.RAM.yaml", "Forbidden.RAM"),
+            case("stages/link/AuthorizeSecurityGroupEgress.InvalidParameter.yaml", "InvalidParameter"),
+            case("stages/link/RevokeSecurityGroupEgress.Forbidden.RAM.yaml", "Forbidden.RAM"),
+        ],
+    )
     def test_fatal_code_becomes_pipeline_error(self, code, clients, contract_spec):
         # given an ECS error answer in the documented error shape
         # when
@@ -76,10 +82,13 @@ class TestEnsureSecurityGroup:
         assert not caught.value.retryable
         assert caught.value.fix
 
-    @pytest.mark.parametrize("action", [
-        case("stages/link/DescribeSecurityGroupAttribute.Throttling.User.yaml", "DescribeSecurityGroupAttribute"),
-        case("stages/link/RevokeSecurityGroup.Throttling.User.yaml", "RevokeSecurityGroup"),
-    ])
+    @pytest.mark.parametrize(
+        "action",
+        [
+            case("stages/link/DescribeSecurityGroupAttribute.Throttling.User.yaml", "DescribeSecurityGroupAttribute"),
+            case("stages/link/RevokeSecurityGroup.Throttling.User.yaml", "RevokeSecurityGroup"),
+        ],
+    )
     def test_throttling_is_reraised_for_retry(self, action, clients, contract_spec):
         # given Throttling.User (HTTP 400, no x-acs-retry-after)
         # when

@@ -90,22 +90,53 @@ class TestRunPreflight:
 
 
 class TestObserveErrors:
-    @pytest.mark.parametrize("read, code, check, retryable", [
-        case("stages/preflight/GetInstance.Forbidden.RAM.yaml", "instance", "Forbidden.RAM", "instance.exists", False),
-        case("stages/preflight/GetInstance.INSTANCE_NOT_EXIST.yaml", "instance", "INSTANCE_NOT_EXIST",
-             "instance.exists", False),
-        case("stages/preflight/DescribeVpcAttribute.Throttling.User.yaml", "vpc", "Throttling.User", "vpc.exists",
-             True),
-        case("stages/preflight/DescribeVSwitchAttributes.InvalidParameter.yaml", "vswitch", "InvalidParameter",
-             "vswitch.exists", False),
-        case("stages/preflight/DescribeInstances.Forbidden.RAM.yaml", "gitlab_host", "Forbidden.RAM",
-             "gitlab.sg_ingress", False),
-        case("stages/preflight/DescribeSecurityGroupAttribute.Throttling.User.yaml", "gitlab_host", "Throttling.User",
-             "gitlab.sg_ingress", True),
-        case("stages/preflight/gitlab.401.yaml", "gitlab", "GITLAB_TOKEN_INVALID", "gitlab.token", False),
-    ])
-    def test_failed_read_becomes_a_failed_check_with_its_code(self, read, code, check, retryable, clients,
-                                                             gitlab_client, contract_spec):
+    @pytest.mark.parametrize(
+        "read, code, check, retryable",
+        [
+            case(
+                "stages/preflight/GetInstance.Forbidden.RAM.yaml", "instance", "Forbidden.RAM", "instance.exists", False
+            ),
+            case(
+                "stages/preflight/GetInstance.INSTANCE_NOT_EXIST.yaml",
+                "instance",
+                "INSTANCE_NOT_EXIST",
+                "instance.exists",
+                False,
+            ),
+            case(
+                "stages/preflight/DescribeVpcAttribute.Throttling.User.yaml",
+                "vpc",
+                "Throttling.User",
+                "vpc.exists",
+                True,
+            ),
+            case(
+                "stages/preflight/DescribeVSwitchAttributes.InvalidParameter.yaml",
+                "vswitch",
+                "InvalidParameter",
+                "vswitch.exists",
+                False,
+            ),
+            case(
+                "stages/preflight/DescribeInstances.Forbidden.RAM.yaml",
+                "gitlab_host",
+                "Forbidden.RAM",
+                "gitlab.sg_ingress",
+                False,
+            ),
+            case(
+                "stages/preflight/DescribeSecurityGroupAttribute.Throttling.User.yaml",
+                "gitlab_host",
+                "Throttling.User",
+                "gitlab.sg_ingress",
+                True,
+            ),
+            case("stages/preflight/gitlab.401.yaml", "gitlab", "GITLAB_TOKEN_INVALID", "gitlab.token", False),
+        ],
+    )
+    def test_failed_read_becomes_a_failed_check_with_its_code(
+        self, read, code, check, retryable, clients, gitlab_client, contract_spec
+    ):
         # given one documented read answering an error, the others their documented success
         # when
         obs = observe(clients, contract_spec, gitlab=gitlab_client)
@@ -136,11 +167,14 @@ class TestObserveErrors:
         assert error_code(obs.repositories["apps/billing-api"].error) == "Forbidden.RAM"
         assert _checks(evaluate(contract_spec, obs))["build.oversea_off"].result == "fail"
 
-    @pytest.mark.parametrize("code, retryable", [
-        case("stages/preflight/DescribeVirtualBorderRouters.Forbidden.RAM.yaml", "Forbidden.RAM", False),
-        case("stages/preflight/DescribeVirtualBorderRouters.ServiceUnavailable.yaml", "ServiceUnavailable", True),
-        case("stages/preflight/DescribeRouteEntryList.InvalidParameter.yaml", "InvalidParameter", False),
-    ])
+    @pytest.mark.parametrize(
+        "code, retryable",
+        [
+            case("stages/preflight/DescribeVirtualBorderRouters.Forbidden.RAM.yaml", "Forbidden.RAM", False),
+            case("stages/preflight/DescribeVirtualBorderRouters.ServiceUnavailable.yaml", "ServiceUnavailable", True),
+            case("stages/preflight/DescribeRouteEntryList.InvalidParameter.yaml", "InvalidParameter", False),
+        ],
+    )
     def test_vbr_read_error_fails_return_route_check(self, code, retryable, clients, contract_spec):
         # given GitLab in a data center and one VBR read answering an error
         spec = _datacenter(contract_spec)

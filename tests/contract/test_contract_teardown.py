@@ -31,7 +31,10 @@ class TestTeardownLink:
         # then
         assert outcome.changes == [
             f"DeleteNetworkInterfacePermission eni-perm-bp1cs4lwn56lfb**** (InstanceAttach for account 1234567890 "
-            f"on {ENI})", f"DeleteNetworkInterface {ENI}", f"DeleteSecurityGroup {GROUP}"]
+            f"on {ENI})",
+            f"DeleteNetworkInterface {ENI}",
+            f"DeleteSecurityGroup {GROUP}",
+        ]
         assert outcome.resources == {"network_interfaces": ENI, "security_groups": GROUP}
 
     @cassette("stages/teardown/nothing.success.yaml")
@@ -53,11 +56,14 @@ class TestTeardownLink:
         assert outcome.changes == [f"DeleteSecurityGroup {GROUP}"]
         assert slept == [0.5]
 
-    @pytest.mark.parametrize("code", [
-        case("stages/teardown/DeleteNetworkInterfacePermission.Forbidden.RAM.yaml", "Forbidden.RAM"),
-        case("stages/teardown/DeleteNetworkInterface.InvalidParameter.yaml", "InvalidParameter"),
-        case("stages/teardown/DeleteSecurityGroup.Forbidden.RAM.yaml", "Forbidden.RAM"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/teardown/DeleteNetworkInterfacePermission.Forbidden.RAM.yaml", "Forbidden.RAM"),
+            case("stages/teardown/DeleteNetworkInterface.InvalidParameter.yaml", "InvalidParameter"),
+            case("stages/teardown/DeleteSecurityGroup.Forbidden.RAM.yaml", "Forbidden.RAM"),
+        ],
+    )
     def test_fatal_code_becomes_pipeline_error(self, code, clients, contract_spec):
         # given an ECS error answer in the documented error shape
         # when

@@ -21,14 +21,16 @@ class TestDescribeRouteTableList:
     @cassette("actions/vpc/DescribeRouteTableList.success.yaml")
     def test_documented_vbr_table_is_parsed(self, clients, contract_spec):
         # given the documented answer (wrapper RouterTableList.RouterTableListType, sic)
-        request = vpc_models.DescribeRouteTableListRequest(region_id=contract_spec.region, router_type="VBR",
-                                                           router_id="vbr-bp1lhl0taikrte****")
+        request = vpc_models.DescribeRouteTableListRequest(
+            region_id=contract_spec.region, router_type="VBR", router_id="vbr-bp1lhl0taikrte****"
+        )
         # when
         body = clients.vpc.describe_route_table_list(request).body
         # then
         tables = body.router_table_list.router_table_list_type
         assert [(t.route_table_id, t.router_type, t.status) for t in tables] == [
-            ("vtb-bp1vbr00000000****", "VBR", "Available")]
+            ("vtb-bp1vbr00000000****", "VBR", "Available")
+        ]
         assert body.total_count == 1
 
     @cassette("actions/vpc/DescribeRouteTableList.error.Forbidden.RAM.yaml")
@@ -47,9 +49,11 @@ class TestDescribeRouteTableList:
 class TestAuthorizeSecurityGroup:
     def _request(self, spec):
         rule = ecs_models.AuthorizeSecurityGroupRequestPermissions(
-            policy="accept", priority="1", ip_protocol="TCP", port_range="80/80", source_cidr_ip="100.104.0.0/16")
-        return ecs_models.AuthorizeSecurityGroupRequest(region_id=spec.region,
-                                                        security_group_id="sg-bp1gitlab000000****", permissions=[rule])
+            policy="accept", priority="1", ip_protocol="TCP", port_range="80/80", source_cidr_ip="100.104.0.0/16"
+        )
+        return ecs_models.AuthorizeSecurityGroupRequest(
+            region_id=spec.region, security_group_id="sg-bp1gitlab000000****", permissions=[rule]
+        )
 
     @cassette("actions/ecs/AuthorizeSecurityGroup.success.yaml")
     def test_documented_answer_is_request_id_only(self, clients, contract_spec):

@@ -45,12 +45,15 @@ class TestEnsureProjectHooks:
         assert outcome.changes == [f"UpdateProjectHook {PROJECT} 1 (tag_push_events false)"]
         assert SECRET not in str(outcome)
 
-    @pytest.mark.parametrize("code", [
-        case("stages/webhook/list.403.yaml", "WEBHOOK_HOOK_FORBIDDEN"),
-        case("stages/webhook/list.404-project.yaml", "GITLAB_PROJECT_NOT_FOUND"),
-        case("stages/webhook/create.422-url-blocked.yaml", "WEBHOOK_URL_REJECTED"),
-        case("stages/webhook/update.403.yaml", "WEBHOOK_HOOK_FORBIDDEN"),
-    ])
+    @pytest.mark.parametrize(
+        "code",
+        [
+            case("stages/webhook/list.403.yaml", "WEBHOOK_HOOK_FORBIDDEN"),
+            case("stages/webhook/list.404-project.yaml", "GITLAB_PROJECT_NOT_FOUND"),
+            case("stages/webhook/create.422-url-blocked.yaml", "WEBHOOK_URL_REJECTED"),
+            case("stages/webhook/update.403.yaml", "WEBHOOK_HOOK_FORBIDDEN"),
+        ],
+    )
     def test_documented_errors_raise_their_code(self, code, gitlab_client, contract_spec):
         # given a documented GitLab error answer
         # when

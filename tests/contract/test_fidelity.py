@@ -33,15 +33,18 @@ from acrvpc.sandbox.gitlab import responses as gitlab_routes
 from tests.contract import make_cassettes, support
 
 ALIBABA, GITLAB = make_cassettes.ALIBABA, make_cassettes.GITLAB
-SDK_MODELS = {"cr": "alibabacloud_cr20181201.models", "ecs": "alibabacloud_ecs20140526.models",
-              "vpc": "alibabacloud_vpc20160428.models"}
+SDK_MODELS = {
+    "cr": "alibabacloud_cr20181201.models",
+    "ecs": "alibabacloud_ecs20140526.models",
+    "vpc": "alibabacloud_vpc20160428.models",
+}
 PRODUCTS = {"2018-12-01": "cr", "2014-05-26": "ecs", "2016-04-28": "vpc"}
 
 # Emulated actions and routes held to no documented example, and why.
 EXEMPT: dict[str, str] = {
     "cr/ListNamespace": "no documented example in shared/api (not called by the pipeline)",
     "vpc/DescribeVSwitches": "no documented example in shared/api (not called by the pipeline; "
-                             "DescribeVSwitchAttributes is, and is compared)",
+    "DescribeVSwitchAttributes is, and is compared)",
     "DELETE /projects/:id/hooks/:hook_id": "answers 204 No Content: no body to compare",
 }
 
@@ -49,8 +52,17 @@ EXEMPT: dict[str, str] = {
 # -- driving the sandbox ---------------------------------------------------------------------------
 def raw_call(client: Any, action: str, version: str, query: dict[str, Any]) -> Any:
     """Call an action through the SDK client's ``call_api`` and return the JSON body as sent (no model)."""
-    params = utils_models.Params(action=action, version=version, protocol="HTTPS", pathname="/", method="POST",
-                                 auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    params = utils_models.Params(
+        action=action,
+        version=version,
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     request = utils_models.OpenApiRequest(query=Utils.query(query))
     return client.call_api(params, request, RuntimeOptions())["body"]
 
@@ -65,11 +77,19 @@ class Driver:
         self.world = sandbox.world
         key = cloud.resolve_access_key(None)
         region = self.world.region
-        self.clients = {"cr": cloud.cr_client(region, key), "ecs": cloud.ecs_client(region, key),
-                        "vpc": cloud.vpc_client(region, key)}
+        self.clients = {
+            "cr": cloud.cr_client(region, key),
+            "ecs": cloud.ecs_client(region, key),
+            "vpc": cloud.vpc_client(region, key),
+        }
         scenario = self.world.scenario
-        token = next(t["token"] for t in scenario["gitlab"]["tokens"] if "api" in t["scopes"] and not t.get("revoked")
-                     and (t.get("expires_in_days") is None or t["expires_in_days"] > 0))
+        token = next(
+            t["token"]
+            for t in scenario["gitlab"]["tokens"]
+            if "api" in t["scopes"]
+            and not t.get("revoked")
+            and (t.get("expires_in_days") is None or t["expires_in_days"] > 0)
+        )
         self.gl = cloud.gitlab_client(sandbox.url, token)
         self.answers: dict[str, Any] = {}
 
@@ -81,8 +101,7 @@ class Driver:
         return body
 
     def rest(self, method: str, route: str, path: str, **data: Any) -> Any:
-        verb: Callable[..., Any] = {"GET": self.gl.http_get, "POST": self.gl.http_post,
-                                    "PUT": self.gl.http_put}[method]
+        verb: Callable[..., Any] = {"GET": self.gl.http_get, "POST": self.gl.http_post, "PUT": self.gl.http_put}[method]
         body = verb(path, post_data=data) if data else verb(path)
         self.answers[f"{method} {route}"] = body
         return body
@@ -101,16 +120,27 @@ class Driver:
         c("CreateNamespace", NamespaceName="apps")
         c("GetNamespace", NamespaceName="apps")
         c("ListNamespace")
-        repo = c("CreateRepository", RepoNamespaceName="apps", RepoName="billing-api", RepoType="PRIVATE",
-                 Summary="billing api")["RepoId"]
+        repo = c(
+            "CreateRepository",
+            RepoNamespaceName="apps",
+            RepoName="billing-api",
+            RepoType="PRIVATE",
+            Summary="billing api",
+        )["RepoId"]
         c("GetRepository", RepoId=repo)
         c("ListRepository")
         source = dict(RepoId=repo, CodeRepoType="GITLAB", CodeRepoNamespaceName="platform", CodeRepoName="billing-api")
         c("CreateRepoSourceCodeRepo", OverseaBuild=False, **source)
         c("UpdateRepoSourceCodeRepo", AutoBuild="true", **source)
         c("GetRepoSourceCodeRepo", RepoId=repo)
-        rule = c("CreateRepoBuildRule", RepoId=repo, PushType="GIT_BRANCH", PushName="main", ImageTag="latest",
-                 BuildArgs=["MAVEN_MIRROR=http://192.168.1.30:8081"])["BuildRuleId"]
+        rule = c(
+            "CreateRepoBuildRule",
+            RepoId=repo,
+            PushType="GIT_BRANCH",
+            PushName="main",
+            ImageTag="latest",
+            BuildArgs=["MAVEN_MIRROR=http://192.168.1.30:8081"],
+        )["BuildRuleId"]
         c("ListRepoBuildRule", RepoId=repo)
         first = c("CreateBuildRecordByRule", RepoId=repo, BuildRuleId=rule)["BuildRecordId"]
         c("CancelRepoBuildRecord", RepoId=repo, BuildRecordId=first)
@@ -134,30 +164,67 @@ class Driver:
         group = e("CreateSecurityGroup", VpcId=vpc_id, SecurityGroupName="fidelity", Tag=tag)["SecurityGroupId"]
         e("DescribeSecurityGroups", VpcId=vpc_id)
         e("ModifySecurityGroupPolicy", SecurityGroupId=group, InnerAccessPolicy="Drop")
-        e("AuthorizeSecurityGroupEgress", SecurityGroupId=group, Permissions=[
-            {"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "192.168.1.20/32", "Policy": "accept",
-             "Priority": "1"},
-            {"IpProtocol": "ALL", "PortRange": "-1/-1", "DestCidrIp": "0.0.0.0/0", "Policy": "drop",
-             "Priority": "100"}])
-        e("AuthorizeSecurityGroup", SecurityGroupId=group, Permissions=[
-            {"IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "10.0.0.0/8", "Policy": "accept",
-             "Priority": "1"}])
+        e(
+            "AuthorizeSecurityGroupEgress",
+            SecurityGroupId=group,
+            Permissions=[
+                {
+                    "IpProtocol": "TCP",
+                    "PortRange": "80/80",
+                    "DestCidrIp": "192.168.1.20/32",
+                    "Policy": "accept",
+                    "Priority": "1",
+                },
+                {
+                    "IpProtocol": "ALL",
+                    "PortRange": "-1/-1",
+                    "DestCidrIp": "0.0.0.0/0",
+                    "Policy": "drop",
+                    "Priority": "100",
+                },
+            ],
+        )
+        e(
+            "AuthorizeSecurityGroup",
+            SecurityGroupId=group,
+            Permissions=[
+                {
+                    "IpProtocol": "TCP",
+                    "PortRange": "22/22",
+                    "SourceCidrIp": "10.0.0.0/8",
+                    "Policy": "accept",
+                    "Priority": "1",
+                }
+            ],
+        )
         rules = e("DescribeSecurityGroupAttribute", SecurityGroupId=group)["Permissions"]["Permission"]
-        e("RevokeSecurityGroup", SecurityGroupId=group,
-          SecurityGroupRuleId=[r["SecurityGroupRuleId"] for r in rules if r["Direction"] == "ingress"])
-        e("RevokeSecurityGroupEgress", SecurityGroupId=group,
-          SecurityGroupRuleId=[r["SecurityGroupRuleId"] for r in rules if r["Direction"] == "egress"][:1])
+        e(
+            "RevokeSecurityGroup",
+            SecurityGroupId=group,
+            SecurityGroupRuleId=[r["SecurityGroupRuleId"] for r in rules if r["Direction"] == "ingress"],
+        )
+        e(
+            "RevokeSecurityGroupEgress",
+            SecurityGroupId=group,
+            SecurityGroupRuleId=[r["SecurityGroupRuleId"] for r in rules if r["Direction"] == "egress"][:1],
+        )
         eni = e("CreateNetworkInterface", VSwitchId=vswitch, SecurityGroupId=group, Tag=tag)["NetworkInterfaceId"]
         e("ModifyNetworkInterfaceAttribute", NetworkInterfaceId=eni, SecurityGroupId=[group])
-        permission = e("CreateNetworkInterfacePermission", NetworkInterfaceId=eni, Permission="InstanceAttach",
-                       AccountId=scenario["cr"]["build_service_account_id"])
+        permission = e(
+            "CreateNetworkInterfacePermission",
+            NetworkInterfaceId=eni,
+            Permission="InstanceAttach",
+            AccountId=scenario["cr"]["build_service_account_id"],
+        )
         e("DescribeNetworkInterfacePermissions", NetworkInterfaceId=eni)
         self.world.clock.advance(30)
         e("DescribeNetworkInterfaces", VSwitchId=vswitch)
         e("TagResources", ResourceType="securitygroup", ResourceId=[group], Tag=[{"Key": "team", "Value": "build"}])
         e("ListTagResources", ResourceType="securitygroup", ResourceId=[group])
-        e("DeleteNetworkInterfacePermission",
-          NetworkInterfacePermissionId=permission["NetworkInterfacePermission"]["NetworkInterfacePermissionId"])
+        e(
+            "DeleteNetworkInterfacePermission",
+            NetworkInterfacePermissionId=permission["NetworkInterfacePermission"]["NetworkInterfacePermissionId"],
+        )
         spare_group = e("CreateSecurityGroup", VpcId=vpc_id, SecurityGroupName="spare")["SecurityGroupId"]
         spare = e("CreateNetworkInterface", VSwitchId=vswitch, SecurityGroupId=spare_group)["NetworkInterfaceId"]
         e("DeleteNetworkInterface", NetworkInterfaceId=spare)
@@ -175,19 +242,32 @@ class Driver:
         v("DescribeRouteTableList", RouterType="VBR", RouterId=vbr["vbr_id"])
         v("DescribeVirtualBorderRouters", Filter=[{"Key": "VbrId", "Value": [vbr["vbr_id"]]}])
         v("DescribeRouteEntryList", RouteTableId=vbr["route_table_id"])
-        v("CreateRouteEntry", RouteTableId=network["route_table_id"], DestinationCidrBlock="10.30.0.0/16",
-          NextHopType="RouterInterface", NextHopId=network["routes"][0]["next_hop_id"])
+        v(
+            "CreateRouteEntry",
+            RouteTableId=network["route_table_id"],
+            DestinationCidrBlock="10.30.0.0/16",
+            NextHopType="RouterInterface",
+            NextHopId=network["routes"][0]["next_hop_id"],
+        )
 
     def _gitlab(self) -> None:
-        project = next(p for p in self.world.scenario["gitlab"]["projects"] if p["path_with_namespace"] ==
-                       "platform/billing-api")
+        project = next(
+            p for p in self.world.scenario["gitlab"]["projects"] if p["path_with_namespace"] == "platform/billing-api"
+        )
         base = f"/projects/{quote(project['path_with_namespace'], safe='')}"
         self.rest("GET", "/user", "/user")
         self.rest("GET", "/version", "/version")
         self.rest("GET", "/personal_access_tokens/self", "/personal_access_tokens/self")
         self.rest("GET", "/projects/:id", base)
-        hook = self.rest("POST", "/projects/:id/hooks", f"{base}/hooks", url="http://127.0.0.1:9/hooks/gitlab",
-                         push_events=True, tag_push_events=True, token="fidelity-secret")
+        hook = self.rest(
+            "POST",
+            "/projects/:id/hooks",
+            f"{base}/hooks",
+            url="http://127.0.0.1:9/hooks/gitlab",
+            push_events=True,
+            tag_push_events=True,
+            token="fidelity-secret",
+        )
         self.rest("GET", "/projects/:id/hooks", f"{base}/hooks")
         self.rest("GET", "/projects/:id/hooks/:hook_id", f"{base}/hooks/{hook['id']}")
         self.rest("PUT", "/projects/:id/hooks/:hook_id", f"{base}/hooks/{hook['id']}", merge_requests_events=True)
@@ -210,8 +290,10 @@ def problems_of(key: str, answer: Any) -> list[str]:
     rules = support.Rules(optional=frozenset(record.get("optional", [])))
     problems = support.compare(documented(key), answer, rules)
     model = getattr(importlib.import_module(SDK_MODELS[record["product"]]), record["action"] + "ResponseBody")
-    problems += [f"{path}: not a key of the SDK model {model.__name__} (the client would drop it)"
-                 for path in support.sdk_unknown_keys(model, answer)]
+    problems += [
+        f"{path}: not a key of the SDK model {model.__name__} (the client would drop it)"
+        for path in support.sdk_unknown_keys(model, answer)
+    ]
     return problems
 
 
@@ -263,19 +345,25 @@ class TestFidelity:
         # then
         assert {key: p for key, p in report.items() if p} == {}
 
-    @pytest.mark.parametrize("key, path", [
-        ("cr/ListRepository", "Repositories"), ("cr/ListRepoBuildRule", "BuildRules"),
-        ("cr/ListRepoBuildRecord", "BuildRecords"), ("cr/ListRepoBuildRecordLog", "BuildRecordLogs"),
-        ("ecs/DescribeInstances", "Instances.Instance"), ("ecs/DescribeSecurityGroups", "SecurityGroups.SecurityGroup"),
-        ("ecs/DescribeSecurityGroupAttribute", "Permissions.Permission"),
-        ("ecs/DescribeNetworkInterfaces", "NetworkInterfaceSets.NetworkInterfaceSet"),
-        ("ecs/DescribeNetworkInterfacePermissions", "NetworkInterfacePermissions.NetworkInterfacePermission"),
-        ("ecs/ListTagResources", "TagResources.TagResource"),
-        ("vpc/DescribeRouteTableList", "RouterTableList.RouterTableListType"),
-        ("vpc/DescribeRouteEntryList", "RouteEntrys.RouteEntry"),
-        ("vpc/DescribeVirtualBorderRouters", "VirtualBorderRouterSet.VirtualBorderRouterType"),
-        ("GET /projects/:id/hooks", ""),
-    ])
+    @pytest.mark.parametrize(
+        "key, path",
+        [
+            ("cr/ListRepository", "Repositories"),
+            ("cr/ListRepoBuildRule", "BuildRules"),
+            ("cr/ListRepoBuildRecord", "BuildRecords"),
+            ("cr/ListRepoBuildRecordLog", "BuildRecordLogs"),
+            ("ecs/DescribeInstances", "Instances.Instance"),
+            ("ecs/DescribeSecurityGroups", "SecurityGroups.SecurityGroup"),
+            ("ecs/DescribeSecurityGroupAttribute", "Permissions.Permission"),
+            ("ecs/DescribeNetworkInterfaces", "NetworkInterfaceSets.NetworkInterfaceSet"),
+            ("ecs/DescribeNetworkInterfacePermissions", "NetworkInterfacePermissions.NetworkInterfacePermission"),
+            ("ecs/ListTagResources", "TagResources.TagResource"),
+            ("vpc/DescribeRouteTableList", "RouterTableList.RouterTableListType"),
+            ("vpc/DescribeRouteEntryList", "RouteEntrys.RouteEntry"),
+            ("vpc/DescribeVirtualBorderRouters", "VirtualBorderRouterSet.VirtualBorderRouterType"),
+            ("GET /projects/:id/hooks", ""),
+        ],
+    )
     def test_documented_lists_are_compared_element_by_element(self, key, path, answers):
         # given an answer whose documented list of objects is not empty
         # when
@@ -292,18 +380,36 @@ def _at(body: Any, path: str) -> Any:
 
 
 class TestFidelityDetectsDrift:
-    @pytest.mark.parametrize("version, action, change, expected", [
-        ("2018-12-01", "ListRepository", lambda body: {**body, "TotalCount": int(body["TotalCount"])},
-         "TotalCount: documented str"),
-        ("2018-12-01", "GetRepository", lambda body: {**body, "TagImmutability": "false"},
-         "TagImmutability: documented bool"),
-        ("2014-05-26", "DescribeSecurityGroupAttribute", lambda body: {
-            k: v for k, v in body.items() if k != "InnerAccessPolicy"}, "InnerAccessPolicy: documented key missing"),
-        ("2018-12-01", "GetInstance", lambda body: {**body, "InstanceEndpoint": "x"},
-         "InstanceEndpoint: not a key of the SDK model"),
-    ])
-    def test_altered_sandbox_answer_fails_the_comparison(self, version, action, change, expected, sandbox,
-                                                        monkeypatch):
+    @pytest.mark.parametrize(
+        "version, action, change, expected",
+        [
+            (
+                "2018-12-01",
+                "ListRepository",
+                lambda body: {**body, "TotalCount": int(body["TotalCount"])},
+                "TotalCount: documented str",
+            ),
+            (
+                "2018-12-01",
+                "GetRepository",
+                lambda body: {**body, "TagImmutability": "false"},
+                "TagImmutability: documented bool",
+            ),
+            (
+                "2014-05-26",
+                "DescribeSecurityGroupAttribute",
+                lambda body: {k: v for k, v in body.items() if k != "InnerAccessPolicy"},
+                "InnerAccessPolicy: documented key missing",
+            ),
+            (
+                "2018-12-01",
+                "GetInstance",
+                lambda body: {**body, "InstanceEndpoint": "x"},
+                "InstanceEndpoint: not a key of the SDK model",
+            ),
+        ],
+    )
+    def test_altered_sandbox_answer_fails_the_comparison(self, version, action, change, expected, sandbox, monkeypatch):
         # given one sandbox handler altered
         registered = SERVICES[version].actions[action]
         original = registered.handler

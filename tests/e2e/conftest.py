@@ -35,9 +35,11 @@ def postgres(request):
     """A throwaway PostgreSQL cluster for the session's Prefect server, or None (SQLite) without the binaries."""
     bindir = postgres_bindir()
     if bindir is None:
-        message = ("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): the e2e Prefect server runs "
-                   "on SQLite, NOT on PostgreSQL as in production. Install them: apt-get install -y postgresql "
-                   "(.ci/run does)")
+        message = (
+            "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): the e2e Prefect server runs "
+            "on SQLite, NOT on PostgreSQL as in production. Install them: apt-get install -y postgresql "
+            "(.ci/run does)"
+        )
         _say(request, f"!!! {message}")
         warnings.warn(message, UserWarning, stacklevel=1)
         yield None
@@ -56,10 +58,14 @@ def prefect_server(tmp_path_factory, postgres):
     home = tmp_path_factory.mktemp("prefect-server-home")
     # The API refuses clients without the auth string (PREFECT_SERVER_API_AUTH_STRING), as in production;
     # the worker, CLI and receiver subprocesses get it as PREFECT_API_AUTH_STRING (PrefectServer.env).
-    server = PrefectServer(home=home, port=free_port(), log=home / "server.log",
-                           database_url=postgres.url if postgres else None,
-                           auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
-                           server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS})
+    server = PrefectServer(
+        home=home,
+        port=free_port(),
+        log=home / "server.log",
+        database_url=postgres.url if postgres else None,
+        auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
+        server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS},
+    )
     try:
         server.start()
         server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
@@ -73,7 +79,15 @@ def prefect_server(tmp_path_factory, postgres):
 def process_worker(prefect_server, worker_sandbox):
     """A process worker polling every second, its flow runs pointed at the worker sandbox."""
     log = prefect_server.home / "worker.log"
-    proc = prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, log=log,
-                                ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
-                                PREFECT_WORKER_PREFETCH_SECONDS="1")
+    proc = prefect_server.spawn(
+        *PREFECT,
+        "worker",
+        "start",
+        "--pool",
+        POOL,
+        log=log,
+        ACRVPC_SANDBOX_URL=worker_sandbox.url,
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="1",
+    )
     yield proc

@@ -64,8 +64,15 @@ class Cluster:
         """A process's environment on a host: the server's API and auth, its own PREFECT_HOME."""
         return self.topo.env(self.server.env(PREFECT_HOME=str(home), **extra))
 
-    def start_worker(self, host_name: str, *, shared_results: bool = True, heartbeat: int | None = None,
-                     limit: int | None = None, **env: str) -> subprocess.Popen:
+    def start_worker(
+        self,
+        host_name: str,
+        *,
+        shared_results: bool = True,
+        heartbeat: int | None = None,
+        limit: int | None = None,
+        **env: str,
+    ) -> subprocess.Popen:
         """A process worker named after its host, with its own PREFECT_HOME and working directory.
 
         ``heartbeat``: its flow runs emit a heartbeat event every so many seconds
@@ -77,26 +84,55 @@ class Cluster:
         home.mkdir(parents=True, exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)
         self.workers[host_name] = home
-        extra = {"ACRVPC_SANDBOX_URL": self.sandbox.url, "PREFECT_WORKER_QUERY_SECONDS": "1",
-                 "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+        extra = {
+            "ACRVPC_SANDBOX_URL": self.sandbox.url,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        }
         if shared_results:
             extra["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = self.storage_block
         if heartbeat is not None:
             extra["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(heartbeat)
         extra.update(env)
         host = self.topo[host_name]
-        return host.spawn([*PREFECT, "worker", "start", "--pool", POOL, "--name", host_name,
-                           *(["--limit", str(limit)] if limit else [])],
-                          env=self.env(home, **extra), log=self.worker_log(host_name), cwd=cwd)
+        return host.spawn(
+            [
+                *PREFECT,
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--name",
+                host_name,
+                *(["--limit", str(limit)] if limit else []),
+            ],
+            env=self.env(home, **extra),
+            log=self.worker_log(host_name),
+            cwd=cwd,
+        )
 
     def operator_env(self) -> dict[str, str]:
         return self.env(self.server.home)
 
     def install_failover(self, after_seconds: float) -> str:
         """``acrvpc automations examples/sandbox.yaml --failover --failover-after S`` against the server."""
-        done = subprocess.run([sys.executable, "-m", "acrvpc", "automations", "examples/sandbox.yaml", "--failover",
-                               "--failover-after", str(after_seconds)], cwd=ROOT, env=self.operator_env(),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "acrvpc",
+                "automations",
+                "examples/sandbox.yaml",
+                "--failover",
+                "--failover-after",
+                str(after_seconds),
+            ],
+            cwd=ROOT,
+            env=self.operator_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"acrvpc automations --failover failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         return done.stdout
@@ -112,8 +148,13 @@ class Cluster:
 
     def worker_hosts(self, run_id: str) -> list[str]:
         """Names of the workers that submitted the flow run (their prefect.worker.submitted-flow-run events)."""
-        body = {"filter": {"any_resource": {"id": [f"prefect.flow-run.{run_id}"]},
-                           "event": {"name": ["prefect.worker.submitted-flow-run"]}}, "limit": 50}
+        body = {
+            "filter": {
+                "any_resource": {"id": [f"prefect.flow-run.{run_id}"]},
+                "event": {"name": ["prefect.worker.submitted-flow-run"]},
+            },
+            "limit": 50,
+        }
         with self.api() as client:
             events = client.post("/events/filter", json=body).raise_for_status().json()["events"]
         return sorted(e["resource"].get("prefect.resource.name", "") for e in events)
@@ -125,9 +166,14 @@ class Cluster:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.s3_url, aws_access_key_id=S3_KEY_ID,
-                            aws_secret_access_key=self.s3_secret, region_name="us-east-1",
-                            config=Config(proxies={}, retries={"max_attempts": 2}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=self.s3_secret,
+            region_name="us-east-1",
+            config=Config(proxies={}, retries={"max_attempts": 2}),
+        )
 
     def s3_keys(self) -> list[str]:
         answer = self.s3_client().list_objects_v2(Bucket=BUCKET, Prefix=FOLDER + "/")
@@ -145,14 +191,15 @@ def _wait_http(url: str, what: str, log: Path, timeout: float = 60) -> None:
             return  # it answers
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} not answering at {url} after {timeout} s: "
-                                   f"{log.read_text()[-2000:] if log.exists() else ''}") from None
+                raise RuntimeError(
+                    f"{what} not answering at {url} after {timeout} s: "
+                    f"{log.read_text()[-2000:] if log.exists() else ''}"
+                ) from None
             time.sleep(0.2)
 
 
 @contextmanager
-def prefect_hosts(root: Path, time_scale: float = 20.0, server_env: dict[str, str] | None = None
-                  ) -> Iterator[Cluster]:
+def prefect_hosts(root: Path, time_scale: float = 20.0, server_env: dict[str, str] | None = None) -> Iterator[Cluster]:
     """The whole topology, running; everything it started is stopped and every namespace removed after.
 
     ``server_env``: more settings of the Prefect server process (e.g. the proactive triggers' period,
@@ -160,45 +207,84 @@ def prefect_hosts(root: Path, time_scale: float = 20.0, server_env: dict[str, st
     """
     bindir = postgres_bindir()
     if bindir is None:
-        raise RuntimeError("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): apt-get install -y "
-                           "postgresql (.ci/run does)")
+        raise RuntimeError(
+            "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): apt-get install -y "
+            "postgresql (.ci/run does)"
+        )
     with ExitStack() as stack:
         topo = stack.enter_context(netns.topology(*HOSTS))
         server_host, storage = topo["server"], topo["storage"]
         # S3-compatible storage on its host (moto accepts any key; the secret still only travels in the block)
         s3_url = f"http://{storage.address}:{S3_PORT}"
         s3_log = root / "s3.log"
-        storage.spawn([sys.executable, "-m", "moto.server", "-H", storage.address, "-p", str(S3_PORT)],
-                      env=topo.env({"PATH": "/usr/bin:/bin", "HOME": str(root)}), log=s3_log, cwd=root)
+        storage.spawn(
+            [sys.executable, "-m", "moto.server", "-H", storage.address, "-p", str(S3_PORT)],
+            env=topo.env({"PATH": "/usr/bin:/bin", "HOME": str(root)}),
+            log=s3_log,
+            cwd=root,
+        )
         # PostgreSQL on the server host's loopback; the Prefect server on the host's address
         pg = PostgresCluster(bindir, launcher=server_host.launcher)
         pg.start()
         stack.callback(pg.stop)
         home = root / "server-home"
         home.mkdir()
-        server = PrefectServer(home=home, port=free_port(), log=root / "server.log", database_url=pg.url,
-                               auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
-                               server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-                                           **(server_env or {})},
-                               host=server_host.address, launcher=server_host.launcher)
+        server = PrefectServer(
+            home=home,
+            port=free_port(),
+            log=root / "server.log",
+            database_url=pg.url,
+            auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
+            server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", **(server_env or {})},
+            host=server_host.address,
+            launcher=server_host.launcher,
+        )
         stack.callback(server.stop)
         server.start()
         sandbox = stack.enter_context(SandboxServer(host=topo.control_address))
         sandbox.world.clock.set_scale(time_scale)
         _wait_http(s3_url + "/", "moto S3 server", s3_log)
-        cluster = Cluster(topo=topo, server=server, sandbox=sandbox, s3_url=s3_url,
-                          s3_secret=secrets.token_urlsafe(24), storage_block="", root=root)
+        cluster = Cluster(
+            topo=topo,
+            server=server,
+            sandbox=sandbox,
+            s3_url=s3_url,
+            s3_secret=secrets.token_urlsafe(24),
+            storage_block="",
+            root=root,
+        )
         cluster.s3_client().create_bucket(Bucket=BUCKET)
         operator_env = cluster.env(home)
-        for args in ([*PREFECT, "work-pool", "create", POOL, "--type", "process"],
-                     [*PREFECT, "--no-prompt", "deploy", "--all"]):
+        for args in (
+            [*PREFECT, "work-pool", "create", POOL, "--type", "process"],
+            [*PREFECT, "--no-prompt", "deploy", "--all"],
+        ):
             done = subprocess.run(args, cwd=ROOT, env=operator_env, capture_output=True, text=True, timeout=180)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(args[2:])} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         saved = subprocess.run(
-            [sys.executable, "-m", "acrvpc.results", "--endpoint-url", s3_url, "--bucket", BUCKET,
-             "--access-key-id", S3_KEY_ID, "--folder", FOLDER, "--block-name", "acrvpc-e2e-results"],
-            cwd=ROOT, env=operator_env, input=cluster.s3_secret + "\n", capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "acrvpc.results",
+                "--endpoint-url",
+                s3_url,
+                "--bucket",
+                BUCKET,
+                "--access-key-id",
+                S3_KEY_ID,
+                "--folder",
+                FOLDER,
+                "--block-name",
+                "acrvpc-e2e-results",
+            ],
+            cwd=ROOT,
+            env=operator_env,
+            input=cluster.s3_secret + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if saved.returncode != 0:
             raise RuntimeError(f"python -m acrvpc.results failed: {saved.stdout}{saved.stderr}")
         setting = saved.stdout.strip().splitlines()[-1]
@@ -210,20 +296,28 @@ def prefect_hosts(root: Path, time_scale: float = 20.0, server_env: dict[str, st
 def resources(world) -> dict[str, Any]:
     """What the sandbox holds now: security groups and ENIs by id -> link tag, repositories' rules and builds."""
     with world.lock:
-        repos = {r.full_name: {"rules": collections.Counter((rule.push_name, rule.image_tag)
-                                                            for rule in r.rules.values()),
-                               "source": r.source is not None} for r in world.cr.repos.values()}
+        repos = {
+            r.full_name: {
+                "rules": collections.Counter((rule.push_name, rule.image_tag) for rule in r.rules.values()),
+                "source": r.source is not None,
+            }
+            for r in world.cr.repos.values()
+        }
         builds = collections.Counter(f"{rec.namespace}/{rec.name}" for rec in world.cr.records.values())
-        return {"security_groups": {k: g.tags.get(TAG_KEY) for k, g in world.ecs.groups.items()},
-                "network_interfaces": {k: e.tags.get(TAG_KEY) for k, e in world.ecs.enis.items()},
-                "repositories": repos, "builds": dict(builds)}
+        return {
+            "security_groups": {k: g.tags.get(TAG_KEY) for k, g in world.ecs.groups.items()},
+            "network_interfaces": {k: e.tags.get(TAG_KEY) for k, e in world.ecs.enis.items()},
+            "repositories": repos,
+            "builds": dict(builds),
+        }
 
 
 TAG_KEY = "acr-vpc-build:link"
 
 
-def duplicates(before: dict[str, Any], after: dict[str, Any], links: set[str], repos: dict[str, int]
-               ) -> tuple[list[str], list[str]]:
+def duplicates(
+    before: dict[str, Any], after: dict[str, Any], links: set[str], repos: dict[str, int]
+) -> tuple[list[str], list[str]]:
     """(duplicates, orphans) between two :func:`resources` snapshots.
 
     Args:
@@ -268,8 +362,13 @@ def start_spec_run(cluster: Cluster, spec: dict[str, Any], deployment: str = "vp
     """A run of ``deployment`` converging ``spec`` (given as the flow's ``spec`` parameter)."""
     with cluster.api() as client:
         dep = client.get(f"/deployments/name/{deployment}").raise_for_status().json()
-        run = client.post(f"/deployments/{dep['id']}/create_flow_run",
-                          json={"parameters": {"spec": spec, "spec_path": None}}).raise_for_status().json()
+        run = (
+            client.post(
+                f"/deployments/{dep['id']}/create_flow_run", json={"parameters": {"spec": spec, "spec_path": None}}
+            )
+            .raise_for_status()
+            .json()
+        )
     return run["id"]
 
 
@@ -282,9 +381,19 @@ def _timestamp(state: dict[str, Any]) -> float:
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def failover_soak(cluster: Cluster, *, runs: int, kill_after: float, fault_rate: float = 0.2, seed: int = 7,
-                  heartbeat: int = 30, failover_after: float = 60, limit: int = 4, timeout: float = 600,
-                  say=print) -> dict[str, Any]:
+def failover_soak(
+    cluster: Cluster,
+    *,
+    runs: int,
+    kill_after: float,
+    fault_rate: float = 0.2,
+    seed: int = 7,
+    heartbeat: int = 30,
+    failover_after: float = 60,
+    limit: int = 4,
+    timeout: float = 600,
+    say=print,
+) -> dict[str, Any]:
     """``runs`` deployed runs (specs soak-NN) on worker-a and worker-b, transient sandbox faults at
     ``fault_rate``, worker-a's host killed ``kill_after`` s after the runs were created; waits for every
     run to end. Returns the figures: runs, completed, duplicates, orphans, the runs host A held when it
@@ -306,10 +415,13 @@ def failover_soak(cluster: Cluster, *, runs: int, kill_after: float, fault_rate:
     cluster.topo["worker-a"].kill_all()
     a_log = cluster.worker_log("worker-a").read_text(errors="replace")
     with cluster.api() as client:
-        held = [i for i in ids if f"submitting flow run '{i}'" in a_log
-                and client.get(f"/flow_runs/{i}").raise_for_status().json()["state"]["type"] not in FINAL]
-    say(f"worker-a killed {kill_s:.1f} s after the runs were "
-        f"created, holding {len(held)} unfinished run(s)")
+        held = [
+            i
+            for i in ids
+            if f"submitting flow run '{i}'" in a_log
+            and client.get(f"/flow_runs/{i}").raise_for_status().json()["state"]["type"] not in FINAL
+        ]
+    say(f"worker-a killed {kill_s:.1f} s after the runs were created, holding {len(held)} unfinished run(s)")
     deadline = time.monotonic() + timeout
     with cluster.api() as client:
         while True:
@@ -329,9 +441,19 @@ def failover_soak(cluster: Cluster, *, runs: int, kill_after: float, fault_rate:
     repos = {f"{s['repositories'][0]['namespace']}/{s['repositories'][0]['name']}": 1 for s in specs}
     dup, orphans = duplicates(before, resources(world), links, repos)
     faults = [c for c in world.calls.list() if c["code"] in ("ServiceUnavailable", "InternalError", "Dropped")]
-    return {"runs": len(ids), "completed": sum(1 for s in final.values() if s["type"] == "COMPLETED"),
-            "not_completed": {i: (s["type"], (s.get("message") or "")[:200]) for i, s in final.items()
-                              if s["type"] != "COMPLETED"},
-            "unfinished": [i for i in ids if i not in final], "duplicates": dup, "orphans": orphans,
-            "killed_after_s": round(kill_s, 1), "failed_over": held, "kill_to_running_s": kill_to_running, "seconds": seconds,
-            "faults_injected": len(faults), "calls": len(world.calls.list())}
+    return {
+        "runs": len(ids),
+        "completed": sum(1 for s in final.values() if s["type"] == "COMPLETED"),
+        "not_completed": {
+            i: (s["type"], (s.get("message") or "")[:200]) for i, s in final.items() if s["type"] != "COMPLETED"
+        },
+        "unfinished": [i for i in ids if i not in final],
+        "duplicates": dup,
+        "orphans": orphans,
+        "killed_after_s": round(kill_s, 1),
+        "failed_over": held,
+        "kill_to_running_s": kill_to_running,
+        "seconds": seconds,
+        "faults_injected": len(faults),
+        "calls": len(world.calls.list()),
+    }

@@ -130,7 +130,7 @@ def sweep_stale() -> list[str]:
     for ns in _namespaces():
         if not ns.startswith(NS_PREFIX):
             continue
-        owner = ns[len(NS_PREFIX):].split("-", 1)[0]
+        owner = ns[len(NS_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not _alive(int(owner)):
             _delete_namespace(ns)
             removed.append(ns)
@@ -140,7 +140,7 @@ def sweep_stale() -> list[str]:
         name, alias = link.get("ifname", ""), link.get("ifalias", "")
         if not name.startswith(LINK_PREFIX) or not alias.startswith(ALIAS_PREFIX):
             continue
-        owner = alias[len(ALIAS_PREFIX):].split()[0]
+        owner = alias[len(ALIAS_PREFIX) :].split()[0]
         if owner.isdigit() and not _alive(int(owner)):
             ip("link", "del", name, check=False)
             removed.append(name)
@@ -194,23 +194,47 @@ class Host:
         """The prefix that runs a command inside this host (``ip netns exec NS``)."""
         return (IP, "netns", "exec", self.ns)
 
-    def spawn(self, args: Sequence[str], env: Mapping[str, str], log: Path, cwd: str | Path | None = None
-              ) -> subprocess.Popen:
+    def spawn(
+        self, args: Sequence[str], env: Mapping[str, str], log: Path, cwd: str | Path | None = None
+    ) -> subprocess.Popen:
         """Start ``args`` in this host, in a session of its own, output to ``log``."""
         with open(log, "ab") as out:
-            proc = subprocess.Popen(self.command(args), env=dict(env), cwd=cwd, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                self.command(args),
+                env=dict(env),
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
-    def run(self, args: Sequence[str], env: Mapping[str, str], cwd: str | Path | None = None,
-            timeout: float = 120, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | Path | None = None,
+        timeout: float = 120,
+        check: bool = True,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         """Run ``args`` in this host to the end; a non-zero exit raises with its output (``check``)."""
-        proc = subprocess.run(self.command(args), env=dict(env), cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.command(args),
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
-            raise RuntimeError(f"[{self.name}] {' '.join(args)} failed ({proc.returncode}): "
-                               f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"[{self.name}] {' '.join(args)} failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
         return proc
 
     def pids(self) -> list[int]:
@@ -322,8 +346,10 @@ def topology(*names: str) -> Iterator[Topology]:
     atexit.register(topo.close)
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+
         def _on_term(signum, frame):  # SIGTERM: unwind through the finally below
             raise SystemExit(128 + signum)
+
         previous = signal.signal(signal.SIGTERM, _on_term)
     try:
         topo._build(names)

@@ -48,9 +48,15 @@ def free_port() -> int:
 def base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ACRVPC_"))}
     # The venv's bin first: a process worker or a flow run that starts a console script finds the project's own.
-    env["PATH"] = os.pathsep.join([VENV_BIN, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != VENV_BIN)])
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY="127.0.0.1,localhost",
-               no_proxy="127.0.0.1,localhost")
+    env["PATH"] = os.pathsep.join(
+        [VENV_BIN, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != VENV_BIN)]
+    )
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     return env
 
 
@@ -85,12 +91,22 @@ class PostgresCluster:
         user = self.user
         if launch and self.launcher:  # the launcher (ip netns exec) needs root: drop to the user after it
             setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin") or "setpriv"  # util-linux
-            argv = [*self.launcher, *([setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-                                      if user else []), *argv]
+            argv = [
+                *self.launcher,
+                *([setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user else []),
+                *argv,
+            ]
             user = None
-        proc = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=timeout, cwd=tempfile.gettempdir(), user=user, group=user,
-                              extra_groups=[] if user else None)
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tempfile.gettempdir(),
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
 
@@ -101,12 +117,47 @@ class PostgresCluster:
             self.user = "postgres"
             shutil.chown(self.data, "postgres", "postgres")
         os.chmod(self.data, 0o700)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -c listen_addresses={self.host} -k {self.data} -c fsync=off", "start", launch=True)
-        self._run("psql", "-h", str(self.data), "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
-                  "-c", "CREATE ROLE prefect LOGIN PASSWORD 'prefect'", "-c", "CREATE DATABASE prefect OWNER prefect")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.data / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -c listen_addresses={self.host} -k {self.data} -c fsync=off",
+            "start",
+            launch=True,
+        )
+        self._run(
+            "psql",
+            "-h",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE ROLE prefect LOGIN PASSWORD 'prefect'",
+            "-c",
+            "CREATE DATABASE prefect OWNER prefect",
+        )
         return self
 
     def stop(self) -> None:
@@ -159,10 +210,13 @@ class PrefectServer:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
         if self.database_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
-        self.proc = subprocess.Popen([*self.launcher, *PREFECT, "server", "start", "--host", self.host,
-                                      "--port", str(self.port)],
-                                     env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*self.launcher, *PREFECT, "server", "start", "--host", self.host, "--port", str(self.port)],
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -176,8 +230,9 @@ class PrefectServer:
 
     def run_unchecked(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
         """Run a command against this server from the repository root; the caller checks its exit code."""
-        return subprocess.run(list(args), cwd=ROOT, env=self.env(**env), capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            list(args), cwd=ROOT, env=self.env(**env), capture_output=True, text=True, timeout=timeout
+        )
 
     def run(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
         proc = self.run_unchecked(*args, timeout=timeout, **env)
@@ -186,8 +241,14 @@ class PrefectServer:
         return proc
 
     def spawn(self, *args: str, log: Path, cwd: Path = ROOT, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(list(args), cwd=cwd, env=self.env(**env), stdout=log.open("w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            list(args),
+            cwd=cwd,
+            env=self.env(**env),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.children.append(proc)
         return proc
 

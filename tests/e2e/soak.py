@@ -35,8 +35,14 @@ def specs(count: int, folder: Path) -> list[Path]:
     for i in range(count):
         spec = dict(base, name=f"soak-{i:02d}")
         project = ["platform/billing-api", "platform/web-frontend"][i % 2]
-        spec["repositories"] = [{"namespace": f"soak{i:02d}", "name": "app", "gitlab_project": project,
-                                 "build_rules": [{"push_name": "main", "image_tag": "latest"}]}]
+        spec["repositories"] = [
+            {
+                "namespace": f"soak{i:02d}",
+                "name": "app",
+                "gitlab_project": project,
+                "build_rules": [{"push_name": "main", "image_tag": "latest"}],
+            }
+        ]
         path = folder / f"soak-{i:02d}.yaml"
         path.write_text(yaml.safe_dump(spec))
         paths.append(path)
@@ -57,8 +63,9 @@ def main() -> None:
         from flows.vpc_build import vpc_build  # after the environment is set
 
         # transient faults on every product: 5xx answers and dropped connections
-        world.faults.update({"error_rate": args.fault_rate * 0.75, "drop_rate": args.fault_rate * 0.25,
-                             "seed": args.seed})
+        world.faults.update(
+            {"error_rate": args.fault_rate * 0.75, "drop_rate": args.fault_rate * 0.25, "seed": args.seed}
+        )
         results = []
         started = time.monotonic()
         for path in specs(args.runs, Path(tmp)):
@@ -67,9 +74,19 @@ def main() -> None:
         faults = [c for c in world.calls.list() if c["code"] in ("ServiceUnavailable", "InternalError", "Dropped")]
         groups = {sg_id: _link(sg.tags) for sg_id, sg in world.ecs.groups.items()}
         enis = {eni_id: _link(eni.tags) for eni_id, eni in world.ecs.enis.items()}
-        print(json.dumps({"runs": results, "seeded": seeded, "seconds": round(time.monotonic() - started, 1),
-                          "faults_injected": len(faults), "calls": len(world.calls.list()),
-                          "security_groups": groups, "network_interfaces": enis}))
+        print(
+            json.dumps(
+                {
+                    "runs": results,
+                    "seeded": seeded,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "faults_injected": len(faults),
+                    "calls": len(world.calls.list()),
+                    "security_groups": groups,
+                    "network_interfaces": enis,
+                }
+            )
+        )
 
 
 def _link(tags: dict[str, str]) -> str | None:

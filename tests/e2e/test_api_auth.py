@@ -26,17 +26,20 @@ pytestmark = pytest.mark.e2e
 
 POOL = "acr-vpc-build"
 SECRET = "e2e-auth-webhook-secret"
-PROBE = ("from prefect import get_client\n"
-         "with get_client(sync_client=True) as client:\n"
-         "    print(len(client.read_work_pools()))\n")
+PROBE = (
+    "from prefect import get_client\n"
+    "with get_client(sync_client=True) as client:\n"
+    "    print(len(client.read_work_pools()))\n"
+)
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
     """``prefect server start`` with an auth string, its work pool and prefect.yaml's deployments."""
     home = tmp_path_factory.mktemp("prefect-auth-home")
-    server = PrefectServer(home=home, port=free_port(), log=home / "server.log",
-                           auth_string=f"acrvpc:{secrets.token_urlsafe(24)}")
+    server = PrefectServer(
+        home=home, port=free_port(), log=home / "server.log", auth_string=f"acrvpc:{secrets.token_urlsafe(24)}"
+    )
     try:
         server.start()
         server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
@@ -84,24 +87,45 @@ class TestServerAuth:
         assert POOL in [pool["name"] for pool in pools]
 
     def test_the_prefect_client_reads_it_from_the_environment(self, secured):
-        refused = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=without_auth(secured),
-                                 capture_output=True, text=True, timeout=120)
-        accepted = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=secured.env(),
-                                  capture_output=True, text=True, timeout=120)
+        refused = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            cwd=ROOT,
+            env=without_auth(secured),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        accepted = subprocess.run(
+            [sys.executable, "-c", PROBE], cwd=ROOT, env=secured.env(), capture_output=True, text=True, timeout=120
+        )
         assert refused.returncode != 0 and "401" in refused.stderr
         assert accepted.returncode == 0, accepted.stderr[-2000:]
 
     def test_the_cli_without_it_is_refused(self, secured):
-        proc = subprocess.run([*PREFECT, "work-pool", "ls"], cwd=ROOT, env=without_auth(secured),
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [*PREFECT, "work-pool", "ls"],
+            cwd=ROOT,
+            env=without_auth(secured),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0
 
 
 class TestWorkerAuth:
     def test_a_worker_with_the_auth_string_polls_its_pool(self, secured):
         # Given a process worker started with the auth string in its environment
-        worker = secured.spawn(*PREFECT, "worker", "start", "--pool", POOL, log=secured.home / "worker.log",
-                               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_HEARTBEAT_SECONDS="5")
+        worker = secured.spawn(
+            *PREFECT,
+            "worker",
+            "start",
+            "--pool",
+            POOL,
+            log=secured.home / "worker.log",
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_WORKER_HEARTBEAT_SECONDS="5",
+        )
         try:
             # Then its heartbeat reaches the server: the pool turns READY
             def ready():
@@ -116,20 +140,35 @@ class TestWorkerAuth:
 
 class TestReceiverAuth:
     def test_serve_without_the_auth_string_exits_2_with_the_fix(self, secured):
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
-                               "--port", str(free_port())], cwd=ROOT,
-                              env=without_auth(secured, ACRVPC_WEBHOOK_SECRET=SECRET), capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml", "--port", str(free_port())],
+            cwd=ROOT,
+            env=without_auth(secured, ACRVPC_WEBHOOK_SECRET=SECRET),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2
         assert "PREFECT_API_AUTH_STRING" in proc.stderr + proc.stdout
 
     def test_a_delivery_starts_a_run_on_the_secured_server(self, secured):
         # Given acrvpc webhook serve with the auth string in its environment
         port = free_port()
-        receiver = secured.spawn(sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
-                                 "--port", str(port), log=secured.home / "webhook.log", ACRVPC_WEBHOOK_SECRET=SECRET)
+        receiver = secured.spawn(
+            sys.executable,
+            "-m",
+            "acrvpc",
+            "webhook",
+            "serve",
+            "examples/sandbox.yaml",
+            "--port",
+            str(port),
+            log=secured.home / "webhook.log",
+            ACRVPC_WEBHOOK_SECRET=SECRET,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
+
             def up():
                 assert receiver.poll() is None, (secured.home / "webhook.log").read_text()[-2000:]
                 try:
@@ -139,9 +178,17 @@ class TestReceiverAuth:
 
             wait_for(up, 90, "the receiver's /healthz")
             # When GitLab delivers a routed push
-            answer = httpx.post(f"{url}/hooks/gitlab", content=json.dumps(PUSH), timeout=10, headers={
-                "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET, "Content-Type": "application/json",
-                "X-Gitlab-Event-UUID": "auth-e2e-0001"})
+            answer = httpx.post(
+                f"{url}/hooks/gitlab",
+                content=json.dumps(PUSH),
+                timeout=10,
+                headers={
+                    "X-Gitlab-Event": "Push Hook",
+                    "X-Gitlab-Token": SECRET,
+                    "Content-Type": "application/json",
+                    "X-Gitlab-Event-UUID": "auth-e2e-0001",
+                },
+            )
             # Then the run was created on the authenticated server
             assert answer.status_code == 202, answer.text
             run_id = answer.json()["flow_run_id"]

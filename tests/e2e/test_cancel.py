@@ -28,8 +28,10 @@ def test_cancel_from_the_ui_cancels_the_running_builds(prefect_server, process_w
         time.sleep(0.3)
     # when the run is cancelled the way the UI's Cancel does it
     with api(prefect_server) as client:
-        client.post(f"/flow_runs/{run_id}/set_state",
-                    json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}).raise_for_status()
+        client.post(
+            f"/flow_runs/{run_id}/set_state",
+            json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True},
+        ).raise_for_status()
     state = wait_final(prefect_server, run_id, timeout=120)
     # then the run ends Cancelled and both builds were canceled with CancelRepoBuildRecord first
     assert state["type"] == "CANCELLED", state

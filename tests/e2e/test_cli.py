@@ -37,8 +37,14 @@ def newcomer_env(prefect_home) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    proc = subprocess.run([sys.executable, "-m", "acrvpc", "demo"], cwd=ROOT, env=newcomer_env(home),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "acrvpc", "demo"],
+        cwd=ROOT,
+        env=newcomer_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return proc, home
 
 
@@ -74,8 +80,9 @@ class TestDemo:
     def test_flow_run_is_recorded_as_completed_with_a_task_run_per_stage(self, demo_run):
         proc, home = demo_run
         run_id = re.search(r"flow run (\S+) is recorded", proc.stdout).group(1)
-        listed = subprocess.run([*PREFECT, "flow-run", "ls"], env=clean_env(home), capture_output=True,
-                                text=True, timeout=120)
+        listed = subprocess.run(
+            [*PREFECT, "flow-run", "ls"], env=clean_env(home), capture_output=True, text=True, timeout=120
+        )
         assert listed.returncode == 0, listed.stderr
         assert run_id[:8] in listed.stdout and "COMPLETED" in listed.stdout.upper()
         script = (
@@ -87,8 +94,9 @@ class TestDemo:
             f"any_=[uuid.UUID('{run_id}')])))\n"
             "    print(json.dumps([[r.name, r.state.type.value] for r in runs]))\n"
         )
-        out = subprocess.run([sys.executable, "-c", script], env=clean_env(home), capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=clean_env(home), capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         task_runs = json.loads(out.stdout.strip().splitlines()[-1])
         completed = {name.split(" ")[0].split("-")[0] for name, state in task_runs if state == "COMPLETED"}
@@ -97,9 +105,14 @@ class TestDemo:
 
 class TestSandboxCommand:
     def test_serves_until_stopped_and_prints_the_export_line(self):
-        proc = subprocess.Popen([sys.executable, "-m", "acrvpc", "sandbox", "--port", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acrvpc", "sandbox", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         try:
             line = ""
             while "export ACRVPC_SANDBOX_URL=" not in line:
@@ -113,8 +126,13 @@ class TestSandboxCommand:
             proc.wait(timeout=10)
 
     def test_missing_scenario_file_exits_2_naming_the_option(self, tmp_path):
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", "sandbox", "--scenario", str(tmp_path / "x.yaml")],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", "sandbox", "--scenario", str(tmp_path / "x.yaml")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and "--scenario" in proc.stderr
 
 
@@ -126,12 +144,19 @@ class TestRunCommand:
     def test_a_failed_run_prints_its_error_once_without_a_traceback(self, sandbox, tmp_path):
         # given a spec naming an instance the sandbox does not have (preflight fails, nothing is retried)
         bad = tmp_path / "bad.yaml"
-        bad.write_text((ROOT / "examples" / "sandbox.yaml").read_text().replace("cri-sandbox0demo0001",
-                                                                                 "cri-doesnotexist0001"))
+        bad.write_text(
+            (ROOT / "examples" / "sandbox.yaml").read_text().replace("cri-sandbox0demo0001", "cri-doesnotexist0001")
+        )
         env = {**newcomer_env(tmp_path / "prefect"), "ACRVPC_SANDBOX_URL": sandbox.url}
         # when
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", "run", str(bad)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", "run", str(bad)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         # then the command says it once, with the code and the fix; the engine's reports stay in the run's logs
         output = proc.stdout + proc.stderr
         assert proc.returncode == 1, output[-3000:]
@@ -143,7 +168,13 @@ class TestRunCommand:
     def test_invalid_spec_exits_2_and_names_the_field(self, tmp_path):
         bad = tmp_path / "bad.yaml"
         bad.write_text((ROOT / "examples" / "sandbox.yaml").read_text().replace("vpc-bp1sandbox00000001", "oops"))
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", "run", str(bad)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", "run", str(bad)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert proc.returncode == 2
         assert "network.vpc_id" in proc.stderr and "vpc-" in proc.stderr

@@ -59,8 +59,11 @@ def paused_run(spec_path: Path, key: str, timeout: float = 60.0) -> UUID:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                )
+            )
             for run in runs:
                 if run.parameters.get("spec_path") == str(spec_path) and run.state.state_details.pause_key == key:
                     return run.id
@@ -70,8 +73,9 @@ def paused_run(spec_path: Path, key: str, timeout: float = 60.0) -> UUID:
 
 def run_in_thread(spec_path: Path) -> tuple[threading.Thread, dict[str, Any]]:
     holder: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: holder.update(state=vpc_build(spec_path=str(spec_path),
-                                                                           return_state=True)))
+    thread = threading.Thread(
+        target=lambda: holder.update(state=vpc_build(spec_path=str(spec_path), return_state=True))
+    )
     thread.start()
     return thread, holder
 
@@ -85,15 +89,24 @@ def run_texts(run_id: UUID) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """The run's log lines (once the pause answers are logged), artifacts by key, and run inputs by key."""
     with get_client(sync_client=True) as client:
         for _ in range(50):  # logs reach the API in batches
-            logs = [log.message for log in client.read_logs(log_filter=LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+            logs = [
+                log.message
+                for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            ]
             if sum("operator answered" in line for line in logs) == 2:
                 break
             time.sleep(0.2)
-        artifacts = {a.key: str(a.data) for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))) if a.key}
-        inputs = {i.key: i.value for i in client.filter_flow_run_input(run_id, key_prefix="paused-", limit=50,
-                                                                      exclude_keys=set())}
+        artifacts = {
+            a.key: str(a.data)
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            if a.key
+        }
+        inputs = {
+            i.key: i.value
+            for i in client.filter_flow_run_input(run_id, key_prefix="paused-", limit=50, exclude_keys=set())
+        }
     return logs, artifacts, inputs
 
 
@@ -113,8 +126,14 @@ class TestGuidedRun:
             assert paused_run(path, "console-account") == run_id
             console_action(fast_sandbox, "bind", bind_payload(spec))
             env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-            cli = subprocess.run([sys.executable, "-m", "acrvpc", "resume", str(run_id), "--note", "bound by ops"],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            cli = subprocess.run(
+                [sys.executable, "-m", "acrvpc", "resume", str(run_id), "--note", "bound by ops"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert cli.returncode == 0, cli.stderr
         finally:
             thread.join(timeout=120)
@@ -155,10 +174,20 @@ class TestGuidedRun:
 class TestDemoConsoleMode:
     def test_demo_with_console_link_mode_pauses_twice_and_exits_zero(self, tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "ACRVPC_"))}
-        env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="200",
-                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", "demo", "--link-mode", "console"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=400)
+        env.update(
+            PREFECT_HOME=str(tmp_path / "home"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            COLUMNS="200",
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", "demo", "--link-mode", "console"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         operator = [line for line in proc.stdout.splitlines() if "console operator" in line]
         assert len(operator) == 2 and "manage link" in operator[0] and "bind account" in operator[1]

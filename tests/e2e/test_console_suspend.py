@@ -34,8 +34,18 @@ DEPLOYMENT = "vpc-build/console-suspend"
 @pytest.fixture(scope="module")
 def suspend_deployment(prefect_server):
     prefect_server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
-    prefect_server.run(*PREFECT, "--no-prompt", "deploy", "flows/vpc_build.py:vpc_build", "--name",
-                       DEPLOYMENT.split("/")[1], "--pool", POOL, "--param", "spec_path=examples/sandbox.yaml")
+    prefect_server.run(
+        *PREFECT,
+        "--no-prompt",
+        "deploy",
+        "flows/vpc_build.py:vpc_build",
+        "--name",
+        DEPLOYMENT.split("/")[1],
+        "--pool",
+        POOL,
+        "--param",
+        "spec_path=examples/sandbox.yaml",
+    )
     return DEPLOYMENT
 
 
@@ -46,9 +56,19 @@ def workers(prefect_server, worker_sandbox):
 
     def start(name: str) -> tuple[subprocess.Popen, Path]:
         log = prefect_server.home / f"{name}.log"
-        proc = prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, "--name", name, log=log,
-                                    ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
-                                    PREFECT_WORKER_PREFETCH_SECONDS="1")
+        proc = prefect_server.spawn(
+            *PREFECT,
+            "worker",
+            "start",
+            "--pool",
+            POOL,
+            "--name",
+            name,
+            log=log,
+            ACRVPC_SANDBOX_URL=worker_sandbox.url,
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_WORKER_PREFETCH_SECONDS="1",
+        )
         started.append(proc)
         return proc, log
 
@@ -60,8 +80,14 @@ def workers(prefect_server, worker_sandbox):
 def start_run(server, spec_path: Path, **parameters: Any) -> str:
     with api(server) as client:
         deployment = client.get(f"/deployments/name/{DEPLOYMENT}").raise_for_status().json()
-        run = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {
-            "spec_path": str(spec_path), **parameters}}).raise_for_status().json()
+        run = (
+            client.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": {"spec_path": str(spec_path), **parameters}},
+            )
+            .raise_for_status()
+            .json()
+        )
         return run["id"]
 
 
@@ -72,17 +98,20 @@ def wait_run(server, run_id: str, until: Callable[[dict], bool], what: str, time
             run = client.get(f"/flow_runs/{run_id}").raise_for_status().json()
             if run["state"] and until(run):
                 return run
-            assert run["state"]["type"] not in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, \
+            assert run["state"]["type"] not in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, (
                 f"run ended {run['state']['type']} while waiting until {what}: {run['state']['message']}"
+            )
             time.sleep(0.3)
     raise AssertionError(f"flow run {run_id} not {what} within {timeout} s")
 
 
 def suspended_at(server, run_id: str, key: str) -> dict:
     """The run once it is suspended (Paused, rescheduled on resume) at pause ``key``."""
+
     def at(run: dict) -> bool:
         state = run["state"]
         return state["type"] == "PAUSED" and state["state_details"]["pause_key"] == key
+
     run = wait_run(server, run_id, at, f"suspended at {key}")
     assert run["state"]["name"] == "Suspended" and run["state"]["state_details"]["pause_reschedule"], run["state"]
     return run
@@ -115,8 +144,14 @@ def console_action(sandbox, action: str, payload: dict[str, Any]) -> None:
 
 
 def acrvpc_resume(server, run_id: str, *args: str) -> str:
-    cli = subprocess.run([sys.executable, "-m", "acrvpc", "resume", run_id, *args], cwd=ROOT,
-                         env={**server.env(), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "acrvpc", "resume", run_id, *args],
+        cwd=ROOT,
+        env={**server.env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     return cli.stdout
 
@@ -124,15 +159,24 @@ def acrvpc_resume(server, run_id: str, *args: str) -> str:
 def run_inputs(server, run_id: str) -> dict[str, Any]:
     """The run's stored answers (``*-response`` inputs) by key."""
     with api(server) as client:
-        found = client.post(f"/flow_runs/{run_id}/input/filter", json={"prefix": "suspended-", "limit": 50,
-                                                                      "exclude_keys": []}).raise_for_status().json()
+        found = (
+            client.post(
+                f"/flow_runs/{run_id}/input/filter", json={"prefix": "suspended-", "limit": 50, "exclude_keys": []}
+            )
+            .raise_for_status()
+            .json()
+        )
     return {i["key"]: json.loads(i["value"]) for i in found if i["key"].endswith("-response")}
 
 
 def run_logs(server, run_id: str) -> list[str]:
     with api(server) as client:
-        return [log["message"] for log in client.post("/logs/filter", json={
-            "logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}).raise_for_status().json()]
+        return [
+            log["message"]
+            for log in client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+            .raise_for_status()
+            .json()
+        ]
 
 
 def write_spec(path: Path, **link: Any) -> Path:
@@ -142,8 +186,9 @@ def write_spec(path: Path, **link: Any) -> Path:
     return path
 
 
-def test_suspended_run_frees_its_process_and_resumes_on_another_worker(prefect_server, suspend_deployment, workers,
-                                                                       worker_sandbox, tmp_path):
+def test_suspended_run_frees_its_process_and_resumes_on_another_worker(
+    prefect_server, suspend_deployment, workers, worker_sandbox, tmp_path
+):
     world = worker_sandbox.world
     world.reset()
     world.clock.set_scale(20.0)
@@ -161,8 +206,11 @@ def test_suspended_run_frees_its_process_and_resumes_on_another_worker(prefect_s
     # when the operator does Manage Link and resumes the run (as the UI's form does)
     console_action(worker_sandbox, "link", link_payload(spec))
     with api(prefect_server) as client:
-        answer = client.post(f"/flow_runs/{run_id}/resume", json={"run_input": {
-            "done": True, "note": "link made by ops"}}).raise_for_status().json()
+        answer = (
+            client.post(f"/flow_runs/{run_id}/resume", json={"run_input": {"done": True, "note": "link made by ops"}})
+            .raise_for_status()
+            .json()
+        )
         assert answer["status"] == "ACCEPT", answer
     # then a worker runs it on, and it suspends again at Bind Account, again holding no process
     suspended_at(prefect_server, run_id, "console-account")
@@ -182,7 +230,8 @@ def test_suspended_run_frees_its_process_and_resumes_on_another_worker(prefect_s
     # the operator's answers reached the steps, and the stages done before a suspension came back Cached
     assert run_inputs(prefect_server, run_id) == {
         "suspended-console-link-response": {"done": True, "note": "link made by ops"},
-        "suspended-console-account-response": {"done": True, "note": "bound by ops"}}
+        "suspended-console-account-response": {"done": True, "note": "bound by ops"},
+    }
     logs = run_logs(prefect_server, run_id)
     assert any("operator answered the console step 'manage link': done=True" in m for m in logs), logs
     assert any("operator answered the console step 'bind account': done=True" in m for m in logs), logs
@@ -192,8 +241,9 @@ def test_suspended_run_frees_its_process_and_resumes_on_another_worker(prefect_s
     assert sum(c["action"] == "DescribeVpcAttribute" for c in world.calls.list()) == 1
 
 
-def test_retried_run_asks_again_after_a_timed_out_and_a_refused_console_step(prefect_server, suspend_deployment,
-                                                                            workers, worker_sandbox, tmp_path):
+def test_retried_run_asks_again_after_a_timed_out_and_a_refused_console_step(
+    prefect_server, suspend_deployment, workers, worker_sandbox, tmp_path
+):
     world = worker_sandbox.world
     world.reset()
     world.clock.set_scale(20.0)
@@ -226,4 +276,5 @@ def test_retried_run_asks_again_after_a_timed_out_and_a_refused_console_step(pre
     # each attempt's answer is kept with the run under its own key
     assert run_inputs(prefect_server, run_id) == {
         "suspended-console-link-attempt-2-response": {"done": False, "note": "no console access today"},
-        "suspended-console-link-attempt-3-response": {"done": True, "note": "done on the third attempt"}}
+        "suspended-console-link-attempt-3-response": {"done": True, "note": "done on the third attempt"},
+    }

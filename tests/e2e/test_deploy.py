@@ -35,10 +35,20 @@ def deployed(prefect_server, worker_sandbox, tmp_path_factory):
     out = prefect_server.run(sys.executable, "-m", "acrvpc", "deploy", str(EXAMPLE_SPEC), "--pool", POOL, "--json")
     ids = json.loads(out.stdout)["deployments"]
     empty = tmp_path_factory.mktemp("worker-without-checkout")
-    worker = prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, "--name", "no-checkout",
-                                  log=prefect_server.home / "worker-deployed.log", cwd=empty,
-                                  ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
-                                  PREFECT_WORKER_PREFETCH_SECONDS="1")
+    worker = prefect_server.spawn(
+        *PREFECT,
+        "worker",
+        "start",
+        "--pool",
+        POOL,
+        "--name",
+        "no-checkout",
+        log=prefect_server.home / "worker-deployed.log",
+        cwd=empty,
+        ACRVPC_SANDBOX_URL=worker_sandbox.url,
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="1",
+    )
     try:
         yield ids, empty
     finally:
@@ -65,8 +75,9 @@ def test_deploy_makes_three_deployments_that_carry_the_spec(prefect_server, depl
 
 def test_deploying_again_updates_in_place(prefect_server, deployed):
     ids, _ = deployed
-    again = prefect_server.run(sys.executable, "-m", "acrvpc", "deploy", str(EXAMPLE_SPEC), "--pool", POOL, "--json",
-                               "--no-limits")
+    again = prefect_server.run(
+        sys.executable, "-m", "acrvpc", "deploy", str(EXAMPLE_SPEC), "--pool", POOL, "--json", "--no-limits"
+    )
     assert json.loads(again.stdout)["deployments"] == ids
 
 
@@ -77,8 +88,14 @@ def test_a_deployed_run_and_an_on_push_run_complete_without_a_spec_file(prefect_
     world.reset()
     world.clock.set_scale(20.0)
     with api(prefect_server) as client:
-        run = client.post(f"/deployments/{ids[f'vpc-build/{SPEC.name}']}/create_flow_run",
-                          json={"parameters": {"start_builds": False}}).raise_for_status().json()
+        run = (
+            client.post(
+                f"/deployments/{ids[f'vpc-build/{SPEC.name}']}/create_flow_run",
+                json={"parameters": {"start_builds": False}},
+            )
+            .raise_for_status()
+            .json()
+        )
     done = wait_state(prefect_server, run["id"], FINAL, timeout=180)
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert done["parameters"]["spec"]["name"] == SPEC.name  # the run records the exact spec it used
@@ -86,9 +103,19 @@ def test_a_deployed_run_and_an_on_push_run_complete_without_a_spec_file(prefect_
 
     port = free_port()
     log = prefect_server.home / "webhook-deployed.log"
-    receiver = prefect_server.spawn(sys.executable, "-m", "acrvpc", "webhook", "serve", "--deployment",
-                                    f"build-on-push/{SPEC.name}", "--port", str(port), log=log,
-                                    ACRVPC_WEBHOOK_SECRET=SECRET)
+    receiver = prefect_server.spawn(
+        sys.executable,
+        "-m",
+        "acrvpc",
+        "webhook",
+        "serve",
+        "--deployment",
+        f"build-on-push/{SPEC.name}",
+        "--port",
+        str(port),
+        log=log,
+        ACRVPC_WEBHOOK_SECRET=SECRET,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_listening(receiver, url, log)
@@ -124,9 +151,11 @@ def test_a_bad_spec_or_pool_creates_nothing(prefect_server, tmp_path):
     bad.write_text(EXAMPLE_SPEC.read_text().replace("vpc_id: vpc-", "vpc_id: abc-"))
     with api(prefect_server) as client:
         before = client.post("/deployments/count", json={}).raise_for_status().json()
-    for args, field in (([str(bad), "--pool", POOL], "network.vpc_id"),
-                        ([str(EXAMPLE_SPEC), "--pool", "no-such-pool"], "--pool"),
-                        ([str(EXAMPLE_SPEC), "--pool", POOL, "--cron", "0 2 * *"], "--cron")):
+    for args, field in (
+        ([str(bad), "--pool", POOL], "network.vpc_id"),
+        ([str(EXAMPLE_SPEC), "--pool", "no-such-pool"], "--pool"),
+        ([str(EXAMPLE_SPEC), "--pool", POOL, "--cron", "0 2 * *"], "--cron"),
+    ):
         proc = prefect_server.run_unchecked(sys.executable, "-m", "acrvpc", "deploy", *args)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert field in proc.stdout + proc.stderr and "Traceback" not in proc.stderr

@@ -20,8 +20,12 @@ from tests.e2e import netns
 from tests.e2e.multihost import duplicates, prefect_hosts, resources
 from tests.e2e.test_ui_retry import start_run, task_run_states, wait_final
 
-pytestmark = [pytest.mark.e2e, pytest.mark.multihost, pytest.mark.timeout(600),
-              pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.multihost,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason())),
+]
 
 HEARTBEAT = 30
 FAILOVER_AFTER = 45
@@ -59,8 +63,11 @@ def test_worker_host_killed_mid_build_fails_over_to_the_other_host(cluster):
     world = cluster.sandbox.world
     world.reset()
     world.clock.set_scale(20.0)
-    world.cr.stages = [{"name": "GIT_CLONE", "seconds": 3}, {"name": "BUILD", "seconds": 1200},  # ~60 s real
-                       {"name": "PUSH", "seconds": 3}]
+    world.cr.stages = [
+        {"name": "GIT_CLONE", "seconds": 3},
+        {"name": "BUILD", "seconds": 1200},  # ~60 s real
+        {"name": "PUSH", "seconds": 3},
+    ]
     before = resources(world)
     out = cluster.install_failover(FAILOVER_AFTER)
     assert "acrvpc: crash zombie runs" in out and "acrvpc: rerun crashed runs" in out, out
@@ -74,13 +81,20 @@ def test_worker_host_killed_mid_build_fails_over_to_the_other_host(cluster):
     killed_at = time.time()
     cluster.topo["worker-a"].kill_all()
     # Then the run is marked Crashed (no heartbeat), rescheduled, and Running again on host B
-    crashed = wait_for("Crashed", lambda: next((s for s in cluster.states(run_id) if s["type"] == "CRASHED"), None),
-                       timeout=FAILOVER_AFTER + HEARTBEAT + 30)
-    running = wait_for("Running again", lambda: next((s for s in cluster.states(run_id)
-                                                      if s["type"] == "RUNNING" and ts(s) > ts(crashed)), None),
-                       timeout=120)
-    print(f"kill -> Crashed {ts(crashed) - killed_at:.1f} s, kill -> Running on B {ts(running) - killed_at:.1f} s "
-          f"(heartbeat {HEARTBEAT} s, failover after {FAILOVER_AFTER} s)")
+    crashed = wait_for(
+        "Crashed",
+        lambda: next((s for s in cluster.states(run_id) if s["type"] == "CRASHED"), None),
+        timeout=FAILOVER_AFTER + HEARTBEAT + 30,
+    )
+    running = wait_for(
+        "Running again",
+        lambda: next((s for s in cluster.states(run_id) if s["type"] == "RUNNING" and ts(s) > ts(crashed)), None),
+        timeout=120,
+    )
+    print(
+        f"kill -> Crashed {ts(crashed) - killed_at:.1f} s, kill -> Running on B {ts(running) - killed_at:.1f} s "
+        f"(heartbeat {HEARTBEAT} s, failover after {FAILOVER_AFTER} s)"
+    )
     done = wait_final(cluster.server, run_id, timeout=240)
     assert done["type"] == "COMPLETED", done
     # the same flow run, on both hosts, its history saying why
@@ -89,8 +103,11 @@ def test_worker_host_killed_mid_build_fails_over_to_the_other_host(cluster):
     assert crashed["message"] == ZOMBIE_MESSAGE, crashed
     assert RERUN_MESSAGE in messages, messages
     assert [s["name"] for s in history].count("Running") == 2, [s["name"] for s in history]
-    assert wait_for("both workers' submissions", lambda: (hosts := cluster.worker_hosts(run_id))
-                    == ["worker-a", "worker-b"] and hosts, timeout=30)
+    assert wait_for(
+        "both workers' submissions",
+        lambda: (hosts := cluster.worker_hosts(run_id)) == ["worker-a", "worker-b"] and hosts,
+        timeout=30,
+    )
     assert run_id in cluster.worker_log("worker-b").read_text()
     # resumed at the failure: completed stages Cached, the running builds followed, not started again
     writes = [c["action"] for c in world.calls.list() if c["writes"] and c["status"] == 200]

@@ -17,8 +17,11 @@ from tests.e2e import netns
 from tests.e2e.multihost import prefect_hosts
 from tests.e2e.test_ui_retry import ECS_WRITES, UI_RETRY_BODY, api, start_run, task_run_states, wait_final
 
-pytestmark = [pytest.mark.e2e, pytest.mark.multihost,
-              pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.multihost,
+    pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason())),
+]
 
 
 @pytest.fixture(scope="module")

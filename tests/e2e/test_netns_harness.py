@@ -15,14 +15,20 @@ import pytest
 from tests.conftest import ROOT
 from tests.e2e import netns
 
-pytestmark = [pytest.mark.multihost,
-              pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))]
+pytestmark = [
+    pytest.mark.multihost,
+    pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason())),
+]
 
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
-SERVE = ("import http.server, sys; http.server.ThreadingHTTPServer((sys.argv[1], 8000), "
-         "http.server.SimpleHTTPRequestHandler).serve_forever()")
-FETCH = ("import sys, urllib.request\ntry:\n    urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
-         "    print('ok')\nexcept OSError as e:\n    print('error', e)")
+SERVE = (
+    "import http.server, sys; http.server.ThreadingHTTPServer((sys.argv[1], 8000), "
+    "http.server.SimpleHTTPRequestHandler).serve_forever()"
+)
+FETCH = (
+    "import sys, urllib.request\ntry:\n    urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
+    "    print('ok')\nexcept OSError as e:\n    print('error', e)"
+)
 
 
 def fetch(host: netns.Host, url: str, timeout: float = 2) -> str:
@@ -89,7 +95,9 @@ def test_cleanup_when_the_test_fails(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with netns.topology("server", "worker-a") as topo:
             seen.append(topo)
-            topo["server"].spawn([sys.executable, "-c", "import time; time.sleep(600)"], env=ENV, log=tmp_path / "s.log")
+            topo["server"].spawn(
+                [sys.executable, "-c", "import time; time.sleep(600)"], env=ENV, log=tmp_path / "s.log"
+            )
             assert leftovers(topo)  # everything is there while the block runs
             raise RuntimeError("boom")
     assert leftovers(seen[0]) == []
@@ -104,8 +112,13 @@ def test_cleanup_when_interrupted_by_sigterm(tmp_path):
             print(topo.sid, topo.bridge, *(h.ns for h in topo.hosts.values()), flush=True)
             time.sleep(600)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**ENV, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**ENV, "PYTHONPATH": str(ROOT)},
+    )
     try:
         names = proc.stdout.readline().split()
         assert len(names) == 4, names

@@ -33,8 +33,12 @@ from tests.e2e.prefect_server import free_port
 from tests.e2e.test_webhook import SECRET, deliver
 from tests.webhook_payloads import PUSH
 
-pytestmark = [pytest.mark.e2e, pytest.mark.multihost, pytest.mark.timeout(300),
-              pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.multihost,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason())),
+]
 
 ON_PUSH = "build-on-push/webhook"  # examples/sandbox.yaml's webhook.deployment, deployed from prefect.yaml
 
@@ -70,9 +74,25 @@ class Replica:
         return self.cluster.env(home, ACRVPC_WEBHOOK_SECRET=SECRET)
 
     def start(self, timeout: float = 60) -> Replica:
-        self.proc = self.host.spawn([sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
-                                     "--host", self.host.address, "--port", str(self.port), "--spool", str(self.spool)],
-                                    env=self.env(), log=self.log, cwd=ROOT)
+        self.proc = self.host.spawn(
+            [
+                sys.executable,
+                "-m",
+                "acrvpc",
+                "webhook",
+                "serve",
+                "examples/sandbox.yaml",
+                "--host",
+                self.host.address,
+                "--port",
+                str(self.port),
+                "--spool",
+                str(self.spool),
+            ],
+            env=self.env(),
+            log=self.log,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -88,8 +108,11 @@ class Replica:
 
     def deliveries(self) -> dict[str, dict]:
         """``acrvpc webhook deliveries --json`` on this replica's spool (on its host), by key."""
-        done = self.host.run([sys.executable, "-m", "acrvpc", "webhook", "deliveries", "--json", "--spool",
-                              str(self.spool)], env=self.env(), cwd=ROOT)
+        done = self.host.run(
+            [sys.executable, "-m", "acrvpc", "webhook", "deliveries", "--json", "--spool", str(self.spool)],
+            env=self.env(),
+            cwd=ROOT,
+        )
         return {d["key"]: d for d in json.loads(done.stdout)}
 
     def cut_off_prefect(self) -> None:
@@ -123,8 +146,14 @@ def runs_by_key(cluster: Cluster) -> dict[str, list[str]]:
         dep = client.get(f"/deployments/name/{ON_PUSH}").raise_for_status().json()
         offset = 0
         while True:
-            page = client.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [dep["id"]]}},
-                                                          "limit": 200, "offset": offset}).raise_for_status().json()
+            page = (
+                client.post(
+                    "/flow_runs/filter",
+                    json={"deployments": {"id": {"any_": [dep["id"]]}}, "limit": 200, "offset": offset},
+                )
+                .raise_for_status()
+                .json()
+            )
             for run in page:
                 found[run["idempotency_key"]].append(run["id"])
             if len(page) < 200:
@@ -165,7 +194,8 @@ def test_the_same_delivery_sent_to_both_replicas_starts_one_run(cluster, replica
     assert len(runs) == 1, runs
     for replica, body in zip((a, b), bodies, strict=True):
         named = body.get("flow_run_id") or wait_for(
-            f"{replica.host_name}'s drainer", lambda r=replica: r.deliveries().get(key, {}).get("run_id"), timeout=30)
+            f"{replica.host_name}'s drainer", lambda r=replica: r.deliveries().get(key, {}).get("run_id"), timeout=30
+        )
         assert named == runs[0], (replica.host_name, body, runs)
     # and a resend to either replica names it again, starting nothing
     again = deliver(b.url, push(1), delivery=key)
@@ -214,8 +244,11 @@ def test_a_replica_killed_mid_burst_loses_no_delivery_it_answered(cluster, repli
     # When B is restarted on the same spool file, its drainer creates the runs of what it had queued
     b.start()
     b_keys = [k for k, (host, _) in answers.items() if host == "receiver-b"]
-    spooled = wait_for("B's queued deliveries created", lambda: (d := b.deliveries()) and all(
-        d[k]["state"] == "done" for k in b_keys) and d, timeout=60)
+    spooled = wait_for(
+        "B's queued deliveries created",
+        lambda: (d := b.deliveries()) and all(d[k]["state"] == "done" for k in b_keys) and d,
+        timeout=60,
+    )
     # Then every delivery answered 202 has exactly one flow run, the one its answer or spool names
     runs = runs_by_key(cluster)
     for key, (host, body) in answers.items():
@@ -225,5 +258,7 @@ def test_a_replica_killed_mid_burst_loses_no_delivery_it_answered(cluster, repli
         if host == "receiver-b":
             assert spooled[key]["run_id"] == run_id, spooled[key]
     assert sum(len(runs.get(f"gitlab:{k}", [])) for k in keys) == burst
-    print(f"burst of {burst}: {len(queued)} queued by B before its SIGKILL, {len(unanswered)} unanswered and "
-          f"resent to A; one run each")
+    print(
+        f"burst of {burst}: {len(queued)} queued by B before its SIGKILL, {len(unanswered)} unanswered and "
+        f"resent to A; one run each"
+    )

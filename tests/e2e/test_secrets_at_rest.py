@@ -23,9 +23,25 @@ def _dump(postgres, into: Path) -> Path:
     out = into / "prefect.sql"
     env = {**os.environ, "PGPASSWORD": "prefect"}
     with out.open("wb") as handle:
-        proc = subprocess.run([str(postgres.bindir / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port),
-                               "-U", "prefect", "-d", "prefect", "--data-only"], stdout=handle,
-                              stderr=subprocess.PIPE, env=env, timeout=300, check=False)
+        proc = subprocess.run(
+            [
+                str(postgres.bindir / "pg_dump"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(postgres.port),
+                "-U",
+                "prefect",
+                "-d",
+                "prefect",
+                "--data-only",
+            ],
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=300,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     return out
 

@@ -19,11 +19,28 @@ RUNS = 20
 
 def test_twenty_runs_with_transient_faults_converge(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "ACRVPC_"))}
-    env.update(PREFECT_HOME=str(tmp_path), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-               ACRVPC_RETRY_DELAYS="0.2,0.4,0.8,1.6,3.2,3.2,3.2", PREFECT_LOGGING_LEVEL="WARNING")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "e2e" / "soak.py"), "--runs", str(RUNS),
-                           "--fault-rate", "0.2", "--seed", "7"], env=env, capture_output=True, text=True,
-                          timeout=900)
+    env.update(
+        PREFECT_HOME=str(tmp_path),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        ACRVPC_RETRY_DELAYS="0.2,0.4,0.8,1.6,3.2,3.2,3.2",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "e2e" / "soak.py"),
+            "--runs",
+            str(RUNS),
+            "--fault-rate",
+            "0.2",
+            "--seed",
+            "7",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]  # e.g. Prefect's embedded server did not start
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # every run completed, although about a fifth of all calls failed transiently

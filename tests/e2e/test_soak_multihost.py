@@ -17,8 +17,13 @@ import pytest
 from tests.e2e import netns
 from tests.e2e.multihost import failover_soak, prefect_hosts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.multihost, pytest.mark.soak, pytest.mark.timeout(900),
-              pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.multihost,
+    pytest.mark.soak,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason())),
+]
 
 RUNS = 20
 

@@ -44,7 +44,9 @@ def start(server, **parameters) -> str:
     with api(server) as client:
         deployment = client.get("/deployments/name/vpc-build/nightly").raise_for_status().json()
         body = {"parameters": parameters} if parameters else {}
-        return client.post(f"/deployments/{deployment['id']}/create_flow_run", json=body).raise_for_status().json()["id"]
+        return (
+            client.post(f"/deployments/{deployment['id']}/create_flow_run", json=body).raise_for_status().json()["id"]
+        )
 
 
 def wait_paused(server, run_id: str, timeout: float = 120) -> dict:
@@ -66,14 +68,21 @@ def run_of(server, run_id: str) -> dict:
 
 def task_names(server, run_id: str) -> set[str]:
     with api(server) as client:
-        return {tr["name"] for tr in client.post("/task_runs/filter", json={
-            "flow_runs": {"id": {"any_": [run_id]}}}).raise_for_status().json()}
+        return {
+            tr["name"]
+            for tr in client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
+            .raise_for_status()
+            .json()
+        }
 
 
 def artifacts(server, run_id: str) -> list[dict]:
     with api(server) as client:
-        return client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}) \
-            .raise_for_status().json()
+        return (
+            client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+            .raise_for_status()
+            .json()
+        )
 
 
 # What sticks out of its box in the page's main element (element widths from the DOM): an element wider than an
@@ -111,7 +120,9 @@ def open_page(chromium, server, path: str):
 def assert_fits(page, what: str, *, grid: bool = False) -> None:
     """Nothing sticks out of the main column; only a table artifact's data grid may scroll (``grid``)."""
     measured = page.evaluate(OVERFLOW_JS)
-    fits = not measured["wide"] and measured["docScroll"] <= measured["viewport"] and (grid or not measured["scrollers"])
+    fits = (
+        not measured["wide"] and measured["docScroll"] <= measured["viewport"] and (grid or not measured["scrollers"])
+    )
     if not fits:
         page.screenshot(path=str(OUT / f"overflow-{what}.png"), full_page=True)
     assert fits, (what, measured)
@@ -139,8 +150,14 @@ def test_runs_and_task_runs_are_named_from_the_spec_trigger_and_subject(prefect_
     paused, failed, completed = three_runs
     for run_id in three_runs:
         assert run_of(prefect_server, run_id)["name"] == f"{SPEC} · manual"
-    assert {f"preflight {SPEC}", f"link {SPEC}", f"eni {SPEC}", "gitlab release-bot", "binding apps/billing-api",
-            "build apps/billing-api:latest"} <= task_names(prefect_server, completed)
+    assert {
+        f"preflight {SPEC}",
+        f"link {SPEC}",
+        f"eni {SPEC}",
+        "gitlab release-bot",
+        "binding apps/billing-api",
+        "build apps/billing-api:latest",
+    } <= task_names(prefect_server, completed)
 
 
 def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F811
@@ -158,8 +175,11 @@ def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F8
     page.close()
 
     # Every artifact of the three runs renders on its own page without widening the main column
-    shots = {f"{SPEC}-builds": "build-summary.png", f"preflight-{SPEC}": "preflight-table.png",
-             f"{SPEC}-run": "run-summary.png"}
+    shots = {
+        f"{SPEC}-builds": "build-summary.png",
+        f"preflight-{SPEC}": "preflight-table.png",
+        f"{SPEC}-run": "run-summary.png",
+    }
     for run_id in (completed, failed, paused):
         for artifact in artifacts(prefect_server, run_id):
             page = open_page(browser, prefect_server, f"/artifacts/artifact/{artifact['id']}")

@@ -13,10 +13,17 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-UI_RETRY_BODY = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"},
-                 "force": True}  # what the v2 UI posts (prefect-notes §4)
-ECS_WRITES = {"CreateSecurityGroup", "ModifySecurityGroupPolicy", "AuthorizeSecurityGroupEgress",
-              "CreateNetworkInterface", "CreateNetworkInterfacePermission"}
+UI_RETRY_BODY = {
+    "state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"},
+    "force": True,
+}  # what the v2 UI posts (prefect-notes §4)
+ECS_WRITES = {
+    "CreateSecurityGroup",
+    "ModifySecurityGroupPolicy",
+    "AuthorizeSecurityGroupEgress",
+    "CreateNetworkInterface",
+    "CreateNetworkInterfacePermission",
+}
 
 
 def api(server) -> httpx.Client:
@@ -49,7 +56,9 @@ def task_run_states(server, run_id: str, expect: set[str], timeout: float = 30) 
             runs = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
             states: dict[str, set[str]] = {}
             for tr in runs:
-                states.setdefault(tr["name"].split(" ")[0].split("-")[0], set()).add(tr["state"]["name"] if tr["state"] else "")
+                states.setdefault(tr["name"].split(" ")[0].split("-")[0], set()).add(
+                    tr["state"]["name"] if tr["state"] else ""
+                )
             if expect <= set(states) or time.monotonic() > deadline:
                 return states
             time.sleep(0.5)

@@ -41,9 +41,16 @@ class TestFirstRun:
         assert all(b["status"] == "SUCCESS" and b["log_lines"] > 0 for b in summary["builds"])
         # the sandbox saw the writes that set everything up, ENI included
         writes = set(writes_since(fast_sandbox, 0))
-        assert {"CreateSecurityGroup", "AuthorizeSecurityGroupEgress", "CreateNetworkInterface",
-                "CreateNetworkInterfacePermission", "CreateRepository", "CreateRepoSourceCodeRepo",
-                "CreateRepoBuildRule", "CreateBuildRecordByRule"} <= writes
+        assert {
+            "CreateSecurityGroup",
+            "AuthorizeSecurityGroupEgress",
+            "CreateNetworkInterface",
+            "CreateNetworkInterfacePermission",
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateRepoBuildRule",
+            "CreateBuildRecordByRule",
+        } <= writes
 
     def test_run_is_recorded_with_a_task_run_per_stage(self, prefect_harness, fast_sandbox):
         state = vpc_build(spec_path=str(EXAMPLE_SPEC), return_state=True)
@@ -55,8 +62,11 @@ class TestFirstRun:
             names: set[str] = set()
             for _ in range(40):  # task runs are recorded asynchronously (prefect-notes §2)
                 task_runs = client.read_task_runs(
-                    task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])))
-                names = {tr.name.split(" ")[0].split("-")[0] for tr in task_runs if tr.state and tr.state.is_completed()}
+                    task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
+                )
+                names = {
+                    tr.name.split(" ")[0].split("-")[0] for tr in task_runs if tr.state and tr.state.is_completed()
+                }
                 if set(STAGES) <= names:
                     break
                 time.sleep(0.5)

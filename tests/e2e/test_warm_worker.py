@@ -39,9 +39,17 @@ flow.from_source(source=sys.argv[2], entrypoint="flows/vpc_build.py:vpc_build").
 def warm_worker(prefect_server, worker_sandbox):
     """A worker of type acrvpc-process on its own pool (it creates the pool), with the two deployments."""
     log = prefect_server.home / "warm-worker.log"
-    proc = prefect_server.spawn(sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL, log=log,
-                                ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
-                                PREFECT_WORKER_PREFETCH_SECONDS="1")
+    proc = prefect_server.spawn(
+        sys.executable,
+        "-m",
+        "acrvpc.warm_worker",
+        "--pool",
+        POOL,
+        log=log,
+        ACRVPC_SANDBOX_URL=worker_sandbox.url,
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="1",
+    )
     deadline = time.monotonic() + 120
     with api(prefect_server) as client:
         while True:
@@ -59,8 +67,11 @@ def warm_worker(prefect_server, worker_sandbox):
 def start(server, deployment: str, **parameters) -> str:
     with api(server) as client:
         found = client.get(f"/deployments/name/{deployment}").raise_for_status().json()
-        return client.post(f"/deployments/{found['id']}/create_flow_run",
-                           json={"parameters": parameters}).raise_for_status().json()["id"]
+        return (
+            client.post(f"/deployments/{found['id']}/create_flow_run", json={"parameters": parameters})
+            .raise_for_status()
+            .json()["id"]
+        )
 
 
 def seen(out: Path, run_id: str) -> dict:
@@ -114,8 +125,10 @@ def test_cancel_from_the_ui_cancels_the_run_and_its_builds(prefect_server, warm_
             assert time.monotonic() < deadline, "the builds never started"
             time.sleep(0.3)
         with api(prefect_server) as client:  # what the UI's Cancel does
-            client.post(f"/flow_runs/{run_id}/set_state",
-                        json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}).raise_for_status()
+            client.post(
+                f"/flow_runs/{run_id}/set_state",
+                json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True},
+            ).raise_for_status()
         state = wait_final(prefect_server, run_id, timeout=120)
         assert state["type"] == "CANCELLED", state
         cancels = [c for c in world.calls.list() if c["action"] == "CancelRepoBuildRecord" and c["status"] == 200]

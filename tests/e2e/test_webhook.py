@@ -61,14 +61,27 @@ def wait_state(server, run_id: str, types: set[str], timeout: float = 120) -> di
     raise AssertionError(f"flow run {run_id} not in {types} after {timeout} s: {flow_run(server, run_id)['state']}")
 
 
-def deliver(url: str, body, *, event: str = "Push Hook", token: str | None = SECRET, delivery: str | None = None,
-            content_type: str = "application/json", raw: bytes | None = None) -> httpx.Response:
-    headers = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": delivery or str(uuid.uuid4()),
-               "Content-Type": content_type, "User-Agent": "GitLab/17.5.1"}
+def deliver(
+    url: str,
+    body,
+    *,
+    event: str = "Push Hook",
+    token: str | None = SECRET,
+    delivery: str | None = None,
+    content_type: str = "application/json",
+    raw: bytes | None = None,
+) -> httpx.Response:
+    headers = {
+        "X-Gitlab-Event": event,
+        "X-Gitlab-Event-UUID": delivery or str(uuid.uuid4()),
+        "Content-Type": content_type,
+        "User-Agent": "GitLab/17.5.1",
+    }
     if token is not None:
         headers["X-Gitlab-Token"] = token
-    return httpx.post(f"{url}/hooks/gitlab", content=raw if raw is not None else json.dumps(body), headers=headers,
-                      timeout=10)  # GitLab's webhook timeout
+    return httpx.post(
+        f"{url}/hooks/gitlab", content=raw if raw is not None else json.dumps(body), headers=headers, timeout=10
+    )  # GitLab's webhook timeout
 
 
 def wait_listening(proc, url: str, log, timeout: float = 60) -> None:
@@ -92,8 +105,18 @@ def receiver(prefect_server):
     """``acrvpc webhook serve`` on a free port, against the session's Prefect server."""
     port = free_port()
     log = prefect_server.home / "webhook.log"
-    proc = prefect_server.spawn(sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
-                                "--port", str(port), log=log, ACRVPC_WEBHOOK_SECRET=SECRET)
+    proc = prefect_server.spawn(
+        sys.executable,
+        "-m",
+        "acrvpc",
+        "webhook",
+        "serve",
+        "examples/sandbox.yaml",
+        "--port",
+        str(port),
+        log=log,
+        ACRVPC_WEBHOOK_SECRET=SECRET,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_listening(proc, url, log)
     yield url
@@ -107,8 +130,14 @@ def converged(prefect_server, process_worker, worker_sandbox):
     world.reset()
     world.clock.set_scale(20.0)
     with api(prefect_server) as client:
-        run = client.post(f"/deployments/{deployment_id(prefect_server, NIGHTLY)}/create_flow_run",
-                          json={"parameters": {"start_builds": False}}).raise_for_status().json()
+        run = (
+            client.post(
+                f"/deployments/{deployment_id(prefect_server, NIGHTLY)}/create_flow_run",
+                json={"parameters": {"start_builds": False}},
+            )
+            .raise_for_status()
+            .json()
+        )
     done = wait_state(prefect_server, run["id"], FINAL, timeout=180)
     assert done["state"]["type"] == "COMPLETED", done["state"]
     return worker_sandbox
@@ -124,7 +153,8 @@ def report(request, line: str) -> None:
 
 class TestPushDelivery:
     def test_a_routed_push_builds_the_image_once_and_a_redelivery_starts_nothing(
-            self, prefect_server, receiver, converged, request):
+        self, prefect_server, receiver, converged, request
+    ):
         world = converged.world
         records_before = set(world.cr.records)
         seq = len(world.calls.list())
@@ -141,8 +171,11 @@ class TestPushDelivery:
         running = wait_state(prefect_server, run_id, {"RUNNING"} | FINAL)
         to_running = time.monotonic() - t0
         done = wait_state(prefect_server, run_id, FINAL, timeout=120)
-        report(request, f"webhook: POST answered in {answered * 1000:.0f} ms, flow run Running after "
-                        f"{to_running:.1f} s, Completed after {time.monotonic() - t0:.1f} s")
+        report(
+            request,
+            f"webhook: POST answered in {answered * 1000:.0f} ms, flow run Running after "
+            f"{to_running:.1f} s, Completed after {time.monotonic() - t0:.1f} s",
+        )
         # ... a run of the on-push deployment with the push's parameters, which the worker completed
         assert running["deployment_id"] == deployment_id(prefect_server, ON_PUSH)
         assert done["state"]["type"] == "COMPLETED", done["state"]
@@ -178,8 +211,9 @@ class TestPushDelivery:
         report(request, "webhook: POST -> flow run Running " + ", ".join(f"{s:.1f} s" for s in latencies))
         states = [wait_state(prefect_server, run_id, FINAL)["state"]["type"] for run_id in run_ids]
         assert states == ["COMPLETED"] * 3
-        built = sorted((world.cr.records[r].name, world.cr.records[r].image_tag)
-                       for r in set(world.cr.records) - records_before)
+        built = sorted(
+            (world.cr.records[r].name, world.cr.records[r].image_tag) for r in set(world.cr.records) - records_before
+        )
         assert built == [("billing-api", "latest"), ("billing-api", "latest"), ("web-frontend", "release")]
 
 
@@ -214,7 +248,10 @@ class TestBadDeliveries:
             "wrong token": (deliver(receiver, PUSH, token="not-the-secret"), 401),
             "no token": (deliver(receiver, PUSH, token=None), 401),
             "malformed body": (deliver(receiver, None, raw=b'{"object_kind": "push", "ref": '), 400),
-            "oversized body": (deliver(receiver, None, raw=b"{" + b" " * (30 * 1000 * 1000) + b"}"), 413),  # GitLab: 25 MB
+            "oversized body": (
+                deliver(receiver, None, raw=b"{" + b" " * (30 * 1000 * 1000) + b"}"),
+                413,
+            ),  # GitLab: 25 MB
             "wrong content type": (deliver(receiver, PUSH, content_type="application/x-www-form-urlencoded"), 415),
             "unknown project": (deliver(receiver, unknown), 202),
             "tag matching no rule": (deliver(receiver, tag_push("v9.9.9"), event="Tag Push Hook"), 202),
@@ -252,13 +289,13 @@ class TestDatabase:
 
 
 class TestSchedule:
-    def test_a_scheduled_run_is_created_by_the_scheduler_and_completes(self, prefect_server, process_worker,
-                                                                       worker_sandbox):
+    def test_a_scheduled_run_is_created_by_the_scheduler_and_completes(
+        self, prefect_server, process_worker, worker_sandbox
+    ):
         worker_sandbox.world.clock.set_scale(20.0)
         nightly = deployment_id(prefect_server, NIGHTLY)
         anchor = datetime.now(UTC) + timedelta(seconds=6)
-        body = [{"schedule": {"interval": 3600, "anchor_date": anchor.isoformat(), "timezone": "UTC"},
-                 "active": True}]
+        body = [{"schedule": {"interval": 3600, "anchor_date": anchor.isoformat(), "timezone": "UTC"}, "active": True}]
         with api(prefect_server) as client:
             [schedule] = client.post(f"/deployments/{nightly}/schedules", json=body).raise_for_status().json()
             try:
@@ -266,9 +303,18 @@ class TestSchedule:
                 deadline = time.monotonic() + 60
                 runs: list[dict] = []
                 while not runs and time.monotonic() < deadline:
-                    runs = client.post("/flow_runs/filter", json={
-                        "deployments": {"id": {"any_": [nightly]}}, "sort": "EXPECTED_START_TIME_ASC",
-                        "flow_runs": {"tags": {"all_": ["auto-scheduled"]}}}).raise_for_status().json()
+                    runs = (
+                        client.post(
+                            "/flow_runs/filter",
+                            json={
+                                "deployments": {"id": {"any_": [nightly]}},
+                                "sort": "EXPECTED_START_TIME_ASC",
+                                "flow_runs": {"tags": {"all_": ["auto-scheduled"]}},
+                            },
+                        )
+                        .raise_for_status()
+                        .json()
+                    )
                     time.sleep(0.5)
                 # Then it created the runs of the schedule (the first at its anchor), and the worker ran the
                 # first to completion
@@ -283,6 +329,7 @@ class TestSchedule:
 
 
 # --- Issue 17: what happens after the 202 (the spool, dead letters, replay, re-deploys, Prefect down) ---
+
 
 class Relay:
     """A TCP relay in front of the Prefect server on its own port: "Prefect down" (connection refused) until
@@ -346,10 +393,25 @@ class SpooledReceiver:
         env = server.env(ACRVPC_WEBHOOK_SECRET=SECRET + "\n")
         env["PREFECT_API_URL"] = relay.api_url
         env["PYTHONUNBUFFERED"] = "1"  # its console lines reach the log as they are printed
-        self.proc = subprocess.Popen([sys.executable, "-m", "acrvpc", "webhook", "serve", "examples/sandbox.yaml",
-                                      "--port", str(port), "--spool", str(self.spool_path), *extra],
-                                     env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "acrvpc",
+                "webhook",
+                "serve",
+                "examples/sandbox.yaml",
+                "--port",
+                str(port),
+                "--spool",
+                str(self.spool_path),
+                *extra,
+            ],
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         server.children.append(self.proc)
         wait_listening(self.proc, self.url, self.log, timeout=90)
 
@@ -370,8 +432,9 @@ class SpooledReceiver:
                 time.sleep(0.2)
         finally:
             spool.close()
-        raise AssertionError(f"delivery {key!r} not {state} after {timeout} s: {found}; log: "
-                             f"{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"delivery {key!r} not {state} after {timeout} s: {found}; log: {self.log.read_text()[-3000:]}"
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return self.server.run(sys.executable, "-m", "acrvpc", "webhook", *args, "--spool", str(self.spool_path))
@@ -396,24 +459,34 @@ def failed_events(server, keys: list[str], timeout: float = 40) -> list[dict]:
     deadline = time.monotonic() + timeout
     with api(server) as client:
         while True:
-            found = client.post("/events/filter", json={"filter": {
-                "event": {"name": ["acrvpc.delivery.failed"]}, "resource": {"id": wanted}}, "limit": 50},
-            ).raise_for_status().json()["events"]
+            found = (
+                client.post(
+                    "/events/filter",
+                    json={
+                        "filter": {"event": {"name": ["acrvpc.delivery.failed"]}, "resource": {"id": wanted}},
+                        "limit": 50,
+                    },
+                )
+                .raise_for_status()
+                .json()["events"]
+            )
             if {e["resource"]["prefect.resource.id"] for e in found} >= set(wanted) or time.monotonic() > deadline:
                 return found
             time.sleep(1.0)
 
 
 class TestPrefectDown:
-    def test_the_receiver_starts_with_prefect_down_spools_and_drains_when_it_answers(self, prefect_server,
-                                                                                      tmp_path):
+    def test_the_receiver_starts_with_prefect_down_spools_and_drains_when_it_answers(self, prefect_server, tmp_path):
         relay = Relay(prefect_server.port)  # not started: connection refused, as after a reboot in the wrong order
         hook = SpooledReceiver(prefect_server, relay, tmp_path)
         try:
             # Given a receiver started while Prefect was unreachable (it listens; it used to exit 2)
             assert "does not answer" in hook.log.read_text()
-            assert hook.health() == {"status": "degraded", "prefect": {"reachable": False},
-                                     "deliveries": {"pending": 0, "dead": 0}}
+            assert hook.health() == {
+                "status": "degraded",
+                "prefect": {"reachable": False},
+                "deliveries": {"pending": 0, "dead": 0},
+            }
             # When GitLab delivers a push (X-Gitlab-Token without the stored secret's newline)
             key = str(uuid.uuid4())
             answer = deliver(hook.url, PUSH, delivery=key)
@@ -430,8 +503,11 @@ class TestPrefectDown:
             deadline = time.monotonic() + 20
             while hook.health()["prefect"]["reachable"] is not True and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert hook.health() == {"status": "ok", "prefect": {"reachable": True},
-                                     "deliveries": {"pending": 0, "dead": 0}}
+            assert hook.health() == {
+                "status": "ok",
+                "prefect": {"reachable": True},
+                "deliveries": {"pending": 0, "dead": 0},
+            }
         finally:
             hook.stop()
             relay.stop()
@@ -439,7 +515,8 @@ class TestPrefectDown:
 
 class TestDeadLetters:
     def test_422_and_500_refusals_are_dead_letters_with_their_message_event_and_error_line(
-            self, prefect_server, spooled):
+        self, prefect_server, spooled
+    ):
         runs_before = flow_run_count(prefect_server)
         # When GitLab delivers a tag whose run parameters are over Prefect's size limit (a 600 kB tag name)
         huge = str(uuid.uuid4())
@@ -455,8 +532,10 @@ class TestDeadLetters:
         assert deliver(spooled.url, nul_ref).status_code == 400
         nul = str(uuid.uuid4())
         spool = spooled.spool()
-        spool.add(nul, {"project": "platform/billing-api", "ref": "refs/heads/ma\x00in", "sha": PUSH["after"],
-                        "event_id": nul})  # the receiver holds the same file open: WAL + busy timeout
+        spool.add(
+            nul,
+            {"project": "platform/billing-api", "ref": "refs/heads/ma\x00in", "sha": PUSH["after"], "event_id": nul},
+        )  # the receiver holds the same file open: WAL + busy timeout
         spool.close()
         # When the drainer tries it (a 5xx is retried) until --max-age (6 s)
         failed = spooled.wait(nul, "dead", timeout=60)
@@ -465,9 +544,13 @@ class TestDeadLetters:
         assert flow_run_count(prefect_server) == runs_before
         # ... each logged at ERROR with the status and message
         log = spooled.log.read_text()
-        assert any("ERROR" in line and huge in line and "422" in line and "524,288" in line for line in log.splitlines())
-        assert any("ERROR" in line and nul in line and f"{failed.status} {failed.last_error}" in line
-                   for line in log.splitlines())
+        assert any(
+            "ERROR" in line and huge in line and "422" in line and "524,288" in line for line in log.splitlines()
+        )
+        assert any(
+            "ERROR" in line and nul in line and f"{failed.status} {failed.last_error}" in line
+            for line in log.splitlines()
+        )
         # ... and reported as acrvpc.delivery.failed events on the server (what notification automations match)
         events = {e["resource"]["prefect.resource.name"]: e for e in failed_events(prefect_server, [huge, nul])}
         assert set(events) == {huge, nul}, events
@@ -516,9 +599,19 @@ class TestGitLabSizedDefaults:
         unrouted["project"]["path_with_namespace"] = "platform/not-routed"  # counted by the limit, no run
         t0 = time.monotonic()
         with httpx.Client(base_url=spooled.url, timeout=10) as client:
-            statuses = [client.post("/hooks/gitlab", content=json.dumps(unrouted), headers={
-                "X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": str(uuid.uuid4()), "X-Gitlab-Token": SECRET,
-                "Content-Type": "application/json"}).status_code for _ in range(300)]
+            statuses = [
+                client.post(
+                    "/hooks/gitlab",
+                    content=json.dumps(unrouted),
+                    headers={
+                        "X-Gitlab-Event": "Push Hook",
+                        "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+                        "X-Gitlab-Token": SECRET,
+                        "Content-Type": "application/json",
+                    },
+                ).status_code
+                for _ in range(300)
+            ]
         assert statuses == [202] * 300, {s: statuses.count(s) for s in set(statuses)}
         assert time.monotonic() - t0 < 60
 

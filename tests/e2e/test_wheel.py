@@ -74,8 +74,22 @@ def wheel(tmp_path_factory) -> Path:
     for package in PACKAGES:
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *_build_isolation(), "--wheel-dir",
-                           str(work / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *_build_isolation(),
+            "--wheel-dir",
+            str(work / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     print(f"wheel built in {time.monotonic() - started:.1f} s ({_build_isolation() or 'with build isolation'})")
     [built] = (work / "dist").glob("acr_vpc_build-*.whl")
@@ -96,15 +110,23 @@ class FreshVenv:
         env = dict(os.environ if base is None else base)
         env.pop("PYTHONPATH", None)
         env.pop("PYTHONHOME", None)
-        env["PATH"] = os.pathsep.join([str(self.python.parent), *(p for p in env.get("PATH", "").split(os.pathsep)
-                                                                   if p and p != VENV_BIN)])
+        env["PATH"] = os.pathsep.join(
+            [str(self.python.parent), *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != VENV_BIN)]
+        )
         env["VIRTUAL_ENV"] = str(self.python.parent.parent)
         return env
 
-    def run(self, *args: str, env: dict[str, str] | None = None, check: bool = True,
-            timeout: float = 180) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(self.python), *args], cwd=self.empty, env=self.env(env), capture_output=True,
-                              text=True, timeout=timeout)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [str(self.python), *args],
+            cwd=self.empty,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check:
             assert proc.returncode == 0, f"{args} failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
         return proc
@@ -115,16 +137,23 @@ class FreshVenv:
 
 
 def _is_editable_install(entry: Path) -> bool:
-    return (entry.name.startswith(("__editable__", "acr_vpc_build-", "acr_vpc_build.")) or entry.suffix == ".pth"
-            or entry.name == "__pycache__")
+    return (
+        entry.name.startswith(("__editable__", "acr_vpc_build-", "acr_vpc_build."))
+        or entry.suffix == ".pth"
+        or entry.name == "__pycache__"
+    )
 
 
 @pytest.fixture(scope="module")
 def fresh(wheel, tmp_path_factory) -> FreshVenv:
     """The wheel installed with --no-deps into a fresh venv that borrows the project venv's dependencies."""
     venv = FreshVenv(tmp_path_factory.mktemp("fresh-venv"))
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv.python.parent.parent)], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv.python.parent.parent)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     deps = venv.root / "deps"
     deps.mkdir()
     ours = Path(sysconfig.get_paths()["purelib"])
@@ -144,7 +173,9 @@ def fresh(wheel, tmp_path_factory) -> FreshVenv:
 
 def test_the_wheel_carries_the_packages_and_their_data_outside_the_checkout(fresh):
     site = fresh.site_packages
-    probe = fresh.run("-c", """if True:
+    probe = fresh.run(
+        "-c",
+        """if True:
         import importlib.metadata, json
         import acrvpc, flows, tasks, deployments
         from acrvpc.domain.netcheck import zone_table
@@ -157,7 +188,8 @@ def test_the_wheel_carries_the_packages_and_their_data_outside_the_checkout(fres
             "scenario": sorted(load_scenario()),
             "flow": vpc_build.name,
         }))
-    """)
+    """,
+    )
     found = json.loads(probe.stdout)
     for module, path in found["files"].items():
         assert Path(path).is_relative_to(site), (module, path)
@@ -167,14 +199,24 @@ def test_the_wheel_carries_the_packages_and_their_data_outside_the_checkout(fres
 
     # Every data file of the packages (what the code reads through importlib.resources: zones.json, the
     # sandbox's scenarios) is in the installed wheel, so package-data cannot silently miss a new one.
-    data = sorted(str(p.relative_to(ROOT)) for package in PACKAGES for p in (ROOT / package).rglob("*")
-                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    data = sorted(
+        str(p.relative_to(ROOT))
+        for package in PACKAGES
+        for p in (ROOT / package).rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    )
     assert "acrvpc/domain/zones.json" in data and "acrvpc/sandbox/scenarios/default.yaml" in data
     assert [name for name in data if not (site / name).is_file()] == []
 
     # The console script runs from the fresh venv too.
-    proc = subprocess.run([str(fresh.python.parent / "acrvpc"), "--help"], cwd=fresh.empty, env=fresh.env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(fresh.python.parent / "acrvpc"), "--help"],
+        cwd=fresh.empty,
+        env=fresh.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "deploy" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -194,15 +236,30 @@ def test_a_deployment_made_and_run_from_the_wheel_completes(prefect_server, work
         log = prefect_server.home / "worker-wheel.log"
         worker = subprocess.Popen(
             [str(fresh.python), "-m", "prefect", "worker", "start", "--pool", POOL, "--name", "wheel-worker"],
-            cwd=fresh.empty, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-            env=fresh.env(prefect_server.env(ACRVPC_SANDBOX_URL=worker_sandbox.url, PREFECT_WORKER_QUERY_SECONDS="1",
-                                             PREFECT_WORKER_PREFETCH_SECONDS="1")))
+            cwd=fresh.empty,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=fresh.env(
+                prefect_server.env(
+                    ACRVPC_SANDBOX_URL=worker_sandbox.url,
+                    PREFECT_WORKER_QUERY_SECONDS="1",
+                    PREFECT_WORKER_PREFETCH_SECONDS="1",
+                )
+            ),
+        )
         world = worker_sandbox.world
         world.reset()
         world.clock.set_scale(20.0)
         with api(prefect_server) as client:
-            run = client.post(f"/deployments/{ids[f'vpc-build/{SPEC_NAME}']}/create_flow_run",
-                              json={"parameters": {"start_builds": False}}).raise_for_status().json()
+            run = (
+                client.post(
+                    f"/deployments/{ids[f'vpc-build/{SPEC_NAME}']}/create_flow_run",
+                    json={"parameters": {"start_builds": False}},
+                )
+                .raise_for_status()
+                .json()
+            )
         done = wait_state(prefect_server, run["id"], FINAL, timeout=240)
         assert done["state"]["type"] == "COMPLETED", (done["state"], log.read_text()[-3000:])
         assert done["parameters"]["spec"]["name"] == SPEC_NAME
@@ -218,30 +275,46 @@ def test_a_deployment_made_and_run_from_the_wheel_completes(prefect_server, work
             client.delete(f"/work_pools/{POOL}")
 
 
-@pytest.mark.parametrize("variant, pool_type", [("prefect-docker.yaml", "docker"),
-                                                ("prefect-kubernetes.yaml", "kubernetes")])
-def test_the_container_variants_deploy_from_the_wheel_onto_their_pool_types(prefect_server, fresh, tmp_path, variant,
-                                                                              pool_type):
+@pytest.mark.parametrize(
+    "variant, pool_type", [("prefect-docker.yaml", "docker"), ("prefect-kubernetes.yaml", "kubernetes")]
+)
+def test_the_container_variants_deploy_from_the_wheel_onto_their_pool_types(
+    prefect_server, fresh, tmp_path, variant, pool_type
+):
     config = yaml.safe_load((ROOT / "deploy" / variant).read_text())
     pool = config["deployments"][0]["work_pool"]["name"]
-    metadata = json.loads((Path(prefect.__file__).parent / "server" / "api" / "collections_data" / "views"
-                           / "aggregate-worker-metadata.json").read_text())
-    [template] = [workers[pool_type]["default_base_job_configuration"] for workers in metadata.values()
-                  if pool_type in workers]
+    metadata = json.loads(
+        (
+            Path(prefect.__file__).parent
+            / "server"
+            / "api"
+            / "collections_data"
+            / "views"
+            / "aggregate-worker-metadata.json"
+        ).read_text()
+    )
+    [template] = [
+        workers[pool_type]["default_base_job_configuration"] for workers in metadata.values() if pool_type in workers
+    ]
     # Deployment names of their own (the file's are the example spec's, which test_deploy.py also deploys).
     name = f"container-{pool_type}"
     copy = tmp_path / variant
     copy.write_text(re.sub(r"(?m)^(  - name: )demo-build\b", rf"\g<1>{name}", (ROOT / "deploy" / variant).read_text()))
     ids: list[str] = []
     with api(prefect_server) as client:
-        client.post("/work_pools/", json={"name": pool, "type": pool_type, "base_job_template": template}
-                    ).raise_for_status()
+        client.post(
+            "/work_pools/", json={"name": pool, "type": pool_type, "base_job_template": template}
+        ).raise_for_status()
     try:
-        fresh.run("-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy),
-                  env=prefect_server.env())
+        fresh.run(
+            "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(copy), env=prefect_server.env()
+        )
         with api(prefect_server) as client:
-            found = client.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
-                                ).raise_for_status().json()
+            found = (
+                client.post("/deployments/filter", json={"deployments": {"name": {"any_": [name]}}})
+                .raise_for_status()
+                .json()
+            )
         ids = [d["id"] for d in found]
         assert len(found) == 3, found
         expected = config["deployments"][0]["work_pool"]["job_variables"]

@@ -24,19 +24,42 @@ DEPLOYMENT = "vpc-build/crash"
 @pytest.fixture(scope="module")
 def crash_deployment(prefect_server):
     prefect_server.run(*PREFECT, "work-pool", "create", POOL, "--type", "process")
-    prefect_server.run(*PREFECT, "--no-prompt", "deploy", "flows/vpc_build.py:vpc_build", "--name", "crash",
-                       "--pool", POOL, "--param", "spec_path=examples/sandbox.yaml", "--param", "start_builds=false")
+    prefect_server.run(
+        *PREFECT,
+        "--no-prompt",
+        "deploy",
+        "flows/vpc_build.py:vpc_build",
+        "--name",
+        "crash",
+        "--pool",
+        POOL,
+        "--param",
+        "spec_path=examples/sandbox.yaml",
+        "--param",
+        "start_builds=false",
+    )
     return DEPLOYMENT
 
 
 def spawn_worker(prefect_server, worker_sandbox, name: str):
-    return prefect_server.spawn(*PREFECT, "worker", "start", "--pool", POOL, "--name", name,
-                                log=prefect_server.home / f"{name}.log", ACRVPC_SANDBOX_URL=worker_sandbox.url,
-                                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")
+    return prefect_server.spawn(
+        *PREFECT,
+        "worker",
+        "start",
+        "--pool",
+        POOL,
+        "--name",
+        name,
+        log=prefect_server.home / f"{name}.log",
+        ACRVPC_SANDBOX_URL=worker_sandbox.url,
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="1",
+    )
 
 
-def test_new_run_after_a_killed_worker_converges_without_duplicates(prefect_server, worker_sandbox,
-                                                                    crash_deployment, monkeypatch):
+def test_new_run_after_a_killed_worker_converges_without_duplicates(
+    prefect_server, worker_sandbox, crash_deployment, monkeypatch
+):
     monkeypatch.setenv("ACRVPC_SANDBOX_URL", worker_sandbox.url)
     world = worker_sandbox.world
     world.reset()
@@ -61,8 +84,11 @@ def test_new_run_after_a_killed_worker_converges_without_duplicates(prefect_serv
     spec = load_spec(EXAMPLE_SPEC)
     found = find_link_resources(cloud.cloud_clients(spec).ecs, spec)
     assert len(found["security_groups"]) == 1 and len(found["network_interfaces"]) == 1, found
-    created = [c for c in world.calls.list() if c["status"] == 200 and c["action"] in
-               ("CreateSecurityGroup", "CreateNetworkInterface")]
+    created = [
+        c
+        for c in world.calls.list()
+        if c["status"] == 200 and c["action"] in ("CreateSecurityGroup", "CreateNetworkInterface")
+    ]
     # (and the killed run, Crashed, rolled nothing back: a stopped process keeps what it made for the rerun)
     writes = [c["action"] for c in world.calls.list() if c["action"].startswith(("Create", "Delete"))]
     assert [c["action"] for c in created] == ["CreateSecurityGroup", "CreateNetworkInterface"], writes

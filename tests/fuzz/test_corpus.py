@@ -65,8 +65,13 @@ def delivery(entry: dict) -> tuple[bytes, dict[str, str]]:
     headers = {"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "corpus-1"}
     if entry["signed"]:
         when = datetime.fromtimestamp(time.time(), tz=UTC)
-        headers.update({"webhook-id": "corpus-1", "webhook-timestamp": str(int(when.timestamp())),
-                        "webhook-signature": Webhook(SIGNING).sign("corpus-1", when, body.decode("utf-8", "replace"))})
+        headers.update(
+            {
+                "webhook-id": "corpus-1",
+                "webhook-timestamp": str(int(when.timestamp())),
+                "webhook-signature": Webhook(SIGNING).sign("corpus-1", when, body.decode("utf-8", "replace")),
+            }
+        )
     else:
         headers["X-Gitlab-Token"] = SECRET
     headers.update(entry["headers"])

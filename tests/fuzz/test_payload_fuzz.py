@@ -26,17 +26,31 @@ pytestmark = pytest.mark.fuzz
 SCALE = float(os.environ.get("ACRVPC_FUZZ_SCALE", "1"))
 SPEC = load_spec(EXAMPLE_SPEC)
 MODELS = list(EVENT_MODELS.values())
-SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
-           | st.sampled_from(["push", "tag_push", "refs/heads/main", "refs/tags/release-v1", "0" * 40,
-                              "platform/billing-api", "9" * 40]))
-VALUES = st.recursive(SCALARS, lambda kids: st.lists(kids, max_size=4)
-                      | st.dictionaries(st.text(max_size=20), kids, max_size=5), max_leaves=25)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=50)
+    | st.sampled_from(
+        ["push", "tag_push", "refs/heads/main", "refs/tags/release-v1", "0" * 40, "platform/billing-api", "9" * 40]
+    )
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=20), kids, max_size=5),
+    max_leaves=25,
+)
 PUSH_PATHS = [p for p in paths(PUSH) if p]
 
 
 def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=max(1, int(examples * SCALE)), deadline=5000, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=5000,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def check_payload(model, data) -> None:

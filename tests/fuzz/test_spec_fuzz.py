@@ -25,16 +25,30 @@ pytestmark = pytest.mark.fuzz
 
 SCALE = float(os.environ.get("ACRVPC_FUZZ_SCALE", "1"))
 EXAMPLE = yaml.safe_load(EXAMPLE_SPEC.read_text())
-SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-           | st.sampled_from(["", "vpc-", "sg-1", "10.0.0.0/33", "a/b", "refs/tags/", "1/second", "0/minute",
-                              "whsec_", "\x00", "9" * 50]))
-VALUES = st.recursive(SCALARS, lambda kids: st.lists(kids, max_size=4)
-                      | st.dictionaries(st.text(max_size=12) | st.integers(), kids, max_size=4), max_leaves=20)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["", "vpc-", "sg-1", "10.0.0.0/33", "a/b", "refs/tags/", "1/second", "0/minute", "whsec_", "\x00", "9" * 50]
+    )
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12) | st.integers(), kids, max_size=4),
+    max_leaves=20,
+)
 
 
 def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=max(1, int(examples * SCALE)), deadline=5000, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=5000,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def paths(node, prefix=()):

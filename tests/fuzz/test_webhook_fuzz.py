@@ -50,9 +50,17 @@ EVENT_FOR_KIND = {"push": PUSH_HOOK, "tag_push": TAG_PUSH_HOOK}
 
 
 def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=max(1, int(examples * SCALE)), deadline=FUZZ_DEADLINE_MS, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=max(1, int(examples * SCALE)),
+        deadline=FUZZ_DEADLINE_MS,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 class Starts:
@@ -116,13 +124,17 @@ class TestSchemathesis:
         if response.status_code != 202:
             assert len(TOKEN_STARTS.calls) == before
 
-    @pytest.mark.parametrize(("path", "method"), [("/hooks/gitlab", "POST"), ("/healthz", "GET"),
-                                                  ("/openapi.json", "GET")])
+    @pytest.mark.parametrize(
+        ("path", "method"), [("/hooks/gitlab", "POST"), ("/healthz", "GET"), ("/openapi.json", "GET")]
+    )
     def test_a_signing_receiver_refuses_every_generated_delivery(self, path, method):
         operation = SIGNED_SCHEMA[path][method]
 
-        @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
-                              operation.as_strategy(GenerationMode.NEGATIVE)))
+        @given(
+            case=st.one_of(
+                operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
+            )
+        )
         @fuzz_settings(100)
         def run(case):
             # a valid-looking delivery is still refused without the signature: 401 is the point here
@@ -130,6 +142,7 @@ class TestSchemathesis:
             check_answer(response.status_code, response.text, response.headers.get("content-type", [""])[0])
             if path == "/hooks/gitlab":
                 assert response.status_code in (400, 401, 413, 415), response.text
+
         run()
         assert SIGNED_STARTS.calls == []
 
@@ -137,18 +150,37 @@ class TestSchemathesis:
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
-    max_leaves=30)
+    max_leaves=30,
+)
 PUSHY = st.fixed_dictionaries(
-    {"object_kind": st.sampled_from(["push", "tag_push", "issue", ""]),
-     "ref": st.sampled_from(["refs/heads/main", "refs/tags/release-v1", "refs/heads/", "main", ""]) | st.text(),
-     "before": st.text(max_size=41), "after": st.sampled_from(["0" * 40, "a" * 40]) | st.text(max_size=41),
-     "project_id": st.integers() | st.text(max_size=5),
-     "project": st.fixed_dictionaries({"id": st.integers(), "path_with_namespace": st.sampled_from(
-         ["platform/billing-api", "platform/web-frontend", "PLATFORM/BILLING-API/", "a"]) | st.text()}) | JSON_VALUES},
-    optional={"checkout_sha": st.none() | st.text(max_size=41), "commits": JSON_VALUES,
-              "total_commits_count": JSON_VALUES})
-BODIES = st.one_of(st.binary(max_size=2048), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-                   PUSHY.map(lambda v: json.dumps(v).encode()))
+    {
+        "object_kind": st.sampled_from(["push", "tag_push", "issue", ""]),
+        "ref": st.sampled_from(["refs/heads/main", "refs/tags/release-v1", "refs/heads/", "main", ""]) | st.text(),
+        "before": st.text(max_size=41),
+        "after": st.sampled_from(["0" * 40, "a" * 40]) | st.text(max_size=41),
+        "project_id": st.integers() | st.text(max_size=5),
+        "project": st.fixed_dictionaries(
+            {
+                "id": st.integers(),
+                "path_with_namespace": st.sampled_from(
+                    ["platform/billing-api", "platform/web-frontend", "PLATFORM/BILLING-API/", "a"]
+                )
+                | st.text(),
+            }
+        )
+        | JSON_VALUES,
+    },
+    optional={
+        "checkout_sha": st.none() | st.text(max_size=41),
+        "commits": JSON_VALUES,
+        "total_commits_count": JSON_VALUES,
+    },
+)
+BODIES = st.one_of(
+    st.binary(max_size=2048),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    PUSHY.map(lambda v: json.dumps(v).encode()),
+)
 
 
 def sign(body: bytes, delivery: str) -> dict[str, str]:
@@ -158,8 +190,11 @@ def sign(body: bytes, delivery: str) -> dict[str, str]:
 
 
 class TestSignedBodies:
-    @given(body=BODIES, kind=st.sampled_from([PUSH_HOOK, TAG_PUSH_HOOK, "Issue Hook", ""]),
-           delivery=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40))
+    @given(
+        body=BODIES,
+        kind=st.sampled_from([PUSH_HOOK, TAG_PUSH_HOOK, "Issue Hook", ""]),
+        delivery=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40),
+    )
     @fuzz_settings(600)
     def test_any_signed_body_is_answered_without_a_5xx(self, body, kind, delivery):
         headers = {"Content-Type": "application/json", "X-Gitlab-Event": kind, **sign(body, delivery)}

@@ -56,8 +56,7 @@ def ops_block(prefect_harness):
     SlackWebhook(url="https://hooks.slack.example/services/T000/B000/XXXX").save(BLOCK_NAME, overwrite=True)
     yield f"{BLOCK_TYPE}/{BLOCK_NAME}"
     with get_client(sync_client=True) as client:
-        client.delete_block_document(client.read_block_document_by_name(name=BLOCK_NAME,
-                                                                         block_type_slug=BLOCK_TYPE).id)
+        client.delete_block_document(client.read_block_document_by_name(name=BLOCK_NAME, block_type_slug=BLOCK_TYPE).id)
 
 
 @pytest.fixture
@@ -80,8 +79,11 @@ class TestAutomations:
             result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", ops_block])
             assert result.exit_code == 0, result.output
         found = {a.name: a for a in mine()}
-        assert set(found) == {"acrvpc: build failed (demo-build)", "acrvpc: drift detected (demo-build)",
-                              "acrvpc: delivery failed (demo-build)"}
+        assert set(found) == {
+            "acrvpc: build failed (demo-build)",
+            "acrvpc: drift detected (demo-build)",
+            "acrvpc: delivery failed (demo-build)",
+        }
         failed = found["acrvpc: build failed (demo-build)"]
         assert failed.trigger.expect == {"acrvpc.build.failed"}
         assert failed.trigger.match.model_dump() == {"prefect.resource.id": "acrvpc.repository.cri-sandbox0demo0001.*"}
@@ -94,7 +96,8 @@ class TestAutomations:
         assert delivery.trigger.expect == {DELIVERY_FAILED}
         assert delivery.trigger.match.model_dump() == {
             "prefect.resource.id": "acrvpc.delivery.*",
-            "acrvpc.deployment": ["build-on-push/webhook", "build-on-push/demo-build"]}
+            "acrvpc.deployment": ["build-on-push/webhook", "build-on-push/demo-build"],
+        }
 
     def test_an_unknown_block_is_refused_with_the_fix(self):
         result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--notify", "slack-webhook/nope"])
@@ -118,17 +121,26 @@ class TestFailover:
             result = CliRunner().invoke(app, ["automations", str(EXAMPLE_SPEC), "--failover", "--failover-after", "75"])
             assert result.exit_code == 0, result.output
         found = {a.name: a for a in mine()}
-        assert set(found) == {"acrvpc: crash zombie runs", "acrvpc: crash runs never started",
-                              "acrvpc: rerun crashed runs"}
+        assert set(found) == {
+            "acrvpc: crash zombie runs",
+            "acrvpc: crash runs never started",
+            "acrvpc: rerun crashed runs",
+        }
         zombie = found["acrvpc: crash zombie runs"].trigger
         # Prefect's documented zombie automation ("detect zombie flows"), scoped to acr-vpc-build runs
         assert zombie.posture == "Proactive" and zombie.within.total_seconds() == 75
         assert "prefect.flow-run.heartbeat" in zombie.after and "prefect.flow-run.heartbeat" in zombie.expect
-        assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed"} <= zombie.expect
+        assert {
+            "prefect.flow-run.Completed",
+            "prefect.flow-run.Failed",
+            "prefect.flow-run.Cancelled",
+            "prefect.flow-run.Crashed",
+        } <= zombie.expect
         assert zombie.for_each == {"prefect.resource.id"}
-        assert zombie.match_related.model_dump() == {"prefect.resource.role": "tag",
-                                                     "prefect.resource.id": "prefect.tag.acr-vpc-build"}
+        assert zombie.match_related.model_dump() == {
+            "prefect.resource.role": "tag",
+            "prefect.resource.id": "prefect.tag.acr-vpc-build",
+        }
         crash = found["acrvpc: crash zombie runs"].actions[0]
         assert crash.type == "change-flow-run-state" and crash.state.value == "CRASHED"
         never = found["acrvpc: crash runs never started"].trigger
@@ -137,7 +149,9 @@ class TestFailover:
         assert rerun.trigger.expect == {"prefect.flow-run.Crashed"} and rerun.trigger.posture == "Reactive"
         # only runs crashed by the two above are rescheduled (no endless retry of a run that crashes itself)
         assert set(rerun.trigger.match.model_dump()["prefect.state-message"]) == {
-            crash.message, found["acrvpc: crash runs never started"].actions[0].message}
+            crash.message,
+            found["acrvpc: crash runs never started"].actions[0].message,
+        }
         action = rerun.actions[0]
         assert (action.state.value, action.name) == ("SCHEDULED", "AwaitingRetry")
 

@@ -43,25 +43,33 @@ class TestFirstRun:
         # when
         outcome = bind_repository(cr, spec, repo)
         # then
-        assert writes(sandbox) == ["CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo",
-                                   "CreateRepoBuildRule"]
+        assert writes(sandbox) == [
+            "CreateNamespace",
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateRepoBuildRule",
+        ]
         assert len(outcome.changes) == 4
         assert outcome.repo_id.startswith("crr-") and outcome.full_name == "apps/billing-api"
         assert outcome.gitlab_project == "platform/billing-api"
         [rule] = outcome.rules
         assert (rule.push_type, rule.push_name, rule.image_tag, rule.build) == ("GIT_BRANCH", "main", "latest", True)
-        assert outcome.resources == {"repository": f"apps/billing-api ({outcome.repo_id})",
-                                     "rules": rule.build_rule_id}
+        assert outcome.resources == {"repository": f"apps/billing-api ({outcome.repo_id})", "rules": rule.build_rule_id}
         bound = source(cr, outcome.repo_id)
-        assert (bound.code_repo_namespace_name, bound.code_repo_name, bound.oversea_build) == \
-            ("platform", "billing-api", "false")
+        assert (bound.code_repo_namespace_name, bound.code_repo_name, bound.oversea_build) == (
+            "platform",
+            "billing-api",
+            "false",
+        )
         summary = cr.get_repository(m.GetRepositoryRequest(instance_id=INSTANCE, repo_id=outcome.repo_id)).body.summary
         assert summary == "platform/billing-api"
 
     def test_rule_flags_and_order(self, sandbox, spec, cr):
         outcome = bind_repository(cr, spec, spec.repositories[1])
-        assert [(r.push_type, r.push_name, r.build) for r in outcome.rules] == \
-            [("GIT_BRANCH", "main", True), ("GIT_TAG", "release-v*", False)]
+        assert [(r.push_type, r.push_name, r.build) for r in outcome.rules] == [
+            ("GIT_BRANCH", "main", True),
+            ("GIT_TAG", "release-v*", False),
+        ]
         assert outcome.resources["rules"] == ",".join(r.build_rule_id for r in outcome.rules)
 
 

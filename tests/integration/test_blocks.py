@@ -30,7 +30,7 @@ from tests.conftest import ROOT
 from tests.e2e.prefect_server import PREFECT
 
 REGION = "cn-hangzhou"
-OLD_BLOCK = textwrap.dedent('''
+OLD_BLOCK = textwrap.dedent("""
     # acrvpc/blocks.py as it was before the CredentialsBlock (commit 5393ca8), saved from its own process
     import sys
     from prefect.blocks.core import Block
@@ -46,7 +46,7 @@ OLD_BLOCK = textwrap.dedent('''
                                                  description="Only for temporary (STS) credentials.")
 
     AlibabaCloudCredentials(access_key_id=sys.argv[2], access_key_secret=sys.argv[3]).save(sys.argv[1], overwrite=True)
-''')
+""")
 
 
 def api_url() -> str:
@@ -56,8 +56,12 @@ def api_url() -> str:
 
 
 def api(method: str, path: str, body: dict | None = None):
-    request = urllib.request.Request(f"{api_url()}{path}", method=method, data=json.dumps(body).encode()
-                                     if body is not None else None, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api_url()}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         text = answer.read()
     return json.loads(text) if text else None
@@ -70,8 +74,9 @@ def child_env() -> dict[str, str]:
 
 
 def sandbox_block(**fields) -> AlibabaCloudCredentials:
-    return AlibabaCloudCredentials(access_key_id=sandbox_defaults.ACCESS_KEY_ID,
-                                   access_key_secret=sandbox_defaults.ACCESS_KEY_SECRET, **fields)
+    return AlibabaCloudCredentials(
+        access_key_id=sandbox_defaults.ACCESS_KEY_ID, access_key_secret=sandbox_defaults.ACCESS_KEY_SECRET, **fields
+    )
 
 
 def describe_groups(ecs) -> list:
@@ -96,8 +101,9 @@ class TestAlibabaGetClient:
         assert describe_groups(ecs)
 
     def test_a_wrong_secret_is_refused_by_the_signature_check(self, sandbox):
-        ecs = AlibabaCloudCredentials(access_key_id=sandbox_defaults.ACCESS_KEY_ID,
-                                      access_key_secret="not-the-secret").get_client("ecs", region=REGION)
+        ecs = AlibabaCloudCredentials(
+            access_key_id=sandbox_defaults.ACCESS_KEY_ID, access_key_secret="not-the-secret"
+        ).get_client("ecs", region=REGION)
         with pytest.raises(TeaException) as caught:
             describe_groups(ecs)
         assert caught.value.code == "SignatureDoesNotMatch"
@@ -105,7 +111,9 @@ class TestAlibabaGetClient:
     def test_each_product_and_the_blocks_region(self, sandbox):
         block = sandbox_block(region_id=REGION)
         assert [type(block.get_client(p)).__module__ for p in ("cr", "vpc")] == [
-            "alibabacloud_cr20181201.client", "alibabacloud_vpc20160428.client"]
+            "alibabacloud_cr20181201.client",
+            "alibabacloud_vpc20160428.client",
+        ]
         with pytest.raises(ValueError, match="use one of cr, ecs, vpc"):
             block.get_client("oss")
         with pytest.raises(ValueError, match="region_id"):
@@ -136,20 +144,31 @@ class TestAlibabaOptions:
     def test_ram_role_is_assumed_with_the_pair(self):
         from alibabacloud_credentials.provider import RamRoleArnCredentialsProvider
 
-        block = sandbox_block(role_arn="acs:ram::1234567890:role/acr-builder", role_session_name="nightly",
-                              role_session_duration_seconds=1800, sts_endpoint="sts-vpc.cn-hangzhou.aliyuncs.com")
+        block = sandbox_block(
+            role_arn="acs:ram::1234567890:role/acr-builder",
+            role_session_name="nightly",
+            role_session_duration_seconds=1800,
+            sts_endpoint="sts-vpc.cn-hangzhou.aliyuncs.com",
+        )
         provider = block.credential().cloud_credential.provider  # built, not asked: STS is called at the first use
         assert block.option == "ram_role" and isinstance(provider, RamRoleArnCredentialsProvider)
-        assert (provider._role_arn, provider._role_session_name, provider._duration_seconds, provider._sts_endpoint) \
-            == ("acs:ram::1234567890:role/acr-builder", "nightly", 1800, "sts-vpc.cn-hangzhou.aliyuncs.com")
+        assert (
+            provider._role_arn,
+            provider._role_session_name,
+            provider._duration_seconds,
+            provider._sts_endpoint,
+        ) == ("acs:ram::1234567890:role/acr-builder", "nightly", 1800, "sts-vpc.cn-hangzhou.aliyuncs.com")
         assert provider._credentials_provider.get_credentials().get_access_key_id() == sandbox_defaults.ACCESS_KEY_ID
 
     def test_oidc_rrsa(self, tmp_path):
         from alibabacloud_credentials.provider import OIDCRoleArnCredentialsProvider
 
         token = tmp_path / "token"
-        fields = {"role_arn": "acs:ram::1234567890:role/acr-builder",
-                      "oidc_provider_arn": "acs:ram::1234567890:oidc-provider/ack-rrsa", "oidc_token_file_path": str(token)}
+        fields = {
+            "role_arn": "acs:ram::1234567890:role/acr-builder",
+            "oidc_provider_arn": "acs:ram::1234567890:oidc-provider/ack-rrsa",
+            "oidc_token_file_path": str(token),
+        }
         with pytest.raises(cloud.CredentialsError, match="oidc_token_file_path: no file"):
             AlibabaCloudCredentials(**fields).credential()
         token.write_text("eyJ...")
@@ -157,20 +176,37 @@ class TestAlibabaOptions:
         assert isinstance(provider, OIDCRoleArnCredentialsProvider)
         assert (provider._role_arn, provider._oidc_token_file_path) == (fields["role_arn"], str(token))
 
-    @pytest.mark.parametrize(("fields", "named"), [
-        ({"access_key_id": "LTAIx"}, "access_key_id is set without access_key_secret: fill access_key_secret"),
-        ({"access_key_secret": "s3cr3t-value"}, "access_key_secret is set without access_key_id: fill access_key_id"),
-        ({"security_token": "s3cr3t-value"}, "security_token is set without access_key_id and access_key_secret"),
-        ({"role_arn": "acs:ram::1:role/r"}, "role_arn is set but nothing can assume it"),
-        ({"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "role_arn": "acs:ram::1:role/r"},
-         "fill oidc_token_file_path"),
-        ({"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "oidc_token_file_path": "/t"}, "without role_arn"),
-        ({"role_session_name": "nightly"}, "role_session_name only applies when a role is assumed"),
-        ({"access_key_id": "a", "access_key_secret": "s3cr3t-value", "role_arn": "arn:aws:iam::1:role/r"},
-         "role_arn: 'arn:aws:iam::1:role/r' is not a RAM ARN"),
-        ({"access_key_id": "a", "access_key_secret": "s3cr3t-value", "role_arn": "acs:ram::1:role/r",
-              "role_session_duration_seconds": 60}, "role_session_duration_seconds: 60 is out of range"),
-    ])
+    @pytest.mark.parametrize(
+        ("fields", "named"),
+        [
+            ({"access_key_id": "LTAIx"}, "access_key_id is set without access_key_secret: fill access_key_secret"),
+            (
+                {"access_key_secret": "s3cr3t-value"},
+                "access_key_secret is set without access_key_id: fill access_key_id",
+            ),
+            ({"security_token": "s3cr3t-value"}, "security_token is set without access_key_id and access_key_secret"),
+            ({"role_arn": "acs:ram::1:role/r"}, "role_arn is set but nothing can assume it"),
+            (
+                {"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "role_arn": "acs:ram::1:role/r"},
+                "fill oidc_token_file_path",
+            ),
+            ({"oidc_provider_arn": "acs:ram::1:oidc-provider/p", "oidc_token_file_path": "/t"}, "without role_arn"),
+            ({"role_session_name": "nightly"}, "role_session_name only applies when a role is assumed"),
+            (
+                {"access_key_id": "a", "access_key_secret": "s3cr3t-value", "role_arn": "arn:aws:iam::1:role/r"},
+                "role_arn: 'arn:aws:iam::1:role/r' is not a RAM ARN",
+            ),
+            (
+                {
+                    "access_key_id": "a",
+                    "access_key_secret": "s3cr3t-value",
+                    "role_arn": "acs:ram::1:role/r",
+                    "role_session_duration_seconds": 60,
+                },
+                "role_session_duration_seconds: 60 is out of range",
+            ),
+        ],
+    )
     def test_a_half_filled_option_names_the_field_and_the_fix(self, fields, named):
         with pytest.raises(ValidationError) as caught:
             AlibabaCloudCredentials(**fields)
@@ -196,8 +232,9 @@ class TestOnThePrefectServer:
         monkey = pytest.MonkeyPatch()
         request.addfinalizer(monkey.undo)
         monkey.delenv("ACRVPC_SANDBOX_URL")  # the pipeline's resolution reads the block (the sandbox would win)
-        assert cloud.resolve_access_key("blocks-test-acr") == cloud.AccessKey(sandbox_defaults.ACCESS_KEY_ID,
-                                                                              sandbox_defaults.ACCESS_KEY_SECRET)
+        assert cloud.resolve_access_key("blocks-test-acr") == cloud.AccessKey(
+            sandbox_defaults.ACCESS_KEY_ID, sandbox_defaults.ACCESS_KEY_SECRET
+        )
 
     def test_a_process_that_never_imported_the_blocks_loads_them_by_slug(self, request):
         # a flow run's process: acrvpc.cloud.clients finds the class through the prefect.collections entry point
@@ -210,21 +247,44 @@ class TestOnThePrefectServer:
             key = clients.resolve_access_key("blocks-test-fresh")
             print(type(key).__name__, key.access_key_id, "acrvpc.blocks" in sys.modules)
         """)
-        done = subprocess.run([sys.executable, "-c", script], check=False, env=child_env(), capture_output=True,
-                              text=True, timeout=120, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            check=False,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.split() == ["AccessKey", sandbox_defaults.ACCESS_KEY_ID, "True"]
         assert sandbox_defaults.ACCESS_KEY_SECRET not in done.stdout + done.stderr
 
     def test_a_block_saved_by_the_old_class_still_loads(self, sandbox, request):
         # given a block saved by the old class (a Block with AccessKey fields only), from a process of its own
-        subprocess.run([sys.executable, "-c", OLD_BLOCK, "blocks-test-legacy", sandbox_defaults.ACCESS_KEY_ID,
-                        sandbox_defaults.ACCESS_KEY_SECRET], env=child_env(), check=True, timeout=120,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                OLD_BLOCK,
+                "blocks-test-legacy",
+                sandbox_defaults.ACCESS_KEY_ID,
+                sandbox_defaults.ACCESS_KEY_SECRET,
+            ],
+            env=child_env(),
+            check=True,
+            timeout=120,
+            capture_output=True,
+        )
         request.addfinalizer(lambda: AlibabaCloudCredentials.delete("blocks-test-legacy"))
-        document = api("POST", "/block_documents/filter", {"block_documents": {"name": {"any_": ["blocks-test-legacy"]}}})
-        assert set(document[0]["block_schema"]["fields"]["properties"]) == \
-            {"access_key_id", "access_key_secret", "security_token"}  # the old schema
+        document = api(
+            "POST", "/block_documents/filter", {"block_documents": {"name": {"any_": ["blocks-test-legacy"]}}}
+        )
+        assert set(document[0]["block_schema"]["fields"]["properties"]) == {
+            "access_key_id",
+            "access_key_secret",
+            "security_token",
+        }  # the old schema
         # then the new class loads it, by class and by slug, and its client signs
         loaded = AlibabaCloudCredentials.load("blocks-test-legacy")
         assert loaded.option == "access_key"
@@ -265,9 +325,12 @@ class TestGitLab:
         assert Path(gl.ssl_verify).read_text().strip() == pem
         (tmp_path / "ca.pem").write_text(pem)
         assert GitLabCredentials(token="glpat-x", ca_bundle=str(tmp_path / "ca.pem")).get_client(
-            "https://gitlab.internal").ssl_verify == str(tmp_path / "ca.pem")
+            "https://gitlab.internal"
+        ).ssl_verify == str(tmp_path / "ca.pem")
         with pytest.raises(cloud.CredentialsError, match="ca_bundle: no file"):
-            GitLabCredentials(token="glpat-x", url="https://g.internal", ca_bundle=str(tmp_path / "no.pem")).get_client()
+            GitLabCredentials(
+                token="glpat-x", url="https://g.internal", ca_bundle=str(tmp_path / "no.pem")
+            ).get_client()
         with pytest.raises(ValidationError, match="ca_bundle: the PEM text is cut short"):
             GitLabCredentials(token="glpat-x", ca_bundle="-----BEGIN CERTIFICATE-----\nMII")
 
@@ -288,8 +351,9 @@ class TestGitLab:
         request.addfinalizer(lambda: Secret.delete("blocks-test-gitlab"))
         assert cloud.resolve_gitlab("blocks-test-gitlab") == cloud.GitLabAuth("glpat-from-secret")
         # a GitLab Credentials block of the same name wins, with its CA bundle
-        GitLabCredentials(token="glpat-from-block", ca_bundle="/etc/ssl/corp.pem").save("blocks-test-gitlab",
-                                                                                        overwrite=True)
+        GitLabCredentials(token="glpat-from-block", ca_bundle="/etc/ssl/corp.pem").save(
+            "blocks-test-gitlab", overwrite=True
+        )
         request.addfinalizer(lambda: GitLabCredentials.delete("blocks-test-gitlab"))
         assert cloud.resolve_gitlab("blocks-test-gitlab") == cloud.GitLabAuth("glpat-from-block", "/etc/ssl/corp.pem")
         assert cloud.resolve_gitlab_token("blocks-test-gitlab") == "glpat-from-block"
@@ -299,17 +363,23 @@ class TestGitLab:
         assert all(s in str(caught.value) for s in (cloud.GITLAB_BLOCK_TYPE, "Secret", "ACRVPC_GITLAB_TOKEN"))
 
     def test_a_misfilled_gitlab_block_names_the_field(self, request):
-        GitLabCredentials.model_construct(token=None, url="https://gitlab.internal").save("blocks-test-gl-half",
-                                                                                          overwrite=True)
+        GitLabCredentials.model_construct(token=None, url="https://gitlab.internal").save(
+            "blocks-test-gl-half", overwrite=True
+        )
         request.addfinalizer(lambda: GitLabCredentials.delete("blocks-test-gl-half"))
-        with pytest.raises(cloud.CredentialsError, match="gitlab.token_block: the saved acr-vpc-build-gitlab-credentials block .*misfilled: token"):
+        with pytest.raises(
+            cloud.CredentialsError,
+            match="gitlab.token_block: the saved acr-vpc-build-gitlab-credentials block .*misfilled: token",
+        ):
             cloud.resolve_gitlab("blocks-test-gl-half")
 
 
 @pytest.mark.usefixtures("prefect_harness")
 class TestCatalogue:
-    SLUGS: ClassVar[dict[str, str]] = {"alibaba-cloud-credentials": "Alibaba Cloud Credentials",
-             "acr-vpc-build-gitlab-credentials": "ACR VPC Build GitLab Credentials"}
+    SLUGS: ClassVar[dict[str, str]] = {
+        "alibaba-cloud-credentials": "Alibaba Cloud Credentials",
+        "acr-vpc-build-gitlab-credentials": "ACR VPC Build GitLab Credentials",
+    }
 
     def test_the_factory_loads_the_blocks_by_these_slugs(self):
         assert AlibabaCloudCredentials.get_block_type_slug() == cloud.ALIBABA_BLOCK_TYPE
@@ -333,8 +403,15 @@ class TestCatalogue:
         """)
         env = {k: v for k, v in child_env().items() if k != "PREFECT_API_URL"}
         env["PREFECT_HOME"] = str(tmp_path)
-        done = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=240,
-                              cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         assert done.stdout.split() and set(self.SLUGS.values()) == set(done.stdout.strip().splitlines())
 
@@ -344,14 +421,30 @@ class TestCatalogue:
             block_type = api("GET", f"/block_types/slug/{slug}")
             api("DELETE", f"/block_types/{block_type['id']}")
         # when the README's command runs
-        done = subprocess.run([*PREFECT, "block", "register", "-m", "acrvpc.blocks"], check=False, env=child_env(), cwd=ROOT,
-                              capture_output=True, text=True, timeout=180)
+        done = subprocess.run(
+            [*PREFECT, "block", "register", "-m", "acrvpc.blocks"],
+            check=False,
+            env=child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         # then the server's catalogue has both, with their fields
         for slug, name in self.SLUGS.items():
             block_type = api("GET", f"/block_types/slug/{slug}")
             assert block_type["name"] == name and name in done.stdout
-            assert api("POST", "/block_schemas/filter", {"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
-        fields = api("POST", "/block_schemas/filter", {"block_schemas": {"block_type_id": {"any_": [
-            api("GET", "/block_types/slug/alibaba-cloud-credentials")["id"]]}}})[0]["fields"]["properties"]
+            assert api(
+                "POST", "/block_schemas/filter", {"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}}
+            )
+        fields = api(
+            "POST",
+            "/block_schemas/filter",
+            {
+                "block_schemas": {
+                    "block_type_id": {"any_": [api("GET", "/block_types/slug/alibaba-cloud-credentials")["id"]]}
+                }
+            },
+        )[0]["fields"]["properties"]
         assert {"role_arn", "oidc_provider_arn", "oidc_token_file_path", "security_token"} <= set(fields)

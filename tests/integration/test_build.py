@@ -93,8 +93,11 @@ class TestRunBuildSuccess:
         assert outcome.log_tail == [f"{s} {msg}" for _, s, msg in expected][-30:]
         assert outcome.changes == [f"CreateBuildRecordByRule {outcome.build_record_id}"]
         assert outcome.resources == {"build": outcome.build_record_id, "image": "apps/billing-api:latest"}
-        assert (outcome.repository, outcome.repo_id, outcome.build_rule_id) == \
-            ("apps/billing-api", bound.repo_id, bound.rules[0].build_rule_id)
+        assert (outcome.repository, outcome.repo_id, outcome.build_rule_id) == (
+            "apps/billing-api",
+            bound.repo_id,
+            bound.rules[0].build_rule_id,
+        )
 
     def test_poll_interval_grows_to_thirty_seconds(self, world, spec, cr, bound):
         # given a slow build
@@ -152,8 +155,10 @@ class TestRunBuildTimeout:
         outcome, _, _ = follow(cr, short, bound, world)
         # then
         assert outcome.status == "TIMEOUT"
-        assert outcome.changes == [f"CreateBuildRecordByRule {outcome.build_record_id}",
-                                   f"CancelRepoBuildRecord {outcome.build_record_id}"]
+        assert outcome.changes == [
+            f"CreateBuildRecordByRule {outcome.build_record_id}",
+            f"CancelRepoBuildRecord {outcome.build_record_id}",
+        ]
         assert world.cr.status(world.cr.records[outcome.build_record_id]) == "CANCELED"
         assert len(calls(sandbox, "CancelRepoBuildRecord")) == 1
         assert "canceled" in outcome.log_tail[-1]
@@ -213,8 +218,16 @@ class TestRunBuildCancelled:
         seen = Recorder()
         t = SandboxTime(world)
         # when
-        outcome = run_build(cr, spec, bound, bound.rules[0], observer=seen, sleep=t.sleep, clock=t.clock,
-                            cancelled=lambda: sum(1 for e in seen.events if e[0] == "status") >= 3)
+        outcome = run_build(
+            cr,
+            spec,
+            bound,
+            bound.rules[0],
+            observer=seen,
+            sleep=t.sleep,
+            clock=t.clock,
+            cancelled=lambda: sum(1 for e in seen.events if e[0] == "status") >= 3,
+        )
         # then
         assert outcome.status == "CANCELED" and not outcome.succeeded
         assert outcome.notes == ["canceled: the flow run was cancelled"]

@@ -55,8 +55,9 @@ def run_logs(flow_run_id: str) -> list[str]:
         found = list(logs)
         offset = len(found)
         while len(logs) == 200:
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                                    limit=200, offset=offset)
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=offset
+            )
             found += logs
             offset += len(logs)
     return [log.message for log in sorted(found, key=lambda entry: entry.timestamp)]
@@ -67,8 +68,9 @@ def artifacts(flow_run_id: str) -> list:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
 
 
 def events(prefix: str, flow_run_id: str, want: int, timeout: float = 30.0) -> list[dict]:
@@ -76,9 +78,14 @@ def events(prefix: str, flow_run_id: str, want: int, timeout: float = 30.0) -> l
     from prefect.settings import PREFECT_API_URL
 
     url = f"{PREFECT_API_URL.value()}/events/filter"
-    body = {"filter": {"event": {"prefix": [prefix]},
-                       "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-                       "occurred": {"since": "2020-01-01T00:00:00Z"}}, "limit": 50}
+    body = {
+        "filter": {
+            "event": {"prefix": [prefix]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            "occurred": {"since": "2020-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
     deadline = time.monotonic() + timeout
     while True:
         found = requests.post(url, json=body, timeout=10).json().get("events", [])
@@ -113,8 +120,7 @@ class TestBuildsInAFlowRun:
         logs = run_logs(run_id)
         for name, record in records.items():
             expected = [f"[apps/{name}] {line.stage} {line.message}" for line in record.lines]
-            streamed = [m for m in logs if m.startswith(f"[apps/{name}] ") and
-                        any(m == e for e in expected)]
+            streamed = [m for m in logs if m.startswith(f"[apps/{name}] ") and any(m == e for e in expected)]
             assert streamed == expected, name
 
         # the artifacts: a progress artifact per build at 100, the markdown summary and the table
@@ -135,17 +141,24 @@ class TestBuildsInAFlowRun:
         table = found["demo-build-build-table"].data
         rows = yaml.safe_load(table) if isinstance(table, str) else table
         assert sorted((r["repository"], r["status"], r["ref"]) for r in rows) == [
-            ("apps/billing-api", "SUCCESS", "main"), ("apps/web-frontend", "FAILED", "main")]
+            ("apps/billing-api", "SUCCESS", "main"),
+            ("apps/web-frontend", "FAILED", "main"),
+        ]
         assert f"sha256:{image_digest(ok)}" in [r["digest"] for r in rows]  # in full in the table artifact
 
         # the events, with the repository as resource and the image as related resource
         started = events("acrvpc.build.started", run_id, 2)
         succeeded = events("acrvpc.build.succeeded", run_id, 1)
         failed_events = events("acrvpc.build.failed", run_id, 1)
-        assert sorted(e["resource"]["prefect.resource.name"] for e in started) == ["apps/billing-api",
-                                                                                   "apps/web-frontend"]
+        assert sorted(e["resource"]["prefect.resource.name"] for e in started) == [
+            "apps/billing-api",
+            "apps/web-frontend",
+        ]
         [good] = succeeded
-        assert good["resource"]["prefect.resource.id"] == f"acrvpc.repository.{world.cr.records[ok.build_record_id].instance_id}.apps/billing-api"
+        assert (
+            good["resource"]["prefect.resource.id"]
+            == f"acrvpc.repository.{world.cr.records[ok.build_record_id].instance_id}.apps/billing-api"
+        )
         images = [r for r in good["related"] if r.get("prefect.resource.role") == "image"]
         assert images and images[0]["prefect.resource.id"] == "acrvpc.image.apps/billing-api:latest"
         assert good["payload"]["digest"] == f"sha256:{image_digest(ok)}"
@@ -188,15 +201,19 @@ class _Interrupter(threading.Thread):
             time.sleep(0.1)
         else:
             if not self.run_ended.is_set():
-                self.missed = (f"no interrupt sent: the sandbox's builds were {self._statuses()} after "
-                               f"{self.wait_building:.0f} s, not both BUILDING (the run was too slow to reach its "
-                               f"builds, or started other builds)")
+                self.missed = (
+                    f"no interrupt sent: the sandbox's builds were {self._statuses()} after "
+                    f"{self.wait_building:.0f} s, not both BUILDING (the run was too slow to reach its "
+                    f"builds, or started other builds)"
+                )
             self._release()
             return
         if not self.run_ended.wait(self.grace):
-            self.missed = (f"SIGINT sent {self.sent_at - self.t0:.1f} s into the run, but the run was still going "
-                           f"{self.grace:.0f} s later (builds {self._statuses()}): the interrupt was lost or "
-                           f"swallowed; every thread's stack is on stderr")
+            self.missed = (
+                f"SIGINT sent {self.sent_at - self.t0:.1f} s into the run, but the run was still going "
+                f"{self.grace:.0f} s later (builds {self._statuses()}): the interrupt was lost or "
+                f"swallowed; every thread's stack is on stderr"
+            )
             faulthandler.dump_traceback(all_threads=True)
             self._release()
 

@@ -60,12 +60,22 @@ def remove_reverse_rule(sandbox) -> None:
 def add_rule(sandbox, **fields: Any) -> None:
     from alibabacloud_ecs20140526 import models as m
 
-    rule = {"policy": "accept", "priority": "1", "ip_protocol": "TCP", "port_range": "80/80", "source_cidr_ip": BLOCK,
-            **fields}
+    rule = {
+        "policy": "accept",
+        "priority": "1",
+        "ip_protocol": "TCP",
+        "port_range": "80/80",
+        "source_cidr_ip": BLOCK,
+        **fields,
+    }
     ecs = cloud.ecs_client("cn-hangzhou", cloud.resolve_access_key(None))
-    ecs.authorize_security_group(m.AuthorizeSecurityGroupRequest(
-        region_id="cn-hangzhou", security_group_id=GITLAB_SG,
-        permissions=[m.AuthorizeSecurityGroupRequestPermissions(**rule)]))
+    ecs.authorize_security_group(
+        m.AuthorizeSecurityGroupRequest(
+            region_id="cn-hangzhou",
+            security_group_id=GITLAB_SG,
+            permissions=[m.AuthorizeSecurityGroupRequestPermissions(**rule)],
+        )
+    )
 
 
 def spec_file(tmp_path: Path, edit) -> Path:
@@ -206,8 +216,9 @@ class TestFixGitlabIngress:
     def test_a_lower_precedence_deny_everything_rule_gets_the_exception(self, sandbox, spec):
         # given a "drop everything else" rule at priority 100 and no reverse rule
         remove_reverse_rule(sandbox)
-        add_rule(sandbox, policy="drop", priority="100", ip_protocol="ALL", port_range="-1/-1",
-                 source_cidr_ip="0.0.0.0/0")
+        add_rule(
+            sandbox, policy="drop", priority="100", ip_protocol="ALL", port_range="-1/-1", source_cidr_ip="0.0.0.0/0"
+        )
         # when
         done = fix_gitlab_ingress(cloud.cloud_clients(spec).ecs, spec)
         # then
@@ -245,8 +256,9 @@ def no_credentials_env(home: Path) -> dict[str, str]:
     """A person's shell with no credentials at all: an empty HOME, no ALIBABA_CLOUD_* variable, no sandbox.
     The ECS metadata service stays disabled (tests never contact a non-loopback address)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "ACRVPC_", "PREFECT_API_"))}
-    env.update(HOME=str(home), PREFECT_HOME=str(home / ".prefect"), ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
-               COLUMNS="200")
+    env.update(
+        HOME=str(home), PREFECT_HOME=str(home / ".prefect"), ALIBABA_CLOUD_ECS_METADATA_DISABLED="true", COLUMNS="200"
+    )
     return env
 
 
@@ -260,8 +272,14 @@ class TestForgottenCredentials:
         env = no_credentials_env(tmp_path)
         # when
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "acrvpc", *command, str(EXAMPLE_SPEC)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", *command, str(EXAMPLE_SPEC)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         elapsed = time.monotonic() - started
         # then
         output = proc.stdout + proc.stderr
@@ -269,8 +287,13 @@ class TestForgottenCredentials:
         assert "Traceback" not in output
         message = " ".join(proc.stderr.split())  # rich wraps long lines
         assert message.startswith("no Alibaba Cloud credentials found"), output
-        for way in ("credentials.alibaba_block", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-                    "~/.alibabacloud/credentials", "RAM role"):
+        for way in (
+            "credentials.alibaba_block",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "~/.alibabacloud/credentials",
+            "RAM role",
+        ):
             assert way in message, way
         assert proc.stdout == ""
         assert elapsed < 2.0, f"{elapsed:.2f} s"

@@ -33,7 +33,9 @@ class TestRunOutput:
         assert data["ok"] is True and data["error"] is None
         assert [s["stage"] for s in data["stages"]] == ["preflight", "link", "eni", "gitlab", "binding", "build"]
         assert sorted((b["repository"], b["status"]) for b in data["builds"]) == [
-            ("apps/billing-api", "SUCCESS"), ("apps/web-frontend", "SUCCESS")]
+            ("apps/billing-api", "SUCCESS"),
+            ("apps/web-frontend", "SUCCESS"),
+        ]
         assert all(b["digest"].startswith("sha256:") for b in data["builds"])
         assert len(result.stdout.strip().splitlines()) == 1  # nothing else on stdout
 

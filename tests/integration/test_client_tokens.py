@@ -52,6 +52,7 @@ def ecs(world, spec):
 def advance(sandbox):
     def sleep(seconds: float) -> None:
         sandbox.world.clock.advance(seconds)
+
     return sleep
 
 
@@ -81,14 +82,20 @@ def last_seq(world) -> int:
 
 def touching(world, resource_id: str, since: int) -> list[str]:
     """The calls since ``since`` whose parameters name ``resource_id``."""
-    return [c["action"] for c in world.calls.list(since)
-            if any(resource_id in str(v) for v in (c.get("params") or {}).values())]
+    return [
+        c["action"]
+        for c in world.calls.list(since)
+        if any(resource_id in str(v) for v in (c.get("params") or {}).values())
+    ]
 
 
 class TestTheSandboxSwitch:
     def _create(self, ecs, token: str) -> str:
-        return ecs.create_security_group(m.CreateSecurityGroupRequest(
-            region_id=REGION, vpc_id=SANDBOX_VPC, security_group_name="t", client_token=token)).body.security_group_id
+        return ecs.create_security_group(
+            m.CreateSecurityGroupRequest(
+                region_id=REGION, vpc_id=SANDBOX_VPC, security_group_name="t", client_token=token
+            )
+        ).body.security_group_id
 
     @pytest.mark.parametrize("on", [False, True])
     def test_a_deleted_groups_token_is_forgotten_or_remembered(self, sandbox, spec, on):
@@ -102,11 +109,13 @@ class TestTheSandboxSwitch:
 
     def test_a_deleted_enis_token_answers_the_eni_as_created(self, world, ecs, spec, advance):
         group = ensure_security_group(ecs, spec).security_group_id
-        request = m.CreateNetworkInterfaceRequest(region_id=REGION, v_switch_id=BUILD_VSW, security_group_id=group,
-                                                  client_token="tok-eni")
+        request = m.CreateNetworkInterfaceRequest(
+            region_id=REGION, v_switch_id=BUILD_VSW, security_group_id=group, client_token="tok-eni"
+        )
         first = ecs.create_network_interface(request).body
-        ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION,
-                                                                     network_interface_id=first.network_interface_id))
+        ecs.delete_network_interface(
+            m.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=first.network_interface_id)
+        )
         assert ecs.create_network_interface(request).body.status == "Deleting"  # still there: that ENI, Deleting
         advance(5)
         again = ecs.create_network_interface(request).body

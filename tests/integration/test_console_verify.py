@@ -35,8 +35,14 @@ INSTANCE = "cri-sandbox0demo0001"
 VPC = "vpc-bp1sandbox00000001"
 BUILD_VSW = "vsw-bp1build000000001"
 OTHER_VSW = "vsw-bp1gitlab00000001"
-LINK = {"instance_id": INSTANCE, "vpc_id": VPC, "vswitch_id": BUILD_VSW, "gitlab_ip": "192.168.1.20",
-        "gitlab_port": 80, "allowed": ["192.168.1.30:8081"]}
+LINK = {
+    "instance_id": INSTANCE,
+    "vpc_id": VPC,
+    "vswitch_id": BUILD_VSW,
+    "gitlab_ip": "192.168.1.20",
+    "gitlab_port": 80,
+    "allowed": ["192.168.1.30:8081"],
+}
 BIND = {"instance_id": INSTANCE, "domain": "http://192.168.1.20", "username": "release-bot"}
 
 
@@ -81,14 +87,19 @@ class TestConsoleLinkRoute:
         # when the console's Manage Link is done
         body = linked(sandbox)
         # then ECS shows a service-managed group in the VPC and a service-managed ENI with a ServiceID, InUse
-        groups = clients.ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
-            region_id=REGION, vpc_id=VPC, service_managed=True)).body.security_groups.security_group
+        groups = clients.ecs.describe_security_groups(
+            ecs_models.DescribeSecurityGroupsRequest(region_id=REGION, vpc_id=VPC, service_managed=True)
+        ).body.security_groups.security_group
         assert [g.security_group_id for g in groups] == [body["security_group_id"]]
-        enis = clients.ecs.describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
-            region_id=REGION, v_switch_id=BUILD_VSW, service_managed=True)).body.network_interface_sets
+        enis = clients.ecs.describe_network_interfaces(
+            ecs_models.DescribeNetworkInterfacesRequest(region_id=REGION, v_switch_id=BUILD_VSW, service_managed=True)
+        ).body.network_interface_sets
         eni = enis.network_interface_set[0]
-        assert (eni.network_interface_id, eni.status, eni.service_managed) == (body["network_interface_id"], "InUse",
-                                                                                True)
+        assert (eni.network_interface_id, eni.status, eni.service_managed) == (
+            body["network_interface_id"],
+            "InUse",
+            True,
+        )
         assert eni.service_id == sandbox.world.cr.build_service_account_id
         # and the registry's builders reach GitLab through it
         assert sandbox.world.ecs.reaches(sandbox.world.cr.build_service_account_id, "192.168.1.20", 80) == (True, "")
@@ -97,8 +108,10 @@ class TestConsoleLinkRoute:
         first = linked(sandbox)
         status, second = console(sandbox, "link", LINK)
         assert status == 200 and second["changes"] == []
-        assert (second["security_group_id"], second["network_interface_id"]) == (first["security_group_id"],
-                                                                                  first["network_interface_id"])
+        assert (second["security_group_id"], second["network_interface_id"]) == (
+            first["security_group_id"],
+            first["network_interface_id"],
+        )
 
     def test_moving_the_eni_to_another_vswitch_replaces_it(self, sandbox):
         first = linked(sandbox)
@@ -118,8 +131,12 @@ class TestConsoleBindRoute:
         assert console(sandbox, "unbind", {"instance_id": INSTANCE})[0] == 200
         assert sandbox.world.cr.instances[INSTANCE].code_sources == []
         status, body = console(sandbox, "bind", {**BIND, "token": defaults.GITLAB_TOKEN})
-        assert status == 200 and body == {"instance_id": INSTANCE, "type": "GITLAB", "domain": "http://192.168.1.20",
-                                          "username": "release-bot"}
+        assert status == 200 and body == {
+            "instance_id": INSTANCE,
+            "type": "GITLAB",
+            "domain": "http://192.168.1.20",
+            "username": "release-bot",
+        }
 
     def test_needs_endpoint_and_user(self, sandbox):
         assert console(sandbox, "bind", {"instance_id": INSTANCE, "domain": "http://192.168.1.20"})[0] == 400
@@ -168,8 +185,9 @@ class TestVerifyConsoleLink:
     def test_an_eni_still_attaching_is_not_in_use_and_waiting_sees_it_finish(self, sandbox, clients, console_spec):
         console(sandbox, "link", LINK)  # the clock does not move: the ENI is Attaching
         assert "is Attaching, not InUse" in str(mismatch(clients, console_spec))
-        _, eni = wait_for_console_link(clients.ecs, console_spec, timeout_s=10,
-                                       sleep=lambda s: sandbox.world.clock.advance(s))
+        _, eni = wait_for_console_link(
+            clients.ecs, console_spec, timeout_s=10, sleep=lambda s: sandbox.world.clock.advance(s)
+        )
         assert eni.status == "InUse"
 
     def test_check_answers_the_problem_instead_of_raising(self, sandbox, clients, console_spec):
@@ -188,11 +206,24 @@ class TestVerifyConsoleLink:
 def seed_repository(clients, spec) -> str:
     """Create the spec's first repository (namespace too) without binding it; returns its id."""
     repo = spec.repositories[0]
-    check_cr(clients.cr.create_namespace(cr_models.CreateNamespaceRequest(
-        instance_id=spec.instance_id, namespace_name=repo.namespace)), "CreateNamespace")
-    return check_cr(clients.cr.create_repository(cr_models.CreateRepositoryRequest(
-        instance_id=spec.instance_id, repo_namespace_name=repo.namespace, repo_name=repo.name, repo_type="PRIVATE",
-        summary="seeded")), "CreateRepository").repo_id
+    check_cr(
+        clients.cr.create_namespace(
+            cr_models.CreateNamespaceRequest(instance_id=spec.instance_id, namespace_name=repo.namespace)
+        ),
+        "CreateNamespace",
+    )
+    return check_cr(
+        clients.cr.create_repository(
+            cr_models.CreateRepositoryRequest(
+                instance_id=spec.instance_id,
+                repo_namespace_name=repo.namespace,
+                repo_name=repo.name,
+                repo_type="PRIVATE",
+                summary="seeded",
+            )
+        ),
+        "CreateRepository",
+    ).repo_id
 
 
 class TestAccountBound:
@@ -244,8 +275,15 @@ class TestAccountBound:
 class TestInstructions:
     def test_link_runbook_has_the_console_path_and_every_value(self, console_spec):
         text = link_instructions(console_spec, run_id="0b9f3a8e-0000-0000-0000-000000000000")
-        for value in ("Repository > Code Source", "Manage Link", "`192.168.1.20`", "`192.168.1.30:8081`", f"`{VPC}`",
-                      f"`{BUILD_VSW}`", "acrvpc resume 0b9f3a8e-0000-0000-0000-000000000000"):
+        for value in (
+            "Repository > Code Source",
+            "Manage Link",
+            "`192.168.1.20`",
+            "`192.168.1.30:8081`",
+            f"`{VPC}`",
+            f"`{BUILD_VSW}`",
+            "acrvpc resume 0b9f3a8e-0000-0000-0000-000000000000",
+        ):
             assert value in text
 
     def test_account_runbook_names_endpoint_and_user_but_never_the_token(self, console_spec):

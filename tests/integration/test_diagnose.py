@@ -79,7 +79,9 @@ def break_gitlab_sg(world, spec) -> None:
 
 def break_link_egress(world, spec) -> None:
     [group] = [g for g in world.ecs.groups.values() if g.name == spec.resource_name]
-    group.rules = [r for r in group.rules if not (r.direction == "egress" and r.cidr.startswith(spec.gitlab.private_ip))]
+    group.rules = [
+        r for r in group.rules if not (r.direction == "egress" and r.cidr.startswith(spec.gitlab.private_ip))
+    ]
 
 
 def break_eni(world, spec) -> None:
@@ -108,8 +110,9 @@ def datacenter_policy() -> dict:
     from acrvpc.domain.policy import policy_for
 
     with tempfile.TemporaryDirectory() as tmp:
-        return policy_for(load_spec(write_spec(Path(tmp), datacenter=True)), with_fix=True, with_teardown=True,
-                          any_ids=True)
+        return policy_for(
+            load_spec(write_spec(Path(tmp), datacenter=True)), with_fix=True, with_teardown=True, any_ids=True
+        )
 
 
 HOPS = {
@@ -135,8 +138,9 @@ def table_text(outcome: BuildOutcome) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("hop", [pytest.param(h, marks=pytest.mark.ram_policy(datacenter_policy())) if HOPS[h][1]
-                                 else h for h in HOPS])
+@pytest.mark.parametrize(
+    "hop", [pytest.param(h, marks=pytest.mark.ram_policy(datacenter_policy())) if HOPS[h][1] else h for h in HOPS]
+)
 def test_a_broken_hop_is_named_with_its_fix_everywhere(sandbox, tmp_path, hop):
     world = sandbox.world
     world.clock.set_scale(200)
@@ -162,8 +166,10 @@ def test_a_broken_hop_is_named_with_its_fix_everywhere(sandbox, tmp_path, hop):
     if hop in PREFLIGHT_HOPS:  # the same fix text preflight gives
         from tasks.preflight import run_preflight
 
-        checks = {c.id: c for c in run_preflight(cloud.cloud_clients(spec), spec,
-                                                 gitlab=lambda: cloud.gitlab_for(spec)).checks}
+        checks = {
+            c.id: c
+            for c in run_preflight(cloud.cloud_clients(spec), spec, gitlab=lambda: cloud.gitlab_for(spec)).checks
+        }
         assert checks[hop].result == "fail" and checks[hop].fix == fix
     # and the diagnosis wrote nothing: the build's start is the run's only write
     assert writes(world, since) == ["CreateBuildRecordByRule"]
@@ -181,15 +187,17 @@ def test_a_broken_hop_is_named_with_its_fix_everywhere(sandbox, tmp_path, hop):
     assert hop in table_text(outcome)
     # and `acrvpc diagnose --build` says the same, writing nothing
     before = len(world.calls.list())
-    result = CliRunner().invoke(app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id, "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id, "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["hop"] == hop and data["failure"]["stage"] == "clone"
     assert [h["id"] for h in data["hops"] if h["result"] == "fail"] == [hop]
     assert next(h for h in data["hops"] if h["id"] == hop)["fix"] == fix
-    human = CliRunner().invoke(app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id],
-                               catch_exceptions=False)
+    human = CliRunner().invoke(
+        app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id], catch_exceptions=False
+    )
     assert human.exit_code == 1 and hop in human.stdout and "1 hop(s) broken" in human.stdout
     assert writes(world, before) == []
 
@@ -216,14 +224,20 @@ def test_a_dockerfile_step_failure_is_an_image_build_failure_and_not_diagnosed(s
     assert "did not complete successfully" in failure["hint"]
     assert outcome.why["diagnosis"] is None and outcome.why["hop"] == ""
     # no diagnosis ran: only the build's own calls, no event
-    build_calls = {"CreateBuildRecordByRule", "GetRepoBuildRecordStatus", "ListRepoBuildRecordLog", "GetRepoBuildRecord"}
+    build_calls = {
+        "CreateBuildRecordByRule",
+        "GetRepoBuildRecordStatus",
+        "ListRepoBuildRecordLog",
+        "GetRepoBuildRecord",
+    }
     assert {c["action"] for c in world.calls.list(since)} <= build_calls
     assert events("acrvpc.build.diagnosed", run_id, 1, timeout=3) == []
     [summary] = [a for a in artifacts(run_id) if a.key == "demo-build-builds"]
     assert "Why it failed" in summary.data and "**image build** failure" in summary.data
     # acrvpc diagnose --build classifies it the same way and checks no hop (exit 0: the path is not to blame)
-    result = CliRunner().invoke(app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id, "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app(), ["diagnose", str(spec_path), "--build", outcome.build_record_id, "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["failure"]["cause"] == "image_build" and data["diagnosed"] is False and data["hops"] == []

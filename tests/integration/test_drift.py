@@ -30,10 +30,17 @@ def ecs(sandbox, spec):
 
 
 def add_egress(ecs, spec, group_id, cidr="0.0.0.0/0", port="22/22"):
-    ecs.authorize_security_group_egress(ecs_models.AuthorizeSecurityGroupEgressRequest(
-        region_id=spec.region, security_group_id=group_id, permissions=[
-            ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
-                policy="accept", priority="1", ip_protocol="TCP", port_range=port, dest_cidr_ip=cidr)]))
+    ecs.authorize_security_group_egress(
+        ecs_models.AuthorizeSecurityGroupEgressRequest(
+            region_id=spec.region,
+            security_group_id=group_id,
+            permissions=[
+                ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
+                    policy="accept", priority="1", ip_protocol="TCP", port_range=port, dest_cidr_ip=cidr
+                )
+            ],
+        )
+    )
 
 
 class TestSecurityGroupDrift:
@@ -72,8 +79,11 @@ class TestNetworkInterfaceDrift:
         sandbox.world.clock.set_scale(1000)
         eni = ensure_network_interface(ecs, spec, group, sleep=lambda s: None).network_interface_id
         other = sandbox.world.scenario["ecs"]["instances"][0]["security_group_ids"][0]
-        ecs.modify_network_interface_attribute(ecs_models.ModifyNetworkInterfaceAttributeRequest(
-            region_id=spec.region, network_interface_id=eni, security_group_id=[group, other]))
+        ecs.modify_network_interface_attribute(
+            ecs_models.ModifyNetworkInterfaceAttributeRequest(
+                region_id=spec.region, network_interface_id=eni, security_group_id=[group, other]
+            )
+        )
         drift = Recorder(sandbox)
         before = drift.writes()
         # when
@@ -108,8 +118,9 @@ class TestDriftInAScheduledRun:
         link_row = state.result()["stages"][1]
         assert [c.split(" ")[0] for c in link_row["changes"]] == ["RevokeSecurityGroupEgress"]
         with get_client(sync_client=True) as client:
-            found = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
         [report] = [a for a in found if a.key == "drift-demo-build"]
         assert f"security group `{group}`" in report.data and "203.0.113.0/24" in report.data
         [event] = events("acrvpc.drift.detected", run_id, 1)

@@ -68,9 +68,14 @@ def writes(sandbox, since: int = 0) -> list[str]:
 
 
 def tagged_eni(ecs, group: str, name: str) -> str:
-    return ecs.create_network_interface(m.CreateNetworkInterfaceRequest(
-        region_id=REGION, v_switch_id=BUILD_VSW, security_group_id=group,
-        tag=[m.CreateNetworkInterfaceRequestTag(key=TAG_KEY, value=name)])).body.network_interface_id
+    return ecs.create_network_interface(
+        m.CreateNetworkInterfaceRequest(
+            region_id=REGION,
+            v_switch_id=BUILD_VSW,
+            security_group_id=group,
+            tag=[m.CreateNetworkInterfaceRequestTag(key=TAG_KEY, value=name)],
+        )
+    ).body.network_interface_id
 
 
 class TestEnsureNetworkInterface:
@@ -80,7 +85,10 @@ class TestEnsureNetworkInterface:
         assert out.status == "InUse"
         assert ipaddress.ip_address(out.private_ip) in ipaddress.ip_network("192.168.2.0/24")
         assert (eni_state.vswitch_id, eni_state.security_group_ids, eni_state.name) == (
-            BUILD_VSW, [group], "acr-vpc-build-demo-build")
+            BUILD_VSW,
+            [group],
+            "acr-vpc-build-demo-build",
+        )
         assert eni_state.tags == {TAG_KEY: "demo-build"}
         (perm,) = [p for p in sandbox.world.ecs.permissions.values() if p.eni_id == out.network_interface_id]
         assert (perm.account_id, perm.permission) == (spec.link.build_service_account_id, "InstanceAttach")
@@ -98,8 +106,10 @@ class TestEnsureNetworkInterface:
         again = ensure_network_interface(ecs, spec, group, sleep=advance)
         assert (again.network_interface_id, again.status, again.changes) == (first.network_interface_id, "InUse", [])
         assert writes(sandbox, since) == []
-        assert [c["action"] for c in calls(sandbox, since)] == ["DescribeNetworkInterfaces",
-                                                                "DescribeNetworkInterfacePermissions"]
+        assert [c["action"] for c in calls(sandbox, since)] == [
+            "DescribeNetworkInterfaces",
+            "DescribeNetworkInterfacePermissions",
+        ]
         assert len(advance.steps) == slept
 
     def test_a_drifted_security_group_is_put_back(self, sandbox, ecs, spec, group, advance):
@@ -114,8 +124,9 @@ class TestEnsureNetworkInterface:
     def test_a_deleted_permission_is_granted_again_and_the_eni_reattached(self, sandbox, ecs, spec, group, advance):
         eni_id = ensure_network_interface(ecs, spec, group, sleep=advance).network_interface_id
         (pid,) = [p.permission_id for p in sandbox.world.ecs.permissions.values() if p.eni_id == eni_id]
-        ecs.delete_network_interface_permission(m.DeleteNetworkInterfacePermissionRequest(
-            region_id=REGION, network_interface_permission_id=pid))
+        ecs.delete_network_interface_permission(
+            m.DeleteNetworkInterfacePermissionRequest(region_id=REGION, network_interface_permission_id=pid)
+        )
         out = ensure_network_interface(ecs, spec, group, sleep=advance)
         assert out.status == "InUse"
         assert [c.split()[0] for c in out.changes] == ["CreateNetworkInterfacePermission"]

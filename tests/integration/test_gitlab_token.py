@@ -34,14 +34,30 @@ def world(sandbox):
     scenario = copy.deepcopy(sandbox.world.scenario)
     scenario["gitlab"]["tokens"] += [
         {"token": TOKENS["soon"], "user": "release-bot", "name": "soon", "scopes": ["api"], "expires_in_days": 5},
-        {"token": TOKENS["inactive"], "user": "release-bot", "name": "inactive", "scopes": ["api"],
-         "expires_in_days": 30, "active": False},
-        {"token": TOKENS["repo_only"], "user": "release-bot", "name": "repo-only", "scopes": ["read_repository"],
-         "expires_in_days": 30},
+        {
+            "token": TOKENS["inactive"],
+            "user": "release-bot",
+            "name": "inactive",
+            "scopes": ["api"],
+            "expires_in_days": 30,
+            "active": False,
+        },
+        {
+            "token": TOKENS["repo_only"],
+            "user": "release-bot",
+            "name": "repo-only",
+            "scopes": ["read_repository"],
+            "expires_in_days": 30,
+        },
     ]
     scenario["gitlab"]["projects"].append(
-        {"id": 46, "path_with_namespace": "platform/guest-only", "visibility": "private",
-         "members": {"release-bot": 10}})
+        {
+            "id": 46,
+            "path_with_namespace": "platform/guest-only",
+            "visibility": "private",
+            "members": {"release-bot": 10},
+        }
+    )
     sandbox.world.reset(scenario)
     return sandbox
 
@@ -54,8 +70,9 @@ def use_token(monkeypatch: pytest.MonkeyPatch, name: str) -> str:
 
 def with_projects(spec: Spec, *paths: str, **gitlab: Any) -> Spec:
     """The spec with one repository per GitLab project path, and ``gitlab.*`` overrides."""
-    repos = [spec.repositories[0].model_copy(update={"name": f"repo-{i}", "gitlab_project": p})
-             for i, p in enumerate(paths)] or list(spec.repositories)
+    repos = [
+        spec.repositories[0].model_copy(update={"name": f"repo-{i}", "gitlab_project": p}) for i, p in enumerate(paths)
+    ] or list(spec.repositories)
     return spec.model_copy(update={"repositories": repos, "gitlab": spec.gitlab.model_copy(update=gitlab)})
 
 
@@ -89,8 +106,12 @@ class TestValidToken:
     def test_makes_only_reads(self, world, spec):
         validate_token(cloud.gitlab_for(spec), spec)
         log = calls(world)
-        assert [c["action"] for c in log] == ["GET /user", "GET /personal_access_tokens/self",
-                                              "GET /projects/:id", "GET /projects/:id"]
+        assert [c["action"] for c in log] == [
+            "GET /user",
+            "GET /personal_access_tokens/self",
+            "GET /projects/:id",
+            "GET /projects/:id",
+        ]
         assert not any(c["writes"] for c in log)
 
     def test_task_builds_its_client_from_the_spec(self, world, spec):
@@ -191,8 +212,9 @@ class TestProjectFailures:
         assert err.code == "GITLAB_PROJECT_ACCESS" and "Guest (10)" in str(err) and "Reporter (20)" in str(err)
 
     def test_all_problems_are_listed_at_once(self, world, spec):
-        err = fail(with_projects(spec, "platform/nope", "secret/vault-tools", "platform/web-frontend",
-                                 register_webhook=True))
+        err = fail(
+            with_projects(spec, "platform/nope", "secret/vault-tools", "platform/web-frontend", register_webhook=True)
+        )
         assert err.code == "GITLAB_PROJECT_NOT_FOUND"
         assert "3 GitLab project problem(s)" in str(err)
         for path in ("platform/nope", "secret/vault-tools", "platform/web-frontend"):
@@ -225,4 +247,3 @@ class TestUnreachableGitLab:
         monkeypatch.setenv("ACRVPC_SANDBOX_URL", world.url.replace("http://", "https://"))
         err = fail(spec, BOT)
         assert err.code == "GITLAB_UNREACHABLE" and "TLS" in str(err)
-

@@ -19,9 +19,11 @@ from tasks.link import desired_egress, ensure_security_group, link
 EXAMPLE_SPEC = Path(__file__).resolve().parents[2] / "examples" / "sandbox.yaml"
 REGION = "cn-hangzhou"
 VPC_ID = "vpc-bp1sandbox00000001"
-DESIRED = {("egress", "Accept", 1, "TCP", "80/80", "192.168.1.20/32"),
-           ("egress", "Accept", 1, "TCP", "8081/8081", "192.168.1.30/32"),
-           ("egress", "Drop", 100, "ALL", "-1/-1", "0.0.0.0/0")}
+DESIRED = {
+    ("egress", "Accept", 1, "TCP", "80/80", "192.168.1.20/32"),
+    ("egress", "Accept", 1, "TCP", "8081/8081", "192.168.1.30/32"),
+    ("egress", "Drop", 100, "ALL", "-1/-1", "0.0.0.0/0"),
+}
 
 
 @pytest.fixture
@@ -56,8 +58,10 @@ def rule_set(sandbox, group_id: str) -> set[tuple[Any, ...]]:
 
 
 def tagged_group(ecs, name: str) -> str:
-    return ecs.create_security_group(m.CreateSecurityGroupRequest(
-        region_id=REGION, vpc_id=VPC_ID, tag=[m.CreateSecurityGroupRequestTag(key=TAG_KEY, value=name)])
+    return ecs.create_security_group(
+        m.CreateSecurityGroupRequest(
+            region_id=REGION, vpc_id=VPC_ID, tag=[m.CreateSecurityGroupRequestTag(key=TAG_KEY, value=name)]
+        )
     ).body.security_group_id
 
 
@@ -65,8 +69,10 @@ class TestDesiredEgress:
     def test_gitlab_then_allowed_targets_then_drop_all(self, spec):
         rules = desired_egress(spec)
         assert [(r.policy, r.priority, r.ip_protocol, r.port_range, r.cidr) for r in rules] == [
-            ("Accept", 1, "TCP", "80/80", "192.168.1.20/32"), ("Accept", 1, "TCP", "8081/8081", "192.168.1.30/32"),
-            ("Drop", 100, "ALL", "-1/-1", "0.0.0.0/0")]
+            ("Accept", 1, "TCP", "80/80", "192.168.1.20/32"),
+            ("Accept", 1, "TCP", "8081/8081", "192.168.1.30/32"),
+            ("Drop", 100, "ALL", "-1/-1", "0.0.0.0/0"),
+        ]
 
     def test_an_allowed_target_equal_to_gitlab_is_not_doubled(self):
         rules = desired_egress(spec_with(link={"allowed_ips": ["192.168.1.20:80"]}))
@@ -92,22 +98,33 @@ class TestEnsureSecurityGroup:
         assert again.security_group_id == first.security_group_id
         assert again.changes == []
         assert writes(sandbox, since) == []
-        assert [c["action"] for c in calls(sandbox, since)] == ["DescribeSecurityGroups",
-                                                                "DescribeSecurityGroupAttribute"]
+        assert [c["action"] for c in calls(sandbox, since)] == [
+            "DescribeSecurityGroups",
+            "DescribeSecurityGroupAttribute",
+        ]
 
     def test_extra_egress_rule_is_revoked(self, sandbox, ecs, spec):
         gid = ensure_security_group(ecs, spec).security_group_id
-        ecs.authorize_security_group_egress(m.AuthorizeSecurityGroupEgressRequest(
-            region_id=REGION, security_group_id=gid, permissions=[m.AuthorizeSecurityGroupEgressRequestPermissions(
-                ip_protocol="TCP", port_range="443/443", dest_cidr_ip="0.0.0.0/0")]))
+        ecs.authorize_security_group_egress(
+            m.AuthorizeSecurityGroupEgressRequest(
+                region_id=REGION,
+                security_group_id=gid,
+                permissions=[
+                    m.AuthorizeSecurityGroupEgressRequestPermissions(
+                        ip_protocol="TCP", port_range="443/443", dest_cidr_ip="0.0.0.0/0"
+                    )
+                ],
+            )
+        )
         out = ensure_security_group(ecs, spec)
         assert [c.split()[0] for c in out.changes] == ["RevokeSecurityGroupEgress"]
         assert rule_set(sandbox, gid) == DESIRED
 
     def test_inbound_accept_rule_is_revoked(self, sandbox, ecs, spec):
         gid = ensure_security_group(ecs, spec).security_group_id
-        sandbox.world.ecs.authorize(REGION, gid, "ingress", [{"IpProtocol": "TCP", "PortRange": "22/22",
-                                                              "SourceCidrIp": "0.0.0.0/0"}])
+        sandbox.world.ecs.authorize(
+            REGION, gid, "ingress", [{"IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0"}]
+        )
         out = ensure_security_group(ecs, spec)
         assert [c.split()[0] for c in out.changes] == ["RevokeSecurityGroup"]
         assert rule_set(sandbox, gid) == DESIRED
@@ -166,8 +183,11 @@ class TestEnsureSecurityGroup:
         assert "vpc-bp1nope" in str(exc.value) and exc.value.fix
 
     def test_a_transient_error_is_left_for_the_task_retry(self, sandbox, ecs, spec):
-        requests.post(f"{sandbox.url}/_sandbox/faults", json={"action": "CreateSecurityGroup", "count": 1,
-                                                              "code": "ServiceUnavailable"}, timeout=5)
+        requests.post(
+            f"{sandbox.url}/_sandbox/faults",
+            json={"action": "CreateSecurityGroup", "count": 1, "code": "ServiceUnavailable"},
+            timeout=5,
+        )
         with pytest.raises(Exception) as exc:
             ensure_security_group(ecs, spec)
         assert not isinstance(exc.value, PipelineError) and is_retryable(exc.value)

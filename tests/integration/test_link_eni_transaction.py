@@ -72,8 +72,7 @@ class TestStageRetryInsideTheTransaction:
         assert len(answered(world, "CreateSecurityGroup")) == 1
         assert answered(world, "DeleteSecurityGroup") == [] and answered(world, "DeleteNetworkInterface") == []
 
-    def test_a_fatal_eni_failure_after_a_link_stage_retry_still_deletes_the_group_this_run_created(
-            self, world, spec):
+    def test_a_fatal_eni_failure_after_a_link_stage_retry_still_deletes_the_group_this_run_created(self, world, spec):
         # Given the link stage retried after it created its group (a rule write failing transiently)
         world.faults.fail_next("AuthorizeSecurityGroupEgress", count=IN_PLACE_ATTEMPTS, code="ServiceUnavailable")
         # and the ENI stage then failing fatally (the RAM user may not grant the attach permission)
@@ -104,8 +103,9 @@ class TestStageRetryInsideTheTransaction:
         enis = link_enis(world, spec)
         seq = world.calls.list()[-1]["seq"]
         # when a later run's ENI stage retries, then fails fatally
-        world.faults.fail_next("DescribeNetworkInterfacePermissions", count=IN_PLACE_ATTEMPTS,
-                               code="ServiceUnavailable")
+        world.faults.fail_next(
+            "DescribeNetworkInterfacePermissions", count=IN_PLACE_ATTEMPTS, code="ServiceUnavailable"
+        )
         world.faults.fail_next("DescribeNetworkInterfacePermissions", count=1, code="Forbidden.RAM")
         state = vpc_build(spec_path=str(EXAMPLE_SPEC), start_builds=False, return_state=True)
         assert state.is_failed() and "Forbidden.RAM" in state.message
@@ -124,7 +124,8 @@ class TestRerunOfTheSameFlowRun:
         world.faults.fail_next("CreateRepository", count=2, code="Forbidden.RAM")
         # when the run is retried (once, right away)
         state = vpc_build.with_options(retries=1, retry_delay_seconds=0)(
-            spec_path=str(EXAMPLE_SPEC), start_builds=False, return_state=True)
+            spec_path=str(EXAMPLE_SPEC), start_builds=False, return_state=True
+        )
         # then the retry completes, link and ENI coming from the cache of the first attempt
         assert state.is_completed(), state.message
         states = task_states(state.state_details.flow_run_id)
@@ -139,13 +140,15 @@ class TestRerunOfTheSameFlowRun:
         world.faults.fail_next("CreateNetworkInterfacePermission", count=1, code="Forbidden.RAM")
         # when the run is retried
         state = vpc_build.with_options(retries=1, retry_delay_seconds=0)(
-            spec_path=str(EXAMPLE_SPEC), start_builds=False, return_state=True)
+            spec_path=str(EXAMPLE_SPEC), start_builds=False, return_state=True
+        )
         # then the retry does not take the rolled-back group from a cache: it creates the link again and completes
         assert state.is_completed(), state.message
         assert len(answered(world, "DeleteSecurityGroup")) == 1
         [group] = link_groups(world, spec)
         assert list(link_enis(world, spec).values()) == [[group]]
         ecs = cloud.cloud_clients(spec).ecs
-        attr = ecs.describe_security_group_attribute(m.DescribeSecurityGroupAttributeRequest(
-            region_id=spec.region, security_group_id=group)).body
+        attr = ecs.describe_security_group_attribute(
+            m.DescribeSecurityGroupAttributeRequest(region_id=spec.region, security_group_id=group)
+        ).body
         assert attr.inner_access_policy == "Drop"

@@ -43,8 +43,11 @@ class TestVerifyBinding:
         cr = cloud.cloud_clients(spec).cr
         repo, rule = route_target(spec, spec.webhook.routes[0])
         bind_repository(cr, spec, repo)
-        grown = repo.model_copy(update={"build_rules": [*repo.build_rules, rule.model_copy(
-            update={"push_name": "develop", "image_tag": "dev"})]})
+        grown = repo.model_copy(
+            update={
+                "build_rules": [*repo.build_rules, rule.model_copy(update={"push_name": "develop", "image_tag": "dev"})]
+            }
+        )
         seq = len(sandbox.world.calls.list())
         with pytest.raises(PipelineError) as caught:
             verify_binding(cr, spec, grown, rule)

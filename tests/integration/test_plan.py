@@ -91,37 +91,66 @@ def converge(server, clients, spec: Spec) -> None:
 def stray_group(clients, spec: Spec) -> str:
     """A tagged link group with the default inner policy, a stray egress rule and an inbound accept."""
     key, value = spec.tag
-    group = clients.ecs.create_security_group(ecs_models.CreateSecurityGroupRequest(
-        region_id=spec.region, vpc_id=spec.network.vpc_id,
-        tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)])).body.security_group_id
-    clients.ecs.authorize_security_group_egress(ecs_models.AuthorizeSecurityGroupEgressRequest(
-        region_id=spec.region, security_group_id=group, permissions=[
-            ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
-                policy="accept", priority="1", ip_protocol="TCP", port_range="80/80", dest_cidr_ip="192.168.1.20/32"),
-            ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
-                policy="accept", priority="1", ip_protocol="TCP", port_range="22/22", dest_cidr_ip="10.0.0.0/8")]))
-    clients.ecs.authorize_security_group(ecs_models.AuthorizeSecurityGroupRequest(
-        region_id=spec.region, security_group_id=group, permissions=[
-            ecs_models.AuthorizeSecurityGroupRequestPermissions(
-                policy="accept", priority="1", ip_protocol="TCP", port_range="22/22", source_cidr_ip="0.0.0.0/0")]))
+    group = clients.ecs.create_security_group(
+        ecs_models.CreateSecurityGroupRequest(
+            region_id=spec.region,
+            vpc_id=spec.network.vpc_id,
+            tag=[ecs_models.CreateSecurityGroupRequestTag(key=key, value=value)],
+        )
+    ).body.security_group_id
+    clients.ecs.authorize_security_group_egress(
+        ecs_models.AuthorizeSecurityGroupEgressRequest(
+            region_id=spec.region,
+            security_group_id=group,
+            permissions=[
+                ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
+                    policy="accept", priority="1", ip_protocol="TCP", port_range="80/80", dest_cidr_ip="192.168.1.20/32"
+                ),
+                ecs_models.AuthorizeSecurityGroupEgressRequestPermissions(
+                    policy="accept", priority="1", ip_protocol="TCP", port_range="22/22", dest_cidr_ip="10.0.0.0/8"
+                ),
+            ],
+        )
+    )
+    clients.ecs.authorize_security_group(
+        ecs_models.AuthorizeSecurityGroupRequest(
+            region_id=spec.region,
+            security_group_id=group,
+            permissions=[
+                ecs_models.AuthorizeSecurityGroupRequestPermissions(
+                    policy="accept", priority="1", ip_protocol="TCP", port_range="22/22", source_cidr_ip="0.0.0.0/0"
+                )
+            ],
+        )
+    )
     return group
 
 
 def tagged_eni_in_gitlab_group(clients, spec: Spec) -> str:
     key, value = spec.tag
-    return clients.ecs.create_network_interface(ecs_models.CreateNetworkInterfaceRequest(
-        region_id=spec.region, v_switch_id=spec.network.vswitch_id, security_group_id=GITLAB_SG,
-        tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)])).body.network_interface_id
+    return clients.ecs.create_network_interface(
+        ecs_models.CreateNetworkInterfaceRequest(
+            region_id=spec.region,
+            v_switch_id=spec.network.vswitch_id,
+            security_group_id=GITLAB_SG,
+            tag=[ecs_models.CreateNetworkInterfaceRequestTag(key=key, value=value)],
+        )
+    ).body.network_interface_id
 
 
 def bound_with_oversea_build(s: dict) -> None:
-    s["cr"]["instances"][0]["repositories"].append({
-        "namespace": "apps", "name": "billing-api",
-        "source": {"type": "GITLAB", "namespace": "platform", "name": "billing-api", "oversea_build": True}})
+    s["cr"]["instances"][0]["repositories"].append(
+        {
+            "namespace": "apps",
+            "name": "billing-api",
+            "source": {"type": "GITLAB", "namespace": "platform", "name": "billing-api", "oversea_build": True},
+        }
+    )
 
 
-def plan_and_run(worlds, spec: Spec, plan: Callable, run: Callable, *, edit: Edit | None = None,
-                 prepare: Callable | None = None) -> tuple[Any, Any, list[str]]:
+def plan_and_run(
+    worlds, spec: Spec, plan: Callable, run: Callable, *, edit: Edit | None = None, prepare: Callable | None = None
+) -> tuple[Any, Any, list[str]]:
     """Plan on one fresh world, run for real on a second identical one; the planning world's writes."""
     planning, clients = worlds(spec, edit)
     state = prepare(planning, clients) if prepare else None
@@ -138,8 +167,11 @@ def plan_and_run(worlds, spec: Spec, plan: Callable, run: Callable, *, edit: Edi
 class TestEnsureSecurityGroupPlan:
     def test_a_fresh_world_plans_what_a_run_makes_and_writes_nothing(self, worlds, spec):
         planned, real, made = plan_and_run(
-            worlds, spec, lambda s, c, _: ensure_security_group(c.ecs, spec, plan=True),
-            lambda s, c, _: ensure_security_group(c.ecs, spec))
+            worlds,
+            spec,
+            lambda s, c, _: ensure_security_group(c.ecs, spec, plan=True),
+            lambda s, c, _: ensure_security_group(c.ecs, spec),
+        )
         assert made == []
         assert planned.changes[0] == "CreateSecurityGroup <new security group>"
         assert normalized(planned.changes) == normalized(real.changes)
@@ -147,12 +179,21 @@ class TestEnsureSecurityGroupPlan:
 
     def test_drift_plans_the_same_repairs_as_a_run(self, worlds, spec):
         planned, real, made = plan_and_run(
-            worlds, spec, lambda s, c, _: ensure_security_group(c.ecs, spec, plan=True),
-            lambda s, c, _: ensure_security_group(c.ecs, spec), prepare=lambda s, c: stray_group(c, spec))
+            worlds,
+            spec,
+            lambda s, c, _: ensure_security_group(c.ecs, spec, plan=True),
+            lambda s, c, _: ensure_security_group(c.ecs, spec),
+            prepare=lambda s, c: stray_group(c, spec),
+        )
         assert made == []
         actions = [line.split()[0] for line in planned.changes]
-        assert actions == ["ModifySecurityGroupPolicy", "AuthorizeSecurityGroupEgress", "AuthorizeSecurityGroupEgress",
-                           "RevokeSecurityGroupEgress", "RevokeSecurityGroup"]
+        assert actions == [
+            "ModifySecurityGroupPolicy",
+            "AuthorizeSecurityGroupEgress",
+            "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupEgress",
+            "RevokeSecurityGroup",
+        ]
         assert normalized(planned.changes) == normalized(real.changes)
 
     def test_a_converged_group_plans_nothing(self, sandbox, spec):
@@ -167,8 +208,13 @@ class TestEnsureSecurityGroupPlan:
 class TestEnsureNetworkInterfacePlan:
     def test_a_missing_eni_plans_create_and_permission_without_waiting(self, worlds, spec):
         def plan(server, clients, _):
-            return ensure_network_interface(clients.ecs, spec, "<new security group>", plan=True,
-                                            sleep=lambda s: pytest.fail("plan mode must not wait"))
+            return ensure_network_interface(
+                clients.ecs,
+                spec,
+                "<new security group>",
+                plan=True,
+                sleep=lambda s: pytest.fail("plan mode must not wait"),
+            )
 
         def run(server, clients, _):
             group = ensure_security_group(clients.ecs, spec).security_group_id
@@ -176,8 +222,10 @@ class TestEnsureNetworkInterfacePlan:
 
         planned, real, made = plan_and_run(worlds, spec, plan, run)
         assert made == []
-        assert [line.split()[0] for line in planned.changes] == ["CreateNetworkInterface",
-                                                                 "CreateNetworkInterfacePermission"]
+        assert [line.split()[0] for line in planned.changes] == [
+            "CreateNetworkInterface",
+            "CreateNetworkInterfacePermission",
+        ]
         assert normalized(planned.changes) == normalized(real.changes)
         assert planned.status == "planned" and any("InUse" in n for n in planned.notes)
 
@@ -186,13 +234,17 @@ class TestEnsureNetworkInterfacePlan:
             return ensure_security_group(clients.ecs, spec).security_group_id, tagged_eni_in_gitlab_group(clients, spec)
 
         planned, real, made = plan_and_run(
-            worlds, spec,
+            worlds,
+            spec,
             lambda s, c, state: ensure_network_interface(c.ecs, spec, state[0], plan=True),
             lambda s, c, state: ensure_network_interface(c.ecs, spec, state[0], sleep=advancing(s)),
-            prepare=prepare)
+            prepare=prepare,
+        )
         assert made == []
-        assert [line.split()[0] for line in planned.changes] == ["ModifyNetworkInterfaceAttribute",
-                                                                 "CreateNetworkInterfacePermission"]
+        assert [line.split()[0] for line in planned.changes] == [
+            "ModifyNetworkInterfaceAttribute",
+            "CreateNetworkInterfacePermission",
+        ]
         assert normalized(planned.changes) == normalized(real.changes)
 
     def test_a_converged_eni_plans_nothing(self, sandbox, spec):
@@ -215,8 +267,12 @@ class TestBindRepositoryPlan:
         _, clients = worlds(spec)
         real = bind_repository(clients.cr, spec, repo)
         assert normalized(planned.changes) == normalized(real.changes)
-        assert [line.split()[0] for line in planned.changes] == ["CreateNamespace", "CreateRepository",
-                                                                 "CreateRepoSourceCodeRepo", "CreateRepoBuildRule"]
+        assert [line.split()[0] for line in planned.changes] == [
+            "CreateNamespace",
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateRepoBuildRule",
+        ]
         assert planned.repo_id == "<new repository>" and planned.rules[0].build_rule_id == "<new build rule>"
 
     def test_a_missing_repository_in_an_existing_namespace(self, worlds, spec):
@@ -225,22 +281,37 @@ class TestBindRepositoryPlan:
         def prepare(server, clients):
             bind_repository(clients.cr, spec, spec.repositories[0])
 
-        planned, real, made = plan_and_run(worlds, spec, lambda s, c, _: bind_repository(c.cr, spec, repo, plan=True),
-                                           lambda s, c, _: bind_repository(c.cr, spec, repo), prepare=prepare)
+        planned, real, made = plan_and_run(
+            worlds,
+            spec,
+            lambda s, c, _: bind_repository(c.cr, spec, repo, plan=True),
+            lambda s, c, _: bind_repository(c.cr, spec, repo),
+            prepare=prepare,
+        )
         assert made == []
         assert normalized(planned.changes) == normalized(real.changes)
-        assert [line.split()[0] for line in planned.changes] == ["CreateRepository", "CreateRepoSourceCodeRepo",
-                                                                 "CreateRepoBuildRule", "CreateRepoBuildRule"]
+        assert [line.split()[0] for line in planned.changes] == [
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateRepoBuildRule",
+            "CreateRepoBuildRule",
+        ]
 
     def test_a_binding_that_builds_abroad_plans_the_update(self, worlds, spec):
         repo = spec.repositories[0]
-        planned, real, made = plan_and_run(worlds, spec, lambda s, c, _: bind_repository(c.cr, spec, repo, plan=True),
-                                           lambda s, c, _: bind_repository(c.cr, spec, repo),
-                                           edit=bound_with_oversea_build)
+        planned, real, made = plan_and_run(
+            worlds,
+            spec,
+            lambda s, c, _: bind_repository(c.cr, spec, repo, plan=True),
+            lambda s, c, _: bind_repository(c.cr, spec, repo),
+            edit=bound_with_oversea_build,
+        )
         assert made == []
         assert normalized(planned.changes) == normalized(real.changes)
-        assert any(line.startswith("UpdateRepoSourceCodeRepo apps/billing-api (OverseaBuild true != false")
-                   for line in planned.changes)
+        assert any(
+            line.startswith("UpdateRepoSourceCodeRepo apps/billing-api (OverseaBuild true != false")
+            for line in planned.changes
+        )
 
     def test_a_converged_repository_plans_nothing(self, sandbox, spec):
         cr = cloud.cloud_clients(spec).cr
@@ -290,8 +361,12 @@ class TestPlanRun:
 class TestPlannedWrite:
     def test_a_change_line_becomes_resource_action_and_why(self, spec):
         w = planned_write("binding", "CreateRepoBuildRule apps/web GIT_TAG:v* -> release <new build rule>", spec)
-        assert (w.stage, w.action, w.resource, w.why) == ("binding", "CreateRepoBuildRule", "apps/web",
-                                                         "no build rule matches GIT_TAG:v* -> release")
+        assert (w.stage, w.action, w.resource, w.why) == (
+            "binding",
+            "CreateRepoBuildRule",
+            "apps/web",
+            "no build rule matches GIT_TAG:v* -> release",
+        )
 
     def test_a_placeholder_resource_is_one_token(self, spec):
         w = planned_write("link", "ModifySecurityGroupPolicy <new security group> InnerAccessPolicy=Drop", spec)
@@ -313,9 +388,16 @@ class TestPlanCommand:
         assert set(payload) == {"spec", "writes", "notes"}
         assert all(set(w) == {"stage", "resource", "action", "why"} for w in payload["writes"])
         assert {w["action"] for w in payload["writes"]} == {
-            "CreateSecurityGroup", "ModifySecurityGroupPolicy", "AuthorizeSecurityGroupEgress",
-            "CreateNetworkInterface", "CreateNetworkInterfacePermission", "CreateNamespace", "CreateRepository",
-            "CreateRepoSourceCodeRepo", "CreateRepoBuildRule"}
+            "CreateSecurityGroup",
+            "ModifySecurityGroupPolicy",
+            "AuthorizeSecurityGroupEgress",
+            "CreateNetworkInterface",
+            "CreateNetworkInterfacePermission",
+            "CreateNamespace",
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateRepoBuildRule",
+        }
         assert writes(sandbox) == []
 
     def test_the_table_names_resource_action_and_why(self, sandbox):

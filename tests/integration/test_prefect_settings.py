@@ -10,11 +10,11 @@ import pytest
 from tests.conftest import EXAMPLE_SPEC, ROOT
 from tests.e2e.prefect_server import base_env, free_port
 
-PROFILE = '''active = "acr"
+PROFILE = """active = "acr"
 
 [profiles.acr]
 PREFECT_API_URL = "http://127.0.0.1:{port}/api"
-'''
+"""
 
 
 def _acrvpc(home, *args: str, with_profile: bool) -> subprocess.CompletedProcess:
@@ -22,13 +22,16 @@ def _acrvpc(home, *args: str, with_profile: bool) -> subprocess.CompletedProcess
         (home / "profiles.toml").write_text(PROFILE.format(port=free_port()))  # nothing listens there
     env = base_env(home)
     env["ACRVPC_WEBHOOK_SECRET"] = "settings-test-secret-0001"
-    return subprocess.run([sys.executable, "-m", "acrvpc", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "acrvpc", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args", [("deploy", str(EXAMPLE_SPEC), "--pool", "p"),
-                                  ("webhook", "serve", "--deployment", "build-on-push/demo-build")],
-                         ids=["deploy", "webhook-serve"])
+@pytest.mark.parametrize(
+    "args",
+    [("deploy", str(EXAMPLE_SPEC), "--pool", "p"), ("webhook", "serve", "--deployment", "build-on-push/demo-build")],
+    ids=["deploy", "webhook-serve"],
+)
 class TestApiUrlFromAProfile:
     def test_without_any_url_the_command_says_to_set_one(self, tmp_path, args):
         proc = _acrvpc(tmp_path, *args, with_profile=False)

@@ -50,8 +50,9 @@ def make_spec(edit: Edit | None = None):
 
 
 def run(spec, *, gitlab: bool = True) -> PreflightOutcome:
-    return run_preflight(cloud.cloud_clients(spec), spec,
-                         gitlab=functools.partial(cloud.gitlab_for, spec) if gitlab else None)
+    return run_preflight(
+        cloud.cloud_clients(spec), spec, gitlab=functools.partial(cloud.gitlab_for, spec) if gitlab else None
+    )
 
 
 def check(outcome: PreflightOutcome, check_id: str):
@@ -80,10 +81,23 @@ def drop_reverse_rule(s: dict) -> None:
 
 
 def second_group_that_drops(s: dict) -> None:
-    s["ecs"]["security_groups"].append({
-        "security_group_id": "sg-bp1harden00000001", "name": "hardening", "vpc_id": "vpc-bp1sandbox00000001",
-        "rules": [{"direction": "ingress", "policy": "Drop", "priority": 1, "ip_protocol": "ALL",
-                   "port_range": "-1/-1", "source_cidr_ip": "100.64.0.0/10"}]})
+    s["ecs"]["security_groups"].append(
+        {
+            "security_group_id": "sg-bp1harden00000001",
+            "name": "hardening",
+            "vpc_id": "vpc-bp1sandbox00000001",
+            "rules": [
+                {
+                    "direction": "ingress",
+                    "policy": "Drop",
+                    "priority": 1,
+                    "ip_protocol": "ALL",
+                    "port_range": "-1/-1",
+                    "source_cidr_ip": "100.64.0.0/10",
+                }
+            ],
+        }
+    )
     s["ecs"]["instances"][0]["security_group_ids"].append("sg-bp1harden00000001")
 
 
@@ -106,24 +120,35 @@ def return_route_to_idc(s: dict) -> None:
 
 
 def bound_with_oversea_build(s: dict) -> None:
-    s["cr"]["instances"][0]["repositories"].append({
-        "namespace": "apps", "name": "billing-api",
-        "source": {"type": "GITLAB", "namespace": "platform", "name": "billing-api", "oversea_build": True}})
+    s["cr"]["instances"][0]["repositories"].append(
+        {
+            "namespace": "apps",
+            "name": "billing-api",
+            "source": {"type": "GITLAB", "namespace": "platform", "name": "billing-api", "oversea_build": True},
+        }
+    )
 
 
 def other_vpc(s: dict) -> None:
-    s["vpc"]["vpcs"].append({"vpc_id": "vpc-bp1other000000001", "cidr": "10.30.0.0/16", "vswitches": [
-        {"vswitch_id": "vsw-bp1other00000001", "zone_id": "cn-hangzhou-h", "cidr": "10.30.1.0/24"}]})
+    s["vpc"]["vpcs"].append(
+        {
+            "vpc_id": "vpc-bp1other000000001",
+            "cidr": "10.30.0.0/16",
+            "vswitches": [{"vswitch_id": "vsw-bp1other00000001", "zone_id": "cn-hangzhou-h", "cidr": "10.30.1.0/24"}],
+        }
+    )
 
 
 def setter(path: str, value: Any) -> Edit:
     """An edit that sets ``a.b.c`` (list indexes as numbers) to ``value``."""
+
     def edit(d: dict) -> None:
         *parents, last = path.split(".")
         node: Any = d
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]
         node[int(last) if last.isdigit() else last] = copy.deepcopy(value)
+
     return edit
 
 
@@ -143,66 +168,199 @@ class BadInput:
 
 
 BAD_INPUTS = [
-    BadInput("vswitch in a zone without VPC mode", "zone.vpc_mode", "cn-hangzhou-h",
-             scenario=lambda s: vswitch(s).update(zone_id="cn-hangzhou-b"), detail_mentions="cn-hangzhou-b"),
-    BadInput("data-center CIDR is a supernet of the block", "cidr.datacenter_overlap", "renumber",
-             spec=setter("network.datacenter_cidrs", ["100.64.0.0/10"]), detail_mentions="on 100.104.0.0/16"),
-    BadInput("data-center CIDR partly inside the block", "cidr.datacenter_overlap", "100.104.0.0/16",
-             spec=setter("network.datacenter_cidrs", ["100.104.8.0/22"]), detail_mentions="on 100.104.8.0/22"),
-    BadInput("VPC secondary CIDR overlaps the block", "cidr.vpc_overlap", "secondary",
-             scenario=setter("vpc.vpcs.0.secondary_cidrs", ["100.104.0.0/20"]), detail_mentions="100.104.0.0/20"),
-    BadInput("GitLab group lacks the 100.104.0.0/16 rule", "gitlab.sg_ingress", "AuthorizeSecurityGroup",
-             scenario=drop_reverse_rule, detail_mentions="no ingress rule admits"),
-    BadInput("GitLab group admits only a /24 of the block", "gitlab.sg_ingress", "--Permissions.1.SourceCidrIp "
-             "100.104.0.0/16", scenario=lambda s: reverse_rule(s).update(source_cidr_ip="100.104.0.0/24"),
-             detail_mentions="only 100.104.0.0/24"),
-    BadInput("GitLab group admits another port", "gitlab.sg_ingress", "--Permissions.1.PortRange 80/80",
-             scenario=lambda s: reverse_rule(s).update(port_range="443/443")),
-    BadInput("a priority-1 drop rule beats the accept", "gitlab.sg_ingress", "RevokeSecurityGroup",
-             scenario=lambda s: gitlab_group(s)["rules"].append(
-                 {"direction": "ingress", "policy": "Drop", "priority": 1, "ip_protocol": "TCP",
-                  "port_range": "80/80", "source_cidr_ip": "100.104.0.0/16"})),
-    BadInput("another group of the instance drops the block", "gitlab.sg_ingress", "sg-bp1harden00000001",
-             scenario=second_group_that_drops, detail_mentions="sg-bp1harden00000001"),
-    BadInput("security_group_id is not a group of the GitLab ECS", "gitlab.sg_ingress", "sg-bp1gitlab00000001",
-             spec=setter("gitlab.security_group_id", "sg-bp1unrelated000001")),
-    BadInput("no ECS instance has GitLab's IP", "gitlab.sg_ingress", "gitlab.access: slb",
-             spec=setter("gitlab.private_ip", "192.168.1.99")),
-    BadInput("GitLab IP outside the VPC and data center", "gitlab.ip_in_network", "gitlab.private_ip",
-             spec=setter("gitlab.private_ip", "172.16.0.5")),
-    BadInput("instance STOPPED", "instance.running", "RUNNING",
-             scenario=setter("cr.instances.0.status", "STOPPED"), detail_mentions="STOPPED"),
-    BadInput("instance is not Enterprise Edition", "instance.edition", "Enterprise",
-             scenario=setter("cr.instances.0.specification", "Basic")),
-    BadInput("instance does not exist", "instance.exists", "instance_id",
-             spec=setter("instance_id", "cri-doesnotexist00001"), detail_mentions="INSTANCE_NOT_EXIST"),
-    BadInput("VPC does not exist", "vpc.exists", "network.vpc_id",
-             spec=setter("network.vpc_id", "vpc-bp1doesnotexist01"), detail_mentions="InvalidVpcID.NotFound"),
-    BadInput("vSwitch does not exist", "vswitch.exists", "network.vswitch_id",
-             spec=setter("network.vswitch_id", "vsw-bp1doesnotexist01"), detail_mentions="InvalidVswitchID.NotFound"),
-    BadInput("vSwitch of another VPC", "vswitch.in_vpc", "network.vswitch_id", scenario=other_vpc,
-             spec=setter("network.vswitch_id", "vsw-bp1other00000001")),
-    BadInput("vSwitch has no free IP", "vswitch.free_ips", "another vSwitch",
-             scenario=lambda s: vswitch(s).update(available_ips=0)),
-    BadInput("data center without the VBR return route", "vbr.return_route", "CreateRouteEntry",
-             scenario=without_return_route, spec=datacenter_spec, detail_mentions="no route covering"),
-    BadInput("VBR return route points at the data center", "vbr.return_route", "RouterInterface",
-             scenario=return_route_to_idc, spec=datacenter_spec, detail_mentions="not back to the VPC"),
-    BadInput("VBR does not exist", "vbr.return_route", "network.vbr_id",
-             spec=lambda d: (datacenter_spec(d), d["network"].update(vbr_id="vbr-bp1doesnotexist01"))),
-    BadInput("VBR is not active", "vbr.return_route", "activate",
-             scenario=setter("vpc.vbrs.0.status", "terminated"), spec=datacenter_spec),
-    BadInput("bound repository builds outside mainland China", "build.oversea_off", "--OverseaBuild false",
-             scenario=bound_with_oversea_build, detail_mentions="apps/billing-api"),
-    BadInput("allowed IP inside the reverse-access block", "allowed_ips.valid", "link.allowed_ips",
-             spec=setter("link.allowed_ips", ["100.104.1.1"])),
+    BadInput(
+        "vswitch in a zone without VPC mode",
+        "zone.vpc_mode",
+        "cn-hangzhou-h",
+        scenario=lambda s: vswitch(s).update(zone_id="cn-hangzhou-b"),
+        detail_mentions="cn-hangzhou-b",
+    ),
+    BadInput(
+        "data-center CIDR is a supernet of the block",
+        "cidr.datacenter_overlap",
+        "renumber",
+        spec=setter("network.datacenter_cidrs", ["100.64.0.0/10"]),
+        detail_mentions="on 100.104.0.0/16",
+    ),
+    BadInput(
+        "data-center CIDR partly inside the block",
+        "cidr.datacenter_overlap",
+        "100.104.0.0/16",
+        spec=setter("network.datacenter_cidrs", ["100.104.8.0/22"]),
+        detail_mentions="on 100.104.8.0/22",
+    ),
+    BadInput(
+        "VPC secondary CIDR overlaps the block",
+        "cidr.vpc_overlap",
+        "secondary",
+        scenario=setter("vpc.vpcs.0.secondary_cidrs", ["100.104.0.0/20"]),
+        detail_mentions="100.104.0.0/20",
+    ),
+    BadInput(
+        "GitLab group lacks the 100.104.0.0/16 rule",
+        "gitlab.sg_ingress",
+        "AuthorizeSecurityGroup",
+        scenario=drop_reverse_rule,
+        detail_mentions="no ingress rule admits",
+    ),
+    BadInput(
+        "GitLab group admits only a /24 of the block",
+        "gitlab.sg_ingress",
+        "--Permissions.1.SourceCidrIp 100.104.0.0/16",
+        scenario=lambda s: reverse_rule(s).update(source_cidr_ip="100.104.0.0/24"),
+        detail_mentions="only 100.104.0.0/24",
+    ),
+    BadInput(
+        "GitLab group admits another port",
+        "gitlab.sg_ingress",
+        "--Permissions.1.PortRange 80/80",
+        scenario=lambda s: reverse_rule(s).update(port_range="443/443"),
+    ),
+    BadInput(
+        "a priority-1 drop rule beats the accept",
+        "gitlab.sg_ingress",
+        "RevokeSecurityGroup",
+        scenario=lambda s: gitlab_group(s)["rules"].append(
+            {
+                "direction": "ingress",
+                "policy": "Drop",
+                "priority": 1,
+                "ip_protocol": "TCP",
+                "port_range": "80/80",
+                "source_cidr_ip": "100.104.0.0/16",
+            }
+        ),
+    ),
+    BadInput(
+        "another group of the instance drops the block",
+        "gitlab.sg_ingress",
+        "sg-bp1harden00000001",
+        scenario=second_group_that_drops,
+        detail_mentions="sg-bp1harden00000001",
+    ),
+    BadInput(
+        "security_group_id is not a group of the GitLab ECS",
+        "gitlab.sg_ingress",
+        "sg-bp1gitlab00000001",
+        spec=setter("gitlab.security_group_id", "sg-bp1unrelated000001"),
+    ),
+    BadInput(
+        "no ECS instance has GitLab's IP",
+        "gitlab.sg_ingress",
+        "gitlab.access: slb",
+        spec=setter("gitlab.private_ip", "192.168.1.99"),
+    ),
+    BadInput(
+        "GitLab IP outside the VPC and data center",
+        "gitlab.ip_in_network",
+        "gitlab.private_ip",
+        spec=setter("gitlab.private_ip", "172.16.0.5"),
+    ),
+    BadInput(
+        "instance STOPPED",
+        "instance.running",
+        "RUNNING",
+        scenario=setter("cr.instances.0.status", "STOPPED"),
+        detail_mentions="STOPPED",
+    ),
+    BadInput(
+        "instance is not Enterprise Edition",
+        "instance.edition",
+        "Enterprise",
+        scenario=setter("cr.instances.0.specification", "Basic"),
+    ),
+    BadInput(
+        "instance does not exist",
+        "instance.exists",
+        "instance_id",
+        spec=setter("instance_id", "cri-doesnotexist00001"),
+        detail_mentions="INSTANCE_NOT_EXIST",
+    ),
+    BadInput(
+        "VPC does not exist",
+        "vpc.exists",
+        "network.vpc_id",
+        spec=setter("network.vpc_id", "vpc-bp1doesnotexist01"),
+        detail_mentions="InvalidVpcID.NotFound",
+    ),
+    BadInput(
+        "vSwitch does not exist",
+        "vswitch.exists",
+        "network.vswitch_id",
+        spec=setter("network.vswitch_id", "vsw-bp1doesnotexist01"),
+        detail_mentions="InvalidVswitchID.NotFound",
+    ),
+    BadInput(
+        "vSwitch of another VPC",
+        "vswitch.in_vpc",
+        "network.vswitch_id",
+        scenario=other_vpc,
+        spec=setter("network.vswitch_id", "vsw-bp1other00000001"),
+    ),
+    BadInput(
+        "vSwitch has no free IP",
+        "vswitch.free_ips",
+        "another vSwitch",
+        scenario=lambda s: vswitch(s).update(available_ips=0),
+    ),
+    BadInput(
+        "data center without the VBR return route",
+        "vbr.return_route",
+        "CreateRouteEntry",
+        scenario=without_return_route,
+        spec=datacenter_spec,
+        detail_mentions="no route covering",
+    ),
+    BadInput(
+        "VBR return route points at the data center",
+        "vbr.return_route",
+        "RouterInterface",
+        scenario=return_route_to_idc,
+        spec=datacenter_spec,
+        detail_mentions="not back to the VPC",
+    ),
+    BadInput(
+        "VBR does not exist",
+        "vbr.return_route",
+        "network.vbr_id",
+        spec=lambda d: (datacenter_spec(d), d["network"].update(vbr_id="vbr-bp1doesnotexist01")),
+    ),
+    BadInput(
+        "VBR is not active",
+        "vbr.return_route",
+        "activate",
+        scenario=setter("vpc.vbrs.0.status", "terminated"),
+        spec=datacenter_spec,
+    ),
+    BadInput(
+        "bound repository builds outside mainland China",
+        "build.oversea_off",
+        "--OverseaBuild false",
+        scenario=bound_with_oversea_build,
+        detail_mentions="apps/billing-api",
+    ),
+    BadInput(
+        "allowed IP inside the reverse-access block",
+        "allowed_ips.valid",
+        "link.allowed_ips",
+        spec=setter("link.allowed_ips", ["100.104.1.1"]),
+    ),
     BadInput("expired GitLab token", "gitlab.token", "gitlab.token_block", env=token("glpat-sandbox-expired-000001")),
     BadInput("revoked GitLab token", "gitlab.token", "gitlab.token_block", env=token("glpat-sandbox-revoked-000001")),
-    BadInput("token of another user", "gitlab.token", "gitlab.username", env=token("glpat-sandbox-alice-0000001"),
-             detail_mentions="alice"),
+    BadInput(
+        "token of another user",
+        "gitlab.token",
+        "gitlab.username",
+        env=token("glpat-sandbox-alice-0000001"),
+        detail_mentions="alice",
+    ),
     BadInput("token without the api scope", "gitlab.token", "api", env=token("glpat-sandbox-read-user-00001")),
-    BadInput("GitLab project does not exist", "gitlab.projects", "gitlab_project",
-             spec=setter("repositories.0.gitlab_project", "platform/does-not-exist")),
+    BadInput(
+        "GitLab project does not exist",
+        "gitlab.projects",
+        "gitlab_project",
+        spec=setter("repositories.0.gitlab_project", "platform/does-not-exist"),
+    ),
 ]
 
 
@@ -218,8 +376,15 @@ class TestRunPreflight:
         assert [c.id for c in outcome.checks] == list(CHECK_IDS)
         assert writes(server) == []
         actions = {c["action"] for c in server.world.calls.list()}
-        assert {"GetInstance", "DescribeVpcAttribute", "DescribeVSwitchAttributes", "DescribeInstances",
-                "DescribeSecurityGroupAttribute", "GetRepository", "GET /user"} <= actions
+        assert {
+            "GetInstance",
+            "DescribeVpcAttribute",
+            "DescribeVSwitchAttributes",
+            "DescribeInstances",
+            "DescribeSecurityGroupAttribute",
+            "GetRepository",
+            "GET /user",
+        } <= actions
 
     def test_datacenter_world_passes_with_the_vbr_return_route(self, world):
         server = world()
@@ -242,6 +407,7 @@ class TestRunPreflight:
         def bound(s: dict) -> None:
             bound_with_oversea_build(s)
             s["cr"]["instances"][0]["repositories"][-1]["source"]["oversea_build"] = False
+
         world(bound)
         outcome = run(make_spec(), gitlab=False)
         oversea = check(outcome, "build.oversea_off")

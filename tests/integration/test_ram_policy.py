@@ -39,9 +39,14 @@ from tests.conftest import EXAMPLE_SPEC
 REGION = "cn-hangzhou"
 GITLAB_SG = "sg-bp1gitlab00000001"
 BLOCK = "100.104.0.0/16"
-LINK = {"instance_id": "cri-sandbox0demo0001", "vpc_id": "vpc-bp1sandbox00000001",
-        "vswitch_id": "vsw-bp1build000000001", "gitlab_ip": "192.168.1.20", "gitlab_port": 80,
-        "allowed": ["192.168.1.30:8081"]}
+LINK = {
+    "instance_id": "cri-sandbox0demo0001",
+    "vpc_id": "vpc-bp1sandbox00000001",
+    "vswitch_id": "vsw-bp1build000000001",
+    "gitlab_ip": "192.168.1.20",
+    "gitlab_port": 80,
+    "allowed": ["192.168.1.30:8081"],
+}
 
 
 def example(**sections: dict[str, Any]):
@@ -54,11 +59,18 @@ def example(**sections: dict[str, Any]):
 
 API = example()
 CONSOLE = example(link={"mode": "console"})
-DATACENTER = example(network={"datacenter_cidrs": ["10.20.0.0/16"], "vbr_id": "vbr-bp1idc000000000001"},
-                     gitlab={"access": "datacenter", "private_ip": "10.20.1.5", "endpoint": "http://10.20.1.5"})
+DATACENTER = example(
+    network={"datacenter_cidrs": ["10.20.0.0/16"], "vbr_id": "vbr-bp1idc000000000001"},
+    gitlab={"access": "datacenter", "private_ip": "10.20.1.5", "endpoint": "http://10.20.1.5"},
+)
 # Every option of every path this module runs, exactly scoped to the example's ids.
-EVERYTHING = merge([policy_for(API, with_fix=True, with_teardown=True),
-                    policy_for(CONSOLE, with_fix=True, with_teardown=True), policy_for(DATACENTER)])
+EVERYTHING = merge(
+    [
+        policy_for(API, with_fix=True, with_teardown=True),
+        policy_for(CONSOLE, with_fix=True, with_teardown=True),
+        policy_for(DATACENTER),
+    ]
+)
 EXACT_API = policy_for(API, with_fix=True, with_teardown=True)
 
 
@@ -108,10 +120,12 @@ class TestEveryPathUnderTheExactPolicy:
         assert fix_gitlab_ingress(api.ecs, API)
         # link, then drift on every rule kind and a rerun that converges it
         gid = ensure_security_group(api.ecs, API).security_group_id
-        world.ecs.authorize(REGION, gid, "ingress", [{"IpProtocol": "TCP", "PortRange": "22/22",
-                                                      "SourceCidrIp": "0.0.0.0/0"}])
-        world.ecs.authorize(REGION, gid, "egress", [{"IpProtocol": "TCP", "PortRange": "443/443",
-                                                     "DestCidrIp": "0.0.0.0/0"}])
+        world.ecs.authorize(
+            REGION, gid, "ingress", [{"IpProtocol": "TCP", "PortRange": "22/22", "SourceCidrIp": "0.0.0.0/0"}]
+        )
+        world.ecs.authorize(
+            REGION, gid, "egress", [{"IpProtocol": "TCP", "PortRange": "443/443", "DestCidrIp": "0.0.0.0/0"}]
+        )
         world.ecs.groups[gid].inner_access_policy = "Accept"
         assert ensure_security_group(api.ecs, API).changes
         # the ENI, then drift on its groups
@@ -213,8 +227,13 @@ class TestRamAdminRoute:
     @pytest.mark.ram_policy(None)
     def test_loads_shows_clears_and_survives_reset(self, sandbox, spec):
         url = f"{sandbox.url}/_sandbox/ram"
-        deny = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
-                                              {"Effect": "Deny", "Action": "cr:GetInstance", "Resource": "*"}]}
+        deny = {
+            "Version": "1",
+            "Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "cr:GetInstance", "Resource": "*"},
+            ],
+        }
         assert requests.post(url, json={"policy": deny}, timeout=5).status_code == 200
         requests.post(f"{sandbox.url}/_sandbox/reset", json={}, timeout=5)
         assert requests.get(url, timeout=5).json() == {"policy": deny}
@@ -228,8 +247,17 @@ class TestRamAdminRoute:
     @pytest.mark.ram_policy(None)
     def test_a_policy_with_a_condition_is_refused_and_changes_nothing(self, sandbox):
         url = f"{sandbox.url}/_sandbox/ram"
-        bad = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*",
-                                              "Condition": {"IpAddress": {"acs:SourceIp": "10.0.0.0/8"}}}]}
+        bad = {
+            "Version": "1",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"IpAddress": {"acs:SourceIp": "10.0.0.0/8"}},
+                }
+            ],
+        }
         resp = requests.post(url, json={"policy": bad}, timeout=5)
         assert resp.status_code == 400 and "Condition" in resp.json()["error"]
         assert requests.get(url, timeout=5).json() == {"policy": None}

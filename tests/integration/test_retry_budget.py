@@ -59,9 +59,14 @@ class TestAlibabaCloudInPlace:
         fail_everything(sandbox)
         ecs = cloud.cloud_clients(spec).ecs
         with pytest.raises(Exception) as caught:
-            ecs.create_security_group(ecs_models.CreateSecurityGroupRequest(
-                region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name="acrvpc-budget",
-                client_token="acrvpc-budget-test"))
+            ecs.create_security_group(
+                ecs_models.CreateSecurityGroupRequest(
+                    region_id=spec.region,
+                    vpc_id=spec.network.vpc_id,
+                    security_group_name="acrvpc-budget",
+                    client_token="acrvpc-budget-test",
+                )
+            )
         assert is_retryable(caught.value)
         sent = requests_of(sandbox, "CreateSecurityGroup")
         assert len(sent) == MAX_REQUESTS

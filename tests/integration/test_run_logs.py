@@ -20,8 +20,11 @@ def run_logs(flow_run_id: str, expect: str, timeout: float = 20.0) -> list[dict]
     """``POST /logs/filter`` for one flow run, until a message containing ``expect`` is there (logs are batched)."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = httpx.post(f"{PREFECT_API_URL.value()}/logs/filter", timeout=10,
-                            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        answer = httpx.post(
+            f"{PREFECT_API_URL.value()}/logs/filter",
+            timeout=10,
+            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200},
+        )
         answer.raise_for_status()
         logs = answer.json()
         if any(expect in log["message"] for log in logs) or time.monotonic() > deadline:
@@ -40,8 +43,9 @@ def test_an_in_place_retry_is_in_the_run_logs(prefect_harness, sandbox, monkeypa
     # then the retry, logged on acrvpc.cloud.callretry inside a task, is in that run's logs, once
     logs = run_logs(run_id, "DescribeNetworkInterfaces: ServiceUnavailable, retry 1/3")
     ours = [log for log in logs if log["name"] == "acrvpc.cloud.callretry"]
-    assert [log["message"].split(" in ")[0] for log in ours] == ["ecs DescribeNetworkInterfaces: ServiceUnavailable, "
-                                                                 "retry 1/3"]
+    assert [log["message"].split(" in ")[0] for log in ours] == [
+        "ecs DescribeNetworkInterfaces: ServiceUnavailable, retry 1/3"
+    ]
     assert ours[0]["level"] == logging.INFO and ours[0]["task_run_id"] is not None
 
 

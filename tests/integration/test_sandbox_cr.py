@@ -51,13 +51,25 @@ def reachable(world, monkeypatch):
 def make_repo(cr, namespace="apps", name="billing-api", project=("platform", "billing-api"), bind=True) -> str:
     if cr.get_namespace(m.GetNamespaceRequest(instance_id=INSTANCE, namespace_name=namespace)).body.is_success is False:
         cr.create_namespace(m.CreateNamespaceRequest(instance_id=INSTANCE, namespace_name=namespace))
-    body = cr.create_repository(m.CreateRepositoryRequest(instance_id=INSTANCE, repo_namespace_name=namespace,
-                                                          repo_name=name, repo_type="PRIVATE", summary="s")).body
+    body = cr.create_repository(
+        m.CreateRepositoryRequest(
+            instance_id=INSTANCE, repo_namespace_name=namespace, repo_name=name, repo_type="PRIVATE", summary="s"
+        )
+    ).body
     assert body.is_success, body.code
     if bind:
-        bound = cr.create_repo_source_code_repo(m.CreateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=body.repo_id, code_repo_type="GITLAB", code_repo_namespace_name=project[0],
-            code_repo_name=project[1], auto_build=False, oversea_build=False, disable_cache_build=False)).body
+        bound = cr.create_repo_source_code_repo(
+            m.CreateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=body.repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name=project[0],
+                code_repo_name=project[1],
+                auto_build=False,
+                oversea_build=False,
+                disable_cache_build=False,
+            )
+        ).body
         assert bound.is_success, bound.code
     return body.repo_id
 
@@ -70,20 +82,23 @@ def make_rule(cr, repo_id, **kw) -> str:
 
 
 def start(cr, repo_id, rule_id) -> str:
-    body = cr.create_build_record_by_rule(m.CreateBuildRecordByRuleRequest(
-        instance_id=INSTANCE, repo_id=repo_id, build_rule_id=rule_id)).body
+    body = cr.create_build_record_by_rule(
+        m.CreateBuildRecordByRuleRequest(instance_id=INSTANCE, repo_id=repo_id, build_rule_id=rule_id)
+    ).body
     assert body.is_success, body.code
     return body.build_record_id
 
 
 def status(cr, repo_id, record_id) -> str:
-    return cr.get_repo_build_record_status(m.GetRepoBuildRecordStatusRequest(
-        instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)).body.build_status
+    return cr.get_repo_build_record_status(
+        m.GetRepoBuildRecordStatusRequest(instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)
+    ).body.build_status
 
 
 def logs(cr, repo_id, record_id, offset=None):
-    return cr.list_repo_build_record_log(m.ListRepoBuildRecordLogRequest(
-        instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id, offset=offset)).body
+    return cr.list_repo_build_record_log(
+        m.ListRepoBuildRecordLogRequest(instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id, offset=offset)
+    ).body
 
 
 class TestGetInstance:
@@ -147,29 +162,40 @@ class TestNamespaces:
 
 class TestRepositories:
     def test_create_needs_the_namespace(self, cr):
-        body = cr.create_repository(m.CreateRepositoryRequest(
-            instance_id=INSTANCE, repo_namespace_name="apps", repo_name="x", repo_type="PRIVATE", summary="s")).body
+        body = cr.create_repository(
+            m.CreateRepositoryRequest(
+                instance_id=INSTANCE, repo_namespace_name="apps", repo_name="x", repo_type="PRIVATE", summary="s"
+            )
+        ).body
         assert body.is_success is False and body.code == "NAMESPACE_NOT_EXIST"
 
     def test_get_by_id_and_by_name(self, cr):
         repo_id = make_repo(cr, bind=False)
         by_id = cr.get_repository(m.GetRepositoryRequest(instance_id=INSTANCE, repo_id=repo_id)).body
-        by_name = cr.get_repository(m.GetRepositoryRequest(instance_id=INSTANCE, repo_namespace_name="apps",
-                                                           repo_name="billing-api")).body
+        by_name = cr.get_repository(
+            m.GetRepositoryRequest(instance_id=INSTANCE, repo_namespace_name="apps", repo_name="billing-api")
+        ).body
         assert by_id.repo_id == by_name.repo_id == repo_id
         assert by_id.repo_type == "PRIVATE" and by_id.repo_build_type == "MANUAL"
         assert isinstance(by_id.create_time, int) and by_id.tag_immutability is False
 
     def test_missing_repository(self, cr):
-        body = cr.get_repository(m.GetRepositoryRequest(instance_id=INSTANCE, repo_namespace_name="apps",
-                                                        repo_name="nope")).body
+        body = cr.get_repository(
+            m.GetRepositoryRequest(instance_id=INSTANCE, repo_namespace_name="apps", repo_name="nope")
+        ).body
         assert body.is_success is False and body.code == "REPO_NOT_EXIST"
 
     def test_duplicate(self, cr):
         make_repo(cr, bind=False)
-        body = cr.create_repository(m.CreateRepositoryRequest(
-            instance_id=INSTANCE, repo_namespace_name="apps", repo_name="billing-api", repo_type="PRIVATE",
-            summary="s")).body
+        body = cr.create_repository(
+            m.CreateRepositoryRequest(
+                instance_id=INSTANCE,
+                repo_namespace_name="apps",
+                repo_name="billing-api",
+                repo_type="PRIVATE",
+                summary="s",
+            )
+        ).body
         assert body.code == "REPO_ALREADY_EXIST"
 
     def test_list_string_total_count_and_paging(self, cr):
@@ -184,30 +210,61 @@ class TestCreateRepoSourceCodeRepo:
     def test_without_bound_gitlab_account(self, cr, world):
         world.cr.unbind_code_source(INSTANCE, "GITLAB")
         repo_id = make_repo(cr, bind=False)
-        body = cr.create_repo_source_code_repo(m.CreateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="billing-api", auto_build=False, oversea_build=False, disable_cache_build=False)).body
+        body = cr.create_repo_source_code_repo(
+            m.CreateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="billing-api",
+                auto_build=False,
+                oversea_build=False,
+                disable_cache_build=False,
+            )
+        ).body
         assert body.is_success is False and body.code == "SOURCE_CODE_ACCOUNT_NOT_EXIST"
 
     def test_unknown_gitlab_project(self, cr):
         repo_id = make_repo(cr, bind=False)
-        body = cr.create_repo_source_code_repo(m.CreateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="nope", oversea_build=False)).body
+        body = cr.create_repo_source_code_repo(
+            m.CreateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="nope",
+                oversea_build=False,
+            )
+        ).body
         assert body.code == "CODE_REPO_NOT_EXIST"
 
     def test_bound_twice(self, cr):
         repo_id = make_repo(cr)
-        body = cr.create_repo_source_code_repo(m.CreateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="billing-api")).body
+        body = cr.create_repo_source_code_repo(
+            m.CreateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="billing-api",
+            )
+        ).body
         assert body.code == "REPO_SOURCE_CODE_ALREADY_EXIST"
 
     def test_booleans_arrive_capitalised_and_are_parsed(self, cr, sandbox):
         repo_id = make_repo(cr, bind=False)
-        cr.create_repo_source_code_repo(m.CreateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="billing-api", auto_build=True, oversea_build=False, disable_cache_build=True))
+        cr.create_repo_source_code_repo(
+            m.CreateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="billing-api",
+                auto_build=True,
+                oversea_build=False,
+                disable_cache_build=True,
+            )
+        )
         call = [c for c in sandbox.world.calls.list() if c["action"] == "CreateRepoSourceCodeRepo"][-1]
         assert call["params"]["AutoBuild"] == "True" and call["params"]["OverseaBuild"] == "False"
         got = cr.get_repo_source_code_repo(m.GetRepoSourceCodeRepoRequest(instance_id=INSTANCE, repo_id=repo_id)).body
@@ -237,32 +294,59 @@ class TestGetRepoSourceCodeRepo:
 class TestUpdateRepoSourceCodeRepo:
     def test_string_booleans(self, cr):
         repo_id = make_repo(cr)
-        body = cr.update_repo_source_code_repo(m.UpdateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="web-frontend", auto_build="true", oversea_build="true")).body
+        body = cr.update_repo_source_code_repo(
+            m.UpdateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="web-frontend",
+                auto_build="true",
+                oversea_build="true",
+            )
+        ).body
         assert body.is_success is True
         got = cr.get_repo_source_code_repo(m.GetRepoSourceCodeRepoRequest(instance_id=INSTANCE, repo_id=repo_id)).body
-        assert (got.code_repo_name, got.auto_build, got.oversea_build, got.disable_cache_build) == \
-            ("web-frontend", "true", "true", "false")
+        assert (got.code_repo_name, got.auto_build, got.oversea_build, got.disable_cache_build) == (
+            "web-frontend",
+            "true",
+            "true",
+            "false",
+        )
 
     def test_unbound_repository(self, cr):
         repo_id = make_repo(cr, bind=False)
-        body = cr.update_repo_source_code_repo(m.UpdateRepoSourceCodeRepoRequest(
-            instance_id=INSTANCE, repo_id=repo_id, code_repo_type="GITLAB", code_repo_namespace_name="platform",
-            code_repo_name="billing-api")).body
+        body = cr.update_repo_source_code_repo(
+            m.UpdateRepoSourceCodeRepoRequest(
+                instance_id=INSTANCE,
+                repo_id=repo_id,
+                code_repo_type="GITLAB",
+                code_repo_namespace_name="platform",
+                code_repo_name="billing-api",
+            )
+        ).body
         assert body.code == "REPO_SOURCE_CODE_NOT_EXIST"
 
 
 class TestBuildRules:
     def test_lists_and_string_total_count(self, cr):
         repo_id = make_repo(cr)
-        rule_id = make_rule(cr, repo_id, platforms=["linux/amd64", "linux/arm64"],
-                            build_args=["MAVEN_MIRROR=http://192.168.1.30:8081", "X=1"], dockerfile_location="/docker")
+        rule_id = make_rule(
+            cr,
+            repo_id,
+            platforms=["linux/amd64", "linux/arm64"],
+            build_args=["MAVEN_MIRROR=http://192.168.1.30:8081", "X=1"],
+            dockerfile_location="/docker",
+        )
         body = cr.list_repo_build_rule(m.ListRepoBuildRuleRequest(instance_id=INSTANCE, repo_id=repo_id)).body
         assert body.total_count == "1" and rule_id.startswith("crbr-")
         rule = body.build_rules[0]
-        assert (rule.build_rule_id, rule.push_type, rule.push_name, rule.image_tag) == \
-            (rule_id, "GIT_BRANCH", "main", "latest")
+        assert (rule.build_rule_id, rule.push_type, rule.push_name, rule.image_tag) == (
+            rule_id,
+            "GIT_BRANCH",
+            "main",
+            "latest",
+        )
         assert rule.platforms == ["linux/amd64", "linux/arm64"]
         assert rule.build_args == ["MAVEN_MIRROR=http://192.168.1.30:8081", "X=1"]
         assert (rule.dockerfile_location, rule.dockerfile_name) == ("/docker", "Dockerfile")
@@ -270,16 +354,20 @@ class TestBuildRules:
     def test_defaults_and_paging(self, cr):
         repo_id = make_repo(cr)
         ids = [make_rule(cr, repo_id, image_tag=t) for t in ("a", "b", "c")]
-        page = cr.list_repo_build_rule(m.ListRepoBuildRuleRequest(instance_id=INSTANCE, repo_id=repo_id,
-                                                                   page_no=2, page_size=2)).body
+        page = cr.list_repo_build_rule(
+            m.ListRepoBuildRuleRequest(instance_id=INSTANCE, repo_id=repo_id, page_no=2, page_size=2)
+        ).body
         assert page.total_count == "3" and [r.build_rule_id for r in page.build_rules] == ids[2:]
         assert page.build_rules[0].platforms == ["linux/amd64"]
 
     def test_bad_push_type(self, cr):
         repo_id = make_repo(cr)
         with pytest.raises(ClientException) as err:
-            cr.create_repo_build_rule(m.CreateRepoBuildRuleRequest(
-                instance_id=INSTANCE, repo_id=repo_id, push_type="GIT_COMMIT", push_name="x", image_tag="y"))
+            cr.create_repo_build_rule(
+                m.CreateRepoBuildRuleRequest(
+                    instance_id=INSTANCE, repo_id=repo_id, push_type="GIT_COMMIT", push_name="x", image_tag="y"
+                )
+            )
         assert err.value.code == "InvalidParameter"
 
 
@@ -293,14 +381,18 @@ class TestCreateBuildRecordByRule:
 
     def test_unknown_rule(self, cr):
         repo_id = make_repo(cr)
-        body = cr.create_build_record_by_rule(m.CreateBuildRecordByRuleRequest(
-            instance_id=INSTANCE, repo_id=repo_id, build_rule_id="crbr-nope")).body
+        body = cr.create_build_record_by_rule(
+            m.CreateBuildRecordByRuleRequest(instance_id=INSTANCE, repo_id=repo_id, build_rule_id="crbr-nope")
+        ).body
         assert body.code == "BUILD_RULE_NOT_EXIST"
 
     def test_repository_without_source(self, cr):
         repo_id = make_repo(cr, bind=False)
-        body = cr.create_build_record_by_rule(m.CreateBuildRecordByRuleRequest(
-            instance_id=INSTANCE, repo_id=repo_id, build_rule_id=make_rule(cr, repo_id))).body
+        body = cr.create_build_record_by_rule(
+            m.CreateBuildRecordByRuleRequest(
+                instance_id=INSTANCE, repo_id=repo_id, build_rule_id=make_rule(cr, repo_id)
+            )
+        ).body
         assert body.code == "REPO_SOURCE_CODE_NOT_EXIST"
 
 
@@ -311,16 +403,21 @@ class TestBuildStateMachine:
         assert status(cr, repo_id, record_id) == "PENDING"
         world.clock.advance(2)
         assert status(cr, repo_id, record_id) == "BUILDING"
-        running = cr.get_repo_build_record(m.GetRepoBuildRecordRequest(instance_id=INSTANCE,
-                                                                       build_record_id=record_id)).body
+        running = cr.get_repo_build_record(
+            m.GetRepoBuildRecordRequest(instance_id=INSTANCE, build_record_id=record_id)
+        ).body
         assert running.status == "BUILDING" and running.end_time == 0
         world.clock.advance(17)
-        done = cr.get_repo_build_record(m.GetRepoBuildRecordRequest(instance_id=INSTANCE,
-                                                                    build_record_id=record_id)).body
+        done = cr.get_repo_build_record(
+            m.GetRepoBuildRecordRequest(instance_id=INSTANCE, build_record_id=record_id)
+        ).body
         assert done.status == "SUCCESS" and status(cr, repo_id, record_id) == "SUCCESS"
         assert isinstance(done.start_time, int) and done.end_time - done.start_time == 19_000
-        assert (done.image.repo_namespace_name, done.image.repo_name, done.image.image_tag) == \
-            ("apps", "billing-api", "latest")
+        assert (done.image.repo_namespace_name, done.image.repo_name, done.image.image_tag) == (
+            "apps",
+            "billing-api",
+            "latest",
+        )
 
     def test_list_records_have_string_times(self, cr, world, reachable):
         repo_id = make_repo(cr)
@@ -335,8 +432,11 @@ class TestBuildStateMachine:
 
     def test_unknown_record(self, cr):
         repo_id = make_repo(cr)
-        body = cr.get_repo_build_record_status(m.GetRepoBuildRecordStatusRequest(
-            instance_id=INSTANCE, repo_id=repo_id, build_record_id="0bf2a2c7-1bd0-4ba6-ae0c-8c4b3f9c0000")).body
+        body = cr.get_repo_build_record_status(
+            m.GetRepoBuildRecordStatusRequest(
+                instance_id=INSTANCE, repo_id=repo_id, build_record_id="0bf2a2c7-1bd0-4ba6-ae0c-8c4b3f9c0000"
+            )
+        ).body
         assert body.is_success is False and body.code == "BUILD_RECORD_NOT_EXIST"
 
 
@@ -378,9 +478,17 @@ class TestListRepoBuildRecordLog:
         record_id = start(cr, repo_id, make_rule(cr, repo_id))
         world.clock.advance(60)
         # PageNo/PageSize are not in the SDK's request model: send them through call_api.
-        params = open_api_util_models.Params(action="ListRepoBuildRecordLog", version="2018-12-01", protocol="HTTPS",
-                                             pathname="/", method="POST", auth_type="AK", style="RPC",
-                                             req_body_type="formData", body_type="json")
+        params = open_api_util_models.Params(
+            action="ListRepoBuildRecordLog",
+            version="2018-12-01",
+            protocol="HTTPS",
+            pathname="/",
+            method="POST",
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
         query = {"InstanceId": INSTANCE, "BuildRecordId": record_id, "PageNo": 2, "PageSize": 4}
         raw = cr.call_api(params, open_api_util_models.OpenApiRequest(query=Utils.query(query)), RuntimeOptions())
         body = m.ListRepoBuildRecordLogResponseBody().from_map(raw["body"])
@@ -394,23 +502,26 @@ class TestCancelRepoBuildRecord:
         record_id = start(cr, repo_id, make_rule(cr, repo_id))
         world.clock.advance(5)
         before = int(logs(cr, repo_id, record_id).total_count)
-        body = cr.cancel_repo_build_record(m.CancelRepoBuildRecordRequest(
-            instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)).body
+        body = cr.cancel_repo_build_record(
+            m.CancelRepoBuildRecordRequest(instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)
+        ).body
         assert body.is_success is True
         world.clock.advance(60)
         assert status(cr, repo_id, record_id) == "CANCELED"
         after = logs(cr, repo_id, record_id).build_record_logs
         assert len(after) == before + 1 and "canceled" in after[-1].message
-        record = cr.get_repo_build_record(m.GetRepoBuildRecordRequest(instance_id=INSTANCE,
-                                                                      build_record_id=record_id)).body
+        record = cr.get_repo_build_record(
+            m.GetRepoBuildRecordRequest(instance_id=INSTANCE, build_record_id=record_id)
+        ).body
         assert record.end_time - record.start_time == 5_000
 
     def test_cancel_a_finished_build(self, cr, world, reachable):
         repo_id = make_repo(cr)
         record_id = start(cr, repo_id, make_rule(cr, repo_id))
         world.clock.advance(60)
-        body = cr.cancel_repo_build_record(m.CancelRepoBuildRecordRequest(
-            instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)).body
+        body = cr.cancel_repo_build_record(
+            m.CancelRepoBuildRecordRequest(instance_id=INSTANCE, repo_id=repo_id, build_record_id=record_id)
+        ).body
         assert body.is_success is False and body.code == "BUILD_RECORD_STATUS_NOT_SUPPORT"
 
 

@@ -36,26 +36,42 @@ def ecs(sandbox):
 class TestCreateNetworkInterface:
     def test_creates_an_available_eni_with_an_address_in_the_vswitch(self, ecs):
         gid = new_group(ecs)
-        raw = raw_call(ecs, "CreateNetworkInterface", {"RegionId": REGION, "VSwitchId": BUILD_VSW,
-                                                       "SecurityGroupId": gid, "NetworkInterfaceName": "b",
-                                                       "Tag.1.Key": "k", "Tag.1.Value": "v"})
+        raw = raw_call(
+            ecs,
+            "CreateNetworkInterface",
+            {
+                "RegionId": REGION,
+                "VSwitchId": BUILD_VSW,
+                "SecurityGroupId": gid,
+                "NetworkInterfaceName": "b",
+                "Tag.1.Key": "k",
+                "Tag.1.Value": "v",
+            },
+        )
         assert_sdk_keeps_every_key(raw, m.CreateNetworkInterfaceResponseBody)
-        assert (raw["Status"], raw["Type"], raw["VpcId"], raw["ZoneId"]) == ("Available", "Secondary", VPC_ID,
-                                                                            "cn-hangzhou-h")
+        assert (raw["Status"], raw["Type"], raw["VpcId"], raw["ZoneId"]) == (
+            "Available",
+            "Secondary",
+            VPC_ID,
+            "cn-hangzhou-h",
+        )
         assert raw["PrivateIpAddress"].startswith("192.168.2.")
         assert raw["SecurityGroupIds"] == {"SecurityGroupId": [gid]}
         assert raw["Tags"] == {"Tag": [{"TagKey": "k", "TagValue": "v"}]}
 
     def test_takes_security_group_ids_list(self, ecs):
         a, b = new_group(ecs), new_group(ecs)
-        body = ecs.create_network_interface(m.CreateNetworkInterfaceRequest(
-            region_id=REGION, v_switch_id=BUILD_VSW, security_group_ids=[a, b])).body
+        body = ecs.create_network_interface(
+            m.CreateNetworkInterfaceRequest(region_id=REGION, v_switch_id=BUILD_VSW, security_group_ids=[a, b])
+        ).body
         assert body.security_group_ids.security_group_id == [a, b]
 
     def test_client_token_returns_the_same_eni(self, ecs):
         gid = new_group(ecs)
-        assert (new_eni(ecs, gid, client_token="t").network_interface_id
-                == new_eni(ecs, gid, client_token="t").network_interface_id)
+        assert (
+            new_eni(ecs, gid, client_token="t").network_interface_id
+            == new_eni(ecs, gid, client_token="t").network_interface_id
+        )
 
     def test_unknown_vswitch_is_not_found(self, ecs):
         with pytest.raises(Exception) as exc:
@@ -94,11 +110,17 @@ class TestDescribeNetworkInterfaces:
         gid = new_group(ecs)
         tagged = new_eni(ecs, gid, tag=[m.CreateNetworkInterfaceRequestTag(key="acr-vpc-build:link", value="x")])
         new_eni(ecs, gid)
-        body = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
-            region_id=REGION, v_switch_id=BUILD_VSW, status="Available",
-            tag=[m.DescribeNetworkInterfacesRequestTag(key="acr-vpc-build:link", value="x")])).body
+        body = ecs.describe_network_interfaces(
+            m.DescribeNetworkInterfacesRequest(
+                region_id=REGION,
+                v_switch_id=BUILD_VSW,
+                status="Available",
+                tag=[m.DescribeNetworkInterfacesRequestTag(key="acr-vpc-build:link", value="x")],
+            )
+        ).body
         assert [n.network_interface_id for n in body.network_interface_sets.network_interface_set] == [
-            tagged.network_interface_id]
+            tagged.network_interface_id
+        ]
 
     def test_pages_with_next_token(self, ecs):
         gid = new_group(ecs)
@@ -106,8 +128,11 @@ class TestDescribeNetworkInterfaces:
             new_eni(ecs, gid)
         seen, token = [], None
         while True:
-            body = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
-                region_id=REGION, v_switch_id=BUILD_VSW, max_results=2, next_token=token)).body
+            body = ecs.describe_network_interfaces(
+                m.DescribeNetworkInterfacesRequest(
+                    region_id=REGION, v_switch_id=BUILD_VSW, max_results=2, next_token=token
+                )
+            ).body
             seen += [n.network_interface_id for n in body.network_interface_sets.network_interface_set]
             token = body.next_token
             if not token:
@@ -116,8 +141,9 @@ class TestDescribeNetworkInterfaces:
 
     def test_service_managed_filter(self, ecs):
         new_eni(ecs, new_group(ecs))
-        body = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(region_id=REGION,
-                                                                                  service_managed=True)).body
+        body = ecs.describe_network_interfaces(
+            m.DescribeNetworkInterfacesRequest(region_id=REGION, service_managed=True)
+        ).body
         assert body.network_interface_sets.network_interface_set == [] and body.total_count == 0
 
 
@@ -125,31 +151,50 @@ class TestModifyNetworkInterfaceAttribute:
     def test_replaces_the_groups_and_name(self, ecs):
         a, b = new_group(ecs), new_group(ecs)
         eni = new_eni(ecs, a)
-        ecs.modify_network_interface_attribute(m.ModifyNetworkInterfaceAttributeRequest(
-            region_id=REGION, network_interface_id=eni.network_interface_id, security_group_id=[b],
-            network_interface_name="renamed"))
-        body = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
-            region_id=REGION, network_interface_id=[eni.network_interface_id])).body
+        ecs.modify_network_interface_attribute(
+            m.ModifyNetworkInterfaceAttributeRequest(
+                region_id=REGION,
+                network_interface_id=eni.network_interface_id,
+                security_group_id=[b],
+                network_interface_name="renamed",
+            )
+        )
+        body = ecs.describe_network_interfaces(
+            m.DescribeNetworkInterfacesRequest(region_id=REGION, network_interface_id=[eni.network_interface_id])
+        ).body
         item = body.network_interface_sets.network_interface_set[0]
         assert (item.security_group_ids.security_group_id, item.network_interface_name) == ([b], "renamed")
 
     def test_unknown_eni_is_not_found(self, ecs):
         with pytest.raises(Exception) as exc:
-            ecs.modify_network_interface_attribute(m.ModifyNetworkInterfaceAttributeRequest(
-                region_id=REGION, network_interface_id="eni-nope", network_interface_name="x"))
+            ecs.modify_network_interface_attribute(
+                m.ModifyNetworkInterfaceAttributeRequest(
+                    region_id=REGION, network_interface_id="eni-nope", network_interface_name="x"
+                )
+            )
         assert code_of(exc) == "InvalidEniId.NotFound"
 
 
 class TestCreateNetworkInterfacePermission:
     def test_answers_a_granted_permission_object(self, ecs):
         eni = new_eni(ecs, new_group(ecs))
-        raw = raw_call(ecs, "CreateNetworkInterfacePermission", {
-            "RegionId": REGION, "NetworkInterfaceId": eni.network_interface_id, "AccountId": BUILD_ACCOUNT,
-            "Permission": "InstanceAttach"})
+        raw = raw_call(
+            ecs,
+            "CreateNetworkInterfacePermission",
+            {
+                "RegionId": REGION,
+                "NetworkInterfaceId": eni.network_interface_id,
+                "AccountId": BUILD_ACCOUNT,
+                "Permission": "InstanceAttach",
+            },
+        )
         assert_sdk_keeps_every_key(raw, m.CreateNetworkInterfacePermissionResponseBody)
         perm = raw["NetworkInterfacePermission"]
-        assert (perm["PermissionState"], perm["AccountId"], perm["Permission"]) == ("Granted", BUILD_ACCOUNT,
-                                                                                    "InstanceAttach")
+        assert (perm["PermissionState"], perm["AccountId"], perm["Permission"]) == (
+            "Granted",
+            BUILD_ACCOUNT,
+            "InstanceAttach",
+        )
 
     def test_the_build_service_attaches_the_eni_over_sandbox_time(self, sandbox, ecs):
         eni = new_eni(ecs, new_group(ecs)).network_interface_id
@@ -175,8 +220,11 @@ class TestCreateNetworkInterfacePermission:
     def test_only_instance_attach_exists(self, ecs):
         eni = new_eni(ecs, new_group(ecs)).network_interface_id
         with pytest.raises(Exception) as exc:
-            ecs.create_network_interface_permission(m.CreateNetworkInterfacePermissionRequest(
-                region_id=REGION, network_interface_id=eni, account_id=1, permission="InstanceDetach"))
+            ecs.create_network_interface_permission(
+                m.CreateNetworkInterfacePermissionRequest(
+                    region_id=REGION, network_interface_id=eni, account_id=1, permission="InstanceDetach"
+                )
+            )
         assert code_of(exc) == "InvalidParameter"
 
     def test_unknown_eni_is_not_found(self, ecs):
@@ -205,16 +253,20 @@ class TestDeleteNetworkInterfacePermission:
         eni = new_eni(ecs, new_group(ecs)).network_interface_id
         pid = grant(ecs, eni).network_interface_permission.network_interface_permission_id
         sandbox.world.clock.advance(2)
-        ecs.delete_network_interface_permission(m.DeleteNetworkInterfacePermissionRequest(
-            region_id=REGION, network_interface_permission_id=pid))
+        ecs.delete_network_interface_permission(
+            m.DeleteNetworkInterfacePermissionRequest(region_id=REGION, network_interface_permission_id=pid)
+        )
         assert eni_status(ecs, eni) == "Detaching"
         sandbox.world.clock.advance(2)
         assert eni_status(ecs, eni) == "Available"
 
     def test_unknown_permission_is_not_found(self, ecs):
         with pytest.raises(Exception) as exc:
-            ecs.delete_network_interface_permission(m.DeleteNetworkInterfacePermissionRequest(
-                region_id=REGION, network_interface_permission_id="eni-perm-nope"))
+            ecs.delete_network_interface_permission(
+                m.DeleteNetworkInterfacePermissionRequest(
+                    region_id=REGION, network_interface_permission_id="eni-perm-nope"
+                )
+            )
         assert code_of(exc) == "InvalidNetworkInterfacePermissionId.NotFound"
 
 
@@ -240,8 +292,9 @@ class TestDeleteNetworkInterface:
         assert code_of(exc) == "InvalidOperation.InvalidEniState"
         sandbox.world.clock.advance(sandbox.world.ecs.delete_seconds)
         # then gone
-        found = ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
-            region_id=REGION, network_interface_id=[eni])).body.network_interface_sets.network_interface_set
+        found = ecs.describe_network_interfaces(
+            m.DescribeNetworkInterfacesRequest(region_id=REGION, network_interface_id=[eni])
+        ).body.network_interface_sets.network_interface_set
         assert found == [] and vsw.available_ips == before
         with pytest.raises(Exception) as exc:
             ecs.delete_network_interface(m.DeleteNetworkInterfaceRequest(region_id=REGION, network_interface_id=eni))

@@ -98,8 +98,10 @@ class TestQuotas:
         describe(ecs, spec)
         # when / then
         assert outcome(lambda: describe(ecs, spec)) == "Throttling.User"
-        assert outcome(lambda: ecs.describe_network_interfaces(
-            m.DescribeNetworkInterfacesRequest(region_id=spec.region))) == "ok"
+        assert (
+            outcome(lambda: ecs.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(region_id=spec.region)))
+            == "ok"
+        )
         assert faults.quotas() == {"ecs DescribeSecurityGroups": 1.0}
 
     def test_quota_refills_in_real_time_not_sandbox_time(self, sandbox, faults, ecs, spec):
@@ -157,7 +159,9 @@ class TestErrorRate:
         # when / then
         assert outcome(lambda: describe(ecs, spec)) == "ok"
         assert outcome(lambda: cr.get_instance(cr_models.GetInstanceRequest(instance_id=spec.instance_id))) in {
-            "ServiceUnavailable", "InternalError"}
+            "ServiceUnavailable",
+            "InternalError",
+        }
 
 
 class TestDroppedConnections:
@@ -189,8 +193,9 @@ class TestSlowAnswers:
         # given: a client that waits 150 ms, and a create answered 400 ms late
         ecs = cloud.ecs_client(spec.region, cloud.resolve_access_key(None), read_timeout_ms=150)
         faults.slow_next("CreateSecurityGroup", delay_ms=400)
-        request = m.CreateSecurityGroupRequest(region_id=spec.region, vpc_id=spec.network.vpc_id,
-                                               security_group_name="late", client_token="late-1")
+        request = m.CreateSecurityGroupRequest(
+            region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name="late", client_token="late-1"
+        )
         # when
         with pytest.raises(UnretryableException) as info:
             ecs.create_security_group(request)
@@ -324,16 +329,21 @@ class TestAdminRoutes:
 
     def test_quota_drop_slow_and_fail_routes_arm_faults(self, sandbox, ecs, spec):
         # when
-        replies = [self.post(sandbox, "quota", {"product": "vpc", "qps": 3}),
-                   self.post(sandbox, "drop", {"action": DESCRIBE}),
-                   self.post(sandbox, "slow", {"action": "GetInstance", "delay_ms": 10}),
-                   self.post(sandbox, "fail", {"action": "GET /user", "code": "503", "count": 2})]
+        replies = [
+            self.post(sandbox, "quota", {"product": "vpc", "qps": 3}),
+            self.post(sandbox, "drop", {"action": DESCRIBE}),
+            self.post(sandbox, "slow", {"action": "GetInstance", "delay_ms": 10}),
+            self.post(sandbox, "fail", {"action": "GET /user", "code": "503", "count": 2}),
+        ]
         # then
         assert [r.status_code for r in replies] == [200, 200, 200, 200]
         state = requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json()
         assert state["quotas"] == {"vpc": 3.0}
         assert [(p["kind"], p["action"], p["remaining"]) for p in state["pending"]] == [
-            ("drop", DESCRIBE, 1), ("slow", "GetInstance", 1), ("error", "GET /user", 2)]
+            ("drop", DESCRIBE, 1),
+            ("slow", "GetInstance", 1),
+            ("error", "GET /user", 2),
+        ]
         assert outcome(lambda: describe(ecs, spec)) == "UnretryableException"
 
     def test_fail_route_without_action_is_refused(self, sandbox):
@@ -353,9 +363,29 @@ class TestAdminRoutes:
 class TestSandboxCommand:
     def test_options_set_the_faults_of_the_served_sandbox(self):
         # given: `acrvpc sandbox` with fault options, on a free port
-        proc = subprocess.Popen([sys.executable, "-m", "acrvpc", "sandbox", "--port", "0", "--qps", "5",
-                                 "--qps-per-action", "2", "--error-rate", "0.1", "--drop-rate", "0.05",
-                                 "--seed", "11"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "acrvpc",
+                "sandbox",
+                "--port",
+                "0",
+                "--qps",
+                "5",
+                "--qps-per-action",
+                "2",
+                "--error-rate",
+                "0.1",
+                "--drop-rate",
+                "0.05",
+                "--seed",
+                "11",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             url = proc.stdout.readline().split()[-1]
             # when
@@ -365,7 +395,12 @@ class TestSandboxCommand:
             proc.wait(timeout=10)
         # then
         assert (state["qps"], state["qps_per_action"], state["error_rate"], state["drop_rate"], state["seed"]) == (
-            5.0, 2.0, 0.1, 0.05, 11)
+            5.0,
+            2.0,
+            0.1,
+            0.05,
+            11,
+        )
 
     def test_rates_out_of_range_are_refused_before_listening(self):
         # when

@@ -30,14 +30,31 @@ def world(sandbox):
     scenario = copy.deepcopy(sandbox.world.scenario)
     scenario["gitlab"]["tokens"] += [
         {"token": READ_API, "user": "release-bot", "name": "read-api", "scopes": ["read_api"], "expires_in_days": 30},
-        {"token": REPO_ONLY, "user": "release-bot", "name": "repo-only", "scopes": ["read_repository"],
-         "expires_in_days": None},
-        {"token": INACTIVE, "user": "release-bot", "name": "inactive", "scopes": ["api"], "expires_in_days": 30,
-         "active": False},
+        {
+            "token": REPO_ONLY,
+            "user": "release-bot",
+            "name": "repo-only",
+            "scopes": ["read_repository"],
+            "expires_in_days": None,
+        },
+        {
+            "token": INACTIVE,
+            "user": "release-bot",
+            "name": "inactive",
+            "scopes": ["api"],
+            "expires_in_days": 30,
+            "active": False,
+        },
     ]
     scenario["gitlab"]["projects"].append(
-        {"id": 45, "path_with_namespace": "platform/docs", "default_branch": "trunk", "visibility": "internal",
-         "members": {"alice": 50}})
+        {
+            "id": 45,
+            "path_with_namespace": "platform/docs",
+            "default_branch": "trunk",
+            "visibility": "internal",
+            "members": {"alice": 50},
+        }
+    )
     sandbox.world.reset(scenario)
     return sandbox
 
@@ -62,10 +79,23 @@ class TestGetUser:
         gl.auth()
         # then GET /user describes release-bot
         user = gl.user.asdict()
-        assert (user["id"], user["username"], user["name"], user["state"]) == (7, "release-bot", "Release Bot",
-                                                                                 "active")
-        for key in ("avatar_url", "web_url", "created_at", "email", "two_factor_enabled", "can_create_project",
-                    "identities", "bot", "commit_email"):
+        assert (user["id"], user["username"], user["name"], user["state"]) == (
+            7,
+            "release-bot",
+            "Release Bot",
+            "active",
+        )
+        for key in (
+            "avatar_url",
+            "web_url",
+            "created_at",
+            "email",
+            "two_factor_enabled",
+            "can_create_project",
+            "identities",
+            "bot",
+            "commit_email",
+        ):
             assert key in user
 
     def test_web_url_starts_with_the_client_url_so_auth_does_not_warn(self, world):
@@ -116,7 +146,8 @@ class TestGetUser:
         assert resp.json() == {
             "error": "insufficient_scope",
             "error_description": "The request requires higher privileges than provided by the access token.",
-            "scope": "api read_api read_user"}
+            "scope": "api read_api read_user",
+        }
 
     def test_token_expires_when_the_sandbox_clock_passes_its_date(self, world):
         # given a token valid for 180 days
@@ -146,10 +177,24 @@ class TestGetPersonalAccessTokenSelf:
         # when reading its own record
         pat = client(BOT).personal_access_tokens.get("self").asdict()
         # then the documented fields are there, the secret is not
-        assert set(pat) >= {"id", "name", "revoked", "created_at", "scopes", "user_id", "last_used_at", "active",
-                            "expires_at"}
+        assert set(pat) >= {
+            "id",
+            "name",
+            "revoked",
+            "created_at",
+            "scopes",
+            "user_id",
+            "last_used_at",
+            "active",
+            "expires_at",
+        }
         assert (pat["name"], pat["scopes"], pat["user_id"], pat["active"], pat["revoked"]) == (
-            "acr-build", ["api", "read_repository"], 7, True, False)
+            "acr-build",
+            ["api", "read_repository"],
+            7,
+            True,
+            False,
+        )
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", pat["expires_at"])
         assert pat["last_used_at"] is not None
         assert BOT not in str(pat)
@@ -182,9 +227,15 @@ class TestGetProject:
         project = gl.projects.get("platform/billing-api")
         # then the documented fields describe it
         assert (project.id, project.path_with_namespace, project.default_branch, project.visibility) == (
-            42, "platform/billing-api", "main", "private")
-        assert project.permissions == {"project_access": {"access_level": 40, "notification_level": 3},
-                                       "group_access": None}
+            42,
+            "platform/billing-api",
+            "main",
+            "private",
+        )
+        assert project.permissions == {
+            "project_access": {"access_level": 40, "notification_level": 3},
+            "group_access": None,
+        }
         assert project.http_url_to_repo == f"{world.url}/platform/billing-api.git"
         assert project.web_url == f"{world.url}/platform/billing-api"
         assert project.namespace["full_path"] == "platform" and project.namespace["kind"] == "group"
@@ -227,8 +278,14 @@ class TestGetProject:
 
 
 class TestProjectHooks:
-    HOOK = {"url": "http://127.0.0.1:9/gitlab", "push_events": True, "tag_push_events": True,
-            "merge_requests_events": False, "token": "hook-secret-1", "enable_ssl_verification": True}
+    HOOK = {
+        "url": "http://127.0.0.1:9/gitlab",
+        "push_events": True,
+        "tag_push_events": True,
+        "merge_requests_events": False,
+        "token": "hook-secret-1",
+        "enable_ssl_verification": True,
+    }
 
     def test_maintainer_creates_and_lists_without_the_token(self, world):
         # given release-bot, Maintainer of project 42
@@ -237,7 +294,12 @@ class TestProjectHooks:
         hook = project.hooks.create(dict(self.HOOK))
         # then it is created, listed, recorded in the model, and its token is never returned
         assert (hook.url, hook.project_id, hook.push_events, hook.tag_push_events, hook.issues_events) == (
-            "http://127.0.0.1:9/gitlab", 42, True, True, False)
+            "http://127.0.0.1:9/gitlab",
+            42,
+            True,
+            True,
+            False,
+        )
         assert "token" not in hook.asdict()
         listed = project.hooks.list(get_all=True)
         assert [h.id for h in listed] == [hook.id]
@@ -297,8 +359,13 @@ class TestProjectHooks:
         assert err.value.response_code == 404
 
     def test_hooks_by_project_path(self, world):
-        resp = api(world, "POST", "/projects/platform%2Fbilling-api/hooks", {"PRIVATE-TOKEN": BOT},
-                   json={"url": "http://127.0.0.1:9/h", "token": "t"})
+        resp = api(
+            world,
+            "POST",
+            "/projects/platform%2Fbilling-api/hooks",
+            {"PRIVATE-TOKEN": BOT},
+            json={"url": "http://127.0.0.1:9/h", "token": "t"},
+        )
         assert resp.status_code == 201 and resp.json()["project_id"] == 42 and "token" not in resp.json()
 
 
@@ -314,7 +381,10 @@ class TestUnknownRoutes:
         gl.personal_access_tokens.get("self")
         gl.projects.get("platform/billing-api")
         assert [c["action"] for c in calls(world)] == [
-            "GET /user", "GET /personal_access_tokens/self", "GET /projects/:id"]
+            "GET /user",
+            "GET /personal_access_tokens/self",
+            "GET /projects/:id",
+        ]
         assert not any(c["writes"] for c in calls(world))
 
 

@@ -18,8 +18,9 @@ from tests.conftest import ROOT
 
 def admin(sandbox, method: str, path: str, payload: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(sandbox.url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        sandbox.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -116,6 +117,13 @@ class TestCoverageTable:
 
     def test_table_lists_every_stage_action(self):
         table = coverage_markdown()
-        for action in ("GetInstance", "CreateSecurityGroup", "CreateNetworkInterface", "DescribeVSwitchAttributes",
-                       "CreateRepoSourceCodeRepo", "CreateBuildRecordByRule", "GET /personal_access_tokens/self"):
+        for action in (
+            "GetInstance",
+            "CreateSecurityGroup",
+            "CreateNetworkInterface",
+            "DescribeVSwitchAttributes",
+            "CreateRepoSourceCodeRepo",
+            "CreateBuildRecordByRule",
+            "GET /personal_access_tokens/self",
+        ):
             assert action in table

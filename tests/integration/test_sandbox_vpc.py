@@ -97,17 +97,21 @@ class TestDescribeVSwitchAttributes:
 
     def test_other_region_finds_nothing(self, vpc, sandbox):
         with pytest.raises(Exception) as err:
-            vpc.describe_vswitch_attributes(vpc_models.DescribeVSwitchAttributesRequest(
-                region_id="cn-shanghai", v_switch_id=BUILD_VSW))
+            vpc.describe_vswitch_attributes(
+                vpc_models.DescribeVSwitchAttributesRequest(region_id="cn-shanghai", v_switch_id=BUILD_VSW)
+            )
         assert err.value.code == "InvalidVswitchID.NotFound"
 
 
 class TestDescribeVSwitches:
     def test_filters(self, vpc, sandbox):
         by_vpc = vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(vpc_id=VPC_ID)).body
-        by_id = vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(region_id=REGION, v_switch_id=BUILD_VSW)).body
-        by_zone = vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(region_id=REGION,
-                                                                            zone_id="cn-hangzhou-k")).body
+        by_id = vpc.describe_vswitches(
+            vpc_models.DescribeVSwitchesRequest(region_id=REGION, v_switch_id=BUILD_VSW)
+        ).body
+        by_zone = vpc.describe_vswitches(
+            vpc_models.DescribeVSwitchesRequest(region_id=REGION, zone_id="cn-hangzhou-k")
+        ).body
         assert by_vpc.total_count == 2 and isinstance(by_vpc.total_count, int)
         assert [v.v_switch_id for v in by_id.v_switches.v_switch] == [BUILD_VSW]
         assert by_zone.total_count == 0 and by_zone.v_switches.v_switch == []
@@ -117,8 +121,9 @@ class TestDescribeVSwitches:
         assert_sdk_keeps_every_key(raw, vpc_models.DescribeVSwitchesResponseBody)
 
     def test_paging(self, vpc, sandbox):
-        body = vpc.describe_vswitches(vpc_models.DescribeVSwitchesRequest(region_id=REGION, page_size=1,
-                                                                         page_number=2)).body
+        body = vpc.describe_vswitches(
+            vpc_models.DescribeVSwitchesRequest(region_id=REGION, page_size=1, page_number=2)
+        ).body
         assert (body.total_count, body.page_number, len(body.v_switches.v_switch)) == (2, 2, 1)
 
     def test_needs_region_or_vpc(self, vpc, sandbox):
@@ -136,8 +141,9 @@ class TestDescribeRouteTableList:
         assert BUILD_VSW in tables[0].v_switch_ids.v_switch_id
 
     def test_vbr_table_by_router_id(self, vpc, sandbox):
-        body = vpc.describe_route_table_list(vpc_models.DescribeRouteTableListRequest(
-            region_id=REGION, router_type="VBR", router_id=VBR_ID)).body
+        body = vpc.describe_route_table_list(
+            vpc_models.DescribeRouteTableListRequest(region_id=REGION, router_type="VBR", router_id=VBR_ID)
+        ).body
         tables = body.router_table_list.router_table_list_type
         assert [(t.route_table_id, t.router_type, t.router_id) for t in tables] == [(VBR_TABLE, "VBR", VBR_ID)]
 
@@ -146,21 +152,26 @@ class TestDescribeRouteTableList:
         assert_sdk_keeps_every_key(raw, vpc_models.DescribeRouteTableListResponseBody)
 
     def test_vpc_id_forces_vrouter(self, vpc, sandbox):
-        body = vpc.describe_route_table_list(vpc_models.DescribeRouteTableListRequest(
-            region_id=REGION, router_type="VBR", vpc_id=VPC_ID)).body
+        body = vpc.describe_route_table_list(
+            vpc_models.DescribeRouteTableListRequest(region_id=REGION, router_type="VBR", vpc_id=VPC_ID)
+        ).body
         assert [t.router_type for t in body.router_table_list.router_table_list_type] == ["VRouter"]
 
     def test_bad_router_type(self, vpc, sandbox):
         with pytest.raises(Exception) as err:
-            vpc.describe_route_table_list(vpc_models.DescribeRouteTableListRequest(region_id=REGION,
-                                                                                   router_type="Router"))
+            vpc.describe_route_table_list(
+                vpc_models.DescribeRouteTableListRequest(region_id=REGION, router_type="Router")
+            )
         assert err.value.code == "InvalidParameter"
 
 
 class TestDescribeRouteEntryList:
     def test_vbr_return_route_by_destination(self, vpc, sandbox):
-        body = vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(
-            region_id=REGION, route_table_id=VBR_TABLE, destination_cidr_block="100.104.0.0/16")).body
+        body = vpc.describe_route_entry_list(
+            vpc_models.DescribeRouteEntryListRequest(
+                region_id=REGION, route_table_id=VBR_TABLE, destination_cidr_block="100.104.0.0/16"
+            )
+        ).body
         entries = body.route_entrys.route_entry
         assert [e.destination_cidr_block for e in entries] == ["100.104.0.0/16"]
         hop = entries[0].next_hops.next_hop[0]
@@ -168,35 +179,43 @@ class TestDescribeRouteEntryList:
         assert entries[0].status == "Available" and entries[0].type == "Custom"
 
     def test_system_routes_for_vswitches(self, vpc, sandbox):
-        body = vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(
-            region_id=REGION, route_table_id=VPC_TABLE, route_entry_type="System", max_result=100)).body
-        assert {e.destination_cidr_block for e in body.route_entrys.route_entry} == {"192.168.1.0/24",
-                                                                                     "192.168.2.0/24"}
+        body = vpc.describe_route_entry_list(
+            vpc_models.DescribeRouteEntryListRequest(
+                region_id=REGION, route_table_id=VPC_TABLE, route_entry_type="System", max_result=100
+            )
+        ).body
+        assert {e.destination_cidr_block for e in body.route_entrys.route_entry} == {"192.168.1.0/24", "192.168.2.0/24"}
 
     def test_sdk_model_knows_every_key(self, vpc, sandbox):
         raw = raw_call(vpc, "DescribeRouteEntryList", {"RegionId": REGION, "RouteTableId": VBR_TABLE})
         assert_sdk_keeps_every_key(raw, vpc_models.DescribeRouteEntryListResponseBody)
 
     def test_paging_with_next_token(self, vpc, sandbox):
-        first = vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(
-            region_id=REGION, route_table_id=VBR_TABLE, max_result=2)).body
-        second = vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(
-            region_id=REGION, route_table_id=VBR_TABLE, max_result=2, next_token=first.next_token)).body
+        first = vpc.describe_route_entry_list(
+            vpc_models.DescribeRouteEntryListRequest(region_id=REGION, route_table_id=VBR_TABLE, max_result=2)
+        ).body
+        second = vpc.describe_route_entry_list(
+            vpc_models.DescribeRouteEntryListRequest(
+                region_id=REGION, route_table_id=VBR_TABLE, max_result=2, next_token=first.next_token
+            )
+        ).body
         assert first.total_count == 3 and len(first.route_entrys.route_entry) == 2 and first.next_token
         assert len(second.route_entrys.route_entry) == 1 and second.next_token == ""
 
     def test_unknown_table(self, vpc, sandbox):
         with pytest.raises(Exception) as err:
-            vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(region_id=REGION,
-                                                                                   route_table_id="vtb-nope"))
+            vpc.describe_route_entry_list(
+                vpc_models.DescribeRouteEntryListRequest(region_id=REGION, route_table_id="vtb-nope")
+            )
         assert err.value.code == "InvalidRouteTableId.NotFound"
 
 
 class TestDescribeVirtualBorderRouters:
     def _by(self, vpc, key: str, *values: str):
         flt = vpc_models.DescribeVirtualBorderRoutersRequestFilter(key=key, value=list(values))
-        return vpc.describe_virtual_border_routers(vpc_models.DescribeVirtualBorderRoutersRequest(
-            region_id=REGION, filter=[flt])).body
+        return vpc.describe_virtual_border_routers(
+            vpc_models.DescribeVirtualBorderRoutersRequest(region_id=REGION, filter=[flt])
+        ).body
 
     def test_filter_by_vbr_id(self, vpc, sandbox):
         body = self._by(vpc, "VbrId", VBR_ID)
@@ -205,8 +224,11 @@ class TestDescribeVirtualBorderRouters:
         assert isinstance(vbrs[0].vlan_id, int)
 
     def test_sdk_model_knows_every_key(self, vpc, sandbox):
-        raw = raw_call(vpc, "DescribeVirtualBorderRouters", {"RegionId": REGION, "Filter.1.Key": "VbrId",
-                                                             "Filter.1.Value.1": VBR_ID})
+        raw = raw_call(
+            vpc,
+            "DescribeVirtualBorderRouters",
+            {"RegionId": REGION, "Filter.1.Key": "VbrId", "Filter.1.Value.1": VBR_ID},
+        )
         assert_sdk_keeps_every_key(raw, vpc_models.DescribeVirtualBorderRoutersResponseBody)
 
     def test_status_filter_is_case_insensitive(self, vpc, sandbox):
@@ -222,11 +244,17 @@ class TestDescribeVirtualBorderRouters:
         assert err.value.code == "InvalidFilterKey.ValueNotSupported"
 
 
-def create(vpc, table: str, destination: str, hop_type: str = "RouterInterface", hop_id: str = "ri-bp1x",
-           **extra: Any):
-    return vpc.create_route_entry(vpc_models.CreateRouteEntryRequest(
-        region_id=REGION, route_table_id=table, destination_cidr_block=destination, next_hop_type=hop_type,
-        next_hop_id=hop_id, **extra)).body
+def create(vpc, table: str, destination: str, hop_type: str = "RouterInterface", hop_id: str = "ri-bp1x", **extra: Any):
+    return vpc.create_route_entry(
+        vpc_models.CreateRouteEntryRequest(
+            region_id=REGION,
+            route_table_id=table,
+            destination_cidr_block=destination,
+            next_hop_type=hop_type,
+            next_hop_id=hop_id,
+            **extra,
+        )
+    ).body
 
 
 def remove_route(sandbox, table: str, destination: str) -> None:
@@ -257,8 +285,11 @@ class TestCreateRouteEntry:
         # when
         body = create(vpc, VBR_TABLE, "100.104.0.0/16", "RouterInterface", "ri-bp1vbr2vpc00000001")
         # then it is Creating, then Available
-        entry = vpc.describe_route_entry_list(vpc_models.DescribeRouteEntryListRequest(
-            region_id=REGION, route_table_id=VBR_TABLE, route_entry_id=body.route_entry_id)).body.route_entrys
+        entry = vpc.describe_route_entry_list(
+            vpc_models.DescribeRouteEntryListRequest(
+                region_id=REGION, route_table_id=VBR_TABLE, route_entry_id=body.route_entry_id
+            )
+        ).body.route_entrys
         assert entry.route_entry[0].status == "Creating"
         sandbox.world.clock.advance(5)
         assert sandbox.world.vpc.route_covering(VBR_TABLE, "100.104.0.0/16").route_entry_id == body.route_entry_id
@@ -297,8 +328,11 @@ class TestCreateRouteEntry:
 
     def test_next_hop_required(self, vpc, sandbox):
         with pytest.raises(Exception) as err:
-            vpc.create_route_entry(vpc_models.CreateRouteEntryRequest(
-                region_id=REGION, route_table_id=VPC_TABLE, destination_cidr_block="172.16.0.0/16"))
+            vpc.create_route_entry(
+                vpc_models.CreateRouteEntryRequest(
+                    region_id=REGION, route_table_id=VPC_TABLE, destination_cidr_block="172.16.0.0/16"
+                )
+            )
         assert err.value.code == "InvalidNexthopTypeAndList.BothNull"
 
     def test_malformed_destination(self, vpc, sandbox):

@@ -39,8 +39,13 @@ def secrets() -> dict[str, str]:
 
 class TestSecretScanner:
     def test_finds_a_secret_plain_and_inside_a_base64_result(self):
-        found = find_in_bytes(b'{"result": "' + base64.b64encode(b"\x80\x04" + defaults.GITLAB_TOKEN.encode())
-                              + b'"} and ' + defaults.ACCESS_KEY_SECRET.encode(), secrets())
+        found = find_in_bytes(
+            b'{"result": "'
+            + base64.b64encode(b"\x80\x04" + defaults.GITLAB_TOKEN.encode())
+            + b'"} and '
+            + defaults.ACCESS_KEY_SECRET.encode(),
+            secrets(),
+        )
         assert found == {"GitLab token (sandbox)", "AccessKey secret (sandbox)"}
 
     def test_finds_nothing_in_clean_bytes(self):
@@ -70,8 +75,14 @@ class TestNoSecretAtRest:
         spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
         # when
         state = vpc_build(spec_path=str(spec_path), return_state=True)
-        push = build_on_push(spec_path=str(spec_path), project="platform/billing-api", ref="refs/heads/main", sha="a" * 40,
-                             event_id="scan-0001", return_state=True)
+        push = build_on_push(
+            spec_path=str(spec_path),
+            project="platform/billing-api",
+            ref="refs/heads/main",
+            sha="a" * 40,
+            event_id="scan-0001",
+            return_state=True,
+        )
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)

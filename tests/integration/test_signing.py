@@ -22,8 +22,9 @@ from acrvpc.sandbox import defaults as sandbox_defaults
 VECTORS = json.loads((Path(__file__).parent.parent / "fixtures" / "signed-requests.json").read_text())
 
 
-def replay(url: str, request: dict, *, path: str | None = None, headers: dict | None = None,
-           body: str | None = None) -> tuple[int, dict]:
+def replay(
+    url: str, request: dict, *, path: str | None = None, headers: dict | None = None, body: str | None = None
+) -> tuple[int, dict]:
     """Send a captured request byte for byte (Host header as captured) to the sandbox."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
@@ -57,8 +58,11 @@ class TestCapturedVectors:
     @pytest.mark.parametrize("index", range(len(VECTORS["requests"])))
     def test_tampered_query_refused(self, vectors_sandbox, index):
         request = VECTORS["requests"][index]
-        path = request["path"].replace("cn-hangzhou", "cn-beijing") if "cn-hangzhou" in request["path"] \
+        path = (
+            request["path"].replace("cn-hangzhou", "cn-beijing")
+            if "cn-hangzhou" in request["path"]
             else request["path"] + "&Extra=1"
+        )
         status, body = replay(vectors_sandbox.url, request, path=path)
         assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
 

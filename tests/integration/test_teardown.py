@@ -58,26 +58,34 @@ def writes(sandbox, after: int) -> list[str]:
 
 
 def untagged_group(ecs, spec, name: str = "someone-elses") -> str:
-    return ecs.create_security_group(m.CreateSecurityGroupRequest(
-        region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=name)).body.security_group_id
+    return ecs.create_security_group(
+        m.CreateSecurityGroupRequest(region_id=spec.region, vpc_id=spec.network.vpc_id, security_group_name=name)
+    ).body.security_group_id
 
 
 def eni_in(ecs, spec, group: str, tags: list[Any] | None = None) -> str:
-    return ecs.create_network_interface(m.CreateNetworkInterfaceRequest(
-        region_id=spec.region, v_switch_id=BUILD_VSW, security_group_id=group, tag=tags)).body.network_interface_id
+    return ecs.create_network_interface(
+        m.CreateNetworkInterfaceRequest(region_id=spec.region, v_switch_id=BUILD_VSW, security_group_id=group, tag=tags)
+    ).body.network_interface_id
 
 
 class TestFindLinkResources:
     def test_finds_the_link_group_and_eni(self, ecs, spec, linked):
-        assert find_link_resources(ecs, spec) == {"network_interfaces": [linked["eni"]],
-                                                  "security_groups": [linked["group"]]}
+        assert find_link_resources(ecs, spec) == {
+            "network_interfaces": [linked["eni"]],
+            "security_groups": [linked["group"]],
+        }
 
     def test_ignores_untagged_and_other_links(self, ecs, spec, linked):
         # given: an untagged group and one tagged for another link, in the same VPC
         untagged_group(ecs, spec)
-        ecs.create_security_group(m.CreateSecurityGroupRequest(
-            region_id=spec.region, vpc_id=spec.network.vpc_id,
-            tag=[m.CreateSecurityGroupRequestTag(key=TAG_KEY, value="other-link")]))
+        ecs.create_security_group(
+            m.CreateSecurityGroupRequest(
+                region_id=spec.region,
+                vpc_id=spec.network.vpc_id,
+                tag=[m.CreateSecurityGroupRequestTag(key=TAG_KEY, value="other-link")],
+            )
+        )
         # when
         found = find_link_resources(ecs, spec)
         # then
@@ -91,14 +99,20 @@ class TestTeardownLink:
         # when
         outcome = teardown_link(ecs, spec, sleep=advance)
         # then: permission, ENI, group, in that order; nothing tagged is left
-        assert writes(sandbox, start) == ["DeleteNetworkInterfacePermission", "DeleteNetworkInterface",
-                                          "DeleteSecurityGroup"]
+        assert writes(sandbox, start) == [
+            "DeleteNetworkInterfacePermission",
+            "DeleteNetworkInterface",
+            "DeleteSecurityGroup",
+        ]
         assert find_link_resources(ecs, spec) == {"network_interfaces": [], "security_groups": []}
         assert linked["eni"] not in sandbox.world.ecs.enis and linked["group"] not in sandbox.world.ecs.groups
         assert outcome.stage == "teardown"
         assert outcome.resources == {"network_interfaces": linked["eni"], "security_groups": linked["group"]}
-        assert [c.split()[0] for c in outcome.changes] == ["DeleteNetworkInterfacePermission",
-                                                           "DeleteNetworkInterface", "DeleteSecurityGroup"]
+        assert [c.split()[0] for c in outcome.changes] == [
+            "DeleteNetworkInterfacePermission",
+            "DeleteNetworkInterface",
+            "DeleteSecurityGroup",
+        ]
 
     def test_waits_out_detaching_before_deleting_the_eni(self, sandbox, ecs, spec, linked, advance):
         # given: detaching takes 3 sandbox seconds

@@ -38,8 +38,9 @@ MB = 1000 * 1000
 def prefect_error(status: int, detail: str) -> httpx.HTTPStatusError:
     """What Prefect's client raises for an error answer (PrefectHTTPStatusError is an httpx.HTTPStatusError)."""
     request = httpx.Request("POST", "http://prefect/api/deployments/d/create_flow_run")
-    response = httpx.Response(status, json={"detail": detail} if status < 500 else {
-        "exception_message": detail}, request=request)
+    response = httpx.Response(
+        status, json={"detail": detail} if status < 500 else {"exception_message": detail}, request=request
+    )
     return httpx.HTTPStatusError(f"Client error '{status}'", request=request, response=response)
 
 
@@ -94,14 +95,25 @@ class TestDeadLetters:
         [letter] = hook.spool.deliveries("dead")
         assert letter.status == 500 and letter.last_error == "Internal Server Error" and letter.attempts >= 2
         assert [r.key for r in reports.letters] == [UUID]
-        assert any("max age" in r.getMessage() and "500" in r.getMessage() for r in caplog.records
-                   if r.levelno == logging.ERROR)
+        assert any(
+            "max age" in r.getMessage() and "500" in r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.ERROR
+        )
 
-    @pytest.mark.parametrize(("exc", "permanent"), [
-        (prefect_error(404, "Deployment not found"), True), (prefect_error(409, "Validation failed"), True),
-        (prefect_error(408, "timeout"), False), (prefect_error(429, "slow down"), False),
-        (prefect_error(503, "busy"), False), (httpx.ConnectError("refused"), False),
-        (TimeoutError(), False), (ValueError("Flow run parameters must be less than"), True)])
+    @pytest.mark.parametrize(
+        ("exc", "permanent"),
+        [
+            (prefect_error(404, "Deployment not found"), True),
+            (prefect_error(409, "Validation failed"), True),
+            (prefect_error(408, "timeout"), False),
+            (prefect_error(429, "slow down"), False),
+            (prefect_error(503, "busy"), False),
+            (httpx.ConnectError("refused"), False),
+            (TimeoutError(), False),
+            (ValueError("Flow run parameters must be less than"), True),
+        ],
+    )
     def test_which_failures_are_permanent(self, exc, permanent):
         assert classify(exc).permanent is permanent
 
@@ -163,7 +175,9 @@ class TestTrailingSlash:
 
 
 class TestSecret:
-    @pytest.mark.parametrize("stored", [SECRET + "\n", SECRET + "\r\n", f"  {SECRET}\t", SECRET[:5] + "\n" + SECRET[5:]])
+    @pytest.mark.parametrize(
+        "stored", [SECRET + "\n", SECRET + "\r\n", f"  {SECRET}\t", SECRET[:5] + "\n" + SECRET[5:]]
+    )
     def test_a_secret_stored_with_line_breaks_or_spaces_accepts_what_gitlab_sends(self, spec, stored):
         started = Recorder()
         client = TestClient(create_app(spec, stored, started))
@@ -190,8 +204,9 @@ class TestDefaults:
         started = Recorder()
         client = TestClient(create_app(spec, SECRET, started))  # the spec's default rate limit
         t0 = time.monotonic()
-        statuses = [post(client, PUSH, headers(**{"X-Gitlab-Event-UUID": f"busy-{i:03d}"})).status_code
-                    for i in range(300)]
+        statuses = [
+            post(client, PUSH, headers(**{"X-Gitlab-Event-UUID": f"busy-{i:03d}"})).status_code for i in range(300)
+        ]
         assert statuses == [202] * 300, {s: statuses.count(s) for s in set(statuses)}
         assert len(started.calls) == 300
         print(f"300 pushes from one address in {time.monotonic() - t0:.1f} s: all 202")
@@ -223,7 +238,7 @@ async def call_asgi(app, body: bytes, *, declare_length: bool = True, chunk: int
         await asyncio.sleep(0)  # the network: other requests run meanwhile
         if read >= len(body):
             return {"type": "http.request", "body": b"", "more_body": False}
-        part = bytes(view[read:read + chunk])
+        part = bytes(view[read : read + chunk])
         read += len(part)
         return {"type": "http.request", "body": part, "more_body": read < len(body)}
 
@@ -232,9 +247,20 @@ async def call_asgi(app, body: bytes, *, declare_length: bool = True, chunk: int
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/hooks/gitlab", "raw_path": b"/hooks/gitlab", "query_string": b"", "root_path": "",
-             "headers": hdrs, "client": ("10.0.0.7", 40000), "server": ("127.0.0.1", 8480)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/hooks/gitlab",
+        "raw_path": b"/hooks/gitlab",
+        "query_string": b"",
+        "root_path": "",
+        "headers": hdrs,
+        "client": ("10.0.0.7", 40000),
+        "server": ("127.0.0.1", 8480),
+    }
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     answer = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
@@ -310,8 +336,11 @@ class TestHealthz:
         post(client, PUSH)
         post(client, PUSH, headers(**{"X-Gitlab-Event-UUID": "other"}))
         hook.spool.dead("other", classify(prefect_error(422, "too large")))
-        assert client.get("/healthz").json() == {"status": "degraded", "prefect": {"reachable": False},
-                                                 "deliveries": {"pending": 1, "dead": 1}}
+        assert client.get("/healthz").json() == {
+            "status": "degraded",
+            "prefect": {"reachable": False},
+            "deliveries": {"pending": 1, "dead": 1},
+        }
 
 
 class TestSharedSpool:
@@ -327,8 +356,12 @@ class TestSharedSpool:
         held = sqlite3.connect(path, timeout=10, isolation_level=None)
         held.execute("BEGIN IMMEDIATE")
         cli = [sys.executable, "-m", "acrvpc", "webhook"]
-        proc = subprocess.Popen([*cli, "deliveries", "--json", "--spool", str(path)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [*cli, "deliveries", "--json", "--spool", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1.0)
         held.execute("COMMIT")
         out, errors = proc.communicate(timeout=120)
@@ -339,17 +372,30 @@ class TestSharedSpool:
         dead = next(d for d in listed if d["state"] == "dead")
         assert (dead["status"], dead["last_error"], dead["attempts"], dead["run_id"]) == (422, "too large", 1, None)
         assert dead["project"] == "platform/billing-api" and dead["sha"] == PUSH["checkout_sha"]
-        assert set(dead) == {"key", "project", "ref", "sha", "state", "attempts", "last_error", "status", "run_id",
-                             "received"}
-        replay = subprocess.run([*cli, "replay", UUID, "--spool", str(path)], capture_output=True, text=True,
-                                timeout=120)
+        assert set(dead) == {
+            "key",
+            "project",
+            "ref",
+            "sha",
+            "state",
+            "attempts",
+            "last_error",
+            "status",
+            "run_id",
+            "received",
+        }
+        replay = subprocess.run(
+            [*cli, "replay", UUID, "--spool", str(path)], capture_output=True, text=True, timeout=120
+        )
         assert replay.returncode == 0, replay.stderr
         assert hook.spool.get(UUID).state == "pending"
-        again = subprocess.run([*cli, "replay", UUID, "--spool", str(path)], capture_output=True, text=True,
-                               timeout=120)
+        again = subprocess.run(
+            [*cli, "replay", UUID, "--spool", str(path)], capture_output=True, text=True, timeout=120
+        )
         assert again.returncode == 2 and "only dead letters" in again.stdout + again.stderr
-        bad = subprocess.run([*cli, "deliveries", "--state", "stuck", "--spool", str(path)], capture_output=True,
-                             text=True, timeout=120)
+        bad = subprocess.run(
+            [*cli, "deliveries", "--state", "stuck", "--spool", str(path)], capture_output=True, text=True, timeout=120
+        )
         assert bad.returncode == 2 and "pending, dead, done" in bad.stdout + bad.stderr
 
 
@@ -370,11 +416,27 @@ class TestServeWithPrefectDown:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{dead_port}/api", "PYTHONUNBUFFERED": "1",
-               "ACRVPC_WEBHOOK_SECRET": SECRET + "\n", "PREFECT_HOME": str(tmp_path / "home")}
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": f"http://127.0.0.1:{dead_port}/api",
+            "PYTHONUNBUFFERED": "1",
+            "ACRVPC_WEBHOOK_SECRET": SECRET + "\n",
+            "PREFECT_HOME": str(tmp_path / "home"),
+        }
         spool_path = tmp_path / "spool.sqlite3"
-        serve = [sys.executable, "-m", "acrvpc", "webhook", "serve", "--deployment", "build-on-push/demo",
-                 "--port", str(port), "--spool", str(spool_path)]
+        serve = [
+            sys.executable,
+            "-m",
+            "acrvpc",
+            "webhook",
+            "serve",
+            "--deployment",
+            "build-on-push/demo",
+            "--port",
+            str(port),
+            "--spool",
+            str(spool_path),
+        ]
         # Without a spec read before, it cannot route: exit 2 with the fix
         first = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 2 and "no spec of build-on-push/demo was read before" in first.stdout + first.stderr
@@ -391,10 +453,14 @@ class TestServeWithPrefectDown:
                     health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
                 except httpx.TransportError:
                     time.sleep(0.3)
-            assert health == {"status": "degraded", "prefect": {"reachable": False},
-                              "deliveries": {"pending": 0, "dead": 0}}, proc.poll()
-            answer = httpx.post(f"http://127.0.0.1:{port}/hooks/gitlab", content=json.dumps(PUSH), headers=headers(),
-                                timeout=10)
+            assert health == {
+                "status": "degraded",
+                "prefect": {"reachable": False},
+                "deliveries": {"pending": 0, "dead": 0},
+            }, proc.poll()
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/hooks/gitlab", content=json.dumps(PUSH), headers=headers(), timeout=10
+            )
             assert answer.status_code == 202 and answer.json()["status"] == "queued", answer.text
         finally:
             proc.terminate()

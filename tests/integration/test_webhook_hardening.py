@@ -32,12 +32,15 @@ BODY = json.dumps(PUSH)
 DELIVERY = "c5b3c1e2-5d1f-4d0e-9a51-0a6b7f1f2e3d"
 
 
-def signed(body: str = BODY, *, key: str = SIGNING, delivery: str = DELIVERY, at: float | None = None,
-           token: str | None = None) -> dict[str, str]:
+def signed(
+    body: str = BODY, *, key: str = SIGNING, delivery: str = DELIVERY, at: float | None = None, token: str | None = None
+) -> dict[str, str]:
     """GitLab's headers for a delivery signed with ``key`` at ``at`` (default now)."""
     when = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
-    out = headers(token=token, **{"Idempotency-Key": delivery, "webhook-id": delivery,
-                                  "webhook-timestamp": str(int(when.timestamp()))})
+    out = headers(
+        token=token,
+        **{"Idempotency-Key": delivery, "webhook-id": delivery, "webhook-timestamp": str(int(when.timestamp()))},
+    )
     out["webhook-signature"] = Webhook(key).sign(delivery, when, body)
     return out
 
@@ -218,11 +221,12 @@ class TestErrorAnswers:
         assert "Traceback" not in answer.text and "ValueError" not in answer.text
         assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)
 
-    @pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000,
-                                      '{"project_id": ' + "9" * 5000 + "}"])
+    @pytest.mark.parametrize(
+        "body",
+        ["[" * 100_000 + "]" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000, '{"project_id": ' + "9" * 5000 + "}"],
+    )
     def test_nasty_json_is_a_400(self, spec, started, body):
-        answer = TestClient(create_app(spec, SECRET, started)).post("/hooks/gitlab", content=body,
-                                                                    headers=headers())
+        answer = TestClient(create_app(spec, SECRET, started)).post("/hooks/gitlab", content=body, headers=headers())
         assert answer.status_code == 400 and started.calls == []
 
     def test_an_overlong_delivery_id_is_a_400(self, spec, started):

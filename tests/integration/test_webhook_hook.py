@@ -19,8 +19,13 @@ BILLING, FRONTEND = 42, 43  # project ids of the default sandbox world
 def hook_spec(routes=None, **webhook):
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     data["gitlab"]["register_webhook"] = True
-    data["webhook"] = {"url": URL, **webhook, "routes": routes if routes is not None else [
-        {"project": "platform/billing-api", "ref": "main", "repository": "apps/billing-api", "rule": "latest"}]}
+    data["webhook"] = {
+        "url": URL,
+        **webhook,
+        "routes": routes
+        if routes is not None
+        else [{"project": "platform/billing-api", "ref": "main", "repository": "apps/billing-api", "rule": "latest"}],
+    }
     return parse_spec(data)
 
 
@@ -60,8 +65,9 @@ class TestEnsureProjectHooks:
         [hook] = hooks_of(sandbox, BILLING)
         assert hook.id == existing.id and hook.attrs["tag_push_events"] is True
         assert hook.attrs["enable_ssl_verification"] is False and hook.token == SECRET
-        assert outcome.changes == [f"UpdateProjectHook platform/billing-api {hook.id} (tag_push_events false, "
-                                   f"enable_ssl_verification true)"]
+        assert outcome.changes == [
+            f"UpdateProjectHook platform/billing-api {hook.id} (tag_push_events false, enable_ssl_verification true)"
+        ]
         assert gitlab_writes(sandbox) == ["PUT /projects/:id/hooks/:hook_id"]
 
     def test_hooks_to_other_urls_are_left_alone(self, sandbox):
@@ -74,26 +80,42 @@ class TestEnsureProjectHooks:
         assert other.token == "x" and gitlab_writes(sandbox) == ["POST /projects/:id/hooks"]
 
     def test_each_routed_project_gets_one_hook(self, sandbox):
-        spec = hook_spec(routes=[
-            {"project": "platform/billing-api", "ref": "main", "repository": "apps/billing-api", "rule": "latest"},
-            {"project": "platform/web-frontend", "ref": "main", "repository": "apps/web-frontend", "rule": "latest"},
-            {"project": "platform/web-frontend", "ref": "refs/tags/release-v*", "repository": "apps/web-frontend",
-             "rule": "release"}])
+        spec = hook_spec(
+            routes=[
+                {"project": "platform/billing-api", "ref": "main", "repository": "apps/billing-api", "rule": "latest"},
+                {
+                    "project": "platform/web-frontend",
+                    "ref": "main",
+                    "repository": "apps/web-frontend",
+                    "rule": "latest",
+                },
+                {
+                    "project": "platform/web-frontend",
+                    "ref": "refs/tags/release-v*",
+                    "repository": "apps/web-frontend",
+                    "rule": "release",
+                },
+            ]
+        )
         sandbox.world.gitlab.projects[FRONTEND]["members"]["release-bot"] = 40
         ensure_project_hooks(cloud.gitlab_for(spec), spec, SECRET)
         assert len(hooks_of(sandbox, BILLING)) == 1 and len(hooks_of(sandbox, FRONTEND)) == 1
 
     def test_developer_role_fails_with_the_fix(self, sandbox):
-        spec = hook_spec(routes=[
-            {"project": "platform/web-frontend", "ref": "main", "repository": "apps/web-frontend", "rule": "latest"}])
+        spec = hook_spec(
+            routes=[
+                {"project": "platform/web-frontend", "ref": "main", "repository": "apps/web-frontend", "rule": "latest"}
+            ]
+        )
         with pytest.raises(PipelineError) as caught:
             ensure_project_hooks(cloud.gitlab_for(spec), spec, SECRET)
         assert caught.value.code == "WEBHOOK_HOOK_FORBIDDEN"
         assert "Maintainer" in caught.value.fix and hooks_of(sandbox, FRONTEND) == []
 
     def test_unknown_project_fails(self, sandbox):
-        spec = hook_spec(routes=[
-            {"project": "platform/missing", "ref": "main", "repository": "apps/billing-api", "rule": "latest"}])
+        spec = hook_spec(
+            routes=[{"project": "platform/missing", "ref": "main", "repository": "apps/billing-api", "rule": "latest"}]
+        )
         with pytest.raises(PipelineError) as caught:
             ensure_project_hooks(cloud.gitlab_for(spec), spec, SECRET)
         assert caught.value.code == "GITLAB_PROJECT_NOT_FOUND"

@@ -25,8 +25,15 @@ class TestCheckSigningSecret:
     def test_whsec_and_32_bytes_is_accepted(self):
         assert check_signing_secret(f"  {SIGNING}\n") == SIGNING
 
-    @pytest.mark.parametrize("token", ["plain-secret", "whsec_" + base64.b64encode(b"short").decode(),
-                                       "whsec_not base64!!", base64.b64encode(bytes(32)).decode()])
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "plain-secret",
+            "whsec_" + base64.b64encode(b"short").decode(),
+            "whsec_not base64!!",
+            base64.b64encode(bytes(32)).decode(),
+        ],
+    )
     def test_other_forms_are_refused_without_echoing_them(self, token):
         with pytest.raises(PipelineError) as caught:
             check_signing_secret(token)

@@ -27,6 +27,7 @@ from tests.webhook_payloads import PUSH, tag_push
 SECRET = "s3cret-token-for-tests"
 UUID = "7b9d7bb8-6f4e-4c8e-9d3a-2a8e3cbd2f10"
 
+
 def push(**changes) -> dict:
     body = copy.deepcopy(PUSH)
     project = changes.pop("project", None)
@@ -85,8 +86,11 @@ class TestToken:
         assert SECRET not in answer.text
 
     def test_token_is_checked_before_the_body_is_looked_at(self, client, started):
-        answer = client.post("/hooks/gitlab", content=b"x" * (MAX_BODY + 10),
-                             headers={"Content-Type": "text/plain", "X-Gitlab-Event": "Push Hook"})
+        answer = client.post(
+            "/hooks/gitlab",
+            content=b"x" * (MAX_BODY + 10),
+            headers={"Content-Type": "text/plain", "X-Gitlab-Event": "Push Hook"},
+        )
         assert answer.status_code == 401
 
     def test_comparison_is_constant_time(self, client, started, monkeypatch):
@@ -190,9 +194,10 @@ class TestIgnored:
 
     def test_unknown_project_is_ignored(self, client, started):
         answer = post(client, push(project="secret/vault-tools"))
-        assert answer.status_code == 202 and answer.json() == {"status": "ignored",
-                                                               "reason": "no route for secret/vault-tools "
-                                                                         "refs/heads/main"}
+        assert answer.status_code == 202 and answer.json() == {
+            "status": "ignored",
+            "reason": "no route for secret/vault-tools refs/heads/main",
+        }
         assert started.calls == []
 
     def test_unrouted_branch_is_ignored(self, client, started):
@@ -212,10 +217,24 @@ class TestRouting:
     def test_push_to_a_routed_branch_starts_one_run(self, client, started):
         answer = post(client, PUSH)
         assert answer.status_code == 202
-        assert answer.json() == {"status": "accepted", "flow_run_id": "run-1", "deployment": "build-on-push/webhook",
-                                 "repository": "apps/billing-api", "rule": "latest"}
-        assert started.calls == [({"project": "platform/billing-api", "ref": "refs/heads/main",
-                                   "sha": PUSH["checkout_sha"], "event_id": UUID}, f"gitlab:{UUID}")]
+        assert answer.json() == {
+            "status": "accepted",
+            "flow_run_id": "run-1",
+            "deployment": "build-on-push/webhook",
+            "repository": "apps/billing-api",
+            "rule": "latest",
+        }
+        assert started.calls == [
+            (
+                {
+                    "project": "platform/billing-api",
+                    "ref": "refs/heads/main",
+                    "sha": PUSH["checkout_sha"],
+                    "event_id": UUID,
+                },
+                f"gitlab:{UUID}",
+            )
+        ]
 
     def test_tag_push_matching_a_tag_route_starts_its_rule(self, client, started):
         answer = post(client, tag_push("release-v1.2"), headers(event="Tag Push Hook"))
@@ -312,8 +331,9 @@ class TestBurst:
             await asyncio.sleep(0.2)
             return created.setdefault(key, f"run-{len(created) + 1}")  # Prefect's idempotency key
 
-        receiver = WebhookReceiver(spec, SECRET, slow_start, start_timeout=0.5, start_concurrency=2,
-                                   rate_limit="10000/minute")
+        receiver = WebhookReceiver(
+            spec, SECRET, slow_start, start_timeout=0.5, start_concurrency=2, rate_limit="10000/minute"
+        )
         app = receiver.app()
 
         async def burst() -> list:
@@ -321,11 +341,16 @@ class TestBurst:
 
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+
                 async def one(i: int):
                     t0 = time.monotonic()
-                    answer = await client.post("/hooks/gitlab", content=json.dumps(PUSH),
-                                               headers=headers(**{"X-Gitlab-Event-UUID": f"burst-{i:03d}"}))
+                    answer = await client.post(
+                        "/hooks/gitlab",
+                        content=json.dumps(PUSH),
+                        headers=headers(**{"X-Gitlab-Event-UUID": f"burst-{i:03d}"}),
+                    )
                     return answer, time.monotonic() - t0
+
                 return await asyncio.gather(*(one(i) for i in range(40)))
 
         # when 40 distinct deliveries arrive at once
@@ -346,8 +371,11 @@ class TestBurst:
 
 class TestHealthz:
     def test_healthz_answers_ok(self, client):
-        assert client.get("/healthz").json() == {"status": "ok", "prefect": {"reachable": None},
-                                                 "deliveries": {"pending": 0, "dead": 0}}
+        assert client.get("/healthz").json() == {
+            "status": "ok",
+            "prefect": {"reachable": None},
+            "deliveries": {"pending": 0, "dead": 0},
+        }
 
     def test_get_on_the_hook_is_not_allowed(self, client, started):
         assert client.get("/hooks/gitlab").status_code == 405 and started.calls == []
@@ -378,9 +406,14 @@ class TestServeCommand:
         assert result.exit_code == 2
         assert "webhook.routes[2].rule" in result.output
 
-    @pytest.mark.parametrize(("option", "value", "says"), [("--rate-limit", "fast", "60/minute"),
-                                                            ("--rate-limit", "0/second", "60/minute"),
-                                                            ("--trusted-proxy", "proxy.internal", "CIDR")])
+    @pytest.mark.parametrize(
+        ("option", "value", "says"),
+        [
+            ("--rate-limit", "fast", "60/minute"),
+            ("--rate-limit", "0/second", "60/minute"),
+            ("--trusted-proxy", "proxy.internal", "CIDR"),
+        ],
+    )
     def test_a_bad_hardening_option_exits_2_with_the_form(self, option, value, says):
         from typer.testing import CliRunner
 

@@ -15,17 +15,30 @@ from acrvpc.cloud import clients as cloud
 
 
 class TestSafeToRepeat:
-    @pytest.mark.parametrize("action", ["DescribeNetworkInterfaces", "GetRepository", "ListRepoBuildRule",
-                                        "CancelRepoBuildRecord",
-                                        "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress",
-                                        "DeleteSecurityGroup", "ModifySecurityGroupPolicy", "UpdateRepoSourceCodeRepo",
-                                        "CreateNamespace", "CreateRepository", "CreateRepoSourceCodeRepo",
-                                        "CreateNetworkInterfacePermission"])
+    @pytest.mark.parametrize(
+        "action",
+        [
+            "DescribeNetworkInterfaces",
+            "GetRepository",
+            "ListRepoBuildRule",
+            "CancelRepoBuildRecord",
+            "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupEgress",
+            "DeleteSecurityGroup",
+            "ModifySecurityGroupPolicy",
+            "UpdateRepoSourceCodeRepo",
+            "CreateNamespace",
+            "CreateRepository",
+            "CreateRepoSourceCodeRepo",
+            "CreateNetworkInterfacePermission",
+        ],
+    )
     def test_reads_and_idempotent_writes(self, action):
         assert callretry.safe_to_repeat(action, {})
 
-    @pytest.mark.parametrize("action", ["CreateBuildRecordByRule", "CreateRepoBuildRule", "CreateSecurityGroup",
-                                        "CreateNetworkInterface"])
+    @pytest.mark.parametrize(
+        "action", ["CreateBuildRecordByRule", "CreateRepoBuildRule", "CreateSecurityGroup", "CreateNetworkInterface"]
+    )
     def test_writes_that_could_happen_twice(self, action):
         assert not callretry.safe_to_repeat(action, {})
 
@@ -65,15 +78,18 @@ class TestAgainstTheSandbox:
     def test_starting_a_build_is_never_repeated(self, sandbox, spec, cr):
         sandbox.world.faults.fail_next("CreateBuildRecordByRule", count=1, code="ServiceUnavailable")
         with pytest.raises(ServerException):
-            cr.create_build_record_by_rule(cr_models.CreateBuildRecordByRuleRequest(
-                instance_id=spec.instance_id, repo_id="crr-x", build_rule_id="crbr-x"))
+            cr.create_build_record_by_rule(
+                cr_models.CreateBuildRecordByRuleRequest(
+                    instance_id=spec.instance_id, repo_id="crr-x", build_rule_id="crbr-x"
+                )
+            )
         assert len(sandbox.world.calls.list()) == 1
 
 
 class TestBudget:
     def test_backoff_alone_stays_far_below_the_budget(self):
         assert all(callretry.backoff(n) <= callretry.MAX_DELAY_S for n in range(10))
-        assert sum(callretry.BASE_DELAY_S * 2 ** n for n in range(3)) <= 1.4 + 1e-9
+        assert sum(callretry.BASE_DELAY_S * 2**n for n in range(3)) <= 1.4 + 1e-9
 
     def test_a_throttling_hint_is_waited_when_longer_than_the_backoff(self):
         exc = ThrottlingException(code="Throttling.User", status_code=400, retry_after=5000)

@@ -12,14 +12,17 @@ import pytest
 
 from tests.conftest import ROOT
 
-SHOW = ("import os, acrvpc.cli.app, prefect.settings as s; "
-        "print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], s.get_current_settings().server.analytics_enabled)")
+SHOW = (
+    "import os, acrvpc.cli.app, prefect.settings as s; "
+    "print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'], s.get_current_settings().server.analytics_enabled)"
+)
 
 
 def settings_seen(**env: str) -> str:
     base = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_ANALYTICS_ENABLED"}
-    proc = subprocess.run([sys.executable, "-c", SHOW], cwd=ROOT, env={**base, **env}, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", SHOW], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 

@@ -17,14 +17,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_probe(code: str, tmp_path: Path) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ACRVPC_"))}
     clean.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(ROOT), COLUMNS="200")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=clean,
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_plan_against_the_sandbox_loads_no_prefect(tmp_path):
-    result = run_probe(f"""
+    result = run_probe(
+        f"""
         import json, os, sys
         from acrvpc.sandbox import SandboxServer
 
@@ -39,7 +46,9 @@ def test_plan_against_the_sandbox_loads_no_prefect(tmp_path):
                 code = exc.code
         print(json.dumps({{"code": code, "before": before, "prefect": "prefect" in sys.modules,
                           "stages": [m for m in ("tasks.link", "tasks.eni", "tasks.binding") if m in sys.modules]}}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result["before"] is False  # the sandbox itself loads no Prefect
     assert result["code"] in (0, None)
     assert sorted(result["stages"]) == ["tasks.binding", "tasks.eni", "tasks.link"]  # the plan did use them
@@ -47,7 +56,8 @@ def test_plan_against_the_sandbox_loads_no_prefect(tmp_path):
 
 
 def test_the_stage_tasks_are_still_prefect_tasks_in_a_flow(tmp_path):
-    result = run_probe("""
+    result = run_probe(
+        """
         import json, sys
         import tasks.binding, tasks.eni, tasks.link
         assert "prefect" not in sys.modules
@@ -58,5 +68,7 @@ def test_the_stage_tasks_are_still_prefect_tasks_in_a_flow(tmp_path):
                 if type(value).__name__ == "LazyTask" and value.__module__ == module.__name__:
                     names[value.__name__] = isinstance(value.prefect_task(), Task)
         print(json.dumps(names))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result and all(result.values()), result

@@ -18,8 +18,12 @@ from tests.conftest import EXAMPLE_SPEC, ROOT
 
 SCANNED = ["acrvpc", "flows", "tasks", "deployments", "tests", "bench"]
 FACTORY = ROOT / "acrvpc" / "cloud" / "clients.py"
-SDK_CLIENT_MODULES = {"alibabacloud_cr20181201.client", "alibabacloud_ecs20140526.client",
-                      "alibabacloud_vpc20160428.client", "alibabacloud_tea_openapi.client"}
+SDK_CLIENT_MODULES = {
+    "alibabacloud_cr20181201.client",
+    "alibabacloud_ecs20140526.client",
+    "alibabacloud_vpc20160428.client",
+    "alibabacloud_tea_openapi.client",
+}
 
 
 def client_constructions(source: str) -> list[int]:
@@ -74,18 +78,23 @@ class TestOneClientFactory:
     def test_factory_itself_is_seen_by_the_scanner(self):
         assert len(client_constructions(FACTORY.read_text())) >= 4
 
-    @pytest.mark.parametrize("snippet", [
-        "from alibabacloud_ecs20140526.client import Client as E\nE(cfg)\n",
-        "import alibabacloud_cr20181201.client as c\nc.Client(cfg)\n",
-        "import gitlab\ngitlab.Gitlab('http://x')\n",
-        "from gitlab import Gitlab\nGitlab('http://x')\n",
-    ])
+    @pytest.mark.parametrize(
+        "snippet",
+        [
+            "from alibabacloud_ecs20140526.client import Client as E\nE(cfg)\n",
+            "import alibabacloud_cr20181201.client as c\nc.Client(cfg)\n",
+            "import gitlab\ngitlab.Gitlab('http://x')\n",
+            "from gitlab import Gitlab\nGitlab('http://x')\n",
+        ],
+    )
     def test_scanner_catches_each_way_of_building_a_client(self, snippet):
         assert client_constructions(snippet) == [2]
 
     def test_type_hints_alone_are_fine(self):
-        assert client_constructions("from alibabacloud_ecs20140526.client import Client as E\n"
-                                    "def f(c: E) -> None: ...\n") == []
+        assert (
+            client_constructions("from alibabacloud_ecs20140526.client import Client as E\ndef f(c: E) -> None: ...\n")
+            == []
+        )
 
 
 class TestEndpointOverride:
@@ -127,8 +136,13 @@ class TestEndpointOverride:
         assert cloud.resolve_gitlab_token("gitlab-token") == sandbox_defaults.GITLAB_TOKEN
 
 
-WAYS = ["credentials.alibaba_block", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-        "~/.alibabacloud/credentials", "RAM role"]
+WAYS = [
+    "credentials.alibaba_block",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "~/.alibabacloud/credentials",
+    "RAM role",
+]
 
 
 class TestDefaultChain:
@@ -159,7 +173,8 @@ class TestDefaultChain:
         no_sandbox_and_empty_home(monkeypatch, tmp_path)
         (tmp_path / ".alibabacloud").mkdir()
         (tmp_path / ".alibabacloud" / "credentials.ini").write_text(
-            "[default]\ntype = access_key\naccess_key_id = LTAIfromfile\naccess_key_secret = file-secret\n")
+            "[default]\ntype = access_key\naccess_key_id = LTAIfromfile\naccess_key_secret = file-secret\n"
+        )
         credential = cloud.resolve_access_key(None)
         assert credential.get_credential().access_key_id == "LTAIfromfile"
         assert cloud.vpc_client("cn-hangzhou", credential)._credential.get_credential().access_key_id == "LTAIfromfile"

@@ -31,8 +31,9 @@ from tests.conftest import EXAMPLE_SPEC, ROOT
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGES = {name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
 VARIANTS = {"prefect-docker.yaml": "docker", "prefect-kubernetes.yaml": "kubernetes"}  # file -> pool type
-WORKER_METADATA = (Path(prefect.__file__).parent / "server" / "api" / "collections_data" / "views"
-                   / "aggregate-worker-metadata.json")
+WORKER_METADATA = (
+    Path(prefect.__file__).parent / "server" / "api" / "collections_data" / "views" / "aggregate-worker-metadata.json"
+)
 
 
 def _pinned(name: str) -> str:
@@ -54,8 +55,10 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
         joined.append(current + line)
         current = ""
     assert not current, "the Dockerfile ends in a line continuation"
-    return [(parts[0].upper(), parts[1].strip() if len(parts) > 1 else "")
-            for parts in (line.strip().split(None, 1) for line in joined)]
+    return [
+        (parts[0].upper(), parts[1].strip() if len(parts) > 1 else "")
+        for parts in (line.strip().split(None, 1) for line in joined)
+    ]
 
 
 def _stages() -> list[list[tuple[str, str]]]:
@@ -106,8 +109,11 @@ class TestDockerfile:
         assert all(i != "RUN" for i, _ in final[last_user_at:]), "nothing runs as root after USER"
 
     def test_the_build_context_is_only_what_the_image_is_built_from(self):
-        lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        lines = [
+            line.strip()
+            for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         assert lines[0] == "*", ".dockerignore starts by excluding everything"
         included = {line[1:] for line in lines if line.startswith("!")}
         assert included == {"pyproject.toml", "README.md", "constraints.txt", *PACKAGES}
@@ -152,8 +158,11 @@ class TestDeploymentVariants:
     def test_its_job_variables_are_ones_the_pool_type_takes(self, name):
         pool_type = VARIANTS[name]
         metadata = json.loads(WORKER_METADATA.read_text())
-        [template] = [workers[pool_type]["default_base_job_configuration"] for workers in metadata.values()
-                      if pool_type in workers]
+        [template] = [
+            workers[pool_type]["default_base_job_configuration"]
+            for workers in metadata.values()
+            if pool_type in workers
+        ]
         accepted = template["variables"]
         for deployment in _variant(name)["deployments"]:
             pool = deployment["work_pool"]

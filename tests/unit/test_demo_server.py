@@ -32,8 +32,10 @@ def schema_facts(database: Path) -> dict:
             facts[table] = {
                 "columns": sorted(db.execute(f"pragma table_info('{table}')").fetchall()),
                 "foreign_keys": sorted(r[2:] for r in db.execute(f"pragma foreign_key_list('{table}')")),
-                "indexes": sorted((r[1], r[2], tuple(c[2] for c in db.execute(f"pragma index_info('{r[1]}')")))
-                                  for r in db.execute(f"pragma index_list('{table}')")),
+                "indexes": sorted(
+                    (r[1], r[2], tuple(c[2] for c in db.execute(f"pragma index_info('{r[1]}')")))
+                    for r in db.execute(f"pragma index_list('{table}')")
+                ),
             }
         facts["alembic_version rows"] = db.execute("select * from alembic_version").fetchall()
     db.close()
@@ -75,8 +77,9 @@ def test_a_database_named_by_any_settings_source_is_left_to_prefect(tmp_path, mo
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(demo_server.sys, "modules", {k: v for k, v in demo_server.sys.modules.items()
-                                                      if not k.startswith("prefect")})
+    monkeypatch.setattr(
+        demo_server.sys, "modules", {k: v for k, v in demo_server.sys.modules.items() if not k.startswith("prefect")}
+    )
     assert demo_server.default_database() == tmp_path / "home" / "prefect.db"
     (tmp_path / "prefect.toml").write_text('[server.database]\nconnection_url = "postgresql+asyncpg://x/y"\n')
     assert demo_server.default_database() is None
@@ -92,11 +95,14 @@ def test_a_pyproject_counts_only_for_its_tool_prefect_table(tmp_path, monkeypatc
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(demo_server.sys, "modules", {k: v for k, v in demo_server.sys.modules.items()
-                                                      if not k.startswith("prefect")})
+    monkeypatch.setattr(
+        demo_server.sys, "modules", {k: v for k, v in demo_server.sys.modules.items() if not k.startswith("prefect")}
+    )
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[project]\nname = "x"\ndependencies = ["asyncpg"]  # reads the Prefect database\n'
-                         '[tool.prefect]\nlogging.level = "INFO"\n')
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["asyncpg"]  # reads the Prefect database\n'
+        '[tool.prefect]\nlogging.level = "INFO"\n'
+    )
     assert demo_server.default_database() == tmp_path / "home" / "prefect.db"
     assert (ROOT / "pyproject.toml").exists()
     monkeypatch.chdir(ROOT)
@@ -106,7 +112,7 @@ def test_a_pyproject_counts_only_for_its_tool_prefect_table(tmp_path, monkeypatc
     assert demo_server.default_database() is None
     pyproject.write_text('[tool.prefect]\nhome = "/elsewhere"\n')
     assert demo_server.default_database() is None
-    pyproject.write_text('[tool.prefect\nbroken')
+    pyproject.write_text("[tool.prefect\nbroken")
     assert demo_server.default_database() is None
 
 
@@ -122,9 +128,12 @@ def test_the_demo_server_answers_without_registering_block_types(tmp_path, monke
     server = demo_server.DemoServer()
     try:
         server.wait_ready(timeout=180)
-        with urllib.request.urlopen(urllib.request.Request(f"{server.url}/block_types/filter", data=b"{}",
-                                                           headers={"Content-Type": "application/json"}),
-                                    timeout=30) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"{server.url}/block_types/filter", data=b"{}", headers={"Content-Type": "application/json"}
+            ),
+            timeout=30,
+        ) as answer:
             assert json.loads(answer.read()) == []
     finally:
         server.stop()

@@ -51,7 +51,9 @@ def undeclared(imports: dict[str, str], declared: set[str]) -> list[str]:
     for module, where in sorted(imports.items()):
         dists = {canonical(d) for d in providers.get(module, [])}
         if not dists:
-            problems.append(f"{module} (imported by {where}) is not installed: declare its distribution in pyproject.toml")
+            problems.append(
+                f"{module} (imported by {where}) is not installed: declare its distribution in pyproject.toml"
+            )
         elif not dists & declared:
             problems.append(f"{module} (imported by {where}): add {' or '.join(sorted(dists))} to pyproject.toml")
     return problems

@@ -18,8 +18,11 @@ class TestSpecParameter:
 
     def test_a_deployment_names_its_flow_and_the_spec(self):
         spec = load_spec(EXAMPLE_SPEC)
-        assert [d.name(spec) for d in ALL] == [f"vpc-build/{spec.name}", f"build-on-push/{spec.name}",
-                                                f"teardown/{spec.name}"]
+        assert [d.name(spec) for d in ALL] == [
+            f"vpc-build/{spec.name}",
+            f"build-on-push/{spec.name}",
+            f"teardown/{spec.name}",
+        ]
 
 
 class TestSpecOf:

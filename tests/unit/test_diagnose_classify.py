@@ -12,24 +12,42 @@ DOCKERFILE = 'BUILD ERROR: process "/bin/sh -c mvn -B -q package" did not comple
 MIRROR = "BUILD [ERROR] Could not transfer artifact: Connect to 192.168.1.30:8081 failed: Connection timed out"
 
 
-@pytest.mark.parametrize(("api", "stage"), [("GIT_CLONE", "clone"), ("git_clone", "clone"), ("Build", "build"),
-                                            ("PUSH", "push"), ("SCAN", "other"), ("", "other")])
+@pytest.mark.parametrize(
+    ("api", "stage"),
+    [
+        ("GIT_CLONE", "clone"),
+        ("git_clone", "clone"),
+        ("Build", "build"),
+        ("PUSH", "push"),
+        ("SCAN", "other"),
+        ("", "other"),
+    ],
+)
 def test_stage_names_are_compared_case_insensitively(api, stage):
     assert stage_name(api) == stage
 
 
-@pytest.mark.parametrize(("status", "api", "tail", "cause", "diagnose"), [
-    ("FAILED", "GIT_CLONE", [CONNECT, "GIT_CLONE fetch stage failed"], "network", True),
-    ("failed", "git_clone", ["GIT_CLONE remote: HTTP Basic: Access denied.", AUTH], "gitlab_auth", True),
-    ("FAILED", "GIT_CLONE", ["GIT_CLONE fetch stage failed"], "network", True),
-    ("FAILED", "BUILD", ["BUILD Dockerfile: /Dockerfile", DOCKERFILE, "BUILD build stage failed"], "image_build", False),
-    ("FAILED", "BUILD", [MIRROR, "BUILD build stage failed"], "network", True),
-    ("FAILED", "PUSH", ["PUSH denied: requested access to the resource is denied"], "push", False),
-    ("CANCELED", "GIT_CLONE", [CONNECT], "canceled", False),
-    ("TIMEOUT", "SCAN", ["SCAN scanning"], "timeout", False),
-    ("FAILED", "SCAN", [AUTH], "gitlab_auth", True),
-    ("FAILED", "SCAN", ["SCAN something odd"], "unknown", False),
-])
+@pytest.mark.parametrize(
+    ("status", "api", "tail", "cause", "diagnose"),
+    [
+        ("FAILED", "GIT_CLONE", [CONNECT, "GIT_CLONE fetch stage failed"], "network", True),
+        ("failed", "git_clone", ["GIT_CLONE remote: HTTP Basic: Access denied.", AUTH], "gitlab_auth", True),
+        ("FAILED", "GIT_CLONE", ["GIT_CLONE fetch stage failed"], "network", True),
+        (
+            "FAILED",
+            "BUILD",
+            ["BUILD Dockerfile: /Dockerfile", DOCKERFILE, "BUILD build stage failed"],
+            "image_build",
+            False,
+        ),
+        ("FAILED", "BUILD", [MIRROR, "BUILD build stage failed"], "network", True),
+        ("FAILED", "PUSH", ["PUSH denied: requested access to the resource is denied"], "push", False),
+        ("CANCELED", "GIT_CLONE", [CONNECT], "canceled", False),
+        ("TIMEOUT", "SCAN", ["SCAN scanning"], "timeout", False),
+        ("FAILED", "SCAN", [AUTH], "gitlab_auth", True),
+        ("FAILED", "SCAN", ["SCAN something odd"], "unknown", False),
+    ],
+)
 def test_a_failed_build_is_classified_by_stage_then_log_hint(status, api, tail, cause, diagnose):
     failure = classify(status, api, tail)
     assert (failure.cause, failure.diagnose) == (cause, diagnose)

@@ -75,8 +75,10 @@ def broken_links(doc: Path) -> list[str]:
             if dest.suffix != ".md":
                 problems.append(f"{target}: an anchor into a file that is not markdown")
             elif anchor not in anchors(dest):
-                problems.append(f"{target}: no heading of {dest.name} has the anchor #{anchor} "
-                                f"(anchors: {', '.join(sorted(anchors(dest)))})")
+                problems.append(
+                    f"{target}: no heading of {dest.name} has the anchor #{anchor} "
+                    f"(anchors: {', '.join(sorted(anchors(dest)))})"
+                )
     return problems
 
 
@@ -101,13 +103,16 @@ def test_the_example_spec_points_at_the_readme_section_on_specs():
 class TestTheChecker:
     """The checker itself, so that an empty result means something."""
 
-    @pytest.mark.parametrize(("heading", "expected"), [
-        ("Link modes: `api` and `console`", "link-modes-api-and-console"),
-        ("Failures, retries and reruns", "failures-retries-and-reruns"),
-        ("Least-privilege AccessKey", "least-privilege-accesskey"),
-        ("What the **stages** do", "what-the-stages-do"),
-        ("snake_case and 3.9 (v2)", "snake_case-and-39-v2"),
-    ])
+    @pytest.mark.parametrize(
+        ("heading", "expected"),
+        [
+            ("Link modes: `api` and `console`", "link-modes-api-and-console"),
+            ("Failures, retries and reruns", "failures-retries-and-reruns"),
+            ("Least-privilege AccessKey", "least-privilege-accesskey"),
+            ("What the **stages** do", "what-the-stages-do"),
+            ("snake_case and 3.9 (v2)", "snake_case-and-39-v2"),
+        ],
+    )
     def test_github_slugs(self, heading, expected):
         assert slug(heading_text(heading)) == expected
 
@@ -117,6 +122,7 @@ class TestTheChecker:
         doc.write_text(
             "# Title\n\nSee [a](other.md), [b](other.md#same-1), [c](#title), [web](https://example.com/x#y),\n"
             "[broken\nacross lines](missing.md), [d](other.md#nope), [e](#nowhere).\n\n"
-            "```\n[in a fence](fence.md)\n```\nand `[in code](span.md)`.\n")
+            "```\n[in a fence](fence.md)\n```\nand `[in code](span.md)`.\n"
+        )
         problems = broken_links(doc)
         assert [p.split(":")[0] for p in problems] == ["missing.md", "other.md#nope", "#nowhere"]

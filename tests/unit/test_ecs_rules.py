@@ -24,18 +24,31 @@ def rule(direction: str, policy: str, priority: int, cidr: str, protocol: str = 
 
 
 class TestParsePortRange:
-    @pytest.mark.parametrize("protocol, value, expected", [
-        ("TCP", "80/80", (80, 80)), ("UDP", "1/65535", (1, 65535)), ("ALL", "-1/-1", (-1, -1)),
-        ("ICMP", "-1/-1", (-1, -1)), ("GRE", "-1/-1", (-1, -1)),
-    ])
+    @pytest.mark.parametrize(
+        "protocol, value, expected",
+        [
+            ("TCP", "80/80", (80, 80)),
+            ("UDP", "1/65535", (1, 65535)),
+            ("ALL", "-1/-1", (-1, -1)),
+            ("ICMP", "-1/-1", (-1, -1)),
+            ("GRE", "-1/-1", (-1, -1)),
+        ],
+    )
     def test_valid_ranges(self, protocol, value, expected):
         assert parse_port_range(protocol, value) == expected
 
-    @pytest.mark.parametrize("protocol, value, code", [
-        ("TCP", "80", "InvalidPortRange.Malformed"), ("TCP", "0/80", "InvalidPortRange.Malformed"),
-        ("TCP", "443/80", "InvalidPortRange.Malformed"), ("TCP", "a/b", "InvalidPortRange.Malformed"),
-        ("TCP", "-1/-1", "OperationDenied"), ("ALL", "1/65535", "OperationDenied"), ("ICMP", "8/8", "OperationDenied"),
-    ])
+    @pytest.mark.parametrize(
+        "protocol, value, code",
+        [
+            ("TCP", "80", "InvalidPortRange.Malformed"),
+            ("TCP", "0/80", "InvalidPortRange.Malformed"),
+            ("TCP", "443/80", "InvalidPortRange.Malformed"),
+            ("TCP", "a/b", "InvalidPortRange.Malformed"),
+            ("TCP", "-1/-1", "OperationDenied"),
+            ("ALL", "1/65535", "OperationDenied"),
+            ("ICMP", "8/8", "OperationDenied"),
+        ],
+    )
     def test_invalid_ranges_get_the_real_code(self, protocol, value, code):
         with pytest.raises(RpcError) as exc:
             parse_port_range(protocol, value)
@@ -45,24 +58,46 @@ class TestParsePortRange:
 class TestNormalizePermission:
     def test_normalizes_case_defaults_and_cidr(self):
         fields = normalize_permission("egress", {"IpProtocol": "tcp", "PortRange": "80/80", "DestCidrIp": "10.1.2.3/8"})
-        assert fields == {"direction": "egress", "ip_protocol": "TCP", "port_range": "80/80", "policy": "Accept",
-                          "priority": 1, "cidr": "10.0.0.0/8", "description": ""}
+        assert fields == {
+            "direction": "egress",
+            "ip_protocol": "TCP",
+            "port_range": "80/80",
+            "policy": "Accept",
+            "priority": 1,
+            "cidr": "10.0.0.0/8",
+            "description": "",
+        }
 
     def test_a_bare_address_is_kept_as_given(self):
-        fields = normalize_permission("ingress", {"IpProtocol": "ALL", "PortRange": "-1/-1", "SourceCidrIp": "10.0.0.5",
-                                                  "Policy": "DROP", "Priority": "100"})
+        fields = normalize_permission(
+            "ingress",
+            {
+                "IpProtocol": "ALL",
+                "PortRange": "-1/-1",
+                "SourceCidrIp": "10.0.0.5",
+                "Policy": "DROP",
+                "Priority": "100",
+            },
+        )
         assert (fields["cidr"], fields["policy"], fields["priority"]) == ("10.0.0.5", "Drop", 100)
 
-    @pytest.mark.parametrize("perm, code", [
-        ({"PortRange": "80/80", "DestCidrIp": "10.0.0.0/8"}, "MissingParameter"),
-        ({"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "10.0.0.0/8", "Priority": "0"},
-         "InvalidPriority.Malformed"),
-        ({"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "10.0.0.0/8", "Priority": "x"},
-         "InvalidPriority.Malformed"),
-        ({"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "fe80::/64"}, "InvalidDestCidrIp.Malformed"),
-        ({"IpProtocol": "TCP", "PortRange": "80/80", "DestGroupId": "sg-1"}, "UnsupportedParameter"),
-        ({"IpProtocol": "TCP", "PortRange": "80/80", "SourceCidrIp": "10.0.0.0/8"}, "MissingParameter"),
-    ])
+    @pytest.mark.parametrize(
+        "perm, code",
+        [
+            ({"PortRange": "80/80", "DestCidrIp": "10.0.0.0/8"}, "MissingParameter"),
+            (
+                {"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "10.0.0.0/8", "Priority": "0"},
+                "InvalidPriority.Malformed",
+            ),
+            (
+                {"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "10.0.0.0/8", "Priority": "x"},
+                "InvalidPriority.Malformed",
+            ),
+            ({"IpProtocol": "TCP", "PortRange": "80/80", "DestCidrIp": "fe80::/64"}, "InvalidDestCidrIp.Malformed"),
+            ({"IpProtocol": "TCP", "PortRange": "80/80", "DestGroupId": "sg-1"}, "UnsupportedParameter"),
+            ({"IpProtocol": "TCP", "PortRange": "80/80", "SourceCidrIp": "10.0.0.0/8"}, "MissingParameter"),
+        ],
+    )
     def test_invalid_permissions(self, perm, code):
         with pytest.raises(RpcError) as exc:
             normalize_permission("egress", perm)
@@ -71,8 +106,11 @@ class TestNormalizePermission:
 
 class TestEvaluationOrder:
     def test_lower_priority_number_first_and_drop_before_accept_at_equal_priority(self):
-        rules = [rule("egress", "Accept", 5, "0.0.0.0/0"), rule("egress", "Accept", 1, "0.0.0.0/0"),
-                 rule("egress", "Drop", 1, "0.0.0.0/0")]
+        rules = [
+            rule("egress", "Accept", 5, "0.0.0.0/0"),
+            rule("egress", "Accept", 1, "0.0.0.0/0"),
+            rule("egress", "Drop", 1, "0.0.0.0/0"),
+        ]
         assert [(r.priority, r.policy) for r in evaluation_order(rules)] == [(1, "Drop"), (1, "Accept"), (5, "Accept")]
 
 
@@ -106,8 +144,10 @@ class TestIngressAdmitsBlock:
         assert ok is False and decided_by is rules[1]
 
     def test_a_drop_after_the_covering_accept_does_not_matter(self):
-        rules = [rule("ingress", "Accept", 1, "100.104.0.0/16"), rule("ingress", "Drop", 50, "0.0.0.0/0", "ALL",
-                                                                          "-1/-1")]
+        rules = [
+            rule("ingress", "Accept", 1, "100.104.0.0/16"),
+            rule("ingress", "Drop", 50, "0.0.0.0/0", "ALL", "-1/-1"),
+        ]
         assert ingress_admits_block(rules, BLOCK, 80)[0] is True
 
     def test_other_ports_are_not_admitted(self):

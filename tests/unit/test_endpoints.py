@@ -81,45 +81,60 @@ class _ConnectRecorder:
 class TestEndpointSetting:
     def test_default_is_public_and_unchanged(self, real_cloud, spec):
         assert spec.endpoints.network.value == "public"
-        assert hosts(spec) == {"cr": "cr.cn-hangzhou.aliyuncs.com", "ecs": "ecs-cn-hangzhou.aliyuncs.com",
-                               "vpc": "vpc.aliyuncs.com"}
+        assert hosts(spec) == {
+            "cr": "cr.cn-hangzhou.aliyuncs.com",
+            "ecs": "ecs-cn-hangzhou.aliyuncs.com",
+            "vpc": "vpc.aliyuncs.com",
+        }
 
     def test_vpc_makes_every_client_use_its_products_vpc_endpoint(self, real_cloud):
-        assert hosts(spec_with("vpc")) == {"cr": "cr-vpc.cn-hangzhou.aliyuncs.com",
-                                           "ecs": "ecs-vpc.cn-hangzhou.aliyuncs.com",
-                                           "vpc": "vpc-vpc.cn-hangzhou.aliyuncs.com"}
+        assert hosts(spec_with("vpc")) == {
+            "cr": "cr-vpc.cn-hangzhou.aliyuncs.com",
+            "ecs": "ecs-vpc.cn-hangzhou.aliyuncs.com",
+            "vpc": "vpc-vpc.cn-hangzhou.aliyuncs.com",
+        }
 
     def test_vpc_in_another_region(self, real_cloud):
         data = yaml.safe_load(EXAMPLE_SPEC.read_text())
         data.update(region="ap-southeast-1", endpoints={"network": "vpc"})
         clients = cloud.cloud_clients(parse_spec(data))
         assert (clients.cr._endpoint, clients.ecs._endpoint, clients.vpc._endpoint) == (
-            "cr-vpc.ap-southeast-1.aliyuncs.com", "ecs-vpc.ap-southeast-1.aliyuncs.com",
-            "vpc-vpc.ap-southeast-1.aliyuncs.com")
+            "cr-vpc.ap-southeast-1.aliyuncs.com",
+            "ecs-vpc.ap-southeast-1.aliyuncs.com",
+            "vpc-vpc.ap-southeast-1.aliyuncs.com",
+        )
 
     def test_per_product_overrides(self, real_cloud):
         spec = spec_with({"network": "vpc", "cr": "public", "vpc": "ep-123.vpc.cn-hangzhou.privatelink.aliyuncs.com"})
-        assert hosts(spec) == {"cr": "cr.cn-hangzhou.aliyuncs.com", "ecs": "ecs-vpc.cn-hangzhou.aliyuncs.com",
-                               "vpc": "ep-123.vpc.cn-hangzhou.privatelink.aliyuncs.com"}
+        assert hosts(spec) == {
+            "cr": "cr.cn-hangzhou.aliyuncs.com",
+            "ecs": "ecs-vpc.cn-hangzhou.aliyuncs.com",
+            "vpc": "ep-123.vpc.cn-hangzhou.privatelink.aliyuncs.com",
+        }
 
     def test_a_real_call_goes_to_the_vpc_endpoint(self, real_cloud, monkeypatch):
         proxy = _ConnectRecorder()
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         monkeypatch.setenv("https_proxy", proxy.url)
         clients = cloud.cloud_clients(spec_with("vpc"))
-        calls = [lambda: clients.ecs.describe_security_groups(
-                     ecs_models.DescribeSecurityGroupsRequest(region_id=REGION)),
-                 lambda: clients.vpc.describe_vpc_attribute(vpc_models.DescribeVpcAttributeRequest(
-                     region_id=REGION, vpc_id="vpc-bp1sandbox00000001")),
-                 lambda: clients.cr.get_instance(cr_models.GetInstanceRequest(instance_id="cri-test"))]
+        calls = [
+            lambda: clients.ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(region_id=REGION)),
+            lambda: clients.vpc.describe_vpc_attribute(
+                vpc_models.DescribeVpcAttributeRequest(region_id=REGION, vpc_id="vpc-bp1sandbox00000001")
+            ),
+            lambda: clients.cr.get_instance(cr_models.GetInstanceRequest(instance_id="cri-test")),
+        ]
         try:
             for call in calls:
                 with pytest.raises(Exception, match="(?i)proxy|tunnel|403"):  # refused by the proxy, nothing else
                     call()
         finally:
             proxy.close()
-        assert proxy.targets == ["ecs-vpc.cn-hangzhou.aliyuncs.com:443", "vpc-vpc.cn-hangzhou.aliyuncs.com:443",
-                                 "cr-vpc.cn-hangzhou.aliyuncs.com:443"]
+        assert proxy.targets == [
+            "ecs-vpc.cn-hangzhou.aliyuncs.com:443",
+            "vpc-vpc.cn-hangzhou.aliyuncs.com:443",
+            "cr-vpc.cn-hangzhou.aliyuncs.com:443",
+        ]
 
     def test_an_override_url_is_called_there(self, sandbox, monkeypatch):
         """endpoints.ecs pointing at the loopback sandbox (ACRVPC_SANDBOX_URL unset): the ECS calls land there."""
@@ -130,7 +145,8 @@ class TestEndpointSetting:
         clients = cloud.cloud_clients(spec_with({"network": "vpc", "ecs": url}))
         assert clients.vpc._endpoint == "vpc-vpc.cn-hangzhou.aliyuncs.com"
         body = clients.ecs.describe_security_groups(
-            ecs_models.DescribeSecurityGroupsRequest(region_id=REGION, vpc_id="vpc-bp1sandbox00000001")).body
+            ecs_models.DescribeSecurityGroupsRequest(region_id=REGION, vpc_id="vpc-bp1sandbox00000001")
+        ).body
         assert body.security_groups is not None
         calls = requests.get(f"{url}/_sandbox/calls", timeout=5).json()["calls"]
         assert [c["action"] for c in calls] == ["DescribeSecurityGroups"]
@@ -143,15 +159,18 @@ class TestEndpointSetting:
 
 
 class TestEndpointValidation:
-    @pytest.mark.parametrize("value, field, words", [
-        ("private", "endpoints.network", "write public (the default) or vpc"),
-        ({"network": "intranet"}, "endpoints.network", "write public (the default) or vpc"),
-        ({"ecs": "ecs vpc"}, "endpoints.ecs", "a host name such as ecs-vpc.cn-hangzhou.aliyuncs.com"),
-        ({"cr": "ftp://cr.example"}, "endpoints.cr", "a URL such as https://cr-vpc.cn-hangzhou.aliyuncs.com"),
-        ({"vpc": "vpc.example:70000"}, "endpoints.vpc", "vpc-vpc.cn-hangzhou.aliyuncs.com"),
-        ({"rds": "vpc"}, "endpoints.rds", "is not a spec field"),
-        (5, "endpoints", "write endpoints: vpc, or a section"),
-    ])
+    @pytest.mark.parametrize(
+        "value, field, words",
+        [
+            ("private", "endpoints.network", "write public (the default) or vpc"),
+            ({"network": "intranet"}, "endpoints.network", "write public (the default) or vpc"),
+            ({"ecs": "ecs vpc"}, "endpoints.ecs", "a host name such as ecs-vpc.cn-hangzhou.aliyuncs.com"),
+            ({"cr": "ftp://cr.example"}, "endpoints.cr", "a URL such as https://cr-vpc.cn-hangzhou.aliyuncs.com"),
+            ({"vpc": "vpc.example:70000"}, "endpoints.vpc", "vpc-vpc.cn-hangzhou.aliyuncs.com"),
+            ({"rds": "vpc"}, "endpoints.rds", "is not a spec field"),
+            (5, "endpoints", "write endpoints: vpc, or a section"),
+        ],
+    )
     def test_bad_values_name_the_field_and_the_fix(self, value, field, words):
         with pytest.raises(SpecError) as err:
             spec_with(value)

@@ -55,15 +55,17 @@ def imported_names(module: str, path: Path) -> list[tuple[str, int]]:
                 stem = ".".join(base + ([node.module] if node.module else []))
             else:
                 stem = node.module or ""
-            names.extend((f"{stem}.{alias.name}" if alias.name != "*" else stem, node.lineno)
-                         for alias in node.names)
+            names.extend((f"{stem}.{alias.name}" if alias.name != "*" else stem, node.lineno) for alias in node.names)
         elif isinstance(node, ast.Call) and _called(node) == "import_module" and node.args:
             target = node.args[0]
             if isinstance(target, ast.Constant) and isinstance(target.value, str):
                 names.append((target.value, node.lineno))
             elif is_package and _is_submodule_pattern(target):  # f"{__name__}.{name}": every submodule
-                names.extend((f"{module}.{child.stem}", node.lineno) for child in sorted(path.parent.glob("*.py"))
-                             if child.name != "__init__.py")
+                names.extend(
+                    (f"{module}.{child.stem}", node.lineno)
+                    for child in sorted(path.parent.glob("*.py"))
+                    if child.name != "__init__.py"
+                )
     return names
 
 
@@ -74,10 +76,15 @@ def _called(call: ast.Call) -> str | None:
 
 def _is_submodule_pattern(node: ast.expr) -> bool:
     """``f"{__name__}.{...}"``: a package importing its own submodules by name (``pkgutil`` discovery)."""
-    return (isinstance(node, ast.JoinedStr) and len(node.values) >= 2
-            and isinstance(node.values[0], ast.FormattedValue)
-            and isinstance(node.values[0].value, ast.Name) and node.values[0].value.id == "__name__"
-            and isinstance(node.values[1], ast.Constant) and str(node.values[1].value).startswith("."))
+    return (
+        isinstance(node, ast.JoinedStr)
+        and len(node.values) >= 2
+        and isinstance(node.values[0], ast.FormattedValue)
+        and isinstance(node.values[0].value, ast.Name)
+        and node.values[0].value.id == "__name__"
+        and isinstance(node.values[1], ast.Constant)
+        and str(node.values[1].value).startswith(".")
+    )
 
 
 def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
@@ -209,7 +216,8 @@ class TestGraphBuilder:
         (tmp_path / "acrvpc" / "__init__.py").write_text("")
         (tmp_path / "acrvpc" / "app.py").write_text("from acrvpc import cmds\ncmds.load_all()\n")
         (cmds / "__init__.py").write_text(
-            "import importlib\ndef load_all():\n    importlib.import_module(f'{__name__}.{\"one\"}')\n")
+            "import importlib\ndef load_all():\n    importlib.import_module(f'{__name__}.{\"one\"}')\n"
+        )
         (cmds / "one.py").write_text("from acrvpc.app import app\n")
         for other in SCANNED[1:]:
             (tmp_path / other).mkdir()
@@ -222,9 +230,10 @@ class TestImportGraph:
     def test_no_import_circles(self):
         """Given every module of the product and the sandbox, when their imports are graphed, then no circle."""
         graph = import_graph()
-        cycles = [describe(graph, one_cycle(graph, c))
-                  + (f"  [circle of {len(c)}: {', '.join(c)}]" if len(c) > 2 else "")
-                  for c in strongly_connected(graph)]
+        cycles = [
+            describe(graph, one_cycle(graph, c)) + (f"  [circle of {len(c)}: {', '.join(c)}]" if len(c) > 2 else "")
+            for c in strongly_connected(graph)
+        ]
         assert not cycles, "import circles (break each one way):\n" + "\n".join(cycles)
 
     @pytest.mark.parametrize("upper", sorted(FORBIDDEN))
@@ -232,7 +241,10 @@ class TestImportGraph:
         """Given the layers, no lower one imports an upper one (e.g. no stage imports the command line)."""
         graph = import_graph()
         files = module_files()
-        bad = [f"{files[m].relative_to(ROOT)}:{line} imports {target}"
-               for m, targets in sorted(graph.items()) for target, line in sorted(targets.items())
-               if _under(target, upper) and any(_under(m, low) for low in FORBIDDEN[upper])]
+        bad = [
+            f"{files[m].relative_to(ROOT)}:{line} imports {target}"
+            for m, targets in sorted(graph.items())
+            for target, line in sorted(targets.items())
+            if _under(target, upper) and any(_under(m, low) for low in FORBIDDEN[upper])
+        ]
         assert not bad, f"a lower layer imports {upper}:\n" + "\n".join(bad)

@@ -28,8 +28,9 @@ def loaded_after(code: str, tmp_path: Path, **env: str) -> set[str]:
     """)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ACRVPC_"))}
     clean.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(ROOT), **env)
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=clean, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -61,11 +62,14 @@ class TestReadOnlyCommands:
         assert loaded_after(cli("policy", str(ROOT / "examples" / "sandbox.yaml")), tmp_path) == set()
 
     def test_preflight_modules_load_the_sdks_but_not_prefect(self, tmp_path):
-        loaded = loaded_after("""
+        loaded = loaded_after(
+            """
             import acrvpc.cli.app, acrvpc.cli.commands.preflight, acrvpc.cloud.clients, tasks.preflight
             from acrvpc.cloud import ratelimit
             assert ratelimit.api_url() is None  # no API URL anywhere: known without importing Prefect
-        """, tmp_path)
+        """,
+            tmp_path,
+        )
         assert "prefect" not in loaded
         assert {"alibabacloud_cr20181201", "alibabacloud_ecs20140526", "alibabacloud_vpc20160428"} <= loaded
 
@@ -77,19 +81,25 @@ class TestReadOnlyCommands:
         elif where == "profile":
             (tmp_path / "prefect-home").mkdir()
             (tmp_path / "prefect-home" / "profiles.toml").write_text(
-                'active = "x"\n[profiles.x]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
+                'active = "x"\n[profiles.x]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+            )
         else:
             (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://127.0.0.1:9/api"\n')
-        loaded = loaded_after("""
+        loaded = loaded_after(
+            """
             from acrvpc.cloud import ratelimit
             assert ratelimit.api_url() == "http://127.0.0.1:9/api", ratelimit.api_url()
-        """, tmp_path, **env)
+        """,
+            tmp_path,
+            **env,
+        )
         assert "prefect" in loaded
 
 
 class TestLazyTask:
     def test_the_task_is_built_on_first_use_with_its_options(self, tmp_path):
-        loaded = loaded_after("""
+        loaded = loaded_after(
+            """
             import sys
             import tasks.preflight as pf
             assert "prefect" not in sys.modules
@@ -98,5 +108,7 @@ class TestLazyTask:
             assert isinstance(real, Task) and real.name == "preflight" and real.retries >= 1
             assert pf.preflight.fn is real.fn and pf.preflight.with_options(retries=0).retries == 0
             assert pf.preflight.__name__ == "preflight" and pf.preflight.__doc__ == real.fn.__doc__
-        """, tmp_path)
+        """,
+            tmp_path,
+        )
         assert "prefect" in loaded

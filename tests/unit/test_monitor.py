@@ -17,28 +17,49 @@ from flows.run_names import push_label, run_name, spec_name_of, trigger_of
 
 
 def build(repository: str, status: str, **extra) -> dict:
-    return {"repository": repository, "build_rule_id": "crbr-1", "ref": "main", "image": f"{repository}:latest",
-            "digest": "sha256:" + "a" * 64 if status == "SUCCESS" else "", "status": status, "seconds": 12.34,
-            "build_record_id": f"rec-{repository.split('/')[1]}", "log_lines": 3,
-            "log_tail": [f"BUILD line {i}" for i in range(40)], "notes": [], **extra}
+    return {
+        "repository": repository,
+        "build_rule_id": "crbr-1",
+        "ref": "main",
+        "image": f"{repository}:latest",
+        "digest": "sha256:" + "a" * 64 if status == "SUCCESS" else "",
+        "status": status,
+        "seconds": 12.34,
+        "build_record_id": f"rec-{repository.split('/')[1]}",
+        "log_lines": 3,
+        "log_tail": [f"BUILD line {i}" for i in range(40)],
+        "notes": [],
+        **extra,
+    }
 
 
 class TestSlug:
-    @pytest.mark.parametrize("parts, expected", [
-        (("build", "apps", "billing-api", "latest"), "build-apps-billing-api-latest"),
-        (("build", "Apps", "x_y", "release-v1.2"), "build-apps-x-y-release-v1-2"),
-        (("", "--", ""), "acrvpc"),
-    ])
+    @pytest.mark.parametrize(
+        "parts, expected",
+        [
+            (("build", "apps", "billing-api", "latest"), "build-apps-billing-api-latest"),
+            (("build", "Apps", "x_y", "release-v1.2"), "build-apps-x-y-release-v1-2"),
+            (("", "--", ""), "acrvpc"),
+        ],
+    )
     def test_keys_are_lowercase_letters_digits_and_dashes(self, parts, expected):
         assert monitor.slug(*parts) == expected
 
 
 class TestEstimateProgress:
-    @pytest.mark.parametrize("status, stage, expected", [
-        ("PENDING", None, 5.0), ("BUILDING", "GIT_CLONE", 10.0), ("building", "build", 30.0),
-        ("BUILDING", "PUSH", 90.0), ("SUCCESS", "PUSH", 100.0), ("FAILED", "BUILD", 100.0),
-        ("TIMEOUT", None, 100.0), ("BUILDING", "SCAN", 0.0),
-    ])
+    @pytest.mark.parametrize(
+        "status, stage, expected",
+        [
+            ("PENDING", None, 5.0),
+            ("BUILDING", "GIT_CLONE", 10.0),
+            ("building", "build", 30.0),
+            ("BUILDING", "PUSH", 90.0),
+            ("SUCCESS", "PUSH", 100.0),
+            ("FAILED", "BUILD", 100.0),
+            ("TIMEOUT", None, 100.0),
+            ("BUILDING", "SCAN", 0.0),
+        ],
+    )
     def test_from_status_and_stage(self, status, stage, expected):
         assert monitor.estimate_progress(status, stage) == expected
 
@@ -80,29 +101,57 @@ class TestBuildMarkdown:
 
     def test_rows_share_the_json_keys(self):
         [row] = build_rows([build("apps/b", "FAILED")])
-        assert row == {"image": "apps/b:latest", "status": "FAILED", "wall_seconds": 12.3, "digest": "-", "ref": "main",
-                       "repository": "apps/b", "rule": "crbr-1", "build_record": "rec-b", "record_seconds": 12.3,
-                       "log_lines": 3}
+        assert row == {
+            "image": "apps/b:latest",
+            "status": "FAILED",
+            "wall_seconds": 12.3,
+            "digest": "-",
+            "ref": "main",
+            "repository": "apps/b",
+            "rule": "crbr-1",
+            "build_record": "rec-b",
+            "record_seconds": 12.3,
+            "log_lines": 3,
+        }
 
     def test_wall_seconds_first_and_the_records_own_clock_labelled_where_it_differs(self):
-        md = build_markdown("demo", [build("apps/a", "SUCCESS", seconds=19.0, wall_seconds=3.2)],
-                            record_clock=record_clock_label(sandbox=True))
+        md = build_markdown(
+            "demo",
+            [build("apps/a", "SUCCESS", seconds=19.0, wall_seconds=3.2)],
+            record_clock=record_clock_label(sandbox=True),
+        )
         assert "| wall s | record s¹ | status |" in md and "| 3.2 | 19.0 | SUCCESS |" in md
         assert "¹ the build record's own StartTime/EndTime, in sandbox time" in md
         same = build_markdown("demo", [build("apps/a", "SUCCESS", seconds=3.0, wall_seconds=3.4)])
         assert "record s" not in same and "| 3.4 | SUCCESS |" in same
 
-    @pytest.mark.parametrize("digest, shown", [
-        ("sha256:" + "0123456789abcdef" * 4, "sha256:0123456789ab…"), ("sha256:abc", "sha256:abc"), ("", "-"),
-    ])
+    @pytest.mark.parametrize(
+        "digest, shown",
+        [
+            ("sha256:" + "0123456789abcdef" * 4, "sha256:0123456789ab…"),
+            ("sha256:abc", "sha256:abc"),
+            ("", "-"),
+        ],
+    )
     def test_short_digest(self, digest, shown):
         assert short_digest(digest) == shown
 
 
-SUMMARY = {"spec": "demo-build", "flow_run_id": "run-1", "builds": [],
-           "stages": [{"stage": "preflight", "result": "completed", "resources": {}, "changes": [], "seconds": 0.41},
-                      {"stage": "link", "result": "completed", "resources": {"security_group": "sg-1"},
-                       "changes": ["CreateSecurityGroup sg-1", "AuthorizeSecurityGroupEgress sg-1"], "seconds": 1.2}]}
+SUMMARY = {
+    "spec": "demo-build",
+    "flow_run_id": "run-1",
+    "builds": [],
+    "stages": [
+        {"stage": "preflight", "result": "completed", "resources": {}, "changes": [], "seconds": 0.41},
+        {
+            "stage": "link",
+            "result": "completed",
+            "resources": {"security_group": "sg-1"},
+            "changes": ["CreateSecurityGroup sg-1", "AuthorizeSecurityGroupEgress sg-1"],
+            "seconds": 1.2,
+        },
+    ],
+}
 
 
 class TestRunSummary:
@@ -113,11 +162,16 @@ class TestRunSummary:
         assert "| link | completed | security_group: `sg-1` | 2 | 1.2 | - |" in md
 
     def test_a_failure_leads_with_the_stage_the_code_and_the_fix(self):
-        failure = {"stage": "binding apps/web-frontend", "code": "Forbidden.RAM", "message": "CreateRepository denied",
-                   "fix": "grant the RAM user the action"}
+        failure = {
+            "stage": "binding apps/web-frontend",
+            "code": "Forbidden.RAM",
+            "message": "CreateRepository denied",
+            "fix": "grant the RAM user the action",
+        }
         md = run_markdown(SUMMARY, {}, failure)
-        assert md.startswith("# demo-build: failed\n\n**Failed at binding apps/web-frontend:** "
-                             "`Forbidden.RAM` CreateRepository denied")
+        assert md.startswith(
+            "# demo-build: failed\n\n**Failed at binding apps/web-frontend:** `Forbidden.RAM` CreateRepository denied"
+        )
         assert "**Fix:** grant the RAM user the action" in md
         assert "| binding | **failed** |" in md
         last = done_lines(SUMMARY, failure)
@@ -125,15 +179,21 @@ class TestRunSummary:
         assert last[1] == "fix: grant the RAM user the action" and "demo-build-run" in last[-1]
 
     def test_the_last_lines_count_the_writes_by_action(self):
-        assert done_lines(SUMMARY)[0] == ("done: 2 stage(s), 2 write(s): CreateSecurityGroup, "
-                                          "AuthorizeSecurityGroupEgress; no build")
+        assert done_lines(SUMMARY)[0] == (
+            "done: 2 stage(s), 2 write(s): CreateSecurityGroup, AuthorizeSecurityGroupEgress; no build"
+        )
 
-    @pytest.mark.parametrize("key, stage", [
-        ("preflight-demo-build", ("preflight", "preflight")), ("demo-build-builds", ("build", "summary")),
-        ("demo-build-build-table", ("build", "table")), ("drift-demo-build", ("link", "drift")),
-        ("build-apps-billing-api-latest", ("build", "progress apps-billing-api-latest")),
-        ("console-account-demo-build", ("gitlab", "console-account")),
-    ])
+    @pytest.mark.parametrize(
+        "key, stage",
+        [
+            ("preflight-demo-build", ("preflight", "preflight")),
+            ("demo-build-builds", ("build", "summary")),
+            ("demo-build-build-table", ("build", "table")),
+            ("drift-demo-build", ("link", "drift")),
+            ("build-apps-billing-api-latest", ("build", "progress apps-billing-api-latest")),
+            ("console-account-demo-build", ("gitlab", "console-account")),
+        ],
+    )
     def test_artifact_keys_map_to_their_stage(self, key, stage):
         assert monitor.stage_of_artifact(key, "demo-build") == stage
 
@@ -147,21 +207,30 @@ class TestRunNames:
         assert spec_name_of({"spec_path": str(tmp_path / "missing.yaml")}) == ""
         assert run_name("vpc-build", {"spec_path": str(tmp_path / "missing.yaml")}) == "vpc-build · manual"
 
-    @pytest.mark.parametrize("facts, trigger", [
-        ({}, "manual"),
-        ({"auto_scheduled": True, "deployment_name": "nightly"}, "nightly"),
-        ({"auto_scheduled": True, "deployment_name": "demo-build"}, "scheduled"),  # acrvpc deploy's <flow>/<spec>
-        ({"state_name": "AwaitingRetry", "run_count": 1}, "retry"),
-        ({"state_name": "Resuming", "run_count": 1}, "manual"),  # a resumed pause keeps its name
-    ])
+    @pytest.mark.parametrize(
+        "facts, trigger",
+        [
+            ({}, "manual"),
+            ({"auto_scheduled": True, "deployment_name": "nightly"}, "nightly"),
+            ({"auto_scheduled": True, "deployment_name": "demo-build"}, "scheduled"),  # acrvpc deploy's <flow>/<spec>
+            ({"state_name": "AwaitingRetry", "run_count": 1}, "retry"),
+            ({"state_name": "Resuming", "run_count": 1}, "manual"),  # a resumed pause keeps its name
+        ],
+    )
     def test_the_trigger(self, facts, trigger):
         assert trigger_of({"spec": {"name": "demo-build"}}, spec_name="demo-build", **facts) == trigger
 
     def test_a_push(self):
-        params = {"spec": {"name": "demo-build"}, "project": "platform/billing-api", "ref": "refs/heads/main",
-                  "sha": "a1b2c3d4e5f6"}
-        assert run_name("build-on-push", params, tags=["gitlab-webhook"]) == \
-            "demo-build · push platform/billing-api@main a1b2c3d"
+        params = {
+            "spec": {"name": "demo-build"},
+            "project": "platform/billing-api",
+            "ref": "refs/heads/main",
+            "sha": "a1b2c3d4e5f6",
+        }
+        assert (
+            run_name("build-on-push", params, tags=["gitlab-webhook"])
+            == "demo-build · push platform/billing-api@main a1b2c3d"
+        )
         assert push_label("p/x", "refs/tags/v1.0") == "push p/x@v1.0"
 
 
@@ -171,13 +240,19 @@ class TestFailureOf:
             code, message, detail = "Forbidden.RAM", "User not authorized to operate on the specified resource.", None
 
         failure = monitor.failure_of(TeaLike("x"), stage="binding")
-        assert failure == {"stage": "binding", "code": "Forbidden.RAM",
-                           "message": "User not authorized to operate on the specified resource.",
-                           "fix": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun"}
+        assert failure == {
+            "stage": "binding",
+            "code": "Forbidden.RAM",
+            "message": "User not authorized to operate on the specified resource.",
+            "fix": "grant the RAM user the action named in the error (see `acrvpc policy`), then rerun",
+        }
 
     def test_a_pipeline_error_keeps_its_fix_once(self):
         from acrvpc.cloud.errors import PipelineError
 
         failure = monitor.failure_of(PipelineError("nothing routed", code="WEBHOOK_NO_ROUTE", fix="add a route"))
-        assert (failure["code"], failure["message"], failure["fix"]) == ("WEBHOOK_NO_ROUTE", "nothing routed",
-                                                                         "add a route")
+        assert (failure["code"], failure["message"], failure["fix"]) == (
+            "WEBHOOK_NO_ROUTE",
+            "nothing routed",
+            "add a route",
+        )

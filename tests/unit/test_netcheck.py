@@ -10,12 +10,30 @@ from acrvpc.domain.netcheck import admits_egress, admits_ingress, evaluate, ip_i
 BLOCK = "100.104.0.0/16"
 
 
-def rule(rule_id: str, source: str = BLOCK, *, policy: str = "Accept", priority: int | str = 1,
-         protocol: str = "TCP", ports: str = "80/80", direction: str = "ingress", **extra: str) -> dict:
+def rule(
+    rule_id: str,
+    source: str = BLOCK,
+    *,
+    policy: str = "Accept",
+    priority: int | str = 1,
+    protocol: str = "TCP",
+    ports: str = "80/80",
+    direction: str = "ingress",
+    **extra: str,
+) -> dict:
     """A Permission dict shaped like DescribeSecurityGroupAttribute's to_map() output."""
     peer = {"SourceCidrIp": source} if direction == "ingress" else {"DestCidrIp": source}
-    return {"SecurityGroupRuleId": rule_id, "Direction": direction, "Policy": policy, "Priority": str(priority),
-            "IpProtocol": protocol, "PortRange": ports, "NicType": "intranet", **peer, **extra}
+    return {
+        "SecurityGroupRuleId": rule_id,
+        "Direction": direction,
+        "Policy": policy,
+        "Priority": str(priority),
+        "IpProtocol": protocol,
+        "PortRange": ports,
+        "NicType": "intranet",
+        **peer,
+        **extra,
+    }
 
 
 class TestZoneSupport:
@@ -88,24 +106,36 @@ class TestIpInAny:
 
 
 class TestParseTarget:
-    @pytest.mark.parametrize("text, expected", [
-        ("192.168.1.30", ("192.168.1.30/32", "1/65535")),
-        ("10.0.0.0/24", ("10.0.0.0/24", "1/65535")),
-        ("192.168.1.30:8081", ("192.168.1.30/32", "8081/8081")),
-    ])
+    @pytest.mark.parametrize(
+        "text, expected",
+        [
+            ("192.168.1.30", ("192.168.1.30/32", "1/65535")),
+            ("10.0.0.0/24", ("10.0.0.0/24", "1/65535")),
+            ("192.168.1.30:8081", ("192.168.1.30/32", "8081/8081")),
+        ],
+    )
     def test_valid(self, text, expected):
         assert netcheck.parse_target(text) == expected
 
-    @pytest.mark.parametrize("text", ["maven.local", "10.0.0.1/33", "10.0.0.0/8:0", "192.168.1.30:99999",
-                                      "10.0.0.5/24", "::1"])
+    @pytest.mark.parametrize(
+        "text", ["maven.local", "10.0.0.1/33", "10.0.0.0/8:0", "192.168.1.30:99999", "10.0.0.5/24", "::1"]
+    )
     def test_invalid(self, text):
         with pytest.raises(ValueError):
             netcheck.parse_target(text)
 
 
 class TestPortRange:
-    @pytest.mark.parametrize("text, expected", [("443/443", (443, 443)), ("1/65535", (1, 65535)),
-                                                ("-1/-1", (1, 65535)), ("", (1, 65535)), ("8000/9000", (8000, 9000))])
+    @pytest.mark.parametrize(
+        "text, expected",
+        [
+            ("443/443", (443, 443)),
+            ("1/65535", (1, 65535)),
+            ("-1/-1", (1, 65535)),
+            ("", (1, 65535)),
+            ("8000/9000", (8000, 9000)),
+        ],
+    )
     def test_parse(self, text, expected):
         assert netcheck.parse_port_range(text) == expected
 
@@ -137,14 +167,23 @@ class TestAdmitsIngress:
     def test_wrong_port_denied(self):
         assert not admits_ingress([rule("sgr-1", ports="443/443")], BLOCK, "TCP", 80).allowed
 
-    @pytest.mark.parametrize("ports, port, allowed", [("1/65535", 8929, True), ("-1/-1", 80, True),
-                                                      ("8000/9000", 8929, True), ("8000/9000", 80, False),
-                                                      ("443/443", 443, True)])
+    @pytest.mark.parametrize(
+        "ports, port, allowed",
+        [
+            ("1/65535", 8929, True),
+            ("-1/-1", 80, True),
+            ("8000/9000", 8929, True),
+            ("8000/9000", 80, False),
+            ("443/443", 443, True),
+        ],
+    )
     def test_port_ranges(self, ports, port, allowed):
         assert admits_ingress([rule("sgr-1", ports=ports)], BLOCK, "TCP", port).allowed is allowed
 
-    @pytest.mark.parametrize("protocol, allowed", [("ALL", True), ("all", True), ("tcp", True), ("TCP", True),
-                                                   ("UDP", False), ("ICMP", False)])
+    @pytest.mark.parametrize(
+        "protocol, allowed",
+        [("ALL", True), ("all", True), ("tcp", True), ("TCP", True), ("UDP", False), ("ICMP", False)],
+    )
     def test_protocols(self, protocol, allowed):
         r = rule("sgr-1", protocol=protocol, ports="-1/-1" if protocol.upper() == "ALL" else "80/80")
         assert admits_ingress([r], BLOCK, "TCP", 80).allowed is allowed
@@ -155,8 +194,10 @@ class TestAdmitsIngress:
         assert not verdict.allowed and verdict.rule_id == "drop-1"
 
     def test_accept_with_higher_precedence_beats_later_drop(self):
-        rules = [rule("drop-100", "0.0.0.0/0", policy="Drop", priority=100, protocol="ALL", ports="-1/-1"),
-                 rule("accept-1", priority=1)]
+        rules = [
+            rule("drop-100", "0.0.0.0/0", policy="Drop", priority=100, protocol="ALL", ports="-1/-1"),
+            rule("accept-1", priority=1),
+        ]
         verdict = admits_ingress(rules, BLOCK, "TCP", 80)
         assert verdict.allowed and verdict.rule_id == "accept-1"
 
@@ -194,9 +235,17 @@ class TestAdmitsIngress:
         assert admits_ingress([r], BLOCK, "TCP", 80, dest_ip="192.168.1.99").allowed
 
     def test_priority_given_as_int_or_missing(self):
-        rules = [{"Direction": "ingress", "Policy": "Accept", "IpProtocol": "TCP", "PortRange": "80/80",
-                  "SourceCidrIp": BLOCK, "SecurityGroupRuleId": "no-priority"},
-                 rule("drop-int", policy="Drop", priority=1)]
+        rules = [
+            {
+                "Direction": "ingress",
+                "Policy": "Accept",
+                "IpProtocol": "TCP",
+                "PortRange": "80/80",
+                "SourceCidrIp": BLOCK,
+                "SecurityGroupRuleId": "no-priority",
+            },
+            rule("drop-int", policy="Drop", priority=1),
+        ]
         rules[1]["Priority"] = 1
         assert admits_ingress(rules, BLOCK, "TCP", 80).rule_id == "drop-int"
 
@@ -221,9 +270,12 @@ class TestMultipleGroups:
 
 class TestEvaluateEgress:
     def test_managed_group_allows_gitlab_then_drops_the_rest(self):
-        rules = [rule("gitlab", "192.168.1.20/32", direction="egress"),
-                 rule("drop-all", "0.0.0.0/0", policy="Drop", priority=100, protocol="ALL", ports="-1/-1",
-                      direction="egress")]
+        rules = [
+            rule("gitlab", "192.168.1.20/32", direction="egress"),
+            rule(
+                "drop-all", "0.0.0.0/0", policy="Drop", priority=100, protocol="ALL", ports="-1/-1", direction="egress"
+            ),
+        ]
         assert admits_egress(rules, "192.168.1.20/32", "TCP", 80).allowed
         blocked = admits_egress(rules, "8.8.8.8/32", "TCP", 443)
         assert not blocked.allowed and blocked.rule_id == "drop-all"
@@ -247,10 +299,12 @@ class TestIngressRuleFix:
 
 
 class TestCoveringRoute:
-    ROUTES = [{"RouteEntryId": "wide", "DestinationCidrBlock": "100.64.0.0/10"},
-              {"RouteEntryId": "exact", "DestinationCidrBlock": "100.104.0.0/16"},
-              {"RouteEntryId": "narrow", "DestinationCidrBlock": "100.104.0.0/24"},
-              {"RouteEntryId": "bad", "DestinationCidrBlock": "not-a-cidr"}]
+    ROUTES = [
+        {"RouteEntryId": "wide", "DestinationCidrBlock": "100.64.0.0/10"},
+        {"RouteEntryId": "exact", "DestinationCidrBlock": "100.104.0.0/16"},
+        {"RouteEntryId": "narrow", "DestinationCidrBlock": "100.104.0.0/24"},
+        {"RouteEntryId": "bad", "DestinationCidrBlock": "not-a-cidr"},
+    ]
 
     def test_longest_prefix_that_contains_the_whole_block(self):
         assert netcheck.covering_route(self.ROUTES, BLOCK)["RouteEntryId"] == "exact"

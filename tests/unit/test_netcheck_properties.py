@@ -59,15 +59,27 @@ def _order(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def key(item: tuple[int, dict[str, Any]]) -> tuple[int, int, int]:
         index, rule = item
         return int(rule["Priority"]), 0 if rule["Policy"].lower() == "drop" else 1, index
+
     return [rule for _, rule in sorted(enumerate(rules), key=key)]
 
 
-def model_block(rules: list[dict[str, Any]], block: str, *, direction: str, protocol: str, port: int,
-                local: str | None, default_accept: bool) -> dict[str, Any]:
+def model_block(
+    rules: list[dict[str, Any]],
+    block: str,
+    *,
+    direction: str,
+    protocol: str,
+    port: int,
+    local: str | None,
+    default_accept: bool,
+) -> dict[str, Any]:
     """Every address of ``block``, one packet each: is each admitted, which drops deny, which go undecided."""
     peer_key = "SourceCidrIp" if direction == "ingress" else "DestCidrIp"
-    candidates = [(rule, ipaddress.ip_network(rule[peer_key], strict=False)) for rule in _order(rules)
-                  if _applies(rule, direction=direction, protocol=protocol, port=port, local=local)]
+    candidates = [
+        (rule, ipaddress.ip_network(rule[peer_key], strict=False))
+        for rule in _order(rules)
+        if _applies(rule, direction=direction, protocol=protocol, port=port, local=local)
+    ]
     admitted, drops, undecided = True, [], []
     for address in ipaddress.ip_network(block):
         deciding = next((rule for rule, net in candidates if address in net), None)
@@ -117,12 +129,13 @@ def port_ranges(draw: st.DrawFn, protocol: str) -> str:
 
 
 @st.composite
-def rules(draw: st.DrawFn, *, direction: str, block: str, policies: tuple[str, ...] = POLICIES,
-          kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+def rules(
+    draw: st.DrawFn, *, direction: str, block: str, policies: tuple[str, ...] = POLICIES, kinds: tuple[str, ...] = KINDS
+) -> dict[str, Any]:
     protocol = draw(st.sampled_from(["TCP", "TCP", "tcp", "ALL", "UDP"]))
     peer_key, local_key = ("SourceCidrIp", "DestCidrIp") if direction == "ingress" else ("DestCidrIp", "SourceCidrIp")
     rule: dict[str, Any] = {
-        "SecurityGroupRuleId": f"sgr-{draw(st.integers(0, 10 ** 6)):07d}",
+        "SecurityGroupRuleId": f"sgr-{draw(st.integers(0, 10**6)):07d}",
         "Direction": draw(st.sampled_from([direction] * 7 + ["egress" if direction == "ingress" else "ingress"])),
         "Policy": draw(st.sampled_from(policies)),
         "Priority": draw(st.sampled_from(PRIORITIES + [str(p) for p in PRIORITIES])),
@@ -145,19 +158,40 @@ def rule_lists(direction: str, block: str, **kwargs: Any) -> st.SearchStrategy[l
 # -- properties --------------------------------------------------------------------------------------
 class TestEvaluateAgainstTheModel:
     @SETTINGS
-    @given(data=st.data(), direction=st.sampled_from(["ingress", "egress"]), block=blocks(),
-           protocol=st.sampled_from(["TCP", "TCP", "UDP"]), port=st.sampled_from(PORTS), default_accept=st.booleans(),
-           local=st.sampled_from([MEMBER, OTHER_MEMBER]))
-    def test_admits_a_block_exactly_when_every_address_is_admitted(self, data, direction, block, protocol, port,
-                                                                   default_accept, local):
+    @given(
+        data=st.data(),
+        direction=st.sampled_from(["ingress", "egress"]),
+        block=blocks(),
+        protocol=st.sampled_from(["TCP", "TCP", "UDP"]),
+        port=st.sampled_from(PORTS),
+        default_accept=st.booleans(),
+        local=st.sampled_from([MEMBER, OTHER_MEMBER]),
+    )
+    def test_admits_a_block_exactly_when_every_address_is_admitted(
+        self, data, direction, block, protocol, port, default_accept, local
+    ):
         # given
         given_rules = data.draw(rule_lists(direction, block))
         # when
-        verdict = netcheck.evaluate(given_rules, direction=direction, peer_cidr=block, protocol=protocol, port=port,
-                                    local_ip=local, default_accept=default_accept)
+        verdict = netcheck.evaluate(
+            given_rules,
+            direction=direction,
+            peer_cidr=block,
+            protocol=protocol,
+            port=port,
+            local_ip=local,
+            default_accept=default_accept,
+        )
         # then
-        model = model_block(given_rules, block, direction=direction, protocol=protocol, port=port,
-                            local=local, default_accept=default_accept)
+        model = model_block(
+            given_rules,
+            block,
+            direction=direction,
+            protocol=protocol,
+            port=port,
+            local=local,
+            default_accept=default_accept,
+        )
         assert verdict.allowed == model["admitted"], (verdict, model)
 
     @SETTINGS
@@ -166,20 +200,29 @@ class TestEvaluateAgainstTheModel:
         # given only Accept rules, mostly for parts of the block
         given_rules = data.draw(rule_lists("ingress", block, policies=("Accept",), kinds=("inside",) * 4 + ("around",)))
         # when
-        verdict = netcheck.evaluate(given_rules, direction="ingress", peer_cidr=block, protocol="TCP", port=port,
-                                    local_ip=MEMBER)
+        verdict = netcheck.evaluate(
+            given_rules, direction="ingress", peer_cidr=block, protocol="TCP", port=port, local_ip=MEMBER
+        )
         # then
-        model = model_block(given_rules, block, direction="ingress", protocol="TCP", port=port,
-                            local=MEMBER, default_accept=False)
+        model = model_block(
+            given_rules, block, direction="ingress", protocol="TCP", port=port, local=MEMBER, default_accept=False
+        )
         assert verdict.allowed == model["admitted"], (verdict, model["undecided"][:3])
         assert verdict.allowed == (not model["undecided"])
 
     @SETTINGS
-    @given(data=st.data(), direction=st.sampled_from(["ingress", "egress"]), block=blocks(),
-           protocol=st.sampled_from(["TCP", "TCP", "UDP"]), port=st.sampled_from(PORTS), default_accept=st.booleans(),
-           local=st.sampled_from([MEMBER, OTHER_MEMBER]))
-    def test_each_sampled_address_is_judged_as_the_model_judges_it(self, data, direction, block, protocol, port,
-                                                                   default_accept, local):
+    @given(
+        data=st.data(),
+        direction=st.sampled_from(["ingress", "egress"]),
+        block=blocks(),
+        protocol=st.sampled_from(["TCP", "TCP", "UDP"]),
+        port=st.sampled_from(PORTS),
+        default_accept=st.booleans(),
+        local=st.sampled_from([MEMBER, OTHER_MEMBER]),
+    )
+    def test_each_sampled_address_is_judged_as_the_model_judges_it(
+        self, data, direction, block, protocol, port, default_accept, local
+    ):
         # given rules and addresses sampled from the block
         given_rules = data.draw(rule_lists(direction, block))
         net = ipaddress.ip_network(block)
@@ -188,11 +231,25 @@ class TestEvaluateAgainstTheModel:
         for offset in offsets:
             address = net.network_address + offset
             # when one address is the whole block
-            verdict = netcheck.evaluate(given_rules, direction=direction, peer_cidr=f"{address}/32", protocol=protocol,
-                                        port=port, local_ip=local, default_accept=default_accept)
+            verdict = netcheck.evaluate(
+                given_rules,
+                direction=direction,
+                peer_cidr=f"{address}/32",
+                protocol=protocol,
+                port=port,
+                local_ip=local,
+                default_accept=default_accept,
+            )
             # then
-            model = model_block(as_model, f"{address}/32", direction=direction, protocol=protocol, port=port,
-                                local=local, default_accept=default_accept)
+            model = model_block(
+                as_model,
+                f"{address}/32",
+                direction=direction,
+                protocol=protocol,
+                port=port,
+                local=local,
+                default_accept=default_accept,
+            )
             assert verdict.allowed == model["admitted"], (address, verdict)
 
     @LIGHT
@@ -201,12 +258,14 @@ class TestEvaluateAgainstTheModel:
         # given ingress rules and the default deny
         given_rules = data.draw(rule_lists("ingress", block))
         # when
-        verdict = netcheck.evaluate(given_rules, direction="ingress", peer_cidr=block, protocol="TCP", port=port,
-                                    local_ip=MEMBER)
+        verdict = netcheck.evaluate(
+            given_rules, direction="ingress", peer_cidr=block, protocol="TCP", port=port, local_ip=MEMBER
+        )
         # then
         as_model = given_rules
-        model = model_block(as_model, block, direction="ingress", protocol="TCP", port=port, local=MEMBER,
-                            default_accept=False)
+        model = model_block(
+            as_model, block, direction="ingress", protocol="TCP", port=port, local=MEMBER, default_accept=False
+        )
         assert verdict.allowed == model["admitted"]
         if verdict.allowed:
             return
@@ -238,8 +297,9 @@ class TestEvaluateAgainstTheModel:
         unknown = netcheck.evaluate(given_rules, direction="ingress", peer_cidr=block, port=port, local_ip=None)
         # then admitting without it means admitting for any member address
         if unknown.allowed:
-            model = model_block(given_rules, block, direction="ingress", protocol="TCP",
-                                port=port, local=local, default_accept=False)
+            model = model_block(
+                given_rules, block, direction="ingress", protocol="TCP", port=port, local=local, default_accept=False
+            )
             assert model["admitted"]
 
     @LIGHT
@@ -255,16 +315,30 @@ class TestEvaluateAgainstTheModel:
         if verdict.allowed:
             for source_port_inside in (True, False):
                 applicable = [r for r in given_rules if source_port_inside or "SourcePortRange" not in r]
-                model = model_block(applicable, block, direction="ingress", protocol="TCP", port=port, local=MEMBER,
-                                    default_accept=False)
+                model = model_block(
+                    applicable,
+                    block,
+                    direction="ingress",
+                    protocol="TCP",
+                    port=port,
+                    local=MEMBER,
+                    default_accept=False,
+                )
                 assert model["admitted"], source_port_inside
 
 
 class TestReverseAccessBlockExamples:
     """The cases the procedure cares about, through the model and through admits_ingress."""
 
-    RULE = {"Direction": "ingress", "Policy": "Accept", "Priority": 1, "IpProtocol": "TCP", "PortRange": "80/80",
-            "SourceCidrIp": "100.104.0.0/16", "SecurityGroupRuleId": "sgr-accept"}
+    RULE = {
+        "Direction": "ingress",
+        "Policy": "Accept",
+        "Priority": 1,
+        "IpProtocol": "TCP",
+        "PortRange": "80/80",
+        "SourceCidrIp": "100.104.0.0/16",
+        "SecurityGroupRuleId": "sgr-accept",
+    }
 
     def test_a_24_inside_the_block_is_not_enough(self):
         rule = {**self.RULE, "SourceCidrIp": "100.104.3.0/24"}
@@ -272,7 +346,12 @@ class TestReverseAccessBlockExamples:
         assert not verdict.allowed and verdict.uncovered
 
     def test_drop_wins_at_equal_priority_and_loses_to_a_smaller_number(self):
-        drop = {**self.RULE, "Policy": "Drop", "SecurityGroupRuleId": "sgr-drop", "IpProtocol": "ALL",
-                "PortRange": "-1/-1"}
+        drop = {
+            **self.RULE,
+            "Policy": "Drop",
+            "SecurityGroupRuleId": "sgr-drop",
+            "IpProtocol": "ALL",
+            "PortRange": "-1/-1",
+        }
         assert not netcheck.admits_ingress([self.RULE, drop], port=80)
         assert netcheck.admits_ingress([self.RULE, {**drop, "Priority": 2}], port=80)

@@ -52,23 +52,30 @@ class TestBareCommands:
         for top in SCANNED:
             for path in sorted((ROOT / top).rglob("*.py")):
                 found += bare_commands(path.read_text(), str(path.relative_to(ROOT)))
-        assert found == [], "start these as (sys.executable, '-m', ...) (tests.e2e.prefect_server.PREFECT):\n" + \
-            "\n".join(found)
+        assert found == [], (
+            "start these as (sys.executable, '-m', ...) (tests.e2e.prefect_server.PREFECT):\n" + "\n".join(found)
+        )
 
-    @pytest.mark.parametrize("source", [
-        'subprocess.run(["prefect", "flow-run", "ls"])',
-        'subprocess.Popen(("acrvpc", "demo"))',
-        'server.run("prefect", "deploy", "--all")',
-        'server.spawn("prefect", "worker", "start", log=log)',
-    ])
+    @pytest.mark.parametrize(
+        "source",
+        [
+            'subprocess.run(["prefect", "flow-run", "ls"])',
+            'subprocess.Popen(("acrvpc", "demo"))',
+            'server.run("prefect", "deploy", "--all")',
+            'server.spawn("prefect", "worker", "start", log=log)',
+        ],
+    )
     def test_the_scan_catches_each_way_of_starting_one(self, source):
         assert bare_commands(source) != []
 
-    @pytest.mark.parametrize("source", [
-        'subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls"])',
-        'server.run(*PREFECT, "deploy", "--all")',
-        'subprocess.run(["psql", "-U", "prefect"])',
-    ])
+    @pytest.mark.parametrize(
+        "source",
+        [
+            'subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls"])',
+            'server.run(*PREFECT, "deploy", "--all")',
+            'subprocess.run(["psql", "-U", "prefect"])',
+        ],
+    )
     def test_the_scan_accepts_the_project_interpreter(self, source):
         assert bare_commands(source) == []
 

@@ -38,8 +38,11 @@ def sandbox_imports(root: Path = ROOT) -> list[tuple[str, str, int, str]]:
         if not sandbox_lines:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        spans = [(node.lineno, node.end_lineno or node.lineno, node.name) for node in tree.body
-                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        spans = [
+            (node.lineno, node.end_lineno or node.lineno, node.name)
+            for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ]
         for line, name in sorted(sandbox_lines.items()):
             where = next((fn for start, end, fn in spans if start <= line <= end), "<module>")
             found.append((path.relative_to(root).as_posix(), where, line, name))
@@ -49,10 +52,15 @@ def sandbox_imports(root: Path = ROOT) -> list[tuple[str, str, int, str]]:
 class TestNoSandboxImports:
     def test_product_code_imports_the_sandbox_only_in_the_demo_and_sandbox_commands(self):
         """Given the product's modules, when their imports of acrvpc.sandbox are listed, then all are allowed."""
-        bad = [f"{file}:{line} ({where}) imports {name}" for file, where, line, name in sandbox_imports()
-               if (file, where) not in ALLOWED]
-        assert not bad, ("product code imports the sandbox (give the value another way, e.g. a setting, or "
-                         "implement it in the product):\n" + "\n".join(bad))
+        bad = [
+            f"{file}:{line} ({where}) imports {name}"
+            for file, where, line, name in sandbox_imports()
+            if (file, where) not in ALLOWED
+        ]
+        assert not bad, (
+            "product code imports the sandbox (give the value another way, e.g. a setting, or "
+            "implement it in the product):\n" + "\n".join(bad)
+        )
 
     def test_the_scan_sees_a_sandbox_import(self, tmp_path):
         """Given a toy product module importing the sandbox lazily, the scan reports it with its function."""
@@ -62,7 +70,8 @@ class TestNoSandboxImports:
         (tmp_path / "acrvpc" / "sandbox" / "__init__.py").write_text("")
         (tmp_path / "acrvpc" / "sandbox" / "defaults.py").write_text("KEY = 'x'\n")
         (tmp_path / "acrvpc" / "cloud" / "clients.py").write_text(
-            "def key():\n    from acrvpc.sandbox import defaults\n    return defaults.KEY\n")
+            "def key():\n    from acrvpc.sandbox import defaults\n    return defaults.KEY\n"
+        )
         for other in SCANNED[1:]:
             (tmp_path / other).mkdir()
         assert sandbox_imports(tmp_path) == [("acrvpc/cloud/clients.py", "key", 2, "acrvpc.sandbox.defaults")]
@@ -81,4 +90,7 @@ class TestSandboxCredentials:
         tokens = {t["token"] for t in scenario["gitlab"]["tokens"]}
         assert clients.SANDBOX_GITLAB_TOKEN in tokens
         assert (defaults.ACCESS_KEY_ID, defaults.ACCESS_KEY_SECRET, defaults.GITLAB_TOKEN) == (
-            clients.SANDBOX_ACCESS_KEY_ID, clients.SANDBOX_ACCESS_KEY_SECRET, clients.SANDBOX_GITLAB_TOKEN)
+            clients.SANDBOX_ACCESS_KEY_ID,
+            clients.SANDBOX_ACCESS_KEY_SECRET,
+            clients.SANDBOX_GITLAB_TOKEN,
+        )

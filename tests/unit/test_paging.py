@@ -29,8 +29,9 @@ def ecs(sandbox, spec):
 def groups(ecs, spec) -> list[str]:
     """Given the link's group beside the scenario's own: the VPC's groups, listed in one call."""
     ensure_security_group(ecs, spec)
-    body = ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
-        region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=100)).body
+    body = ecs.describe_security_groups(
+        ecs_models.DescribeSecurityGroupsRequest(region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=100)
+    ).body
     ids = [g.security_group_id for g in body.security_groups.security_group]
     assert len(ids) >= 2, "the test needs a listing of more than one page of one item"
     return ids
@@ -38,10 +39,15 @@ def groups(ecs, spec) -> list[str]:
 
 def security_groups(ecs, spec, size: int):
     def fetch(token):
-        return ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
-            region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=size, next_token=token)).body
-    return paginate(fetch, lambda b: b.security_groups.security_group if b.security_groups else [],
-                    what="DescribeSecurityGroups")
+        return ecs.describe_security_groups(
+            ecs_models.DescribeSecurityGroupsRequest(
+                region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=size, next_token=token
+            )
+        ).body
+
+    return paginate(
+        fetch, lambda b: b.security_groups.security_group if b.security_groups else [], what="DescribeSecurityGroups"
+    )
 
 
 class TestTokenPaging:
@@ -62,16 +68,24 @@ class TestTokenPaging:
 
     def test_dict_bodies_page_too(self, ecs, spec, groups):
         def fetch(token):
-            return ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
-                region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=1, next_token=token)).body.to_map()
+            return ecs.describe_security_groups(
+                ecs_models.DescribeSecurityGroupsRequest(
+                    region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=1, next_token=token
+                )
+            ).body.to_map()
+
         found = paginate(fetch, lambda b: (b.get("SecurityGroups") or {}).get("SecurityGroup"), what="x")
         assert [g["SecurityGroupId"] for g in found] == groups
 
     def test_a_repeated_token_ends_the_listing(self, sandbox, ecs, spec, groups, caplog):
         # given a server that answers the same NextToken again (here: the first page asked for each time)
         def fetch(token):
-            return ecs.describe_security_groups(ecs_models.DescribeSecurityGroupsRequest(
-                region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=1)).body
+            return ecs.describe_security_groups(
+                ecs_models.DescribeSecurityGroupsRequest(
+                    region_id=spec.region, vpc_id=spec.network.vpc_id, max_results=1
+                )
+            ).body
+
         before = calls(sandbox, "DescribeSecurityGroups")
         # when the listing is read
         with caplog.at_level(logging.WARNING, logger="acrvpc.cloud.paging"):
@@ -99,8 +113,15 @@ class TestPageNumberPaging:
 
         # when they are listed one per page
         def fetch(page):
-            return check_cr(cr.list_repo_build_rule(cr_models.ListRepoBuildRuleRequest(
-                instance_id=spec.instance_id, repo_id=repo_id, page_no=page, page_size=1)), "ListRepoBuildRule")
+            return check_cr(
+                cr.list_repo_build_rule(
+                    cr_models.ListRepoBuildRuleRequest(
+                        instance_id=spec.instance_id, repo_id=repo_id, page_no=page, page_size=1
+                    )
+                ),
+                "ListRepoBuildRule",
+            )
+
         rules = list(paginate(fetch, lambda b: b.build_rules, what="ListRepoBuildRule", by="page"))
 
         # then both come, in two calls (TotalCount reached: no third, empty page is asked for)

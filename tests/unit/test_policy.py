@@ -23,13 +23,24 @@ def example(**sections):
 
 API = example()
 CONSOLE = example(link={"mode": "console"})
-DATACENTER = example(network={"datacenter_cidrs": ["10.20.0.0/16"], "vbr_id": "vbr-bp1idc000000000001"},
-                     gitlab={"access": "datacenter", "private_ip": "10.20.1.5", "endpoint": "http://10.20.1.5"})
-ECS_WRITES = {"ecs:CreateSecurityGroup", "ecs:AuthorizeSecurityGroupEgress", "ecs:RevokeSecurityGroupEgress",
-              "ecs:RevokeSecurityGroup", "ecs:ModifySecurityGroupPolicy", "ecs:CreateNetworkInterface",
-              "ecs:CreateNetworkInterfacePermission", "ecs:ModifyNetworkInterfaceAttribute",
-              "ecs:DeleteNetworkInterface", "ecs:DeleteNetworkInterfacePermission", "ecs:DeleteSecurityGroup",
-              "ecs:AuthorizeSecurityGroup"}
+DATACENTER = example(
+    network={"datacenter_cidrs": ["10.20.0.0/16"], "vbr_id": "vbr-bp1idc000000000001"},
+    gitlab={"access": "datacenter", "private_ip": "10.20.1.5", "endpoint": "http://10.20.1.5"},
+)
+ECS_WRITES = {
+    "ecs:CreateSecurityGroup",
+    "ecs:AuthorizeSecurityGroupEgress",
+    "ecs:RevokeSecurityGroupEgress",
+    "ecs:RevokeSecurityGroup",
+    "ecs:ModifySecurityGroupPolicy",
+    "ecs:CreateNetworkInterface",
+    "ecs:CreateNetworkInterfacePermission",
+    "ecs:ModifyNetworkInterfaceAttribute",
+    "ecs:DeleteNetworkInterface",
+    "ecs:DeleteNetworkInterfacePermission",
+    "ecs:DeleteSecurityGroup",
+    "ecs:AuthorizeSecurityGroup",
+}
 
 
 def statement_for(policy, action):
@@ -56,20 +67,31 @@ class TestPolicyShape:
 class TestLinkModes:
     def test_api_mode_has_the_link_and_eni_writes(self):
         granted = policy_actions(policy_for(API))
-        assert {"ecs:CreateSecurityGroup", "ecs:CreateNetworkInterface",
-                "ecs:CreateNetworkInterfacePermission"} <= granted
+        assert {
+            "ecs:CreateSecurityGroup",
+            "ecs:CreateNetworkInterface",
+            "ecs:CreateNetworkInterfacePermission",
+        } <= granted
 
     def test_console_mode_has_no_ecs_write(self):
         granted = policy_actions(policy_for(CONSOLE))
         assert granted & ECS_WRITES == set()
-        assert {"ecs:DescribeSecurityGroups", "ecs:DescribeNetworkInterfaces",
-                "ecs:DescribeSecurityGroupAttribute"} <= granted
+        assert {
+            "ecs:DescribeSecurityGroups",
+            "ecs:DescribeNetworkInterfaces",
+            "ecs:DescribeSecurityGroupAttribute",
+        } <= granted
 
     def test_both_modes_bind_and_build_under_cr_names(self):
         for spec in (API, CONSOLE):
             granted = policy_actions(policy_for(spec))
-            assert {"cr:BuildRepositoryByRule", "cr:GetBuildRepositoryStatus", "cr:CancelBuildRepository",
-                    "cr:CreateSourceRepository", "cr:CreateRepositoryBuildRule"} <= granted
+            assert {
+                "cr:BuildRepositoryByRule",
+                "cr:GetBuildRepositoryStatus",
+                "cr:CancelBuildRepository",
+                "cr:CreateSourceRepository",
+                "cr:CreateRepositoryBuildRule",
+            } <= granted
             assert "cr:CreateBuildRecordByRule" not in granted  # the API name is not the RAM action
 
 
@@ -78,15 +100,20 @@ class TestOptions:
         extra = policy_actions(policy_for(API, with_fix=True)) - policy_actions(policy_for(API))
         assert extra == {"ecs:AuthorizeSecurityGroup"}
         assert statement_for(policy_for(API, with_fix=True), "ecs:AuthorizeSecurityGroup")["Resource"] == [
-            "acs:ecs:cn-hangzhou:*:securitygroup/*"]
+            "acs:ecs:cn-hangzhou:*:securitygroup/*"
+        ]
 
     def test_fix_is_not_offered_when_gitlab_is_not_on_ecs(self):
         assert "ecs:AuthorizeSecurityGroup" not in policy_actions(policy_for(DATACENTER, with_fix=True))
 
     def test_teardown_adds_the_deletes_in_console_mode(self):
         extra = policy_actions(policy_for(CONSOLE, with_teardown=True)) - policy_actions(policy_for(CONSOLE))
-        assert extra == {"ecs:DescribeNetworkInterfacePermissions", "ecs:DeleteNetworkInterfacePermission",
-                         "ecs:DeleteNetworkInterface", "ecs:DeleteSecurityGroup"}
+        assert extra == {
+            "ecs:DescribeNetworkInterfacePermissions",
+            "ecs:DeleteNetworkInterfacePermission",
+            "ecs:DeleteNetworkInterface",
+            "ecs:DeleteSecurityGroup",
+        }
 
     def test_api_mode_already_has_the_rollback_deletes(self):
         assert {"ecs:DeleteNetworkInterface", "ecs:DeleteSecurityGroup"} <= policy_actions(policy_for(API))
@@ -110,19 +137,24 @@ class TestConditions:
 class TestResources:
     def test_cr_repository_actions_are_scoped_to_the_spec_repositories(self):
         resources = statement_for(policy_for(API), "cr:BuildRepositoryByRule")["Resource"]
-        assert resources == sorted(f"acs:cr:cn-hangzhou:*:repository/cri-sandbox0demo0001/{r.full_name}"
-                                   for r in API.repositories)
+        assert resources == sorted(
+            f"acs:cr:cn-hangzhou:*:repository/cri-sandbox0demo0001/{r.full_name}" for r in API.repositories
+        )
 
     def test_instance_namespace_vpc_and_vswitch_are_the_spec_ones(self):
         policy = policy_for(API)
         assert statement_for(policy, "cr:GetInstance")["Resource"] == [
-            "acs:cr:cn-hangzhou:*:instance/cri-sandbox0demo0001"]
+            "acs:cr:cn-hangzhou:*:instance/cri-sandbox0demo0001"
+        ]
         assert statement_for(policy, "cr:CreateNamespace")["Resource"] == [
-            "acs:cr:cn-hangzhou:*:repository/cri-sandbox0demo0001/apps"]
+            "acs:cr:cn-hangzhou:*:repository/cri-sandbox0demo0001/apps"
+        ]
         assert statement_for(policy, "vpc:DescribeVpcAttribute")["Resource"] == [
-            "acs:vpc:cn-hangzhou:*:vpc/vpc-bp1sandbox00000001"]
+            "acs:vpc:cn-hangzhou:*:vpc/vpc-bp1sandbox00000001"
+        ]
         assert statement_for(policy, "vpc:DescribeVSwitchAttributes")["Resource"] == [
-            "acs:vpc:cn-hangzhou:*:vswitch/vsw-bp1build000000001"]
+            "acs:vpc:cn-hangzhou:*:vswitch/vsw-bp1build000000001"
+        ]
 
     def test_list_actions_are_region_wide(self):
         assert statement_for(policy_for(API), "ecs:DescribeSecurityGroups")["Resource"] == ["acs:ecs:cn-hangzhou:*:*"]
@@ -152,8 +184,9 @@ class TestDeclarations:
         a = actions.Api("ecs", "DescribeSecurityGroups", "ecs:DescribeSecurityGroups", actions.REGION)
         b = actions.Api("ecs", "DescribeSecurityGroups", "ecs:DescribeSecurityGroups", actions.SECURITY_GROUP)
         with pytest.raises(ValueError, match="declared twice"):
-            actions._check_declarations([actions.Stage("x", actions.BOTH, (a,), "x"),
-                                         actions.Stage("y", actions.BOTH, (b,), "y")])
+            actions._check_declarations(
+                [actions.Stage("x", actions.BOTH, (a,), "x"), actions.Stage("y", actions.BOTH, (b,), "y")]
+            )
 
     def test_unknown_resource_kind_is_refused(self):
         with pytest.raises(ValueError, match="resource kind"):

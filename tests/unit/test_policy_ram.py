@@ -34,8 +34,10 @@ class TestDecide:
         p = policy(allow("ecs:Describe*", "acs:ecs:cn-hangzhou:*:securitygroup/*"))
         assert p.decide("ecs:DescribeSecurityGroupAttribute", SG) == "Allow"
         assert p.decide("ecs:DescribeSecurityGroupAttribute", SG.replace("cn-hangzhou", "cn-beijing")) == "ImplicitDeny"
-        assert p.decide("ecs:DescribeSecurityGroupAttribute", SG.replace("securitygroup", "networkinterface")) \
+        assert (
+            p.decide("ecs:DescribeSecurityGroupAttribute", SG.replace("securitygroup", "networkinterface"))
             == "ImplicitDeny"
+        )
 
     def test_actions_match_case_insensitively_resources_do_not(self):
         p = policy(allow("ECS:deletesecuritygroup", SG))
@@ -59,17 +61,32 @@ class TestDecide:
 
 
 class TestGrammar:
-    @pytest.mark.parametrize("document, words", [
-        ({"Statement": []}, "Version"),
-        ({"Version": "1", "Statement": {}}, "list"),
-        ({"Version": "1", "Statement": [{"Effect": "Permit", "Action": "*", "Resource": "*"}]}, "Effect"),
-        ({"Version": "1", "Statement": [{"Effect": "Allow", "Resource": "*"}]}, "Action"),
-        ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*"}]}, "Resource"),
-        ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": [], "Resource": "*"}]}, "non-empty"),
-        ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Sid": "x"}]}, "Sid"),
-        ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*",
-                                         "Condition": {"Bool": {"acs:SecureTransport": "true"}}}]}, "Condition"),
-    ])
+    @pytest.mark.parametrize(
+        "document, words",
+        [
+            ({"Statement": []}, "Version"),
+            ({"Version": "1", "Statement": {}}, "list"),
+            ({"Version": "1", "Statement": [{"Effect": "Permit", "Action": "*", "Resource": "*"}]}, "Effect"),
+            ({"Version": "1", "Statement": [{"Effect": "Allow", "Resource": "*"}]}, "Action"),
+            ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*"}]}, "Resource"),
+            ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": [], "Resource": "*"}]}, "non-empty"),
+            ({"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Sid": "x"}]}, "Sid"),
+            (
+                {
+                    "Version": "1",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "*",
+                            "Resource": "*",
+                            "Condition": {"Bool": {"acs:SecureTransport": "true"}},
+                        }
+                    ],
+                },
+                "Condition",
+            ),
+        ],
+    )
     def test_what_the_sandbox_cannot_enforce_is_refused_naming_the_field(self, document, words):
         with pytest.raises(PolicyError, match=words):
             RamPolicy(document)
@@ -88,38 +105,55 @@ class TestRequestTarget:
         instance = next(iter(world.cr.instances))
         world.cr.add_namespace(instance, "apps")
         repo = world.cr.create_repository(instance, "apps", "web", "PRIVATE", "web")
-        action, arn = request_target(world, "cr", "CreateBuildRecordByRule",
-                                     {"InstanceId": repo.instance_id, "RepoId": repo.repo_id, "BuildRuleId": "x"})
+        action, arn = request_target(
+            world,
+            "cr",
+            "CreateBuildRecordByRule",
+            {"InstanceId": repo.instance_id, "RepoId": repo.repo_id, "BuildRuleId": "x"},
+        )
         assert action == "cr:BuildRepositoryByRule"
-        assert arn == (f"acs:cr:cn-hangzhou:{world.account_id}:repository/"
-                       f"{repo.instance_id}/{repo.namespace}/{repo.name}")
+        assert arn == (
+            f"acs:cr:cn-hangzhou:{world.account_id}:repository/{repo.instance_id}/{repo.namespace}/{repo.name}"
+        )
 
     def test_cr_namespace_calls_and_instance_calls(self, world):
-        assert request_target(world, "cr", "CreateNamespace", {"InstanceId": "cri-1", "NamespaceName": "apps"})[1] \
-            .endswith(":repository/cri-1/apps")
+        assert request_target(world, "cr", "CreateNamespace", {"InstanceId": "cri-1", "NamespaceName": "apps"})[
+            1
+        ].endswith(":repository/cri-1/apps")
         assert request_target(world, "cr", "GetInstance", {"InstanceId": "cri-1"})[1].endswith(":instance/cri-1")
-        assert request_target(world, "cr", "GetRepoBuildRecord", {"InstanceId": "cri-1", "BuildRecordId": "b"})[1] \
-            .endswith(":repository/cri-1")
+        assert request_target(world, "cr", "GetRepoBuildRecord", {"InstanceId": "cri-1", "BuildRecordId": "b"})[
+            1
+        ].endswith(":repository/cri-1")
 
     def test_cr_unknown_repo_id_is_unresolved(self, world):
-        assert request_target(world, "cr", "GetRepoSourceCodeRepo", {"InstanceId": "cri-1", "RepoId": "crr-x"}) == \
-            ("cr:GetSourceRepository", None)
+        assert request_target(world, "cr", "GetRepoSourceCodeRepo", {"InstanceId": "cri-1", "RepoId": "crr-x"}) == (
+            "cr:GetSourceRepository",
+            None,
+        )
 
     def test_ecs_groups_enis_creates_and_lists(self, world):
         base = f"acs:ecs:cn-hangzhou:{world.account_id}"
         assert request_target(world, "ecs", "RevokeSecurityGroup", {"SecurityGroupId": "sg-1"}) == (
-            "ecs:RevokeSecurityGroup", f"{base}:securitygroup/sg-1")
-        assert request_target(world, "ecs", "CreateNetworkInterface", {"SecurityGroupId": "sg-1"})[1] == \
-            f"{base}:networkinterface/*"
-        assert request_target(world, "ecs", "ModifyNetworkInterfaceAttribute", {"NetworkInterfaceId": "eni-1"})[1] == \
-            f"{base}:networkinterface/eni-1"
+            "ecs:RevokeSecurityGroup",
+            f"{base}:securitygroup/sg-1",
+        )
+        assert (
+            request_target(world, "ecs", "CreateNetworkInterface", {"SecurityGroupId": "sg-1"})[1]
+            == f"{base}:networkinterface/*"
+        )
+        assert (
+            request_target(world, "ecs", "ModifyNetworkInterfaceAttribute", {"NetworkInterfaceId": "eni-1"})[1]
+            == f"{base}:networkinterface/eni-1"
+        )
         assert request_target(world, "ecs", "DescribeSecurityGroups", {"SecurityGroupId": "sg-1"})[1] == f"{base}:*"
 
     def test_vpc_attributes_and_lists(self, world):
         base = f"acs:vpc:cn-hangzhou:{world.account_id}"
         assert request_target(world, "vpc", "DescribeVpcAttribute", {"VpcId": "vpc-1"})[1] == f"{base}:vpc/vpc-1"
-        assert request_target(world, "vpc", "DescribeVSwitchAttributes", {"VSwitchId": "vsw-1"})[1] == \
-            f"{base}:vswitch/vsw-1"
+        assert (
+            request_target(world, "vpc", "DescribeVSwitchAttributes", {"VSwitchId": "vsw-1"})[1]
+            == f"{base}:vswitch/vsw-1"
+        )
         assert request_target(world, "vpc", "DescribeRouteEntryList", {"RouteTableId": "vtb-1"})[1] == f"{base}:*"
 
 

@@ -61,5 +61,6 @@ def test_the_receiver_starts_the_deployment_the_spec_names_with_parameters_its_f
     # deployments/webhook.py passes these; the spec comes from the deployment: a spec parameter (acrvpc deploy)
     # or, for prefect.yaml's deployments, spec_path (or --run-spec)
     assert {"project", "ref", "sha", "event_id", "spec", "spec_path"} == set(
-        inspect.signature(build_on_push.fn).parameters)
+        inspect.signature(build_on_push.fn).parameters
+    )
     assert "spec_path" in deployment["parameters"]

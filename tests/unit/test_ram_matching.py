@@ -61,23 +61,40 @@ CASES = [
     (doc(allow("cr:*", "acs:cr:cn-?angzhou:*:repository/*")), "cr:GetRepository", REPO, "Allow"),
     (doc(allow("cr:*", ["acs:cr:*:*:instance/*", REPO])), "cr:GetRepository", REPO, "Allow"),
     (doc({"Effect": "Allow", "NotAction": "ecs:Delete*", "Resource": "*"}), "ecs:CreateSecurityGroup", SG, "Allow"),
-    (doc({"Effect": "Allow", "NotAction": "ecs:Delete*", "Resource": "*"}), "ecs:DeleteSecurityGroup", SG,
-     "ImplicitDeny"),
-    (doc(allow("*"), {"Effect": "Deny", "NotAction": ["ecs:Describe*", "vpc:Describe*"], "Resource": "*"}),
-     "ecs:DeleteSecurityGroup", SG, "ExplicitDeny"),
-    (doc(allow("*"), {"Effect": "Deny", "NotAction": ["ecs:Describe*", "vpc:Describe*"], "Resource": "*"}),
-     "vpc:DescribeVpcs", None, "Allow"),
+    (
+        doc({"Effect": "Allow", "NotAction": "ecs:Delete*", "Resource": "*"}),
+        "ecs:DeleteSecurityGroup",
+        SG,
+        "ImplicitDeny",
+    ),
+    (
+        doc(allow("*"), {"Effect": "Deny", "NotAction": ["ecs:Describe*", "vpc:Describe*"], "Resource": "*"}),
+        "ecs:DeleteSecurityGroup",
+        SG,
+        "ExplicitDeny",
+    ),
+    (
+        doc(allow("*"), {"Effect": "Deny", "NotAction": ["ecs:Describe*", "vpc:Describe*"], "Resource": "*"}),
+        "vpc:DescribeVpcs",
+        None,
+        "Allow",
+    ),
     (doc({"Effect": "Allow", "Action": "ecs:*", "NotResource": ENI}), "ecs:DeleteSecurityGroup", SG, "Allow"),
-    (doc({"Effect": "Allow", "Action": "ecs:*", "NotResource": ENI}), "ecs:DeleteNetworkInterface", ENI,
-     "ImplicitDeny"),
+    (
+        doc({"Effect": "Allow", "Action": "ecs:*", "NotResource": ENI}),
+        "ecs:DeleteNetworkInterface",
+        ENI,
+        "ImplicitDeny",
+    ),
     (doc(allow("ecs:Describe[SV]*")), "ecs:DescribeVpcs", None, "ImplicitDeny"),  # [ ] is not a wildcard in RAM
     (doc(allow("ecs:Describe[SV]*")), "ecs:Describe[SV]pcs", None, "Allow"),
     (doc(allow("ecs:Describe.*")), "ecs:DescribeVpcs", None, "ImplicitDeny"),  # nor a regex
 ]
 
 
-@pytest.mark.parametrize("document, action, resource, expected", CASES,
-                         ids=[f"{i}-{c[1]}-{c[3]}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "document, action, resource, expected", CASES, ids=[f"{i}-{c[1]}-{c[3]}" for i, c in enumerate(CASES)]
+)
 class TestBothDecideAlike:
     def test_the_products_reader(self, document, action, resource, expected):
         assert read_policy(document).decision(action, resource) == expected
@@ -103,8 +120,12 @@ MALFORMED = [
     (doc({"Effect": "Allow", "Action": [], "Resource": "*"}), "Statement[0].Action"),
     (doc({"Effect": "Allow", "Action": ["ecs:*", 3], "Resource": "*"}), "Statement[0].Action"),
     (doc({"Effect": "Allow", "Action": "*", "Resource": "*", "Actions": "x"}), "Statement[0].Actions"),
-    (doc({"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"acs:SecureTransport": "true"}}}),
-     "Statement[0].Condition"),
+    (
+        doc(
+            {"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"acs:SecureTransport": "true"}}}
+        ),
+        "Statement[0].Condition",
+    ),
 ]
 
 
@@ -121,11 +142,21 @@ class TestBothRefuseAlike:
 
 
 class TestWildcardMatch:
-    @pytest.mark.parametrize("pattern, text, hit", [
-        ("*", "", True), ("", "", True), ("", "a", False), ("a*b*c", "abbbc", True), ("a*b*c", "acb", False),
-        ("*a", "bbba", True), ("a?c", "abc", True), ("a?c", "ac", False), ("**", "x", True),
-        ("a*a*a*a*b", "a" * 40, False),  # backtracking stays linear-ish, no regex blow-up
-    ])
+    @pytest.mark.parametrize(
+        "pattern, text, hit",
+        [
+            ("*", "", True),
+            ("", "", True),
+            ("", "a", False),
+            ("a*b*c", "abbbc", True),
+            ("a*b*c", "acb", False),
+            ("*a", "bbba", True),
+            ("a?c", "abc", True),
+            ("a?c", "ac", False),
+            ("**", "x", True),
+            ("a*a*a*a*b", "a" * 40, False),  # backtracking stays linear-ish, no regex blow-up
+        ],
+    )
     def test_star_and_question_mark(self, pattern, text, hit):
         assert wildcard_match(pattern, text) is hit
 

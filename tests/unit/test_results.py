@@ -8,8 +8,12 @@ pytest.importorskip("prefect_aws")
 
 from acrvpc.results import ResultStorageError, main, result_storage_block
 
-GOOD = dict(endpoint_url="https://oss-cn-hangzhou.aliyuncs.com", bucket="my-results", access_key_id="LTAIexample",
-            secret_access_key="very-secret-value")
+GOOD = dict(
+    endpoint_url="https://oss-cn-hangzhou.aliyuncs.com",
+    bucket="my-results",
+    access_key_id="LTAIexample",
+    secret_access_key="very-secret-value",
+)
 
 
 def test_block_points_at_the_endpoint_and_hides_the_secret():
@@ -28,24 +32,30 @@ def test_path_addressing_style_for_bare_address_endpoints():
     assert block.credentials.aws_client_parameters.config["s3"] == {"addressing_style": "path"}
 
 
-@pytest.mark.parametrize("field, value", [
-    ("endpoint_url", "oss-cn-hangzhou.aliyuncs.com"),
-    ("endpoint_url", "https://oss-cn-hangzhou.aliyuncs.com/my-results"),
-    ("bucket", "My_Results"),
-    ("bucket", "ab"),
-    ("access_key_id", ""),
-    ("secret_access_key", ""),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("endpoint_url", "oss-cn-hangzhou.aliyuncs.com"),
+        ("endpoint_url", "https://oss-cn-hangzhou.aliyuncs.com/my-results"),
+        ("bucket", "My_Results"),
+        ("bucket", "ab"),
+        ("access_key_id", ""),
+        ("secret_access_key", ""),
+    ],
+)
 def test_bad_field_is_named(field, value):
     with pytest.raises(ResultStorageError, match=f"^{field}: "):
         result_storage_block(**{**GOOD, field: value})
 
 
-@pytest.mark.parametrize("field, kwargs", [
-    ("folder", {"folder": "../up"}),
-    ("block_name", {"block_name": "Has Spaces"}),
-    ("addressing_style", {"addressing_style": "sideways"}),
-])
+@pytest.mark.parametrize(
+    "field, kwargs",
+    [
+        ("folder", {"folder": "../up"}),
+        ("block_name", {"block_name": "Has Spaces"}),
+        ("addressing_style", {"addressing_style": "sideways"}),
+    ],
+)
 def test_bad_option_is_named(field, kwargs):
     with pytest.raises(ResultStorageError, match=f"^{field}: "):
         result_storage_block(**GOOD, **kwargs)

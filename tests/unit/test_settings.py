@@ -67,18 +67,21 @@ class TestModel:
         current = settings()
         assert current.qps_lease == 5 and current.qps_limit_prefix == "acrvpc" and current.gitlab_token is None
 
-    @pytest.mark.parametrize(("name", "value", "fix"), [
-        ("ACRVPC_RETRY_DELAYS", "1,two", "comma-separated non-negative seconds, e.g. 1,2,4,8"),
-        ("ACRVPC_RETRY_DELAYS", " , ", "comma-separated non-negative seconds"),
-        ("ACRVPC_RETRY_DELAYS", "1,-2", "comma-separated non-negative seconds"),
-        ("ACRVPC_CALL_RETRIES", "many", "whole number of retries"),
-        ("ACRVPC_QPS_VPC", "-1", "number of calls per second (0 for no limit)"),
-        ("ACRVPC_BURST_CR", "lots", "write a number of calls"),
-        ("ACRVPC_QPS_LIMIT_PREFIX", "a b", "letters, digits"),
-        ("ACRVPC_QPS_LEASE", "0", "whole number of calls >= 1"),
-        ("ACRVPC_WARM_POOL_SIZE", "two", "whole number"),
-        ("ACRVPC_WARM_WAIT_SECONDS", "soon", "number of seconds"),
-    ])
+    @pytest.mark.parametrize(
+        ("name", "value", "fix"),
+        [
+            ("ACRVPC_RETRY_DELAYS", "1,two", "comma-separated non-negative seconds, e.g. 1,2,4,8"),
+            ("ACRVPC_RETRY_DELAYS", " , ", "comma-separated non-negative seconds"),
+            ("ACRVPC_RETRY_DELAYS", "1,-2", "comma-separated non-negative seconds"),
+            ("ACRVPC_CALL_RETRIES", "many", "whole number of retries"),
+            ("ACRVPC_QPS_VPC", "-1", "number of calls per second (0 for no limit)"),
+            ("ACRVPC_BURST_CR", "lots", "write a number of calls"),
+            ("ACRVPC_QPS_LIMIT_PREFIX", "a b", "letters, digits"),
+            ("ACRVPC_QPS_LEASE", "0", "whole number of calls >= 1"),
+            ("ACRVPC_WARM_POOL_SIZE", "two", "whole number"),
+            ("ACRVPC_WARM_WAIT_SECONDS", "soon", "number of seconds"),
+        ],
+    )
     def test_a_bad_value_names_the_variable_the_value_and_the_fix(self, clean_env, name, value, fix):
         clean_env.setenv(name, value)
         with pytest.raises(SettingsError) as caught:
@@ -95,8 +98,14 @@ class TestModel:
     def test_a_bad_value_fails_the_import_of_the_tasks_before_anything_runs(self, tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("ACRVPC_", "PREFECT_"))}
         env.update(ACRVPC_RETRY_DELAYS="1,x", PYTHONPATH=str(ROOT), PREFECT_HOME=str(tmp_path))
-        out = subprocess.run([sys.executable, "-c", "import acrvpc.cloud.errors"], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", "import acrvpc.cloud.errors"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 1
         assert "SettingsError: ACRVPC_RETRY_DELAYS='1,x': write one or more comma-separated" in out.stderr
 
@@ -119,12 +128,15 @@ class TestModel:
         assert settings().webhook_secret.get_secret_value() == "  spaced\n"
 
     def test_the_module_imports_neither_prefect_nor_an_sdk(self, tmp_path):
-        probe = ("import sys, acrvpc.settings; acrvpc.settings.settings(); "
-                 "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'gitlab', 'alibabacloud_cr20181201',"
-                 " 'alibabacloud_ecs20140526', 'alibabacloud_vpc20160428', 'alibabacloud_tea_openapi'}))")
+        probe = (
+            "import sys, acrvpc.settings; acrvpc.settings.settings(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'gitlab', 'alibabacloud_cr20181201',"
+            " 'alibabacloud_ecs20140526', 'alibabacloud_vpc20160428', 'alibabacloud_tea_openapi'}))"
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.strip() == "[]"
 
@@ -140,7 +152,8 @@ def readme_table() -> str:
 class TestReadme:
     def test_the_readme_table_is_the_models(self):
         assert readme_table() == markdown_table(), (
-            "README.md's Settings table differs from acrvpc/settings.py: paste `python -m acrvpc.settings`")
+            "README.md's Settings table differs from acrvpc/settings.py: paste `python -m acrvpc.settings`"
+        )
 
     def test_every_field_has_a_row(self):
         rows = readme_table()
@@ -162,7 +175,11 @@ def _string_constants(trees: list[ast.Module]) -> dict[str, str]:
     found = {}
     for tree in trees:
         for node in tree.body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 for target in node.targets:
                     if isinstance(target, ast.Name):
                         found[target.id] = node.value.value
@@ -189,7 +206,8 @@ def _names_acrvpc(node: ast.AST | None, constants: dict[str, str]) -> bool:
 
 def _is_environ(node: ast.AST) -> bool:
     return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
-        isinstance(node, ast.Name) and node.id == "environ")
+        isinstance(node, ast.Name) and node.id == "environ"
+    )
 
 
 def environ_reads(tree: ast.Module, constants: dict[str, str]) -> list[int]:
@@ -206,8 +224,11 @@ def environ_reads(tree: ast.Module, constants: dict[str, str]) -> list[int]:
             key = node.args[0]
         elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
             key = node.slice
-        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
-                and any(_is_environ(c) for c in node.comparators):
+        elif (
+            isinstance(node, ast.Compare)
+            and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+            and any(_is_environ(c) for c in node.comparators)
+        ):
             key = node.left
         if _names_acrvpc(key, constants):
             lines.append(node.lineno)
@@ -236,10 +257,12 @@ class TestOneReader:
         assert not reads, f"read ACRVPC_* through acrvpc.settings.settings(), not os.environ: {reads}"
 
     def test_the_scan_sees_each_form_of_read(self):
-        code = ('import os\nfrom os import environ, getenv\nNAME_ENV = "ACRVPC_X"\n'
-                'a = os.environ.get("ACRVPC_A", "")\nb = os.environ["ACRVPC_B"]\nc = os.getenv("ACRVPC_C")\n'
-                'd = os.environ.get(NAME_ENV)\ne = os.environ.get(f"ACRVPC_QPS_{p}")\n'
-                'f = os.environ.get("ACRVPC_{p}".format(p=1))\ng = "ACRVPC_G" in os.environ\nh = environ.get("ACRVPC_H")\n'
-                'i = getenv("ACRVPC_I")\n'
-                'os.environ["ACRVPC_SANDBOX_URL"] = "w"\nok = os.environ.get("PREFECT_HOME")\n')
+        code = (
+            'import os\nfrom os import environ, getenv\nNAME_ENV = "ACRVPC_X"\n'
+            'a = os.environ.get("ACRVPC_A", "")\nb = os.environ["ACRVPC_B"]\nc = os.getenv("ACRVPC_C")\n'
+            'd = os.environ.get(NAME_ENV)\ne = os.environ.get(f"ACRVPC_QPS_{p}")\n'
+            'f = os.environ.get("ACRVPC_{p}".format(p=1))\ng = "ACRVPC_G" in os.environ\nh = environ.get("ACRVPC_H")\n'
+            'i = getenv("ACRVPC_I")\n'
+            'os.environ["ACRVPC_SANDBOX_URL"] = "w"\nok = os.environ.get("PREFECT_HOME")\n'
+        )
         assert acrvpc_reads({"probe.py": code}) == {"probe.py": [4, 5, 6, 7, 8, 9, 10, 11, 12]}

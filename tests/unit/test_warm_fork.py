@@ -59,9 +59,13 @@ def probe_dir(tmp_path: Path) -> Path:
 def start_zygote(probe_dir: Path, imports: str = "probe_preloaded") -> tuple[subprocess.Popen, str]:
     path = str(probe_dir / "z.sock")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}"}
-    zygote = subprocess.Popen([sys.executable, "-m", "acrvpc.warm_worker", "zygote", path, "--imports", imports,
-                               "--run-module", "probe_run"], stdin=subprocess.PIPE, env=env, cwd=ROOT,
-                              start_new_session=True)
+    zygote = subprocess.Popen(
+        [sys.executable, "-m", "acrvpc.warm_worker", "zygote", path, "--imports", imports, "--run-module", "probe_run"],
+        stdin=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     wait_for(lambda: os.path.exists(path) or zygote.poll() is not None, what="the zygote to listen")
     assert zygote.poll() is None
     return zygote, path
@@ -80,9 +84,15 @@ def zygote(probe_dir: Path):
 
 
 def stub(path: str, cwd: Path, mode: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-I", "-S", warm_worker.STUB, path], cwd=cwd,
-                            env={**os.environ, "PROBE_MODE": mode}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", warm_worker.STUB, path],
+        cwd=cwd,
+        env={**os.environ, "PROBE_MODE": mode},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def first_line(process: subprocess.Popen) -> dict:
@@ -115,7 +125,9 @@ def test_forked_runs_share_the_zygotes_imports_but_not_its_random_state(zygote, 
         seen.append(first_line(run))
         assert run.wait(10) == 0
     assert seen[0]["preloaded_at"] == seen[1]["preloaded_at"]  # imported once, by the zygote
-    assert seen[0]["random"] != seen[1]["random"]  # random reseeds in a forked child (os.register_at_fork): jitter differs
+    assert (
+        seen[0]["random"] != seen[1]["random"]
+    )  # random reseeds in a forked child (os.register_at_fork): jitter differs
 
 
 def test_sigterm_to_the_stub_ends_the_run_by_sigterm(zygote, probe_dir):

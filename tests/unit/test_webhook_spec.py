@@ -30,14 +30,17 @@ def problems_of(data: dict) -> dict[str, str]:
 
 
 class TestSplitRef:
-    @pytest.mark.parametrize(("ref", "parsed"), [
-        ("refs/heads/main", ("branch", "main")),
-        ("refs/heads/feature/x", ("branch", "feature/x")),
-        ("refs/tags/v1.0.0", ("tag", "v1.0.0")),
-        ("refs/merge-requests/1/head", None),
-        ("main", None),
-        ("refs/heads/", None),
-    ])
+    @pytest.mark.parametrize(
+        ("ref", "parsed"),
+        [
+            ("refs/heads/main", ("branch", "main")),
+            ("refs/heads/feature/x", ("branch", "feature/x")),
+            ("refs/tags/v1.0.0", ("tag", "v1.0.0")),
+            ("refs/merge-requests/1/head", None),
+            ("main", None),
+            ("refs/heads/", None),
+        ],
+    )
     def test_branch_and_tag_refs(self, ref, parsed):
         assert split_ref(ref) == parsed
 
@@ -48,17 +51,20 @@ class TestRouteFor:
         assert spec.webhook.deployment == "build-on-push/webhook"
         assert spec.webhook.projects == ["platform/billing-api", "platform/web-frontend"]
 
-    @pytest.mark.parametrize(("project", "ref", "expected"), [
-        ("platform/billing-api", "refs/heads/main", ("apps/billing-api", "latest")),
-        ("Platform/Billing-API", "refs/heads/main", ("apps/billing-api", "latest")),
-        ("platform/web-frontend", "refs/tags/release-v2.0", ("apps/web-frontend", "release")),
-        ("platform/web-frontend", "refs/heads/main", ("apps/web-frontend", "latest")),
-        ("platform/billing-api", "refs/tags/main", None),  # a tag named like a routed branch
-        ("platform/web-frontend", "refs/heads/release-v2.0", None),  # a branch named like a routed tag
-        ("platform/web-frontend", "refs/tags/v2.0", None),
-        ("secret/vault-tools", "refs/heads/main", None),
-        ("platform/billing-api", "main", None),  # not a full ref
-    ])
+    @pytest.mark.parametrize(
+        ("project", "ref", "expected"),
+        [
+            ("platform/billing-api", "refs/heads/main", ("apps/billing-api", "latest")),
+            ("Platform/Billing-API", "refs/heads/main", ("apps/billing-api", "latest")),
+            ("platform/web-frontend", "refs/tags/release-v2.0", ("apps/web-frontend", "release")),
+            ("platform/web-frontend", "refs/heads/main", ("apps/web-frontend", "latest")),
+            ("platform/billing-api", "refs/tags/main", None),  # a tag named like a routed branch
+            ("platform/web-frontend", "refs/heads/release-v2.0", None),  # a branch named like a routed tag
+            ("platform/web-frontend", "refs/tags/v2.0", None),
+            ("secret/vault-tools", "refs/heads/main", None),
+            ("platform/billing-api", "main", None),  # not a full ref
+        ],
+    )
     def test_first_matching_route(self, data, project, ref, expected):
         spec = parse_spec(data)
         found = spec.webhook.route_for(project, ref)
@@ -70,8 +76,11 @@ class TestRouteFor:
         assert spec.webhook.route_for("platform/billing-api", "refs/heads/main") is None
 
     def test_first_match_wins(self, data):
-        spec = parse_spec(with_routes(data, route(ref="*"), route(project="platform/web-frontend", ref="*",
-                                                                  repository="apps/web-frontend")))
+        spec = parse_spec(
+            with_routes(
+                data, route(ref="*"), route(project="platform/web-frontend", ref="*", repository="apps/web-frontend")
+            )
+        )
         assert spec.webhook.route_for("platform/web-frontend", "refs/heads/x").repository == "apps/web-frontend"
 
     def test_route_target_is_the_named_rule(self, data):
@@ -80,8 +89,17 @@ class TestRouteFor:
         assert repo.full_name == "apps/web-frontend" and rule.image_tag == "release"
 
     def test_rule_by_push_name(self, data):
-        spec = parse_spec(with_routes(data, route(project="platform/web-frontend", ref="refs/tags/release-v*",
-                                                  repository="apps/web-frontend", rule="release-v*")))
+        spec = parse_spec(
+            with_routes(
+                data,
+                route(
+                    project="platform/web-frontend",
+                    ref="refs/tags/release-v*",
+                    repository="apps/web-frontend",
+                    rule="release-v*",
+                ),
+            )
+        )
         assert route_target(spec, spec.webhook.routes[0])[1].image_tag == "release"
 
     def test_no_webhook_section_means_no_routes(self, data):
@@ -100,8 +118,9 @@ class TestErrors:
         assert "image_tag (latest)" in problems["webhook.routes[0].rule"]
 
     def test_ambiguous_rule(self, data):
-        data["repositories"][0]["build_rules"].append({"push_type": "GIT_BRANCH", "push_name": "latest",
-                                                       "image_tag": "edge"})
+        data["repositories"][0]["build_rules"].append(
+            {"push_type": "GIT_BRANCH", "push_name": "latest", "image_tag": "edge"}
+        )
         problems = problems_of(with_routes(data, route(rule="latest")))
         assert "names 2 build rules" in problems["webhook.routes[0].rule"]
 
@@ -110,8 +129,12 @@ class TestErrors:
         assert "GIT_TAG" in problems["webhook.routes[0].ref"]
 
     def test_branch_pattern_to_a_tag_rule(self, data):
-        problems = problems_of(with_routes(data, route(project="platform/web-frontend", ref="release-*",
-                                                       repository="apps/web-frontend", rule="release")))
+        problems = problems_of(
+            with_routes(
+                data,
+                route(project="platform/web-frontend", ref="release-*", repository="apps/web-frontend", rule="release"),
+            )
+        )
         assert "refs/tags/" in problems["webhook.routes[0].ref"]
 
     @pytest.mark.parametrize("ref", ["refs/merge-requests/*", "", "refs/heads/"])
@@ -125,8 +148,10 @@ class TestErrors:
         assert "scheme" in problems_of(with_routes(data, route(), url="hooks.example.com"))["webhook.url"]
 
     def test_deployment_name(self, data):
-        assert "flow-name/deployment-name" in problems_of(with_routes(data, route(), deployment="webhook"))[
-            "webhook.deployment"]
+        assert (
+            "flow-name/deployment-name"
+            in problems_of(with_routes(data, route(), deployment="webhook"))["webhook.deployment"]
+        )
 
     def test_register_webhook_needs_a_url_and_routes(self, data):
         data["gitlab"]["register_webhook"] = True
@@ -150,8 +175,12 @@ class TestHardeningSettings:
         assert (webhook.rate_limit, webhook.replay_window_seconds, webhook.trusted_proxies) == ("15000/minute", 300, [])
 
     def test_settings_are_read(self, data):
-        data["webhook"].update(signing_secret_block="gitlab-webhook-signing", rate_limit="1000/second",
-                               replay_window_seconds=60, trusted_proxies=["10.0.0.5", "10.1.0.0/16"])
+        data["webhook"].update(
+            signing_secret_block="gitlab-webhook-signing",
+            rate_limit="1000/second",
+            replay_window_seconds=60,
+            trusted_proxies=["10.0.0.5", "10.1.0.0/16"],
+        )
         webhook = parse_spec(data, "t.yaml").webhook
         assert webhook.signing_secret_block == "gitlab-webhook-signing"
         assert (webhook.rate_limit, webhook.replay_window_seconds) == ("1000/second", 60)

@@ -12,22 +12,35 @@ from acrvpc.cli.common import app, console, err, load_spec_or_exit
 @app.command()
 def automations(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The spec whose builds and link to watch."),
-    notify: str | None = typer.Option(None, "--notify",
-                                         help="Notification block as <block-type-slug>/<name>, e.g. slack-webhook/ops "
-                                              "(save it first; see `prefect block ls`)."),
-    failover: bool = typer.Option(False, "--failover",
-                                  help="Crash failover: mark runs whose host died Crashed (heartbeats stopped, or never "
-                                       "started) and rerun them on a surviving worker. Workers need "
-                                       "PREFECT_FLOWS_HEARTBEAT_FREQUENCY (>= 30) and shared result storage."),
-    failover_after: float = typer.Option(90.0, "--failover-after", metavar="SECONDS",
-                                         help="With --failover: how long without a heartbeat (or without Running after "
-                                              "Pending) before a run counts as crashed; more than the heartbeat period."),
+    notify: str | None = typer.Option(
+        None,
+        "--notify",
+        help="Notification block as <block-type-slug>/<name>, e.g. slack-webhook/ops "
+        "(save it first; see `prefect block ls`).",
+    ),
+    failover: bool = typer.Option(
+        False,
+        "--failover",
+        help="Crash failover: mark runs whose host died Crashed (heartbeats stopped, or never "
+        "started) and rerun them on a surviving worker. Workers need "
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY (>= 30) and shared result storage.",
+    ),
+    failover_after: float = typer.Option(
+        90.0,
+        "--failover-after",
+        metavar="SECONDS",
+        help="With --failover: how long without a heartbeat (or without Running after "
+        "Pending) before a run counts as crashed; more than the heartbeat period.",
+    ),
 ) -> None:
     """Create (or replace) Prefect automations: notify on acrvpc.build.failed / acrvpc.drift.detected (--notify),
     and fail over runs whose worker host died (--failover)."""
     if notify is None and not failover:
-        err.print("[red]nothing to create: give --notify <block-type-slug>/<name> (notifications), --failover "
-                  "(crash failover), or both[/]", highlight=False)
+        err.print(
+            "[red]nothing to create: give --notify <block-type-slug>/<name> (notifications), --failover "
+            "(crash failover), or both[/]",
+            highlight=False,
+        )
         raise typer.Exit(2)
     spec = load_spec_or_exit(spec_path)
     from acrvpc.automations import ensure_failover, ensure_notifications

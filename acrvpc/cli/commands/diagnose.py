@@ -43,8 +43,9 @@ def hops_table(hops: list[Any], title: str) -> Table:
 @app.command(name="diagnose")
 def diagnose_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec whose build path to check."),
-    build: str | None = typer.Option(None, "--build", metavar="RECORD_ID",
-                                        help="A build record to explain (its stage and log tail are read first)."),
+    build: str | None = typer.Option(
+        None, "--build", metavar="RECORD_ID", help="A build record to explain (its stage and log tail are read first)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object, nothing else."),
 ) -> None:
     """Say why a build failed: check every hop from the registry's builders to GitLab. Creates nothing."""
@@ -71,33 +72,57 @@ def diagnose_command(
         failure = classify_outcome(outcome)
     diagnosis = None
     if failure is None or failure.diagnose:
-        diagnosis = diagnose_path(clients, spec, gitlab=functools.partial(cloud.gitlab_for, spec),
-                                  repository=outcome.repository if outcome else None)
+        diagnosis = diagnose_path(
+            clients,
+            spec,
+            gitlab=functools.partial(cloud.gitlab_for, spec),
+            repository=outcome.repository if outcome else None,
+        )
     broken = diagnosis.broken if diagnosis is not None else []
     if diagnosis is not None:
         summary = diagnosis.summary()
     elif failure is not None:
-        summary = (f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage"
-                   + (f": {failure.hint}" if failure.hint else "") + "; not a network or GitLab-auth failure, so "
-                   "the path was not diagnosed")
+        summary = (
+            f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage"
+            + (f": {failure.hint}" if failure.hint else "")
+            + "; not a network or GitLab-auth failure, so "
+            "the path was not diagnosed"
+        )
     else:
         summary = HEALTHY
     if outcome is not None and failure is None:
         summary = f"build {outcome.build_record_id} ended {outcome.status}: nothing to explain; path: {summary}"
     if as_json:
-        print(json.dumps({
-            "spec": spec.name,
-            "build": outcome.model_dump(include={"build_record_id", "repository", "image", "status", "log_tail"})
-            if outcome else None,
-            "failure": failure.model_dump() if failure else None, "diagnosed": diagnosis is not None,
-            "healthy": diagnosis.healthy if diagnosis is not None else None, "hop": broken[0].id if broken else "",
-            "hops": [h.model_dump() for h in diagnosis.hops] if diagnosis else [], "summary": summary}))
+        print(
+            json.dumps(
+                {
+                    "spec": spec.name,
+                    "build": outcome.model_dump(
+                        include={"build_record_id", "repository", "image", "status", "log_tail"}
+                    )
+                    if outcome
+                    else None,
+                    "failure": failure.model_dump() if failure else None,
+                    "diagnosed": diagnosis is not None,
+                    "healthy": diagnosis.healthy if diagnosis is not None else None,
+                    "hop": broken[0].id if broken else "",
+                    "hops": [h.model_dump() for h in diagnosis.hops] if diagnosis else [],
+                    "summary": summary,
+                }
+            )
+        )
     else:
         if outcome is not None:
-            what = (f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage ({failure.api_stage or '?'})"
-                    if failure else "no failure")
-            console.print(f"build {outcome.build_record_id} of {outcome.image}: {outcome.status}; {what}",
-                          highlight=False, markup=False)
+            what = (
+                f"{failure.cause.replace('_', ' ')} failure in the {failure.stage} stage ({failure.api_stage or '?'})"
+                if failure
+                else "no failure"
+            )
+            console.print(
+                f"build {outcome.build_record_id} of {outcome.image}: {outcome.status}; {what}",
+                highlight=False,
+                markup=False,
+            )
             if failure and failure.hint:
                 console.print(f"  log: {failure.hint}", highlight=False, markup=False)
         if diagnosis is not None:

@@ -48,8 +48,17 @@ def plan_command(
         plan = plan_run(clients, functools.partial(cloud.gitlab_for, spec), spec)
     except Exception as exc:  # noqa: BLE001 - a failed check or read: shown with its code, exit 1
         if as_json:
-            print(json.dumps({"error": {"code": error_code(exc) or type(exc).__name__, "message": str(exc),
-                                        "fix": getattr(exc, "fix", "")}}))
+            print(
+                json.dumps(
+                    {
+                        "error": {
+                            "code": error_code(exc) or type(exc).__name__,
+                            "message": str(exc),
+                            "fix": getattr(exc, "fix", ""),
+                        }
+                    }
+                )
+            )
         else:
             err.print(f"[red]no plan: {explain(exc)}[/]", highlight=False)
         raise typer.Exit(1) from None

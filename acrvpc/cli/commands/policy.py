@@ -17,9 +17,11 @@ import typer
 
 from acrvpc.cli.common import app, err, load_spec_or_exit
 
-HELP = ("Print the least-privilege RAM policy (JSON, Version 1) for running SPEC: the exact cr:, ecs: and vpc: "
-        "actions its link mode calls, scoped to its instance, repositories, VPC, vSwitch and region. "
-        "--with-fix adds `preflight --fix`'s write, --with-teardown `acrvpc teardown`'s deletes.")
+HELP = (
+    "Print the least-privilege RAM policy (JSON, Version 1) for running SPEC: the exact cr:, ecs: and vpc: "
+    "actions its link mode calls, scoped to its instance, repositories, VPC, vSwitch and region. "
+    "--with-fix adds `preflight --fix`'s write, --with-teardown `acrvpc teardown`'s deletes."
+)
 
 
 def read_ram_policy_or_exit(path: Path | None) -> dict[str, Any] | None:
@@ -54,12 +56,13 @@ def read_ram_policy_or_exit(path: Path | None) -> dict[str, Any] | None:
 @app.command(name="policy", help=HELP)
 def policy_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec the AccessKey will run."),
-    with_fix: bool = typer.Option(False, "--with-fix", help="Also allow `acrvpc preflight --fix` "
-                                                             "(ecs:AuthorizeSecurityGroup on GitLab's group)."),
-    with_teardown: bool = typer.Option(False, "--with-teardown", help="Also allow `acrvpc teardown` "
-                                                                       "(ENI and security group deletes)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON to this file instead "
-                                                                         "of stdout."),
+    with_fix: bool = typer.Option(
+        False, "--with-fix", help="Also allow `acrvpc preflight --fix` (ecs:AuthorizeSecurityGroup on GitLab's group)."
+    ),
+    with_teardown: bool = typer.Option(
+        False, "--with-teardown", help="Also allow `acrvpc teardown` (ENI and security group deletes)."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON to this file instead of stdout."),
 ) -> None:
     """Print the least-privilege RAM policy for SPEC (see :data:`HELP`)."""
     from acrvpc.domain.policy import policy_for, to_json

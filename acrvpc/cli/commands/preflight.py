@@ -40,8 +40,7 @@ def checks_table(outcome, title: str) -> Table:
 def summary_line(outcome, seconds: float) -> str:
     """``18 checks: 17 pass, 1 fail, 0 warn, 0 skip (0.4 s)``."""
     counts = {r: sum(1 for c in outcome.checks if c.result == r) for r in ("pass", "fail", "warn", "skip")}
-    return (f"{len(outcome.checks)} checks: " + ", ".join(f"{n} {r}" for r, n in counts.items())
-            + f" ({seconds:.1f} s)")
+    return f"{len(outcome.checks)} checks: " + ", ".join(f"{n} {r}" for r, n in counts.items()) + f" ({seconds:.1f} s)"
 
 
 def clients_or_exit(spec):
@@ -62,8 +61,11 @@ def _apply_fix(clients, spec, outcome, say) -> list[str] | None:
 
     failing = {c.id for c in outcome.failures}
     if FIX_CHECK_ID not in failing:
-        say(f"--fix: nothing to fix automatically ({FIX_CHECK_ID} does not fail"
-            + ("; apply the fix shown for each failing check" if failing else "") + ")")
+        say(
+            f"--fix: nothing to fix automatically ({FIX_CHECK_ID} does not fail"
+            + ("; apply the fix shown for each failing check" if failing else "")
+            + ")"
+        )
         return None
     try:
         done = fix_gitlab_ingress(clients.ecs, spec)
@@ -83,8 +85,12 @@ def _apply_fix(clients, spec, outcome, say) -> list[str] | None:
 def preflight_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="The YAML spec to check."),
     as_json: bool = typer.Option(False, "--json", help='Print {"checks": [{"id","result","detail","fix"}]}.'),
-    fix: bool = typer.Option(False, "--fix", help="Add the missing 100.104.0.0/16 ingress rule to GitLab's "
-                                                  "security group (the only automatic fix), then check again."),
+    fix: bool = typer.Option(
+        False,
+        "--fix",
+        help="Add the missing 100.104.0.0/16 ingress rule to GitLab's "
+        "security group (the only automatic fix), then check again.",
+    ),
 ) -> None:
     """Check every prerequisite of a VPC build for SPEC, from the cloud's own state. Creates nothing but --fix's rule."""
     spec = load_spec_or_exit(spec_path)
@@ -97,6 +103,7 @@ def preflight_command(
     outcome = run_preflight(clients, spec, gitlab=gitlab)
     fixed: list[str] = []
     if fix:
+
         def say(text: str) -> None:
             (err if as_json else console).print(text, highlight=False, markup=False)
 
@@ -106,8 +113,7 @@ def preflight_command(
             outcome = run_preflight(clients, spec, gitlab=gitlab)
     seconds = time.monotonic() - started
     if as_json:
-        print(json.dumps({"checks": [c.model_dump(include={"id", "result", "detail", "fix"})
-                                     for c in outcome.checks]}))
+        print(json.dumps({"checks": [c.model_dump(include={"id", "result", "detail", "fix"}) for c in outcome.checks]}))
     else:
         console.print(checks_table(outcome, f"preflight: {spec.name} ({spec_path})"))
         verdict = "[green]passed[/]" if outcome.passed else f"[bold red]{len(outcome.failures)} failed[/]"

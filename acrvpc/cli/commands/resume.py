@@ -41,19 +41,26 @@ def resume(
         raise typer.Exit(2) from None
     state = run.state
     if state is None or not state.is_paused():
-        err.print(f"[red]flow run {run_id} ({run.name}) is not paused: it is "
-                  f"{state.name if state else 'without state'}[/]", highlight=False)
+        err.print(
+            f"[red]flow run {run_id} ({run.name}) is not paused: it is {state.name if state else 'without state'}[/]",
+            highlight=False,
+        )
         raise typer.Exit(1)
     key = state.state_details.pause_key or "?"
     answer = {"done": not not_done, "note": note}
     try:
         resume_flow_run(flow_run_id, run_input=answer)
     except FlowPauseTimeout:
-        err.print(f"[red]flow run {run_id}'s pause timed out; it can no longer be resumed: rerun the pipeline[/]",
-                  highlight=False)
+        err.print(
+            f"[red]flow run {run_id}'s pause timed out; it can no longer be resumed: rerun the pipeline[/]",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
     except RuntimeError as exc:
         err.print(f"[red]flow run {run_id} refused the answer: {exc}[/]", highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"resumed flow run {run_id} ({run.name}), pause {key}: done={answer['done']}"
-                  + (f", note: {note}" if note else "") + "; it now verifies the step through the API")
+    console.print(
+        f"resumed flow run {run_id} ({run.name}), pause {key}: done={answer['done']}"
+        + (f", note: {note}" if note else "")
+        + "; it now verifies the step through the API"
+    )

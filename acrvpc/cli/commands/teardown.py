@@ -17,10 +17,12 @@ from rich.table import Table
 from acrvpc.cli.commands.preflight import clients_or_exit
 from acrvpc.cli.common import app, console, err, load_spec_or_exit
 
-HELP = ("Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
-        "(ENIs first, waiting out Detaching). Nothing untagged is touched; Container Registry resources "
-        "(namespaces, repositories, build rules, code-source bindings, images) are kept. Asks first unless --yes; "
-        "refuses (exit 2) when stdin is not a terminal and --yes is not given.")
+HELP = (
+    "Delete the link's ENIs and security groups tagged acr-vpc-build:link=<spec name> in the spec's VPC "
+    "(ENIs first, waiting out Detaching). Nothing untagged is touched; Container Registry resources "
+    "(namespaces, repositories, build rules, code-source bindings, images) are kept. Asks first unless --yes; "
+    "refuses (exit 2) when stdin is not a terminal and --yes is not given."
+)
 
 
 @app.command(help=HELP)
@@ -58,8 +60,11 @@ def teardown(
         console.print(f"{KEPT}.")
     if not yes:
         if not sys.stdin.isatty():
-            err.print("[red]refusing to delete without confirmation: stdin is not a terminal. Pass --yes to "
-                      "delete the resources listed above.[/]", highlight=False)
+            err.print(
+                "[red]refusing to delete without confirmation: stdin is not a terminal. Pass --yes to "
+                "delete the resources listed above.[/]",
+                highlight=False,
+            )
             raise typer.Exit(2)
         if not typer.confirm(f"Delete these {total} resource(s)?", default=False, err=True):
             err.print("nothing deleted")

@@ -48,6 +48,7 @@ SPOOL_NAME = "acrvpc-webhook-spool.sqlite3"
 class _Unreachable(str):
     """A problem text meaning Prefect did not answer at all (the receiver still starts)."""
 
+
 webhook_app = typer.Typer(no_args_is_help=True, help="The GitLab webhook receiver (push -> on-push build run).")
 app.add_typer(webhook_app, name="webhook")
 
@@ -62,12 +63,16 @@ def _read_deployment(name: str) -> tuple[Any, str | None]:
         with get_client(sync_client=True) as client:
             return client.read_deployment_by_name(name), None
     except ObjectNotFound:
-        return None, (f"the Prefect server has no deployment {name}: deploy it first (`acrvpc deploy SPEC --pool "
-                      f"POOL` makes build-on-push/<spec name>; prefect.yaml's: `prefect --no-prompt deploy --all`)")
+        return None, (
+            f"the Prefect server has no deployment {name}: deploy it first (`acrvpc deploy SPEC --pool "
+            f"POOL` makes build-on-push/<spec name>; prefect.yaml's: `prefect --no-prompt deploy --all`)"
+        )
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code == 401:
-            return None, (f"the Prefect API at {url} refused the credentials (401): set PREFECT_API_AUTH_STRING to "
-                          f"the server's PREFECT_SERVER_API_AUTH_STRING")
+            return None, (
+                f"the Prefect API at {url} refused the credentials (401): set PREFECT_API_AUTH_STRING to "
+                f"the server's PREFECT_SERVER_API_AUTH_STRING"
+            )
         return None, f"the Prefect API at {url} answered {exc.response.status_code}"
     except Exception as exc:  # noqa: BLE001 - shown to the person
         return None, _Unreachable(f"cannot reach the Prefect API at {url} ({type(exc).__name__})")
@@ -85,8 +90,10 @@ def _deployed_spec(name: str, spool: Any) -> tuple[Spec, bool]:
     if isinstance(problem, _Unreachable):
         cached = spool.recall(f"spec:{name}")
         if cached is None:
-            raise _exit(f"{problem}, and no spec of {name} was read before: start the receiver once while "
-                        f"Prefect answers (or serve a SPEC file)")
+            raise _exit(
+                f"{problem}, and no spec of {name} was read before: start the receiver once while "
+                f"Prefect answers (or serve a SPEC file)"
+            )
         parameters, reachable = json.loads(cached), False
     elif problem:
         raise _exit(problem)
@@ -152,9 +159,11 @@ def _credentials(spec: Spec) -> tuple[str | None, str | None]:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - a Secret block while Prefect is unreachable
-        raise _exit(f"cannot read the Secret block {spec.webhook.secret_block!r} ({type(exc).__name__}: Prefect "
-                    f"unreachable?): set ACRVPC_WEBHOOK_SECRET (and ACRVPC_WEBHOOK_SIGNING_SECRET when signing) so "
-                    f"the receiver can start without Prefect") from None
+        raise _exit(
+            f"cannot read the Secret block {spec.webhook.secret_block!r} ({type(exc).__name__}: Prefect "
+            f"unreachable?): set ACRVPC_WEBHOOK_SECRET (and ACRVPC_WEBHOOK_SIGNING_SECRET when signing) so "
+            f"the receiver can start without Prefect"
+        ) from None
     return secret, signing
 
 
@@ -176,35 +185,56 @@ def _open_spool(spool: Path | None) -> Any:
 
 @webhook_app.command(name="serve")
 def serve(
-    spec_path: Path | None = typer.Argument(None, metavar="[SPEC]", help="A spec file whose webhook.routes decide "
-                                                                            "what to build (or --deployment)."),
-    deployment: str | None = typer.Option(None, "--deployment", help="Route from the spec this on-push deployment "
-                                                                        "carries (acrvpc deploy makes build-on-push/"
-                                                                        "<name>) and start its runs; re-read every "
-                                                                        f"{SPEC_REFRESH_S:.0f} s."),
+    spec_path: Path | None = typer.Argument(
+        None, metavar="[SPEC]", help="A spec file whose webhook.routes decide what to build (or --deployment)."
+    ),
+    deployment: str | None = typer.Option(
+        None,
+        "--deployment",
+        help="Route from the spec this on-push deployment "
+        "carries (acrvpc deploy makes build-on-push/"
+        "<name>) and start its runs; re-read every "
+        f"{SPEC_REFRESH_S:.0f} s.",
+    ),
     port: int = typer.Option(8480, help="TCP port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 behind a reverse proxy or LB)."),
-    run_spec: str | None = typer.Option(None, "--run-spec", help="spec_path passed to the flow runs, as the "
-                                                                    "worker sees it (default: the deployment's)."),
-    rate_limit: str | None = typer.Option(None, "--rate-limit", help="Deliveries per source address, e.g. "
-                                                                        "1000/second (default: webhook.rate_limit, "
-                                                                        "15000/minute)."),
-    trusted_proxy: list[str] | None = typer.Option(None, "--trusted-proxy", help="A reverse proxy's IP or CIDR "
-                                                                                    "whose X-Forwarded-For is "
-                                                                                    "believed (repeatable; default: "
-                                                                                    "webhook.trusted_proxies)."),
-    spool: Path | None = typer.Option(None, "--spool", help="SQLite file keeping deliveries until their run "
-                                                               "exists (default: $PREFECT_HOME/acrvpc-webhook-"
-                                                               "spool.sqlite3). Keep it on persistent disk (a "
-                                                               "volume in a container)."),
-    max_age: float = typer.Option(24 * 3600.0, "--max-age", min=1.0, help="Seconds a delivery may wait for its run "
-                                                                           "(Prefect down or failing) before it is "
-                                                                           "a dead letter."),
+    run_spec: str | None = typer.Option(
+        None, "--run-spec", help="spec_path passed to the flow runs, as the worker sees it (default: the deployment's)."
+    ),
+    rate_limit: str | None = typer.Option(
+        None,
+        "--rate-limit",
+        help="Deliveries per source address, e.g. 1000/second (default: webhook.rate_limit, 15000/minute).",
+    ),
+    trusted_proxy: list[str] | None = typer.Option(
+        None,
+        "--trusted-proxy",
+        help="A reverse proxy's IP or CIDR "
+        "whose X-Forwarded-For is "
+        "believed (repeatable; default: "
+        "webhook.trusted_proxies).",
+    ),
+    spool: Path | None = typer.Option(
+        None,
+        "--spool",
+        help="SQLite file keeping deliveries until their run "
+        "exists (default: $PREFECT_HOME/acrvpc-webhook-"
+        "spool.sqlite3). Keep it on persistent disk (a "
+        "volume in a container).",
+    ),
+    max_age: float = typer.Option(
+        24 * 3600.0,
+        "--max-age",
+        min=1.0,
+        help="Seconds a delivery may wait for its run (Prefect down or failing) before it is a dead letter.",
+    ),
 ) -> None:
     """Receive GitLab push and tag-push webhooks and start the on-push build deployment."""
     if (spec_path is None) == (deployment is None):
-        raise _exit("give either SPEC (a spec file) or --deployment build-on-push/<name> (a spec deployed with "
-                    "acrvpc deploy), not both and not neither")
+        raise _exit(
+            "give either SPEC (a spec file) or --deployment build-on-push/<name> (a spec deployed with "
+            "acrvpc deploy), not both and not neither"
+        )
     if deployment is not None and run_spec is not None:
         raise _exit("--run-spec: a deployment made by acrvpc deploy carries its spec; drop --run-spec")
     file_spec = load_spec_or_exit(spec_path) if spec_path is not None else None
@@ -214,8 +244,10 @@ def serve(
     except ValueError as exc:
         raise _exit(str(exc)) from None
     if not api_url():
-        raise _exit("no Prefect API URL: set PREFECT_API_URL (or `prefect config set PREFECT_API_URL=...`), e.g. "
-                    "http://127.0.0.1:4200/api")
+        raise _exit(
+            "no Prefect API URL: set PREFECT_API_URL (or `prefect config set PREFECT_API_URL=...`), e.g. "
+            "http://127.0.0.1:4200/api"
+        )
     from deployments.webhook_spool import Spool, SpoolDrainer
 
     deliveries = Spool(_spool_path(spool))
@@ -239,9 +271,20 @@ def serve(
     from deployments.webhook import WebhookReceiver, delivery_reporter, deployment_starter, prefect_probe
 
     start, report = deployment_starter(target), delivery_reporter(target)
-    receiver = WebhookReceiver(spec, secret, start, spec_path=run_spec, signing_secret=signing, rate_limit=limit,
-                               trusted_proxies=proxies, spool=deliveries, deployment=target, max_age=max_age,
-                               report=report, probe=prefect_probe())
+    receiver = WebhookReceiver(
+        spec,
+        secret,
+        start,
+        spec_path=run_spec,
+        signing_secret=signing,
+        rate_limit=limit,
+        trusted_proxies=proxies,
+        spool=deliveries,
+        deployment=target,
+        max_age=max_age,
+        report=report,
+        probe=prefect_probe(),
+    )
     # queued deliveries, those a restart left behind, and dead letters to report
     drainer = SpoolDrainer(deliveries, start, max_age=max_age, report=report).start()
     follower = _SpecFollower(deployment, receiver).start() if deployment else None
@@ -253,16 +296,23 @@ def serve(
         log.addHandler(handler)
     routes = len(spec.webhook.routes)
     auth = "signed deliveries" + (" + X-Gitlab-Token" if secret else "") if signing else "X-Gitlab-Token"
-    console.print(f"webhook receiver on http://{host}:{port}/hooks/gitlab -> deployment {target} "
-                  f"({routes} route(s){'; every push will be ignored' if not routes else ''}; {auth}; "
-                  f"{limit} per source{'; behind ' + ', '.join(proxies) if proxies else ''})", highlight=False)
+    console.print(
+        f"webhook receiver on http://{host}:{port}/hooks/gitlab -> deployment {target} "
+        f"({routes} route(s){'; every push will be ignored' if not routes else ''}; {auth}; "
+        f"{limit} per source{'; behind ' + ', '.join(proxies) if proxies else ''})",
+        highlight=False,
+    )
     if not reachable:
-        console.print(f"the Prefect API at {api_url()} does not answer: deliveries are spooled in {deliveries.path} "
-                      f"and their runs created when it does", highlight=False)
+        console.print(
+            f"the Prefect API at {api_url()} does not answer: deliveries are spooled in {deliveries.path} "
+            f"and their runs created when it does",
+            highlight=False,
+        )
     waiting = deliveries.pending()
     if waiting:
-        console.print(f"{waiting} delivery(ies) from before were still waiting for their run: creating them now",
-                      highlight=False)
+        console.print(
+            f"{waiting} delivery(ies) from before were still waiting for their run: creating them now", highlight=False
+        )
     sys.stdout.flush()  # the start-up lines reach a log file (systemd, a container) now, not at exit
     try:
         uvicorn.run(receiver.app(), host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
@@ -280,10 +330,14 @@ def _when(seconds: float) -> str:
 @webhook_app.command(name="deliveries")
 def deliveries_command(
     state: str | None = typer.Option(None, "--state", help="Only deliveries in this state: pending, dead or done."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (key, project, ref, sha, state, attempts, "
-                                                       "last_error, status, run_id, received)."),
-    spool: Path | None = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
-                                                               "acrvpc-webhook-spool.sqlite3)."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print a JSON list (key, project, ref, sha, state, attempts, last_error, status, run_id, received).",
+    ),
+    spool: Path | None = typer.Option(
+        None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/acrvpc-webhook-spool.sqlite3)."
+    ),
     limit: int = typer.Option(1000, "--limit", min=1, help="At most this many, newest first."),
 ) -> None:
     """List the receiver's deliveries: key, project, ref, commit, state, attempts, last error, run id."""
@@ -304,17 +358,24 @@ def deliveries_command(
         return
     for d in found:
         outcome = f"run {d.run_id}" if d.run_id else (f"{d.status or '-'} {d.last_error}" if d.last_error else "")
-        console.print(f"{_when(d.received)}  {d.state:<7} {d.key}  {d.project} {d.ref} {d.sha[:12]}  "
-                      f"attempts {d.attempts}  {outcome}", highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            f"{_when(d.received)}  {d.state:<7} {d.key}  {d.project} {d.ref} {d.sha[:12]}  "
+            f"attempts {d.attempts}  {outcome}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @webhook_app.command(name="replay")
 def replay_command(
-    key: str | None = typer.Argument(None, metavar="[KEY]", help="The dead letter's key (acrvpc webhook "
-                                                                    "deliveries --state dead)."),
+    key: str | None = typer.Argument(
+        None, metavar="[KEY]", help="The dead letter's key (acrvpc webhook deliveries --state dead)."
+    ),
     all_dead: bool = typer.Option(False, "--all-dead", help="Every dead letter."),
-    spool: Path | None = typer.Option(None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/"
-                                                               "acrvpc-webhook-spool.sqlite3)."),
+    spool: Path | None = typer.Option(
+        None, "--spool", help="The receiver's spool file (default: $PREFECT_HOME/acrvpc-webhook-spool.sqlite3)."
+    ),
 ) -> None:
     """Queue dead letters again: the running receiver (or the next one started) creates their runs."""
     if (key is None) == (not all_dead):

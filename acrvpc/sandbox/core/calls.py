@@ -27,8 +27,16 @@ class CallLog:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
 
-    def record(self, product: str, action: str, writes: bool, status: int, code: str, time: float,
-               params: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        product: str,
+        action: str,
+        writes: bool,
+        status: int,
+        code: str,
+        time: float,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         clean = {k: v for k, v in (params or {}).items() if k not in _REDACT}
         with self._lock:
             self._calls.append(Call(len(self._calls) + 1, product, action, writes, status, code, time, clean))

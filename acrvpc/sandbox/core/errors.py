@@ -20,8 +20,14 @@ class RpcError(Exception):
     message = "The request processing has failed due to some unknown error."
     soft = False  # CR: HTTP 200 + IsSuccess=false instead of an HTTP error
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         if code is not None:
             self.code = code
         if status is not None:
@@ -76,8 +82,10 @@ class ActionNotFound(RpcError):
     status = 404
 
     def __init__(self, product: str, version: str, action: str) -> None:
-        super().__init__(f"Specified api is not found, please check your url and method. "
-                         f"(The acr-vpc-build sandbox does not emulate {product} {version} {action}.)")
+        super().__init__(
+            f"Specified api is not found, please check your url and method. "
+            f"(The acr-vpc-build sandbox does not emulate {product} {version} {action}.)"
+        )
 
 
 class VersionNotFound(RpcError):
@@ -99,8 +107,10 @@ class SignatureDoesNotMatch(RpcError):
     status = 400
 
     def __init__(self, string_to_sign: str = "") -> None:
-        super().__init__("Specified signature is not matched with our calculation.",
-                         extra={"Recommend": "https://api.aliyun.com/troubleshoot?q=SignatureDoesNotMatch"})
+        super().__init__(
+            "Specified signature is not matched with our calculation.",
+            extra={"Recommend": "https://api.aliyun.com/troubleshoot?q=SignatureDoesNotMatch"},
+        )
 
 
 class InvalidAccessKeyIdNotFound(RpcError):

@@ -44,20 +44,41 @@ from .errors import RpcError
 
 # HTTP status that goes with a well-known injected code, when the caller gives none.
 _STATUS_FOR = {
-    "Throttling.User": 400, "Throttling": 400, "Throttling.Api": 400, "ServiceUnavailable": 503,
-    "InternalError": 500, "Forbidden.RAM": 403, "InvalidParameter": 400,
+    "Throttling.User": 400,
+    "Throttling": 400,
+    "Throttling.Api": 400,
+    "ServiceUnavailable": 503,
+    "InternalError": 500,
+    "Forbidden.RAM": 403,
+    "InvalidParameter": 400,
 }
-_RPC_5XX = (("ServiceUnavailable", 503, "The request has failed due to a temporary failure of the server."),
-            ("InternalError", 500, "The request processing has failed due to some unknown error."))
+_RPC_5XX = (
+    ("ServiceUnavailable", 503, "The request has failed due to a temporary failure of the server."),
+    ("InternalError", 500, "The request processing has failed due to some unknown error."),
+)
 _GITLAB_5XX = (502, 503)
-_GITLAB_REASON = {429: "Retry later", 500: "500 Internal Server Error", 502: "502 Bad Gateway",
-                  503: "503 Service Unavailable"}
+_GITLAB_REASON = {
+    429: "Retry later",
+    500: "500 Internal Server Error",
+    502: "502 Bad Gateway",
+    503: "503 Service Unavailable",
+}
 THROTTLE_MESSAGE = "Request was denied due to user flow control."
 DEFAULT_MESSAGE = "Injected by the acr-vpc-build sandbox."
 GITLAB = "gitlab"
 # Settings readable and writable as a whole (admin route, CLI).
-SETTINGS = ("latency_ms", "qps", "qps_per_action", "error_rate", "drop_rate", "slow_rate", "slow_ms", "seed",
-            "throttle_retry_after", "scope")
+SETTINGS = (
+    "latency_ms",
+    "qps",
+    "qps_per_action",
+    "error_rate",
+    "drop_rate",
+    "slow_rate",
+    "slow_ms",
+    "seed",
+    "throttle_retry_after",
+    "scope",
+)
 
 
 @dataclass
@@ -154,8 +175,17 @@ class Faults:
         self.scope: list[str] = []  # products the rates apply to; empty = all
 
     # -- scripted faults ----------------------------------------------------------------------
-    def fail_next(self, action: str, count: int = 1, code: str = "ServiceUnavailable", status: int | None = None,
-                  message: str = DEFAULT_MESSAGE, *, product: str | None = None, soft: bool = False) -> None:
+    def fail_next(
+        self,
+        action: str,
+        count: int = 1,
+        code: str = "ServiceUnavailable",
+        status: int | None = None,
+        message: str = DEFAULT_MESSAGE,
+        *,
+        product: str | None = None,
+        soft: bool = False,
+    ) -> None:
         """Fail the next ``count`` calls of ``action`` with ``code``.
 
         Args:
@@ -174,11 +204,13 @@ class Faults:
         """Close the connection without an answer on the next ``count`` calls of ``action``."""
         self._script(_Scripted("drop", action, product, count))
 
-    def slow_next(self, action: str, count: int = 1, delay_ms: float | None = None, *,
-                  product: str | None = None) -> None:
+    def slow_next(
+        self, action: str, count: int = 1, delay_ms: float | None = None, *, product: str | None = None
+    ) -> None:
         """Answer the next ``count`` calls of ``action`` ``delay_ms`` late (default: :attr:`slow_ms`)."""
-        self._script(_Scripted("slow", action, product, count, delay_ms=self.slow_ms if delay_ms is None
-                               else float(delay_ms)))
+        self._script(
+            _Scripted("slow", action, product, count, delay_ms=self.slow_ms if delay_ms is None else float(delay_ms))
+        )
 
     def _script(self, entry: _Scripted) -> None:
         if entry.remaining < 1:
@@ -290,8 +322,10 @@ class Faults:
     def settings(self) -> dict[str, Any]:
         """Every setting, the explicit quotas and the scripted faults still pending."""
         with self._lock:
-            pending = [{"kind": s.kind, "action": s.action, "product": s.product, "remaining": s.remaining,
-                        "code": s.code} for s in self._scripted]
+            pending = [
+                {"kind": s.kind, "action": s.action, "product": s.product, "remaining": s.remaining, "code": s.code}
+                for s in self._scripted
+            ]
         values: dict[str, Any] = {name: getattr(self, name) for name in SETTINGS if name != "seed"}
         values.update(seed=self._seed, quotas=self.quotas(), pending=pending)
         return values

@@ -80,16 +80,28 @@ _CR_NAMESPACE_ACTIONS = {"GetNamespace", "CreateNamespace", "CreateRepository"}
 _CR_INSTANCE_SCOPE = {"GetRepoBuildRecord", "GetRepoTag"}  # documented on repository/<instance>
 _ECS_CREATES = {"CreateSecurityGroup": "securitygroup/*", "CreateNetworkInterface": "networkinterface/*"}
 _ECS_GROUP_ACTIONS = {
-    "DescribeSecurityGroupAttribute", "ModifySecurityGroupPolicy", "ModifySecurityGroupAttribute",
-    "ModifySecurityGroupRule", "ModifySecurityGroupEgressRule", "AuthorizeSecurityGroup",
-    "AuthorizeSecurityGroupEgress", "RevokeSecurityGroup", "RevokeSecurityGroupEgress", "DeleteSecurityGroup",
+    "DescribeSecurityGroupAttribute",
+    "ModifySecurityGroupPolicy",
+    "ModifySecurityGroupAttribute",
+    "ModifySecurityGroupRule",
+    "ModifySecurityGroupEgressRule",
+    "AuthorizeSecurityGroup",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroup",
+    "RevokeSecurityGroupEgress",
+    "DeleteSecurityGroup",
 }
 _ECS_ENI_ACTIONS = {
-    "CreateNetworkInterfacePermission", "ModifyNetworkInterfaceAttribute", "DeleteNetworkInterface",
-    "AttachNetworkInterface", "DetachNetworkInterface",
+    "CreateNetworkInterfacePermission",
+    "ModifyNetworkInterfaceAttribute",
+    "DeleteNetworkInterface",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
 }
-_VPC_ATTRIBUTE_ACTIONS = {"DescribeVpcAttribute": ("vpc", "VpcId"),
-                          "DescribeVSwitchAttributes": ("vswitch", "VSwitchId")}
+_VPC_ATTRIBUTE_ACTIONS = {
+    "DescribeVpcAttribute": ("vpc", "VpcId"),
+    "DescribeVSwitchAttributes": ("vswitch", "VSwitchId"),
+}
 _EFFECTS = ("Allow", "Deny")
 _KNOWN_KEYS = {"Effect", "Action", "NotAction", "Resource", "NotResource", "Condition", "Principal"}
 
@@ -177,7 +189,8 @@ class RamPolicy:
             tuple(_pattern(a, ignore_case=True) for a in _strings(s[action_key], f"{where}.{action_key}")),
             action_key == "NotAction",
             tuple(_pattern(r, ignore_case=False) for r in _strings(s[resource_key], f"{where}.{resource_key}")),
-            resource_key == "NotResource")
+            resource_key == "NotResource",
+        )
 
     def decide(self, action: str, resource: str | None) -> str:
         """``"Allow"``, ``"ExplicitDeny"`` or ``"ImplicitDeny"`` for a RAM action on a resource ARN.
@@ -271,13 +284,19 @@ class CrNoPrivilege(RpcError):
     message = "Access denied for this user."
 
 
-def _detail(world: World, ram_action: str, resource: str | None, decision: str,
-            access_key_id: str) -> dict[str, Any]:
-    diagnostic = base64.b64encode(json.dumps({"AuthAction": ram_action, "AuthResource": resource},
-                                             separators=(",", ":")).encode()).decode()
-    return {"AuthAction": ram_action, "AuthPrincipalType": "SubUser", "AuthPrincipalOwnerId": world.account_id,
-            "AuthPrincipalDisplayName": access_key_id, "NoPermissionType": decision,
-            "PolicyType": "AccountLevelIdentityBasedPolicy", "EncodedDiagnosticMessage": diagnostic}
+def _detail(world: World, ram_action: str, resource: str | None, decision: str, access_key_id: str) -> dict[str, Any]:
+    diagnostic = base64.b64encode(
+        json.dumps({"AuthAction": ram_action, "AuthResource": resource}, separators=(",", ":")).encode()
+    ).decode()
+    return {
+        "AuthAction": ram_action,
+        "AuthPrincipalType": "SubUser",
+        "AuthPrincipalOwnerId": world.account_id,
+        "AuthPrincipalDisplayName": access_key_id,
+        "NoPermissionType": decision,
+        "PolicyType": "AccountLevelIdentityBasedPolicy",
+        "EncodedDiagnosticMessage": diagnostic,
+    }
 
 
 def authorize(world: World, product: str, action: str, params: dict[str, str], access_key_id: str) -> None:

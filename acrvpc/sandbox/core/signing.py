@@ -35,18 +35,27 @@ def _canonical_query(pairs: list[tuple[str, str]]) -> str:
     return "&".join(f"{k}={quote(v, safe='~')}" for k, v in sorted(pairs, key=lambda kv: kv[0]))
 
 
-def string_to_sign_v3(method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
-                      signed_headers: list[str], body: bytes, algorithm: str = "ACS3-HMAC-SHA256") -> str:
+def string_to_sign_v3(
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    signed_headers: list[str],
+    body: bytes,
+    algorithm: str = "ACS3-HMAC-SHA256",
+) -> str:
     canonical_headers = "".join(f"{h}:{headers.get(h, '').strip()}\n" for h in signed_headers)
     payload_hash = headers.get("x-acs-content-sha256") or hashlib.sha256(body).hexdigest()
-    canonical_request = "\n".join([
-        method.upper(),
-        path or "/",
-        _canonical_query(query),
-        canonical_headers,
-        ";".join(signed_headers),
-        payload_hash,
-    ])
+    canonical_request = "\n".join(
+        [
+            method.upper(),
+            path or "/",
+            _canonical_query(query),
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_hash,
+        ]
+    )
     return f"{algorithm}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
 
 
@@ -99,13 +108,20 @@ class SignatureVerifier:
             raise InvalidAccessKeyIdNotFound()
         return secret
 
-    def _verify_v3(self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
-                   body: bytes) -> str:
+    def _verify_v3(
+        self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes
+    ) -> str:
         algorithm, ak, signed, signature = parse_authorization(headers["authorization"])
         if algorithm != "ACS3-HMAC-SHA256":
             raise IncompleteSignature(f"Unsupported signature algorithm {algorithm}.")
-        required = {"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
-                    "x-acs-content-sha256"}
+        required = {
+            "host",
+            "x-acs-action",
+            "x-acs-version",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+            "x-acs-content-sha256",
+        }
         if not required <= set(signed):
             raise IncompleteSignature("All x-acs-* headers and host must be signed.")
         if headers.get("x-acs-content-sha256", EMPTY_SHA256) != hashlib.sha256(body).hexdigest():

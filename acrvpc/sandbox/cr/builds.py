@@ -91,52 +91,64 @@ def _stage_script(stage: str, ctx: dict[str, Any], failure: tuple[str, list[str]
     low = stage.lower()
     fails = failure is not None and failure[0] == stage
     if stage == "GIT_CLONE":
-        lines = ["fetch stage begin",
-                 f"git clone --depth 1 --branch {ctx['ref']} {ctx['clone_url']} /workspace",
-                 "Cloning into '/workspace'..."]
+        lines = [
+            "fetch stage begin",
+            f"git clone --depth 1 --branch {ctx['ref']} {ctx['clone_url']} /workspace",
+            "Cloning into '/workspace'...",
+        ]
         if fails:
             assert failure is not None
             lines += [*failure[1], "fetch stage failed"]
             return lines, True
         objects = 180 + int(ctx["seed"][:2], 16)
-        lines += [f"remote: Enumerating objects: {objects}, done.",
-                  f"Receiving objects: 100% ({objects}/{objects}), done.",
-                  f"HEAD is now at {ctx['seed'][:7]} Merge branch 'feature' into '{ctx['ref']}'",
-                  "fetch stage end"]
+        lines += [
+            f"remote: Enumerating objects: {objects}, done.",
+            f"Receiving objects: 100% ({objects}/{objects}), done.",
+            f"HEAD is now at {ctx['seed'][:7]} Merge branch 'feature' into '{ctx['ref']}'",
+            "fetch stage end",
+        ]
         return lines, False
     if stage == "BUILD":
-        lines = ["build stage begin",
-                 f"Dockerfile: {ctx['dockerfile']}, platforms: {ctx['platforms']}",
-                 "Step 1/6 : FROM maven:3.9-eclipse-temurin-17 AS build",
-                 "Step 2/6 : WORKDIR /src",
-                 "Step 3/6 : COPY . .",
-                 "Step 4/6 : RUN mvn -B -q package -DskipTests"]
+        lines = [
+            "build stage begin",
+            f"Dockerfile: {ctx['dockerfile']}, platforms: {ctx['platforms']}",
+            "Step 1/6 : FROM maven:3.9-eclipse-temurin-17 AS build",
+            "Step 2/6 : WORKDIR /src",
+            "Step 3/6 : COPY . .",
+            "Step 4/6 : RUN mvn -B -q package -DskipTests",
+        ]
         if fails:
             assert failure is not None
-            lines += [*failure[1], "[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.13.0:compile "
-                      "(default-compile): Compilation failure",
-                      "ERROR: process \"/bin/sh -c mvn -B -q package -DskipTests\" did not complete successfully: "
-                      "exit code: 1",
-                      "build stage failed"]
+            lines += [
+                *failure[1],
+                "[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.13.0:compile "
+                "(default-compile): Compilation failure",
+                'ERROR: process "/bin/sh -c mvn -B -q package -DskipTests" did not complete successfully: exit code: 1',
+                "build stage failed",
+            ]
             return lines, True
-        lines += ["Step 5/6 : FROM eclipse-temurin:17-jre",
-                  "Step 6/6 : COPY --from=build /src/target/app.jar /app.jar",
-                  f"Successfully built {ctx['seed'][8:20]}",
-                  f"Successfully tagged {ctx['image']}",
-                  "build stage end"]
+        lines += [
+            "Step 5/6 : FROM eclipse-temurin:17-jre",
+            "Step 6/6 : COPY --from=build /src/target/app.jar /app.jar",
+            f"Successfully built {ctx['seed'][8:20]}",
+            f"Successfully tagged {ctx['image']}",
+            "build stage end",
+        ]
         return lines, False
     if stage == "PUSH":
-        return ["push stage begin",
-                f"The push refers to repository [{ctx['registry']}/{ctx['namespace']}/{ctx['name']}]",
-                f"pushing layer sha256:{ctx['seed'][20:32]}",
-                f"pushing layer sha256:{ctx['seed'][32:44]}",
-                f"{ctx['tag']}: digest: sha256:{ctx['seed']} size: 1789",
-                "push stage end"], False
+        return [
+            "push stage begin",
+            f"The push refers to repository [{ctx['registry']}/{ctx['namespace']}/{ctx['name']}]",
+            f"pushing layer sha256:{ctx['seed'][20:32]}",
+            f"pushing layer sha256:{ctx['seed'][32:44]}",
+            f"{ctx['tag']}: digest: sha256:{ctx['seed']} size: 1789",
+            "push stage end",
+        ], False
     extra = failure[1] if fails and failure else []
     return [f"{low} stage begin", *extra, f"{low} stage end"], fails
 
 
-HANG_SECONDS = 10.0 ** 9  # a hanging build's BUILD stage: it never ends unless canceled
+HANG_SECONDS = 10.0**9  # a hanging build's BUILD stage: it never ends unless canceled
 
 
 def hanging(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,8 +170,13 @@ def image_digest_of(digest: str) -> str:
     return _digest(f"config:{digest}")
 
 
-def plan_build(record: BuildRecord, stages: list[dict[str, Any]], pending_seconds: float, ctx: dict[str, Any],
-               failure: tuple[str, list[str]] | None) -> BuildRecord:
+def plan_build(
+    record: BuildRecord,
+    stages: list[dict[str, Any]],
+    pending_seconds: float,
+    ctx: dict[str, Any],
+    failure: tuple[str, list[str]] | None,
+) -> BuildRecord:
     """Fill in a record's log script and end.
 
     Args:
@@ -169,8 +186,13 @@ def plan_build(record: BuildRecord, stages: list[dict[str, Any]], pending_second
         ctx: text for the log lines (``clone_url``, ``ref``, ``image``, ``registry``, ...).
         failure: ``(stage, extra log lines)`` when the build fails in that stage, else ``None``.
     """
-    ctx = {**ctx, "seed": _digest(record.build_record_id), "namespace": record.namespace, "name": record.name,
-           "tag": record.image_tag}
+    ctx = {
+        **ctx,
+        "seed": _digest(record.build_record_id),
+        "namespace": record.namespace,
+        "name": record.name,
+        "tag": record.image_tag,
+    }
     start = float(pending_seconds)
     record.final_status = SUCCESS
     for stage in stages or DEFAULT_STAGES:

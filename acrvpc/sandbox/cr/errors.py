@@ -74,8 +74,9 @@ class RepoSourceCodeAlreadyExist(CrError):
     code = "REPO_SOURCE_CODE_ALREADY_EXIST"
 
     def __init__(self, repo_id: str) -> None:
-        super().__init__(f"The repository {repo_id} is already bound to a source code repository; "
-                         f"use UpdateRepoSourceCodeRepo.")
+        super().__init__(
+            f"The repository {repo_id} is already bound to a source code repository; use UpdateRepoSourceCodeRepo."
+        )
 
 
 class SourceCodeAccountNotExist(CrError):
@@ -91,8 +92,9 @@ class CodeRepoNotExist(CrError):
     code = "CODE_REPO_NOT_EXIST"
 
     def __init__(self, path: str, domain: str) -> None:
-        super().__init__(f"The source code repository {path} does not exist at {domain} or the bound account "
-                         f"cannot see it.")
+        super().__init__(
+            f"The source code repository {path} does not exist at {domain} or the bound account cannot see it."
+        )
 
 
 class BuildRuleNotExist(CrError):
@@ -113,8 +115,7 @@ class BuildRecordStatusNotSupport(CrError):
     code = "BUILD_RECORD_STATUS_NOT_SUPPORT"
 
     def __init__(self, record_id: str, status: str) -> None:
-        super().__init__(f"The build record {record_id} is {status}; only a PENDING or BUILDING build can be "
-                         f"canceled.")
+        super().__init__(f"The build record {record_id} is {status}; only a PENDING or BUILDING build can be canceled.")
 
 
 class TagNotExist(CrError):

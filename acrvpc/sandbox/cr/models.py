@@ -203,38 +203,68 @@ class CrBackend:
         self.hang_repos = set(b.get("hang_repos") or [])
         self.log_page_size = int(b.get("log_page_size", 100))
         for i in section.get("instances", []):
-            inst = Instance(i["instance_id"], i.get("name", i["instance_id"]),
-                            i.get("specification", "Enterprise_Standard"), i.get("status", "RUNNING"),
-                            i.get("region", self.world.region))
+            inst = Instance(
+                i["instance_id"],
+                i.get("name", i["instance_id"]),
+                i.get("specification", "Enterprise_Standard"),
+                i.get("status", "RUNNING"),
+                i.get("region", self.world.region),
+            )
             inst.tags = {str(k): str(v) for k, v in (i.get("tags") or {}).items()}
-            inst.code_sources = [CodeSource(str(c.get("type", "GITLAB")).upper(), str(c["domain"]).rstrip("/"),
-                                            c.get("username", "")) for c in i.get("code_sources", [])]
+            inst.code_sources = [
+                CodeSource(str(c.get("type", "GITLAB")).upper(), str(c["domain"]).rstrip("/"), c.get("username", ""))
+                for c in i.get("code_sources", [])
+            ]
             self.instances[inst.instance_id] = inst
             for n in i.get("namespaces", []):
                 n = {"name": n} if isinstance(n, str) else n
-                self.add_namespace(inst.instance_id, n["name"], bool(n.get("auto_create_repo", False)),
-                                   n.get("default_repo_type", "PRIVATE"), n.get("namespace_id"))
+                self.add_namespace(
+                    inst.instance_id,
+                    n["name"],
+                    bool(n.get("auto_create_repo", False)),
+                    n.get("default_repo_type", "PRIVATE"),
+                    n.get("namespace_id"),
+                )
             for r in i.get("repositories", []):
                 self._seed_repo(inst, r)
 
     def _seed_repo(self, inst: Instance, r: dict[str, Any]) -> None:
         if (inst.instance_id, r["namespace"]) not in self.namespaces:
             self.add_namespace(inst.instance_id, r["namespace"])
-        repo = Repository(r.get("repo_id") or self.world.new_id("crr"), inst.instance_id, r["namespace"], r["name"],
-                          r.get("repo_type", "PRIVATE"), r.get("summary", ""))
+        repo = Repository(
+            r.get("repo_id") or self.world.new_id("crr"),
+            inst.instance_id,
+            r["namespace"],
+            r["name"],
+            r.get("repo_type", "PRIVATE"),
+            r.get("summary", ""),
+        )
         self.repos[repo.repo_id] = repo
         s = r.get("source")
         if s:
             ctype = str(s.get("type", "GITLAB")).upper()
             account = self.code_source(inst, ctype)
-            repo.source = SourceBinding(ctype, s["namespace"], s["name"], account.domain if account else "",
-                                        bool(s.get("auto_build", False)), bool(s.get("oversea_build", False)),
-                                        bool(s.get("disable_cache_build", False)))
+            repo.source = SourceBinding(
+                ctype,
+                s["namespace"],
+                s["name"],
+                account.domain if account else "",
+                bool(s.get("auto_build", False)),
+                bool(s.get("oversea_build", False)),
+                bool(s.get("disable_cache_build", False)),
+            )
         for rule in r.get("rules", []):
-            self.add_rule(repo, rule["push_type"], rule["push_name"], rule["image_tag"],
-                          rule.get("dockerfile_location", "/"), rule.get("dockerfile_name", "Dockerfile"),
-                          list(rule.get("platforms") or ["linux/amd64"]), list(rule.get("build_args") or []),
-                          rule.get("build_rule_id"))
+            self.add_rule(
+                repo,
+                rule["push_type"],
+                rule["push_name"],
+                rule["image_tag"],
+                rule.get("dockerfile_location", "/"),
+                rule.get("dockerfile_name", "Dockerfile"),
+                list(rule.get("platforms") or ["linux/amd64"]),
+                list(rule.get("build_args") or []),
+                rule.get("build_rule_id"),
+            )
 
     # -- instances and code sources ----------------------------------------------------------
     def instance(self, instance_id: str) -> Instance:
@@ -250,8 +280,11 @@ class CrBackend:
         return inst
 
     def list_instances(self, name: str | None = None, status: str | None = None) -> list[Instance]:
-        return [i for i in self.instances.values() if i.region == self.world.region
-                and (not name or name in i.name) and (not status or i.status == status)]
+        return [
+            i
+            for i in self.instances.values()
+            if i.region == self.world.region and (not name or name in i.name) and (not status or i.status == status)
+        ]
 
     @staticmethod
     def code_source(inst: Instance, code_repo_type: str) -> CodeSource | None:
@@ -271,44 +304,71 @@ class CrBackend:
         inst.code_sources = [c for c in inst.code_sources if c.type != code_repo_type.upper()]
 
     # -- namespaces ---------------------------------------------------------------------------
-    def add_namespace(self, instance_id: str, name: str, auto_create_repo: bool = False,
-                      default_repo_type: str = "PRIVATE", namespace_id: str | None = None) -> Namespace:
+    def add_namespace(
+        self,
+        instance_id: str,
+        name: str,
+        auto_create_repo: bool = False,
+        default_repo_type: str = "PRIVATE",
+        namespace_id: str | None = None,
+    ) -> Namespace:
         if (instance_id, name) in self.namespaces:
             raise NamespaceAlreadyExist(name)
-        ns = Namespace(namespace_id or self.world.new_id("crn"), instance_id, name, auto_create_repo,
-                       default_repo_type)
+        ns = Namespace(namespace_id or self.world.new_id("crn"), instance_id, name, auto_create_repo, default_repo_type)
         self.namespaces[(instance_id, name)] = ns
         return ns
 
     def namespace(self, instance_id: str, name: str | None = None, namespace_id: str | None = None) -> Namespace:
         self.instance(instance_id)
         for ns in self.namespaces.values():
-            if ns.instance_id == instance_id and ((name and ns.name == name) or
-                                                  (namespace_id and ns.namespace_id == namespace_id)):
+            if ns.instance_id == instance_id and (
+                (name and ns.name == name) or (namespace_id and ns.namespace_id == namespace_id)
+            ):
                 return ns
         raise NamespaceNotExist(name or namespace_id or "")
 
     def list_namespaces(self, instance_id: str, name: str | None = None) -> list[Namespace]:
         self.instance(instance_id)
-        return [ns for ns in self.namespaces.values()
-                if ns.instance_id == instance_id and (not name or ns.name == name)]
+        return [
+            ns for ns in self.namespaces.values() if ns.instance_id == instance_id and (not name or ns.name == name)
+        ]
 
     # -- repositories -------------------------------------------------------------------------
-    def create_repository(self, instance_id: str, namespace: str, name: str, repo_type: str, summary: str,
-                          detail: str = "", tag_immutability: bool = False) -> Repository:
+    def create_repository(
+        self,
+        instance_id: str,
+        namespace: str,
+        name: str,
+        repo_type: str,
+        summary: str,
+        detail: str = "",
+        tag_immutability: bool = False,
+    ) -> Repository:
         self.writable_instance(instance_id)
         self.namespace(instance_id, namespace)
-        if any(r.instance_id == instance_id and r.namespace == namespace and r.name == name
-               for r in self.repos.values()):
+        if any(
+            r.instance_id == instance_id and r.namespace == namespace and r.name == name for r in self.repos.values()
+        ):
             raise RepoAlreadyExist(f"{namespace}/{name}")
         now = self.world.clock.epoch_ms()
-        repo = Repository(self.world.new_id("crr"), instance_id, namespace, name, repo_type, summary, detail,
-                          tag_immutability, now, now)
+        repo = Repository(
+            self.world.new_id("crr"),
+            instance_id,
+            namespace,
+            name,
+            repo_type,
+            summary,
+            detail,
+            tag_immutability,
+            now,
+            now,
+        )
         self.repos[repo.repo_id] = repo
         return repo
 
-    def repository(self, instance_id: str, repo_id: str | None = None, namespace: str | None = None,
-                   name: str | None = None) -> Repository:
+    def repository(
+        self, instance_id: str, repo_id: str | None = None, namespace: str | None = None, name: str | None = None
+    ) -> Repository:
         self.instance(instance_id)
         if repo_id:
             repo = self.repos.get(repo_id)
@@ -320,13 +380,19 @@ class CrBackend:
                 return repo
         raise RepoNotExist(f"{namespace}/{name}")
 
-    def list_repositories(self, instance_id: str, namespace: str | None = None, name: str | None = None,
-                          status: str | None = None) -> list[Repository]:
+    def list_repositories(
+        self, instance_id: str, namespace: str | None = None, name: str | None = None, status: str | None = None
+    ) -> list[Repository]:
         self.instance(instance_id)
         if status and status not in ("NORMAL", "ALL"):
             return []
-        return [r for r in self.repos.values() if r.instance_id == instance_id
-                and (not namespace or r.namespace == namespace) and (not name or r.name == name)]
+        return [
+            r
+            for r in self.repos.values()
+            if r.instance_id == instance_id
+            and (not namespace or r.namespace == namespace)
+            and (not name or r.name == name)
+        ]
 
     # -- source-code binding ------------------------------------------------------------------
     def source_domain(self, repo: Repository) -> str:
@@ -352,21 +418,46 @@ class CrBackend:
     def _gitlab_knows_projects(self) -> bool:
         return bool(getattr(self.world.gitlab, "projects", None))
 
-    def bind_source(self, instance_id: str, repo_id: str, code_repo_type: str, namespace: str, name: str,
-                    auto_build: bool, oversea_build: bool, disable_cache_build: bool) -> SourceBinding:
+    def bind_source(
+        self,
+        instance_id: str,
+        repo_id: str,
+        code_repo_type: str,
+        namespace: str,
+        name: str,
+        auto_build: bool,
+        oversea_build: bool,
+        disable_cache_build: bool,
+    ) -> SourceBinding:
         inst = self.writable_instance(instance_id)
         repo = self.repository(instance_id, repo_id)
         if repo.source is not None:
             raise RepoSourceCodeAlreadyExist(repo_id)
         account = self._check_code_repo(inst, code_repo_type, namespace, name)
-        repo.source = SourceBinding(code_repo_type, namespace, name, account.domain, auto_build, oversea_build,
-                                    disable_cache_build, self.world.new_id("crcr"))
+        repo.source = SourceBinding(
+            code_repo_type,
+            namespace,
+            name,
+            account.domain,
+            auto_build,
+            oversea_build,
+            disable_cache_build,
+            self.world.new_id("crcr"),
+        )
         repo.modified_ms = self.world.clock.epoch_ms()
         return repo.source
 
-    def update_source(self, instance_id: str, repo_id: str, code_repo_type: str, namespace: str, name: str,
-                      auto_build: bool | None, oversea_build: bool | None,
-                      disable_cache_build: bool | None) -> SourceBinding:
+    def update_source(
+        self,
+        instance_id: str,
+        repo_id: str,
+        code_repo_type: str,
+        namespace: str,
+        name: str,
+        auto_build: bool | None,
+        oversea_build: bool | None,
+        disable_cache_build: bool | None,
+    ) -> SourceBinding:
         inst = self.writable_instance(instance_id)
         repo = self.repository(instance_id, repo_id)
         if repo.source is None:
@@ -384,13 +475,28 @@ class CrBackend:
         return src
 
     # -- build rules --------------------------------------------------------------------------
-    def add_rule(self, repo: Repository, push_type: str, push_name: str, image_tag: str,
-                 dockerfile_location: str = "/", dockerfile_name: str = "Dockerfile",
-                 platforms: list[str] | None = None, build_args: list[str] | None = None,
-                 build_rule_id: str | None = None) -> BuildRule:
-        rule = BuildRule(build_rule_id or self.world.new_id("crbr"), push_type, push_name, image_tag,
-                         dockerfile_location, dockerfile_name, list(platforms or ["linux/amd64"]),
-                         list(build_args or []))
+    def add_rule(
+        self,
+        repo: Repository,
+        push_type: str,
+        push_name: str,
+        image_tag: str,
+        dockerfile_location: str = "/",
+        dockerfile_name: str = "Dockerfile",
+        platforms: list[str] | None = None,
+        build_args: list[str] | None = None,
+        build_rule_id: str | None = None,
+    ) -> BuildRule:
+        rule = BuildRule(
+            build_rule_id or self.world.new_id("crbr"),
+            push_type,
+            push_name,
+            image_tag,
+            dockerfile_location,
+            dockerfile_name,
+            list(platforms or ["linux/amd64"]),
+            list(build_args or []),
+        )
         repo.rules[rule.build_rule_id] = rule
         return rule
 
@@ -408,15 +514,30 @@ class CrBackend:
         if repo.source is None:
             raise RepoSourceCodeNotExist(repo_id)
         now = self.world.clock.now()
-        record = BuildRecord(str(uuid.uuid4()), instance_id, repo_id, build_rule_id, repo.namespace, repo.name,
-                             rule.image_tag, now, self.world.clock.epoch_ms(), 0.0, builds.SUCCESS)
+        record = BuildRecord(
+            str(uuid.uuid4()),
+            instance_id,
+            repo_id,
+            build_rule_id,
+            repo.namespace,
+            repo.name,
+            rule.image_tag,
+            now,
+            self.world.clock.epoch_ms(),
+            0.0,
+            builds.SUCCESS,
+        )
         domain = self.source_domain(repo)
         project = f"{repo.source.namespace}/{repo.source.name}"
         clone_url = f"{domain}/{project}.git"
-        ctx = {"clone_url": clone_url, "ref": rule.push_name, "image": f"{repo.full_name}:{rule.image_tag}",
-               "registry": f"{inst.name}-registry-vpc.{inst.region}.cr.aliyuncs.com",
-               "dockerfile": f"{rule.dockerfile_location.rstrip('/')}/{rule.dockerfile_name}",
-               "platforms": ",".join(rule.platforms)}
+        ctx = {
+            "clone_url": clone_url,
+            "ref": rule.push_name,
+            "image": f"{repo.full_name}:{rule.image_tag}",
+            "registry": f"{inst.name}-registry-vpc.{inst.region}.cr.aliyuncs.com",
+            "dockerfile": f"{rule.dockerfile_location.rstrip('/')}/{rule.dockerfile_name}",
+            "platforms": ",".join(rule.platforms),
+        }
         stages = builds.hanging(self.stages) if repo.full_name in self.hang_repos else self.stages
         builds.plan_build(record, stages, self.pending_seconds, ctx, self._failure(repo, domain, clone_url))
         self.records[record.build_record_id] = record
@@ -428,21 +549,26 @@ class CrBackend:
         ip, port = host_port(domain)
         ok, reason = self.world.ecs.reaches(self.build_service_account_id, ip, port)
         if not ok:
-            return "GIT_CLONE", [f"fatal: unable to access '{clone_url}/': Failed to connect to {ip} port {port}: "
-                                 f"Connection timed out",
-                                 f"error: the build network cannot reach {ip}:{port}: {reason}"]
+            return "GIT_CLONE", [
+                f"fatal: unable to access '{clone_url}/': Failed to connect to {ip} port {port}: Connection timed out",
+                f"error: the build network cannot reach {ip}:{port}: {reason}",
+            ]
         refused = self._clone_refused(repo) if repo.source.code_repo_type == "GITLAB" else ""
         if refused:
-            return "GIT_CLONE", ["remote: HTTP Basic: Access denied. If a password was provided for Git authentication, "
-                                 "the password was incorrect or you're required to use a token instead of a password. "
-                                 "If a token was provided, it was either incorrect, expired, or improperly scoped.",
-                                 f"fatal: Authentication failed for '{clone_url}/'",
-                                 f"error: GitLab refused the bound account: {refused}"]
+            return "GIT_CLONE", [
+                "remote: HTTP Basic: Access denied. If a password was provided for Git authentication, "
+                "the password was incorrect or you're required to use a token instead of a password. "
+                "If a token was provided, it was either incorrect, expired, or improperly scoped.",
+                f"fatal: Authentication failed for '{clone_url}/'",
+                f"error: GitLab refused the bound account: {refused}",
+            ]
         if repo.source.code_repo_type == "GITLAB" and self._gitlab_knows_projects():
             if self.world.gitlab.project_by_path(f"{repo.source.namespace}/{repo.source.name}") is None:
-                return "GIT_CLONE", ["remote: The project you were looking for could not be found or you don't "
-                                     "have permission to view it.",
-                                     f"fatal: repository '{clone_url}/' not found"]
+                return "GIT_CLONE", [
+                    "remote: The project you were looking for could not be found or you don't "
+                    "have permission to view it.",
+                    f"fatal: repository '{clone_url}/' not found",
+                ]
         if repo.full_name in self.fail_repos:
             return "BUILD", []
         return None
@@ -459,12 +585,20 @@ class CrBackend:
             return f"no GitLab user {username or '(none bound)'}"
         if user.state != "active":
             return f"GitLab user {user.username} is {user.state}"
-        usable = [t for t in gitlab.tokens.values() if t.user.lower() == user.username.lower()
-                  and not t.revoked and not gitlab.token_expired(t) and set(t.scopes) & _CLONE_SCOPES]
+        usable = [
+            t
+            for t in gitlab.tokens.values()
+            if t.user.lower() == user.username.lower()
+            and not t.revoked
+            and not gitlab.token_expired(t)
+            and set(t.scopes) & _CLONE_SCOPES
+        ]
         if usable:
             return ""
-        return (f"GitLab user {user.username} has no token that is neither revoked nor expired with "
-                f"{', '.join(sorted(_CLONE_SCOPES))}")
+        return (
+            f"GitLab user {user.username} has no token that is neither revoked nor expired with "
+            f"{', '.join(sorted(_CLONE_SCOPES))}"
+        )
 
     def record(self, instance_id: str, build_record_id: str, repo_id: str | None = None) -> BuildRecord:
         self.instance(instance_id)
@@ -489,8 +623,11 @@ class CrBackend:
     def tag(self, instance_id: str, repo_id: str, tag: str) -> BuildRecord:
         """The latest build that pushed ``tag`` to the repository (SUCCESS by now)."""
         now = self.world.clock.now()
-        pushed = [r for r in self.list_records(instance_id, repo_id)
-                  if r.image_tag == tag and r.status(now, self.pending_seconds) == builds.SUCCESS]
+        pushed = [
+            r
+            for r in self.list_records(instance_id, repo_id)
+            if r.image_tag == tag and r.status(now, self.pending_seconds) == builds.SUCCESS
+        ]
         if not pushed:
             raise TagNotExist(tag)
         return max(pushed, key=lambda r: r.created_at + r.ends_at if r.end_offset(now) is not None else 0)

@@ -34,7 +34,7 @@ def _page(items: list[T], req: RpcRequest, default_size: int = 30, max_size: int
     page_no = max(1, req.get_int("PageNo", 1) or 1)
     page_size = min(max(1, req.get_int("PageSize", default_size) or default_size), max_size)
     start = (page_no - 1) * page_size
-    return items[start:start + page_size], page_no, page_size
+    return items[start : start + page_size], page_no, page_size
 
 
 def _flag(value: bool) -> str:
@@ -60,28 +60,56 @@ def _instance_tags(inst: Instance) -> list[dict[str, str]]:
 @service.action("GetInstance")
 def get_instance(world: World, req: RpcRequest) -> dict[str, Any]:
     inst = world.cr.instance(req.require("InstanceId"))
-    return {"InstanceId": inst.instance_id, "InstanceName": inst.name, "InstanceSpecification": inst.specification,
-            "InstanceStatus": inst.status, "InstanceIssue": "", "CreateTime": inst.create_ms,
-            "ModifiedTime": inst.create_ms, "ResourceGroupId": inst.resource_group_id, "Tags": _instance_tags(inst)}
+    return {
+        "InstanceId": inst.instance_id,
+        "InstanceName": inst.name,
+        "InstanceSpecification": inst.specification,
+        "InstanceStatus": inst.status,
+        "InstanceIssue": "",
+        "CreateTime": inst.create_ms,
+        "ModifiedTime": inst.create_ms,
+        "ResourceGroupId": inst.resource_group_id,
+        "Tags": _instance_tags(inst),
+    }
 
 
 @service.action("ListInstance")
 def list_instance(world: World, req: RpcRequest) -> dict[str, Any]:
     found = world.cr.list_instances(req.get("InstanceName"), req.get("InstanceStatus"))
     page, page_no, page_size = _page(found, req)
-    return {"PageNo": page_no, "PageSize": page_size, "TotalCount": len(found),
-            "Instances": [{"InstanceId": i.instance_id, "InstanceName": i.name,
-                           "InstanceSpecification": i.specification, "InstanceStatus": i.status,
-                           "InstanceIssue": "", "RegionId": i.region, "CreateTime": _iso(i.create_ms),
-                           "ModifiedTime": _iso(i.create_ms), "ResourceGroupId": i.resource_group_id,
-                           "Tags": _instance_tags(i)} for i in page]}
+    return {
+        "PageNo": page_no,
+        "PageSize": page_size,
+        "TotalCount": len(found),
+        "Instances": [
+            {
+                "InstanceId": i.instance_id,
+                "InstanceName": i.name,
+                "InstanceSpecification": i.specification,
+                "InstanceStatus": i.status,
+                "InstanceIssue": "",
+                "RegionId": i.region,
+                "CreateTime": _iso(i.create_ms),
+                "ModifiedTime": _iso(i.create_ms),
+                "ResourceGroupId": i.resource_group_id,
+                "Tags": _instance_tags(i),
+            }
+            for i in page
+        ],
+    }
 
 
 # -- namespaces --------------------------------------------------------------------------------
 def _namespace(inst: Instance, ns: Namespace) -> dict[str, Any]:
-    return {"InstanceId": ns.instance_id, "NamespaceId": ns.namespace_id, "NamespaceName": ns.name,
-            "NamespaceStatus": "NORMAL", "AutoCreateRepo": ns.auto_create_repo,
-            "DefaultRepoType": ns.default_repo_type, "ResourceGroupId": inst.resource_group_id}
+    return {
+        "InstanceId": ns.instance_id,
+        "NamespaceId": ns.namespace_id,
+        "NamespaceName": ns.name,
+        "NamespaceStatus": "NORMAL",
+        "AutoCreateRepo": ns.auto_create_repo,
+        "DefaultRepoType": ns.default_repo_type,
+        "ResourceGroupId": inst.resource_group_id,
+    }
 
 
 @service.action("GetNamespace")
@@ -115,19 +143,31 @@ def list_namespace(world: World, req: RpcRequest) -> dict[str, Any]:
     if status and status not in ("NORMAL", "ALL"):
         found = []
     page, page_no, page_size = _page(found, req)
-    return {"PageNo": page_no, "PageSize": page_size, "TotalCount": str(len(found)),
-            "Namespaces": [_namespace(inst, ns) for ns in page]}
+    return {
+        "PageNo": page_no,
+        "PageSize": page_size,
+        "TotalCount": str(len(found)),
+        "Namespaces": [_namespace(inst, ns) for ns in page],
+    }
 
 
 # -- repositories ------------------------------------------------------------------------------
 def _repository(world: World, repo: Repository) -> dict[str, Any]:
     auto = repo.source is not None and repo.source.auto_build
-    return {"RepoId": repo.repo_id, "InstanceId": repo.instance_id, "RepoNamespaceName": repo.namespace,
-            "RepoName": repo.name, "RepoType": repo.repo_type, "RepoStatus": "NORMAL",
-            "RepoBuildType": "AUTO" if auto else "MANUAL", "Summary": repo.summary,
-            "TagImmutability": repo.tag_immutability,
-            "ResourceGroupId": world.cr.instance(repo.instance_id).resource_group_id,
-            "CreateTime": repo.create_ms, "ModifiedTime": repo.modified_ms}
+    return {
+        "RepoId": repo.repo_id,
+        "InstanceId": repo.instance_id,
+        "RepoNamespaceName": repo.namespace,
+        "RepoName": repo.name,
+        "RepoType": repo.repo_type,
+        "RepoStatus": "NORMAL",
+        "RepoBuildType": "AUTO" if auto else "MANUAL",
+        "Summary": repo.summary,
+        "TagImmutability": repo.tag_immutability,
+        "ResourceGroupId": world.cr.instance(repo.instance_id).resource_group_id,
+        "CreateTime": repo.create_ms,
+        "ModifiedTime": repo.modified_ms,
+    }
 
 
 @service.action("GetRepository")
@@ -152,19 +192,31 @@ def create_repository(world: World, req: RpcRequest) -> dict[str, Any]:
     summary = req.require("Summary")
     if repo_type not in _REPO_TYPES:
         raise InvalidParameter("RepoType", "Valid values: PRIVATE, PUBLIC.")
-    repo = world.cr.create_repository(instance_id, namespace, name, repo_type, summary, req.get("Detail") or "",
-                                      bool(req.get_bool("TagImmutability", False)))
+    repo = world.cr.create_repository(
+        instance_id,
+        namespace,
+        name,
+        repo_type,
+        summary,
+        req.get("Detail") or "",
+        bool(req.get_bool("TagImmutability", False)),
+    )
     return {"RepoId": repo.repo_id}
 
 
 @service.action("ListRepository")
 def list_repository(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id = req.require("InstanceId")
-    found = world.cr.list_repositories(instance_id, req.get("RepoNamespaceName"), req.get("RepoName"),
-                                       req.get("RepoStatus"))
+    found = world.cr.list_repositories(
+        instance_id, req.get("RepoNamespaceName"), req.get("RepoName"), req.get("RepoStatus")
+    )
     page, page_no, page_size = _page(found, req)
-    return {"PageNo": page_no, "PageSize": page_size, "TotalCount": str(len(found)),
-            "Repositories": [_repository(world, r) for r in page]}
+    return {
+        "PageNo": page_no,
+        "PageSize": page_size,
+        "TotalCount": str(len(found)),
+        "Repositories": [_repository(world, r) for r in page],
+    }
 
 
 # -- source-code binding -----------------------------------------------------------------------
@@ -173,29 +225,57 @@ def get_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id = req.require("InstanceId"), req.require("RepoId")
     src = world.cr.source_binding(instance_id, repo_id)
     repo = world.cr.repository(instance_id, repo_id)
-    return {"RepoId": repo_id, "CodeRepoType": src.code_repo_type, "CodeRepoDomain": world.cr.source_domain(repo),
-            "CodeRepoNamespaceName": src.namespace, "CodeRepoName": src.name, "AutoBuild": _flag(src.auto_build),
-            "OverseaBuild": _flag(src.oversea_build), "DisableCacheBuild": _flag(src.disable_cache_build)}
+    return {
+        "RepoId": repo_id,
+        "CodeRepoType": src.code_repo_type,
+        "CodeRepoDomain": world.cr.source_domain(repo),
+        "CodeRepoNamespaceName": src.namespace,
+        "CodeRepoName": src.name,
+        "AutoBuild": _flag(src.auto_build),
+        "OverseaBuild": _flag(src.oversea_build),
+        "DisableCacheBuild": _flag(src.disable_cache_build),
+    }
 
 
 def _source_params(req: RpcRequest) -> tuple[str, str, str, str, str]:
-    return (req.require("InstanceId"), req.require("RepoId"), _code_repo_type(req),
-            req.require("CodeRepoNamespaceName"), req.require("CodeRepoName"))
+    return (
+        req.require("InstanceId"),
+        req.require("RepoId"),
+        _code_repo_type(req),
+        req.require("CodeRepoNamespaceName"),
+        req.require("CodeRepoName"),
+    )
 
 
 @service.action("CreateRepoSourceCodeRepo", writes=True)
 def create_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id, ctype, namespace, name = _source_params(req)
-    world.cr.bind_source(instance_id, repo_id, ctype, namespace, name, bool(req.get_bool("AutoBuild", False)),
-                         bool(req.get_bool("OverseaBuild", False)), bool(req.get_bool("DisableCacheBuild", False)))
+    world.cr.bind_source(
+        instance_id,
+        repo_id,
+        ctype,
+        namespace,
+        name,
+        bool(req.get_bool("AutoBuild", False)),
+        bool(req.get_bool("OverseaBuild", False)),
+        bool(req.get_bool("DisableCacheBuild", False)),
+    )
     return {}
 
 
 @service.action("UpdateRepoSourceCodeRepo", writes=True)
 def update_repo_source_code_repo(world: World, req: RpcRequest) -> dict[str, Any]:
     instance_id, repo_id, ctype, namespace, name = _source_params(req)
-    world.cr.update_source(instance_id, repo_id, ctype, namespace, name, req.get_bool("AutoBuild"),
-                           req.get_bool("OverseaBuild"), req.get_bool("DisableCacheBuild"))
+    world.cr.update_source(
+        instance_id,
+        repo_id,
+        ctype,
+        namespace,
+        name,
+        req.get_bool("AutoBuild"),
+        req.get_bool("OverseaBuild"),
+        req.get_bool("DisableCacheBuild"),
+    )
     return {}
 
 
@@ -209,9 +289,16 @@ def create_repo_build_rule(world: World, req: RpcRequest) -> dict[str, Any]:
         raise InvalidParameter("PushType", "Valid values: GIT_BRANCH, GIT_TAG.")
     world.cr.writable_instance(instance_id)
     repo = world.cr.repository(instance_id, repo_id)
-    rule = world.cr.add_rule(repo, push_type, push_name, image_tag, req.get("DockerfileLocation") or "/",
-                             req.get("DockerfileName") or "Dockerfile", req.get_list("Platforms") or None,
-                             req.get_list("BuildArgs"))
+    rule = world.cr.add_rule(
+        repo,
+        push_type,
+        push_name,
+        image_tag,
+        req.get("DockerfileLocation") or "/",
+        req.get("DockerfileName") or "Dockerfile",
+        req.get_list("Platforms") or None,
+        req.get_list("BuildArgs"),
+    )
     return {"BuildRuleId": rule.build_rule_id}
 
 
@@ -220,11 +307,24 @@ def list_repo_build_rule(world: World, req: RpcRequest) -> dict[str, Any]:
     repo = world.cr.repository(req.require("InstanceId"), req.require("RepoId"))
     rules = list(repo.rules.values())
     page, page_no, page_size = _page(rules, req)
-    return {"PageNo": page_no, "PageSize": page_size, "TotalCount": str(len(rules)),
-            "BuildRules": [{"BuildRuleId": r.build_rule_id, "PushType": r.push_type, "PushName": r.push_name,
-                            "ImageTag": r.image_tag, "DockerfileLocation": r.dockerfile_location,
-                            "DockerfileName": r.dockerfile_name, "Platforms": list(r.platforms),
-                            "BuildArgs": list(r.build_args)} for r in page]}
+    return {
+        "PageNo": page_no,
+        "PageSize": page_size,
+        "TotalCount": str(len(rules)),
+        "BuildRules": [
+            {
+                "BuildRuleId": r.build_rule_id,
+                "PushType": r.push_type,
+                "PushName": r.push_name,
+                "ImageTag": r.image_tag,
+                "DockerfileLocation": r.dockerfile_location,
+                "DockerfileName": r.dockerfile_name,
+                "Platforms": list(r.platforms),
+                "BuildArgs": list(r.build_args),
+            }
+            for r in page
+        ],
+    }
 
 
 # -- builds ------------------------------------------------------------------------------------
@@ -244,16 +344,28 @@ def get_repo_tag(world: World, req: RpcRequest) -> dict[str, Any]:
     record = world.cr.tag(instance_id, repo_id, tag)
     digest = builds.image_digest(record)
     pushed_ms = record.end_ms(world.clock.now())
-    return {"Tag": tag, "Digest": digest, "ImageId": builds.image_digest_of(digest), "Status": "NORMAL",
-            "ImageSize": 1789 + int(digest[:4], 16), "ImageCreate": pushed_ms, "ImageUpdate": pushed_ms}
+    return {
+        "Tag": tag,
+        "Digest": digest,
+        "ImageId": builds.image_digest_of(digest),
+        "Status": "NORMAL",
+        "ImageSize": 1789 + int(digest[:4], 16),
+        "ImageCreate": pushed_ms,
+        "ImageUpdate": pushed_ms,
+    }
 
 
 @service.action("GetRepoBuildRecord")
 def get_repo_build_record(world: World, req: RpcRequest) -> dict[str, Any]:
     record = world.cr.record(req.require("InstanceId"), req.require("BuildRecordId"))
     now = world.clock.now()
-    return {"BuildRecordId": record.build_record_id, "Status": world.cr.status(record), "StartTime": record.start_ms,
-            "EndTime": record.end_ms(now), "Image": _image(record)}
+    return {
+        "BuildRecordId": record.build_record_id,
+        "Status": world.cr.status(record),
+        "StartTime": record.start_ms,
+        "EndTime": record.end_ms(now),
+        "Image": _image(record),
+    }
 
 
 @service.action("GetRepoBuildRecordStatus")
@@ -269,10 +381,21 @@ def list_repo_build_record(world: World, req: RpcRequest) -> dict[str, Any]:
     records = world.cr.list_records(instance_id, repo_id)
     page, page_no, page_size = _page(records, req)
     now = world.clock.now()
-    return {"PageNo": page_no, "PageSize": page_size, "TotalCount": str(len(records)),
-            "BuildRecords": [{"BuildRecordId": r.build_record_id, "BuildStatus": world.cr.status(r),
-                              "StartTime": str(r.start_ms), "EndTime": str(r.end_ms(now)),
-                              "Image": {"RepoId": r.repo_id, **_image(r)}} for r in page]}
+    return {
+        "PageNo": page_no,
+        "PageSize": page_size,
+        "TotalCount": str(len(records)),
+        "BuildRecords": [
+            {
+                "BuildRecordId": r.build_record_id,
+                "BuildStatus": world.cr.status(r),
+                "StartTime": str(r.start_ms),
+                "EndTime": str(r.end_ms(now)),
+                "Image": {"RepoId": r.repo_id, **_image(r)},
+            }
+            for r in page
+        ],
+    }
 
 
 @service.action("ListRepoBuildRecordLog")
@@ -289,10 +412,16 @@ def list_repo_build_record_log(world: World, req: RpcRequest) -> dict[str, Any]:
         raise InvalidParameter("Offset", "It must not be negative.")
     else:
         start = offset
-    page = lines[start:start + page_size]
-    return {"PageNo": start // page_size + 1, "PageSize": page_size, "TotalCount": str(len(lines)),
-            "BuildRecordLogs": [{"LineNumber": start + i + 1, "BuildStage": line.stage, "Message": line.message}
-                                for i, line in enumerate(page)]}
+    page = lines[start : start + page_size]
+    return {
+        "PageNo": start // page_size + 1,
+        "PageSize": page_size,
+        "TotalCount": str(len(lines)),
+        "BuildRecordLogs": [
+            {"LineNumber": start + i + 1, "BuildStage": line.stage, "Message": line.message}
+            for i, line in enumerate(page)
+        ],
+    }
 
 
 @service.action("CancelRepoBuildRecord", writes=True)

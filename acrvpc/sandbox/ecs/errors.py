@@ -65,8 +65,9 @@ class InvalidEniState(RpcError):
     status = 400
 
     def __init__(self, eni_id: str, status: str) -> None:
-        super().__init__(f"The current status of the network interface {eni_id} ({status}) does not support "
-                         f"this operation.")
+        super().__init__(
+            f"The current status of the network interface {eni_id} ({status}) does not support this operation."
+        )
 
 
 class InvalidNetworkInterfacePermissionIdNotFound(RpcError):
@@ -118,8 +119,9 @@ class InvalidTagKeyMalformed(RpcError):
     status = 400
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"The specified Tag.n.Key is not valid: it may not be empty or start with aliyun or "
-                         f"acs:. ({key!r})")
+        super().__init__(
+            f"The specified Tag.n.Key is not valid: it may not be empty or start with aliyun or acs:. ({key!r})"
+        )
 
 
 class DependencyViolation(RpcError):
@@ -127,8 +129,9 @@ class DependencyViolation(RpcError):
     status = 403
 
     def __init__(self, group_id: str, users: list[str]) -> None:
-        super().__init__(f"There is still instance(s) in the specified security group. ({group_id}: "
-                         f"{', '.join(users)})")
+        super().__init__(
+            f"There is still instance(s) in the specified security group. ({group_id}: {', '.join(users)})"
+        )
 
 
 class IdempotentParameterMismatch(RpcError):
@@ -160,8 +163,10 @@ class IpProtocolPortRangeMismatch(RpcError):
     status = 400
 
     def __init__(self, protocol: str, port_range: str) -> None:
-        super().__init__(f"The specified IpProtocol does not exist or IpProtocol and PortRange do not match. "
-                         f"({protocol} {port_range})")
+        super().__init__(
+            f"The specified IpProtocol does not exist or IpProtocol and PortRange do not match. "
+            f"({protocol} {port_range})"
+        )
 
 
 class InvalidPolicyMalformed(RpcError):
@@ -238,8 +243,7 @@ class InvalidSecurityGroupTypeMalformed(RpcError):
     status = 400
 
     def __init__(self, value: str) -> None:
-        super().__init__(f'The specified parameter "SecurityGroupType" is not valid: normal or enterprise. '
-                         f'({value!r})')
+        super().__init__(f'The specified parameter "SecurityGroupType" is not valid: normal or enterprise. ({value!r})')
 
 
 class InvalidNextTokenMalformed(RpcError):

@@ -158,22 +158,48 @@ class EcsBackend:
         self.attach_fail_zones = set(section.get("eni_attach_fail_zones") or [])
         self.remember_deleted_tokens = bool(section.get("remember_deleted_tokens", False))
         for g in section.get("security_groups", []):
-            group = SecurityGroup(g["security_group_id"], g["vpc_id"], g.get("name", ""), g.get("description", ""),
-                                  g.get("type", "normal"), g.get("inner_access_policy", "Accept"),
-                                  bool(g.get("service_managed", False)), _tags(g.get("tags")),
-                                  creation_time=self.timestamp())
+            group = SecurityGroup(
+                g["security_group_id"],
+                g["vpc_id"],
+                g.get("name", ""),
+                g.get("description", ""),
+                g.get("type", "normal"),
+                g.get("inner_access_policy", "Accept"),
+                bool(g.get("service_managed", False)),
+                _tags(g.get("tags")),
+                creation_time=self.timestamp(),
+            )
             for r in g.get("rules", []):
                 perm = {"".join(p.capitalize() for p in k.split("_")): v for k, v in r.items() if k != "direction"}
                 group.rules.append(self._new_rule(normalize_permission(r.get("direction", "ingress"), perm)))
             self.groups[group.group_id] = group
         for i in section.get("instances", []):
-            inst = Instance(i["instance_id"], i.get("name", ""), i.get("status", "Running"), i["zone_id"], i["vpc_id"],
-                            i["vswitch_id"], i["private_ip"], list(i.get("security_group_ids", [])),
-                            i.get("instance_type", "ecs.g7.large"), _tags(i.get("tags")), self.timestamp())
-            eni = NetworkInterface(i.get("primary_eni_id") or self.world.new_id("eni"), inst.vswitch_id, inst.vpc_id,
-                                   inst.zone_id, inst.private_ip, list(inst.security_group_ids), eni_type="Primary",
-                                   instance_id=inst.instance_id, mac=self._mac(), creation_time=inst.creation_time,
-                                   base_status="InUse")
+            inst = Instance(
+                i["instance_id"],
+                i.get("name", ""),
+                i.get("status", "Running"),
+                i["zone_id"],
+                i["vpc_id"],
+                i["vswitch_id"],
+                i["private_ip"],
+                list(i.get("security_group_ids", [])),
+                i.get("instance_type", "ecs.g7.large"),
+                _tags(i.get("tags")),
+                self.timestamp(),
+            )
+            eni = NetworkInterface(
+                i.get("primary_eni_id") or self.world.new_id("eni"),
+                inst.vswitch_id,
+                inst.vpc_id,
+                inst.zone_id,
+                inst.private_ip,
+                list(inst.security_group_ids),
+                eni_type="Primary",
+                instance_id=inst.instance_id,
+                mac=self._mac(),
+                creation_time=inst.creation_time,
+                base_status="InUse",
+            )
             inst.primary_eni_id = eni.eni_id
             self.instances[inst.instance_id] = inst
             self.enis[eni.eni_id] = eni
@@ -181,11 +207,21 @@ class EcsBackend:
             if vsw is not None:
                 vsw.used_ips.add(inst.private_ip)  # never hand the instance's address to an ENI
         for n in section.get("network_interfaces", []):
-            eni = NetworkInterface(n["network_interface_id"], n["vswitch_id"], "", "", "",
-                                   list(n.get("security_group_ids", [])), n.get("name", ""), n.get("description", ""),
-                                   service_managed=bool(n.get("service_managed", False)), tags=_tags(n.get("tags")),
-                                   mac=self._mac(), creation_time=self.timestamp(),
-                                   base_status=n.get("status", "Available"))
+            eni = NetworkInterface(
+                n["network_interface_id"],
+                n["vswitch_id"],
+                "",
+                "",
+                "",
+                list(n.get("security_group_ids", [])),
+                n.get("name", ""),
+                n.get("description", ""),
+                service_managed=bool(n.get("service_managed", False)),
+                tags=_tags(n.get("tags")),
+                mac=self._mac(),
+                creation_time=self.timestamp(),
+                base_status=n.get("status", "Available"),
+            )
             vsw = self.world.vpc.vswitch(eni.vswitch_id)
             if vsw is None:
                 raise ValueError(f"scenario ecs.network_interfaces: no vSwitch {eni.vswitch_id}")
@@ -237,8 +273,16 @@ class EcsBackend:
             raise e.InvalidSecurityGroupIdNotFound(group_id)
         return group
 
-    def create_security_group(self, region: str | None, vpc_id: str | None, name: str, description: str,
-                              group_type: str, tags: dict[str, str], client_token: str | None) -> SecurityGroup:
+    def create_security_group(
+        self,
+        region: str | None,
+        vpc_id: str | None,
+        name: str,
+        description: str,
+        group_type: str,
+        tags: dict[str, str],
+        client_token: str | None,
+    ) -> SecurityGroup:
         if not vpc_id:
             raise MissingParameter("VpcId")  # classic-network groups are not emulated
         if self.world.vpc.vpc(vpc_id) is None or not self.in_region(region):
@@ -249,24 +293,44 @@ class EcsBackend:
         known = self._idempotent("CreateSecurityGroup", client_token, fingerprint, self.groups.__contains__)
         if known:
             return self.groups.get(known) or self._deleted[known]
-        group = SecurityGroup(self.world.new_id("sg"), vpc_id, name, description, group_type,
-                              "Drop" if group_type == "enterprise" else "Accept", tags=dict(tags),
-                              creation_time=self.timestamp())
+        group = SecurityGroup(
+            self.world.new_id("sg"),
+            vpc_id,
+            name,
+            description,
+            group_type,
+            "Drop" if group_type == "enterprise" else "Accept",
+            tags=dict(tags),
+            creation_time=self.timestamp(),
+        )
         self.groups[group.group_id] = group
         if client_token:
             self._tokens[("CreateSecurityGroup", client_token)] = (fingerprint, group.group_id)
         return group
 
-    def find_security_groups(self, region: str | None, *, vpc_id: str | None = None, ids: list[str] | None = None,
-                             name: str | None = None, group_type: str | None = None,
-                             tags: list[tuple[str, str]] | None = None,
-                             service_managed: bool | None = None) -> list[SecurityGroup]:
+    def find_security_groups(
+        self,
+        region: str | None,
+        *,
+        vpc_id: str | None = None,
+        ids: list[str] | None = None,
+        name: str | None = None,
+        group_type: str | None = None,
+        tags: list[tuple[str, str]] | None = None,
+        service_managed: bool | None = None,
+    ) -> list[SecurityGroup]:
         if not self.in_region(region):
             return []
-        return [g for g in self.groups.values()
-                if (vpc_id is None or g.vpc_id == vpc_id) and (not ids or g.group_id in ids)
-                and (name is None or g.name == name) and (group_type is None or g.group_type == group_type)
-                and has_tags(g.tags, tags or []) and (service_managed is None or g.service_managed == service_managed)]
+        return [
+            g
+            for g in self.groups.values()
+            if (vpc_id is None or g.vpc_id == vpc_id)
+            and (not ids or g.group_id in ids)
+            and (name is None or g.name == name)
+            and (group_type is None or g.group_type == group_type)
+            and has_tags(g.tags, tags or [])
+            and (service_managed is None or g.service_managed == service_managed)
+        ]
 
     def modify_policy(self, region: str | None, group_id: str, policy: str) -> None:
         group = self.group(group_id, region)
@@ -294,8 +358,9 @@ class EcsBackend:
         group.rules.extend(added)
         return added
 
-    def revoke(self, region: str | None, group_id: str, direction: str, rule_ids: list[str],
-               perms: list[dict[str, Any]]) -> list[Rule]:
+    def revoke(
+        self, region: str | None, group_id: str, direction: str, rule_ids: list[str], perms: list[dict[str, Any]]
+    ) -> list[Rule]:
         """Remove rules named by id (must exist, in this direction) or matching Permissions.N."""
         group = self.group(group_id, region)
         if not rule_ids and not perms:
@@ -305,7 +370,9 @@ class EcsBackend:
             if rid not in by_id:
                 raise e.InvalidSecurityGroupRuleIdNotFound(rid)
         wanted = {Rule("", **normalize_permission(direction, p)).identity() for p in perms}
-        gone = [r for r in group.rules if r.rule_id in rule_ids or (r.direction == direction and r.identity() in wanted)]
+        gone = [
+            r for r in group.rules if r.rule_id in rule_ids or (r.direction == direction and r.identity() in wanted)
+        ]
         group.rules = [r for r in group.rules if r not in gone]
         return gone
 
@@ -323,19 +390,36 @@ class EcsBackend:
         self._bury(self.groups.pop(group_id))
 
     # -- instances ----------------------------------------------------------------------------
-    def find_instances(self, region: str | None, *, ids: list[str] | None = None, ips: list[str] | None = None,
-                       vpc_id: str | None = None, vswitch_id: str | None = None, group_id: str | None = None,
-                       zone_id: str | None = None, status: str | None = None, name: str | None = None,
-                       tags: list[tuple[str, str]] | None = None) -> list[Instance]:
+    def find_instances(
+        self,
+        region: str | None,
+        *,
+        ids: list[str] | None = None,
+        ips: list[str] | None = None,
+        vpc_id: str | None = None,
+        vswitch_id: str | None = None,
+        group_id: str | None = None,
+        zone_id: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        tags: list[tuple[str, str]] | None = None,
+    ) -> list[Instance]:
         if not self.in_region(region):
             return []
         pattern = re.compile(re.escape(name).replace(r"\*", ".*") + r"\Z") if name else None
-        return [i for i in self.instances.values()
-                if (not ids or i.instance_id in ids) and (not ips or i.private_ip in ips)
-                and (vpc_id is None or i.vpc_id == vpc_id) and (vswitch_id is None or i.vswitch_id == vswitch_id)
-                and (group_id is None or group_id in i.security_group_ids) and (zone_id is None or i.zone_id == zone_id)
-                and (status is None or i.status == status) and (pattern is None or pattern.match(i.name))
-                and has_tags(i.tags, tags or [])]
+        return [
+            i
+            for i in self.instances.values()
+            if (not ids or i.instance_id in ids)
+            and (not ips or i.private_ip in ips)
+            and (vpc_id is None or i.vpc_id == vpc_id)
+            and (vswitch_id is None or i.vswitch_id == vswitch_id)
+            and (group_id is None or group_id in i.security_group_ids)
+            and (zone_id is None or i.zone_id == zone_id)
+            and (status is None or i.status == status)
+            and (pattern is None or pattern.match(i.name))
+            and has_tags(i.tags, tags or [])
+        ]
 
     # -- network interfaces -------------------------------------------------------------------
     def status(self, eni: NetworkInterface) -> str:
@@ -376,8 +460,16 @@ class EcsBackend:
                 raise e.InvalidOperationVpcMismatch(f"{gid} is in {group.vpc_id}, not {vpc_id}.")
         return list(dict.fromkeys(group_ids))
 
-    def create_network_interface(self, region: str | None, vswitch_id: str, group_ids: list[str], name: str,
-                                 description: str, tags: dict[str, str], client_token: str | None) -> NetworkInterface:
+    def create_network_interface(
+        self,
+        region: str | None,
+        vswitch_id: str,
+        group_ids: list[str],
+        name: str,
+        description: str,
+        tags: dict[str, str],
+        client_token: str | None,
+    ) -> NetworkInterface:
         vsw = self.world.vpc.vswitch(vswitch_id)
         if vsw is None or not self.in_region(region):
             raise e.InvalidVSwitchIdNotFound(vswitch_id)
@@ -390,33 +482,62 @@ class EcsBackend:
         ip = self.world.vpc.allocate_ip(vswitch_id)
         if ip is None:
             raise e.InvalidVSwitchIdIpNotEnough(vswitch_id)
-        eni = NetworkInterface(self.world.new_id("eni"), vswitch_id, vsw.vpc_id, vsw.zone_id, ip, groups, name,
-                               description, tags=dict(tags), mac=self._mac(), creation_time=self.timestamp())
+        eni = NetworkInterface(
+            self.world.new_id("eni"),
+            vswitch_id,
+            vsw.vpc_id,
+            vsw.zone_id,
+            ip,
+            groups,
+            name,
+            description,
+            tags=dict(tags),
+            mac=self._mac(),
+            creation_time=self.timestamp(),
+        )
         self.enis[eni.eni_id] = eni
         if client_token:
             self._tokens[("CreateNetworkInterface", client_token)] = (fingerprint, eni.eni_id)
         return eni
 
-    def find_network_interfaces(self, region: str | None, *, ids: list[str] | None = None, vpc_id: str | None = None,
-                                vswitch_id: str | None = None, group_id: str | None = None,
-                                service_managed: bool | None = None, status: str | None = None,
-                                eni_type: str | None = None, tags: list[tuple[str, str]] | None = None,
-                                ips: list[str] | None = None, instance_id: str | None = None,
-                                name: str | None = None) -> list[NetworkInterface]:
+    def find_network_interfaces(
+        self,
+        region: str | None,
+        *,
+        ids: list[str] | None = None,
+        vpc_id: str | None = None,
+        vswitch_id: str | None = None,
+        group_id: str | None = None,
+        service_managed: bool | None = None,
+        status: str | None = None,
+        eni_type: str | None = None,
+        tags: list[tuple[str, str]] | None = None,
+        ips: list[str] | None = None,
+        instance_id: str | None = None,
+        name: str | None = None,
+    ) -> list[NetworkInterface]:
         if not self.in_region(region):
             return []
         self._purge()
-        return [n for n in self.enis.values()
-                if (not ids or n.eni_id in ids) and (vpc_id is None or n.vpc_id == vpc_id)
-                and (vswitch_id is None or n.vswitch_id == vswitch_id)
-                and (group_id is None or group_id in n.security_group_ids)
-                and (service_managed is None or n.service_managed == service_managed)
-                and (status is None or self.status(n) == status) and (eni_type is None or n.eni_type == eni_type)
-                and has_tags(n.tags, tags or []) and (not ips or n.private_ip in ips)
-                and (instance_id is None or n.instance_id == instance_id) and (name is None or n.name == name)]
+        return [
+            n
+            for n in self.enis.values()
+            if (not ids or n.eni_id in ids)
+            and (vpc_id is None or n.vpc_id == vpc_id)
+            and (vswitch_id is None or n.vswitch_id == vswitch_id)
+            and (group_id is None or group_id in n.security_group_ids)
+            and (service_managed is None or n.service_managed == service_managed)
+            and (status is None or self.status(n) == status)
+            and (eni_type is None or n.eni_type == eni_type)
+            and has_tags(n.tags, tags or [])
+            and (not ips or n.private_ip in ips)
+            and (instance_id is None or n.instance_id == instance_id)
+            and (name is None or n.name == name)
+        ]
 
-    def modify_network_interface(self, region: str | None, eni_id: str, group_ids: list[str],
-                                 name: str | None, description: str | None) -> None:
+    def modify_network_interface(
+        self, region: str | None, eni_id: str, group_ids: list[str], name: str | None, description: str | None
+    ) -> None:
         eni = self.eni(eni_id, region)
         if group_ids:
             eni.security_group_ids = self._groups_for(region, eni.vpc_id, group_ids)
@@ -454,8 +575,11 @@ class EcsBackend:
             raise MissingParameter("NetworkInterfaceId")
         if not self.in_region(region):
             return []
-        return [p for p in self.permissions.values()
-                if (not eni_id or p.eni_id == eni_id) and (not ids or p.permission_id in ids)]
+        return [
+            p
+            for p in self.permissions.values()
+            if (not eni_id or p.eni_id == eni_id) and (not ids or p.permission_id in ids)
+        ]
 
     def delete_permission(self, region: str | None, permission_id: str) -> None:
         perm = self.permissions.get(permission_id)
@@ -463,8 +587,11 @@ class EcsBackend:
             raise e.InvalidNetworkInterfacePermissionIdNotFound(permission_id)
         del self.permissions[permission_id]
         eni = self.enis.get(perm.eni_id)
-        if eni is not None and perm.account_id == self.build_service_account and self.status(eni) in ("Attaching",
-                                                                                                        "InUse"):
+        if (
+            eni is not None
+            and perm.account_id == self.build_service_account
+            and self.status(eni) in ("Attaching", "InUse")
+        ):
             eni.phase = ("Detaching", "Available", self.world.clock.now())
 
     # -- tags ---------------------------------------------------------------------------------

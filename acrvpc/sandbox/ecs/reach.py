@@ -53,8 +53,10 @@ def reaches(ecs: EcsState, account_id: int, ip: str, port: int) -> tuple[bool, s
     granted = {p.eni_id for p in ecs.permissions.values() if p.account_id == account_id and p.state == "Granted"}
     enis = [n for n in ecs.enis.values() if n.eni_id in granted]
     if not enis:
-        return False, (f"no network interface grants InstanceAttach to account {account_id}: the build link "
-                       f"(security group + ENI) is missing")
+        return False, (
+            f"no network interface grants InstanceAttach to account {account_id}: the build link "
+            f"(security group + ENI) is missing"
+        )
     in_use = [n for n in enis if ecs.status(n) == "InUse"]
     if not in_use:
         states = ", ".join(f"{n.eni_id} is {ecs.status(n)}" for n in enis)
@@ -99,10 +101,13 @@ def _ingress(ecs: EcsState, ip: str, port: int) -> tuple[bool, str]:
         return True, ""
     names = ", ".join(g.group_id for g in groups)
     if rule is not None:
-        return False, (f"ingress from {REVERSE_ACCESS} to {ip}:{port} is dropped by {rule.rule_id} in "
-                       f"{owner[id(rule)]}")
-    return False, (f"no ingress rule of {names} (instance {target.instance_id}) admits {REVERSE_ACCESS} on "
-                   f"TCP {port}: add an Accept rule for it")
+        return False, (
+            f"ingress from {REVERSE_ACCESS} to {ip}:{port} is dropped by {rule.rule_id} in {owner[id(rule)]}"
+        )
+    return False, (
+        f"no ingress rule of {names} (instance {target.instance_id}) admits {REVERSE_ACCESS} on "
+        f"TCP {port}: add an Accept rule for it"
+    )
 
 
 def _return_route(ecs: EcsState, ip: str) -> tuple[bool, str]:
@@ -120,10 +125,14 @@ def _return_route(ecs: EcsState, ip: str) -> tuple[bool, str]:
             return False, f"VBR {vbr.vbr_id} towards the data center of {ip} is {vbr.status}, not active"
         back = vpc.route_covering(vbr.route_table_id, str(REVERSE_ACCESS))
         if back is None:
-            return False, (f"VBR {vbr.vbr_id} (route table {vbr.route_table_id}) has no route for {REVERSE_ACCESS} "
-                           f"back to the VPC: the data center's answers to the builders are lost")
+            return False, (
+                f"VBR {vbr.vbr_id} (route table {vbr.route_table_id}) has no route for {REVERSE_ACCESS} "
+                f"back to the VPC: the data center's answers to the builders are lost"
+            )
         if any(h.get("type") == "PhysicalConnection" for h in back.next_hops):
-            return False, (f"VBR {vbr.vbr_id} routes {REVERSE_ACCESS} ({back.route_entry_id}) to the data center, "
-                           f"not back to the VPC")
+            return False, (
+                f"VBR {vbr.vbr_id} routes {REVERSE_ACCESS} ({back.route_entry_id}) to the data center, "
+                f"not back to the VPC"
+            )
         return True, ""
     return True, ""  # an address no VBR leads to: not modelled

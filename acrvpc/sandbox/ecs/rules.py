@@ -18,8 +18,15 @@ PROTOCOLS = {"TCP", "UDP", "ICMP", "GRE", "ALL"}
 PORTLESS = {"ICMP", "GRE", "ALL"}
 REVERSE_ACCESS = ipaddress.IPv4Network("100.104.0.0/16")
 RULE_LIMIT = 200
-_UNSUPPORTED_RULE_FIELDS = ("SourceGroupId", "DestGroupId", "SourcePrefixListId", "DestPrefixListId",
-                            "Ipv6SourceCidrIp", "Ipv6DestCidrIp", "PortRangeListId")
+_UNSUPPORTED_RULE_FIELDS = (
+    "SourceGroupId",
+    "DestGroupId",
+    "SourcePrefixListId",
+    "DestPrefixListId",
+    "Ipv6SourceCidrIp",
+    "Ipv6DestCidrIp",
+    "PortRangeListId",
+)
 
 
 def parse_port_range(protocol: str, value: str) -> tuple[int, int]:
@@ -75,9 +82,15 @@ def normalize_permission(direction: str, perm: dict[str, Any]) -> dict[str, Any]
     address = perm.get("SourceCidrIp" if direction == "ingress" else "DestCidrIp")
     if not address:
         raise e.MissingRuleAddress(direction)
-    return {"direction": direction, "ip_protocol": protocol, "port_range": f"{lo}/{hi}", "policy": policy,
-            "priority": int(raw_priority), "cidr": normalize_cidr(str(address), direction),
-            "description": str(perm.get("Description") or "")}
+    return {
+        "direction": direction,
+        "ip_protocol": protocol,
+        "port_range": f"{lo}/{hi}",
+        "policy": policy,
+        "priority": int(raw_priority),
+        "cidr": normalize_cidr(str(address), direction),
+        "description": str(perm.get("Description") or ""),
+    }
 
 
 @dataclass

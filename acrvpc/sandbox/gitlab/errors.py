@@ -39,8 +39,10 @@ class _BearerError(GitLabApiError):
         return {"error": self.error, "error_description": self.description}
 
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer realm="Protected by OAuth 2.0", error="{self.error}", '
-                                    f'error_description="{self.description}"'}
+        return {
+            "WWW-Authenticate": f'Bearer realm="Protected by OAuth 2.0", error="{self.error}", '
+            f'error_description="{self.description}"'
+        }
 
 
 class Unauthorized(GitLabApiError):

@@ -107,18 +107,29 @@ class GitLabBackend:
         self.version = str(section.get("version", self.version))
         self.revision = str(section.get("revision", self.revision))
         for u in section.get("users", []):
-            user = User(int(u["id"]), u["username"], u.get("name", u["username"]), u.get("state", "active"),
-                        u.get("email", f"{u['username']}@example.com"), bool(u.get("bot", False)))
+            user = User(
+                int(u["id"]),
+                u["username"],
+                u.get("name", u["username"]),
+                u.get("state", "active"),
+                u.get("email", f"{u['username']}@example.com"),
+                bool(u.get("bot", False)),
+            )
             self.users[user.username.lower()] = user
         today = self.today()
         for n, t in enumerate(section.get("tokens", []), start=1):
             days = t.get("expires_in_days")
             token = Token(
-                id=int(t.get("id", n)), secret=str(t["token"]), user=t["user"], name=t.get("name", f"token-{n}"),
-                scopes=list(t.get("scopes", [])), created_at=self.seeded_at - timedelta(days=30),
+                id=int(t.get("id", n)),
+                secret=str(t["token"]),
+                user=t["user"],
+                name=t.get("name", f"token-{n}"),
+                scopes=list(t.get("scopes", [])),
+                created_at=self.seeded_at - timedelta(days=30),
                 expires_at=None if days is None else today + timedelta(days=int(days)),
                 revoked=bool(t.get("revoked", False)),
-                active_override=None if t.get("active") is None else bool(t["active"]))
+                active_override=None if t.get("active") is None else bool(t["active"]),
+            )
             self.tokens[token.secret] = token
         namespace_ids: dict[str, int] = {}
         for p in section.get("projects", []):
@@ -127,12 +138,18 @@ class GitLabBackend:
             ns_id = p.get("namespace_id") or namespace_ids.setdefault(namespace, 100 + len(namespace_ids))
             record = dict(p)
             record.update(
-                id=int(p["id"]), path_with_namespace=full, path=path, name=p.get("name", path),
-                namespace=namespace, namespace_id=int(ns_id),
+                id=int(p["id"]),
+                path_with_namespace=full,
+                path=path,
+                name=p.get("name", path),
+                namespace=namespace,
+                namespace_id=int(ns_id),
                 namespace_kind="user" if namespace.lower() in self.users else "group",
-                default_branch=p.get("default_branch", "main"), visibility=p.get("visibility", "private"),
+                default_branch=p.get("default_branch", "main"),
+                visibility=p.get("visibility", "private"),
                 members={str(k).lower(): int(v) for k, v in (p.get("members") or {}).items()},
-                created_at=self.seeded_at - timedelta(days=90))
+                created_at=self.seeded_at - timedelta(days=90),
+            )
             self.projects[record["id"]] = record
 
     # -- time -------------------------------------------------------------------------------

@@ -42,20 +42,43 @@ READ = ("api", "read_api")
 READ_USER = ("api", "read_api", "read_user")
 WRITE = ("api",)
 
-_HOOK_EVENTS = ("push_events", "issues_events", "confidential_issues_events", "merge_requests_events",
-                "tag_push_events", "note_events", "confidential_note_events", "job_events", "pipeline_events",
-                "wiki_page_events", "deployment_events", "releases_events", "feature_flag_events",
-                "repository_update_events", "resource_access_token_events", "emoji_events",
-                "member_events", "project_events", "milestone_events", "vulnerability_events")
-_HOOK_SETTINGS = ("name", "description", "push_events_branch_filter", "branch_filter_strategy",
-                  "custom_webhook_template")
+_HOOK_EVENTS = (
+    "push_events",
+    "issues_events",
+    "confidential_issues_events",
+    "merge_requests_events",
+    "tag_push_events",
+    "note_events",
+    "confidential_note_events",
+    "job_events",
+    "pipeline_events",
+    "wiki_page_events",
+    "deployment_events",
+    "releases_events",
+    "feature_flag_events",
+    "repository_update_events",
+    "resource_access_token_events",
+    "emoji_events",
+    "member_events",
+    "project_events",
+    "milestone_events",
+    "vulnerability_events",
+)
+_HOOK_SETTINGS = (
+    "name",
+    "description",
+    "push_events_branch_filter",
+    "branch_filter_strategy",
+    "custom_webhook_template",
+)
 
 
 class _Ctx:
     """One request: the world, its inputs, and helpers to authenticate."""
 
-    def __init__(self, world: World, method: str, query: dict[str, str], headers: dict[str, str], body: bytes,
-                 base_url: str) -> None:
+    def __init__(
+        self, world: World, method: str, query: dict[str, str], headers: dict[str, str], body: bytes, base_url: str
+    ) -> None:
         self.world, self.gl = world, world.gitlab
         self.method, self.query, self.headers, self.raw_body = method, query, headers, body
         self.base_url = base_url.rstrip("/")
@@ -87,24 +110,57 @@ class _Ctx:
 def _user_json(ctx: _Ctx, user: User) -> dict[str, Any]:
     created = iso(ctx.gl.seeded_at - timedelta(days=365))
     return {
-        "id": user.id, "username": user.username, "name": user.name, "state": user.state, "locked": False,
+        "id": user.id,
+        "username": user.username,
+        "name": user.name,
+        "state": user.state,
+        "locked": False,
         "avatar_url": f"https://www.gravatar.com/avatar/{user.id:032x}?s=80&d=identicon",
-        "web_url": f"{ctx.base_url}/{user.username}", "created_at": created, "bio": "", "location": "",
-        "public_email": None, "skype": "", "linkedin": "", "twitter": "", "discord": "", "website_url": "",
-        "organization": "", "job_title": "", "pronouns": None, "bot": user.bot, "work_information": None,
-        "local_time": None, "last_sign_in_at": created, "confirmed_at": created,
-        "last_activity_on": ctx.gl.today().isoformat(), "email": user.email, "theme_id": 1, "color_scheme_id": 1,
-        "projects_limit": 100000, "current_sign_in_at": created, "identities": [], "can_create_group": True,
-        "can_create_project": True, "two_factor_enabled": False, "external": False, "private_profile": False,
+        "web_url": f"{ctx.base_url}/{user.username}",
+        "created_at": created,
+        "bio": "",
+        "location": "",
+        "public_email": None,
+        "skype": "",
+        "linkedin": "",
+        "twitter": "",
+        "discord": "",
+        "website_url": "",
+        "organization": "",
+        "job_title": "",
+        "pronouns": None,
+        "bot": user.bot,
+        "work_information": None,
+        "local_time": None,
+        "last_sign_in_at": created,
+        "confirmed_at": created,
+        "last_activity_on": ctx.gl.today().isoformat(),
+        "email": user.email,
+        "theme_id": 1,
+        "color_scheme_id": 1,
+        "projects_limit": 100000,
+        "current_sign_in_at": created,
+        "identities": [],
+        "can_create_group": True,
+        "can_create_project": True,
+        "two_factor_enabled": False,
+        "external": False,
+        "private_profile": False,
         "commit_email": user.email,
     }
 
 
 def _token_json(ctx: _Ctx, token: Token, user: User) -> dict[str, Any]:
     return {
-        "id": token.id, "name": token.name, "revoked": token.revoked, "created_at": iso(token.created_at),
-        "description": None, "scopes": list(token.scopes), "user_id": user.id,
-        "last_used_at": iso(token.last_used_at), "active": ctx.gl.token_active(token),
+        "id": token.id,
+        "name": token.name,
+        "revoked": token.revoked,
+        "created_at": iso(token.created_at),
+        "description": None,
+        "scopes": list(token.scopes),
+        "user_id": user.id,
+        "last_used_at": iso(token.last_used_at),
+        "active": ctx.gl.token_active(token),
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
     }
 
@@ -116,28 +172,69 @@ def _project_json(ctx: _Ctx, project: dict[str, Any], user: User | None) -> dict
     level = ctx.gl.access_level(user, project) if user else None
     created = iso(project["created_at"])
     return {
-        "id": pid, "description": project.get("description"), "name": project["name"],
-        "name_with_namespace": f"{ns.split('/')[-1]} / {project['name']}", "path": project["path"],
-        "path_with_namespace": full, "created_at": created, "default_branch": project["default_branch"],
-        "tag_list": [], "topics": [], "ssh_url_to_repo": f"git@{host.split(':')[0]}:{full}.git",
-        "http_url_to_repo": f"{base}/{full}.git", "web_url": f"{base}/{full}",
-        "readme_url": f"{base}/{full}/-/blob/{project['default_branch']}/README.md", "avatar_url": None,
-        "forks_count": 0, "star_count": 0, "last_activity_at": created,
-        "namespace": {"id": project["namespace_id"], "name": ns.split("/")[-1], "path": ns.split("/")[-1],
-                      "kind": project["namespace_kind"], "full_path": ns, "parent_id": None, "avatar_url": None,
-                      "web_url": f"{base}/{'groups/' if project['namespace_kind'] == 'group' else ''}{ns}"},
+        "id": pid,
+        "description": project.get("description"),
+        "name": project["name"],
+        "name_with_namespace": f"{ns.split('/')[-1]} / {project['name']}",
+        "path": project["path"],
+        "path_with_namespace": full,
+        "created_at": created,
+        "default_branch": project["default_branch"],
+        "tag_list": [],
+        "topics": [],
+        "ssh_url_to_repo": f"git@{host.split(':')[0]}:{full}.git",
+        "http_url_to_repo": f"{base}/{full}.git",
+        "web_url": f"{base}/{full}",
+        "readme_url": f"{base}/{full}/-/blob/{project['default_branch']}/README.md",
+        "avatar_url": None,
+        "forks_count": 0,
+        "star_count": 0,
+        "last_activity_at": created,
+        "namespace": {
+            "id": project["namespace_id"],
+            "name": ns.split("/")[-1],
+            "path": ns.split("/")[-1],
+            "kind": project["namespace_kind"],
+            "full_path": ns,
+            "parent_id": None,
+            "avatar_url": None,
+            "web_url": f"{base}/{'groups/' if project['namespace_kind'] == 'group' else ''}{ns}",
+        },
         "container_registry_image_prefix": f"{host}/{full}",
-        "_links": {k: f"{base}/api/v4/projects/{pid}{suffix}" for k, suffix in (
-            ("self", ""), ("issues", "/issues"), ("merge_requests", "/merge_requests"),
-            ("repo_branches", "/repository/branches"), ("labels", "/labels"), ("events", "/events"),
-            ("members", "/members"), ("cluster_agents", "/cluster_agents"))},
-        "empty_repo": False, "archived": False, "visibility": project["visibility"],
-        "resolve_outdated_diff_discussions": False, "container_registry_enabled": True,
-        "issues_enabled": True, "merge_requests_enabled": True, "wiki_enabled": True, "jobs_enabled": True,
-        "snippets_enabled": True, "shared_runners_enabled": True, "creator_id": 1, "import_status": "none",
-        "open_issues_count": 0, "ci_default_git_depth": 20, "public_jobs": True, "shared_with_groups": [],
-        "only_allow_merge_if_pipeline_succeeds": False, "request_access_enabled": True,
-        "merge_method": "merge", "squash_option": "default_off",
+        "_links": {
+            k: f"{base}/api/v4/projects/{pid}{suffix}"
+            for k, suffix in (
+                ("self", ""),
+                ("issues", "/issues"),
+                ("merge_requests", "/merge_requests"),
+                ("repo_branches", "/repository/branches"),
+                ("labels", "/labels"),
+                ("events", "/events"),
+                ("members", "/members"),
+                ("cluster_agents", "/cluster_agents"),
+            )
+        },
+        "empty_repo": False,
+        "archived": False,
+        "visibility": project["visibility"],
+        "resolve_outdated_diff_discussions": False,
+        "container_registry_enabled": True,
+        "issues_enabled": True,
+        "merge_requests_enabled": True,
+        "wiki_enabled": True,
+        "jobs_enabled": True,
+        "snippets_enabled": True,
+        "shared_runners_enabled": True,
+        "creator_id": 1,
+        "import_status": "none",
+        "open_issues_count": 0,
+        "ci_default_git_depth": 20,
+        "public_jobs": True,
+        "shared_with_groups": [],
+        "only_allow_merge_if_pipeline_succeeds": False,
+        "request_access_enabled": True,
+        "merge_method": "merge",
+        "squash_option": "default_off",
         "permissions": {
             "project_access": None if level is None else {"access_level": level, "notification_level": 3},
             "group_access": None,
@@ -153,18 +250,28 @@ def _signs(version: str) -> bool:
 
 def _hook_json(hook: Hook, version: str) -> dict[str, Any]:
     a = hook.attrs
-    out: dict[str, Any] = {"id": hook.id, "url": hook.url, "name": a.get("name", ""),
-                           "description": a.get("description", ""), "project_id": hook.project_id}
+    out: dict[str, Any] = {
+        "id": hook.id,
+        "url": hook.url,
+        "name": a.get("name", ""),
+        "description": a.get("description", ""),
+        "project_id": hook.project_id,
+    }
     for event in _HOOK_EVENTS:
         out[event] = bool(a.get(event, event == "push_events"))
-    out.update({
-        "push_events_branch_filter": a.get("push_events_branch_filter", ""),
-        "branch_filter_strategy": a.get("branch_filter_strategy", "wildcard"),
-        "enable_ssl_verification": bool(a.get("enable_ssl_verification", True)),
-        "alert_status": "executable", "disabled_until": None, "url_variables": [],
-        "created_at": iso(hook.created_at), "custom_webhook_template": a.get("custom_webhook_template", ""),
-        "custom_headers": [{"key": h.get("key")} for h in a.get("custom_headers", []) if isinstance(h, dict)],
-    })
+    out.update(
+        {
+            "push_events_branch_filter": a.get("push_events_branch_filter", ""),
+            "branch_filter_strategy": a.get("branch_filter_strategy", "wildcard"),
+            "enable_ssl_verification": bool(a.get("enable_ssl_verification", True)),
+            "alert_status": "executable",
+            "disabled_until": None,
+            "url_variables": [],
+            "created_at": iso(hook.created_at),
+            "custom_webhook_template": a.get("custom_webhook_template", ""),
+            "custom_headers": [{"key": h.get("key")} for h in a.get("custom_headers", []) if isinstance(h, dict)],
+        }
+    )
     if _signs(version):  # the token itself is never returned
         out["signing_token_present"] = bool(a.get(SIGNING_TOKEN))
     return out
@@ -209,9 +316,12 @@ def get_user(ctx: _Ctx) -> tuple[int, Any]:
 
 def get_version(ctx: _Ctx) -> tuple[int, Any]:
     ctx.auth(READ_USER)
-    return 200, {"version": ctx.gl.version, "revision": ctx.gl.revision,
-                 "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
-                 "enterprise": False}
+    return 200, {
+        "version": ctx.gl.version,
+        "revision": ctx.gl.revision,
+        "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
+        "enterprise": False,
+    }
 
 
 def get_token_self(ctx: _Ctx) -> tuple[int, Any]:
@@ -275,15 +385,19 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Callable[..., tuple[int, Any]]]] 
     ("GET", re.compile(rf"/projects/{_ID}/hooks"), "GET /projects/:id/hooks", list_hooks),
     ("POST", re.compile(rf"/projects/{_ID}/hooks"), "POST /projects/:id/hooks", create_hook),
     ("GET", re.compile(rf"/projects/{_ID}/hooks/(?P<hook_id>[^/]+)"), "GET /projects/:id/hooks/:hook_id", get_hook),
-    ("PUT", re.compile(rf"/projects/{_ID}/hooks/(?P<hook_id>[^/]+)"), "PUT /projects/:id/hooks/:hook_id",
-     update_hook),
-    ("DELETE", re.compile(rf"/projects/{_ID}/hooks/(?P<hook_id>[^/]+)"), "DELETE /projects/:id/hooks/:hook_id",
-     delete_hook),
+    ("PUT", re.compile(rf"/projects/{_ID}/hooks/(?P<hook_id>[^/]+)"), "PUT /projects/:id/hooks/:hook_id", update_hook),
+    (
+        "DELETE",
+        re.compile(rf"/projects/{_ID}/hooks/(?P<hook_id>[^/]+)"),
+        "DELETE /projects/:id/hooks/:hook_id",
+        delete_hook,
+    ),
 ]
 
 
-def handle(world: World, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes,
-           base_url: str) -> tuple[int, Any, dict[str, str], str]:
+def handle(
+    world: World, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes, base_url: str
+) -> tuple[int, Any, dict[str, str], str]:
     """Answer one GitLab API request.
 
     Args:

@@ -59,8 +59,10 @@ class InvalidDestinationCidrBlock(RpcError):
     status = 400
 
     def __init__(self, cidr: str) -> None:
-        super().__init__(f"The specified destinationCidrBlock must not included in black list cidr. ({cidr} "
-                         f"lies inside 100.64.0.0/10)")
+        super().__init__(
+            f"The specified destinationCidrBlock must not included in black list cidr. ({cidr} "
+            f"lies inside 100.64.0.0/10)"
+        )
 
 
 class InvalidCidrBlockDuplicate(RpcError):

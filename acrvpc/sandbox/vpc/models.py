@@ -140,31 +140,57 @@ class VpcBackend:
         """Seed state from the scenario's ``vpc:`` section."""
         self.route_create_seconds = float(section.get("route_create_seconds", 2))
         for v in section.get("vpcs", []):
-            vpc = Vpc(v["vpc_id"], v["cidr"], v.get("name", ""), list(v.get("secondary_cidrs", [])),
-                      user_cidrs=list(v.get("user_cidrs", [])), description=v.get("description", ""),
-                      is_default=bool(v.get("is_default", False)))
+            vpc = Vpc(
+                v["vpc_id"],
+                v["cidr"],
+                v.get("name", ""),
+                list(v.get("secondary_cidrs", [])),
+                user_cidrs=list(v.get("user_cidrs", [])),
+                description=v.get("description", ""),
+                is_default=bool(v.get("is_default", False)),
+            )
             vpc.vrouter_id = v.get("vrouter_id") or _derive("vrt", vpc.vpc_id)
             vpc.route_table_id = v.get("route_table_id") or _derive("vtb", vpc.vpc_id)
             self.vpcs[vpc.vpc_id] = vpc
             table = RouteTable(vpc.route_table_id, vpc.vrouter_id, "VRouter", vpc.vpc_id)
             self.route_tables[table.route_table_id] = table
             for s in v.get("vswitches", []):
-                vsw = VSwitch(s["vswitch_id"], vpc.vpc_id, s["zone_id"], s["cidr"], s.get("name", ""),
-                              int(s.get("available_ips", 250)), status=s.get("status", "Available"),
-                              description=s.get("description", ""))
+                vsw = VSwitch(
+                    s["vswitch_id"],
+                    vpc.vpc_id,
+                    s["zone_id"],
+                    s["cidr"],
+                    s.get("name", ""),
+                    int(s.get("available_ips", 250)),
+                    status=s.get("status", "Available"),
+                    description=s.get("description", ""),
+                )
                 self.vswitches[vsw.vswitch_id] = vsw
                 vpc.vswitch_ids.append(vsw.vswitch_id)
-                table.entries.append(RouteEntry(_derive("rte", vsw.vswitch_id), table.route_table_id, vsw.cidr,
-                                                [{"type": "local", "id": ""}], type="System"))
+                table.entries.append(
+                    RouteEntry(
+                        _derive("rte", vsw.vswitch_id),
+                        table.route_table_id,
+                        vsw.cidr,
+                        [{"type": "local", "id": ""}],
+                        type="System",
+                    )
+                )
             self._seed_routes(table, v.get("routes", []))
         for b in section.get("vbrs", []):
-            vbr = Vbr(b["vbr_id"], b.get("name", ""), b.get("status", "active"),
-                      b.get("route_table_id") or _derive("vtb", b["vbr_id"]),
-                      physical_connection_id=b.get("physical_connection_id", ""),
-                      access_point_id=b.get("access_point_id", ""), vlan_id=int(b.get("vlan_id", 10)),
-                      vlan_interface_id=b.get("vlan_interface_id") or _derive("ri", b["vbr_id"]),
-                      local_gateway_ip=b.get("local_gateway_ip", ""), peer_gateway_ip=b.get("peer_gateway_ip", ""),
-                      description=b.get("description", ""))
+            vbr = Vbr(
+                b["vbr_id"],
+                b.get("name", ""),
+                b.get("status", "active"),
+                b.get("route_table_id") or _derive("vtb", b["vbr_id"]),
+                physical_connection_id=b.get("physical_connection_id", ""),
+                access_point_id=b.get("access_point_id", ""),
+                vlan_id=int(b.get("vlan_id", 10)),
+                vlan_interface_id=b.get("vlan_interface_id") or _derive("ri", b["vbr_id"]),
+                local_gateway_ip=b.get("local_gateway_ip", ""),
+                peer_gateway_ip=b.get("peer_gateway_ip", ""),
+                description=b.get("description", ""),
+            )
             self.vbrs[vbr.vbr_id] = vbr
             table = RouteTable(vbr.route_table_id, vbr.vbr_id, "VBR")
             self.route_tables[table.route_table_id] = table
@@ -173,11 +199,17 @@ class VpcBackend:
     def _seed_routes(self, table: RouteTable, routes: list[dict[str, Any]]) -> None:
         for i, r in enumerate(routes, 1):
             entry_id = r.get("route_entry_id") or f"{_derive('rte', table.route_table_id)}{i:02d}"
-            table.entries.append(RouteEntry(entry_id, table.route_table_id, str(parse_cidr(r["destination"])),
-                                            [{"type": r.get("next_hop_type", "Instance"),
-                                              "id": r.get("next_hop_id", ""), "weight": None}],
-                                            type=r.get("type", "Custom"), name=r.get("name", ""),
-                                            description=r.get("description", "")))
+            table.entries.append(
+                RouteEntry(
+                    entry_id,
+                    table.route_table_id,
+                    str(parse_cidr(r["destination"])),
+                    [{"type": r.get("next_hop_type", "Instance"), "id": r.get("next_hop_id", ""), "weight": None}],
+                    type=r.get("type", "Custom"),
+                    name=r.get("name", ""),
+                    description=r.get("description", ""),
+                )
+            )
 
     # -- lookups used by other backends ---------------------------------------------------------
     def vpc(self, vpc_id: str) -> Vpc | None:
@@ -237,9 +269,18 @@ class VpcBackend:
         """Whether a request's ``RegionId`` (when given) is the sandbox's region."""
         return region_id is None or region_id == self.world.region
 
-    def create_route_entry(self, route_table_id: str, destination: str, next_hops: list[dict[str, Any]], *,
-                           name: str = "", description: str = "", client_token: str = "",
-                           dry_run: bool = False, ecmp: bool = False) -> RouteEntry:
+    def create_route_entry(
+        self,
+        route_table_id: str,
+        destination: str,
+        next_hops: list[dict[str, Any]],
+        *,
+        name: str = "",
+        description: str = "",
+        client_token: str = "",
+        dry_run: bool = False,
+        ecmp: bool = False,
+    ) -> RouteEntry:
         """Add a custom route, applying the documented limits (see the module docstring).
 
         Raises:
@@ -266,9 +307,17 @@ class VpcBackend:
         if dry_run:
             raise errors.DryRunOperation()
         now = datetime.fromtimestamp(self.world.clock.epoch_ms() / 1000, UTC)
-        entry = RouteEntry(self.world.new_id("rte"), table.route_table_id, str(dest), next_hops, name=name,
-                           description=description, created_at=self.world.clock.now(), client_token=client_token,
-                           gmt_modified=now.strftime("%Y-%m-%dT%H:%MZ"))
+        entry = RouteEntry(
+            self.world.new_id("rte"),
+            table.route_table_id,
+            str(dest),
+            next_hops,
+            name=name,
+            description=description,
+            created_at=self.world.clock.now(),
+            client_token=client_token,
+            gmt_modified=now.strftime("%Y-%m-%dT%H:%MZ"),
+        )
         table.entries.append(entry)
         return entry
 
@@ -279,8 +328,9 @@ class VpcBackend:
         for vsw_id in vpc.vswitch_ids if vpc else []:
             cidr = ipaddress.ip_network(self.vswitches[vsw_id].cidr)
             if dest.version == cidr.version and dest.subnet_of(cidr):
-                raise errors.InvalidCidrBlock(f"The destination {dest} lies inside vSwitch {vsw_id}'s CIDR block "
-                                              f"{cidr}.")
+                raise errors.InvalidCidrBlock(
+                    f"The destination {dest} lies inside vSwitch {vsw_id}'s CIDR block {cidr}."
+                )
 
     def _check_vbr_route(self, table: RouteTable, dest: Any, next_hops: list[dict[str, Any]], ecmp: bool) -> None:
         if ecmp:
@@ -290,12 +340,15 @@ class VpcBackend:
             raise errors.InvalidVbrStatus()
         hop_type = next_hops[0]["type"] if next_hops else ""
         if dest.version == 4 and dest.subnet_of(CLOUD_SERVICE_BLOCK) and hop_type != "RouterInterface":
-            raise errors.InvalidCidrBlock("Because 100.64.0.0/10 is a cloud service address, you cannot add this "
-                                          "CIDR block to point to the IDC under the cloud.")
+            raise errors.InvalidCidrBlock(
+                "Because 100.64.0.0/10 is a cloud service address, you cannot add this "
+                "CIDR block to point to the IDC under the cloud."
+            )
 
 
-def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
-            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+def _within(
+    inner: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> bool:
     """``inner`` lies inside ``outer``; blocks of different IP versions never do."""
     if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
         return inner.subnet_of(outer)

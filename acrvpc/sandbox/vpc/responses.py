@@ -49,7 +49,7 @@ def _page(req: RpcRequest, items: list[Any], max_size: int = 50) -> tuple[int, i
         raise InvalidParameter("PageNumber")
     if not 1 <= size <= max_size:
         raise InvalidParameter("PageSize", f"Valid values: 1 to {max_size}.")
-    return number, size, items[(number - 1) * size: number * size]
+    return number, size, items[(number - 1) * size : number * size]
 
 
 def _region(world: Any, req: RpcRequest, *, required: bool = True) -> str | None:
@@ -88,11 +88,13 @@ def describe_vpc_attribute(world: Any, req: RpcRequest) -> dict[str, Any]:
         "Ipv4GatewayId": "",
         "CreationTime": SEEDED_TIME,
         "VSwitchIds": {"VSwitchId": list(vpc.vswitch_ids)},
-        "CloudResources": {"CloudResourceSetType": [
-            {"ResourceType": "VSwitch", "ResourceCount": len(vpc.vswitch_ids)},
-            {"ResourceType": "VRouter", "ResourceCount": 1},
-            {"ResourceType": "RouteTable", "ResourceCount": 1},
-        ]},
+        "CloudResources": {
+            "CloudResourceSetType": [
+                {"ResourceType": "VSwitch", "ResourceCount": len(vpc.vswitch_ids)},
+                {"ResourceType": "VRouter", "ResourceCount": 1},
+                {"ResourceType": "RouteTable", "ResourceCount": 1},
+            ]
+        },
         "AssociatedCens": {"AssociatedCen": []},
         "Tags": {"Tag": []},
         "ResourceGroupId": "rg-acfmsandbox0001",
@@ -144,16 +146,22 @@ def describe_vswitches(world: Any, req: RpcRequest) -> dict[str, Any]:
         is_default = req.get_bool("IsDefault")
         for vsw in world.vpc.vswitches.values():
             vpc = world.vpc.vpc(vsw.vpc_id)
-            if ((vpc_id is None or vsw.vpc_id == vpc_id)
-                    and req.get("VSwitchId") in (None, vsw.vswitch_id)
-                    and req.get("ZoneId") in (None, vsw.zone_id)
-                    and req.get("VSwitchName") in (None, vsw.name)
-                    and req.get("RouteTableId") in (None, vpc.route_table_id if vpc else None)
-                    and (is_default is None or vsw.is_default == is_default)):
+            if (
+                (vpc_id is None or vsw.vpc_id == vpc_id)
+                and req.get("VSwitchId") in (None, vsw.vswitch_id)
+                and req.get("ZoneId") in (None, vsw.zone_id)
+                and req.get("VSwitchName") in (None, vsw.name)
+                and req.get("RouteTableId") in (None, vpc.route_table_id if vpc else None)
+                and (is_default is None or vsw.is_default == is_default)
+            ):
                 found.append(vsw)
     number, size, page = _page(req, found)
-    return {"PageNumber": number, "PageSize": size, "TotalCount": len(found),
-            "VSwitches": {"VSwitch": [_vswitch_body(world, v) for v in page]}}
+    return {
+        "PageNumber": number,
+        "PageSize": size,
+        "TotalCount": len(found),
+        "VSwitches": {"VSwitch": [_vswitch_body(world, v) for v in page]},
+    }
 
 
 # -- route tables and routes ---------------------------------------------------------------------
@@ -189,16 +197,22 @@ def describe_route_table_list(world: Any, req: RpcRequest) -> dict[str, Any]:
     found: list[RouteTable] = []
     if world.vpc.in_region(region):
         for table in world.vpc.route_tables.values():
-            if (table.router_type == router_type
-                    and vpc_id in (None, table.vpc_id)
-                    and req.get("RouterId") in (None, table.router_id)
-                    and req.get("RouteTableId") in (None, table.route_table_id)
-                    and req.get("RouteTableType") in (None, table.table_type)
-                    and req.get("RouteTableName") in (None, table.name)):
+            if (
+                table.router_type == router_type
+                and vpc_id in (None, table.vpc_id)
+                and req.get("RouterId") in (None, table.router_id)
+                and req.get("RouteTableId") in (None, table.route_table_id)
+                and req.get("RouteTableType") in (None, table.table_type)
+                and req.get("RouteTableName") in (None, table.name)
+            ):
                 found.append(table)
     number, size, page = _page(req, found)
-    return {"PageNumber": number, "PageSize": size, "TotalCount": len(found),
-            "RouterTableList": {"RouterTableListType": [_table_body(world, t) for t in page]}}
+    return {
+        "PageNumber": number,
+        "PageSize": size,
+        "TotalCount": len(found),
+        "RouterTableList": {"RouterTableListType": [_table_body(world, t) for t in page]},
+    }
 
 
 def _entry_body(world: Any, entry: RouteEntry) -> dict[str, Any]:
@@ -214,13 +228,21 @@ def _entry_body(world: Any, entry: RouteEntry) -> dict[str, Any]:
         "Origin": "",
         "ServiceType": "",
         "GmtModified": entry.gmt_modified,
-        "NextHops": {"NextHop": [
-            {"NextHopType": hop["type"], "NextHopId": hop["id"], "Enabled": 1,
-             "Weight": hop.get("weight") if hop.get("weight") is not None else (0 if hop["type"] == "local" else 100),
-             "NextHopRegionId": world.region,
-             "NextHopRelatedInfo": {"InstanceId": "", "InstanceType": "", "RegionId": ""}}
-            for hop in entry.next_hops
-        ]},
+        "NextHops": {
+            "NextHop": [
+                {
+                    "NextHopType": hop["type"],
+                    "NextHopId": hop["id"],
+                    "Enabled": 1,
+                    "Weight": hop.get("weight")
+                    if hop.get("weight") is not None
+                    else (0 if hop["type"] == "local" else 100),
+                    "NextHopRegionId": world.region,
+                    "NextHopRelatedInfo": {"InstanceId": "", "InstanceType": "", "RegionId": ""},
+                }
+                for hop in entry.next_hops
+            ]
+        },
     }
 
 
@@ -259,19 +281,24 @@ def describe_route_entry_list(world: Any, req: RpcRequest) -> dict[str, Any]:
     for entry in table.entries:
         body = _entry_body(world, entry)
         hops = body["NextHops"]["NextHop"]
-        if ((not wanted or entry.destination in wanted)
-                and req.get("RouteEntryId") in (None, entry.route_entry_id)
-                and req.get("RouteEntryName") in (None, entry.name)
-                and req.get("RouteEntryType") in (None, entry.type)
-                and (not ip_version or body["IpVersion"] == ip_version)
-                and (req.get("NextHopId") is None or any(h["NextHopId"] == req.get("NextHopId") for h in hops))
-                and (req.get("NextHopType") is None or any(h["NextHopType"] == req.get("NextHopType") for h in hops))):
+        if (
+            (not wanted or entry.destination in wanted)
+            and req.get("RouteEntryId") in (None, entry.route_entry_id)
+            and req.get("RouteEntryName") in (None, entry.name)
+            and req.get("RouteEntryType") in (None, entry.type)
+            and (not ip_version or body["IpVersion"] == ip_version)
+            and (req.get("NextHopId") is None or any(h["NextHopId"] == req.get("NextHopId") for h in hops))
+            and (req.get("NextHopType") is None or any(h["NextHopType"] == req.get("NextHopType") for h in hops))
+        ):
             found.append(body)
     start = _offset(req.get("NextToken"))
-    page = found[start:start + max_result]
+    page = found[start : start + max_result]
     more = start + max_result < len(found)
-    return {"TotalCount": len(found), "NextToken": _token(start + max_result) if more else "",
-            "RouteEntrys": {"RouteEntry": page}}
+    return {
+        "TotalCount": len(found),
+        "NextToken": _token(start + max_result) if more else "",
+        "RouteEntrys": {"RouteEntry": page},
+    }
 
 
 @service.action("CreateRouteEntry", writes=True)
@@ -288,8 +315,14 @@ def create_route_entry(world: Any, req: RpcRequest) -> dict[str, Any]:
             raise errors.InvalidRouterType()
         if not 2 <= len(hop_list) <= 4:
             raise errors.InvalidNextHopListSize()
-        next_hops = [{"type": h.get("NextHopType", "RouterInterface"), "id": h.get("NextHopId", ""),
-                      "weight": int(h["Weight"]) if h.get("Weight") else None} for h in hop_list]
+        next_hops = [
+            {
+                "type": h.get("NextHopType", "RouterInterface"),
+                "id": h.get("NextHopId", ""),
+                "weight": int(h["Weight"]) if h.get("Weight") else None,
+            }
+            for h in hop_list
+        ]
     else:
         if not hop_id:
             if not hop_type:
@@ -298,10 +331,16 @@ def create_route_entry(world: Any, req: RpcRequest) -> dict[str, Any]:
         next_hops = [{"type": hop_type or "Instance", "id": hop_id, "weight": None}]
     if any(not h["id"] for h in next_hops):
         raise errors.InvalidNextHopNotFound()
-    entry = world.vpc.create_route_entry(table_id, destination, next_hops, name=req.get("RouteEntryName", ""),
-                                         description=req.get("Description", ""),
-                                         client_token=req.get("ClientToken", ""),
-                                         dry_run=bool(req.get_bool("DryRun", False)), ecmp=bool(hop_list))
+    entry = world.vpc.create_route_entry(
+        table_id,
+        destination,
+        next_hops,
+        name=req.get("RouteEntryName", ""),
+        description=req.get("Description", ""),
+        client_token=req.get("ClientToken", ""),
+        dry_run=bool(req.get_bool("DryRun", False)),
+        ecmp=bool(hop_list),
+    )
     return {"RouteEntryId": entry.route_entry_id}
 
 
@@ -353,5 +392,9 @@ def describe_virtual_border_routers(world: Any, req: RpcRequest) -> dict[str, An
             if all(not values or getter(vbr).lower() in values for getter, values in filters):
                 found.append(vbr)
     number, size, page = _page(req, found)
-    return {"PageNumber": number, "PageSize": size, "TotalCount": len(found),
-            "VirtualBorderRouterSet": {"VirtualBorderRouterType": [_vbr_body(world, v) for v in page]}}
+    return {
+        "PageNumber": number,
+        "PageSize": size,
+        "TotalCount": len(found),
+        "VirtualBorderRouterSet": {"VirtualBorderRouterType": [_vbr_body(world, v) for v in page]},
+    }
