@@ -66,4 +66,4 @@ bench: $(STAMP)
 	for b in api_calls overhead fleet webhook_burst trigger; do $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache build *.egg-info
