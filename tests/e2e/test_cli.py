@@ -65,6 +65,16 @@ class TestDemo:
             for stage in ("GIT_CLONE", "BUILD", "PUSH"):
                 assert re.search(rf"{repository}\s+{stage}\s+\S", proc.stdout), f"{repository} {stage} log lines"
 
+    def test_the_demo_run_on_its_own_server_sends_no_heartbeat(self, demo_run):
+        """Its server has no automation to tell and stops with the demo; waiting for Prefect's heartbeat thread
+        at the end of the run cost up to a second."""
+        proc, home = demo_run
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        with contextlib.closing(sqlite3.connect(home / "prefect.db")) as db:
+            events = dict(db.execute("SELECT event, count(*) FROM events GROUP BY event").fetchall())
+        assert events.get("prefect.flow-run.Completed") == 1, events
+        assert "prefect.flow-run.heartbeat" not in events
+
     def test_a_successful_demo_prints_no_traceback_and_no_error_line(self, demo_run):
         proc, home = demo_run
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
