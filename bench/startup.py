@@ -9,14 +9,16 @@ Per round, interleaved so a burst of load hits both alike: the floor of a prefli
 figure is ``preflight_ratio = median(preflight wall) / median(floor wall)`` (target <= 1.3). Then
 ``acrvpc demo --quiet`` on a fresh ``PREFECT_HOME`` (Prefect's embedded server creates its database),
 timed to its first line of output (``acrvpc demo`` without --quiet) and to its end, next to the
-yardstick ``python -c "import prefect"``. Last line: the JSON (``preflight_ratio``, ``demo_fresh_s``,
-``demo_first_output_s``, every sample, the load average before and after).
+yardstick ``python -c "import prefect"``, with the CPU seconds it used (its Prefect server's included: load
+changes them little). Last line: the JSON (``preflight_ratio``, ``demo_fresh_s``, ``demo_first_output_s``,
+``demo_cpu_s``, every sample, the load average before and after).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,8 +53,10 @@ def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
     return seconds
 
 
-def demo(home: Path, cwd: Path) -> tuple[float, float]:
-    """(seconds to the first line of output, seconds to the end) of ``acrvpc demo`` on the fresh ``home``."""
+def demo(home: Path, cwd: Path) -> tuple[float, float, float]:
+    """(seconds to the first line of output, seconds to the end, CPU seconds) of ``acrvpc demo`` on the fresh
+    ``home``; the CPU seconds are the demo's and its Prefect server's (a child it waits for), user + system."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen([*ACRVPC, "demo", "--spec", SPEC], env=_env(PREFECT_HOME=str(home), COLUMNS="120"), cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -65,7 +69,9 @@ def demo(home: Path, cwd: Path) -> tuple[float, float]:
     total = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"acrvpc demo exited {code}")
-    return first if first is not None else total, total
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return first if first is not None else total, total, cpu
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     figures: dict = {"benchmark": "startup", "machine": common.machine(), "load_before": os.getloadavg()}
     samples: dict[str, list[float]] = {k: [] for k in ("floor", "preflight", "plan", "policy", "help",
-                                                       "import_prefect", "demo_first_output", "demo")}
+                                                       "import_prefect", "demo_first_output", "demo", "demo_cpu")}
     with tempfile.TemporaryDirectory(prefix="acrvpc-startup-") as tmp, SandboxServer() as sandbox:
         cwd = Path(tmp)  # no prefect.toml, .env or pyproject here: Prefect's settings come from the environment
         env = _env(ACRVPC_SANDBOX_URL=sandbox.url, PREFECT_HOME=str(cwd / "home"))
@@ -94,15 +100,17 @@ def main(argv: list[str] | None = None) -> dict:
             samples["help"].append(wall([*ACRVPC, "--help"], env, cwd))
         for i in range(demos):
             samples["import_prefect"].append(wall([sys.executable, "-c", "import prefect"], env, cwd))
-            first, total = demo(cwd / f"fresh-home-{i}", cwd)
+            first, total, cpu = demo(cwd / f"fresh-home-{i}", cwd)
             samples["demo_first_output"].append(first)
             samples["demo"].append(total)
+            samples["demo_cpu"].append(cpu)
     med = {k: round(common.median(v), 3) for k, v in samples.items() if v}
     figures.update(
         samples={k: [round(x, 3) for x in v] for k, v in samples.items()}, medians=med,
         preflight_ratio=round(med["preflight"] / med["floor"], 3),
         plan_ratio=round(med["plan"] / med["floor"], 3),
         demo_fresh_s=med.get("demo"), demo_first_output_s=med.get("demo_first_output"),
+        demo_cpu_s=med.get("demo_cpu"),
         demo_ratio=round(med["demo"] / med["import_prefect"], 2) if demos else None,
         load_after=os.getloadavg(),
         targets={"preflight_ratio": TARGET_RATIO, "demo_fresh_s": TARGET_DEMO_S,
@@ -119,7 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
                  {"command": "acrvpc demo (fresh home): first output", "median s": med["demo_first_output"],
                   "vs yardstick": round(med["demo_first_output"] / med["import_prefect"], 2)},
                  {"command": "acrvpc demo (fresh home): end", "median s": med["demo"],
-                  "vs yardstick": figures["demo_ratio"]}]
+                  "vs yardstick": figures["demo_ratio"]},
+                 {"command": "acrvpc demo (fresh home): CPU s, its server's included", "median s": med["demo_cpu"],
+                  "vs yardstick": ""}]
     common.say(f"startup: medians of {rounds} interleaved rounds, {demos} demo(s); load "
                f"{figures['load_before'][0]:.1f} -> {figures['load_after'][0]:.1f}")
     common.say(common.table(rows))
