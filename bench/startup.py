@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
-from bench import common  # noqa: E402
+from bench import common
 
 TARGET_RATIO = 1.3
 TARGET_DEMO_S = 12.0
