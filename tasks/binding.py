@@ -67,7 +67,7 @@ def _account_not_bound(spec: Spec, repo: RepositorySpec) -> PipelineError:
         fix=(
             f"in the Container Registry console open instance {spec.instance_id} > Repositories > Code Source > "
             f"GitLab and bind endpoint {spec.gitlab.endpoint}, user {spec.gitlab.username}, with the personal "
-            f"access token from the Prefect Secret block '{spec.gitlab.token_block}'; then rerun "
+            f"access token from the token block '{spec.gitlab.token_block}' (gitlab.token_block); then rerun "
             f"(or set link.mode: console to be guided through it)"
         ),
     )

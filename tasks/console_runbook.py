@@ -133,7 +133,7 @@ def account_instructions(spec: Spec, problem: str = "", run_id: str = "") -> str
         f"| Endpoint | `{spec.gitlab.endpoint}` |",
         f"| User Name | `{spec.gitlab.username}` |",
         f"| Private Token | the personal access token of `{spec.gitlab.username}` (scopes: "
-        f"{', '.join(spec.gitlab.required_scopes)}), the one kept in the Prefect Secret block "
+        f"{', '.join(spec.gitlab.required_scopes)}), the one kept in the token block "
         f"`{spec.gitlab.token_block}`. Type it into the console only, never into Prefect or the resume form. |",
         "",
         "The GitLab row's **Status** column shows *Bound* when it worked.",

@@ -66,8 +66,8 @@ def _new_token_fix(spec: Spec) -> str:
     scopes = ", ".join(spec.gitlab.required_scopes) or "api"
     return (
         f"create a personal access token for {spec.gitlab.username} with scope(s) {scopes} at "
-        f"{_tokens_page(spec)} and save it in the Prefect Secret block {spec.gitlab.token_block!r} "
-        f"(gitlab.token_block), then rerun"
+        f"{_tokens_page(spec)} and save it in the token block {spec.gitlab.token_block!r} "
+        f"(gitlab.token_block: a GitLab Credentials or Secret block), then rerun"
     )
 
 
@@ -124,7 +124,7 @@ def _authenticate(gl: gitlab.Gitlab, spec: Spec) -> Any:
         gl.auth()
     except GitlabAuthenticationError as exc:
         raise PipelineError(
-            f"GitLab at {gl.url} rejected the token (Secret block {spec.gitlab.token_block!r} or "
+            f"GitLab at {gl.url} rejected the token (token block {spec.gitlab.token_block!r} or "
             f"{cloud.GITLAB_TOKEN_ENV}): {_reason(exc, 401)}",
             code="GITLAB_TOKEN_INVALID",
             fix=_new_token_fix(spec),
@@ -166,8 +166,8 @@ def _check_token(gl: gitlab.Gitlab, spec: Spec, today: date, outcome_notes: list
         raise PipelineError(
             f"the GitLab token {name!r} expired on {expiry.isoformat()}",
             code="GITLAB_TOKEN_EXPIRED",
-            fix=f"rotate it at {_tokens_page(spec)} (or create a new one) and save it in the Prefect "
-            f"Secret block {spec.gitlab.token_block!r} (gitlab.token_block), then rerun",
+            fix=f"rotate it at {_tokens_page(spec)} (or create a new one) and save it in the "
+            f"token block {spec.gitlab.token_block!r} (gitlab.token_block), then rerun",
         )
     if not getattr(pat, "active", True):
         raise PipelineError(
@@ -176,7 +176,7 @@ def _check_token(gl: gitlab.Gitlab, spec: Spec, today: date, outcome_notes: list
     if expiry is not None and (expiry - today).days <= EXPIRY_WARNING_DAYS:
         outcome_notes.append(
             f"the GitLab token {name!r} expires on {expiry.isoformat()} (in {(expiry - today).days} "
-            f"day(s)): rotate it at {_tokens_page(spec)} and update the Secret block "
+            f"day(s)): rotate it at {_tokens_page(spec)} and update the token block "
             f"{spec.gitlab.token_block!r}"
         )
     scopes = [str(s) for s in getattr(pat, "scopes", []) or []]
@@ -283,7 +283,7 @@ def validate_token(gl: gitlab.Gitlab, spec: Spec, *, today: date | None = None) 
                 f"the GitLab token belongs to {user.username!r}, not to gitlab.username {spec.gitlab.username!r}",
                 code="GITLAB_USER_MISMATCH",
                 fix=f"set gitlab.username to the account bound in the registry console, or save a "
-                f"token of {spec.gitlab.username} in the Secret block {spec.gitlab.token_block!r}",
+                f"token of {spec.gitlab.username} in the token block {spec.gitlab.token_block!r}",
             )
         scopes, expires_at = _check_token(gl, spec, today, notes)
         if user is None:  # /user refused for scope, yet the token passed the scope checks: read it now

@@ -529,7 +529,7 @@ def _gitlab_checks(spec: Spec, read: Read | None) -> list[PreflightCheck]:
                 f"the token authenticates as {out.username} with "
                 f"scope(s) {', '.join(out.scopes)}, expires {out.expires_at or 'never'}",
                 "; ".join(out.notes),
-                f"rotate the token, update the Secret block {spec.gitlab.token_block!r}",
+                f"rotate the token, update the token block {spec.gitlab.token_block!r} (gitlab.token_block)",
                 "warn",
             ),
             _check("gitlab.projects", "pass", ", ".join(f"{p} (id {i})" for p, i in out.projects.items())),
@@ -553,7 +553,7 @@ def _gitlab_checks(spec: Spec, read: Read | None) -> list[PreflightCheck]:
             "gitlab.token",
             "validating the GitLab token",
             read.error,
-            f"check the Secret block {spec.gitlab.token_block!r} (gitlab.token_block)",
+            f"check the token block {spec.gitlab.token_block!r} (gitlab.token_block: a GitLab Credentials or Secret block)",
         ),
         _check("gitlab.projects", "skip", "token not valid"),
     ]

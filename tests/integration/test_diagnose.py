@@ -121,7 +121,7 @@ HOPS = {
     "eni.attached": (break_eni, False, "aliyun ecs CreateNetworkInterfacePermission"),
     "vbr.return_route": (break_vbr_route, True, "CreateRouteEntry"),
     "binding.endpoint": (break_binding, False, "rebind the instance's GitLab code source"),
-    "gitlab.token": (break_token, False, "Secret block"),
+    "gitlab.token": (break_token, False, "token block"),
 }
 PREFLIGHT_HOPS = {"gitlab.sg_ingress", "vbr.return_route", "gitlab.token"}
 
