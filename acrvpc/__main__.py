@@ -1,3 +1,3 @@
-from acrvpc.cli.app import app
+from acrvpc.cli.app import main
 
-app()
+main()

@@ -34,8 +34,11 @@ def _server_cpu() -> str:
 
 
 def mark(label: str) -> None:
-    print(f"PHASE {time.monotonic() - T0:6.2f} s cpu={time.process_time():.2f}{_server_cpu()} {label}",
-          file=sys.stderr, flush=True)
+    print(
+        f"PHASE {time.monotonic() - T0:6.2f} s cpu={time.process_time():.2f}{_server_cpu()} {label}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main() -> None:

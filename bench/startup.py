@@ -31,8 +31,9 @@ from bench import common
 TARGET_RATIO = 1.3
 TARGET_DEMO_S = 12.0
 TARGET_FIRST_OUTPUT_S = 2.0
-FLOOR = ("import alibabacloud_cr20181201.client, alibabacloud_ecs20140526.client, "
-         "alibabacloud_vpc20160428.client, gitlab")
+FLOOR = (
+    "import alibabacloud_cr20181201.client, alibabacloud_ecs20140526.client, alibabacloud_vpc20160428.client, gitlab"
+)
 SPEC = str(common.ROOT / "examples" / "sandbox.yaml")
 ACRVPC = [sys.executable, "-m", "acrvpc"]
 
@@ -58,8 +59,13 @@ def demo(home: Path, cwd: Path) -> tuple[float, float, float]:
     ``home``; the CPU seconds are the demo's and its Prefect server's (a child it waits for), user + system."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen([*ACRVPC, "demo", "--spec", SPEC], env=_env(PREFECT_HOME=str(home), COLUMNS="120"), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*ACRVPC, "demo", "--spec", SPEC],
+        env=_env(PREFECT_HOME=str(home), COLUMNS="120"),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     first = None
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -86,8 +92,20 @@ def main(argv: list[str] | None = None) -> dict:
     from acrvpc.sandbox import SandboxServer
 
     figures: dict = {"benchmark": "startup", "machine": common.machine(), "load_before": os.getloadavg()}
-    samples: dict[str, list[float]] = {k: [] for k in ("floor", "preflight", "plan", "policy", "help",
-                                                       "import_prefect", "demo_first_output", "demo", "demo_cpu")}
+    samples: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "floor",
+            "preflight",
+            "plan",
+            "policy",
+            "help",
+            "import_prefect",
+            "demo_first_output",
+            "demo",
+            "demo_cpu",
+        )
+    }
     with tempfile.TemporaryDirectory(prefix="acrvpc-startup-") as tmp, SandboxServer() as sandbox:
         cwd = Path(tmp)  # no prefect.toml, .env or pyproject here: Prefect's settings come from the environment
         env = _env(ACRVPC_SANDBOX_URL=sandbox.url, PREFECT_HOME=str(cwd / "home"))
@@ -106,36 +124,65 @@ def main(argv: list[str] | None = None) -> dict:
             samples["demo_cpu"].append(cpu)
     med = {k: round(common.median(v), 3) for k, v in samples.items() if v}
     figures.update(
-        samples={k: [round(x, 3) for x in v] for k, v in samples.items()}, medians=med,
+        samples={k: [round(x, 3) for x in v] for k, v in samples.items()},
+        medians=med,
         preflight_ratio=round(med["preflight"] / med["floor"], 3),
         plan_ratio=round(med["plan"] / med["floor"], 3),
-        demo_fresh_s=med.get("demo"), demo_first_output_s=med.get("demo_first_output"),
+        demo_fresh_s=med.get("demo"),
+        demo_first_output_s=med.get("demo_first_output"),
         demo_cpu_s=med.get("demo_cpu"),
         demo_ratio=round(med["demo"] / med["import_prefect"], 2) if demos else None,
         load_after=os.getloadavg(),
-        targets={"preflight_ratio": TARGET_RATIO, "demo_fresh_s": TARGET_DEMO_S,
-                 "demo_first_output_s": TARGET_FIRST_OUTPUT_S})
-    figures["targets_met"] = {"preflight_ratio": figures["preflight_ratio"] <= TARGET_RATIO,
-                              "demo_fresh_s": demos > 0 and figures["demo_fresh_s"] <= TARGET_DEMO_S,
-                              "demo_first_output_s": demos > 0 and figures["demo_first_output_s"] <= TARGET_FIRST_OUTPUT_S}
-    rows = [{"command": name, "median s": med[key], "vs yardstick": round(med[key] / med[base], 2)}
-            for name, key, base in [("floor: import 3 SDK clients + gitlab", "floor", "floor"),
-                                    ("acrvpc preflight", "preflight", "floor"), ("acrvpc plan", "plan", "floor"),
-                                    ("acrvpc policy", "policy", "floor"), ("acrvpc --help", "help", "floor")]]
+        targets={
+            "preflight_ratio": TARGET_RATIO,
+            "demo_fresh_s": TARGET_DEMO_S,
+            "demo_first_output_s": TARGET_FIRST_OUTPUT_S,
+        },
+    )
+    figures["targets_met"] = {
+        "preflight_ratio": figures["preflight_ratio"] <= TARGET_RATIO,
+        "demo_fresh_s": demos > 0 and figures["demo_fresh_s"] <= TARGET_DEMO_S,
+        "demo_first_output_s": demos > 0 and figures["demo_first_output_s"] <= TARGET_FIRST_OUTPUT_S,
+    }
+    rows = [
+        {"command": name, "median s": med[key], "vs yardstick": round(med[key] / med[base], 2)}
+        for name, key, base in [
+            ("floor: import 3 SDK clients + gitlab", "floor", "floor"),
+            ("acrvpc preflight", "preflight", "floor"),
+            ("acrvpc plan", "plan", "floor"),
+            ("acrvpc policy", "policy", "floor"),
+            ("acrvpc --help", "help", "floor"),
+        ]
+    ]
     if demos:
-        rows += [{"command": "yardstick: import prefect", "median s": med["import_prefect"], "vs yardstick": 1.0},
-                 {"command": "acrvpc demo (fresh home): first output", "median s": med["demo_first_output"],
-                  "vs yardstick": round(med["demo_first_output"] / med["import_prefect"], 2)},
-                 {"command": "acrvpc demo (fresh home): end", "median s": med["demo"],
-                  "vs yardstick": figures["demo_ratio"]},
-                 {"command": "acrvpc demo (fresh home): CPU s, its server's included", "median s": med["demo_cpu"],
-                  "vs yardstick": ""}]
-    common.say(f"startup: medians of {rounds} interleaved rounds, {demos} demo(s); load "
-               f"{figures['load_before'][0]:.1f} -> {figures['load_after'][0]:.1f}")
+        rows += [
+            {"command": "yardstick: import prefect", "median s": med["import_prefect"], "vs yardstick": 1.0},
+            {
+                "command": "acrvpc demo (fresh home): first output",
+                "median s": med["demo_first_output"],
+                "vs yardstick": round(med["demo_first_output"] / med["import_prefect"], 2),
+            },
+            {
+                "command": "acrvpc demo (fresh home): end",
+                "median s": med["demo"],
+                "vs yardstick": figures["demo_ratio"],
+            },
+            {
+                "command": "acrvpc demo (fresh home): CPU s, its server's included",
+                "median s": med["demo_cpu"],
+                "vs yardstick": "",
+            },
+        ]
+    common.say(
+        f"startup: medians of {rounds} interleaved rounds, {demos} demo(s); load "
+        f"{figures['load_before'][0]:.1f} -> {figures['load_after'][0]:.1f}"
+    )
     common.say(common.table(rows))
-    common.say(f"preflight_ratio {figures['preflight_ratio']} (target <= {TARGET_RATIO}); demo "
-               f"{figures['demo_fresh_s']} s (target <= {TARGET_DEMO_S}), first output {figures['demo_first_output_s']} s "
-               f"(target <= {TARGET_FIRST_OUTPUT_S})")
+    common.say(
+        f"preflight_ratio {figures['preflight_ratio']} (target <= {TARGET_RATIO}); demo "
+        f"{figures['demo_fresh_s']} s (target <= {TARGET_DEMO_S}), first output {figures['demo_first_output_s']} s "
+        f"(target <= {TARGET_FIRST_OUTPUT_S})"
+    )
     common.emit(figures)
     return figures
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -65,9 +65,8 @@ def _run_flow(spec_path: Path, start_builds: bool, output: Output) -> tuple[bool
         (ok, summary, error message, flow run id). The summary is the flow's return value, or for a
         failed run what the run reported before it failed (stages and builds).
     """
-    from flows.vpc_build import vpc_build
-
     from acrvpc.cli.live import live_run
+    from flows.vpc_build import vpc_build
 
     with live_run(console, quiet=not output.live) as view:
         state = vpc_build(spec_path=str(spec_path), start_builds=start_builds, return_state=True)
@@ -79,7 +78,7 @@ def _run_flow(spec_path: Path, start_builds: bool, output: Output) -> tuple[bool
     except Exception as exc:  # noqa: BLE001 - shown to the person
         message = str(exc)
     else:
-        message = state.message or state.name
+        message = state.message or state.name or ""
     return False, view.partial_summary(load_spec_or_exit(spec_path).name, run_id), message, run_id
 
 
@@ -98,14 +97,22 @@ def _report(ok: bool, summary: dict[str, Any], message: str, run_id: str, output
 
 @app.command()
 def demo(
-    spec: Optional[Path] = typer.Option(None, help="Spec to run (default: the packaged copy of examples/sandbox.yaml, "
-                                        "which matches the sandbox's default world)."),
-    time_scale: float = typer.Option(DEMO_TIME_SCALE, help="Sandbox seconds per real second: a build takes 19 "
-                                     "sandbox s, an ENI attaches in 2."),
+    spec: Path | None = typer.Option(
+        None,
+        help="Spec to run (default: the packaged copy of examples/sandbox.yaml, "
+        "which matches the sandbox's default world).",
+    ),
+    time_scale: float = typer.Option(
+        DEMO_TIME_SCALE, help="Sandbox seconds per real second: a build takes 19 sandbox s, an ENI attaches in 2."
+    ),
     rerun: bool = typer.Option(False, "--rerun", help="Run the flow a second time to show it writes nothing new."),
-    link_mode: Optional[str] = typer.Option(None, "--link-mode", help="api | console (default: the spec's). console: "
-                                            "the run pauses for the registry console's steps, and a stand-in "
-                                            "operator does them on the sandbox and resumes it."),
+    link_mode: str | None = typer.Option(
+        None,
+        "--link-mode",
+        help="api | console (default: the spec's). console: "
+        "the run pauses for the registry console's steps, and a stand-in "
+        "operator does them on the sandbox and resumes it.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display: only errors (the exit code says it)."),
     as_json: bool = typer.Option(False, "--json", help="Print each run's summary as one JSON line, nothing else."),
 ) -> None:
@@ -127,8 +134,16 @@ def demo(
         stack.callback(gc.freeze)  # last: the run's objects too, before the interpreter's exit
         stack.callback(gc.enable)
         server = _start_prefect_server(output, stack)  # first: it loads on the other core meanwhile
-        _demo(spec, loaded=load_spec_or_exit(spec), server=server, stack=stack, time_scale=time_scale, rerun=rerun,
-              link_mode=link_mode, output=output)
+        _demo(
+            spec,
+            loaded=load_spec_or_exit(spec),
+            server=server,
+            stack=stack,
+            time_scale=time_scale,
+            rerun=rerun,
+            link_mode=link_mode,
+            output=output,
+        )
 
 
 def _start_prefect_server(output: Output, stack: Any) -> Any:
@@ -144,13 +159,23 @@ def _start_prefect_server(output: Output, stack: Any) -> Any:
     server = demo_server.DemoServer()
     stack.callback(server.stop)
     os.environ["PREFECT_API_URL"] = server.url
-    output.say(f"[bold]prefect[/] starting a local server for the run on {server.url} ({how}: {database}); it stops "
-               "when the demo ends")
+    output.say(
+        f"[bold]prefect[/] starting a local server for the run on {server.url} ({how}: {database}); it stops "
+        "when the demo ends"
+    )
     return server
 
 
-def _demo(spec: Path, loaded: Any, server: Any, stack: Any, time_scale: float, rerun: bool,
-          link_mode: Optional[str], output: Output) -> None:
+def _demo(
+    spec: Path,
+    loaded: Any,
+    server: Any,
+    stack: Any,
+    time_scale: float,
+    rerun: bool,
+    link_mode: str | None,
+    output: Output,
+) -> None:
     import gc
 
     from acrvpc.sandbox import SandboxServer
@@ -158,8 +183,10 @@ def _demo(spec: Path, loaded: Any, server: Any, stack: Any, time_scale: float, r
     with SandboxServer() as sandbox:
         sandbox.world.clock.set_scale(time_scale)
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
-        output.say(f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4); its clock "
-                   f"runs {time_scale:g}x faster than real time")
+        output.say(
+            f"[bold]sandbox[/] listening on {sandbox.url} (Alibaba Cloud RPC + GitLab API v4); its clock "
+            f"runs {time_scale:g}x faster than real time"
+        )
         import flows.vpc_build  # noqa: F401 - Prefect and the flow load here, while the server starts
 
         gc.freeze()  # see demo()
@@ -187,14 +214,17 @@ def _demo(spec: Path, loaded: Any, server: Any, stack: Any, time_scale: float, r
                 shown = len(operator.actions)
             if not ok and operator is not None and operator.errors:
                 err.print(f"console operator: {operator.errors[-1]}", highlight=False)
-            _report(ok, {**summary, "run": attempt, "api_calls": len(calls), "writes": len(writes)}, message, run_id,
-                    output)
+            _report(
+                ok, {**summary, "run": attempt, "api_calls": len(calls), "writes": len(writes)}, message, run_id, output
+            )
             if not ok:
                 if output.live:
                     _where(run_id, local=server is not None)
                 raise typer.Exit(1)
-            output.say(f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
-                       f"({', '.join(sorted(set(writes))) or 'none'})")
+            output.say(
+                f"run {attempt}: {len(calls)} API calls, {len(writes)} writes "
+                f"({', '.join(sorted(set(writes))) or 'none'})"
+            )
         if output.live:
             _where(run_id, local=server is not None)
 
@@ -231,15 +261,17 @@ def _spec_copy(spec: Path, link_mode: str, stack: Any) -> Path:
     return Path(name)
 
 
-def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, output: "Output") -> Any:
+def _console_operator(sandbox: Any, spec: Any, spec_path: Path, stack: Any, output: Output) -> Any:
     """Unbind the sandbox's GitLab account (so both console steps show) and start the stand-in operator."""
     from acrvpc.cli.console_operator import ConsoleOperator
 
     with sandbox.world.lock:
         sandbox.world.cr.unbind_code_source(spec.instance_id, "GITLAB")
-    output.say("console mode: the run pauses for the registry console's Manage Link and Bind Account; a stand-in "
-                  "operator does them on the sandbox and resumes the run (with a real account: the Prefect UI's "
-                  "Resume, or acrvpc resume RUN_ID)")
+    output.say(
+        "console mode: the run pauses for the registry console's Manage Link and Bind Account; a stand-in "
+        "operator does them on the sandbox and resumes the run (with a real account: the Prefect UI's "
+        "Resume, or acrvpc resume RUN_ID)"
+    )
     return stack.enter_context(ConsoleOperator(sandbox.url, spec, str(spec_path), poll_seconds=0.5))
 
 
@@ -258,10 +290,13 @@ def _where(run_id: str, local: bool = False) -> None:
     home = os.environ.get("PREFECT_HOME")
     prefix = f"PREFECT_HOME={shlex.quote(home)} " if home else ""
     prefect = prefix + command("prefect")  # runs as printed: .venv/bin/prefect when the venv is not active
-    console.print(f"flow run [bold]{run_id}[/] is recorded in {home or '~/.prefect'}/prefect.db. To see it in the "
-                  f"Prefect UI:\n  {prefect} server start   # then open "
-                  f"http://127.0.0.1:4200/v2/runs/flow-run/{run_id}\nor list runs with: {prefect} flow-run ls",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"flow run [bold]{run_id}[/] is recorded in {home or '~/.prefect'}/prefect.db. To see it in the "
+        f"Prefect UI:\n  {prefect} server start   # then open "
+        f"http://127.0.0.1:4200/v2/runs/flow-run/{run_id}\nor list runs with: {prefect} flow-run ls",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -290,18 +325,23 @@ def run(
 @app.command()
 def sandbox(
     port: int = typer.Option(8470, help="TCP port on 127.0.0.1 (0 picks a free one)."),
-    scenario: Optional[Path] = typer.Option(None, help="Scenario YAML; default: the built-in default world."),
-    time_scale: Optional[float] = typer.Option(None, help="Sandbox seconds per real second."),
+    scenario: Path | None = typer.Option(None, help="Scenario YAML; default: the built-in default world."),
+    time_scale: float | None = typer.Option(None, help="Sandbox seconds per real second."),
     latency_ms: float = typer.Option(0.0, help="Latency added to every call."),
-    qps: float = typer.Option(0.0, help="Quota per product (calls per real second; over it: Throttling.User, "
-                                        "GitLab 429). 0 = none."),
+    qps: float = typer.Option(
+        0.0, help="Quota per product (calls per real second; over it: Throttling.User, GitLab 429). 0 = none."
+    ),
     qps_per_action: float = typer.Option(0.0, help="Quota per action of a product, likewise. 0 = none."),
-    error_rate: float = typer.Option(0.0, help="Share of calls answered 5xx (ServiceUnavailable/InternalError; "
-                                               "GitLab 502/503), 0 to 1."),
+    error_rate: float = typer.Option(
+        0.0, help="Share of calls answered 5xx (ServiceUnavailable/InternalError; GitLab 502/503), 0 to 1."
+    ),
     drop_rate: float = typer.Option(0.0, help="Share of calls whose connection is closed without an answer."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the random faults, for a reproducible sequence."),
-    ram_policy: Optional[Path] = typer.Option(None, "--ram-policy", help="RAM policy JSON (e.g. from `acrvpc "
-                                              "policy`) every call must satisfy: Forbidden.RAM / NoPrivilege."),
+    seed: int | None = typer.Option(None, help="Seed of the random faults, for a reproducible sequence."),
+    ram_policy: Path | None = typer.Option(
+        None,
+        "--ram-policy",
+        help="RAM policy JSON (e.g. from `acrvpc policy`) every call must satisfy: Forbidden.RAM / NoPrivilege.",
+    ),
 ) -> None:
     """Serve the sandbox on loopback until interrupted (fault injection: see /_sandbox/faults)."""
     from acrvpc.cli.commands.policy import read_ram_policy_or_exit
@@ -314,8 +354,13 @@ def sandbox(
         raise typer.Exit(2)
     from acrvpc.sandbox.core.faults import Faults
 
-    faults = {"qps": qps, "qps_per_action": qps_per_action, "error_rate": error_rate, "drop_rate": drop_rate,
-              "seed": seed}
+    faults = {
+        "qps": qps,
+        "qps_per_action": qps_per_action,
+        "error_rate": error_rate,
+        "drop_rate": drop_rate,
+        "seed": seed,
+    }
     try:
         Faults().update(faults)  # check before listening
     except ValueError as exc:
@@ -330,8 +375,10 @@ def sandbox(
         server.world.clock.set_scale(time_scale)
     server.world.faults.latency_ms = latency_ms
     server.world.faults.update(faults)
-    console.print(f"sandbox listening on {server.url}\n  export ACRVPC_SANDBOX_URL={server.url}\n"
-                  f"  admin: {server.url}/_sandbox/calls  (Ctrl-C to stop)")
+    console.print(
+        f"sandbox listening on {server.url}\n  export ACRVPC_SANDBOX_URL={server.url}\n"
+        f"  admin: {server.url}/_sandbox/calls  (Ctrl-C to stop)"
+    )
     sys.stdout.flush()
     try:
         server.serve_forever()
@@ -346,9 +393,16 @@ from acrvpc.cli import commands  # noqa: E402 - after this module's own commands
 commands.load_all()
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The ``acrvpc`` console entry point: the app, with a bad ``ACRVPC_*`` setting said in one line (exit 2)."""
+    from acrvpc.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as exc:  # raised wherever a command first reads the settings
+        err.print(f"[red]{exc}[/]", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

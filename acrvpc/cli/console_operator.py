@@ -23,8 +23,13 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, \
-    FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
@@ -36,10 +41,18 @@ NOTE = "done by the acrvpc demo's console operator (sandbox)"
 
 def link_payload(spec: Spec) -> dict[str, Any]:
     """The ``/_sandbox/console/link`` body for a spec: the values the runbook tells a person to enter."""
-    allowed = [t.cidr.removesuffix("/32") + ("" if t.port_range == "1/65535" else f":{t.port_range.split('/')[0]}")
-               for t in spec.link.allowed_ips]
-    return {"instance_id": spec.instance_id, "vpc_id": spec.network.vpc_id, "vswitch_id": spec.network.vswitch_id,
-            "gitlab_ip": spec.gitlab.private_ip, "gitlab_port": spec.gitlab.port, "allowed": allowed}
+    allowed = [
+        t.cidr.removesuffix("/32") + ("" if t.port_range == "1/65535" else f":{t.port_range.split('/')[0]}")
+        for t in spec.link.allowed_ips
+    ]
+    return {
+        "instance_id": spec.instance_id,
+        "vpc_id": spec.network.vpc_id,
+        "vswitch_id": spec.network.vswitch_id,
+        "gitlab_ip": spec.gitlab.private_ip,
+        "gitlab_port": spec.gitlab.port,
+        "allowed": allowed,
+    }
 
 
 def bind_payload(spec: Spec) -> dict[str, Any]:
@@ -57,8 +70,9 @@ class ConsoleOperator:
         poll_seconds: how often to look for a paused run.
     """
 
-    def __init__(self, sandbox_url: str, spec: Spec, spec_path: str | None = None, *, poll_seconds: float = 0.5,
-                 note: str = NOTE) -> None:
+    def __init__(
+        self, sandbox_url: str, spec: Spec, spec_path: str | None = None, *, poll_seconds: float = 0.5, note: str = NOTE
+    ) -> None:
         self.sandbox_url = sandbox_url.rstrip("/")
         self.spec = spec
         self.spec_path = spec_path
@@ -72,8 +86,12 @@ class ConsoleOperator:
 
     # -- one round --------------------------------------------------------------------------
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(f"{self.sandbox_url}{path}", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{self.sandbox_url}{path}",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
         with opener.open(request, timeout=10) as response:
             return json.loads(response.read() or b"{}")
@@ -93,8 +111,10 @@ class ConsoleOperator:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                    any_=[StateType.PAUSED]))))
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
         found = []
         for run in runs:
             if self.spec_path is not None and (run.parameters or {}).get("spec_path") != self.spec_path:
@@ -130,7 +150,7 @@ class ConsoleOperator:
             except Exception as exc:  # noqa: BLE001 - keep watching; the run's own timeout bounds it
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def start(self) -> "ConsoleOperator":
+    def start(self) -> ConsoleOperator:
         """Start watching in a daemon thread.
 
         The Prefect API is opened once here, in the caller's thread, so that with Prefect's
@@ -148,7 +168,7 @@ class ConsoleOperator:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def __enter__(self) -> "ConsoleOperator":
+    def __enter__(self) -> ConsoleOperator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

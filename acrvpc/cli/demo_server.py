@@ -43,16 +43,20 @@ HEADER = re.compile(r"^-- prefect (\S+) migration head (\S+)$")
 # collector's passes over the objects an import creates cost 0.6 of the 2.0 CPU s of that import (measured,
 # Prefect 3.9.1); those objects live as long as the process, so they are then frozen (never scanned again:
 # gc.freeze) and the collector resumes for what the server creates afterwards.
-SERVE = ("import gc, sys; gc.disable(); sys.path.insert(0, sys.argv[sys.argv.index('--app-dir') + 1]); "
-         "import prefect.server.api.server, uvicorn.main; gc.freeze(); gc.enable(); sys.argv[0] = 'uvicorn'; "
-         "uvicorn.main.main()")
+SERVE = (
+    "import gc, sys; gc.disable(); sys.path.insert(0, sys.argv[sys.argv.index('--app-dir') + 1]); "
+    "import prefect.server.api.server, uvicorn.main; gc.freeze(); gc.enable(); sys.argv[0] = 'uvicorn'; "
+    "uvicorn.main.main()"
+)
 # The demo's server registers no block types: on a PREFECT_HOME it has not seen, Prefect's start-up imports every
 # installed collection (prefect_aws: boto3) and writes each block type and schema, 1.4 CPU s of the server's ~4
 # before it answers (measured, Prefect 3.9.1), and the demo's run loads no block (the sandbox's credentials come
 # first). Without memoizing, no memo is written either: the next `prefect server start` on this home registers
 # them all, as on any new home.
-NO_BLOCK_REGISTRATION = {"PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
-                         "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+NO_BLOCK_REGISTRATION = {
+    "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+    "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
+}
 
 
 def _prefect_dir() -> Path | None:
@@ -98,10 +102,16 @@ def default_database() -> Path | None:
     if any(k.startswith(("PREFECT_API_DATABASE", "PREFECT_SERVER_DATABASE")) for k in os.environ):
         return None
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    sources = [Path(os.environ["PREFECT_PROFILES_PATH"]).expanduser()] if os.environ.get("PREFECT_PROFILES_PATH") \
-        else []
-    sources += [home / "profiles.toml", Path.home() / ".prefect" / "profiles.toml", Path(".env"),
-                Path("prefect.toml"), Path("pyproject.toml")]
+    sources = (
+        [Path(os.environ["PREFECT_PROFILES_PATH"]).expanduser()] if os.environ.get("PREFECT_PROFILES_PATH") else []
+    )
+    sources += [
+        home / "profiles.toml",
+        Path.home() / ".prefect" / "profiles.toml",
+        Path(".env"),
+        Path("prefect.toml"),
+        Path("pyproject.toml"),
+    ]
     for path in sources:
         try:
             text = path.read_text(errors="replace")
@@ -127,8 +137,10 @@ def seed_database(database: Path) -> str:
         return "existing database"
     installed, shipped = installed_key(), template_key()
     if installed is None or installed != shipped:
-        return (f"new database (Prefect {installed and installed[0]} runs its migrations: the packaged schema is "
-                f"for Prefect {shipped and shipped[0]}, migration head {shipped and shipped[1]})")
+        return (
+            f"new database (Prefect {installed and installed[0]} runs its migrations: the packaged schema is "
+            f"for Prefect {shipped and shipped[0]}, migration head {shipped and shipped[1]})"
+        )
     database.parent.mkdir(parents=True, exist_ok=True)
     partial = database.with_name(f".{database.name}.{os.getpid()}.tmp")
     try:
@@ -154,19 +166,44 @@ class DemoServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         where = _prefect_dir()
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **NO_BLOCK_REGISTRATION}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **NO_BLOCK_REGISTRATION,
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "--app-dir", str(where.parent if where else "."), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"], env=env, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-c",
+                SERVE,
+                "--app-dir",
+                str(where.parent if where else "."),
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Prefect's server exited with code {self.process.returncode} before it was "
-                                   "ready (its error is above)")
+                raise RuntimeError(
+                    f"Prefect's server exited with code {self.process.returncode} before it was "
+                    "ready (its error is above)"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
                     if answer.status == 200:
@@ -199,8 +236,10 @@ class DemoServer:
 
 def migrate_database(home: Path) -> Path:
     """Run Prefect's migrations, as its server's start-up does, on a new database in ``home``; its path."""
-    code = ("import asyncio; from prefect.server.database import provide_database_interface; "
-            "asyncio.run(provide_database_interface().create_db())")
+    code = (
+        "import asyncio; from prefect.server.database import provide_database_interface; "
+        "asyncio.run(provide_database_interface().create_db())"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     subprocess.run([sys.executable, "-c", code], env={**env, "PREFECT_HOME": str(home)}, check=True, timeout=600)
     return home / "prefect.db"
@@ -217,14 +256,18 @@ def write_template(path: Path | None = None) -> tuple[str, str]:
         with sqlite3.connect(migrate_database(Path(home))) as db:
             lines = list(db.iterdump())
         db.close()
-    path.write_text(f"-- prefect {key[0]} migration head {key[1]}\n"
-                    "-- Written by `python -m acrvpc.cli.demo_server --write`: the SQLite schema Prefect's migrations "
-                    "create. `acrvpc demo` loads it into a new PREFECT_HOME only for this Prefect version and head.\n"
-                    + "\n".join(lines) + "\n")
+    path.write_text(
+        f"-- prefect {key[0]} migration head {key[1]}\n"
+        "-- Written by `python -m acrvpc.cli.demo_server --write`: the SQLite schema Prefect's migrations "
+        "create. `acrvpc demo` loads it into a new PREFECT_HOME only for this Prefect version and head.\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     return key
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m acrvpc.cli.demo_server --write")
-    print("wrote %s for Prefect %s, migration head %s" % (TEMPLATE, *write_template()))
+    version, head = write_template()
+    print(f"wrote {TEMPLATE} for Prefect {version}, migration head {head}")

@@ -34,3 +34,17 @@ class TestAnalyticsSetting:
     @pytest.mark.parametrize("value, seen", [("true", "True"), ("false", "False")])
     def test_the_persons_own_setting_wins(self, value, seen):
         assert settings_seen(PREFECT_SERVER_ANALYTICS_ENABLED=value) == [value, seen]
+
+
+class TestABadAcrvpcSetting:
+    """A bad ``ACRVPC_*`` value is one line naming the variable and the fix, exit 2, no traceback."""
+
+    @pytest.mark.parametrize("command", [["preflight", "examples/sandbox.yaml"], ["plan", "examples/sandbox.yaml"]])
+    def test_is_one_line_and_exit_2(self, command):
+        env = {**os.environ, "ACRVPC_QPS_ECS": "fast", "ACRVPC_SANDBOX_URL": "http://127.0.0.1:9"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "acrvpc", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "ACRVPC_QPS_ECS='fast'" in proc.stderr and "calls per second" in proc.stderr
+        assert "Traceback" not in proc.stderr and "╭" not in proc.stderr, proc.stderr
