@@ -9,6 +9,7 @@ together they send twice the quota and the sandbox throttles them.
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -54,26 +55,77 @@ print("DONE", flush=True)
 """
 
 
-def _two_processes(server, sandbox_url: str, prefix: str, tmp: Path) -> list[subprocess.CompletedProcess]:
-    ready = [tmp / f"ready-{i}" for i in range(2)]
+def _processes(server, sandbox_url: str, prefix: str, tmp: Path, n: int = 2, script: str = CALLER,
+               args: tuple[str, ...] = (str(THREADS), str(CALLS)), go_delay: float = 0.0,
+               **extra_env: str) -> list[subprocess.CompletedProcess]:
+    ready = [tmp / f"ready-{i}" for i in range(n)]
     go = tmp / "go"
     env = {"ACRVPC_SANDBOX_URL": sandbox_url, "ACRVPC_QPS_ECS": str(QPS), "ACRVPC_BURST_ECS": str(BURST),
-           "ACRVPC_QPS_LIMIT_PREFIX": prefix, "ACRVPC_CALL_RETRIES": "0"}
-    procs = [subprocess.Popen([sys.executable, "-c", CALLER, str(ROOT / "examples" / "sandbox.yaml"), str(r), str(go),
-                               str(THREADS), str(CALLS)], cwd=ROOT, env=server.env(**env), stdout=subprocess.PIPE,
+           "ACRVPC_QPS_LIMIT_PREFIX": prefix, "ACRVPC_CALL_RETRIES": "0", **extra_env}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(ROOT / "examples" / "sandbox.yaml"), str(r), str(go),
+                               *args], cwd=ROOT, env=server.env(**env), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for r in ready]
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not all(r.exists() for r in ready):
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        assert time.monotonic() < deadline, "the callers did not start within 120 s"
+        assert time.monotonic() < deadline, "the callers did not start within 180 s"
         time.sleep(0.05)
-    go.touch()
+    go.write_text(str(time.time() + go_delay))
     outs = []
     for p in procs:
-        stdout, stderr = p.communicate(timeout=180)
+        stdout, stderr = p.communicate(timeout=240)
         outs.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
         assert p.returncode == 0 and "DONE" in stdout, stderr[-3000:]
     return outs
+
+
+def _two_processes(server, sandbox_url: str, prefix: str, tmp: Path) -> list[subprocess.CompletedProcess]:
+    return _processes(server, sandbox_url, prefix, tmp)
+
+
+# one thread per process (as one flow run per process is), calling as fast as the limit lets it for
+# SECONDS from the moment written in the go file; prints the wall time of every call it sent
+TIMED_CALLER = r"""
+import json, logging, sys, time
+from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
+from alibabacloud_ecs20140526 import models as m
+from acrvpc.cloud import clients as cloud, ratelimit
+from acrvpc.domain.spec import load_spec
+spec = load_spec(sys.argv[1])
+ready, go, seconds = Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
+assert ratelimit.shared_limiter("ecs", spec.region) is not None, "no shared limit"
+ecs = cloud.cloud_clients(spec).ecs
+import httpx
+requests, send = [], httpx.Client.send
+def counting_send(self, request, *args, **kwargs):  # counts the requests to the Prefect API
+    requests.append(request.url.path)
+    return send(self, request, *args, **kwargs)
+httpx.Client.send = counting_send
+ready.touch()
+while not go.exists() or not go.read_text():
+    time.sleep(0.01)
+start = float(go.read_text())
+time.sleep(max(0.0, start - time.time()))
+stamps, errors = [], []
+while time.time() < start + seconds:
+    try:
+        ecs.describe_security_groups(m.DescribeSecurityGroupsRequest(region_id=spec.region))
+        stamps.append(time.time())
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__} {getattr(exc, 'code', '')}")
+print(json.dumps({"stamps": stamps, "errors": errors, "prefect_requests": len(requests)}))
+print("DONE", flush=True)
+"""
+
+
+def _worst_second(stamps: list[float]) -> int:
+    worst, j = 0, 0
+    for i, t in enumerate(stamps):
+        while stamps[j] < t - 1.0:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return worst
 
 
 @pytest.fixture
@@ -116,6 +168,60 @@ class TestSharedQuota:
             assert out.stderr.count(f"no shared rate limit '{prefix}-qps-ecs-cn-hangzhou'") == 1, out.stderr[-2000:]
 
 
+class TestManyProcesses:
+    PROCESSES = 8
+    SECONDS = 8.0
+
+    def _fleet(self, prefect_server, quota_sandbox, tmp_path, prefix: str) -> tuple[list[float], list[str], float]:
+        self.outs = outs = _processes(prefect_server, quota_sandbox.url, prefix, tmp_path, n=self.PROCESSES, script=TIMED_CALLER,
+                          args=(str(self.SECONDS),), go_delay=1.0)
+        results = [json.loads(o.stdout.strip().splitlines()[-2]) for o in outs]
+        stamps = sorted(t for r in results for t in r["stamps"])
+        self.prefect_requests = sum(r["prefect_requests"] for r in results)
+        return stamps, [e for r in results for e in r["errors"]], (stamps[-1] - stamps[0]) if len(stamps) > 1 else 1.0
+
+    def test_eight_processes_get_the_whole_quota_and_never_more(self, prefect_server, quota_sandbox, tmp_path):
+        # given: the shared ECS limit; 8 processes of one thread each (8 flow runs of a process worker)
+        prefix = f"e2e-{secrets.token_hex(3)}"
+        prefect_server.run(sys.executable, "-m", "acrvpc.cloud.ratelimit", "--region", "cn-hangzhou",
+                           "--products", "ecs", "--qps", str(QPS), "--burst", str(BURST),
+                           ACRVPC_QPS_LIMIT_PREFIX=prefix)
+        # when: each calls ECS as fast as the limit lets it, for 8 s
+        stamps, errors, span = self._fleet(prefect_server, quota_sandbox, tmp_path, prefix)
+        # then: the sandbox (the account's quota: QPS, a second's worth at once) throttled nothing, and
+        # >= 90 % of the quota was delivered
+        calls = [c for c in quota_sandbox.world.calls.list() if c["product"] == "ecs"]
+        assert [c["code"] for c in calls if c["code"] in THROTTLING] == [] and errors == []
+        delivered = (len(stamps) - BURST) / span
+        assert delivered >= 0.9 * QPS, f"{delivered:.1f} calls/s of {QPS}"
+        assert _worst_second(sorted(c["time"] for c in calls)) <= 2 * QPS
+        # a waiting call does not ask the server again: one increment and one read per call, however many wait
+        assert self.prefect_requests <= 2 * len(stamps) + self.PROCESSES, (  # + each process's look-up
+            f"{self.prefect_requests} Prefect requests, {len(stamps)} calls")
+
+    def test_a_limit_of_the_old_shape_still_limits(self, prefect_server, quota_sandbox, tmp_path):
+        # given: a limit as the first design wrote it (limit = burst * 10 slots, decay = qps * 10 slots/s)
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+        prefix = f"e2e-{secrets.token_hex(3)}"
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url,
+                                 PREFECT_API_AUTH_STRING: prefect_server.auth_string}):
+            with get_client(sync_client=True) as client:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                    name=f"{prefix}-qps-ecs-cn-hangzhou", limit=BURST * 10, slot_decay_per_second=QPS * 10))
+        # when: the same processes
+        stamps, errors, span = self._fleet(prefect_server, quota_sandbox, tmp_path, prefix)
+        # then: still under the quota (the calls wait by asking again), said once per process
+        calls = [c for c in quota_sandbox.world.calls.list() if c["product"] == "ecs"]
+        assert [c["code"] for c in calls if c["code"] in THROTTLING] == [] and errors == []
+        assert _worst_second(sorted(c["time"] for c in calls)) <= 2 * QPS
+        assert len(stamps) > QPS  # and it does let calls through
+        assert all(o.stderr.count("old burst-sized shape") == 1 for o in self.outs), self.outs[0].stderr[-2000:]
+
+
 class TestInThisProcess:
     def test_async_calls_and_a_limit_made_by_ensure_limits_share_the_server_limit(self, prefect_server, quota_sandbox,
                                                                                   monkeypatch):
@@ -135,11 +241,23 @@ class TestInThisProcess:
         ratelimit.reset()
         with temporary_settings({PREFECT_API_URL: prefect_server.api_url,
                                  PREFECT_API_AUTH_STRING: prefect_server.auth_string}):
-            # given: the limit, created twice (idempotent), then changed
+            # given: a limit of the old burst-sized shape, reshaped by ensure_limits (twice: idempotent), then changed
+            from prefect.client.orchestration import get_client
+            from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+            name = f"{prefix}-qps-ecs-cn-hangzhou"
+            with get_client(sync_client=True) as client:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                    name=name, limit=BURST * 10, slot_decay_per_second=QPS * 10))
+            ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             made = ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=2)
-            assert made == {f"{prefix}-qps-ecs-cn-hangzhou": {"limit": 2 * ratelimit.SLOTS_PER_CALL,
-                                                                "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL}}
+            assert made == {name: {"limit": (QPS * 60 + 2) * ratelimit.SLOTS_PER_CALL,
+                                   "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL}}
+            with get_client(sync_client=True) as client:
+                row = client.read_global_concurrency_limit_by_name(name)
+            shape = ratelimit.LimitShape(row.limit, row.slot_decay_per_second)
+            assert shape.queued and (shape.qps, shape.burst_calls) == (QPS, 2)
             ecs = cloud.cloud_clients(spec).ecs
             request = m.DescribeSecurityGroupsRequest(region_id=spec.region)
 
