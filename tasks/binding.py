@@ -263,21 +263,7 @@ def ensure_source(
         return
     try:
         if source is None:
-            check_cr(
-                cr.create_repo_source_code_repo(
-                    cr_models.CreateRepoSourceCodeRepoRequest(
-                        instance_id=spec.instance_id,
-                        repo_id=repo_id,
-                        code_repo_type=CODE_REPO_TYPE,
-                        code_repo_namespace_name=repo.code_repo_namespace,
-                        code_repo_name=repo.code_repo_name,
-                        auto_build=repo.auto_build,
-                        oversea_build=False,
-                        disable_cache_build=repo.disable_cache_build,
-                    )
-                ),
-                "CreateRepoSourceCodeRepo",
-            )
+            create_source(cr, spec, repo, repo_id)
             changes.append(f"CreateRepoSourceCodeRepo {repo.full_name} -> {repo.gitlab_project}")
         else:
             _check_endpoint(spec, repo, source.code_repo_domain or "")
@@ -323,6 +309,25 @@ def _plan_source(spec: Spec, repo: RepositorySpec, source: Any | None, changes: 
     if drift:
         changes.append(f"UpdateRepoSourceCodeRepo {repo.full_name} ({'; '.join(drift)})")
         notes.append(f"{repo.full_name}: a run would repair the source binding: {'; '.join(drift)}")
+
+
+def create_source(cr: Any, spec: Spec, repo: RepositorySpec, repo_id: str) -> None:
+    """Bind ``repo`` to its GitLab project (CreateRepoSourceCodeRepo; builds outside mainland China off)."""
+    check_cr(
+        cr.create_repo_source_code_repo(
+            cr_models.CreateRepoSourceCodeRepoRequest(
+                instance_id=spec.instance_id,
+                repo_id=repo_id,
+                code_repo_type=CODE_REPO_TYPE,
+                code_repo_namespace_name=repo.code_repo_namespace,
+                code_repo_name=repo.code_repo_name,
+                auto_build=repo.auto_build,
+                oversea_build=False,
+                disable_cache_build=repo.disable_cache_build,
+            )
+        ),
+        "CreateRepoSourceCodeRepo",
+    )
 
 
 def _check_endpoint(spec: Spec, repo: RepositorySpec, domain: str) -> None:

@@ -29,7 +29,7 @@ from acrvpc.domain.spec import Spec
 from tasks.binding import (
     ACCOUNT_NOT_BOUND,
     CODE_REPO_MISSING,
-    CODE_REPO_TYPE,
+    create_source,
     ensure_namespace,
     ensure_repository,
     get_source,
@@ -117,21 +117,7 @@ def check_account(cr: Any, spec: Spec, *, create_repository: bool = False) -> Ac
         unbound.append((repo, ensure_repository(cr, spec, repo, changes)))
     repo, repo_id = unbound[0]
     try:
-        check_cr(
-            cr.create_repo_source_code_repo(
-                cr_models.CreateRepoSourceCodeRepoRequest(
-                    instance_id=spec.instance_id,
-                    repo_id=repo_id,
-                    code_repo_type=CODE_REPO_TYPE,
-                    code_repo_namespace_name=repo.code_repo_namespace,
-                    code_repo_name=repo.code_repo_name,
-                    auto_build=repo.auto_build,
-                    oversea_build=False,
-                    disable_cache_build=repo.disable_cache_build,
-                )
-            ),
-            "CreateRepoSourceCodeRepo",
-        )
+        create_source(cr, spec, repo, repo_id)
     except CrBusinessError as exc:
         if exc.code in ACCOUNT_NOT_BOUND:
             return AccountOutcome(

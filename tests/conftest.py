@@ -125,6 +125,27 @@ def spec():
     return load_spec(EXAMPLE_SPEC)
 
 
+@pytest.fixture
+def ecs(sandbox, spec):
+    """The ECS client the pipeline gets for the example spec, talking to the sandbox."""
+    from acrvpc.cloud import clients as cloud
+
+    return cloud.cloud_clients(spec).ecs
+
+
+@pytest.fixture
+def advance(sandbox):
+    """A ``sleep`` that moves the sandbox clock instead of waiting, recording each step (``advance.steps``)."""
+    steps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        steps.append(seconds)
+        sandbox.world.clock.advance(seconds)
+
+    sleep.steps = steps  # type: ignore[attr-defined]
+    return sleep
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """A Prefect test server for the session (about 10 s to start)."""

@@ -43,19 +43,6 @@ def world(sandbox):
     return remembering(sandbox)
 
 
-@pytest.fixture
-def ecs(world, spec):
-    return cloud.cloud_clients(spec).ecs
-
-
-@pytest.fixture
-def advance(sandbox):
-    def sleep(seconds: float) -> None:
-        sandbox.world.clock.advance(seconds)
-
-    return sleep
-
-
 def link_groups(world, spec) -> list[str]:
     return sorted(g for g, sg in world.ecs.groups.items() if sg.tags.get(TAG_KEY) == spec.name)
 

@@ -6,7 +6,6 @@ import pytest
 import requests
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc.cloud import clients as cloud
 from tasks.eni import ensure_network_interface
 from tasks.link import ensure_security_group
 
@@ -22,11 +21,6 @@ class Recorder:
 
     def __call__(self, resource_id, differences) -> None:
         self.reports.append((resource_id, differences, self.writes()))
-
-
-@pytest.fixture
-def ecs(sandbox, spec):
-    return cloud.cloud_clients(spec).ecs
 
 
 def add_egress(ecs, spec, group_id, cidr="0.0.0.0/0", port="22/22"):

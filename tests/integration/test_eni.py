@@ -11,7 +11,6 @@ import requests
 import yaml
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError
 from acrvpc.domain.outcomes import EniOutcome
 from acrvpc.domain.spec import TAG_KEY, parse_spec
@@ -25,26 +24,8 @@ GITLAB_SG = "sg-bp1gitlab00000001"
 
 
 @pytest.fixture
-def ecs(sandbox, spec):
-    return cloud.cloud_clients(spec).ecs
-
-
-@pytest.fixture
 def group(ecs, spec) -> str:
     return ensure_security_group(ecs, spec).security_group_id
-
-
-@pytest.fixture
-def advance(sandbox):
-    """A ``sleep`` that moves the sandbox clock instead of waiting, recording each step."""
-    steps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        steps.append(seconds)
-        sandbox.world.clock.advance(seconds)
-
-    sleep.steps = steps  # type: ignore[attr-defined]
-    return sleep
 
 
 def spec_with(**changes: Any):

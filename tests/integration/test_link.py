@@ -10,7 +10,6 @@ import requests
 import yaml
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, is_retryable
 from acrvpc.domain.outcomes import LinkOutcome
 from acrvpc.domain.spec import TAG_KEY, parse_spec
@@ -24,11 +23,6 @@ DESIRED = {
     ("egress", "Accept", 1, "TCP", "8081/8081", "192.168.1.30/32"),
     ("egress", "Drop", 100, "ALL", "-1/-1", "0.0.0.0/0"),
 }
-
-
-@pytest.fixture
-def ecs(sandbox, spec):
-    return cloud.cloud_clients(spec).ecs
 
 
 def spec_with(**changes: Any):

@@ -10,7 +10,6 @@ from alibabacloud_ecs20140526 import models as m
 from typer.testing import CliRunner
 
 from acrvpc.cli.app import app
-from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, is_retryable
 from acrvpc.domain.spec import TAG_KEY
 from tasks.eni import ensure_network_interface
@@ -19,24 +18,6 @@ from tasks.teardown import delete_network_interface, delete_security_group, find
 from tests.conftest import EXAMPLE_SPEC
 
 BUILD_VSW = "vsw-bp1build000000001"
-
-
-@pytest.fixture
-def ecs(sandbox, spec):
-    return cloud.cloud_clients(spec).ecs
-
-
-@pytest.fixture
-def advance(sandbox):
-    """A ``sleep`` that moves the sandbox clock instead of waiting, recording each step."""
-    steps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        steps.append(seconds)
-        sandbox.world.clock.advance(seconds)
-
-    sleep.steps = steps  # type: ignore[attr-defined]
-    return sleep
 
 
 @pytest.fixture

@@ -5,29 +5,10 @@ from __future__ import annotations
 import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
 
-from acrvpc.cloud import clients as cloud
 from acrvpc.cloud.errors import PipelineError, error_code
 from acrvpc.cloud.waiting import wait_until
 
 MISSING_GROUP = "sg-bp1doesnotexist0001"
-
-
-@pytest.fixture
-def ecs(sandbox, spec):
-    return cloud.cloud_clients(spec).ecs
-
-
-@pytest.fixture
-def advance(sandbox):
-    """A ``sleep`` that moves the sandbox clock instead of waiting, recording each step."""
-    steps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        steps.append(seconds)
-        sandbox.world.clock.advance(seconds)
-
-    sleep.steps = steps  # type: ignore[attr-defined]
-    return sleep
 
 
 def group_named(ecs, spec, name: str):
