@@ -48,8 +48,8 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
-from bench import common  # noqa: E402 - first, before Prefect is imported
-from bench.common import harness  # noqa: E402
+from bench import common
+from bench.common import harness
 
 if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh PREFECT_HOME, no inherited API URL)
     common.setup()
@@ -98,8 +98,9 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
             ends.append(time.perf_counter())
 
     # Each thread runs in a copy of this context: it carries the Prefect settings (the server's API URL).
-    threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, p), name=p.stem, daemon=True)
-               for p in specs]
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(one, p), name=p.stem, daemon=True) for p in specs
+    ]
     for t in threads:
         t.start()
     server_cpu0, self_cpu0 = common.session_cpu_seconds(server.proc.pid), common.self_cpu_seconds()
@@ -108,8 +109,10 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
     for t in threads:
         t.join()
     wall = max(ends) - t0
-    cpu = {"fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
-           "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1)}
+    cpu = {
+        "fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
+        "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1),
+    }
     return t0, world_t0, wall, cpu
 
 
@@ -154,14 +157,33 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
 
     env = {f"ACRVPC_QPS_{p.upper()}": os.environ[f"ACRVPC_QPS_{p.upper()}"] for p in common.ALIBABA_PRODUCTS}
     made = ratelimit.ensure_limits(common.ALIBABA_PRODUCTS, REGION)
-    common.say("shared limits: " + ", ".join(f"{k} ({v['slot_decay_per_second'] / ratelimit.SLOTS_PER_CALL:g}/s, "
-                                             f"{v['limit'] / ratelimit.SLOTS_PER_CALL:g} at once)" for k, v in made.items()))
-    command = ([sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL] if args.worker_type == "acrvpc-process"
-               else [*harness.PREFECT, "worker", "start", "--pool", POOL])
-    workers = [server.spawn(*command, "--name", f"fleet-{i}", log=server.home / f"worker-{i}.log", ACRVPC_SANDBOX_URL=sandbox_url,
-                            PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1",
-                            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO", **env)
-               for i in range(args.workers)]
+    shapes = {k: ratelimit.LimitShape(int(v["limit"]), v["slot_decay_per_second"]) for k, v in made.items()}
+    common.say(
+        "shared limits: "
+        + ", ".join(
+            f"{k} ({s.qps:g}/s, {s.burst_calls:g} at once, queue of {ratelimit.HORIZON_SECONDS:g} s)"
+            for k, s in shapes.items()
+        )
+    )
+    command = (
+        [sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL]
+        if args.worker_type == "acrvpc-process"
+        else [*harness.PREFECT, "worker", "start", "--pool", POOL]
+    )
+    workers = [
+        server.spawn(
+            *command,
+            "--name",
+            f"fleet-{i}",
+            log=server.home / f"worker-{i}.log",
+            ACRVPC_SANDBOX_URL=sandbox_url,
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_WORKER_PREFETCH_SECONDS="1",
+            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO",
+            **env,
+        )
+        for i in range(args.workers)
+    ]
     api = server.api_url
     dep = httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", timeout=30).json()["id"]
     # the workers are up when they have polled the pool
@@ -177,20 +199,27 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
                 raise RuntimeError(f"the zygotes did not start: {logs[0].read_text()[-2000:]}")
             time.sleep(0.2)
     zygotes = _zygotes(workers)
-    cpu0 = {"zygotes": sum(_tree_cpu_seconds(z) for z in zygotes), "server": common.session_cpu_seconds(server.proc.pid),
-            "workers": sum(common.session_cpu_seconds(w.pid) for w in workers), "self": common.self_cpu_seconds()}
+    cpu0 = {
+        "zygotes": sum(_tree_cpu_seconds(z) for z in zygotes),
+        "server": common.session_cpu_seconds(server.proc.pid),
+        "workers": sum(common.session_cpu_seconds(w.pid) for w in workers),
+        "self": common.self_cpu_seconds(),
+    }
     t0, t0_epoch = time.perf_counter(), time.time()
     run_ids = {}
     with httpx.Client(base_url=api, timeout=60) as client:
         for path in specs:
-            r = client.post(f"/deployments/{dep}/create_flow_run",
-                            json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem})
+            r = client.post(
+                f"/deployments/{dep}/create_flow_run",
+                json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem},
+            )
             r.raise_for_status()
             run_ids[r.json()["id"]] = path.stem
         deadline = time.monotonic() + args.timeout
         while True:
-            runs = client.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(run_ids)}},
-                                                         "limit": len(run_ids)}).json()
+            runs = client.post(
+                "/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(run_ids)}}, "limit": len(run_ids)}
+            ).json()
             if all(r["state"]["type"] in TERMINAL for r in runs):
                 break
             if time.monotonic() > deadline:
@@ -209,21 +238,29 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         if "PENDING" in times:
             pickups.append(times["PENDING"] - t0_epoch)
     wall = max(ends) - t0
-    cpu = {"fleet_process": round(common.self_cpu_seconds() - cpu0["self"], 1),
-           "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
-           "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1),
-           "flow_run_processes": round(sum(_children_cpu_seconds(w.pid) for w in workers), 1)}
+    cpu = {
+        "fleet_process": round(common.self_cpu_seconds() - cpu0["self"], 1),
+        "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
+        "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1),
+        "flow_run_processes": round(sum(_children_cpu_seconds(w.pid) for w in workers), 1),
+    }
     if zygotes:  # acrvpc-process: the stubs are the workers' children, the forked runs the zygotes'
         cpu["zygotes_and_forked_runs"] = round(sum(_tree_cpu_seconds(z) for z in zygotes) - cpu0["zygotes"], 1)
         cpu["flow_run_processes"] = round(cpu["flow_run_processes"] + cpu["zygotes_and_forked_runs"], 1)
     cpu["per_flow_run_process"] = round(cpu["flow_run_processes"] / max(len(specs), 1), 2)
-    start_s = {kind: {"first": round(min(v), 1), "median": round(common.median(v), 1), "last": round(max(v), 1)}
-               for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts)) if v}
+    start_s = {
+        kind: {"first": round(min(v), 1), "median": round(common.median(v), 1), "last": round(max(v), 1)}
+        for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts))
+        if v
+    }
     for w in workers:
         harness.stop_group(w)
     text = "".join((server.home / f"worker-{i}.log").read_text(errors="replace") for i in range(args.workers))
-    start_s["starts"] = {"forked": text.count(": started warm: "), "cold": text.count("starting it cold"),
-                         "cold_by_stub": text.count("acrvpc fork stub:")}
+    start_s["starts"] = {
+        "forked": text.count(": started warm: "),
+        "cold": text.count("starting it cold"),
+        "cold_by_stub": text.count("acrvpc fork stub:"),
+    }
     return t0, wall, cpu, start_s
 
 
@@ -233,14 +270,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--specs", type=int, default=None, help="specs converging at once (default 50)")
     parser.add_argument("--qps", type=float, default=20.0, help="quota per Alibaba Cloud product (calls/s)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="latency added to every call")
-    parser.add_argument("--client-qps", type=float, default=None,
-                        help="client-side rate limit per product (ACRVPC_QPS_*; default: the quota)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="run the fleet as deployment runs on N process workers sharing the quota through "
-                             "Prefect rate limits (0, the default: one thread per run in this process)")
-    parser.add_argument("--worker-type", choices=("acrvpc-process", "process"), default="acrvpc-process",
-                        help="with --workers: acrvpc-process (runs forked from a pre-imported zygote; the default) "
-                             "or process (Prefect's process worker: a fresh interpreter per run)")
+    parser.add_argument(
+        "--client-qps",
+        type=float,
+        default=None,
+        help="client-side rate limit per product (ACRVPC_QPS_*; default: the quota)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the fleet as deployment runs on N process workers sharing the quota through "
+        "Prefect rate limits (0, the default: one thread per run in this process)",
+    )
+    parser.add_argument(
+        "--worker-type",
+        choices=("acrvpc-process", "process"),
+        default="acrvpc-process",
+        help="with --workers: acrvpc-process (runs forked from a pre-imported zygote; the default) "
+        "or process (Prefect's process worker: a fresh interpreter per run)",
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
     args = parser.parse_args(argv)
     n = args.specs or (10 if args.quick else 50)
@@ -252,8 +301,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="acrvpc-bench-fleet-"))
     specs = [common.write_spec(work, f"fleet-{i:03d}", [i], namespace="fleet") for i in range(n)]
-    figures: dict = {"benchmark": "fleet", "specs": n, "qps_per_product": args.qps, "client_qps": client_qps,
-                     "latency_ms": args.latency_ms, "machine": common.machine()}
+    figures: dict = {
+        "benchmark": "fleet",
+        "specs": n,
+        "qps_per_product": args.qps,
+        "client_qps": client_qps,
+        "latency_ms": args.latency_ms,
+        "machine": common.machine(),
+    }
     t_setup = time.perf_counter()
     figures["workers"] = args.workers
     figures["worker_type"] = args.worker_type if args.workers else "threads"
@@ -264,8 +319,10 @@ def main(argv: list[str] | None = None) -> dict:
         world.faults.latency_ms = args.latency_ms
         for product in common.ALIBABA_PRODUCTS:
             world.faults.set_quota(args.qps, product=product)
-        common.say(f"setup {time.perf_counter() - t_setup:.1f} s; {n} runs of vpc-build start now "
-                   f"(quota {args.qps:g}/s per product, {args.latency_ms:g} ms per call)")
+        common.say(
+            f"setup {time.perf_counter() - t_setup:.1f} s; {n} runs of vpc-build start now "
+            f"(quota {args.qps:g}/s per product, {args.latency_ms:g} ms per call)"
+        )
         errors: dict[str, str] = {}
         ends: list[float] = []
         if args.workers:
@@ -280,42 +337,73 @@ def main(argv: list[str] | None = None) -> dict:
     qps = {p: args.qps for p in common.ALIBABA_PRODUCTS}
     bound, binding = common.lower_bound(per_product, qps)
     eff = common.efficiency(bound, wall)
-    rows = [{"product": p, "calls": per_product.get(p, 0), "quota qps": qps.get(p, 0.0) or "-",
-             "bound s": per_product.get(p, 0) / qps[p] if p in qps else "-",
-             "throttled": sum(1 for c in throttled if c["product"] == p),
-             "writes": sum(1 for c in answered if c["product"] == p and c["writes"])}
-            for p in sorted(per_product)]
+    rows = [
+        {
+            "product": p,
+            "calls": per_product.get(p, 0),
+            "quota qps": qps.get(p, 0.0) or "-",
+            "bound s": per_product.get(p, 0) / qps[p] if p in qps else "-",
+            "throttled": sum(1 for c in throttled if c["product"] == p),
+            "writes": sum(1 for c in answered if c["product"] == p and c["writes"]),
+        }
+        for p in sorted(per_product)
+    ]
     timeline = _timeline(answered, throttled)
     first_call = min(c["time"] for c in answered) - world_t0
     last_call = max(c["time"] for c in answered) - world_t0
     run_ends = sorted(e - t0 for e in ends)
-    figures.update(cpu_seconds=cpu, first_api_call_s=round(first_call, 1), last_api_call_s=round(last_call, 1),
-                   api_phase_efficiency=round(bound / max(last_call - first_call, 1e-9), 3),
-                   run_end_s={"first": round(run_ends[0], 1), "median": round(common.median(run_ends), 1),
-                              "last": round(run_ends[-1], 1)}, timeline_5s=timeline, wall_seconds=round(wall, 3), calls_per_product=per_product, bound_seconds=round(bound, 3),
-                   bound_product=binding, efficiency=round(eff, 3), failed_runs=len(errors),
-                   throttling_errors=len(throttled), calls_per_run=round(len(answered) / n, 1),
-                   target_efficiency=TARGET_EFFICIENCY,
-                   target_met=eff >= TARGET_EFFICIENCY and not errors, errors=errors)
+    figures.update(
+        cpu_seconds=cpu,
+        first_api_call_s=round(first_call, 1),
+        last_api_call_s=round(last_call, 1),
+        api_phase_efficiency=round(bound / max(last_call - first_call, 1e-9), 3),
+        run_end_s={
+            "first": round(run_ends[0], 1),
+            "median": round(common.median(run_ends), 1),
+            "last": round(run_ends[-1], 1),
+        },
+        timeline_5s=timeline,
+        wall_seconds=round(wall, 3),
+        calls_per_product=per_product,
+        bound_seconds=round(bound, 3),
+        bound_product=binding,
+        efficiency=round(eff, 3),
+        failed_runs=len(errors),
+        throttling_errors=len(throttled),
+        calls_per_run=round(len(answered) / n, 1),
+        target_efficiency=TARGET_EFFICIENCY,
+        target_met=eff >= TARGET_EFFICIENCY and not errors,
+        errors=errors,
+    )
     common.say("")
-    topology = (f"deployment runs on {args.workers} {args.worker_type} workers (a process per run), quota shared through "
-                f"Prefect rate limits" if args.workers else "one process, a thread per flow run")
+    topology = (
+        f"deployment runs on {args.workers} {args.worker_type} workers (a process per run), quota shared through "
+        f"Prefect rate limits"
+        if args.workers
+        else "one process, a thread per flow run"
+    )
     common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, {topology}")
     if args.workers:
         common.say(f"seconds after the runs were created: {figures['run_start_s']}")
     common.say(common.table(rows))
     common.say("calls answered per 5 s of the run (throttled in brackets):")
     common.say(common.table(timeline))
-    common.say(f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
-               f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
-               f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
-               f"workers {cpu.get('workers_and_runs', '-')}, flow-run processes {cpu.get('flow_run_processes', '-')} "
-               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    common.say(f"API phase: bound / (last call - first call) = {bound / max(last_call - first_call, 1e-9):.3f}; "
-               f"before the first call {first_call:.1f} s, after the last {wall - last_call:.1f} s")
-    common.say(f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
-               f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
-               f"failed runs {len(errors)}, throttling answers {len(throttled)}")
+    common.say(
+        f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
+        f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
+        f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
+        f"workers {cpu.get('workers_and_runs', '-')}, flow-run processes {cpu.get('flow_run_processes', '-')} "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    common.say(
+        f"API phase: bound / (last call - first call) = {bound / max(last_call - first_call, 1e-9):.3f}; "
+        f"before the first call {first_call:.1f} s, after the last {wall - last_call:.1f} s"
+    )
+    common.say(
+        f"wall {wall:.1f} s, bound {bound:.1f} s ({binding}), efficiency {eff:.3f} "
+        f"(target >= {TARGET_EFFICIENCY}: {'met' if figures['target_met'] else 'MISSED'}), "
+        f"failed runs {len(errors)}, throttling answers {len(throttled)}"
+    )
     common.emit(figures)
     return figures
 

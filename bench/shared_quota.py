@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import common  # noqa: E402
+from bench import common
 
 if __name__ == "__main__":
     common.setup()
@@ -97,8 +97,11 @@ def uncontended(name: str, occupy: int, samples: int, how: str = "rate_limit") -
             walls.append((time.perf_counter() - t) * 1000)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) * 1000 / samples
-    return {"median_ms": round(statistics.median(walls), 2), "p95_ms": round(common.percentile(walls, 95), 2),
-            "client_cpu_ms": round(cpu, 2)}
+    return {
+        "median_ms": round(statistics.median(walls), 2),
+        "p95_ms": round(common.percentile(walls, 95), 2),
+        "client_cpu_ms": round(cpu, 2),
+    }
 
 
 def client_cost(samples: int = 20) -> dict:
@@ -125,13 +128,14 @@ def client_cost(samples: int = 20) -> dict:
     for _ in range(samples):
         api_url(max_age=60)
     c3 = cpu()
-    return {"new_client_cpu_ms": round((c1 - c0) * 1000 / samples, 2),
-            "api_url_fresh_cpu_ms": round((c2 - c1) * 1000 / samples, 2),
-            "api_url_cached_cpu_ms": round((c3 - c2) * 1000 / samples, 3)}
+    return {
+        "new_client_cpu_ms": round((c1 - c0) * 1000 / samples, 2),
+        "api_url_fresh_cpu_ms": round((c2 - c1) * 1000 / samples, 2),
+        "api_url_cached_cpu_ms": round((c3 - c2) * 1000 / samples, 3),
+    }
 
 
-def contended(server, name: str, qps: float, design: str, lease: int, procs: int, threads: int,
-              seconds: float) -> dict:
+def contended(server, name: str, qps: float, design: str, lease: int, procs: int, threads: int, seconds: float) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
@@ -140,13 +144,21 @@ def contended(server, name: str, qps: float, design: str, lease: int, procs: int
     burst = int(qps / 2)
     limit, decay = (burst * 10, qps * 10) if design == "old" else shared_limit.limit_settings(qps, burst)
     with get_client(sync_client=True) as client:
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-            name=name, limit=limit, slot_decay_per_second=decay))
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay)
+        )
     cpu0 = common.session_cpu_seconds(server.proc.pid)
     start_at = time.time() + 4.0 + 1.5 * procs  # after every process imported Prefect (1.5 s of CPU each)
-    ps = [subprocess.Popen([sys.executable, "-c", HAMMER, name, design, str(lease), str(threads), str(seconds),
-                            str(start_at)],
-                           cwd=common.ROOT, env=server.env(), stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    ps = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, name, design, str(lease), str(threads), str(seconds), str(start_at)],
+            cwd=common.ROOT,
+            env=server.env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
     outs = [json.loads(p.communicate(timeout=seconds + 240)[0].strip().splitlines()[-1]) for p in ps]
     server_cpu = common.session_cpu_seconds(server.proc.pid) - cpu0
     stamps = sorted(s for o in outs for s in o["stamps"])
@@ -161,11 +173,19 @@ def contended(server, name: str, qps: float, design: str, lease: int, procs: int
         worst = max(worst, i - j + 1)
     calls = sum(o["calls"] for o in outs)
     acq = sum(o["acquisitions"] for o in outs)
-    return {"design": design, "lease": lease, "procs": procs, "threads": threads,
-            "delivered_qps": round(delivered, 1), "ratio": round(delivered / qps, 2), "max_calls_in_1s": worst,
-            "allowed_in_1s": int(qps + burst), "calls_per_acquisition": round(calls / max(acq, 1), 2),
-            "client_cpu_ms_per_call": round(sum(o["cpu_s"] for o in outs) * 1000 / max(calls, 1), 2),
-            "server_cpu_s_per_s": round(server_cpu / seconds, 2)}
+    return {
+        "design": design,
+        "lease": lease,
+        "procs": procs,
+        "threads": threads,
+        "delivered_qps": round(delivered, 1),
+        "ratio": round(delivered / qps, 2),
+        "max_calls_in_1s": worst,
+        "allowed_in_1s": int(qps + burst),
+        "calls_per_acquisition": round(calls / max(acq, 1), 2),
+        "client_cpu_ms_per_call": round(sum(o["cpu_s"] for o in outs) * 1000 / max(calls, 1), 2),
+        "server_cpu_s_per_s": round(server_cpu / seconds, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -187,17 +207,23 @@ def main(argv: list[str] | None = None) -> dict:
         from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
         with get_client(sync_client=True) as client:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                name="bench-open", limit=10**6, slot_decay_per_second=10**6))
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name="bench-open", limit=10**6, slot_decay_per_second=10**6)
+            )
         uncontended("bench-open", 1, 10)  # warm up
         rows = []
         for occupy in (1, 10):
             r = uncontended("bench-open", occupy, args.samples)
             rows.append({"acquisition": f"rate_limit(occupy={occupy}) (old)", **r})
-        rows.append({"acquisition": "bare POST increment (no event)",
-                     **uncontended("bench-open", 10, args.samples, how="bare")})
-        rows.append({"acquisition": "reserve(): POST increment + GET (new)",
-                     **uncontended("bench-open", 100, args.samples, how="reserve")})
+        rows.append(
+            {"acquisition": "bare POST increment (no event)", **uncontended("bench-open", 10, args.samples, how="bare")}
+        )
+        rows.append(
+            {
+                "acquisition": "reserve(): POST increment + GET (new)",
+                **uncontended("bench-open", 100, args.samples, how="reserve"),
+            }
+        )
         figures["uncontended"] = rows
         figures["client"] = client_cost()
         common.say(f"uncontended acquisitions ({args.samples} each; load {os.getloadavg()[0]:.1f}):")
@@ -206,11 +232,16 @@ def main(argv: list[str] | None = None) -> dict:
         crows = []
         shapes = [(args.procs, args.threads), (args.many, 1)]
         for i, (design, lease, (procs, threads)) in enumerate(
-                (d, lease, shape) for shape in shapes for d in ("old", "new") for lease in (1, 5)):
+            (d, lease, shape) for shape in shapes for d in ("old", "new") for lease in (1, 5)
+        ):
             if threads == 1 and lease == 5:
                 continue  # one thread per process never waits alongside another
-            crows.append({**contended(server, f"bench-c{i}", args.qps, design, lease, procs, threads, args.seconds),
-                          "load_1m": round(os.getloadavg()[0], 1)})
+            crows.append(
+                {
+                    **contended(server, f"bench-c{i}", args.qps, design, lease, procs, threads, args.seconds),
+                    "load_1m": round(os.getloadavg()[0], 1),
+                }
+            )
             common.say(json.dumps(crows[-1]))
         figures["contended"] = crows
         common.say(f"{args.seconds:g} s each, limit {args.qps:g}/s (load {os.getloadavg()[0]:.1f}):")

@@ -57,17 +57,46 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from acrvpc.cloud.shared_limit import (HORIZON_SECONDS, LEGACY_SLOTS_PER_CALL, SERVER_RETRY_DELAYS, SLOTS_PER_CALL,
-                                       LimitGone, LimitShape, SharedLimiter, lease_size, limit_settings, patiently,
-                                       prefect_client, read_limit)
+from acrvpc.cloud.shared_limit import (
+    HORIZON_SECONDS,
+    LEGACY_SLOTS_PER_CALL,
+    SERVER_RETRY_DELAYS,
+    SLOTS_PER_CALL,
+    LimitGone,
+    LimitShape,
+    SharedLimiter,
+    lease_size,
+    limit_settings,
+    patiently,
+    prefect_client,
+    read_limit,
+)
 from acrvpc.prefect_api import api_url, forget_api_url
 from acrvpc.settings import Settings, settings
 
-__all__ = ["HORIZON_SECONDS", "LEGACY_SLOTS_PER_CALL", "SERVER_RETRY_DELAYS", "SLOTS_PER_CALL", "LimitGone",
-           "LimitShape", "SharedLimiter", "TokenBucket", "ensure_limits", "guard", "lease_size", "limit_name",
-           "limit_settings", "limiter", "quota", "reset", "shared_limiter", "take"]
+__all__ = [
+    "HORIZON_SECONDS",
+    "LEGACY_SLOTS_PER_CALL",
+    "SERVER_RETRY_DELAYS",
+    "SLOTS_PER_CALL",
+    "LimitGone",
+    "LimitShape",
+    "SharedLimiter",
+    "TokenBucket",
+    "ensure_limits",
+    "guard",
+    "lease_size",
+    "limit_name",
+    "limit_settings",
+    "limiter",
+    "quota",
+    "reset",
+    "shared_limiter",
+    "take",
+]
 
 DEFAULT_QPS: float = Settings.model_fields["qps_ecs"].default  # the defaults live in acrvpc/settings.py
 QPS_ENV = "ACRVPC_QPS_{product}"
@@ -75,7 +104,9 @@ BURST_ENV = "ACRVPC_BURST_{product}"
 PREFIX_ENV = "ACRVPC_QPS_LIMIT_PREFIX"
 LEASE_ENV = "ACRVPC_QPS_LEASE"
 DEFAULT_PREFIX: str = Settings.model_fields["qps_limit_prefix"].default
-DEFAULT_LEASE: int = Settings.model_fields["qps_lease"].default  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
+DEFAULT_LEASE: int = Settings.model_fields[
+    "qps_lease"
+].default  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
 RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long (and re-reads the API URL)
 _patiently = patiently  # the name tests know
 PRODUCTS = ("cr", "ecs", "vpc")
@@ -95,8 +126,7 @@ class TokenBucket:
         clock: monotonic seconds (tests may pass their own).
     """
 
-    def __init__(self, qps: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, qps: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if qps <= 0:
             raise ValueError("qps must be > 0 (no bucket at all means no limit)")
         self.qps = float(qps)
@@ -242,8 +272,12 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
     """
     url = api_url(max_age=RECHECK_SECONDS)  # Settings() costs ~19 ms of CPU: not before every call
     if not url:
-        _say_once(logging.INFO, "no-api", "no Prefect API URL: Alibaba Cloud calls are rate limited per process "
-                  "(ACRVPC_QPS_<PRODUCT>), not across processes")
+        _say_once(
+            logging.INFO,
+            "no-api",
+            "no Prefect API URL: Alibaba Cloud calls are rate limited per process "
+            "(ACRVPC_QPS_<PRODUCT>), not across processes",
+        )
         return None
     name = limit_name(product, region)
     key = (url, name, lease_limit())
@@ -266,26 +300,54 @@ def _look_up_limiter(key: tuple[str, str, int], name: str, product: str, region:
     try:
         found = read_limit(prefect_client(url), name)
     except Exception as exc:  # noqa: BLE001 - the bucket still keeps this process under quota
-        _say_once(logging.WARNING, f"error {name}", "cannot read the shared rate limit %r from the Prefect server "
-                  "(%s: %s): %s calls in this process are rate limited per process only for %.0f s", name,
-                  type(exc).__name__, str(exc)[:200], product, RECHECK_SECONDS)
+        _say_once(
+            logging.WARNING,
+            f"error {name}",
+            "cannot read the shared rate limit %r from the Prefect server "
+            "(%s: %s): %s calls in this process are rate limited per process only for %.0f s",
+            name,
+            type(exc).__name__,
+            str(exc)[:200],
+            product,
+            RECHECK_SECONDS,
+        )
         found = None
     else:
         if found is None:
-            _say_once(logging.INFO, f"missing {name}", "no shared rate limit %r on the Prefect server (create it: "
-                      "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
-                      "process only", name, region, product)
+            _say_once(
+                logging.INFO,
+                f"missing {name}",
+                "no shared rate limit %r on the Prefect server (create it: "
+                "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
+                "process only",
+                name,
+                region,
+                product,
+            )
         elif not found.get("active") or not found.get("slot_decay_per_second"):
-            _say_once(logging.INFO, f"inactive {name}", "the shared rate limit %r is inactive or has no slot decay: "
-                      "%s calls in this process are rate limited per process only", name, product)
+            _say_once(
+                logging.INFO,
+                f"inactive {name}",
+                "the shared rate limit %r is inactive or has no slot decay: "
+                "%s calls in this process are rate limited per process only",
+                name,
+                product,
+            )
             found = None
     if found is not None:
         shape = LimitShape(int(found["limit"]), float(found["slot_decay_per_second"]))
         if not shape.queued:
-            _say_once(logging.INFO, f"old {name}", "the shared rate limit %r has the old burst-sized shape: calls wait "
-                      "by asking again (423); reshape it: python -m acrvpc.cloud.ratelimit --region %s", name, region)
-        limiter_ = SharedLimiter(name, burst=shape.burst_calls, lease=lease_limit(), slots_per_call=shape.slots_per_call,
-                                 url=url)
+            _say_once(
+                logging.INFO,
+                f"old {name}",
+                "the shared rate limit %r has the old burst-sized shape: calls wait "
+                "by asking again (423); reshape it: python -m acrvpc.cloud.ratelimit --region %s",
+                name,
+                region,
+            )
+        limiter_ = SharedLimiter(
+            name, burst=shape.burst_calls, lease=lease_limit(), slots_per_call=shape.slots_per_call, url=url
+        )
         logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
     with _shared_lock:
         _shared[key] = (limiter_, time.monotonic() + RECHECK_SECONDS)
@@ -320,9 +382,14 @@ def take(product: str, region: str) -> float:
             return time.monotonic() - started
         except Exception as exc:  # noqa: BLE001 - the bucket still keeps this process under quota
             _forget_shared(shared)
-            logger.warning("the shared rate limit %r failed (%s: %s): %s calls fall back to the per-process "
-                           "bucket for %.0f s", shared.name, type(exc).__name__, str(exc)[:200], product,
-                           RECHECK_SECONDS)
+            logger.warning(
+                "the shared rate limit %r failed (%s: %s): %s calls fall back to the per-process bucket for %.0f s",
+                shared.name,
+                type(exc).__name__,
+                str(exc)[:200],
+                product,
+                RECHECK_SECONDS,
+            )
     bucket = limiter(product, region)
     return bucket.acquire() if bucket is not None else 0.0
 
@@ -369,8 +436,12 @@ def guard(client: Any, product: str, region: str) -> Any:
 
 
 # -- creating the shared limits ---------------------------------------------------------------------
-def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str = "", qps: float | None = None,
-                  burst: float | None = None) -> dict[str, dict[str, float]]:
+def ensure_limits(
+    products: tuple[str, ...] | list[str] = PRODUCTS,
+    region: str = "",
+    qps: float | None = None,
+    burst: float | None = None,
+) -> dict[str, dict[str, float]]:
     """Create or update the shared limits of ``products`` in ``region`` on the Prefect server (idempotent).
 
     Each gets the queue shape (:func:`acrvpc.cloud.shared_limit.limit_settings`: ``slot_decay_per_second
@@ -408,7 +479,7 @@ def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str 
             name = limit_name(product, region)
             p_qps, p_burst = quota(product)
             rate = p_qps if qps is None else float(qps)
-            size = (burst if burst is not None else (p_burst if qps is None else None))
+            size = burst if burst is not None else (p_burst if qps is None else None)
             if rate <= 0:
                 try:
                     client.delete_global_concurrency_limit_by_name(name)
@@ -422,18 +493,28 @@ def ensure_limits(products: tuple[str, ...] | list[str] = PRODUCTS, region: str 
                 existing = None
             if existing is None:
                 try:
-                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                        name=name, limit=limit, slot_decay_per_second=decay, active=True))
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay, active=True)
+                    )
                 except ObjectAlreadyExists:  # created meanwhile by another deployer: update it below
                     existing = client.read_global_concurrency_limit_by_name(name)
             if existing is not None and (existing.limit, existing.slot_decay_per_second, existing.active) != (
-                    limit, decay, True):
-                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(
-                    limit=limit, slot_decay_per_second=decay, active=True))
+                limit,
+                decay,
+                True,
+            ):
+                client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay, active=True)
+                )
             done[name] = {"limit": limit, "slot_decay_per_second": decay}
             shape = LimitShape(limit, decay)
-            logger.info("shared rate limit %s: %g calls/s, %g at once, up to %.0f s of backlog queued", name,
-                        shape.qps, shape.burst_calls, HORIZON_SECONDS)
+            logger.info(
+                "shared rate limit %s: %g calls/s, %g at once, up to %.0f s of backlog queued",
+                name,
+                shape.qps,
+                shape.burst_calls,
+                HORIZON_SECONDS,
+            )
     reset()  # this process looks the limits up again
     return done
 
@@ -442,8 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m acrvpc.cloud.ratelimit --region cn-hangzhou [--products ecs,cr,vpc] [--qps 20] [--burst 10]``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m acrvpc.cloud.ratelimit",
-                                     description="Create or update the shared API rate limits on the Prefect server.")
+    parser = argparse.ArgumentParser(
+        prog="python -m acrvpc.cloud.ratelimit",
+        description="Create or update the shared API rate limits on the Prefect server.",
+    )
     parser.add_argument("--region", required=True, help="the region id the pipeline calls, e.g. cn-hangzhou")
     parser.add_argument("--products", default=",".join(PRODUCTS), help="comma-separated: cr,ecs,vpc")
     parser.add_argument("--qps", type=float, default=None, help="calls per second (default ACRVPC_QPS_<PRODUCT> or 20)")
@@ -458,9 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, values in done.items():
         shape = LimitShape(int(values["limit"]), values["slot_decay_per_second"])
-        print(f"{name}: {shape.qps:g} calls/s, {shape.burst_calls:g} at once (limit {values['limit']:g} slots, "
-              f"{values['slot_decay_per_second']:g} slots/s, {SLOTS_PER_CALL} slots per call, "
-              f"{HORIZON_SECONDS:g} s of backlog)")
+        print(
+            f"{name}: {shape.qps:g} calls/s, {shape.burst_calls:g} at once (limit {values['limit']:g} slots, "
+            f"{values['slot_decay_per_second']:g} slots/s, {SLOTS_PER_CALL} slots per call, "
+            f"{HORIZON_SECONDS:g} s of backlog)"
+        )
     return 0
 
 

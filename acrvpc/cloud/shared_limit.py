@@ -48,8 +48,9 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 SLOTS_PER_CALL = 100  # slots per call of a queue-shaped limit: the server's floor() loses 1/100 call per increment
 LEGACY_SLOTS_PER_CALL = 10  # slots per call of a limit of the old (burst-sized) shape
@@ -145,11 +146,12 @@ def patiently(what: Callable[[], Any], delays: tuple[float, ...] = SERVER_RETRY_
     for delay in (*delays, None):
         try:
             return what()
-        except Exception as exc:  # noqa: BLE001 - re-raised after the last attempt
+        except Exception as exc:
             if delay is None or not _transient(exc):
                 raise
-            logger.debug("the Prefect server failed (%s: %s); asking again in %.0f s", type(exc).__name__,
-                         str(exc)[:200], delay)
+            logger.debug(
+                "the Prefect server failed (%s: %s); asking again in %.0f s", type(exc).__name__, str(exc)[:200], delay
+            )
             time.sleep(delay)
 
 
@@ -263,8 +265,15 @@ class SharedLimiter:
         url: the Prefect API URL (for the default ``acquire``).
     """
 
-    def __init__(self, name: str, burst: float, lease: int, acquire: Callable[[str, int], Any] | None = None,
-                 slots_per_call: int = SLOTS_PER_CALL, url: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        burst: float,
+        lease: int,
+        acquire: Callable[[str, int], Any] | None = None,
+        slots_per_call: int = SLOTS_PER_CALL,
+        url: str | None = None,
+    ) -> None:
         self.name = name
         self.burst = burst
         self.lease = lease

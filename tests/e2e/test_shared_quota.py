@@ -55,16 +55,38 @@ print("DONE", flush=True)
 """
 
 
-def _processes(server, sandbox_url: str, prefix: str, tmp: Path, n: int = 2, script: str = CALLER,
-               args: tuple[str, ...] = (str(THREADS), str(CALLS)), go_delay: float = 0.0,
-               **extra_env: str) -> list[subprocess.CompletedProcess]:
+def _processes(
+    server,
+    sandbox_url: str,
+    prefix: str,
+    tmp: Path,
+    n: int = 2,
+    script: str = CALLER,
+    args: tuple[str, ...] = (str(THREADS), str(CALLS)),
+    go_delay: float = 0.0,
+    **extra_env: str,
+) -> list[subprocess.CompletedProcess]:
     ready = [tmp / f"ready-{i}" for i in range(n)]
     go = tmp / "go"
-    env = {"ACRVPC_SANDBOX_URL": sandbox_url, "ACRVPC_QPS_ECS": str(QPS), "ACRVPC_BURST_ECS": str(BURST),
-           "ACRVPC_QPS_LIMIT_PREFIX": prefix, "ACRVPC_CALL_RETRIES": "0", **extra_env}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(ROOT / "examples" / "sandbox.yaml"), str(r), str(go),
-                               *args], cwd=ROOT, env=server.env(**env), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in ready]
+    env = {
+        "ACRVPC_SANDBOX_URL": sandbox_url,
+        "ACRVPC_QPS_ECS": str(QPS),
+        "ACRVPC_BURST_ECS": str(BURST),
+        "ACRVPC_QPS_LIMIT_PREFIX": prefix,
+        "ACRVPC_CALL_RETRIES": "0",
+        **extra_env,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(ROOT / "examples" / "sandbox.yaml"), str(r), str(go), *args],
+            cwd=ROOT,
+            env=server.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ready
+    ]
     deadline = time.monotonic() + 180
     while not all(r.exists() for r in ready):
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
@@ -139,9 +161,20 @@ class TestSharedQuota:
     def test_two_processes_sharing_the_limit_are_never_throttled(self, prefect_server, quota_sandbox, tmp_path):
         # given: the shared ECS limit, created as a deployer would
         prefix = f"e2e-{secrets.token_hex(3)}"
-        made = prefect_server.run(sys.executable, "-m", "acrvpc.cloud.ratelimit", "--region", "cn-hangzhou",
-                                  "--products", "ecs", "--qps", str(QPS), "--burst", str(BURST),
-                                  ACRVPC_QPS_LIMIT_PREFIX=prefix)
+        made = prefect_server.run(
+            sys.executable,
+            "-m",
+            "acrvpc.cloud.ratelimit",
+            "--region",
+            "cn-hangzhou",
+            "--products",
+            "ecs",
+            "--qps",
+            str(QPS),
+            "--burst",
+            str(BURST),
+            ACRVPC_QPS_LIMIT_PREFIX=prefix,
+        )
         assert f"{prefix}-qps-ecs-cn-hangzhou" in made.stdout
         # when: two processes make 2 x 24 calls at once
         started = time.monotonic()
@@ -155,8 +188,9 @@ class TestSharedQuota:
         assert all("ERROR" not in o.stdout for o in outs)
         assert all("per process only" not in o.stderr for o in outs)
 
-    def test_without_the_shared_limit_each_process_spends_the_whole_quota(self, prefect_server, quota_sandbox,
-                                                                          tmp_path):
+    def test_without_the_shared_limit_each_process_spends_the_whole_quota(
+        self, prefect_server, quota_sandbox, tmp_path
+    ):
         # given: no limit under this prefix on the server (the per-process fallback)
         prefix = f"e2e-{secrets.token_hex(3)}"
         # when: the same two processes
@@ -173,8 +207,16 @@ class TestManyProcesses:
     SECONDS = 8.0
 
     def _fleet(self, prefect_server, quota_sandbox, tmp_path, prefix: str) -> tuple[list[float], list[str], float]:
-        self.outs = outs = _processes(prefect_server, quota_sandbox.url, prefix, tmp_path, n=self.PROCESSES, script=TIMED_CALLER,
-                          args=(str(self.SECONDS),), go_delay=1.0)
+        self.outs = outs = _processes(
+            prefect_server,
+            quota_sandbox.url,
+            prefix,
+            tmp_path,
+            n=self.PROCESSES,
+            script=TIMED_CALLER,
+            args=(str(self.SECONDS),),
+            go_delay=1.0,
+        )
         results = [json.loads(o.stdout.strip().splitlines()[-2]) for o in outs]
         stamps = sorted(t for r in results for t in r["stamps"])
         self.prefect_requests = sum(r["prefect_requests"] for r in results)
@@ -183,9 +225,20 @@ class TestManyProcesses:
     def test_eight_processes_get_the_whole_quota_and_never_more(self, prefect_server, quota_sandbox, tmp_path):
         # given: the shared ECS limit; 8 processes of one thread each (8 flow runs of a process worker)
         prefix = f"e2e-{secrets.token_hex(3)}"
-        prefect_server.run(sys.executable, "-m", "acrvpc.cloud.ratelimit", "--region", "cn-hangzhou",
-                           "--products", "ecs", "--qps", str(QPS), "--burst", str(BURST),
-                           ACRVPC_QPS_LIMIT_PREFIX=prefix)
+        prefect_server.run(
+            sys.executable,
+            "-m",
+            "acrvpc.cloud.ratelimit",
+            "--region",
+            "cn-hangzhou",
+            "--products",
+            "ecs",
+            "--qps",
+            str(QPS),
+            "--burst",
+            str(BURST),
+            ACRVPC_QPS_LIMIT_PREFIX=prefix,
+        )
         # when: each calls ECS as fast as the limit lets it, for 8 s
         stamps, errors, span = self._fleet(prefect_server, quota_sandbox, tmp_path, prefix)
         # then: the sandbox (the account's quota: QPS, a second's worth at once) throttled nothing, and
@@ -197,7 +250,8 @@ class TestManyProcesses:
         assert _worst_second(sorted(c["time"] for c in calls)) <= 2 * QPS
         # a waiting call does not ask the server again: one increment and one read per call, however many wait
         assert self.prefect_requests <= 2 * len(stamps) + self.PROCESSES, (  # + each process's look-up
-            f"{self.prefect_requests} Prefect requests, {len(stamps)} calls")
+            f"{self.prefect_requests} Prefect requests, {len(stamps)} calls"
+        )
 
     def test_a_limit_of_the_old_shape_still_limits(self, prefect_server, quota_sandbox, tmp_path):
         # given: a limit as the first design wrote it (limit = burst * 10 slots, decay = qps * 10 slots/s)
@@ -207,11 +261,15 @@ class TestManyProcesses:
         prefix = f"e2e-{secrets.token_hex(3)}"
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: prefect_server.api_url,
-                                 PREFECT_API_AUTH_STRING: prefect_server.auth_string}):
+        with temporary_settings(
+            {PREFECT_API_URL: prefect_server.api_url, PREFECT_API_AUTH_STRING: prefect_server.auth_string}
+        ):
             with get_client(sync_client=True) as client:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                    name=f"{prefix}-qps-ecs-cn-hangzhou", limit=BURST * 10, slot_decay_per_second=QPS * 10))
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(
+                        name=f"{prefix}-qps-ecs-cn-hangzhou", limit=BURST * 10, slot_decay_per_second=QPS * 10
+                    )
+                )
         # when: the same processes
         stamps, errors, span = self._fleet(prefect_server, quota_sandbox, tmp_path, prefix)
         # then: still under the quota (the calls wait by asking again), said once per process
@@ -223,14 +281,16 @@ class TestManyProcesses:
 
 
 class TestInThisProcess:
-    def test_async_calls_and_a_limit_made_by_ensure_limits_share_the_server_limit(self, prefect_server, quota_sandbox,
-                                                                                  monkeypatch):
+    def test_async_calls_and_a_limit_made_by_ensure_limits_share_the_server_limit(
+        self, prefect_server, quota_sandbox, monkeypatch
+    ):
         import asyncio
 
         from alibabacloud_ecs20140526 import models as m
         from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-        from acrvpc.cloud import clients as cloud, ratelimit
+        from acrvpc.cloud import clients as cloud
+        from acrvpc.cloud import ratelimit
         from acrvpc.domain.spec import load_spec
 
         prefix = f"e2e-{secrets.token_hex(3)}"
@@ -239,21 +299,27 @@ class TestInThisProcess:
         monkeypatch.setenv("ACRVPC_QPS_ECS", str(QPS))
         spec = load_spec(ROOT / "examples" / "sandbox.yaml")
         ratelimit.reset()
-        with temporary_settings({PREFECT_API_URL: prefect_server.api_url,
-                                 PREFECT_API_AUTH_STRING: prefect_server.auth_string}):
+        with temporary_settings(
+            {PREFECT_API_URL: prefect_server.api_url, PREFECT_API_AUTH_STRING: prefect_server.auth_string}
+        ):
             # given: a limit of the old burst-sized shape, reshaped by ensure_limits (twice: idempotent), then changed
             from prefect.client.orchestration import get_client
             from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
             name = f"{prefix}-qps-ecs-cn-hangzhou"
             with get_client(sync_client=True) as client:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                    name=name, limit=BURST * 10, slot_decay_per_second=QPS * 10))
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=BURST * 10, slot_decay_per_second=QPS * 10)
+                )
             ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             made = ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=2)
-            assert made == {name: {"limit": (QPS * 60 + 2) * ratelimit.SLOTS_PER_CALL,
-                                   "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL}}
+            assert made == {
+                name: {
+                    "limit": (QPS * 60 + 2) * ratelimit.SLOTS_PER_CALL,
+                    "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL,
+                }
+            }
             with get_client(sync_client=True) as client:
                 row = client.read_global_concurrency_limit_by_name(name)
             shape = ratelimit.LimitShape(row.limit, row.slot_decay_per_second)

@@ -9,7 +9,8 @@ import time
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from acrvpc.cloud import clients as cloud, ratelimit
+from acrvpc.cloud import clients as cloud
+from acrvpc.cloud import ratelimit
 from acrvpc.cloud.errors import is_retryable
 
 QPS = 20

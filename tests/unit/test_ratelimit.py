@@ -166,14 +166,17 @@ class TestSharedLimitNames:
 
 
 class TestLeaseArithmetic:
-    @pytest.mark.parametrize("waiting, lease, burst, size", [
-        (1, 5, 10, 1),    # one caller: one call's slots, nothing taken for later
-        (3, 5, 10, 3),    # every waiting call in one round trip
-        (12, 5, 10, 5),   # at most the lease
-        (12, 50, 10, 10),  # never more than the limit holds (the server answers 422)
-        (0, 5, 10, 1),
-        (4, 5, 1.5, 1),
-    ])
+    @pytest.mark.parametrize(
+        "waiting, lease, burst, size",
+        [
+            (1, 5, 10, 1),  # one caller: one call's slots, nothing taken for later
+            (3, 5, 10, 3),  # every waiting call in one round trip
+            (12, 5, 10, 5),  # at most the lease
+            (12, 50, 10, 10),  # never more than the limit holds (the server answers 422)
+            (0, 5, 10, 1),
+            (4, 5, 1.5, 1),
+        ],
+    )
     def test_lease_size(self, waiting, lease, burst, size):
         assert ratelimit.lease_size(waiting, lease, burst) == size
 
@@ -188,7 +191,11 @@ class TestLeaseArithmetic:
 
     def test_every_process_reads_the_quota_back_off_the_row(self):
         shape = ratelimit.LimitShape(*ratelimit.limit_settings(20, 4))
-        assert shape.queued and (shape.qps, shape.burst_calls, shape.slots_per_call) == (20, 4, ratelimit.SLOTS_PER_CALL)
+        assert shape.queued and (shape.qps, shape.burst_calls, shape.slots_per_call) == (
+            20,
+            4,
+            ratelimit.SLOTS_PER_CALL,
+        )
 
     def test_a_limit_of_the_old_shape_is_read_as_before(self):
         # the first design wrote limit = burst * 10, decay = qps * 10
