@@ -17,7 +17,7 @@ so the sandbox override and the credential rules hold everywhere (a test enforce
 Clients are cheap and hold no connection: build them per task run, never cache them globally.
 The clients :func:`cloud_clients` builds for the pipeline also refuse any API action not declared in
 :mod:`acrvpc.domain.actions` (the list the least-privilege policy is generated from) before sending it, and
-name the RAM action to grant when the service refuses one (:func:`acrvpc.domain.actions.guard`); the
+name the RAM action to grant when the service refuses one (:func:`acrvpc.cloud.declared.guard`); the
 per-product builders below (used as they are by the sandbox's own tests) do not.
 Every Alibaba Cloud client takes a token of its product's process-wide rate limit before each
 call (:mod:`acrvpc.cloud.ratelimit`; ``ACRVPC_QPS_<PRODUCT>``, default 20 per second), and retries the
@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from acrvpc.cloud import callretry, ratelimit
-from acrvpc.domain import actions
+from acrvpc.cloud import callretry, declared, ratelimit
 from acrvpc.domain.spec import Spec
 from acrvpc.settings import secret_value, settings
 
@@ -453,9 +452,9 @@ def cloud_clients(spec: Spec) -> CloudClients:
     key = resolve_access_key(spec.credentials.alibaba_block)
     ends = spec.endpoints
     return CloudClients(
-        actions.guard(cr_client(spec.region, key, endpoint=ends.for_product("cr")), "cr"),
-        actions.guard(ecs_client(spec.region, key, endpoint=ends.for_product("ecs")), "ecs"),
-        actions.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"),
+        declared.guard(cr_client(spec.region, key, endpoint=ends.for_product("cr")), "cr"),
+        declared.guard(ecs_client(spec.region, key, endpoint=ends.for_product("ecs")), "ecs"),
+        declared.guard(vpc_client(spec.region, key, endpoint=ends.for_product("vpc")), "vpc"),
     )
 
 
