@@ -304,3 +304,58 @@ class TestServerHiccups:
         with pytest.raises(RuntimeError, match="down"):
             ratelimit._patiently(ask, delays=(0, 0))
         assert len(calls) == 3
+
+
+class TestApiUrlReuse:
+    def test_a_changed_environment_is_noticed_at_once(self, monkeypatch):
+        from acrvpc.prefect_api import api_url, forget_api_url
+
+        forget_api_url()
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        assert api_url(max_age=60) == "http://127.0.0.1:9/api"
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:10/api")
+        assert api_url(max_age=60) == "http://127.0.0.1:10/api"
+
+    def test_a_settings_context_is_noticed_at_once(self, monkeypatch):
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from acrvpc.prefect_api import api_url, forget_api_url
+
+        forget_api_url()
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+        before = api_url(max_age=60)
+        with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:11/api"}):
+            assert api_url(max_age=60) in ("http://127.0.0.1:11/api", before)  # a profile's URL wins over the context
+            inside = api_url(max_age=60)
+        assert api_url(max_age=60) == before
+        assert inside == (before or "http://127.0.0.1:11/api")
+
+    def test_a_reused_answer_costs_no_settings_read(self, monkeypatch):
+        from acrvpc.prefect_api import api_url, forget_api_url
+
+        forget_api_url()
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        started = time.process_time()
+        api_url()  # Settings(): ~19 ms of CPU
+        fresh = time.process_time() - started
+        started = time.process_time()
+        for _ in range(100):
+            api_url(max_age=60)
+        assert (time.process_time() - started) / 100 < fresh / 5
+
+
+class TestServerAnswers:
+    def test_a_refusal_is_not_asked_again(self):
+        class Refused(Exception):
+            class response:  # noqa: N801 - the shape of httpx's error
+                status_code = 423
+
+        calls = []
+
+        def ask():
+            calls.append(1)
+            raise Refused()
+
+        with pytest.raises(Refused):
+            ratelimit._patiently(ask, delays=(0, 0))
+        assert len(calls) == 1
