@@ -347,7 +347,7 @@ class TestApiUrlReuse:
 class TestServerAnswers:
     def test_a_refusal_is_not_asked_again(self):
         class Refused(Exception):
-            class response:  # noqa: N801 - the shape of httpx's error
+            class response:
                 status_code = 423
 
         calls = []
