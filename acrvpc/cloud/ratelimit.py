@@ -24,7 +24,13 @@ Quota per product: ``ACRVPC_QPS_<PRODUCT>`` calls per second (``ACRVPC_QPS_ECS=2
 may go at once after a quiet spell (default: half a second's worth, at least 1; a burst smaller
 than the server's leaves room for scheduling jitter between taking a token and sending the call).
 The fallback bucket reads them in each process; the shared limit gets them when
-:func:`ensure_limits` writes it, and every process reads them back off the limit's row.
+:func:`ensure_limits` writes it, and every process reads them back off the limit's row. The shared
+limit's burst defaults to :data:`SHARED_DEFAULT_BURST` (one call), not half a second: its queue
+spaces calls at the rate however many processes wait, and the account's whole burst is left for
+what a client-side schedule cannot control (a CPU-starved process sending late, processes that
+reserved within one round trip leaving together; docs/benchmarks.md, "Reservations"). With a
+backlog the queue delivers the full rate whatever the burst; a larger burst only lets calls
+saved up during a quiet spell go at once (and bounds the lease).
 
 How the shared limit works (:mod:`acrvpc.cloud.shared_limit`; Prefect 3.9.1's
 ``prefect/server/api/concurrency_limits_v2.py``): the limit is a **queue** of reservations
@@ -107,6 +113,7 @@ DEFAULT_PREFIX: str = Settings.model_fields["qps_limit_prefix"].default
 DEFAULT_LEASE: int = Settings.model_fields[
     "qps_lease"
 ].default  # calls per acquisition at most (docs/benchmarks.md, "Shared API quota")
+SHARED_DEFAULT_BURST = 1.0  # calls at once of a shared limit without ACRVPC_BURST_<PRODUCT> (module docstring)
 RECHECK_SECONDS = 60.0  # a process without the shared limit looks again after this long (and re-reads the API URL)
 _patiently = patiently  # the name tests know
 PRODUCTS = ("cr", "ecs", "vpc")
@@ -406,7 +413,7 @@ def ensure_limits(
         products: ``cr``, ``ecs``, ``vpc``.
         region: the region id the pipeline calls (``cn-hangzhou``).
         qps: calls per second for every product (default: each product's ``ACRVPC_QPS_<PRODUCT>``).
-        burst: calls at once (default: each product's ``ACRVPC_BURST_<PRODUCT>``, or ``qps / 2``).
+        burst: calls at once (default: each product's ``ACRVPC_BURST_<PRODUCT>``, or :data:`SHARED_DEFAULT_BURST`).
 
     Returns:
         ``{name: {"limit": ..., "slot_decay_per_second": ...}}`` of the limits now in place.
@@ -430,9 +437,10 @@ def ensure_limits(
     with get_client(sync_client=True) as client:
         for product in products:
             name = limit_name(product, region)
-            p_qps, p_burst = quota(product)
+            p_qps, _ = quota(product)
             rate = p_qps if qps is None else float(qps)
-            size = burst if burst is not None else (p_burst if qps is None else None)
+            explicit = getattr(settings(), f"burst_{product.lower()}")  # ACRVPC_BURST_<PRODUCT>, when set
+            size = burst if burst is not None else (explicit or SHARED_DEFAULT_BURST)
             if rate <= 0:
                 try:
                     client.delete_global_concurrency_limit_by_name(name)
@@ -483,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", required=True, help="the region id the pipeline calls, e.g. cn-hangzhou")
     parser.add_argument("--products", default=",".join(PRODUCTS), help="comma-separated: cr,ecs,vpc")
     parser.add_argument("--qps", type=float, default=None, help="calls per second (default ACRVPC_QPS_<PRODUCT> or 20)")
-    parser.add_argument("--burst", type=float, default=None, help="calls at once (default half a second's worth)")
+    parser.add_argument("--burst", type=float, default=None, help="calls at once (default ACRVPC_BURST_<PRODUCT> or 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     products = [p.strip().lower() for p in args.products.split(",") if p.strip()]
