@@ -50,7 +50,7 @@ costs ~19 ms of CPU, so it is not read before every call).
 
 Lease: the threads of one process that wait for a token of the same limit at the same time are
 served by one acquisition (``occupy`` = the waiting calls, at most ``ACRVPC_QPS_LEASE``, default
-:data:`DEFAULT_LEASE`), so a busy process pays one round trip per several calls and no slot is
+:data:`DEFAULT_LEASE`, and at most the limit's burst: one call unless ``ACRVPC_BURST_<PRODUCT>`` is set), so a busy process pays one round trip per several calls and no slot is
 taken for a call nobody makes (:func:`lease_size`). A speculative lease (k slots for calls not yet
 waiting) would waste up to k-1 slots per acquisition in processes that hold one flow run each.
 """
