@@ -10,6 +10,7 @@ from typing import Any
 _ENV_KEYS = ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_HOME", "PREFECT_PROFILES_PATH")
 _cache: tuple[Any, tuple[str | None, ...], float, str | None] | None = None  # (settings, env, expires, url)
 _cache_lock = threading.Lock()
+_read_lock = threading.Lock()  # one Settings() at a time: callers that arrive meanwhile reuse its answer
 
 
 def api_url(max_age: float = 0.0) -> str | None:
@@ -36,15 +37,25 @@ def api_url(max_age: float = 0.0) -> str | None:
 
     current = get_current_settings()
     env = tuple(os.environ.get(k) for k in _ENV_KEYS)
-    if max_age > 0:
+
+    def reusable() -> tuple[bool, str | None]:
         with _cache_lock:
             cached = _cache
         if cached is not None and cached[0] is current and cached[1] == env and time.monotonic() < cached[2]:
-            return cached[3]
-    raw = Settings().api.url or current.api.url
-    url = str(raw) if raw else None
-    with _cache_lock:
-        _cache = (current, env, time.monotonic() + max_age, url)
+            return True, cached[3]
+        return False, None
+
+    if max_age > 0 and (found := reusable())[0]:
+        return found[1]
+    # The preflight's concurrent reads all ask at the start of a run: without the lock each built its own
+    # Settings() (~20 ms of CPU each, 5-6 per forked flow-run process, issue 15).
+    with _read_lock:
+        if max_age > 0 and (found := reusable())[0]:
+            return found[1]
+        raw = Settings().api.url or current.api.url
+        url = str(raw) if raw else None
+        with _cache_lock:
+            _cache = (current, env, time.monotonic() + max_age, url)
     return url
 
 

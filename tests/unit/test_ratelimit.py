@@ -343,6 +343,39 @@ class TestApiUrlReuse:
             api_url(max_age=60)
         assert (time.process_time() - started) / 100 < fresh / 5
 
+    def test_concurrent_first_callers_share_one_settings_read(self, monkeypatch):
+        # a run's preflight reads start together: each used to build its own Settings() (~20 ms of CPU)
+        import threading
+
+        import prefect.settings
+
+        from acrvpc.prefect_api import api_url, forget_api_url
+
+        reads = []
+
+        class Counted(prefect.settings.Settings):
+            def __init__(self, *args, **kwargs):
+                reads.append(1)
+                super().__init__(*args, **kwargs)
+
+        forget_api_url()
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        monkeypatch.setattr(prefect.settings, "Settings", Counted)
+        gate = threading.Barrier(8)
+        answers = []
+
+        def ask():
+            gate.wait()
+            answers.append(api_url(max_age=60))
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert answers == ["http://127.0.0.1:9/api"] * 8
+        assert len(reads) == 1
+
 
 class TestServerAnswers:
     def test_a_refusal_is_not_asked_again(self):
