@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -134,6 +135,14 @@ def _zygotes(workers) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -255,7 +264,15 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     }
     for w in workers:
         harness.stop_group(w)
+    deadline = time.monotonic() + 30  # the zygotes exit once the runs they forked have ended and been reaped
+    while any(_alive(z) for z in zygotes) and time.monotonic() < deadline:
+        time.sleep(0.2)
     text = "".join((server.home / f"worker-{i}.log").read_text(errors="replace") for i in range(args.workers))
+    # each zygote logs what every run it forked cost, the interpreter's exit included (the runs' last
+    # seconds may end after the terminal state this function waited for, and so after cpu was read)
+    run_cpu = [float(m) for m in re.findall(r"acrvpc zygote \d+: run pid \d+ exited with -?\d+: ([0-9.]+) CPU s", text)]
+    if run_cpu:
+        cpu["per_forked_run_as_reaped"] = round(sum(run_cpu) / len(run_cpu), 3)
     start_s["starts"] = {
         "forked": text.count(": started warm: "),
         "cold": text.count("starting it cold"),
@@ -393,6 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
         f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
         f"workers {cpu.get('workers_and_runs', '-')}, flow-run processes {cpu.get('flow_run_processes', '-')} "
+        f"(per forked run as its zygote reaped it: {cpu.get('per_forked_run_as_reaped', '-')}) "
         f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     common.say(

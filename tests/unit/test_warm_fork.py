@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +27,12 @@ import random, time
 LOADED_AT = time.time()
 """
 RUN = """
-import json, os, random, sys, time
+import gc, json, os, random, sys, time
 import probe_preloaded  # imported by the zygote already: not imported again
 mode = os.environ["PROBE_MODE"]
 print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "random": random.random(),
-                  "cwd": os.getcwd(), "mode": mode, "preloaded_at": probe_preloaded.LOADED_AT}), flush=True)
+                  "cwd": os.getcwd(), "mode": mode, "preloaded_at": probe_preloaded.LOADED_AT,
+                  "frozen": gc.get_freeze_count(), "gc_enabled": gc.isenabled()}), flush=True)
 if mode == "exit3":
     sys.exit(3)
 if mode == "sleep":
@@ -56,7 +59,7 @@ def probe_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start_zygote(probe_dir: Path, imports: str = "probe_preloaded") -> tuple[subprocess.Popen, str]:
+def start_zygote(probe_dir: Path, imports: str = "probe_preloaded", **popen: Any) -> tuple[subprocess.Popen, str]:
     path = str(probe_dir / "z.sock")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}"}
     zygote = subprocess.Popen(
@@ -65,6 +68,7 @@ def start_zygote(probe_dir: Path, imports: str = "probe_preloaded") -> tuple[sub
         env=env,
         cwd=ROOT,
         start_new_session=True,
+        **popen,
     )
     wait_for(lambda: os.path.exists(path) or zygote.poll() is not None, what="the zygote to listen")
     assert zygote.poll() is None
@@ -128,6 +132,19 @@ def test_forked_runs_share_the_zygotes_imports_but_not_its_random_state(zygote, 
     assert (
         seen[0]["random"] != seen[1]["random"]
     )  # random reseeds in a forked child (os.register_at_fork): jitter differs
+
+
+def test_a_run_finds_the_zygotes_objects_frozen_and_the_zygote_logs_its_cpu(probe_dir):
+    # frozen: neither the run's collector nor its exit scans (and so copies) the pages it shares with the zygote
+    process, path = start_zygote(probe_dir, stderr=subprocess.PIPE, text=True)
+    run = stub(path, probe_dir, "ok")
+    seen = first_line(run)
+    assert run.wait(10) == 0
+    assert seen["frozen"] > 1000 and seen["gc_enabled"]
+    process.stdin.close()  # the zygote stops listening and exits once its runs have ended
+    assert process.wait(10) == 0
+    err = process.stderr.read()
+    assert re.search(rf"run pid {seen['pid']} exited with 0: \d+\.\d+ CPU s", err), err
 
 
 def test_sigterm_to_the_stub_ends_the_run_by_sigterm(zygote, probe_dir):
