@@ -325,12 +325,51 @@ def _zygote_main(argv: list[str]) -> None:
 
 
 def _run(run_module: str) -> None:
+    """Run ``run_module`` as ``__main__``, then end the process as the interpreter's exit would, less its teardown.
+
+    The interpreter's exit waits for the non-daemon threads, runs the ``atexit`` functions (Prefect's
+    services drain there, ``logging`` flushes, ``weakref.finalize`` runs), flushes stdout and stderr,
+    and ends with the exit status (``sys.exit``'s, 1 after printing an uncaught exception, death by
+    SIGINT after an uncaught KeyboardInterrupt). Those steps run here in that order; then
+    ``os._exit``, which skips only the teardown of the modules: it drops the reference of every
+    object the run inherited, which writes to (and so copies) each page shared with the zygote,
+    about 0.07 CPU s per run even with the zygote's objects frozen (issue 15). Python does not
+    promise ``__del__`` for objects alive at exit either.
+    """
+    import atexit
     import runpy
+    import threading
+    import traceback
     import warnings
 
-    with warnings.catch_warnings():  # prefect.engine is loaded already (by the flows' imports); it runs afresh
-        warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-        runpy.run_module(run_module, run_name="__main__", alter_sys=True)
+    code, interrupted = 0, False
+    try:
+        with warnings.catch_warnings():  # prefect.engine is loaded already (by the flows' imports); it runs afresh
+            warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+            runpy.run_module(run_module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # as the interpreter: the object printed, status 1
+            with contextlib.suppress(Exception):
+                print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException as exc:  # noqa: BLE001 - reported as the interpreter reports an uncaught exception
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        try:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        except Exception:  # noqa: BLE001 - a broken hook: the default report
+            traceback.print_exception(exc)
+        code = 1
+    threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's own first step of exiting
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if interrupted:  # as the interpreter: killed by SIGINT, so the parent sees the interrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == [ZYGOTE_ARG]:

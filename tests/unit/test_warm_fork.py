@@ -35,6 +35,17 @@ print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
                   "frozen": gc.get_freeze_count(), "gc_enabled": gc.isenabled()}), flush=True)
 if mode == "exit3":
     sys.exit(3)
+if mode == "exit-message":
+    sys.exit("stopped: a message")
+if mode == "atexit":
+    import atexit, threading
+    atexit.register(lambda: print("atexit ran"))
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread ended"))).start()  # not a daemon: waited for
+    sys.stdout.write("unflushed")
+if mode == "raise":
+    raise RuntimeError("boom")
+if mode == "interrupt":
+    raise KeyboardInterrupt
 if mode == "sleep":
     time.sleep(60)
 """
@@ -145,6 +156,26 @@ def test_a_run_finds_the_zygotes_objects_frozen_and_the_zygote_logs_its_cpu(prob
     assert process.wait(10) == 0
     err = process.stderr.read()
     assert re.search(rf"run pid {seen['pid']} exited with 0: \d+\.\d+ CPU s", err), err
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "out", "err"),
+    [
+        ("atexit", 0, ["thread ended", "unflushed", "atexit ran"], []),
+        ("raise", 1, [], ["Traceback", "RuntimeError: boom"]),
+        ("exit-message", 1, [], ["stopped: a message"]),
+        ("interrupt", -signal.SIGINT, [], ["KeyboardInterrupt"]),
+    ],
+)
+def test_a_run_ends_as_the_interpreter_would(zygote, probe_dir, mode, status, out, err):
+    # the forked run skips only the interpreter's module teardown: threads, atexit, flushes and status as a cold one
+    _, path = zygote
+    run = stub(path, probe_dir, mode)
+    stdout, stderr = run.communicate(timeout=20)
+    assert run.returncode == status, stderr
+    assert all(text in stdout for text in out), stdout
+    assert stdout.index("thread ended") < stdout.index("atexit ran") if out else True
+    assert all(text in stderr for text in err), stderr
 
 
 def test_sigterm_to_the_stub_ends_the_run_by_sigterm(zygote, probe_dir):
