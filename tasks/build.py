@@ -50,7 +50,7 @@ from alibabacloud_cr20181201.client import Client as CrClient
 from prefect import get_run_logger, task
 
 from acrvpc.cloud import clients as cloud
-from acrvpc.cloud.errors import RETRY, PipelineError, check_cr, error_code
+from acrvpc.cloud.errors import RETRY, PipelineError, check_cr, error_code, is_retryable
 from acrvpc.domain.outcomes import BindingOutcome, BoundRule, BuildOutcome
 from acrvpc.domain.spec import Spec
 from tasks.build_record import (  # noqa: F401 - MAX_MISSED_POLLS, LogLine: tasks.build is their import path too
@@ -194,7 +194,14 @@ def run_build(
             break
         sleep(min(next(waits), remaining))
     poller.fetch_logs()
-    record = poller.record()
+    notes.extend(poller.gaps)
+    try:
+        record = poller.record()
+    except PipelineError as exc:  # the status is known: a transient failure here costs details, not the run
+        if exc.__cause__ is None or not is_retryable(exc.__cause__):
+            raise
+        record = None
+        notes.append(f"build record details unavailable: {error_code(exc.__cause__)} (GetRepoBuildRecord)")
     digest = ""
     if status == "SUCCESS":
         try:
@@ -212,7 +219,7 @@ def run_build(
 
 
 def _tag_of(record: Any, rule: BoundRule) -> str:
-    return (record.image.image_tag if record.image else None) or rule.image_tag
+    return (record.image.image_tag if record is not None and record.image else None) or rule.image_tag
 
 
 def _stop(poller: Poller, record_id: str, changes: list[str], notes: list[str], ending: str, why: str) -> str:
@@ -239,12 +246,13 @@ def _outcome(
     notes: list[str],
     digest: str,
 ) -> BuildOutcome:
-    image_model = record.image
+    image_model = record.image if record is not None else None
     ns = (image_model.repo_namespace_name if image_model else None) or binding.namespace
     name = (image_model.repo_name if image_model else None) or binding.name
     tag = (image_model.image_tag if image_model else None) or rule.image_tag
     image = f"{ns}/{name}:{tag}"
-    start_ms, end_ms = as_int(record.start_time), as_int(record.end_time)
+    start_ms = as_int(record.start_time) if record is not None else 0
+    end_ms = as_int(record.end_time) if record is not None else 0
     seconds = (end_ms - start_ms) / 1000 if start_ms and end_ms >= start_ms else elapsed
     return BuildOutcome(
         repository=binding.full_name,

@@ -21,6 +21,7 @@ from acrvpc.cloud.errors import (
     CrBusinessError,
     PipelineError,
     check_cr,
+    error_code,
     explain,
     is_retryable,
 )
@@ -72,8 +73,10 @@ class Poller:
 
     No retry loop here (:mod:`acrvpc.cloud.callretry`, the policy): while the build runs, a status poll
     that fails transiently is a missed poll (the last status stands, the log read is skipped, the
-    next poll comes after the usual wait); :data:`MAX_MISSED_POLLS` in a row, a fatal error, or a
-    failed read once the build has ended (final log page, record, cancel) raise ``BUILD_POLL_FAILED``.
+    next poll comes after the usual wait); :data:`MAX_MISSED_POLLS` in a row or a fatal error raise
+    ``BUILD_POLL_FAILED``. Once the build has ended its status is known: a log page that still fails
+    transiently is a gap said in :attr:`gaps` (the build's notes), not a failed run; the cancel and
+    the status poll after a refused cancel raise as before.
     """
 
     def __init__(
@@ -91,7 +94,8 @@ class Poller:
         self.lines: list[LogLine] = []
         self.last_status = "PENDING"
         self.missed = 0  # status polls missed in a row
-        self.ended = False  # a status poll answered a terminal status: no read may be missed any more
+        self.ended = False  # a status poll answered a terminal status: no status poll may be missed any more
+        self.gaps: list[str] = []  # reads after the end that failed transiently (the log's last lines)
 
     @overload
     def call(self, action: str, fn: Callable[[], T], *, missable: Literal[False] = False) -> T: ...
@@ -103,6 +107,14 @@ class Poller:
         try:
             result = fn()
         except Exception as exc:
+            if missable and self.ended and action == "ListRepoBuildRecordLog" and is_retryable(exc):
+                gap = (
+                    f"build log lines after line {self.last_line} unavailable: {error_code(exc) or type(exc).__name__}"
+                )
+                _log.warning("build %s ended; %s (%s): %s", self.record_id, gap, action, explain(exc))
+                if gap not in self.gaps:
+                    self.gaps.append(gap)
+                return None
             if missable and not self.ended and is_retryable(exc) and self.missed < MAX_MISSED_POLLS:
                 self.missed += 1
                 _log.warning(

@@ -181,6 +181,46 @@ class TestRunBuildPollErrors:
         assert len(calls(sandbox, "CreateBuildRecordByRule")) == 1
 
 
+class EndsThenFails:
+    """The CR client, except that once a status poll answers the build's end, the reads after it fail
+    transiently (more times than the in-place retries cover): a sandbox outage right as the build ends."""
+
+    def __init__(self, cr, world, actions):
+        self._cr, self._world, self._actions, self.ended = cr, world, actions, False
+
+    def __getattr__(self, name):
+        return getattr(self._cr, name)
+
+    def get_repo_build_record_status(self, request):
+        body = self._cr.get_repo_build_record_status(request)
+        if not self.ended and str(body.body.build_status).upper() in {"SUCCESS", "FAILED", "CANCELED"}:
+            self.ended = True
+            for action in self._actions:
+                self._world.faults.fail_next(action, 50, "ServiceUnavailable")
+        return body
+
+
+class TestReadsAfterTheEnd:
+    def test_a_failing_final_log_page_and_record_are_notes_not_a_failed_run(self, sandbox, world, spec, cr, bound):
+        # given a sandbox that fails every log page and the record read once the build has ended
+        flaky = EndsThenFails(cr, world, ["ListRepoBuildRecordLog", "GetRepoBuildRecord"])
+        # when the build is followed
+        outcome, seen, _ = follow(flaky, spec, bound, world)
+        # then its known outcome stands, and what could not be read is said
+        assert flaky.ended and outcome.status == "SUCCESS"
+        assert any(n.startswith("build log lines after line ") and "ServiceUnavailable" in n for n in outcome.notes)
+        assert "build record details unavailable: ServiceUnavailable (GetRepoBuildRecord)" in outcome.notes
+        assert outcome.image == "apps/billing-api:latest"  # from the bound rule when the record is not read
+        assert len(calls(sandbox, "CreateBuildRecordByRule")) == 1
+
+    def test_a_fatal_record_error_after_the_end_still_fails(self, sandbox, world, spec, cr, bound):
+        flaky = EndsThenFails(cr, world, [])
+        world.faults.fail_next("GetRepoBuildRecord", 1, "Forbidden.RAM")
+        with pytest.raises(PipelineError) as err:
+            follow(flaky, spec, bound, world)
+        assert err.value.code == "BUILD_POLL_FAILED"
+
+
 class TestPollBackoff:
     def test_status_calls_per_build_minute_stay_within_the_schedule(self, sandbox, world, spec, cr, bound):
         # given a build that hangs, and a 20-minute timeout
