@@ -45,6 +45,11 @@ What stays as with the process worker:
   stub's, which Prefect computed). Modules the zygote imported read their environment at import time,
   hence one zygote per base environment: a run whose environment differs (a deployment's ``env`` job
   variable) gets its own zygote; beyond 4 environments it starts cold.
+* **the run's end**: as the interpreter's exit (non-daemon threads joined, ``atexit`` functions, stdio
+  flushed, the same exit status), less the teardown of the modules (``_run``); the zygote's objects
+  are frozen for the collector (``gc.freeze()`` before each fork): neither the run's collector nor its
+  exit copies the pages it shares with the zygote (issue 15: 1.66 -> 0.66 CPU s per run). The zygote
+  logs each run's CPU when it reaps it.
 * runs with a ``command`` job variable other than ``python -m prefect.engine`` start cold.
 * **failures of the fork server**: a run waits up to ``ACRVPC_WARM_WAIT_SECONDS`` (60) for its zygote to
   finish importing (waiting costs less CPU than a cold start, which would import the same), else starts
