@@ -34,7 +34,7 @@ saved up during a quiet spell go at once (and bounds the lease).
 
 How the shared limit works (:mod:`acrvpc.cloud.shared_limit`; Prefect 3.9.1's
 ``prefect/server/api/concurrency_limits_v2.py``): the limit is a **queue** of reservations
-(GCRA), ``slot_decay_per_second = qps * SLOTS_PER_CALL`` and ``limit = decay * HORIZON_SECONDS +
+(GCRA), ``slot_decay_per_second = qps * PACE * SLOTS_PER_CALL`` (95 % of the quota) and ``limit = decay * HORIZON_SECONDS +
 burst * SLOTS_PER_CALL``. Taking tokens is one ``POST /v2/concurrency_limits/increment`` (granted
 at once unless a minute of calls is queued) and one ``GET /v2/concurrency_limits/{name}`` (the
 backlog now, by the server's clock, ours included); the caller sleeps until the backlog has
@@ -68,6 +68,7 @@ from typing import Any
 from acrvpc.cloud.shared_limit import (
     HORIZON_SECONDS,
     LEGACY_SLOTS_PER_CALL,
+    PACE,
     SERVER_RETRY_DELAYS,
     SLOTS_PER_CALL,
     LimitGone,
@@ -405,7 +406,7 @@ def ensure_limits(
     """Create or update the shared limits of ``products`` in ``region`` on the Prefect server (idempotent).
 
     Each gets the queue shape (:func:`acrvpc.cloud.shared_limit.limit_settings`: ``slot_decay_per_second
-    = qps * SLOTS_PER_CALL``, ``limit = decay * HORIZON_SECONDS + burst * SLOTS_PER_CALL``) and is
+    = qps * PACE * SLOTS_PER_CALL``, ``limit = decay * HORIZON_SECONDS + burst * SLOTS_PER_CALL``) and is
     made active; a limit of the old burst-sized shape is reshaped; a product with qps 0 gets its
     limit deleted (no limit).
 
@@ -470,9 +471,11 @@ def ensure_limits(
             done[name] = {"limit": limit, "slot_decay_per_second": decay}
             shape = LimitShape(limit, decay)
             logger.info(
-                "shared rate limit %s: %g calls/s, %g at once, up to %.0f s of backlog queued",
+                "shared rate limit %s: %g calls/s (%.0f %% of a %g/s quota), %g at once, up to %.0f s of backlog queued",
                 name,
                 shape.qps,
+                PACE * 100,
+                shape.quota,
                 shape.burst_calls,
                 HORIZON_SECONDS,
             )
@@ -503,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in done.items():
         shape = LimitShape(int(values["limit"]), values["slot_decay_per_second"])
         print(
-            f"{name}: {shape.qps:g} calls/s, {shape.burst_calls:g} at once (limit {values['limit']:g} slots, "
+            f"{name}: {shape.qps:g} calls/s ({PACE:.0%} of a {shape.quota:g}/s quota), {shape.burst_calls:g} at once "
+            f"(limit {values['limit']:g} slots, "
             f"{values['slot_decay_per_second']:g} slots/s, {SLOTS_PER_CALL} slots per call, "
             f"{HORIZON_SECONDS:g} s of backlog)"
         )

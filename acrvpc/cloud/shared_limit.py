@@ -5,7 +5,8 @@ the server: ``active_slots`` drains at the decay rate (computed by the server's 
 read or update) and an increment is granted while ``active_slots + slots <= limit``. This module
 uses it as a **queue** (the GCRA, "generic cell rate algorithm"), not as a bucket that refuses:
 
-- **shape** (:func:`limit_settings`): ``slot_decay_per_second = qps * SLOTS_PER_CALL`` and ``limit =
+- **shape** (:func:`limit_settings`): ``slot_decay_per_second = qps * PACE * SLOTS_PER_CALL`` (the
+  queue drains at 95 % of the quota: :data:`PACE`) and ``limit =
   decay * HORIZON_SECONDS + burst * SLOTS_PER_CALL``: the limit holds up to a minute of backlog on
   top of the burst, so an increment is granted at once unless a minute of calls is already queued.
   Every process reads the burst off the row (``limit - decay * HORIZON_SECONDS``): nobody needs
@@ -55,6 +56,11 @@ from typing import Any
 SLOTS_PER_CALL = 100  # slots per call of a queue-shaped limit: the server's floor() loses 1/100 call per increment
 LEGACY_SLOTS_PER_CALL = 10  # slots per call of a limit of the old (burst-sized) shape
 HORIZON_SECONDS = 60.0  # backlog a queue-shaped limit holds before it refuses (423) an increment
+# The queue drains at this share of the quota. At exactly the quota the account's own bucket (what
+# answers Throttling) stays empty, so one call sent late by a CPU-starved process, then its successor on
+# time, is over it (a 50-spec fleet got one ECS Throttling answer that way); 5 % under, the bucket refills
+# by one call a second at 20/s and absorbs such jitter.
+PACE = 0.95
 SERVER_RETRY_DELAYS = (1.0, 2.0, 4.0)  # a busy Prefect server's 5xx or timeout is asked again before falling back
 MAX_RETRY_AFTER = 30.0  # a 423's Retry-After is slept at most this long before asking again
 
@@ -97,7 +103,13 @@ class LimitShape:
 
     @property
     def qps(self) -> float:
+        """Calls per second the limit lets through (a queue-shaped one: :data:`PACE` of the quota)."""
         return self.decay / self.slots_per_call
+
+    @property
+    def quota(self) -> float:
+        """The account's quota the limit was written for (``ACRVPC_QPS_<PRODUCT>``)."""
+        return self.qps / PACE if self.queued else self.qps
 
 
 def limit_settings(qps: float, burst: float | None) -> tuple[int, float]:
@@ -108,12 +120,12 @@ def limit_settings(qps: float, burst: float | None) -> tuple[int, float]:
         burst: calls at once (default ``qps / 2``, at least 1).
 
     Returns:
-        ``(qps * HORIZON_SECONDS + burst) * SLOTS_PER_CALL`` and ``qps * SLOTS_PER_CALL``.
+        ``ceil(decay * HORIZON_SECONDS) + burst * SLOTS_PER_CALL`` and ``decay = qps * PACE * SLOTS_PER_CALL``.
     """
     if qps <= 0:
         raise ValueError("qps must be > 0 (no limit at all needs no shared limit)")
     calls = int(math.floor(max(1.0, float(burst) if burst else qps / 2)))
-    decay = float(qps) * SLOTS_PER_CALL
+    decay = float(qps) * PACE * SLOTS_PER_CALL
     return int(math.ceil(decay * HORIZON_SECONDS)) + calls * SLOTS_PER_CALL, decay
 
 

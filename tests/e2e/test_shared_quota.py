@@ -327,16 +327,14 @@ class TestInThisProcess:
             ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=BURST)
             made = ratelimit.ensure_limits(["ecs"], spec.region, qps=QPS, burst=2)
+            paced = QPS * ratelimit.PACE * ratelimit.SLOTS_PER_CALL  # slots per second: 95 % of the quota
             assert made == {
-                name: {
-                    "limit": (QPS * 60 + 2) * ratelimit.SLOTS_PER_CALL,
-                    "slot_decay_per_second": QPS * ratelimit.SLOTS_PER_CALL,
-                }
+                name: {"limit": round(paced * 60) + 2 * ratelimit.SLOTS_PER_CALL, "slot_decay_per_second": paced}
             }
             with get_client(sync_client=True) as client:
                 row = client.read_global_concurrency_limit_by_name(name)
             shape = ratelimit.LimitShape(row.limit, row.slot_decay_per_second)
-            assert shape.queued and (shape.qps, shape.burst_calls) == (QPS, 2)
+            assert shape.queued and (shape.quota, shape.burst_calls) == (pytest.approx(QPS), 2)
             ecs = cloud.cloud_clients(spec).ecs
             request = m.DescribeSecurityGroupsRequest(region_id=spec.region)
 

@@ -181,18 +181,20 @@ class TestLeaseArithmetic:
         assert ratelimit.lease_size(waiting, lease, burst) == size
 
     def test_limit_settings_make_a_queue_of_a_minute_above_the_burst(self):
-        # decay = qps calls per second in slots; limit = a minute of backlog + the burst
+        # decay = 95 % of qps calls per second in slots; limit = a minute of that backlog + the burst
         spc = ratelimit.SLOTS_PER_CALL
-        assert ratelimit.limit_settings(20, 10) == (20 * spc * 60 + 10 * spc, 20.0 * spc)
-        assert ratelimit.limit_settings(20, None) == (20 * spc * 60 + 10 * spc, 20.0 * spc)  # half a second's worth
-        assert ratelimit.limit_settings(1, None) == (spc * 60 + spc, 1.0 * spc)  # at least one call
+        assert ratelimit.PACE == 0.95
+        assert ratelimit.limit_settings(20, 10) == (19 * spc * 60 + 10 * spc, 19.0 * spc)
+        assert ratelimit.limit_settings(20, None) == (19 * spc * 60 + 10 * spc, 19.0 * spc)  # half a second's worth
+        assert ratelimit.limit_settings(1, None) == (57 * spc + spc, 0.95 * spc)  # at least one call
         with pytest.raises(ValueError, match="qps"):
             ratelimit.limit_settings(0, None)
 
     def test_every_process_reads_the_quota_back_off_the_row(self):
         shape = ratelimit.LimitShape(*ratelimit.limit_settings(20, 4))
-        assert shape.queued and (shape.qps, shape.burst_calls, shape.slots_per_call) == (
-            20,
+        assert shape.queued and (shape.quota, shape.qps, shape.burst_calls, shape.slots_per_call) == (
+            pytest.approx(20),
+            pytest.approx(19),
             4,
             ratelimit.SLOTS_PER_CALL,
         )
