@@ -148,6 +148,24 @@ print("DONE", flush=True)
 """
 
 
+def create_ecs_limit(server, prefix: str) -> subprocess.CompletedProcess:
+    """The shared ECS limit of ``prefix``, created as a deployer would (``python -m acrvpc.cloud.ratelimit``)."""
+    return server.run(
+        sys.executable,
+        "-m",
+        "acrvpc.cloud.ratelimit",
+        "--region",
+        "cn-hangzhou",
+        "--products",
+        "ecs",
+        "--qps",
+        str(QPS),
+        "--burst",
+        str(BURST),
+        ACRVPC_QPS_LIMIT_PREFIX=prefix,
+    )
+
+
 def _worst_second(stamps: list[float]) -> int:
     worst, j = 0, 0
     for i, t in enumerate(stamps):
@@ -168,20 +186,7 @@ class TestSharedQuota:
     def test_two_processes_sharing_the_limit_are_never_throttled(self, prefect_server, quota_sandbox, tmp_path):
         # given: the shared ECS limit, created as a deployer would
         prefix = f"e2e-{secrets.token_hex(3)}"
-        made = prefect_server.run(
-            sys.executable,
-            "-m",
-            "acrvpc.cloud.ratelimit",
-            "--region",
-            "cn-hangzhou",
-            "--products",
-            "ecs",
-            "--qps",
-            str(QPS),
-            "--burst",
-            str(BURST),
-            ACRVPC_QPS_LIMIT_PREFIX=prefix,
-        )
+        made = create_ecs_limit(prefect_server, prefix)
         assert f"{prefix}-qps-ecs-cn-hangzhou" in made.stdout
         # when: two processes make 2 x 24 calls at once
         started = time.monotonic()
@@ -233,20 +238,7 @@ class TestManyProcesses:
     def test_eight_processes_get_the_whole_quota_and_never_more(self, prefect_server, quota_sandbox, tmp_path):
         # given: the shared ECS limit; 8 processes of one thread each (8 flow runs of a process worker)
         prefix = f"e2e-{secrets.token_hex(3)}"
-        prefect_server.run(
-            sys.executable,
-            "-m",
-            "acrvpc.cloud.ratelimit",
-            "--region",
-            "cn-hangzhou",
-            "--products",
-            "ecs",
-            "--qps",
-            str(QPS),
-            "--burst",
-            str(BURST),
-            ACRVPC_QPS_LIMIT_PREFIX=prefix,
-        )
+        create_ecs_limit(prefect_server, prefix)
         # when: each calls ECS as fast as the limit lets it, for 8 s
         stamps, errors, span = self._fleet(prefect_server, quota_sandbox, tmp_path, prefix)
         # then: the sandbox (the account's quota: QPS, a second's worth at once) throttled nothing, and
