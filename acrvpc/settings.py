@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         "to the Prefect server per call).",
         json_schema_extra={"fix": "write a whole number of calls >= 1 (1 = one round trip per call)"},
     )
+    quota_broker: str | None = Field(
+        None,
+        description="Unix socket of the per-host quota broker that gives this process's Alibaba Cloud calls "
+        "their turn under the shared limits (set by the acrvpc-process worker for its runs; unset: each "
+        "process reserves on the Prefect server itself).",
+        json_schema_extra={
+            "fix": "leave it unset (the acrvpc-process worker sets it for its runs) or write the path of the "
+            "worker's broker socket"
+        },
+    )
     # -- sandbox and credentials -------------------------------------------------------------------------
     sandbox_url: str | None = Field(
         None,

@@ -59,6 +59,13 @@ What stays as with the process worker:
   1 with a line on stderr. When the worker stops (or dies), its zygotes stop listening and exit once
   their runs have ended.
 
+**The host's quota broker** (:mod:`acrvpc.cloud.quota_broker`): the worker starts a ``QuotaBroker`` (a
+thread of its own, a unix socket in a private 0700 directory) when it starts, and sets
+``ACRVPC_QUOTA_BROKER`` in its own environment before any zygote or run starts: every run of the worker
+(forked or cold) takes its Alibaba Cloud turns from it (one reservation on the Prefect server per batch
+of the host's waiting calls, the calls spaced locally), and reserves directly when the broker cannot be
+asked. It stops (logging its counters) when the worker stops; it logs them too whenever it has been idle.
+
 ``ACRVPC_WARM_POOL_SIZE``: 0 starts every run cold (Prefect's process worker); any other value (default 1)
 enables the zygotes (one per environment; forking needs no pool of waiting interpreters). Start the
 worker with ``prefect worker start --pool POOL --type acrvpc-process`` (registered through the
@@ -408,6 +415,10 @@ from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, Proc
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
+    from acrvpc.cloud.quota_broker import QuotaBroker
+
+QUOTA_BROKER_ENV = "ACRVPC_QUOTA_BROKER"  # acrvpc.settings.Settings.quota_broker
+
 
 def _per_run(key: str) -> bool:
     """Prefect's per-run plumbing (``PREFECT__FLOW_RUN_ID``, ``PREFECT__CONTROL_PORT``...), read when the run starts."""
@@ -579,9 +590,17 @@ class WarmProcessWorker(ProcessWorker):
         configured = settings()
         size = pool_size if pool_size is not None else configured.warm_pool_size
         self.warm_pool = ZygotePool(size > 0, configured.warm_wait_seconds)
+        self.quota_broker: QuotaBroker | None = None
 
     async def setup(self) -> None:
         await super().setup()
+        # The host's quota broker (acrvpc/cloud/quota_broker.py): set in os.environ before any zygote or run
+        # starts, so every run of this worker (forked or cold) inherits ACRVPC_QUOTA_BROKER.
+        from acrvpc.cloud.quota_broker import QuotaBroker
+
+        self.quota_broker = QuotaBroker(log=self._logger)
+        os.environ[QUOTA_BROKER_ENV] = self.quota_broker.start()
+        self._logger.info("quota broker listening on %s", self.quota_broker.path)
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
         await self.warm_pool.ensure(
             sanitize_subprocess_env(
@@ -591,6 +610,13 @@ class WarmProcessWorker(ProcessWorker):
 
     async def teardown(self, *exc_info: Any) -> None:
         await self.warm_pool.close()
+        if self.quota_broker is not None:  # logs its counters; runs still going reserve directly from now on
+            self.quota_broker.stop()
+            from acrvpc.settings import settings
+
+            if settings().quota_broker == self.quota_broker.path:
+                del os.environ[QUOTA_BROKER_ENV]
+            self.quota_broker = None
         await super().teardown(*exc_info)
 
     async def run(

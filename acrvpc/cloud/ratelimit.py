@@ -48,6 +48,11 @@ decay clock without decaying. A limit of that old shape still works (423 retries
 again after :data:`RECHECK_SECONDS`, when it also re-reads the Prefect API URL (``Settings()``
 costs ~19 ms of CPU, so it is not read before every call).
 
+Quota broker: a run of an ``acrvpc-process`` worker finds ``ACRVPC_QUOTA_BROKER`` set by its worker and
+takes each call's turn from the worker's broker (:mod:`acrvpc.cloud.quota_broker`): one reservation on
+the server for all the calls of the host waiting at that moment, and the calls spaced ``1 / qps`` apart
+locally; a broker that cannot be asked is said once (WARNING) and the run reserves directly.
+
 Lease: the threads of one process that wait for a token of the same limit at the same time are
 served by one acquisition (``occupy`` = the waiting calls, at most ``ACRVPC_QPS_LEASE``, default
 :data:`DEFAULT_LEASE`, and at most the limit's burst: one call unless ``ACRVPC_BURST_<PRODUCT>`` is set), so a busy process pays one round trip per several calls and no slot is
@@ -210,9 +215,9 @@ def lease_limit() -> int:
     return settings().qps_lease  # checked by the settings model
 
 
-_shared: dict[tuple[str, str, int], tuple[SharedLimiter | None, float]] = {}
+_shared: dict[tuple[str, str, int, str], tuple[SharedLimiter | None, float]] = {}
 _shared_lock = threading.Lock()
-_lookup_locks: dict[tuple[str, str, int], threading.Lock] = {}
+_lookup_locks: dict[tuple[str, str, int, str], threading.Lock] = {}
 _said: set[str] = set()
 
 
@@ -241,7 +246,7 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         )
         return None
     name = limit_name(product, region)
-    key = (url, name, lease_limit())
+    key = (url, name, lease_limit(), settings().quota_broker or "")
     with _shared_lock:
         cached = _shared.get(key)
         lookup_lock = _lookup_locks.setdefault(key, threading.Lock())
@@ -255,7 +260,7 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
         return _look_up_limiter(key, name, product, region)
 
 
-def _look_up_limiter(key: tuple[str, str, int], name: str, product: str, region: str) -> SharedLimiter | None:
+def _look_up_limiter(key: tuple[str, str, int, str], name: str, product: str, region: str) -> SharedLimiter | None:
     limiter_: SharedLimiter | None = None
     url = key[0]
     try:
@@ -307,7 +312,12 @@ def _look_up_limiter(key: tuple[str, str, int], name: str, product: str, region:
                 region,
             )
         limiter_ = SharedLimiter(
-            name, burst=shape.burst_calls, lease=lease_limit(), slots_per_call=shape.slots_per_call, url=url
+            name,
+            burst=shape.burst_calls,
+            lease=lease_limit(),
+            slots_per_call=shape.slots_per_call,
+            url=url,
+            broker=key[3] or None,
         )
         logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
     with _shared_lock:

@@ -221,11 +221,36 @@ def read_limit(client: Any, name: str) -> dict | None:
     return response.json()
 
 
-def reserve(client: Any, name: str, slots: int, sleep: Callable[[float], None] = time.sleep) -> float:
-    """Take ``slots`` slots of the limit ``name`` and sleep until the calls they stand for may go.
+def call_waits(backlog_slots: float, shape: LimitShape, calls: int) -> list[float]:
+    """Seconds from now until each of ``calls`` calls whose slots were just taken may go.
+
+    ``backlog_slots`` is the limit's ``active_slots`` read after the increment: our ``calls``
+    calls are its top ``calls * slots_per_call`` slots. Call ``j`` (0-based) goes when the backlog
+    has drained to ``burst_slots + (calls - 1 - j) * slots_per_call`` (the calls after it still
+    queued above the burst): ``max(0, (backlog - burst - (calls - 1 - j) * S) / decay)``, so the
+    calls of one reservation are spaced ``1 / qps`` apart, the last at the old single-call wait.
+    A limit of the old shape (:attr:`LimitShape.queued` false) never waits here (granted = go).
+
+    Args:
+        backlog_slots: ``active_slots`` after the increment, ours included.
+        shape: the limit's shape (from the same row).
+        calls: calls the increment stood for (>= 1).
 
     Returns:
-        The seconds slept.
+        ``calls`` non-decreasing waits in seconds, each >= 0.
+    """
+    if not shape.queued:
+        return [0.0] * calls
+    per_call, excess = shape.slots_per_call, float(backlog_slots) - shape.burst_slots
+    return [max(0.0, (excess - (calls - 1 - j) * per_call) / shape.decay) for j in range(calls)]
+
+
+def take_slots(client: Any, name: str, slots: int, sleep: Callable[[float], None] = time.sleep) -> tuple[dict, int]:
+    """``POST /v2/concurrency_limits/increment`` of ``slots`` (a full limit's 423 is slept and asked again),
+    then ``GET`` the row: its ``active_slots`` is the backlog now, ours included.
+
+    Returns:
+        The row and the HTTP requests made (for the quota broker's counters).
 
     Raises:
         LimitGone: the limit was deleted or deactivated.
@@ -234,8 +259,9 @@ def reserve(client: Any, name: str, slots: int, sleep: Callable[[float], None] =
     from prefect.exceptions import PrefectHTTPStatusError
 
     body = {"names": [name], "slots": int(slots), "mode": "rate_limit"}
-    slept = 0.0
+    requests = 0
     while True:
+        requests += 1
         try:
             granted = patiently(lambda: client.request("POST", "/v2/concurrency_limits/increment", json=body)).json()
             break
@@ -243,21 +269,130 @@ def reserve(client: Any, name: str, slots: int, sleep: Callable[[float], None] =
             if exc.response.status_code != 423:
                 raise
             # full: an old-shaped limit's burst is spent, or a queue holds HORIZON_SECONDS of backlog
-            wait = min(MAX_RETRY_AFTER, max(0.0, float(exc.response.headers.get("Retry-After") or 1.0)))
-            sleep(wait)
-            slept += wait
+            sleep(min(MAX_RETRY_AFTER, max(0.0, float(exc.response.headers.get("Retry-After") or 1.0))))
     if not granted:  # the server skips (and grants) a name it does not know
         raise LimitGone(f"the shared rate limit {name!r} is gone")
     row = read_limit(client, name)
     if row is None or not row.get("active", True):
         raise LimitGone(f"the shared rate limit {name!r} is gone or inactive")
-    shape = LimitShape(int(row["limit"]), float(row["slot_decay_per_second"] or 0.0))
-    if shape.queued:
-        wait = max(0.0, float(row["active_slots"]) - shape.burst_slots) / shape.decay
-        if wait > 0:
-            sleep(wait)
-            slept += wait
+    return row, requests + 1
+
+
+def row_shape(row: dict) -> LimitShape:
+    """The :class:`LimitShape` of a limit's row."""
+    return LimitShape(int(row["limit"]), float(row["slot_decay_per_second"] or 0.0))
+
+
+def reserve(client: Any, name: str, slots: int, sleep: Callable[[float], None] = time.sleep) -> float:
+    """Take ``slots`` slots of the limit ``name`` and sleep until the calls they stand for may go.
+
+    All of them go together, when the backlog has drained to the burst (the last of
+    :func:`call_waits`' waits for one call).
+
+    Returns:
+        The seconds slept.
+
+    Raises:
+        LimitGone: the limit was deleted or deactivated.
+        PrefectHTTPStatusError: any other refusal (e.g. 422: more slots than the limit holds).
+    """
+    slept = 0.0
+
+    def sleeping(seconds: float) -> None:
+        nonlocal slept
+        sleep(seconds)
+        slept += seconds
+
+    row, _ = take_slots(client, name, slots, sleeping)
+    wait = call_waits(float(row["active_slots"]), row_shape(row), 1)[0]
+    if wait > 0:
+        sleeping(wait)
     return slept
+
+
+# -- the per-host quota broker's client (the broker: acrvpc.cloud.quota_broker) ----------------------
+BROKER_CONNECT_TIMEOUT = 1.0  # a unix connect takes ~20 us; a broker that does not accept in 1 s is stuck
+BROKER_ANSWER_TIMEOUT = 10.0  # the answer comes after one or two server round trips; then the direct path
+BROKER_RETRY_SECONDS = 60.0  # after a broker failure, this process reserves directly for this long
+
+
+class BrokerUnavailable(RuntimeError):
+    """The quota broker could not be asked (no socket, refused, timed out, broken answer) or failed."""
+
+
+def ask_broker(
+    path: str,
+    name: str,
+    calls: int = 1,
+    connect_timeout: float | None = None,
+    answer_timeout: float | None = None,
+) -> float | None:
+    """Ask the quota broker at ``path`` for ``calls`` calls' tokens of the limit ``name``.
+
+    Args:
+        connect_timeout, answer_timeout: default :data:`BROKER_CONNECT_TIMEOUT`, :data:`BROKER_ANSWER_TIMEOUT`.
+
+    Returns:
+        The ``time.monotonic()`` deadline at which the (last) call may go, or None: the limit has
+        the old shape, reserve directly.
+
+    Raises:
+        LimitGone: the broker found the limit deleted or inactive.
+        BrokerUnavailable: anything else (the caller reserves directly).
+    """
+    import json
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(BROKER_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout)
+            sock.connect(path)
+            sock.settimeout(BROKER_ANSWER_TIMEOUT if answer_timeout is None else answer_timeout)
+            sock.sendall(json.dumps({"limit": name, "calls": int(calls)}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+    except (OSError, ValueError) as exc:  # socket.timeout is an OSError; a truncated answer a ValueError
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc or 'no answer'}") from exc
+    if not isinstance(answer, dict):
+        raise BrokerUnavailable(f"unexpected answer {str(answer)[:100]!r}")
+    if "at" in answer:
+        return float(answer["at"])
+    if answer.get("direct"):
+        return None
+    if answer.get("gone"):
+        raise LimitGone(str(answer.get("error") or f"the shared rate limit {name!r} is gone"))
+    raise BrokerUnavailable(str(answer.get("error") or f"unexpected answer {str(answer)[:100]!r}"))
+
+
+_broker_down: dict[tuple[int, str], float] = {}  # (pid, socket) -> monotonic time until which not to ask it
+_broker_said: set[tuple[int, str]] = set()
+_broker_lock = threading.Lock()
+
+
+def _broker_usable(path: str) -> bool:
+    return time.monotonic() >= _broker_down.get((os.getpid(), path), 0.0)
+
+
+def _broker_failed(path: str, exc: Exception) -> None:
+    """Reserve directly for :data:`BROKER_RETRY_SECONDS`; say so once per process (WARNING: it reaches the run's log)."""
+    key = (os.getpid(), path)
+    with _broker_lock:
+        _broker_down[key] = time.monotonic() + BROKER_RETRY_SECONDS
+        first = key not in _broker_said
+        _broker_said.add(key)
+    if first:
+        logger.warning(
+            "the quota broker %s failed (%s): this process takes its API tokens from the Prefect server "
+            "directly (asking the broker again after %.0f s)",
+            path,
+            str(exc)[:200],
+            BROKER_RETRY_SECONDS,
+        )
 
 
 class SharedLimiter:
@@ -275,6 +410,9 @@ class SharedLimiter:
             :func:`reserve` through the process's client for ``url``).
         slots_per_call: :attr:`LimitShape.slots_per_call`.
         url: the Prefect API URL (for the default ``acquire``).
+        broker: the per-host quota broker's socket (``ACRVPC_QUOTA_BROKER``): each call asks it for its
+            turn (:func:`ask_broker`), no lease; when it cannot be asked, the call reserves directly
+            (said once per process) and the process does so for :data:`BROKER_RETRY_SECONDS`.
     """
 
     def __init__(
@@ -285,8 +423,10 @@ class SharedLimiter:
         acquire: Callable[[str, int], Any] | None = None,
         slots_per_call: int = SLOTS_PER_CALL,
         url: str | None = None,
+        broker: str | None = None,
     ) -> None:
         self.name = name
+        self.broker = broker
         self.burst = burst
         self.lease = lease
         self.slots_per_call = slots_per_call
@@ -298,6 +438,8 @@ class SharedLimiter:
         self._waiting = 0  # threads waiting for the current acquisition
         self.acquisitions = 0  # round trips made (for benchmarks and tests)
         self.calls = 0
+        self.brokered = 0  # calls whose turn the quota broker gave
+        self.sleep: Callable[[float], None] = time.sleep
 
     def _reserve(self, name: str, slots: int) -> float:
         if not self.url:
@@ -306,6 +448,20 @@ class SharedLimiter:
 
     def acquire(self) -> None:
         """Take one token, waiting for its turn (:class:`LimitGone` or the server's error on failure)."""
+        if self.broker and _broker_usable(self.broker):
+            try:
+                at = ask_broker(self.broker, self.name)
+            except BrokerUnavailable as exc:
+                _broker_failed(self.broker, exc)
+            else:
+                if at is not None:
+                    wait = at - time.monotonic()
+                    if wait > 0:
+                        self.sleep(wait)
+                    with self._cond:
+                        self.calls += 1
+                        self.brokered += 1
+                    return
         with self._cond:
             while True:
                 if self._ready > 0:
