@@ -72,3 +72,56 @@ def test_the_stage_tasks_are_still_prefect_tasks_in_a_flow(tmp_path):
         tmp_path,
     )
     assert result and all(result.values()), result
+
+
+GC_PROBE = """
+import atexit, gc, json, os, sys
+from acrvpc.sandbox import SandboxServer
+
+sandbox = SandboxServer().__enter__()
+os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
+sys.argv = ["acrvpc", *{argv!r}]
+collections, running = [0, 0, 0], [True]
+gc.callbacks.append(lambda phase, info: running[0] and phase == "start" and collections.__setitem__(
+    info["generation"], collections[info["generation"]] + 1))
+
+
+@atexit.register
+def _said():
+    print(json.dumps({{"collections": collections, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}}))
+
+
+try:
+    from acrvpc.cli.app import main
+
+    main()
+finally:
+    running[0] = False
+"""
+
+
+def test_a_preflight_runs_without_the_cyclic_collector_and_freezes_what_it_loaded(tmp_path):
+    """The collector is paused while `acrvpc preflight` loads the CLI and the SDKs and runs, and what it loaded is
+    frozen so the interpreter's last collection skips it (issue 18)."""
+    spec = str(ROOT / "examples" / "sandbox.yaml")
+    result = probe_exit(GC_PROBE.format(argv=["preflight", spec]), tmp_path)
+    # none of the older generations, where the loaded objects go (a few young-generation passes may run between
+    # the end of the CLI module's import and main())
+    assert result["collections"][1:] == [0, 0], result
+    assert result["frozen"] > 100_000  # the SDKs' modules, classes and functions
+    assert result["enabled"] is True
+
+
+def test_other_commands_run_with_the_collector(tmp_path):
+    result = probe_exit(GC_PROBE.format(argv=["sandbox", "--port", "-1"]), tmp_path)
+    assert result["frozen"] == 0 and result["enabled"] is True
+
+
+def probe_exit(code: str, tmp_path: Path) -> dict:
+    """The JSON line a probe prints at its exit (after the command's own exit code)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ACRVPC_"))}
+    clean.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(ROOT), COLUMNS="200")
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=180
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
