@@ -125,3 +125,40 @@ def probe_exit(code: str, tmp_path: Path) -> dict:
         [sys.executable, "-c", code], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=180
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_plain_http_clients_build_no_ssl_context_and_https_ones_still_do(tmp_path):
+    """The SDKs' runtime built an SSL context (the system's CA store, 17 ms) for every new session, even for a
+    sandbox's http:// (issue 18). A real GetInstance through the pipeline's clients against the sandbox now builds
+    none; an HTTPS session is built as before, with certifi's CAs."""
+    result = run_probe(
+        f"""
+        import json, os, ssl
+        from acrvpc.sandbox import SandboxServer
+
+        made = []
+        original = ssl.create_default_context
+        ssl.create_default_context = lambda *a, **k: made.append(1) or original(*a, **k)
+        with SandboxServer() as sandbox:
+            os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
+            import alibabacloud_cr20181201.client  # aiohttp, under the SDK, builds its own at import
+            from alibabacloud_cr20181201 import models
+            from acrvpc.cloud.clients import cloud_clients
+            from acrvpc.domain.spec import load_spec
+
+            spec = load_spec({str(ROOT / "examples" / "sandbox.yaml")!r})
+            imported = len(made)
+            body = cloud_clients(spec).cr.get_instance(models.GetInstanceRequest(instance_id=spec.instance_id)).body
+            http = len(made) - imported
+            made.clear()
+            from darabonba.core import DaraCore
+
+            https = DaraCore.get_adapter("HTTPS", "TLSv1.2").ssl_context
+        print(json.dumps({{"ok": body.is_success, "http": http, "https": len(made),
+                          "cas": https.cert_store_stats()["x509_ca"], "tls": https.minimum_version.name}}))
+        """,
+        tmp_path,
+    )
+    assert result["ok"] is True
+    assert result["http"] == 0
+    assert result["https"] == 1 and result["cas"] > 0 and result["tls"] == "TLSv1_2"
