@@ -12,6 +12,12 @@ socket before it starts zygotes or runs, so every run of the host (forked or col
   the next reservation takes all of them (at most the limit's burst plus :data:`BATCH_SECONDS` of
   calls, far below what the row holds) as ONE increment of ``k * SLOTS_PER_CALL`` slots and ONE
   read (:func:`~acrvpc.cloud.shared_limit.take_slots`): two server requests per batch, not per call.
+- **just in time**: requests that arrive while the previous batch's calls still wait their turn
+  cannot go before its last call anyway (first come, first served), so the next batch is reserved
+  :data:`LEAD_SECONDS` before that call's deadline (or as soon as the batch is full, or
+  :data:`MAX_HOLD_SECONDS` after its first request arrived), not at once:
+  with a backlog, one batch covers every call the host asked for meanwhile. Without a backlog a
+  request is reserved at once.
 - **local spacing**: call ``j`` of a batch of ``k`` goes when the backlog has drained to the burst
   plus the ``k-1-j`` calls after it (:func:`~acrvpc.cloud.shared_limit.call_waits`): the batch's calls
   are ``1 / qps`` apart, never together.
@@ -71,6 +77,8 @@ from acrvpc.cloud.shared_limit import (
 
 BATCH_SECONDS = 20.0  # a batch takes at most the burst plus this many seconds of calls
 DEFAULT_MAX_BATCH = 50  # calls per batch when the acquire function does not say (tests)
+LEAD_SECONDS = 0.5  # a batch is reserved this long before the previous batch's last call goes (module docstring)
+MAX_HOLD_SECONDS = 4.0  # a request is reserved at most this long after it arrived (clients wait 10 s for an answer)
 IDLE_SUMMARY_SECONDS = 5.0  # the counters are logged once the broker has been idle this long after activity
 MAX_LINE = 4096
 
@@ -129,8 +137,11 @@ class PrefectReservations:
 
 @dataclass
 class _Limit:
-    pending: deque[tuple[asyncio.Future, int]] = field(default_factory=deque)
+    pending: deque[tuple[asyncio.Future, int, float]] = field(default_factory=deque)  # (answer, calls, arrived)
+    pending_calls: int = 0
     running: bool = False
+    last_at: float = 0.0  # the deadline of the last call granted
+    full: asyncio.Event = field(default_factory=asyncio.Event)  # pending calls reached the batch cap
 
 
 class QuotaBroker:
@@ -277,7 +288,10 @@ class QuotaBroker:
         self._last_request = time.monotonic()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         state = self._limits.setdefault(name, _Limit())
-        state.pending.append((future, calls))
+        state.pending.append((future, calls, time.monotonic()))
+        state.pending_calls += calls
+        if state.pending_calls >= self._cap(name):
+            state.full.set()
         if not state.running:
             state.running = True
             asyncio.get_running_loop().create_task(self._drain(name, state))
@@ -292,11 +306,20 @@ class QuotaBroker:
         try:
             while state.pending:
                 cap, calls = self._cap(name), 0
+                now = time.monotonic()
+                linger = min(state.last_at - LEAD_SECONDS, state.pending[0][2] + MAX_HOLD_SECONDS) - now
+                if linger > 0 and state.pending_calls < cap:
+                    # Calls asked now cannot go before the last granted one (first come, first served): gather
+                    # them until just before it, then reserve them as one batch.
+                    state.full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(state.full.wait(), linger)
                 batch: list[tuple[asyncio.Future, int]] = []
                 while state.pending and (not batch or calls + state.pending[0][1] <= cap):
-                    future, n = state.pending.popleft()
+                    future, n, _ = state.pending.popleft()
                     batch.append((future, n))
                     calls += n
+                state.pending_calls -= calls
                 try:
                     grant = await asyncio.to_thread(self._acquire, name, calls)
                 except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the error
@@ -311,6 +334,7 @@ class QuotaBroker:
                     else:
                         self.batches += 1
                         self.calls += calls
+                        state.last_at = max(state.last_at, grant.deadlines[-1])
                         ends, answers = 0, []
                         for _, n in batch:
                             ends += n

@@ -10,6 +10,7 @@ together they send twice the quota and the sandbox throttles them.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -343,3 +344,93 @@ class TestInThisProcess:
         assert shared is not None and shared.calls == 12
         assert seconds >= (12 - 2) / QPS * 0.9
         assert [c["code"] for c in quota_sandbox.world.calls.list()] == [""] * 12
+
+
+QUOTA_POOL = "acrvpc-quota-e2e"
+QUOTA_DEPLOY = """
+import sys
+from prefect import flow
+flow.from_source(source=sys.argv[2], entrypoint="tests/e2e/quota_flows.py:quota_probe").deploy(
+    name="quota-probe", work_pool_name=sys.argv[1], build=False, push=False)
+"""
+
+
+class TestQuotaBroker:
+    RUNS, THREADS, CALLS = 4, 2, 6
+
+    def test_forked_runs_take_their_turns_from_the_workers_broker_and_the_quota_holds(
+        self, prefect_server, quota_sandbox, tmp_path
+    ):
+        from tests.e2e.prefect_server import stop_group
+        from tests.e2e.test_ui_retry import api, wait_final
+
+        # given: the shared ECS limit, and an acrvpc-process worker (its broker) on a pool of its own
+        prefix = f"e2e-{secrets.token_hex(3)}"
+        create_ecs_limit(prefect_server, prefix)
+        log = tmp_path / "worker.log"
+        worker = prefect_server.spawn(
+            sys.executable,
+            "-m",
+            "acrvpc.warm_worker",
+            "--pool",
+            QUOTA_POOL,
+            log=log,
+            ACRVPC_SANDBOX_URL=quota_sandbox.url,
+            ACRVPC_QPS_ECS=str(QPS),
+            ACRVPC_BURST_ECS=str(BURST),
+            ACRVPC_QPS_LIMIT_PREFIX=prefix,
+            ACRVPC_CALL_RETRIES="0",
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_WORKER_PREFETCH_SECONDS="1",
+            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO",
+        )
+        out = tmp_path / "out"
+        out.mkdir()
+        try:
+            deadline = time.monotonic() + 120
+            while "ready:" not in log.read_text(errors="replace"):  # the zygote has imported the flows
+                assert worker.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"the worker never got ready: {log.read_text()[-3000:]}"
+                time.sleep(0.3)
+            prefect_server.run(sys.executable, "-c", QUOTA_DEPLOY, QUOTA_POOL, str(ROOT))
+            # when: 4 deployment runs at once, each making 2 x 6 ECS calls
+            with api(prefect_server) as client:
+                dep = client.get("/deployments/name/quota-probe/quota-probe").raise_for_status().json()["id"]
+                parameters = {
+                    "spec_path": str(ROOT / "examples" / "sandbox.yaml"),
+                    "out_dir": str(out),
+                    "threads": self.THREADS,
+                    "calls": self.CALLS,
+                }
+                runs = [
+                    client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": parameters})
+                    .raise_for_status()
+                    .json()["id"]
+                    for _ in range(self.RUNS)
+                ]
+            states = [wait_final(prefect_server, run, timeout=240)["type"] for run in runs]
+            total = self.RUNS * self.THREADS * self.CALLS
+            deadline = time.monotonic() + 30  # the broker logs its counters once idle
+            while f", {total} calls (mean batch" not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        finally:
+            stop_group(worker)
+        text = log.read_text(errors="replace")
+        # then: every run completed, forked; every call took its turn from the broker (none reserved directly)
+        assert states == ["COMPLETED"] * self.RUNS, text[-3000:]
+        assert text.count(": started warm: ") == self.RUNS
+        seen = [json.loads(p.read_text()) for p in out.glob("*.json")]
+        assert len(seen) == self.RUNS
+        assert all(s["errors"] == [] and s["shared"] and s["broker"] for s in seen), seen
+        assert [s["brokered"] for s in seen] == [self.THREADS * self.CALLS] * self.RUNS, seen
+        # the broker reserved them: one increment and one read per batch (plus its look-up of the shape)
+        line = next(x for x in text.splitlines() if "quota broker idle:" in x and f", {total} calls" in x)
+        batches = int(re.search(r"(\d+) batches", line).group(1))
+        requests = int(re.search(r"(\d+) server requests", line).group(1))
+        assert 1 <= batches <= total and requests == 2 * batches + 1, line
+        # and the quota held: no throttling answer, at most the account's burst on top of a second's calls
+        calls = [c for c in quota_sandbox.world.calls.list() if c["product"] == "ecs"]
+        assert len(calls) == total
+        assert [c["code"] for c in calls if c["code"] in THROTTLING] == []
+        assert _worst_second(sorted(c["time"] for c in calls)) <= 2 * QPS

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from acrvpc.cloud import shared_limit
+from acrvpc.cloud import quota_broker, shared_limit
 from acrvpc.cloud.quota_broker import Grant, QuotaBroker
 from acrvpc.cloud.shared_limit import (
     SLOTS_PER_CALL,
@@ -44,7 +44,15 @@ def broker_state():
 class Recorder:
     """An ``acquire`` for the broker: records each batch's size; the first batch may be held back."""
 
-    def __init__(self, hold_first: bool = False, error: Exception | None = None, direct: bool = False) -> None:
+    def __init__(
+        self,
+        hold_first: bool = False,
+        error: Exception | None = None,
+        direct: bool = False,
+        first_at: float = 0.0,
+        spacing: float = 1.0,
+    ) -> None:
+        self.first_at, self.spacing = first_at, spacing
         self.sizes: list[int] = []
         self.entered = threading.Event()
         self.release = threading.Event()
@@ -61,7 +69,8 @@ class Recorder:
         if self.direct:
             return Grant(None, 1)
         now = time.monotonic()
-        return Grant([now + 100.0 * len(self.sizes) + j for j in range(calls)], 2)
+        first = self.first_at if len(self.sizes) == 1 else 0.0
+        return Grant([now + first + j * self.spacing for j in range(calls)], 2)
 
 
 class TestCallWaits:
@@ -141,7 +150,7 @@ class TestBroker:
         assert counters["requests_per_call"] == pytest.approx(4 / 6, abs=0.01)
 
     def test_a_batch_never_exceeds_the_cap(self):
-        acquire = Recorder(hold_first=True)
+        acquire = Recorder(hold_first=True, spacing=0.0)
         acquire.cap = lambda name: 2  # type: ignore[attr-defined]
         with QuotaBroker(acquire) as broker:
             threads, answers = ask_in_threads(broker.path, 5)
@@ -155,6 +164,23 @@ class TestBroker:
             [t.join(10) for t in threads]
         assert acquire.sizes == [1, 2, 2]
         assert all(isinstance(a, float) for a in answers)
+
+    def test_requests_arriving_while_granted_calls_still_wait_are_reserved_together_just_in_time(self, monkeypatch):
+        # given: a first call granted 2 s ahead (a backlog), batches reserved 0.5 s before the last granted call
+        monkeypatch.setattr(quota_broker, "LEAD_SECONDS", 0.5)
+        acquire = Recorder(first_at=2.0)
+        with QuotaBroker(acquire) as broker:
+            first = ask_broker(broker.path, NAME)
+            # when: three requests arrive one after the other meanwhile
+            threads, answers = ask_in_threads(broker.path, 3)
+            for t in threads:
+                t.start()
+                time.sleep(0.05)
+            [t.join(10) for t in threads]
+        # then: one batch for the three, reserved before the first call's turn (0.5 s ahead of it)
+        assert acquire.sizes == [1, 3]
+        assert all(isinstance(a, float) for a in answers) and len(set(answers)) == 3, answers
+        assert min(answers) < first  # the Recorder grants from the moment it is asked
 
     def test_a_failed_reservation_answers_every_waiter_of_the_batch(self):
         with QuotaBroker(Recorder(error=RuntimeError("500 from the server"))) as broker:
@@ -211,11 +237,12 @@ class TestClient:
     def test_a_call_waits_for_the_deadline_the_broker_gave(self):
         with QuotaBroker(Recorder()) as broker:
             direct, slept = DirectRecorder(), []
+            broker._acquire.first_at = 100.0  # type: ignore[attr-defined]
             shared = limiter(broker.path, direct)
             shared.sleep = slept.append
             shared.acquire()
         assert direct.calls == [] and shared.brokered == 1 and shared.calls == 1
-        assert slept and 99.0 < slept[0] <= 100.0  # the Recorder's first batch goes 100 s from its answer
+        assert slept and 99.0 < slept[0] <= 100.0  # the Recorder's first batch went 100 s from its answer
 
     def test_a_missing_broker_falls_back_to_the_direct_reservation_said_once(self, tmp_path, caplog):
         direct = DirectRecorder()
