@@ -88,7 +88,9 @@ gc.callbacks.append(lambda phase, info: running[0] and phase == "start" and coll
 
 @atexit.register
 def _said():
-    print(json.dumps({{"collections": collections, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}}))
+    print(json.dumps({{"collections": collections, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled(),
+                      "prefect": sorted(m for m in sys.modules if m == "prefect" or m.startswith("prefect.")),
+                      "checked": "tasks.preflight" in sys.modules}}))
 
 
 try:
@@ -110,6 +112,14 @@ def test_a_preflight_runs_without_the_cyclic_collector_and_freezes_what_it_loade
     assert result["collections"][1:] == [0, 0], result
     assert result["frozen"] > 100_000  # the SDKs' modules, classes and functions
     assert result["enabled"] is True
+
+
+def test_a_preflight_through_the_console_entry_point_loads_no_prefect(tmp_path):
+    """`acrvpc preflight` needs neither Prefect's engine nor its settings: they cost more than the SDKs' floor."""
+    spec = str(ROOT / "examples" / "sandbox.yaml")
+    result = probe_exit(GC_PROBE.format(argv=["preflight", "--json", spec]), tmp_path)
+    assert result["checked"] is True  # the checks did run
+    assert result["prefect"] == []
 
 
 def test_other_commands_run_with_the_collector(tmp_path):
