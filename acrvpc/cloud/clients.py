@@ -378,21 +378,23 @@ def plain_http_without_tls() -> None:
     The SDKs' HTTP runtime (darabonba) builds, for each new session, an SSL context loading the system's CA store
     (``ssl.create_default_context``: 17 ms of CPU, a third of a preflight's reads against a sandbox, issue 18) even
     for ``http://``, whose connections never use it. HTTPS sessions are built as before (certifi's CAs, the TLS
-    minimum version). Idempotent; a darabonba without this layout is left as it is.
+    minimum version). Idempotent; a darabonba without this layout is left as it is. darabonba is reached through
+    the OpenAPI runtime that re-exports it (darabonba-core is not a declared dependency of the product).
     """
-    try:
-        from darabonba.core import DEFAULT_POOL_MAXSIZE, DEFAULT_POOL_SIZE, DaraCore, _TLSAdapter
-    except ImportError:  # pragma: no cover - another darabonba layout
-        return
+    import sys
+
+    from alibabacloud_tea_openapi.client import DaraCore
+
+    core: Any = sys.modules.get(DaraCore.__module__)
     built = DaraCore.get_adapter
-    if getattr(built, "plain_http_without_tls", False):
+    if getattr(built, "plain_http_without_tls", False) or not hasattr(core, "_TLSAdapter"):
         return
 
     def get_adapter(prefix: str, tls_min_version: str | None = None, pool_size: int | None = None) -> Any:
         if str(prefix).upper() == "HTTPS":
             return built(prefix, tls_min_version, pool_size=pool_size)
-        size = pool_size if pool_size is not None and pool_size > 0 else DEFAULT_POOL_MAXSIZE
-        return _TLSAdapter(ssl_context=None, pool_connections=DEFAULT_POOL_SIZE, pool_maxsize=size)
+        size = pool_size if pool_size is not None and pool_size > 0 else core.DEFAULT_POOL_MAXSIZE
+        return core._TLSAdapter(ssl_context=None, pool_connections=core.DEFAULT_POOL_SIZE, pool_maxsize=size)
 
     get_adapter.plain_http_without_tls = True  # type: ignore[attr-defined]
     DaraCore.get_adapter = staticmethod(get_adapter)
