@@ -262,6 +262,7 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         for kind, v in (("pending (a worker took it)", pickups), ("running (its process started)", starts))
         if v
     }
+    broker = _broker_counters([server.home / f"worker-{i}.log" for i in range(args.workers)])
     for w in workers:
         harness.stop_group(w)
     deadline = time.monotonic() + 30  # the zygotes exit once the runs they forked have ended and been reaped
@@ -278,7 +279,46 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         "cold": text.count("starting it cold"),
         "cold_by_stub": text.count("acrvpc fork stub:"),
     }
+    if broker:
+        start_s["quota_broker"] = broker
     return t0, wall, cpu, start_s
+
+
+BROKER_LINE = re.compile(
+    r"quota broker (?:idle|stopped): (\d+) batches, (\d+) calls \(mean batch [0-9.]+\), (\d+) server requests"
+)
+
+
+def _broker_counters(logs: list[Path], wait: float = 12.0) -> dict:
+    """The acrvpc-process workers' quota brokers' counters (acrvpc/cloud/quota_broker.py), summed.
+
+    Each broker logs them once it has been idle for a few seconds: wait (up to ``wait`` s) for a line
+    written after now, then take each log's last one. ``{}`` when the workers have no broker.
+    """
+    marks = [log.stat().st_size if log.exists() else 0 for log in logs]
+    deadline = time.monotonic() + wait
+    lines: list[str] = []
+    while True:
+        fresh = [log.read_bytes()[mark:].decode(errors="replace") for log, mark in zip(logs, marks, strict=True)]
+        found = [BROKER_LINE.findall(text) for text in fresh]
+        if all(found) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for log, since in zip(logs, found, strict=True):
+        if not since:  # no line after the runs: the last one before (or none: no broker)
+            since = BROKER_LINE.findall(log.read_text(errors="replace"))
+        if since:
+            lines.append(since[-1])
+    if not lines:
+        return {}
+    batches, calls, requests = (sum(int(line[i]) for line in lines) for i in range(3))
+    return {
+        "batches": batches,
+        "calls": calls,
+        "server_requests": requests,
+        "mean_batch": round(calls / batches, 2) if batches else 0.0,
+        "server_requests_per_call": round(requests / calls, 3) if calls else 0.0,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -344,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
         ends: list[float] = []
         if args.workers:
             t0, wall, cpu, figures["run_start_s"] = _run_on_workers(server, sandbox.url, specs, args, errors, ends)
+            figures["quota_broker"] = figures["run_start_s"].pop("quota_broker", {})
             world_t0 = world.clock.now() - (time.perf_counter() - t0)
         else:
             t0, world_t0, wall, cpu = _run_in_threads(server, world, specs, errors, ends)
@@ -402,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
     common.say(f"fleet: {n} specs at once, Prefect server on {figures['prefect_database']}, {topology}")
     if args.workers:
         common.say(f"seconds after the runs were created: {figures['run_start_s']}")
+        common.say(f"the workers' quota brokers (summed): {figures.get('quota_broker') or 'none'}")
     common.say(common.table(rows))
     common.say("calls answered per 5 s of the run (throttled in brackets):")
     common.say(common.table(timeline))
