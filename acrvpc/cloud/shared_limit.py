@@ -18,6 +18,11 @@ uses it as a **queue** (the GCRA, "generic cell rate algorithm"), not as a bucke
   decay`` seconds: then the backlog has drained to the burst, and the calls go. Two round trips,
   no 423s, no polling, no event per acquisition.
 
+Runs of an ``acrvpc-process`` worker do not reserve here themselves: they ask their worker's quota
+broker (:mod:`acrvpc.cloud.quota_broker`, ``ACRVPC_QUOTA_BROKER``; client: :func:`ask_broker`), which
+reserves the host's waiting calls as one batch (:func:`take_slots`) and spaces them locally
+(:func:`call_waits`); a broker that cannot be asked sends them back to :func:`reserve`.
+
 Why not ``prefect.concurrency.sync.rate_limit`` on a burst-sized limit (this module's first
 design; docs/benchmarks.md, "Shared API quota"): every refused increment is a 423 whose
 ``Retry-After`` grows with the slots denied so far (Poisson-jittered), so waiters oversleep; and
