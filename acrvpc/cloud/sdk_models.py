@@ -27,22 +27,24 @@ SDK_PACKAGES = ("alibabacloud_cr20181201", "alibabacloud_ecs20140526", "alibabac
 
 _IMPORT = re.compile(r"^from \.(_\w+) import (\w+)$", re.M)
 _ALL = re.compile(r"^__all__ = \[(.*?)^\]$", re.M | re.S)
-_GENERATED_REST = re.compile(r"(#[^\n]*|from __future__ import annotations)?")
+_OTHER = ("#", "from __future__ import annotations")
 
 
 def generated_exports(source: str) -> dict[str, str] | None:
     """``{name: submodule}`` from a generated models ``__init__.py``, or ``None`` when it holds anything else
     (then the package is left to load as usual)."""
-    where = {name: module for module, name in _IMPORT.findall(source)}
     found = _ALL.search(source)
-    if not where or found is None:
+    if found is None or source[found.end() :].strip():
+        return None
+    head = source[: found.start()]
+    pairs = _IMPORT.findall(head)
+    where = {name: module for module, name in pairs}
+    if not where or len(where) != len(pairs):
         return None
     if [n.strip() for n in found.group(1).split(",") if n.strip()] != list(where):
         return None
-    rest = _ALL.sub("", _IMPORT.sub("", source))
-    if any(not _GENERATED_REST.fullmatch(line.strip()) for line in rest.splitlines()):
-        return None
-    return where
+    statements = sum(1 for line in head.splitlines() if line.strip() and not line.startswith(_OTHER))
+    return where if statements == len(pairs) else None
 
 
 class LazyModels(types.ModuleType):
