@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Python's cyclic collector scans every object an import creates, again and again (issue 18: a third of the CPU
-# time of importing the three SDK clients and python-gitlab, and a full collection at the interpreter's exit).
-# It is paused while this module loads the CLI (restored at its end) and, in main(), for a short-lived read-only
-# command (_PAUSED_COMMANDS), whose loaded objects are frozen before the exit.
+# Python's cyclic collector scans every object an import creates, again and again, and all of them once more at
+# the interpreter's exit: importing the three SDK clients and python-gitlab takes a third less CPU with it paused
+# and the loaded objects frozen (issue 18). It is paused while this module loads the CLI (restored at its end)
+# and, in main(), for a short-lived read-only command (_PAUSED_COMMANDS), whose objects are frozen before the exit.
 _COLLECTING = gc.isenabled()
 gc.disable()
 
