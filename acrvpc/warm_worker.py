@@ -387,6 +387,14 @@ def _run(run_module: str) -> None:
 if __name__ == "__main__" and sys.argv[1:2] == [ZYGOTE_ARG]:
     _zygote_main(sys.argv[2:])
     sys.exit(0)
+if __name__ == "__main__":
+    # The worker: run the importable module's main, before this __main__ copy defines its own WarmProcessWorker:
+    # Prefect registers worker types by class, and the prefect.collections entry point imports acrvpc.warm_worker,
+    # whose class would replace __main__'s with a UserWarning.
+    import importlib
+
+    importlib.import_module("acrvpc.warm_worker").main()
+    sys.exit(0)
 
 # ---------------------------------------------------------------------------------------------------------------
 # The worker side (everything below imports Prefect).
@@ -609,15 +617,15 @@ class WarmProcessWorker(ProcessWorker):
         )
 
     async def teardown(self, *exc_info: Any) -> None:
-        await self.warm_pool.close()
-        if self.quota_broker is not None:  # logs its counters; runs still going reserve directly from now on
-            self.quota_broker.stop()
-            from acrvpc.settings import settings
-
-            if settings().quota_broker == self.quota_broker.path:
-                del os.environ[QUOTA_BROKER_ENV]
-            self.quota_broker = None
-        await super().teardown(*exc_info)
+        try:
+            await self.warm_pool.close()
+        finally:
+            if self.quota_broker is not None:  # logs its counters; runs still going reserve directly from now on
+                self.quota_broker.stop()
+                if os.environ.get(QUOTA_BROKER_ENV) == self.quota_broker.path:
+                    del os.environ[QUOTA_BROKER_ENV]
+                self.quota_broker = None
+            await super().teardown(*exc_info)
 
     async def run(
         self,
@@ -683,14 +691,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        async with WarmProcessWorker(
-            work_pool_name=args.pool, name=args.name, limit=args.limit, pool_size=args.pool_size
-        ) as worker:
-            await worker.start()
+        # start() enters the worker's context itself (setup, then teardown however it ends): entering it here
+        # too set the worker up twice (two quota brokers, one never stopped), as `prefect worker start` does not.
+        worker = WarmProcessWorker(work_pool_name=args.pool, name=args.name, limit=args.limit, pool_size=args.pool_size)
+        await worker.start()
 
+    # A first SIGTERM (a container stopping, systemd, Kubernetes) is a first Ctrl-C: the event loop's runner
+    # (asyncio.Runner, under anyio.run) cancels the worker, whose teardown stops its zygotes and its quota broker
+    # and says so; a second one interrupts at once. (Prefect's own handlers re-send SIGINT from a signal handler,
+    # which raised KeyboardInterrupt inside the loop and skipped the teardown.)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve)
-
-
-if __name__ == "__main__":
-    main()

@@ -137,3 +137,32 @@ def test_cancel_from_the_ui_cancels_the_run_and_its_builds(prefect_server, warm_
             assert {world.cr.status(r) for r in world.cr.records.values()} == {"CANCELED"}
     finally:
         world.cr.hang_repos.clear()
+
+
+def test_sigterm_stops_the_worker_gracefully(prefect_server, worker_sandbox, tmp_path):
+    """A container stop sends SIGTERM: the worker tears down (zygote and quota broker stopped, the broker's
+    socket directory removed) and exits, as ``prefect worker start`` does, instead of dying at once."""
+    import os
+    import signal
+
+    log = prefect_server.home / "warm-worker-sigterm.log"
+    proc = prefect_server.spawn(
+        sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL + "-sigterm", log=log,
+        ACRVPC_SANDBOX_URL=worker_sandbox.url,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "ready:" not in log.read_text(errors="replace"):  # the zygote has imported: the worker is set up
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the worker never became ready: {log.read_text()[-3000:]}"
+            time.sleep(0.3)
+        text = log.read_text(errors="replace")
+        socket_path = text.split("quota broker listening on ", 1)[1].split()[0]
+        assert Path(socket_path).exists()
+        os.kill(proc.pid, signal.SIGTERM)  # the worker only, not its group: the worker must stop its children
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+        text = log.read_text(errors="replace")
+        assert "quota broker stopped:" in text, text[-3000:]
+        assert not Path(socket_path).parent.exists()
+    finally:
+        stop_group(proc)
