@@ -378,14 +378,11 @@ def plain_http_without_tls() -> None:
     The SDKs' HTTP runtime (darabonba) builds, for each new session, an SSL context loading the system's CA store
     (``ssl.create_default_context``: 17 ms of CPU, a third of a preflight's reads against a sandbox, issue 18) even
     for ``http://``, whose connections never use it. HTTPS sessions are built as before (certifi's CAs, the TLS
-    minimum version). Idempotent; a darabonba without this layout is left as it is. darabonba is reached through
-    the OpenAPI runtime that re-exports it (darabonba-core is not a declared dependency of the product).
+    minimum version). Idempotent; a darabonba without this layout is left as it is.
     """
-    import sys
+    import darabonba.core as core
+    from darabonba.core import DaraCore
 
-    from alibabacloud_tea_openapi.client import DaraCore
-
-    core: Any = sys.modules.get(DaraCore.__module__)
     built = DaraCore.get_adapter
     if getattr(built, "plain_http_without_tls", False) or not hasattr(core, "_TLSAdapter"):
         return
