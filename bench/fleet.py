@@ -24,8 +24,14 @@ product, half a second's worth at once), N workers start on the ``acr-vpc-build`
 ``vpc-build/nightly`` run per spec is created; each run is its own process and takes every token
 from the shared limits. ``--worker-type acrvpc-process`` (the default): ``python -m acrvpc.warm_worker``,
 whose runs are forked from a pre-imported zygote (acrvpc/warm_worker.py); ``--worker-type process``:
-``prefect worker start``, Prefect's process worker, each run a fresh interpreter. The wall time runs from the creation of
-the first run to the last run's terminal state (the server's state timestamps).
+``prefect worker start``, Prefect's process worker, each run a fresh interpreter. ``--start now`` (the default):
+each run is due when it is created, and the wall time runs from the first creation to the last run's
+terminal state (the server's state timestamps): 50 POSTs one after another to a server already busy with
+the first runs take ~25 s, so the starts spread over that time. ``--start scheduled``: the runs are created
+first, all due at one instant a few seconds later (as the nightly deployment's schedule makes them), and the
+wall time runs from that instant; the workers start each run's process when it is due (1 s of prefetch), all
+50 at once: on 2 cores that herd reached Running 5-22 s late and then moved through the stages in lockstep
+(ECS saturated while CR idled, then the reverse), 0.60 against 0.71-0.73 (2026-12-07, docs/benchmarks.md).
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
 ``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import datetime
 import os
 import re
 import sys
@@ -56,6 +63,10 @@ if __name__ == "__main__":  # only when run: setup() changes os.environ (a fresh
     common.setup()
 
 TARGET_EFFICIENCY = 0.8
+SCHEDULE_LEAD_S, SCHEDULE_LEAD_PER_RUN_S = (
+    5.0,
+    0.2,
+)  # --start scheduled: the runs are due this long after creation starts
 REGION = "cn-hangzhou"  # examples/sandbox.yaml's, which every fleet spec copies
 POOL = "acr-vpc-build"
 DEPLOYMENT = "vpc-build/nightly"
@@ -215,15 +226,25 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         "self": common.self_cpu_seconds(),
     }
     t0, t0_epoch = time.perf_counter(), time.time()
+    body: dict = {}
+    if args.start == "scheduled":  # all runs due at one instant, as a nightly schedule makes them; created before it
+        t0_epoch += SCHEDULE_LEAD_S + SCHEDULE_LEAD_PER_RUN_S * len(specs)
+        t0 += t0_epoch - time.time()
+        due = datetime.datetime.fromtimestamp(t0_epoch, datetime.UTC).isoformat()
+        body["state"] = {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": due}}
     run_ids = {}
     with httpx.Client(base_url=api, timeout=60) as client:
         for path in specs:
             r = client.post(
                 f"/deployments/{dep}/create_flow_run",
-                json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem},
+                json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem, **body},
             )
             r.raise_for_status()
             run_ids[r.json()["id"]] = path.stem
+        # the server creates the runs one request at a time (seconds after the start; negative: before it)
+        created_s = time.perf_counter() - t0
+        if args.start == "scheduled" and created_s > 0:
+            common.say(f"!!! creating the runs ended {created_s:.1f} s after they were due: the wall time includes it")
         deadline = time.monotonic() + args.timeout
         while True:
             runs = client.post(
@@ -274,6 +295,7 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     run_cpu = [float(m) for m in re.findall(r"acrvpc zygote \d+: run pid \d+ exited with -?\d+: ([0-9.]+) CPU s", text)]
     if run_cpu:
         cpu["per_forked_run_as_reaped"] = round(sum(run_cpu) / len(run_cpu), 3)
+    start_s["all created"] = round(created_s, 1)
     start_s["starts"] = {
         "forked": text.count(": started warm: "),
         "cold": text.count("starting it cold"),
@@ -347,6 +369,14 @@ def main(argv: list[str] | None = None) -> dict:
         help="with --workers: acrvpc-process (runs forked from a pre-imported zygote; the default) "
         "or process (Prefect's process worker: a fresh interpreter per run)",
     )
+    parser.add_argument(
+        "--start",
+        choices=("now", "scheduled"),
+        default="now",
+        help="with --workers: now (the default: each run is due when created, one POST after another, and the "
+        "wall time runs from the first creation) or scheduled (the runs are created first, all due at one "
+        "instant, as a nightly schedule makes them; the wall time runs from that instant)",
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
     args = parser.parse_args(argv)
     n = args.specs or (10 if args.quick else 50)
@@ -368,6 +398,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     t_setup = time.perf_counter()
     figures["workers"] = args.workers
+    if args.workers:
+        figures["start"] = args.start
     figures["worker_type"] = args.worker_type if args.workers else "threads"
     with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server(deploy=bool(args.workers)) as server:
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
