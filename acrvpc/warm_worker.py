@@ -622,7 +622,9 @@ class WarmProcessWorker(ProcessWorker):
         finally:
             if self.quota_broker is not None:  # logs its counters; runs still going reserve directly from now on
                 self.quota_broker.stop()
-                if os.environ.get(QUOTA_BROKER_ENV) == self.quota_broker.path:
+                from acrvpc.settings import settings
+
+                if settings().quota_broker == self.quota_broker.path:
                     del os.environ[QUOTA_BROKER_ENV]
                 self.quota_broker = None
             await super().teardown(*exc_info)
