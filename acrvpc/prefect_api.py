@@ -64,3 +64,43 @@ def forget_api_url() -> None:
     global _cache
     with _cache_lock:
         _cache = None
+
+
+class _SharedContexts:
+    """``ssl`` as Prefect's client module sees it, with ``create_default_context`` built once per arguments."""
+
+    def __init__(self, ssl_module: Any) -> None:
+        import functools
+
+        self._ssl = ssl_module
+        self.create_default_context = functools.lru_cache(maxsize=8)(ssl_module.create_default_context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ssl, name)
+
+
+def share_client_ssl_contexts() -> bool:
+    """Prefect's API clients in this process share their SSL context instead of building one each.
+
+    Prefect 3.9 builds an SSL context for every ``PrefectClient``/``SyncPrefectClient`` it creates
+    (``ssl.create_default_context(cafile=certifi.where())``: parsing the CA bundle, ~30 ms of CPU), even
+    for an ``http://`` API, and a flow run creates about ten (the flow run's, the deployment's pull
+    step, its event, the log and events services, the suspension observer...): measured with py-spy
+    in forked runs of the acrvpc-process worker, 40 % of a run's CPU (issue 15). One context per
+    arguments is built instead: the CA file (``PREFECT_API_SSL_CERT_FILE`` or certifi's) or none (the
+    ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY`` branch, which always makes the same change to it), so
+    verification is what each client would have had. An ``SSLContext`` may be shared by clients and
+    threads (httpx recommends it). Only Prefect's client module sees the shared function; nothing else
+    in the process changes. Returns False when the module has no ``ssl`` to share (another Prefect).
+    """
+    import ssl
+
+    import prefect.client.orchestration as orchestration
+
+    current = getattr(orchestration, "ssl", None)
+    if isinstance(current, _SharedContexts):
+        return True
+    if current is not ssl:
+        return False
+    orchestration.ssl = _SharedContexts(ssl)  # type: ignore[assignment]
+    return True

@@ -129,6 +129,16 @@ class _Zygote:
                     importlib.import_module(module)
                 except Exception as exc:  # noqa: BLE001 - a module that fails here fails (and says why) in the run
                     self.say(f"preloading {module} failed: {type(exc).__name__}: {exc}")
+            try:  # every run's Prefect clients share one SSL context, built here once (acrvpc.prefect_api)
+                from acrvpc.prefect_api import share_client_ssl_contexts
+
+                if share_client_ssl_contexts():
+                    import certifi
+                    import prefect.client.orchestration as orchestration
+
+                    orchestration.ssl.create_default_context(cafile=certifi.where())
+            except Exception as exc:  # noqa: BLE001 - runs then build their own, as without the zygote
+                self.say(f"sharing Prefect's SSL context failed: {type(exc).__name__}: {exc}")
         finally:
             gc.freeze()
             gc.enable()
@@ -601,6 +611,9 @@ class WarmProcessWorker(ProcessWorker):
         self.quota_broker: QuotaBroker | None = None
 
     async def setup(self) -> None:
+        from acrvpc.prefect_api import share_client_ssl_contexts
+
+        share_client_ssl_contexts()  # the worker's clients (one per run it submits) too
         await super().setup()
         # The host's quota broker (acrvpc/cloud/quota_broker.py): set in os.environ before any zygote or run
         # starts, so every run of this worker (forked or cold) inherits ACRVPC_QUOTA_BROKER.
