@@ -205,7 +205,21 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         for i in range(args.workers)
     ]
     api = server.api_url
-    dep = httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", timeout=30).json()["id"]
+    if args.deployments == "spec":  # what `acrvpc deploy SPEC` makes: the spec as a parameter, module entrypoint
+        from acrvpc.deploy import VPC_BUILD, deploy_spec
+        from acrvpc.domain.spec import load_spec
+
+        t_deploy = time.perf_counter()
+        targets = {}
+        for path in specs:
+            spec = load_spec(path)
+            targets[path] = deploy_spec(spec, pool=POOL)[VPC_BUILD.name(spec)]
+        common.say(f"{len(specs)} specs deployed (acrvpc deploy) in {time.perf_counter() - t_deploy:.1f} s")
+        parameters: dict[Path, dict] = {path: {} for path in specs}  # each deployment's own spec
+    else:  # prefect.yaml's vpc-build/nightly (file entrypoint, a pull step), the spec as a path on the worker
+        dep = httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", timeout=30).json()["id"]
+        targets = {path: dep for path in specs}
+        parameters = {path: {"spec_path": str(path), "start_builds": True} for path in specs}
     # the workers are up when they have polled the pool
     deadline = time.monotonic() + 180
     while len(httpx.post(f"{api}/work_pools/{POOL}/workers/filter", json={}, timeout=30).json()) < args.workers:
@@ -236,8 +250,8 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     with httpx.Client(base_url=api, timeout=60) as client:
         for path in specs:
             r = client.post(
-                f"/deployments/{dep}/create_flow_run",
-                json={"parameters": {"spec_path": str(path), "start_builds": True}, "name": path.stem, **body},
+                f"/deployments/{targets[path]}/create_flow_run",
+                json={"parameters": parameters[path], "name": path.stem, **body},
             )
             r.raise_for_status()
             run_ids[r.json()["id"]] = path.stem
@@ -370,6 +384,14 @@ def main(argv: list[str] | None = None) -> dict:
         "or process (Prefect's process worker: a fresh interpreter per run)",
     )
     parser.add_argument(
+        "--deployments",
+        choices=("spec", "prefect-yaml"),
+        default="spec",
+        help="with --workers: spec (the default: one `acrvpc deploy`-made vpc-build deployment per spec, the spec "
+        "as its parameter, a module entrypoint, no pull step: the production path) or prefect-yaml "
+        "(prefect.yaml's vpc-build/nightly with each spec's path: a file entrypoint and Prefect's pull step)",
+    )
+    parser.add_argument(
         "--start",
         choices=("now", "scheduled"),
         default="now",
@@ -400,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["workers"] = args.workers
     if args.workers:
         figures["start"] = args.start
+        figures["deployments"] = args.deployments
     figures["worker_type"] = args.worker_type if args.workers else "threads"
     with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server(deploy=bool(args.workers)) as server:
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
