@@ -148,6 +148,20 @@ class Settings(BaseSettings):
         "(default: the project's flows, the three Alibaba Cloud SDK clients and python-gitlab).",
         json_schema_extra={"fix": "write comma-separated module names, e.g. flows.on_push,flows.vpc_build"},
     )
+    warm_start_slots: int | None = Field(
+        None,
+        ge=0,
+        description="acrvpc-process worker: runs of one zygote that may be starting at once (forked, not yet "
+        "Running); the others wait their turn (unset: the host's CPU count; 0: no limit).",
+        json_schema_extra={"fix": "write a whole number, e.g. 2 (0 lets every run start at once)"},
+    )
+    warm_start_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="acrvpc-process worker: a starting run keeps its start slot at most this long (a flow without "
+        "the project's on_running hook never says it is Running).",
+        json_schema_extra={"fix": "write a number of seconds, e.g. 10"},
+    )
     warm_wait_seconds: float = Field(
         60.0,
         ge=0,

@@ -66,6 +66,13 @@ thread of its own, a unix socket in a private 0700 directory) when it starts, an
 of the host's waiting calls, the calls spaced locally), and reserves directly when the broker cannot be
 asked. It stops (logging its counters) when the worker stops; it logs them too whenever it has been idle.
 
+**The start gate** (:mod:`acrvpc.run_gate`): a zygote lets ``ACRVPC_WARM_START_SLOTS`` of its runs (default:
+the host's CPU count) be *starting* at once, forked and not yet Running; the other orders wait, first come
+first served. Each forked run holds a pipe that the project's flows close from an ``on_running`` hook; the
+zygote frees the slot then, or when the run ends, or after ``ACRVPC_WARM_START_SECONDS`` (10) for a flow
+without the hook. Why: 50 runs due at one instant, forked together on 2 cores, reached Running 7-21 s late
+and then moved through the stages in lockstep (issue 15, docs/benchmarks.md "The production path").
+
 ``ACRVPC_WARM_POOL_SIZE``: 0 starts every run cold (Prefect's process worker); any other value (default 1)
 enables the zygotes (one per environment; forking needs no pool of waiting interpreters). Start the
 worker with ``prefect worker start --pool POOL --type acrvpc-process`` (registered through the
@@ -82,6 +89,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 
 ZYGOTE_ARG = "zygote"
@@ -117,11 +125,15 @@ class _Zygote:
     worker is gone or stopping; the zygote then stops listening and exits once its runs have ended).
     """
 
-    def __init__(self, path: str, imports: list[str]) -> None:
+    def __init__(self, path: str, imports: list[str], start_slots: int = 0, start_seconds: float = 10.0) -> None:
         import gc
         import importlib
 
         self.path, self.pid = path, os.getpid()
+        # the start gate (acrvpc.run_gate): runs forked and not yet Running, {pid: (pipe's read end, deadline)}
+        self.start_slots, self.start_seconds = start_slots, start_seconds
+        self.starting: dict[int, tuple[int, float]] = {}
+        self.waiting: list[socket.socket] = []  # stubs whose order waits for a start slot
         gc.disable()  # the collector would scan the imports' objects again and again (see _fork)
         try:
             for module in imports:
@@ -164,9 +176,18 @@ class _Zygote:
 
     def serve(self) -> dict | None:
         """Serve until stopped (returns None) or, in a forked child, return the child's order."""
-        while not (self.draining and not self.runs):
-            for key, _ in self.selector.select():
-                if key.data == "accept":
+        while not (self.draining and not self.runs and not self.waiting):
+            timeout = None
+            if self.starting:
+                timeout = max(0.0, min(deadline for _, deadline in self.starting.values()) - time.monotonic())
+            events = self.selector.select(timeout)
+            now = time.monotonic()
+            for pid in [pid for pid, (_, deadline) in self.starting.items() if deadline <= now]:
+                self.started(pid)  # it never said it is Running (a flow without the hook): its slot is freed
+            for key, _ in events:
+                if isinstance(key.data, tuple):  # ("started", pid): the run is Running (closed) or gone
+                    self.started(key.data[1])
+                elif key.data == "accept":
                     with contextlib.suppress(BlockingIOError, InterruptedError):
                         conn, _ = self.listener.accept()
                         peer = struct.unpack(
@@ -188,6 +209,9 @@ class _Zygote:
                     order = self.on_conn(accepted)
                     if order is not None:
                         return order
+            order = self.admit()
+            if order is not None:
+                return order
         self.stop_listening()
         return None
 
@@ -203,6 +227,8 @@ class _Zygote:
             os.unlink(self.path)
 
     def drop(self, conn: socket.socket) -> None:
+        if conn in self.waiting:  # its stub went away while the run waited for a start slot
+            self.waiting.remove(conn)
         state = self.conns.pop(conn)
         for fd in state["fds"]:
             with contextlib.suppress(OSError):
@@ -245,19 +271,47 @@ class _Zygote:
                 conn.sendall((json.dumps({"refused": reason}) + "\n").encode())
             self.drop(conn)
             return None
-        pid = self._fork()
-        if pid == 0:
-            self.become_run(state["fds"])
-            return order
-        for fd in state["fds"]:
-            os.close(fd)
-        state["fds"], state["pid"] = [], pid
-        self.runs[pid] = conn
-        try:
-            conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
-        except OSError:
-            self.drop(conn)
+        state["order"] = order
+        self.waiting.append(conn)
+        return self.admit()
+
+    def admit(self) -> dict | None:
+        """Fork the waiting orders while start slots are free (in the forked child: return its order)."""
+        while self.waiting and not (self.start_slots and len(self.starting) >= self.start_slots):
+            conn = self.waiting.pop(0)
+            state = self.conns[conn]
+            order = state.pop("order")
+            read_end, write_end = os.pipe() if self.start_slots else (-1, -1)
+            pid = self._fork()
+            if pid == 0:
+                from acrvpc import run_gate
+
+                if write_end >= 0:
+                    os.close(read_end)
+                    run_gate.hold(write_end)
+                self.become_run(state["fds"])
+                return order
+            if write_end >= 0:
+                os.close(write_end)
+                self.starting[pid] = (read_end, time.monotonic() + self.start_seconds)
+                self.selector.register(read_end, selectors.EVENT_READ, ("started", pid))
+            for fd in state["fds"]:
+                os.close(fd)
+            state["fds"], state["pid"] = [], pid
+            self.runs[pid] = conn
+            try:
+                conn.sendall((json.dumps({"pid": pid}) + "\n").encode())
+            except OSError:
+                self.drop(conn)
         return None
+
+    def started(self, pid: int) -> None:
+        """Run ``pid`` is Running, gone, or took too long: free its start slot."""
+        entry = self.starting.pop(pid, None)
+        if entry is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(entry[0])
+            os.close(entry[0])
 
     @staticmethod
     def _fork() -> int:
@@ -283,6 +337,8 @@ class _Zygote:
         signal.signal(signal.SIGCHLD, self.sigchld)
         for conn in self.conns:
             conn.close()
+        for read_end, _ in self.starting.values():  # the other runs' start pipes are the zygote's
+            os.close(read_end)
         self.selector.close()
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
@@ -303,6 +359,7 @@ class _Zygote:
             code = os.waitstatus_to_exitcode(status)
             # what the run cost, its exit included (bench/fleet.py sums these lines)
             self.say(f"run pid {pid} exited with {code}: {usage.ru_utime + usage.ru_stime:.3f} CPU s")
+            self.started(pid)
             conn = self.runs.pop(pid, None)
             if conn is not None:
                 with contextlib.suppress(OSError):
@@ -332,7 +389,16 @@ def _zygote_main(argv: list[str]) -> None:
         imports = ["prefect.flow_engine"] + [m.strip() for m in modules.split(",") if m.strip()]
     else:
         imports = [m.strip() for m in args.imports.split(",") if m.strip()]
-    zygote = _Zygote(args.socket, imports)
+    from acrvpc.settings import settings
+
+    configured = settings()
+    slots = configured.warm_start_slots
+    zygote = _Zygote(
+        args.socket,
+        imports,
+        start_slots=(os.cpu_count() or 2) if slots is None else slots,
+        start_seconds=configured.warm_start_seconds,
+    )
     zygote.say(f"ready: {', '.join(imports) or 'nothing'} imported; {_threads()} thread(s)")
     order = zygote.serve()
     if order is None:
@@ -411,7 +477,6 @@ if __name__ == "__main__":
 
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 

@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from acrvpc import monitor, runlog
+from acrvpc import monitor, run_gate, runlog
 from acrvpc.cloud.errors import PipelineError
 from acrvpc.domain.spec import Spec, resolve_spec, route_target
 from flows.builds import fail_if_any_failed, reported_run, run_builds
@@ -26,7 +26,7 @@ from flows.run_names import flow_run_name
 from tasks.on_push import verify_binding_task
 
 
-@flow(name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False)
+@flow(name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.started])
 def build_on_push(
     project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None, spec_path: str | None = None
 ) -> dict[str, Any]:

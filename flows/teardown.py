@@ -12,13 +12,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from acrvpc import runlog
+from acrvpc import run_gate, runlog
 from acrvpc.domain.spec import Spec, resolve_spec
 from flows.run_names import flow_run_name
 from tasks import teardown as teardown_stage
 
 
-@flow(name="teardown", flow_run_name=flow_run_name, validate_parameters=False)
+@flow(name="teardown", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.started])
 def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str, Any]:
     """Delete everything tagged for a spec's link, in dependency order.
 

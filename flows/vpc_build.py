@@ -39,7 +39,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
-from acrvpc import monitor, runlog
+from acrvpc import monitor, run_gate, runlog
 from acrvpc.domain.outcomes import BindingOutcome, BuildOutcome, StageOutcome
 from acrvpc.domain.run_summary import plan_lines
 from acrvpc.domain.spec import LinkMode, Spec, resolve_spec
@@ -116,7 +116,14 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     ], bindings
 
 
-@flow(name="vpc-build", flow_run_name=flow_run_name, log_prints=False, persist_result=True, validate_parameters=False)
+@flow(
+    name="vpc-build",
+    flow_run_name=flow_run_name,
+    log_prints=False,
+    persist_result=True,
+    validate_parameters=False,
+    on_running=[run_gate.started],
+)
 def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: str | None = None) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.
 

@@ -48,6 +48,10 @@ if mode == "interrupt":
     raise KeyboardInterrupt
 if mode == "sleep":
     time.sleep(60)
+if mode == "running-then-sleep":  # what the project's flows do from their on_running hook
+    from acrvpc import run_gate
+    run_gate.started()
+    time.sleep(60)
 """
 THREADED = """
 import threading, time
@@ -70,9 +74,11 @@ def probe_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start_zygote(probe_dir: Path, imports: str = "probe_preloaded", **popen: Any) -> tuple[subprocess.Popen, str]:
+def start_zygote(
+    probe_dir: Path, imports: str = "probe_preloaded", extra_env: dict[str, str] | None = None, **popen: Any
+) -> tuple[subprocess.Popen, str]:
     path = str(probe_dir / "z.sock")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}", **(extra_env or {})}
     zygote = subprocess.Popen(
         [sys.executable, "-m", "acrvpc.warm_worker", "zygote", path, "--imports", imports, "--run-module", "probe_run"],
         stdin=subprocess.PIPE,
@@ -224,3 +230,75 @@ def test_no_zygote_means_a_cold_start(probe_dir):
     run = stub(str(probe_dir / "absent.sock"), probe_dir, "ok")
     _, err = run.communicate(timeout=60)
     assert "no zygote at" in err and "starting the run cold" in err
+
+
+@pytest.fixture
+def gated(probe_dir: Path, request):
+    """A zygote that lets one run be starting at a time (``ACRVPC_WARM_START_SLOTS=1``)."""
+    seconds = getattr(request, "param", "60")
+    process, path = start_zygote(
+        probe_dir, extra_env={"ACRVPC_WARM_START_SLOTS": "1", "ACRVPC_WARM_START_SECONDS": seconds}
+    )
+    yield process, path
+    process.stdin.close()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_the_start_gate_forks_the_next_run_once_the_first_is_running(gated, probe_dir):
+    _, path = gated
+    first = stub(path, probe_dir, "running-then-sleep")
+    seen = first_line(first)  # forked, and it has said it is Running (acrvpc.run_gate.started)
+    second = stub(path, probe_dir, "exit3")
+    assert second.wait(20) == 3  # forked although the first run still runs
+    assert not gone(seen["pid"])
+    first.send_signal(signal.SIGTERM)
+    first.wait(10)
+
+
+def test_a_run_that_never_says_it_is_running_holds_its_slot_until_it_ends(gated, probe_dir):
+    _, path = gated
+    first = stub(path, probe_dir, "sleep")  # a flow without the hook
+    seen = first_line(first)
+    second = stub(path, probe_dir, "exit3")
+    time.sleep(1.5)
+    assert second.poll() is None and not second.stdout.closed  # waiting: not forked while the first is starting
+    first.send_signal(signal.SIGTERM)  # the first run ends: its slot is free
+    first.wait(10)
+    assert second.wait(20) == 3 and first_line(second)["mode"] == "exit3"
+    assert gone(seen["pid"])
+
+
+@pytest.mark.parametrize("gated", ["1"], indirect=True)
+def test_a_starting_run_keeps_its_slot_at_most_the_start_seconds(gated, probe_dir):
+    _, path = gated
+    first = stub(path, probe_dir, "sleep")  # never says it is Running; ACRVPC_WARM_START_SECONDS=1
+    seen = first_line(first)
+    second = stub(path, probe_dir, "exit3")
+    assert second.wait(20) == 3  # forked after the first run's second, while it still runs
+    assert not gone(seen["pid"])
+    first.send_signal(signal.SIGTERM)
+    first.wait(10)
+
+
+def test_a_stub_that_leaves_while_its_run_waits_is_never_forked(probe_dir):
+    process, path = start_zygote(
+        probe_dir, extra_env={"ACRVPC_WARM_START_SLOTS": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    first = stub(path, probe_dir, "sleep")
+    first_line(first)
+    waiting = stub(path, probe_dir, "exit3")
+    time.sleep(1.0)  # its order reached the zygote and waits for the slot
+    os.killpg(waiting.pid, signal.SIGKILL)
+    waiting.wait(10)
+    first.send_signal(signal.SIGTERM)
+    first.wait(10)
+    third = stub(path, probe_dir, "exit3")  # the zygote still serves
+    assert third.wait(20) == 3
+    process.stdin.close()
+    assert process.wait(20) == 0
+    err = process.stderr.read()
+    assert len(re.findall(r"run pid \d+ exited", err)) == 2, err  # the first and the third: none for the one that left
