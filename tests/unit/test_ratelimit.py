@@ -308,6 +308,21 @@ class TestServerHiccups:
         assert len(calls) == 3
 
 
+def count_settings_reads(monkeypatch) -> list[int]:
+    """Count the ``prefect.settings.Settings()`` builds from now on (each costs ~19 ms of CPU)."""
+    import prefect.settings
+
+    reads: list[int] = []
+
+    class Counted(prefect.settings.Settings):
+        def __init__(self, *args, **kwargs):
+            reads.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(prefect.settings, "Settings", Counted)
+    return reads
+
+
 class TestApiUrlReuse:
     def test_a_changed_environment_is_noticed_at_once(self, monkeypatch):
         from acrvpc.prefect_api import api_url, forget_api_url
@@ -336,42 +351,26 @@ class TestApiUrlReuse:
 
     def test_a_reused_answer_costs_no_settings_read(self, monkeypatch):
         # Settings() costs ~19 ms of CPU (bench/shared_quota.py measures it); a reused answer reads none
-        import prefect.settings
 
         from acrvpc.prefect_api import api_url, forget_api_url
 
-        reads = []
-
-        class Counted(prefect.settings.Settings):
-            def __init__(self, *args, **kwargs):
-                reads.append(1)
-                super().__init__(*args, **kwargs)
-
         forget_api_url()
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-        monkeypatch.setattr(prefect.settings, "Settings", Counted)
+        reads = count_settings_reads(monkeypatch)
         assert api_url() == "http://127.0.0.1:9/api" and len(reads) == 1  # max_age 0: read afresh
         assert [api_url(max_age=60) for _ in range(100)] == ["http://127.0.0.1:9/api"] * 100
         assert len(reads) == 2  # the first reuse-allowed call read once more (the fresh read cached nothing)
 
     def test_a_flow_run_process_uses_the_url_its_run_reports_to_without_a_settings_read(self, monkeypatch):
         # a worker's flow-run process (PREFECT__FLOW_RUN_ID) read its settings when it started: no Settings() more
-        import prefect.settings
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from acrvpc.prefect_api import api_url, forget_api_url
 
-        reads = []
-
-        class Counted(prefect.settings.Settings):
-            def __init__(self, *args, **kwargs):
-                reads.append(1)
-                super().__init__(*args, **kwargs)
-
         forget_api_url()
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
         monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "00000000-0000-0000-0000-000000000001")
-        monkeypatch.setattr(prefect.settings, "Settings", Counted)
+        reads = count_settings_reads(monkeypatch)
         with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:11/api"}):
             assert api_url() == "http://127.0.0.1:11/api"
             assert api_url(max_age=60) == "http://127.0.0.1:11/api"
@@ -383,20 +382,11 @@ class TestApiUrlReuse:
         # a run's preflight reads start together: each used to build its own Settings() (~20 ms of CPU)
         import threading
 
-        import prefect.settings
-
         from acrvpc.prefect_api import api_url, forget_api_url
-
-        reads = []
-
-        class Counted(prefect.settings.Settings):
-            def __init__(self, *args, **kwargs):
-                reads.append(1)
-                super().__init__(*args, **kwargs)
 
         forget_api_url()
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-        monkeypatch.setattr(prefect.settings, "Settings", Counted)
+        reads = count_settings_reads(monkeypatch)
         gate = threading.Barrier(8)
         answers = []
 

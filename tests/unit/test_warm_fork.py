@@ -92,16 +92,21 @@ def start_zygote(
     return zygote, path
 
 
-@pytest.fixture
-def zygote(probe_dir: Path):
-    process, path = start_zygote(probe_dir)
-    yield process, path
+def stop_zygote(process: subprocess.Popen) -> None:
+    """End of input: the zygote stops listening and exits once its runs have ended (killed after 10 s)."""
     process.stdin.close()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def zygote(probe_dir: Path):
+    process, path = start_zygote(probe_dir)
+    yield process, path
+    stop_zygote(process)
 
 
 def stub(path: str, cwd: Path, mode: str) -> subprocess.Popen:
@@ -240,12 +245,7 @@ def gated(probe_dir: Path, request):
         probe_dir, extra_env={"ACRVPC_WARM_START_SLOTS": "1", "ACRVPC_WARM_START_SECONDS": seconds}
     )
     yield process, path
-    process.stdin.close()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_zygote(process)
 
 
 def test_the_start_gate_forks_the_next_run_once_the_first_is_running(gated, probe_dir):
