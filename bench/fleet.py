@@ -29,9 +29,9 @@ each run is due when it is created, and the wall time runs from the first creati
 terminal state (the server's state timestamps): 50 POSTs one after another to a server already busy with
 the first runs take ~25 s, so the starts spread over that time. ``--start scheduled``: the runs are created
 first, all due at one instant a few seconds later (as the nightly deployment's schedule makes them), and the
-wall time runs from that instant; the workers start each run's process when it is due (1 s of prefetch), all
-50 at once: on 2 cores that herd reached Running 5-22 s late and then moved through the stages in lockstep
-(ECS saturated while CR idled, then the reverse), 0.60 against 0.71-0.73 (2026-12-07, docs/benchmarks.md).
+wall time runs from that instant; the workers start each run's process when it is due (1 s of prefetch):
+before the workers' start gate that herd reached Running 5-22 s late on 2 cores and moved through the stages
+in lockstep (ECS saturated while CR idled, then the reverse): 0.60; with it 0.81 (docs/benchmarks.md).
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
 ``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
