@@ -4,10 +4,10 @@ The ``acrvpc-process`` worker's zygote (:mod:`acrvpc.warm_worker`) lets only a f
 *starting* at once (forked, not yet Running: loading the flow run, the engine's clients and settings,
 about 0.3 CPU s each): 50 runs due at one instant no longer start together on a few cores and then
 move through the stages in lockstep (issue 15). Each forked run holds the write end of a pipe; this
-module's :func:`started`, an ``on_running`` hook of the project's flows, closes it, and the zygote lets
+module's :func:`free_start_slot`, an ``on_running`` hook of the project's flows, closes it, and the zygote lets
 the next run start. A run that never gets there (it failed before Running, or a flow without the hook)
 frees its place when it ends or after ``ACRVPC_WARM_START_SECONDS`` at most. Outside a forked run,
-:func:`started` does nothing. No import here: the flows import it.
+:func:`free_start_slot` does nothing. No import here: the flows import it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def hold(fd: int) -> None:
     _fd = fd
 
 
-def started(flow: Any = None, flow_run: Any = None, state: Any = None) -> None:
+def free_start_slot(flow: Any = None, flow_run: Any = None, state: Any = None) -> None:
     """The run is Running: let the zygote start the next one (a flow's ``on_running`` hook; idempotent)."""
     global _fd
     fd, _fd = _fd, None

@@ -26,7 +26,9 @@ from flows.run_names import flow_run_name
 from tasks.on_push import verify_binding_task
 
 
-@flow(name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.started])
+@flow(
+    name="build-on-push", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.free_start_slot]
+)
 def build_on_push(
     project: str, ref: str, sha: str = "", event_id: str = "", spec: Spec | None = None, spec_path: str | None = None
 ) -> dict[str, Any]:

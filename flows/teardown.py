@@ -18,7 +18,7 @@ from flows.run_names import flow_run_name
 from tasks import teardown as teardown_stage
 
 
-@flow(name="teardown", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.started])
+@flow(name="teardown", flow_run_name=flow_run_name, validate_parameters=False, on_running=[run_gate.free_start_slot])
 def teardown(spec: Spec | None = None, spec_path: str | None = None) -> dict[str, Any]:
     """Delete everything tagged for a spec's link, in dependency order.
 

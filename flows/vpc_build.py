@@ -122,7 +122,7 @@ def _api_branches(spec: Spec) -> tuple[list[dict[str, Any]], list[Any]]:
     log_prints=False,
     persist_result=True,
     validate_parameters=False,
-    on_running=[run_gate.started],
+    on_running=[run_gate.free_start_slot],
 )
 def vpc_build(spec: Spec | None = None, start_builds: bool = True, spec_path: str | None = None) -> dict[str, Any]:
     """Converge a spec's VPC build setup and run its builds.

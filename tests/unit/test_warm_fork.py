@@ -50,7 +50,7 @@ if mode == "sleep":
     time.sleep(60)
 if mode == "running-then-sleep":  # what the project's flows do from their on_running hook
     from acrvpc import run_gate
-    run_gate.started()
+    run_gate.free_start_slot()
     time.sleep(60)
 """
 THREADED = """
@@ -251,7 +251,7 @@ def gated(probe_dir: Path, request):
 def test_the_start_gate_forks_the_next_run_once_the_first_is_running(gated, probe_dir):
     _, path = gated
     first = stub(path, probe_dir, "running-then-sleep")
-    seen = first_line(first)  # forked, and it has said it is Running (acrvpc.run_gate.started)
+    seen = first_line(first)  # forked, and it has said it is Running (acrvpc.run_gate.free_start_slot)
     second = stub(path, probe_dir, "exit3")
     assert second.wait(20) == 3  # forked although the first run still runs
     assert not gone(seen["pid"])
