@@ -85,7 +85,7 @@ class _SharedContexts:
         return getattr(self._ssl, name)
 
 
-def share_client_ssl_contexts() -> bool:
+def share_client_ssl_contexts(warm: bool = False) -> bool:
     """Prefect's API clients in this process share their SSL context instead of building one each.
 
     Prefect 3.9 builds an SSL context for every ``PrefectClient``/``SyncPrefectClient`` it creates
@@ -98,15 +98,24 @@ def share_client_ssl_contexts() -> bool:
     verification is what each client would have had. An ``SSLContext`` may be shared by clients and
     threads (httpx recommends it). Only Prefect's client module sees the shared function; nothing else
     in the process changes. Returns False when the module has no ``ssl`` to share (another Prefect).
+
+    Args:
+        warm: build now the context a verifying client of this process's settings asks for (a fork
+            server does, so that its forked runs inherit it).
     """
     import ssl
 
     import prefect.client.orchestration as orchestration
 
     current = getattr(orchestration, "ssl", None)
-    if isinstance(current, _SharedContexts):
-        return True
-    if current is not ssl:
-        return False
-    orchestration.ssl = _SharedContexts(ssl)  # type: ignore[assignment]
+    if not isinstance(current, _SharedContexts):
+        if current is not ssl:
+            return False
+        current = orchestration.ssl = _SharedContexts(ssl)  # type: ignore[assignment]
+    if warm:
+        import certifi
+        from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+        # the arguments PrefectClient.__init__ passes (the insecure-skip-verify branch is built on first use)
+        current.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
     return True

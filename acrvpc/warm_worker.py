@@ -142,13 +142,10 @@ class _Zygote:
                 except Exception as exc:  # noqa: BLE001 - a module that fails here fails (and says why) in the run
                     self.say(f"preloading {module} failed: {type(exc).__name__}: {exc}")
             try:  # every run's Prefect clients share one SSL context, built here once (acrvpc.prefect_api)
-                from acrvpc.prefect_api import share_client_ssl_contexts
+                if "prefect.client.orchestration" in sys.modules:  # what the zygote imported uses Prefect's clients
+                    from acrvpc.prefect_api import share_client_ssl_contexts
 
-                if share_client_ssl_contexts():
-                    import certifi
-                    import prefect.client.orchestration as orchestration
-
-                    orchestration.ssl.create_default_context(cafile=certifi.where())
+                    share_client_ssl_contexts(warm=True)
             except Exception as exc:  # noqa: BLE001 - runs then build their own, as without the zygote
                 self.say(f"sharing Prefect's SSL context failed: {type(exc).__name__}: {exc}")
         finally:
@@ -183,10 +180,10 @@ class _Zygote:
             events = self.selector.select(timeout)
             now = time.monotonic()
             for pid in [pid for pid, (_, deadline) in self.starting.items() if deadline <= now]:
-                self.started(pid)  # it never said it is Running (a flow without the hook): its slot is freed
+                self.free_slot(pid)  # it never said it is Running (a flow without the hook): its slot is freed
             for key, _ in events:
                 if isinstance(key.data, tuple):  # ("started", pid): the run is Running (closed) or gone
-                    self.started(key.data[1])
+                    self.free_slot(key.data[1])
                 elif key.data == "accept":
                     with contextlib.suppress(BlockingIOError, InterruptedError):
                         conn, _ = self.listener.accept()
@@ -305,7 +302,7 @@ class _Zygote:
                 self.drop(conn)
         return None
 
-    def started(self, pid: int) -> None:
+    def free_slot(self, pid: int) -> None:
         """Run ``pid`` is Running, gone, or took too long: free its start slot."""
         entry = self.starting.pop(pid, None)
         if entry is not None:
@@ -359,7 +356,7 @@ class _Zygote:
             code = os.waitstatus_to_exitcode(status)
             # what the run cost, its exit included (bench/fleet.py sums these lines)
             self.say(f"run pid {pid} exited with {code}: {usage.ru_utime + usage.ru_stime:.3f} CPU s")
-            self.started(pid)
+            self.free_slot(pid)
             conn = self.runs.pop(pid, None)
             if conn is not None:
                 with contextlib.suppress(OSError):

@@ -16,9 +16,12 @@ PROBE = r"""
 import json, ssl, sys
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
+warmed = None
 if sys.argv[1] == "shared":
+    import prefect.client.orchestration as orchestration
     from acrvpc.prefect_api import share_client_ssl_contexts
-    assert share_client_ssl_contexts() and share_client_ssl_contexts()  # idempotent
+    assert share_client_ssl_contexts(warm=True) and share_client_ssl_contexts()  # idempotent
+    warmed = orchestration.ssl.create_default_context.cache_info().currsize  # built before any client
 
 def context(client):
     http = getattr(client, "_client")
@@ -38,6 +41,7 @@ print(json.dumps({
     "secure_modes": [context(x).verify_mode == ssl.CERT_REQUIRED and context(x).check_hostname for x in (a, b, c, f)],
     "insecure_modes": [context(x).verify_mode == ssl.CERT_NONE and not context(x).check_hostname for x in (d, e)],
     "module_ssl_create": ssl.create_default_context.__module__,
+    "warmed": warmed,
 }))
 """
 
@@ -58,6 +62,7 @@ def test_clients_share_one_context_per_ca_file_and_keep_their_verification():
     assert all(seen["secure_modes"]), "verifying clients check certificates and host names"
     assert all(seen["insecure_modes"])
     assert seen["module_ssl_create"] == "ssl", "the ssl module itself is left alone"
+    assert seen["warmed"] == 1, "warm=True builds the verifying clients' context before any client"
 
 
 def test_without_it_prefect_builds_a_context_per_client():
