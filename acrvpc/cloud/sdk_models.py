@@ -7,8 +7,8 @@ module that holds the same names (its ``__all__`` is the package's own) and impo
 first time the name is read, so ``models.DescribeVpcAttributeRequest``, ``from <package>.models import X``
 and the SDK client's own ``main_models.X`` give exactly the class the package would have given.
 
-It is installed only where the caller asks (``acrvpc preflight`` and ``acrvpc plan``, before they build
-clients), only for a package whose models are not imported yet, and only when the package's ``__init__.py``
+It is installed only where the caller asks (the CLI commands that build clients: ``preflight``, ``plan``,
+``diagnose``, ``teardown``, before they build them), only for a package whose models are not imported yet, and only when the package's ``__init__.py``
 is the generated one (a ``from ._module import Name`` line per name and ``__all__``): anything else leaves the
 package to load as usual.
 """
