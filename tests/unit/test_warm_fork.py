@@ -1,4 +1,4 @@
-"""The zygote / fork-stub protocol of the acrvpc-process worker (acrvpc/warm_worker.py, acrvpc/_fork_stub.py).
+"""The zygote / fork-stub protocol of the acrvpc-process worker (acrvpc/zygote.py, acrvpc/_fork_stub.py).
 
 Real processes: a zygote that imports a tiny module (not Prefect) and runs ``probe_run`` as
 ``__main__`` in each forked child, and stubs started as the worker starts them
@@ -80,7 +80,7 @@ def start_zygote(
     path = str(probe_dir / "z.sock")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{probe_dir}", **(extra_env or {})}
     zygote = subprocess.Popen(
-        [sys.executable, "-m", "acrvpc.warm_worker", "zygote", path, "--imports", imports, "--run-module", "probe_run"],
+        [sys.executable, "-m", "acrvpc.zygote", path, "--imports", imports, "--run-module", "probe_run"],
         stdin=subprocess.PIPE,
         env=env,
         cwd=ROOT,
