@@ -28,10 +28,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+import httpx
 
 from tests.conftest import ROOT
+
+T = TypeVar("T")
 
 # Every Prefect or acrvpc command a test starts runs from this interpreter's environment (the project's
 # venv), never from whatever ``prefect`` happens to be on the caller's PATH (tests/unit/test_no_bare_commands.py).
@@ -256,6 +262,34 @@ class PrefectServer:
         for proc in [*self.children, self.proc]:
             if proc is not None:
                 stop_group(proc)
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str | Callable[[], str], every: float = 0.1) -> T:
+    """``check()``'s first truthy answer, polled every ``every`` s (a check may assert, e.g. that a process lives);
+    an AssertionError naming ``what`` (a callable: evaluated then, e.g. a log's tail) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what() if callable(what) else what}: not within {timeout} s")
+        time.sleep(every)
+
+
+def wait_worker_online(
+    server: PrefectServer, pool: str, proc: subprocess.Popen, log: Path, timeout: float = 120
+) -> None:
+    """Wait until a worker of ``pool`` has polled the server (the server lists it ONLINE); fail at once if ``proc``
+    (the worker) exits, with its log."""
+
+    def online() -> bool:
+        assert proc.poll() is None, f"the worker exited: {log.read_text(errors='replace')[-3000:]}"
+        with httpx.Client(base_url=server.api_url, timeout=30, auth=server.auth) as client:
+            workers = client.post(f"/work_pools/{pool}/workers/filter", json={})
+        return workers.status_code == 200 and any(w.get("status") == "ONLINE" for w in workers.json())
+
+    wait_until(online, timeout, lambda: f"a worker of pool {pool} ONLINE: {log.read_text(errors='replace')[-3000:]}")
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:

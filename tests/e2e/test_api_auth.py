@@ -13,13 +13,12 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.prefect_server import PREFECT, PrefectServer, base_env, free_port, stop_group
+from tests.e2e.prefect_server import PREFECT, PrefectServer, base_env, free_port, stop_group, wait_until
 from tests.webhook_payloads import PUSH
 
 pytestmark = pytest.mark.e2e
@@ -57,16 +56,6 @@ def without_auth(server: PrefectServer, **extra: str) -> dict[str, str]:
 
 def logs(server: PrefectServer) -> str:
     return "".join(path.read_text(errors="replace") for path in server.home.glob("*.log"))
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not seen after {timeout} s")
 
 
 class TestServerAuth:
@@ -132,7 +121,7 @@ class TestWorkerAuth:
                 with httpx.Client(base_url=secured.api_url, timeout=30, auth=secured.auth) as client:
                     return client.get(f"/work_pools/{POOL}").json().get("status") == "READY"
 
-            wait_for(ready, 90, f"work pool {POOL} READY")
+            wait_until(ready, 90, f"work pool {POOL} READY")
             assert worker.poll() is None
         finally:
             stop_group(worker)  # so the run the receiver test starts is not executed
@@ -176,7 +165,7 @@ class TestReceiverAuth:
                 except httpx.HTTPError:
                     return False
 
-            wait_for(up, 90, "the receiver's /healthz")
+            wait_until(up, 90, "the receiver's /healthz")
             # When GitLab delivers a routed push
             answer = httpx.post(
                 f"{url}/hooks/gitlab",

@@ -44,7 +44,7 @@ def wait_final(server, run_id: str, timeout: float = 180) -> dict:
             state = client.get(f"/flow_runs/{run_id}").raise_for_status().json()["state"]
             if state and state["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
                 return state
-            time.sleep(0.5)
+            time.sleep(0.2)
     raise AssertionError(f"flow run {run_id} did not finish in {timeout} s")
 
 
@@ -61,7 +61,7 @@ def task_run_states(server, run_id: str, expect: set[str], timeout: float = 30) 
                 )
             if expect <= set(states) or time.monotonic() > deadline:
                 return states
-            time.sleep(0.5)
+            time.sleep(0.2)
 
 
 def test_retry_from_the_ui_skips_completed_stages(prefect_server, process_worker, worker_sandbox):

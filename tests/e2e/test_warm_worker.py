@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.prefect_server import stop_group
+from tests.e2e.prefect_server import stop_group, wait_until, wait_worker_online
 from tests.e2e.test_ui_retry import api, wait_final
 
 pytestmark = pytest.mark.e2e
@@ -50,15 +49,7 @@ def warm_worker(prefect_server, worker_sandbox):
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="1",
     )
-    deadline = time.monotonic() + 120
-    with api(prefect_server) as client:
-        while True:
-            workers = client.post(f"/work_pools/{POOL}/workers/filter", json={})
-            if workers.status_code == 200 and any(w.get("status") == "ONLINE" for w in workers.json()):
-                break
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"the warm worker never came online: {log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    wait_worker_online(prefect_server, POOL, proc, log)
     prefect_server.run(sys.executable, "-c", DEPLOY, POOL, str(ROOT))
     yield proc, log
     stop_group(proc)
@@ -116,14 +107,12 @@ def test_cancel_from_the_ui_cancels_the_run_and_its_builds(prefect_server, warm_
     world.cr.hang_repos.update({"apps/billing-api", "apps/web-frontend"})
     try:
         run_id = start(prefect_server, "vpc-build/warm-nightly")
-        deadline = time.monotonic() + 180
-        while True:
+
+        def both_building() -> bool:
             with world.lock:
-                building = [r for r in world.cr.records.values() if world.cr.status(r) == "BUILDING"]
-            if len(building) == 2:
-                break
-            assert time.monotonic() < deadline, "the builds never started"
-            time.sleep(0.3)
+                return sum(world.cr.status(r) == "BUILDING" for r in world.cr.records.values()) == 2
+
+        wait_until(both_building, 180, "the two builds BUILDING")
         with api(prefect_server) as client:  # what the UI's Cancel does
             client.post(
                 f"/flow_runs/{run_id}/set_state",
@@ -151,11 +140,12 @@ def test_sigterm_stops_the_worker_gracefully(prefect_server, worker_sandbox, tmp
         ACRVPC_SANDBOX_URL=worker_sandbox.url,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while "ready:" not in log.read_text(errors="replace"):  # the zygote has imported: the worker is set up
+
+        def ready() -> bool:  # the zygote has imported: the worker is set up
             assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"the worker never became ready: {log.read_text()[-3000:]}"
-            time.sleep(0.3)
+            return "ready:" in log.read_text(errors="replace")
+
+        wait_until(ready, 120, lambda: f"the worker ready: {log.read_text()[-3000:]}")
         text = log.read_text(errors="replace")
         socket_path = text.split("quota broker listening on ", 1)[1].split()[0]
         assert Path(socket_path).exists()
