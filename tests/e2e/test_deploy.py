@@ -142,7 +142,7 @@ def _run_of(server, key: str, timeout: float = 60) -> str:
         for run in runs:
             if run.get("idempotency_key") == f"gitlab:{key}":
                 return run["id"]
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"no flow run for delivery {key}")
 
 

@@ -60,7 +60,7 @@ class TestFirstRun:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
             assert runs[0].state.is_completed()
             names: set[str] = set()
-            for _ in range(40):  # task runs are recorded asynchronously (prefect-notes §2)
+            for _ in range(100):  # task runs are recorded asynchronously (prefect-notes §2)
                 task_runs = client.read_task_runs(
                     task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
                 )
@@ -69,7 +69,7 @@ class TestFirstRun:
                 }
                 if set(STAGES) <= names:
                     break
-                time.sleep(0.5)
+                time.sleep(0.2)
             assert set(STAGES) <= names
 
 

@@ -472,7 +472,7 @@ def failed_events(server, keys: list[str], timeout: float = 40) -> list[dict]:
             )
             if {e["resource"]["prefect.resource.id"] for e in found} >= set(wanted) or time.monotonic() > deadline:
                 return found
-            time.sleep(1.0)
+            time.sleep(0.3)
 
 
 class TestPrefectDown:
@@ -502,7 +502,7 @@ class TestPrefectDown:
             assert run["parameters"]["event_id"] == key and run["idempotency_key"] == f"gitlab:{key}"
             deadline = time.monotonic() + 20
             while hook.health()["prefect"]["reachable"] is not True and time.monotonic() < deadline:
-                time.sleep(0.5)
+                time.sleep(0.2)
             assert hook.health() == {
                 "status": "ok",
                 "prefect": {"reachable": True},
