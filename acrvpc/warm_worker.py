@@ -81,6 +81,7 @@ worker with ``prefect worker start --pool POOL --type acrvpc-process`` (register
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -395,16 +396,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="flow runs at once (default: no limit)")
     args = parser.parse_args(argv)
 
+    stopping: dict[str, Any] = {}  # the main task and its loop, for SIGTERM
+
     async def serve() -> None:
+        stopping.update(task=asyncio.current_task(), loop=asyncio.get_running_loop())
         # start() enters the worker's context itself (setup, then teardown however it ends): entering it here
         # too set the worker up twice (two quota brokers, one never stopped), as `prefect worker start` does not.
         worker = WarmProcessWorker(work_pool_name=args.pool, name=args.name, limit=args.limit, pool_size=args.pool_size)
         await worker.start()
 
-    # A first SIGTERM (a container stopping, systemd, Kubernetes) is a first Ctrl-C: the event loop's runner
-    # (asyncio.Runner, under anyio.run) cancels the worker, whose teardown stops its zygotes and its quota broker
-    # and says so; a second one interrupts at once. (Prefect's own handlers re-send SIGINT from a signal handler,
-    # which raised KeyboardInterrupt inside the loop and skipped the teardown.)
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-    with contextlib.suppress(KeyboardInterrupt):
+    def on_sigterm(*_: Any) -> None:
+        """A first SIGTERM (a container stopping, systemd, Kubernetes) cancels the worker, whose teardown stops
+        its zygotes and its quota broker and says so; a second one interrupts at once. As a first Ctrl-C does
+        under asyncio's runner, but without sending SIGINT: a worker started with SIGINT ignored (a background
+        job of a shell without job control, some supervisors) would never stop. (Prefect's own handlers
+        re-send SIGINT from a signal handler, which raised KeyboardInterrupt inside the loop and skipped the
+        teardown.)"""
+        task, loop = stopping.get("task"), stopping.get("loop")
+        if task is None or loop is None or stopping.get("cancelled") or task.done():
+            raise KeyboardInterrupt
+        stopping["cancelled"] = True
+        loop.call_soon_threadsafe(task.cancel)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         anyio.run(serve)

@@ -128,17 +128,20 @@ def test_cancel_from_the_ui_cancels_the_run_and_its_builds(prefect_server, warm_
         world.cr.hang_repos.clear()
 
 
-def test_sigterm_stops_the_worker_gracefully(prefect_server, worker_sandbox, tmp_path):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_the_worker_gracefully(prefect_server, worker_sandbox, tmp_path, sigint):
     """A container stop sends SIGTERM: the worker tears down (zygote and quota broker stopped, the broker's
-    socket directory removed) and exits, as ``prefect worker start`` does, instead of dying at once."""
+    socket directory removed) and exits, as ``prefect worker start`` does, instead of dying at once. Also when
+    it started with SIGINT ignored (a background job of a shell without job control, nohup'd scripts, some
+    supervisors), where turning SIGTERM into a SIGINT (as Prefect's worker does) would stop nothing."""
     import os
     import signal
 
-    log = prefect_server.home / "warm-worker-sigterm.log"
-    proc = prefect_server.spawn(
-        sys.executable, "-m", "acrvpc.warm_worker", "--pool", POOL + "-sigterm", log=log,
-        ACRVPC_SANDBOX_URL=worker_sandbox.url,
-    )  # fmt: skip
+    log = prefect_server.home / f"warm-worker-sigterm-{sigint}.log"
+    command = [sys.executable, "-m", "acrvpc.warm_worker", "--pool", f"{POOL}-sigterm-{sigint}"]
+    if sigint == "ignored":  # the shell ignores SIGINT and execs the worker: it starts with SIGINT ignored
+        command = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+    proc = prefect_server.spawn(*command, log=log, ACRVPC_SANDBOX_URL=worker_sandbox.url)
     try:
 
         def ready() -> bool:  # the zygote has imported: the worker is set up
