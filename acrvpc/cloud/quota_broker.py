@@ -124,7 +124,10 @@ class PrefectReservations:
             row = read_limit(client, name)
             requests += 1
             if row is None or not row.get("active", True):
-                raise LimitGone(f"the shared rate limit {name!r} is gone or inactive")
+                raise LimitGone(
+                    f"the shared rate limit {name!r} is gone or inactive (create it, or make it active: "
+                    "python -m acrvpc.cloud.ratelimit --region REGION)"
+                )
             shape = self._shapes[name] = row_shape(row)
         if not shape.queued:
             return Grant(None, requests)

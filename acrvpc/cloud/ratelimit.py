@@ -261,8 +261,47 @@ def shared_limiter(product: str, region: str) -> SharedLimiter | None:
 
 
 def _look_up_limiter(key: tuple[str, str, int, str], name: str, product: str, region: str) -> SharedLimiter | None:
+    url, broker = key[0], key[3] or None
     limiter_: SharedLimiter | None = None
-    url = key[0]
+    if broker:  # the host's broker reads the limit (once) and says when it is gone: no read per process
+        limiter_ = SharedLimiter(
+            name,
+            burst=1.0,  # unused until describe() has said (a direct reservation)
+            lease=lease_limit(),
+            url=url,
+            broker=broker,
+            describe=lambda: _describe_limit(url, name, product, region),
+        )
+    else:
+        try:
+            shape = _read_shape(url, name, product, region)
+        except LimitGone:
+            shape = None
+        if shape is not None:
+            limiter_ = SharedLimiter(
+                name, burst=shape.burst_calls, lease=lease_limit(), slots_per_call=shape.slots_per_call, url=url
+            )
+    if limiter_ is not None:
+        logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
+    with _shared_lock:
+        _shared[key] = (limiter_, time.monotonic() + RECHECK_SECONDS)
+    return limiter_
+
+
+def _describe_limit(url: str, name: str, product: str, region: str) -> LimitShape:
+    """:func:`_read_shape`, for a limiter whose broker could not say: :class:`LimitGone` when there is none."""
+    shape = _read_shape(url, name, product, region)
+    if shape is None:
+        raise LimitGone(f"the shared rate limit {name!r} cannot be read")
+    return shape
+
+
+def _read_shape(url: str, name: str, product: str, region: str) -> LimitShape | None:
+    """The limit's shape, read from the server; None (each case said once) when it cannot serve as the shared limit.
+
+    Raises:
+        LimitGone: the limit is missing, inactive or has no slot decay.
+    """
     try:
         found = read_limit(prefect_client(url), name)
     except Exception as exc:  # noqa: BLE001 - the bucket still keeps this process under quota
@@ -277,52 +316,40 @@ def _look_up_limiter(key: tuple[str, str, int, str], name: str, product: str, re
             product,
             RECHECK_SECONDS,
         )
-        found = None
-    else:
-        if found is None:
-            _say_once(
-                logging.INFO,
-                f"missing {name}",
-                "no shared rate limit %r on the Prefect server (create it: "
-                "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
-                "process only",
-                name,
-                region,
-                product,
-            )
-        elif not found.get("active") or not found.get("slot_decay_per_second"):
-            _say_once(
-                logging.INFO,
-                f"inactive {name}",
-                "the shared rate limit %r is inactive or has no slot decay: "
-                "%s calls in this process are rate limited per process only",
-                name,
-                product,
-            )
-            found = None
-    if found is not None:
-        shape = LimitShape(int(found["limit"]), float(found["slot_decay_per_second"]))
-        if not shape.queued:
-            _say_once(
-                logging.INFO,
-                f"old {name}",
-                "the shared rate limit %r has the old burst-sized shape: calls wait "
-                "by asking again (423); reshape it: python -m acrvpc.cloud.ratelimit --region %s",
-                name,
-                region,
-            )
-        limiter_ = SharedLimiter(
+        return None
+    if found is None:
+        _say_once(
+            logging.INFO,
+            f"missing {name}",
+            "no shared rate limit %r on the Prefect server (create it: "
+            "python -m acrvpc.cloud.ratelimit --region %s): %s calls in this process are rate limited per "
+            "process only",
             name,
-            burst=shape.burst_calls,
-            lease=lease_limit(),
-            slots_per_call=shape.slots_per_call,
-            url=url,
-            broker=key[3] or None,
+            region,
+            product,
         )
-        logger.debug("%s calls take tokens from the shared rate limit %r", product, name)
-    with _shared_lock:
-        _shared[key] = (limiter_, time.monotonic() + RECHECK_SECONDS)
-    return limiter_
+        raise LimitGone(f"no shared rate limit {name!r}")
+    if not found.get("active") or not found.get("slot_decay_per_second"):
+        _say_once(
+            logging.INFO,
+            f"inactive {name}",
+            "the shared rate limit %r is inactive or has no slot decay: "
+            "%s calls in this process are rate limited per process only",
+            name,
+            product,
+        )
+        raise LimitGone(f"the shared rate limit {name!r} is inactive or has no slot decay")
+    shape = LimitShape(int(found["limit"]), float(found["slot_decay_per_second"]))
+    if not shape.queued:
+        _say_once(
+            logging.INFO,
+            f"old {name}",
+            "the shared rate limit %r has the old burst-sized shape: calls wait "
+            "by asking again (423); reshape it: python -m acrvpc.cloud.ratelimit --region %s",
+            name,
+            region,
+        )
+    return shape
 
 
 def _forget_shared(limiter_: SharedLimiter) -> None:

@@ -418,6 +418,9 @@ class SharedLimiter:
         broker: the per-host quota broker's socket (``ACRVPC_QUOTA_BROKER``): each call asks it for its
             turn (:func:`ask_broker`), no lease; when it cannot be asked, the call reserves directly
             (said once per process) and the process does so for :data:`BROKER_RETRY_SECONDS`.
+        describe: with a broker, the limit's shape may be unknown at first (``burst`` and
+            ``slots_per_call`` then unused): the broker reads the limit, not each run. The first call
+            that reserves directly calls ``describe()`` (a :class:`LimitShape`, or :class:`LimitGone`).
     """
 
     def __init__(
@@ -429,12 +432,15 @@ class SharedLimiter:
         slots_per_call: int = SLOTS_PER_CALL,
         url: str | None = None,
         broker: str | None = None,
+        describe: Callable[[], LimitShape] | None = None,
     ) -> None:
         self.name = name
         self.broker = broker
         self.burst = burst
         self.lease = lease
         self.slots_per_call = slots_per_call
+        self._describe = describe
+        self._describe_lock = threading.Lock()
         self.url = url
         self._acquire = acquire or self._reserve
         self._cond = threading.Condition()
@@ -445,6 +451,14 @@ class SharedLimiter:
         self.calls = 0
         self.brokered = 0  # calls whose turn the quota broker gave
         self.sleep: Callable[[float], None] = time.sleep
+
+    def _learn_shape(self) -> None:
+        """The shape, read once, before the first direct reservation (see ``describe``)."""
+        with self._describe_lock:
+            if self._describe is not None:
+                shape = self._describe()
+                self.burst, self.slots_per_call = shape.burst_calls, shape.slots_per_call
+                self._describe = None
 
     def _reserve(self, name: str, slots: int) -> float:
         if not self.url:
@@ -467,6 +481,8 @@ class SharedLimiter:
                         self.calls += 1
                         self.brokered += 1
                     return
+        if self._describe is not None:
+            self._learn_shape()
         with self._cond:
             while True:
                 if self._ready > 0:

@@ -288,3 +288,102 @@ class TestClient:
             limiter(broker.path, direct).acquire()
         assert len(direct.calls) == 1
         assert not [r for r in caplog.records if "quota broker" in r.getMessage()]
+
+
+class TestShapeFromTheBroker:
+    """With a broker, a process learns the limit's shape only when it must reserve directly (``describe``)."""
+
+    @staticmethod
+    def described(shape: LimitShape, said: list[str]):
+        def describe() -> LimitShape:
+            said.append("read")
+            return shape
+
+        return describe
+
+    def test_a_brokered_call_never_reads_the_limit(self):
+        direct, said = DirectRecorder(), []
+        with QuotaBroker(Recorder()) as broker:
+            shared = SharedLimiter(
+                NAME,
+                burst=1,
+                lease=5,
+                acquire=direct,
+                broker=broker.path,
+                describe=self.described(LimitShape(1, 1), said),
+            )
+            shared.acquire()
+            shared.acquire()
+        assert said == [] and direct.calls == [] and shared.brokered == 2
+
+    def test_the_first_direct_reservation_reads_the_shape_once_and_reserves_by_it(self, tmp_path):
+        # given: no broker to ask, and a limit of 4 slots per call with a burst of 2 calls
+        limit, decay = limit_settings(10.0, 2.0)
+        shape = LimitShape(limit, decay)
+        direct, said = DirectRecorder(), []
+        shared = SharedLimiter(
+            NAME,
+            burst=1,
+            lease=5,
+            acquire=direct,
+            broker=str(tmp_path / "no-such.sock"),
+            describe=self.described(shape, said),
+        )
+        # when: two calls reserve directly
+        shared.acquire()
+        shared.acquire()
+        # then: the shape was read once, and each reservation took its slots by it
+        assert said == ["read"]
+        assert direct.calls == [(NAME, shape.slots_per_call)] * 2
+        assert shared.burst == shape.burst_calls
+
+    def test_a_limit_that_cannot_be_described_raises_limit_gone(self, tmp_path):
+        def gone() -> LimitShape:
+            raise LimitGone("no shared rate limit")
+
+        direct = DirectRecorder()
+        shared = SharedLimiter(NAME, burst=1, lease=5, acquire=direct, broker=str(tmp_path / "x.sock"), describe=gone)
+        with pytest.raises(LimitGone):
+            shared.acquire()
+        assert direct.calls == []
+
+
+def test_a_process_with_a_broker_looks_its_limit_up_without_the_server(monkeypatch):
+    """``ratelimit.take`` in a run of a brokered worker: no request to the Prefect server before the broker's answer."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from acrvpc.cloud import ratelimit
+
+    server = socket.socket()  # where PREFECT_API_URL points: counts connections and closes each at once
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    connections: list[int] = []
+
+    def count() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(1)
+            conn.close()
+
+    threading.Thread(target=count, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/api"
+    monkeypatch.setenv("ACRVPC_QPS_ECS", "10")
+    ratelimit.reset()
+    try:
+        with (
+            QuotaBroker(Recorder()) as broker,
+            temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}),
+        ):
+            monkeypatch.setenv("ACRVPC_QUOTA_BROKER", broker.path)
+            ratelimit.take("ecs", "cn-hangzhou")
+            shared = ratelimit.shared_limiter("ecs", "cn-hangzhou")
+    finally:
+        server.close()
+        ratelimit.reset()
+    # then: the call took its turn from the broker, and nothing connected to the server to look the limit up
+    # (a look-up would fail here after shared_limit.SERVER_RETRY_DELAYS: the client does not retry itself)
+    assert shared is not None and shared.brokered == 1
+    assert connections == []
