@@ -291,6 +291,7 @@ def prefect_server(*, deploy: bool = False, server_env: dict[str, str] | None = 
         server_env=dict(server_env or {}),
     )
     server.database = f"postgresql {cluster.version}" if cluster else "sqlite"
+    server.cluster = cluster  # postgres_cpu_seconds(server) reads its processes
     if cluster is None:
         say("!!! PostgreSQL not installed (apt-get install -y postgresql): the Prefect server runs on SQLite")
     try:
@@ -386,6 +387,28 @@ def session_cpu_seconds(session_id: int) -> float:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) == session_id:  # field 6 of stat: session id (fields here start at field 3)
                 total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def postgres_cpu_seconds(server: Any) -> float:
+    """CPU seconds of a :func:`prefect_server`'s PostgreSQL: the postmaster, its live backends and the reaped ones."""
+    cluster = getattr(server, "cluster", None)
+    if cluster is None:
+        return 0.0
+    try:
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(stat.parent.name)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if pid == postmaster:  # its own time and its reaped children's (cutime, cstime)
+                total += sum(int(f) for f in fields[11:15])
+            elif int(fields[1]) == postmaster:  # a live backend or auxiliary process
+                total += int(fields[11]) + int(fields[12])
     return total / tick
 
 

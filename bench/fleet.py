@@ -44,6 +44,7 @@ GitLab has no quota here: self-managed GitLab's API rate limits are off by defau
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import datetime
 import os
@@ -74,8 +75,50 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}
 
 
-def _timeline(answered: list[dict], throttled: list[dict], step: float = 5.0) -> list[dict]:
-    """Calls per product in each ``step`` seconds of sandbox time (real time: the bench world runs at scale 1)."""
+class _CpuSampler:
+    """The machine's busy CPU share (``/proc/stat``: all but idle and iowait) every 0.5 s, stamped with ``clock()``."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.samples: list[tuple[float, int, int]] = []  # (time, busy jiffies, total jiffies)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _jiffies() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields) - idle, sum(fields)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                self.samples.append((self.clock(), *self._jiffies()))
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> _CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, lo: float, hi: float) -> str:
+        """Busy share of all CPUs between ``lo`` and ``hi`` (percent), or "-" without two samples in it."""
+        inside = [s for s in self.samples if lo <= s[0] <= hi]
+        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+            return "-"
+        return f"{100 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]):.0f}%"
+
+
+def _timeline(
+    answered: list[dict], throttled: list[dict], step: float = 5.0, cpu: _CpuSampler | None = None
+) -> list[dict]:
+    """Calls per product in each ``step`` seconds of sandbox time (real time: the bench world runs at scale 1).
+
+    With ``cpu``: the machine's busy CPU share in each step too (was it saturated?).
+    """
     if not answered:
         return []
     start = min(c["time"] for c in answered + throttled)
@@ -88,6 +131,8 @@ def _timeline(answered: list[dict], throttled: list[dict], step: float = 5.0) ->
             n = sum(1 for c in answered if c["product"] == product and lo <= c["time"] < hi)
             t = sum(1 for c in throttled if c["product"] == product and lo <= c["time"] < hi)
             row[product] = f"{n} ({t})" if t else str(n)
+        if cpu is not None:
+            row["cpu busy"] = cpu.busy(lo, hi)
         rows.append(row)
     return rows
 
@@ -116,6 +161,7 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
     for t in threads:
         t.start()
     server_cpu0, self_cpu0 = common.session_cpu_seconds(server.proc.pid), common.self_cpu_seconds()
+    postgres_cpu0 = common.postgres_cpu_seconds(server)
     gate.wait()
     t0, world_t0 = time.perf_counter(), world.clock.now()
     for t in threads:
@@ -124,6 +170,7 @@ def _run_in_threads(server, world, specs: list[Path], errors: dict[str, str], en
     cpu = {
         "fleet_process": round(common.self_cpu_seconds() - self_cpu0, 1),
         "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - server_cpu0, 1),
+        "postgres": round(common.postgres_cpu_seconds(server) - postgres_cpu0, 1),
     }
     return t0, world_t0, wall, cpu
 
@@ -236,9 +283,11 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     cpu0 = {
         "zygotes": sum(_tree_cpu_seconds(z) for z in zygotes),
         "server": common.session_cpu_seconds(server.proc.pid),
+        "postgres": common.postgres_cpu_seconds(server),
         "workers": sum(common.session_cpu_seconds(w.pid) for w in workers),
         "self": common.self_cpu_seconds(),
     }
+    server_log_mark = server.log.stat().st_size
     t0, t0_epoch = time.perf_counter(), time.time()
     body: dict = {}
     if args.start == "scheduled":  # all runs due at one instant, as a nightly schedule makes them; created before it
@@ -285,6 +334,7 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     cpu = {
         "fleet_process": round(common.self_cpu_seconds() - cpu0["self"], 1),
         "prefect_server": round(common.session_cpu_seconds(server.proc.pid) - cpu0["server"], 1),
+        "postgres": round(common.postgres_cpu_seconds(server) - cpu0["postgres"], 1),
         "workers_and_runs": round(sum(common.session_cpu_seconds(w.pid) for w in workers) - cpu0["workers"], 1),
         "flow_run_processes": round(sum(_children_cpu_seconds(w.pid) for w in workers), 1),
     }
@@ -317,7 +367,29 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     }
     if broker:
         start_s["quota_broker"] = broker
+    if args.server_requests:
+        start_s["server_requests_per_run"] = _server_requests(server.log, server_log_mark, len(specs))
     return t0, wall, cpu, start_s
+
+
+ACCESS_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]* HTTP/[0-9.]+" (\d+)')
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _server_requests(log: Path, mark: int, runs: int) -> dict:
+    """The server's requests since ``mark`` per endpoint (ids as ``{id}``), divided by ``runs``: uvicorn's access log."""
+    counts: dict[str, int] = {}
+    with log.open("rb") as f:
+        f.seek(mark)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = ACCESS_LINE.search(line)
+            if m:
+                key = f"{m.group(1)} {UUID.sub('{id}', m.group(2))}"
+                counts[key] = counts.get(key, 0) + 1
+    per_run: dict[str, float] = {"total": round(sum(counts.values()) / max(runs, 1), 1)}
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        per_run[key] = round(n / max(runs, 1), 2)
+    return per_run
 
 
 BROKER_LINE = re.compile(
@@ -400,6 +472,12 @@ def main(argv: list[str] | None = None) -> dict:
         "instant, as a nightly schedule makes them; the wall time runs from that instant)",
     )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
+    parser.add_argument(
+        "--server-requests",
+        action="store_true",
+        help="with --workers: count the Prefect server's requests per endpoint (uvicorn's access log, which "
+        "costs the server some CPU: a diagnosis, not the figure)",
+    )
     args = parser.parse_args(argv)
     n = args.specs or (10 if args.quick else 50)
     client_qps = args.qps if args.client_qps is None else args.client_qps
@@ -424,7 +502,13 @@ def main(argv: list[str] | None = None) -> dict:
         figures["start"] = args.start
         figures["deployments"] = args.deployments
     figures["worker_type"] = args.worker_type if args.workers else "threads"
-    with SandboxServer(common.bench_scenario(n)) as sandbox, common.prefect_server(deploy=bool(args.workers)) as server:
+    with (
+        SandboxServer(common.bench_scenario(n)) as sandbox,
+        common.prefect_server(
+            deploy=bool(args.workers),
+            server_env={"PREFECT_SERVER_LOGGING_LEVEL": "INFO"} if args.server_requests else None,
+        ) as server,
+    ):
         os.environ["ACRVPC_SANDBOX_URL"] = sandbox.url
         figures["prefect_database"] = server.database
         world = sandbox.world
@@ -437,12 +521,17 @@ def main(argv: list[str] | None = None) -> dict:
         )
         errors: dict[str, str] = {}
         ends: list[float] = []
+        sampler = _CpuSampler(world.clock.now)
+        with sampler:
+            if args.workers:
+                t0, wall, cpu, figures["run_start_s"] = _run_on_workers(server, sandbox.url, specs, args, errors, ends)
+            else:
+                t0, world_t0, wall, cpu = _run_in_threads(server, world, specs, errors, ends)
         if args.workers:
-            t0, wall, cpu, figures["run_start_s"] = _run_on_workers(server, sandbox.url, specs, args, errors, ends)
             figures["quota_broker"] = figures["run_start_s"].pop("quota_broker", {})
+            if args.server_requests:
+                figures["server_requests_per_run"] = figures["run_start_s"].pop("server_requests_per_run")
             world_t0 = world.clock.now() - (time.perf_counter() - t0)
-        else:
-            t0, world_t0, wall, cpu = _run_in_threads(server, world, specs, errors, ends)
         calls = world.calls.list()
     throttled = [c for c in calls if c["code"] in THROTTLING]
     answered = [c for c in calls if c["code"] not in THROTTLING]
@@ -461,7 +550,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for p in sorted(per_product)
     ]
-    timeline = _timeline(answered, throttled)
+    timeline = _timeline(answered, throttled, cpu=sampler)
     first_call = min(c["time"] for c in answered) - world_t0
     last_call = max(c["time"] for c in answered) - world_t0
     run_ends = sorted(e - t0 for e in ends)
@@ -499,6 +588,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.workers:
         common.say(f"seconds after the runs were created: {figures['run_start_s']}")
         common.say(f"the workers' quota brokers (summed): {figures.get('quota_broker') or 'none'}")
+    if "server_requests_per_run" in figures:
+        common.say(f"Prefect server requests per run, by endpoint: {figures['server_requests_per_run']}")
     common.say(common.table(rows))
     common.say("calls answered per 5 s of the run (throttled in brackets):")
     common.say(common.table(timeline))
@@ -506,6 +597,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"API calls from {first_call:.1f} s to {last_call:.1f} s after the start; runs ended at {run_ends[0]:.1f} s (first), "
         f"{common.median(run_ends):.1f} s (median), {run_ends[-1]:.1f} s (last); CPU seconds during the run: "
         f"this process {cpu['fleet_process']}, Prefect server {cpu['prefect_server']}, "
+        f"its PostgreSQL {cpu.get('postgres', '-')}, "
         f"workers {cpu.get('workers_and_runs', '-')}, flow-run processes {cpu.get('flow_run_processes', '-')} "
         f"(per forked run as its zygote reaped it: {cpu.get('per_forked_run_as_reaped', '-')}) "
         f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
