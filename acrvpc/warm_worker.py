@@ -127,6 +127,7 @@ if __name__ == "__main__":
     sys.exit(0)
 
 QUOTA_BROKER_ENV = "ACRVPC_QUOTA_BROKER"  # acrvpc.settings.Settings.quota_broker
+VERSION_CHECK_ENV = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"  # off in the runs (WarmProcessWorker.setup)
 
 
 def _per_run(key: str) -> bool:
@@ -313,6 +314,11 @@ class WarmProcessWorker(ProcessWorker):
         self.quota_broker = QuotaBroker(log=self._logger)
         os.environ[QUOTA_BROKER_ENV] = self.quota_broker.start()
         self._logger.info("quota broker listening on %s", self.quota_broker.path)
+        # This worker's client checked the server's API version when it started (Prefect's client does on
+        # entering); its runs report to the same server: they need not ask again (2 requests per run at its
+        # start). Prefect's setting for this case; one the user set (environment or profile) is kept.
+        if VERSION_CHECK_ENV not in get_current_settings().to_environment_variables(exclude_unset=True):
+            os.environ.setdefault(VERSION_CHECK_ENV, "false")
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
         await self.warm_pool.ensure(
             sanitize_subprocess_env(

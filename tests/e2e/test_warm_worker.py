@@ -78,6 +78,8 @@ def test_runs_complete_each_in_its_own_process_started_warm(prefect_server, warm
     a, b = seen(tmp_path, first), seen(tmp_path, second)
     assert a["pid"] != b["pid"]
     assert proc.pid not in (a["pid"], b["pid"])
+    # the worker checked the server's version when it started: its runs do not ask again
+    assert a["version_check"] is False and b["version_check"] is False
     # forked by one zygote, itself the worker's child; the run's process (the stub) is the worker's child
     zygote = a["ppid"]
     assert b["ppid"] == zygote
