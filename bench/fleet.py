@@ -18,26 +18,30 @@ one thread per run in this one process (2 cores cannot start 50 worker subproces
 without measuring Python start-up instead of the pipeline). The runs share the process's
 client-side rate limiter (``ACRVPC_QPS_<PRODUCT>``, set to the quota), as runs of one worker do.
 
-With ``--workers N``: the production topology instead. prefect.yaml's deployments are applied,
-the shared rate limits are created (``acrvpc.cloud.ratelimit.ensure_limits``: ``--client-qps`` per
-product, half a second's worth at once), N workers start on the ``acr-vpc-build`` pool, and one
-``vpc-build/nightly`` run per spec is created; each run is its own process and takes every token
-from the shared limits. ``--worker-type acrvpc-process`` (the default): ``python -m acrvpc.warm_worker``,
-whose runs are forked from a pre-imported zygote (acrvpc/warm_worker.py); ``--worker-type process``:
-``prefect worker start``, Prefect's process worker, each run a fresh interpreter. ``--start now`` (the default):
-each run is due when it is created, and the wall time runs from the first creation to the last run's
-terminal state (the server's state timestamps): 50 POSTs one after another to a server already busy with
-the first runs take ~25 s, so the starts spread over that time. ``--start scheduled``: the runs are created
-first, all due at one instant a few seconds later (as the nightly deployment's schedule makes them), and the
-wall time runs from that instant; the workers start each run's process when it is due (1 s of prefetch):
-before the workers' start gate that herd reached Running 5-22 s late on 2 cores and moved through the stages
-in lockstep (ECS saturated while CR idled, then the reverse): 0.60; with it 0.81 (docs/benchmarks.md).
+With ``--workers N``: the production topology instead. Each spec gets the deployments ``acrvpc deploy
+SPEC`` makes (``vpc-build/<spec>``: the spec as its parameter, a module entrypoint, no pull step;
+``--deployments prefect-yaml``: prefect.yaml's ``vpc-build/nightly`` with each spec's path instead), the
+shared rate limits are created (``acrvpc.cloud.ratelimit.ensure_limits``: ``--client-qps`` per product),
+N workers start on the ``acr-vpc-build`` pool, and one run per spec is created; each run is its own
+process and takes every token from the shared limits (through its worker's quota broker).
+``--worker-type acrvpc-process`` (the default): ``python -m acrvpc.warm_worker``, whose runs are forked
+from a pre-imported zygote (acrvpc/zygote.py); ``--worker-type process``: ``prefect worker start``,
+Prefect's process worker, each run a fresh interpreter. ``--start now`` (the default): each run is due
+when it is created, one POST after another (``--create-at-once 8``: eight in flight, as the webhook
+receiver creates a burst's runs, ``deployments.webhook.START_CONCURRENCY``), and the wall time runs from
+the first creation to the last run's terminal state (the server's state timestamps). ``--start scheduled``: the runs are created first, all due at one instant a
+few seconds later (as the nightly deployment's schedule makes them), and the wall time runs from that
+instant; the workers start each run's process when it is due (1 s of prefetch): before the workers'
+start gate that herd reached Running 5-22 s late on 2 cores and moved through the stages in lockstep
+(ECS saturated while CR idled, then the reverse): 0.60; with it 0.81 (docs/benchmarks.md).
 
 Figures: wall time from the first start to the last end; calls per product; the lower bound
 ``max(calls_p / qps_p)`` over the quota'd products (calls answered, throttled ones excluded);
 ``efficiency = bound / wall``; failed runs; throttling answers the clients received. To say where
 time goes: ``api_phase_efficiency = bound / (last API call - first API call)``, the seconds before
-the first and after the last API call, calls per product in each 5 s, and CPU seconds.
+the first and after the last API call, calls per product and the machine's busy CPU in each 5 s, and
+CPU seconds (the Prefect server, its PostgreSQL, the workers, the runs). ``--server-requests``: the
+server's requests per run by endpoint (its access log, which costs it some CPU: a diagnosis).
 GitLab has no quota here: self-managed GitLab's API rate limits are off by default.
 """
 
@@ -54,6 +58,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a fresh clone
@@ -297,14 +302,20 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
         body["state"] = {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": due}}
     run_ids = {}
     with httpx.Client(base_url=api, timeout=60) as client:
-        for path in specs:
+
+        def create(path: Path) -> str:
             r = client.post(
                 f"/deployments/{targets[path]}/create_flow_run",
                 json={"parameters": parameters[path], "name": path.stem, **body},
             )
             r.raise_for_status()
-            run_ids[r.json()["id"]] = path.stem
-        # the server creates the runs one request at a time (seconds after the start; negative: before it)
+            return r.json()["id"]
+
+        # --create-at-once requests at a time (the webhook receiver's START_CONCURRENCY: 8), in spec order
+        with ThreadPoolExecutor(max_workers=args.create_at_once) as pool:
+            for path, run_id in zip(specs, pool.map(create, specs), strict=True):
+                run_ids[run_id] = path.stem
+        # when the last run was created (seconds after the start; negative: before it)
         created_s = time.perf_counter() - t0
         if args.start == "scheduled" and created_s > 0:
             common.say(f"!!! creating the runs ended {created_s:.1f} s after they were due: the wall time includes it")
@@ -471,6 +482,13 @@ def main(argv: list[str] | None = None) -> dict:
         "wall time runs from the first creation) or scheduled (the runs are created first, all due at one "
         "instant, as a nightly schedule makes them; the wall time runs from that instant)",
     )
+    parser.add_argument(
+        "--create-at-once",
+        type=int,
+        default=1,
+        help="with --workers --start now: run creations in flight at once (default 1: one POST after another; "
+        "8: as the webhook receiver creates a burst's runs, deployments.webhook.START_CONCURRENCY)",
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs (--workers)")
     parser.add_argument(
         "--server-requests",
@@ -479,6 +497,8 @@ def main(argv: list[str] | None = None) -> dict:
         "costs the server some CPU: a diagnosis, not the figure)",
     )
     args = parser.parse_args(argv)
+    if args.create_at_once < 1:
+        parser.error("--create-at-once must be at least 1")
     n = args.specs or (10 if args.quick else 50)
     client_qps = args.qps if args.client_qps is None else args.client_qps
     for product in common.ALIBABA_PRODUCTS:
@@ -500,6 +520,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["workers"] = args.workers
     if args.workers:
         figures["start"] = args.start
+        figures["create_at_once"] = args.create_at_once
         figures["deployments"] = args.deployments
     figures["worker_type"] = args.worker_type if args.workers else "threads"
     with (
