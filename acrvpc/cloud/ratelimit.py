@@ -297,7 +297,7 @@ def _describe_limit(url: str, name: str, product: str, region: str) -> LimitShap
 
 
 def _read_shape(url: str, name: str, product: str, region: str) -> LimitShape | None:
-    """The limit's shape, read from the server; None (each case said once) when it cannot serve as the shared limit.
+    """The limit's shape, read from the server; None when the server cannot be asked (each case is said once).
 
     Raises:
         LimitGone: the limit is missing, inactive or has no slot decay.

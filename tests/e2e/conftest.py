@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 import warnings
 
 import pytest
@@ -77,12 +78,19 @@ def prefect_server(tmp_path_factory, postgres):
 
 @pytest.fixture(scope="session")
 def process_worker(prefect_server, worker_sandbox):
-    """A process worker polling every second, its flow runs pointed at the worker sandbox."""
+    """An acrvpc-process worker polling every second, its flow runs pointed at the worker sandbox.
+
+    The project's worker type (Prefect's process worker, each run its own process, forked from a
+    pre-imported interpreter: README "Faster starts"), so the UI, cancel, retry and webhook tests
+    exercise it too; Prefect's own process worker (``prefect worker start``, the README's first
+    command) runs the runs of test_deploy, test_console_suspend, test_worker_crash, test_api_auth,
+    test_wheel and the multi-host tests.
+    """
     log = prefect_server.home / "worker.log"
     proc = prefect_server.spawn(
-        *PREFECT,
-        "worker",
-        "start",
+        sys.executable,
+        "-m",
+        "acrvpc.warm_worker",
         "--pool",
         POOL,
         log=log,
