@@ -21,9 +21,11 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -418,3 +420,60 @@ def self_cpu_seconds() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class CpuSampler:
+    """The machine's busy CPU share (``/proc/stat``: all but idle and iowait) every 0.5 s, stamped with ``clock()``."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.samples: list[tuple[float, int, int]] = []  # (time, busy jiffies, total jiffies)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _jiffies() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields) - idle, sum(fields)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                self.samples.append((self.clock(), *self._jiffies()))
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, lo: float, hi: float) -> str:
+        """Busy share of all CPUs between ``lo`` and ``hi`` (percent), or "-" without two samples in it."""
+        inside = [s for s in self.samples if lo <= s[0] <= hi]
+        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+            return "-"
+        return f"{100 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]):.0f}%"
+
+
+ACCESS_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]* HTTP/[0-9.]+" (\d+)')
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def server_requests(log: Path, mark: int, runs: int) -> dict:
+    """The server's requests since ``mark`` per endpoint (ids as ``{id}``), divided by ``runs``: uvicorn's access log."""
+    counts: dict[str, int] = {}
+    with log.open("rb") as f:
+        f.seek(mark)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = ACCESS_LINE.search(line)
+            if m:
+                key = f"{m.group(1)} {UUID.sub('{id}', m.group(2))}"
+                counts[key] = counts.get(key, 0) + 1
+    per_run: dict[str, float] = {"total": round(sum(counts.values()) / max(runs, 1), 1)}
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        per_run[key] = round(n / max(runs, 1), 2)
+    return per_run

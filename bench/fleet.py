@@ -48,7 +48,6 @@ GitLab has no quota here: self-managed GitLab's API rate limits are off by defau
 from __future__ import annotations
 
 import argparse
-import contextlib
 import contextvars
 import datetime
 import os
@@ -80,45 +79,8 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 THROTTLING = {"Throttling.User", "Throttling", "Throttling.Api", "429"}
 
 
-class _CpuSampler:
-    """The machine's busy CPU share (``/proc/stat``: all but idle and iowait) every 0.5 s, stamped with ``clock()``."""
-
-    def __init__(self, clock) -> None:
-        self.clock = clock
-        self.samples: list[tuple[float, int, int]] = []  # (time, busy jiffies, total jiffies)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _jiffies() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields) - idle, sum(fields)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                self.samples.append((self.clock(), *self._jiffies()))
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> _CpuSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def busy(self, lo: float, hi: float) -> str:
-        """Busy share of all CPUs between ``lo`` and ``hi`` (percent), or "-" without two samples in it."""
-        inside = [s for s in self.samples if lo <= s[0] <= hi]
-        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
-            return "-"
-        return f"{100 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]):.0f}%"
-
-
 def _timeline(
-    answered: list[dict], throttled: list[dict], step: float = 5.0, cpu: _CpuSampler | None = None
+    answered: list[dict], throttled: list[dict], step: float = 5.0, cpu: common.CpuSampler | None = None
 ) -> list[dict]:
     """Calls per product in each ``step`` seconds of sandbox time (real time: the bench world runs at scale 1).
 
@@ -379,28 +341,8 @@ def _run_on_workers(server, sandbox_url: str, specs: list[Path], args, errors: d
     if broker:
         start_s["quota_broker"] = broker
     if args.server_requests:
-        start_s["server_requests_per_run"] = _server_requests(server.log, server_log_mark, len(specs))
+        start_s["server_requests_per_run"] = common.server_requests(server.log, server_log_mark, len(specs))
     return t0, wall, cpu, start_s
-
-
-ACCESS_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]* HTTP/[0-9.]+" (\d+)')
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _server_requests(log: Path, mark: int, runs: int) -> dict:
-    """The server's requests since ``mark`` per endpoint (ids as ``{id}``), divided by ``runs``: uvicorn's access log."""
-    counts: dict[str, int] = {}
-    with log.open("rb") as f:
-        f.seek(mark)
-        for line in f.read().decode(errors="replace").splitlines():
-            m = ACCESS_LINE.search(line)
-            if m:
-                key = f"{m.group(1)} {UUID.sub('{id}', m.group(2))}"
-                counts[key] = counts.get(key, 0) + 1
-    per_run: dict[str, float] = {"total": round(sum(counts.values()) / max(runs, 1), 1)}
-    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        per_run[key] = round(n / max(runs, 1), 2)
-    return per_run
 
 
 BROKER_LINE = re.compile(
@@ -542,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         errors: dict[str, str] = {}
         ends: list[float] = []
-        sampler = _CpuSampler(world.clock.now)
+        sampler = common.CpuSampler(world.clock.now)
         with sampler:
             if args.workers:
                 t0, wall, cpu, figures["run_start_s"] = _run_on_workers(server, sandbox.url, specs, args, errors, ends)

@@ -1,9 +1,13 @@
-"""The benchmarks' arithmetic (bench/common.py, bench/api_calls.py): percentiles, quota bounds, minimum calls."""
+"""The benchmarks' arithmetic (bench/common.py, bench/api_calls.py): percentiles, quota bounds, minimum calls,
+and the fleet's diagnostics (the server's requests per endpoint, the machine's busy CPU)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from bench import common
 from bench.api_calls import STAGES, minimum_calls
 from bench.common import efficiency, lower_bound, percentile
 
@@ -84,3 +88,35 @@ class TestImportingTheBenchmarks:
             importlib.reload(importlib.import_module(f"bench.{name}"))
         # Then nothing in os.environ changed: only running a script sets the benchmarks' environment
         assert dict(os.environ) == before
+
+
+class TestServerRequests:
+    def test_requests_after_the_mark_are_counted_per_endpoint_and_run_with_ids_folded(self, tmp_path):
+        log = tmp_path / "server.log"
+        before = '10:00:00.000 | INFO | uvicorn.access - 127.0.0.1:1 - "GET /api/health HTTP/1.1" 200\n'
+        log.write_text(before)
+        run = "f9e36068-6bdd-4dc8-a3b0-c46ba851fe54"
+        log.write_text(
+            before
+            + f'10:00:01.000 | INFO | uvicorn.access - 127.0.0.1:2 - "POST /api/flow_runs/{run}/set_state HTTP/1.1" 201\n'
+            + '10:00:01.100 | INFO | uvicorn.access - 127.0.0.1:2 - "GET /api/csrf-token?client=x HTTP/1.1" 422\n'
+            + f'10:00:01.200 | INFO | uvicorn.access - 127.0.0.1:3 - "POST /api/flow_runs/{run}/set_state HTTP/1.1" 201\n'
+            + "10:00:01.300 | INFO | prefect.server - not a request line\n"
+        )
+        counts = common.server_requests(log, len(before), runs=2)
+        assert counts == {"total": 1.5, "POST /api/flow_runs/{id}/set_state": 1.0, "GET /api/csrf-token": 0.5}
+
+
+class TestCpuSampler:
+    def test_the_busy_share_between_two_samples_and_a_dash_without_two(self):
+        sampler = common.CpuSampler(clock=lambda: 0.0)
+        sampler.samples = [(0.0, 100, 1000), (5.0, 400, 1600), (10.0, 400, 2200)]
+        assert sampler.busy(0.0, 5.0) == "50%"
+        assert sampler.busy(5.0, 10.0) == "0%"
+        assert sampler.busy(6.0, 9.0) == "-"
+
+    def test_it_samples_proc_stat_while_entered(self):
+        with common.CpuSampler(clock=time.monotonic) as sampler:
+            time.sleep(0.7)
+        assert len(sampler.samples) >= 2
+        assert all(total >= busy >= 0 for _, busy, total in sampler.samples)
