@@ -15,6 +15,7 @@ Screenshots go to ``test-output/ui/`` (git-ignored). To refresh the ones docs/ob
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.e2e
 SPEC = "demo-build"  # examples/sandbox.yaml
 WIDTH, HEIGHT = 1400, 900
 OUT = ROOT / "test-output" / "ui"
+OFF_HOST = re.compile(r"^https?://(?!127\.0\.0\.1[:/]|localhost[:/])")  # any host but this machine
 
 
 def shots_dir() -> Path:
@@ -109,10 +111,22 @@ OVERFLOW_JS = """() => {
 }"""
 
 
-def open_page(chromium, server, path: str):
-    page = chromium.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-    if server.auth_string:  # what the UI's login form stores: base64 of user:password, sent as Basic auth
-        page.add_init_script(f"localStorage.setItem('prefect-password', btoa({server.auth_string!r}))")
+@pytest.fixture
+def ui(prefect_server, browser):  # noqa: F811
+    """A browser context signed in to the server's UI, one page per page the test opens."""
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    if prefect_server.auth_string:  # what the UI's login form stores: base64 of user:password, sent as Basic auth
+        context.add_init_script(f"localStorage.setItem('prefect-password', btoa({prefect_server.auth_string!r}))")
+    # The UI's analytics SDK (set up even when the server disables analytics) asks Amplitude for its config and,
+    # finding no host, retries for a second after the page has loaded, which kept each artifact page's
+    # networkidle wait waiting: it gets an empty config from here, and nothing leaves the machine.
+    context.route(OFF_HOST, lambda route: route.fulfill(status=200, content_type="application/json", body="{}"))
+    yield context
+    context.close()
+
+
+def open_page(ui, server, path: str):
+    page = ui.new_page()
     page.goto(f"http://127.0.0.1:{server.port}/v2{path}", timeout=60_000)
     return page
 
@@ -160,11 +174,11 @@ def test_runs_and_task_runs_are_named_from_the_spec_trigger_and_subject(prefect_
     } <= task_names(prefect_server, completed)
 
 
-def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F811
+def test_the_pages_in_chromium(prefect_server, three_runs, ui):
     paused, failed, completed = three_runs
     out = shots_dir()
     # The completed run: its page names it, its Task Runs tab names the stages and subjects
-    page = open_page(browser, prefect_server, f"/runs/flow-run/{completed}")
+    page = open_page(ui, prefect_server, f"/runs/flow-run/{completed}")
     page.get_by_text(f"{SPEC} · manual").first.wait_for(timeout=60_000)
     page.get_by_role("tab", name="Task Runs").click()
     for name in (f"preflight {SPEC}", f"link {SPEC}", "gitlab release-bot", "build apps/web-frontend:latest"):
@@ -182,7 +196,7 @@ def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F8
     }
     for run_id in (completed, failed, paused):
         for artifact in artifacts(prefect_server, run_id):
-            page = open_page(browser, prefect_server, f"/artifacts/artifact/{artifact['id']}")
+            page = open_page(ui, prefect_server, f"/artifacts/artifact/{artifact['id']}")
             page.locator("main").get_by_text(artifact["key"] or "Artifact").first.wait_for(timeout=30_000)
             page.wait_for_load_state("networkidle")
             assert_fits(page, artifact["key"], grid=artifact["type"] == "table")
@@ -192,7 +206,7 @@ def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F8
     assert not shots, f"artifacts not found: {shots}"
 
     # The failed run: the stage, the code and the fix on its page (Artifacts tab), without opening the logs
-    page = open_page(browser, prefect_server, f"/runs/flow-run/{failed}")
+    page = open_page(ui, prefect_server, f"/runs/flow-run/{failed}")
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text(f"Run of {SPEC}: failed at binding apps/").first.wait_for(timeout=30_000)  # the summary's card
     page.get_by_role("tab", name="Details").click()  # the run's state message
@@ -204,7 +218,7 @@ def test_the_pages_in_chromium(prefect_server, three_runs, browser):  # noqa: F8
     page.close()
 
     # The paused run: named, shown as paused at the console step with its runbook
-    page = open_page(browser, prefect_server, f"/runs/flow-run/{paused}")
+    page = open_page(ui, prefect_server, f"/runs/flow-run/{paused}")
     page.get_by_text(f"{SPEC} · manual").first.wait_for(timeout=60_000)
     page.get_by_text("Suspended").first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Artifacts").click()
