@@ -13,6 +13,9 @@ from tests.e2e.prefect_server import PREFECT, PostgresCluster, PrefectServer, fr
 
 POOL = "acr-vpc-build"
 SCHEDULER_LOOP_SECONDS = "2"  # the scheduler service's loop (default 60 s): scheduled runs appear quickly
+# The loop of the service that fails a suspended run whose pause timed out (default 5 s): a console step
+# nobody answers fails within a second of its pause_timeout_minutes, not up to 5 s after it.
+PAUSE_EXPIRATIONS_LOOP_SECONDS = "1"
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
@@ -65,7 +68,10 @@ def prefect_server(tmp_path_factory, postgres):
         log=home / "server.log",
         database_url=postgres.url if postgres else None,
         auth_string=f"acrvpc-e2e:{secrets.token_urlsafe(18)}",
-        server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS},
+        server_env={
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS,
+            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": PAUSE_EXPIRATIONS_LOOP_SECONDS,
+        },
     )
     try:
         server.start()
