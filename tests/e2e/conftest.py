@@ -16,6 +16,9 @@ SCHEDULER_LOOP_SECONDS = "2"  # the scheduler service's loop (default 60 s): sch
 # The loop of the service that fails a suspended run whose pause timed out (default 5 s): a console step
 # nobody answers fails within a second of its pause_timeout_minutes, not up to 5 s after it.
 PAUSE_EXPIRATIONS_LOOP_SECONDS = "1"
+# How often the event persister writes the events it has (default 5 s, or at 20 events): an event a test
+# looks for (acrvpc.delivery.failed) is on the server within a second of being sent.
+EVENT_PERSISTER_FLUSH_INTERVAL = "1"
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
@@ -71,6 +74,7 @@ def prefect_server(tmp_path_factory, postgres):
         server_env={
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": SCHEDULER_LOOP_SECONDS,
             "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": PAUSE_EXPIRATIONS_LOOP_SECONDS,
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": EVENT_PERSISTER_FLUSH_INTERVAL,
         },
     )
     try:
