@@ -50,9 +50,10 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 # A shell without job control (``make test-fast &``, nohup, a CI step run in the background) starts its
 # background jobs with SIGINT ignored, and an ignored signal stays ignored across exec: in pytest, its xdist
 # workers and every worker or receiver a test starts. Prefect's worker turns SIGTERM into a SIGINT to itself,
-# so such a worker never stops gracefully (stop_group waits out its grace, then kills it), the
-# acrvpc-process worker never exits on SIGTERM, and a test's own SIGINT never interrupts the run it tests.
-# Production processes (a container's worker, a service) start with SIGINT at its default: so do the tests'.
+# so such a worker never stops gracefully (stop_group waits out its grace, then kills it), and a test's own
+# SIGINT never interrupts the run it tests. (The acrvpc-process worker handles SIGTERM without SIGINT:
+# tests/e2e/test_warm_worker.py starts it with SIGINT ignored on purpose.) Production processes (a
+# container's worker, a service) start with SIGINT at its default: so do the tests'.
 import signal  # noqa: E402
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
