@@ -174,6 +174,11 @@ class TestRunCommand:
         assert error_lines(output) == []
         assert proc.stderr.count("failed: [PREFLIGHT_FAILED]") == 1
         assert "INSTANCE_NOT_EXIST" in proc.stderr and "check instance_id" in " ".join(proc.stderr.split())
+        # and, with no Prefect API URL, it said at once that it runs its own local server (the demo's: a ready
+        # database, no migrations to wait for in silence), which stops with it
+        said = " ".join(proc.stdout.split())
+        assert "starting a local server for the run on http://127.0.0.1:" in said, said[:2000]
+        assert "it stops when the run ends" in said, said[:2000]
 
     def test_invalid_spec_exits_2_and_names_the_field(self, tmp_path):
         bad = tmp_path / "bad.yaml"
