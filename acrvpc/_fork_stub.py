@@ -5,7 +5,7 @@ starts it exactly where Prefect's process worker starts ``python -m prefect.engi
 environment, working directory, stdio, its own session), so the worker's cancellation, crash
 detection and output streaming apply to it unchanged. It hands its order (its whole environment,
 its working directory and its stdin/stdout/stderr as file descriptors) to the zygote listening on
-SOCKET (acrvpc/warm_worker.py), which forks the run; then it
+SOCKET (acrvpc/zygote.py), which forks the run; then it
 
 * forwards the signals it receives (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) to the
   run's process group (the forked run is a session leader, as the cold run's process is);

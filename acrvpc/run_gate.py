@@ -1,6 +1,6 @@
 """A forked run tells its zygote it is Running, so the zygote may start the next one (the start gate).
 
-The ``acrvpc-process`` worker's zygote (:mod:`acrvpc.warm_worker`) lets only a few of its runs be
+The ``acrvpc-process`` worker's zygote (:mod:`acrvpc.zygote`) lets only a few of its runs be
 *starting* at once (forked, not yet Running: loading the flow run, the engine's clients and settings,
 about 0.3 CPU s each): 50 runs due at one instant no longer start together on a few cores and then
 move through the stages in lockstep (issue 15). Each forked run holds the write end of a pipe; this

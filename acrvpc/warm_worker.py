@@ -318,7 +318,7 @@ class WarmProcessWorker(ProcessWorker):
         # entering); its runs report to the same server: they need not ask again (2 requests per run at its
         # start). Prefect's setting for this case; one the user set (environment or profile) is kept.
         if VERSION_CHECK_ENV not in get_current_settings().to_environment_variables(exclude_unset=True):
-            os.environ.setdefault(VERSION_CHECK_ENV, "false")
+            os.environ[VERSION_CHECK_ENV] = "false"
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
         await self.warm_pool.ensure(
             sanitize_subprocess_env(
@@ -402,10 +402,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="flow runs at once (default: no limit)")
     args = parser.parse_args(argv)
 
-    stopping: dict[str, Any] = {}  # the main task and its loop, for SIGTERM
+    stopping: dict[str, Any] = {}  # the main task, for SIGTERM
 
     async def serve() -> None:
-        stopping.update(task=asyncio.current_task(), loop=asyncio.get_running_loop())
+        stopping["task"] = asyncio.current_task()
         # start() enters the worker's context itself (setup, then teardown however it ends): entering it here
         # too set the worker up twice (two quota brokers, one never stopped), as `prefect worker start` does not.
         worker = WarmProcessWorker(work_pool_name=args.pool, name=args.name, limit=args.limit, pool_size=args.pool_size)
@@ -418,11 +418,11 @@ def main(argv: list[str] | None = None) -> None:
         job of a shell without job control, some supervisors) would never stop. (Prefect's own handlers
         re-send SIGINT from a signal handler, which raised KeyboardInterrupt inside the loop and skipped the
         teardown.)"""
-        task, loop = stopping.get("task"), stopping.get("loop")
-        if task is None or loop is None or stopping.get("cancelled") or task.done():
+        task = stopping.get("task")
+        if task is None or stopping.get("cancelled") or task.done():
             raise KeyboardInterrupt
         stopping["cancelled"] = True
-        loop.call_soon_threadsafe(task.cancel)
+        task.get_loop().call_soon_threadsafe(task.cancel)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

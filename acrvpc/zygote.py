@@ -306,17 +306,15 @@ def _zygote_main(argv: list[str]) -> None:
     )
     parser.add_argument("--run-module", default="prefect.engine", help="what a forked run runs as __main__")
     args = parser.parse_args(argv)
-    if args.imports is None:
-        # not prefect.engine itself: a run runs it afresh as __main__
-        from acrvpc.settings import settings
-
-        modules = settings().warm_imports or DEFAULT_IMPORTS
-        imports = ["prefect.flow_engine"] + [m.strip() for m in modules.split(",") if m.strip()]
-    else:
-        imports = [m.strip() for m in args.imports.split(",") if m.strip()]
     from acrvpc.settings import settings
 
     configured = settings()
+    if args.imports is None:
+        # not prefect.engine itself: a run runs it afresh as __main__
+        modules = configured.warm_imports or DEFAULT_IMPORTS
+        imports = ["prefect.flow_engine"] + [m.strip() for m in modules.split(",") if m.strip()]
+    else:
+        imports = [m.strip() for m in args.imports.split(",") if m.strip()]
     slots = configured.warm_start_slots
     zygote = _Zygote(
         args.socket,

@@ -240,8 +240,8 @@ def _demo(
 def _no_heartbeats(own_server: bool) -> Any:
     """On the CLI's own local server (``demo``, ``run``), flow runs send no heartbeats: they tell a server's
     automations that a run's process died (:mod:`acrvpc.automations`), and that server has none and stops with
-    this process. Prefect's
-    heartbeat thread sleeps in 1 s steps and the end of a run waits for it (0.3-0.6 s per demo, measured)."""
+    this process. Prefect's heartbeat thread sleeps in 1 s steps and the end of a run waits for it (0.3-0.6 s
+    per demo, measured)."""
     from contextlib import nullcontext
 
     if not own_server:
