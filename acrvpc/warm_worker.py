@@ -38,7 +38,8 @@ What stays as with the process worker:
   process. The zygote never runs a flow itself.
 * **cancellation**: the run's process (the stub) is the worker's child with its own pid and session,
   driven by Prefect's own :class:`FlowRunExecutorContext` (cancellation observer, control channel, then
-  SIGTERM, then SIGKILL); the control channel connects to the forked run directly, the SIGTERM is
+  SIGTERM, then SIGKILL), one for all the worker's runs as Prefect's Runner keeps (Prefect's process worker
+  enters one per run: a client and an events subscription per run in flight); the control channel connects to the forked run directly, the SIGTERM is
   forwarded to it, so the UI's Cancel reaches ``flows.builds``' SIGTERM handler, which cancels the
   run's builds.
 * **what a run sees**: exactly the environment variables and working directory of a cold start (the
@@ -128,6 +129,7 @@ if __name__ == "__main__":
 
 QUOTA_BROKER_ENV = "ACRVPC_QUOTA_BROKER"  # acrvpc.settings.Settings.quota_broker
 VERSION_CHECK_ENV = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"  # off in the runs (WarmProcessWorker.setup)
+CSRF_ENV = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"  # off in the runs when the server has no CSRF protection (setup)
 
 
 def _per_run(key: str) -> bool:
@@ -276,6 +278,27 @@ class WarmStarter:
         ).start(flow_run, task_status=task_status)
 
 
+async def _server_wants_csrf(client: Any) -> bool:
+    """Whether the server behind ``client`` (a ``PrefectClient``) hands out CSRF tokens.
+
+    Asks as Prefect's client asks before its first write (``GET /csrf-token``), with the same reading
+    (``prefect.client.base``): a 404 (an older server) or a 422 saying the protection is disabled is
+    False. Anything else, a failure included, is True: the runs then ask for themselves, as by default.
+    """
+    import uuid
+
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    try:
+        await client.request("GET", "/csrf-token", params={"client": str(uuid.uuid4())})
+    except PrefectHTTPStatusError as exc:
+        status, text = exc.response.status_code, exc.response.text
+        return not (status == 404 or (status == 422 and "CSRF protection is disabled" in text))
+    except Exception:  # noqa: BLE001 - unknown: keep Prefect's default
+        return True
+    return True
+
+
 def _engine_command(configuration: ProcessJobConfiguration) -> bool:
     """True when the run would start as ``python -m prefect.engine`` (no ``command`` job variable, or that one)."""
     if not configuration._command_configured:
@@ -301,12 +324,24 @@ class WarmProcessWorker(ProcessWorker):
         size = pool_size if pool_size is not None else configured.warm_pool_size
         self.warm_pool = ZygotePool(size > 0, configured.warm_wait_seconds)
         self.quota_broker: QuotaBroker | None = None
+        self._executor_context: FlowRunExecutorContext | None = None
 
     async def setup(self) -> None:
         from acrvpc.prefect_api import share_client_ssl_contexts
 
-        share_client_ssl_contexts()  # the worker's clients (one per run it submits) too
-        await super().setup()
+        share_client_ssl_contexts()  # the worker's clients too
+        # One executor context for every run of the worker, as Prefect's Runner keeps its own: one client, one
+        # cancellation observer (one events subscription on the server), one control channel and process
+        # manager. ProcessWorker.run enters one per run: with 50 runs in flight, 50 clients and 50
+        # subscriptions that the server matches every event against. Entered before the base setup, so it is
+        # left after the runs' task group has ended every run (teardown leaves the exit stack in reverse).
+        if self.warm_pool.enabled:  # (the cold path is ProcessWorker.run's own)
+            self._executor_context = await self._exit_stack.enter_async_context(FlowRunExecutorContext())
+        try:
+            await super().setup()
+        except BaseException:
+            await self._exit_stack.aclose()
+            raise
         # The host's quota broker (acrvpc/cloud/quota_broker.py): set in os.environ before any zygote or run
         # starts, so every run of this worker (forked or cold) inherits ACRVPC_QUOTA_BROKER.
         from acrvpc.cloud.quota_broker import QuotaBroker
@@ -317,8 +352,14 @@ class WarmProcessWorker(ProcessWorker):
         # This worker's client checked the server's API version when it started (Prefect's client does on
         # entering); its runs report to the same server: they need not ask again (2 requests per run at its
         # start). Prefect's setting for this case; one the user set (environment or profile) is kept.
-        if VERSION_CHECK_ENV not in get_current_settings().to_environment_variables(exclude_unset=True):
+        user_set = get_current_settings().to_environment_variables(exclude_unset=True)
+        if VERSION_CHECK_ENV not in user_set:
             os.environ[VERSION_CHECK_ENV] = "false"
+        # Likewise CSRF: each client of a run asks for a token before its first write, to learn that the server
+        # has none to give (2 requests per run). The worker asks once; Prefect's client, once told, never asks
+        # again in its process, and neither do the worker's runs.
+        if CSRF_ENV not in user_set and not await _server_wants_csrf(self._client):
+            os.environ[CSRF_ENV] = "false"
         # The environment of a run with no env job variable: os.environ and the settings (what a cold start gets).
         await self.warm_pool.ensure(
             sanitize_subprocess_env(
@@ -338,6 +379,7 @@ class WarmProcessWorker(ProcessWorker):
                     del os.environ[QUOTA_BROKER_ENV]
                 self.quota_broker = None
             await super().teardown(*exc_info)
+            self._executor_context = None
 
     async def run(
         self,
@@ -355,9 +397,10 @@ class WarmProcessWorker(ProcessWorker):
             else contextlib.nullcontext(configuration.working_dir)
         )
         execution = None
+        shared = self._executor_context
         with working_dir_ctx as working_dir, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            async with FlowRunExecutorContext() as ctx:
+            async with contextlib.nullcontext(shared) if shared is not None else FlowRunExecutorContext() as ctx:
                 starter = WarmStarter(
                     self.warm_pool,
                     cwd=Path(working_dir).resolve(),

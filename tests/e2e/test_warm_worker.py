@@ -78,8 +78,10 @@ def test_runs_complete_each_in_its_own_process_started_warm(prefect_server, warm
     a, b = seen(tmp_path, first), seen(tmp_path, second)
     assert a["pid"] != b["pid"]
     assert proc.pid not in (a["pid"], b["pid"])
-    # the worker checked the server's version when it started: its runs do not ask again
+    # the worker checked the server's version and asked for a CSRF token (the server has no CSRF protection)
+    # when it started: its runs do not ask again
     assert a["version_check"] is False and b["version_check"] is False
+    assert a["csrf"] is False and b["csrf"] is False
     # forked by one zygote, itself the worker's child; the run's process (the stub) is the worker's child
     zygote = a["ppid"]
     assert b["ppid"] == zygote

@@ -13,13 +13,12 @@ from prefect.runtime import flow_run
 
 @flow(name="warm-probe")
 def probe(out_dir: str, mode: str = "ok", seconds: float = 0.0) -> int:
-    """Write {pid, ppid, version_check} to OUT_DIR/<flow run id>.json; mode "exit": then end the process at once (os._exit)."""
+    """Write {pid, ppid, version_check, csrf} to OUT_DIR/<flow run id>.json; mode "exit": then end the process at once (os._exit)."""
     from prefect.settings import get_current_settings
 
-    checks = get_current_settings().client.server_version_check_enabled  # the worker checked the version
-    Path(out_dir, f"{flow_run.id}.json").write_text(
-        json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "version_check": checks})
-    )
+    client = get_current_settings().client  # the worker checked the version and asked for a CSRF token
+    seen = {"version_check": client.server_version_check_enabled, "csrf": client.csrf_support_enabled}
+    Path(out_dir, f"{flow_run.id}.json").write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), **seen}))
     if mode == "exit":
         os._exit(3)
     time.sleep(seconds)
