@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -110,8 +111,12 @@ from prefect.utilities.processutils import (
 )
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from acrvpc import pool_share
+from acrvpc.pool_share import PoolMembers
+
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.responses import WorkerFlowRunResponse
 
     from acrvpc.cloud.quota_broker import QuotaBroker
 
@@ -325,6 +330,7 @@ class WarmProcessWorker(ProcessWorker):
         self.warm_pool = ZygotePool(size > 0, configured.warm_wait_seconds)
         self.quota_broker: QuotaBroker | None = None
         self._executor_context: FlowRunExecutorContext | None = None
+        self._members = PoolMembers()
 
     async def setup(self) -> None:
         from acrvpc.prefect_api import share_client_ssl_contexts
@@ -380,6 +386,16 @@ class WarmProcessWorker(ProcessWorker):
                 self.quota_broker = None
             await super().teardown(*exc_info)
             self._executor_context = None
+
+    async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
+        """The pool's scheduled runs this worker tries: its share, and the overdue (:mod:`acrvpc.pool_share`)."""
+        responses = await super()._get_scheduled_flow_runs()
+        if not responses:
+            return responses
+        worker = get_current_settings().worker
+        members = await self._members.names(self.client, self._work_pool_name, worker.heartbeat_seconds)
+        now = datetime.datetime.now(datetime.UTC)
+        return pool_share.mine(responses, self.name, members, now, pool_share.grace_seconds(worker.query_seconds))
 
     async def run(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,58 @@ def test_sigterm_stops_the_worker_gracefully(prefect_server, worker_sandbox, tmp
         assert not Path(socket_path).parent.exists()
     finally:
         stop_group(proc)
+
+
+SHARE_DEPLOY = """
+import sys
+from prefect import flow
+flow.from_source(source=sys.argv[2], entrypoint="tests/e2e/warm_flows.py:probe").deploy(
+    name="warm-probe-share", work_pool_name=sys.argv[1], build=False, push=False)
+"""
+
+
+def test_two_workers_on_one_pool_each_take_their_share(prefect_server, worker_sandbox, tmp_path):
+    """Two acrvpc-process workers on one pool: each run is tried by one worker only, its owner
+    (acrvpc/pool_share.py), instead of by both with one Pending proposal refused per run."""
+    from acrvpc import pool_share
+
+    pool, names = f"{POOL}-share", ["share-a", "share-b"]
+    procs, logs = [], {}
+    try:
+        for name in names:
+            logs[name] = prefect_server.home / f"warm-worker-{name}.log"
+            procs.append(
+                prefect_server.spawn(
+                    sys.executable,
+                    *("-m", "acrvpc.warm_worker", "--pool", pool, "--name", name),
+                    log=logs[name],
+                    ACRVPC_SANDBOX_URL=worker_sandbox.url,
+                    PREFECT_WORKER_QUERY_SECONDS="1",
+                    PREFECT_WORKER_PREFETCH_SECONDS="1",
+                )
+            )
+
+        def both_online() -> bool:
+            for proc, name in zip(procs, names, strict=True):
+                assert proc.poll() is None, logs[name].read_text(errors="replace")[-3000:]
+            with api(prefect_server) as client:
+                found = client.post(f"/work_pools/{pool}/workers/filter", json={})
+            if found.status_code == 404:  # neither has created the pool yet
+                return False
+            workers = found.raise_for_status().json()
+            return sorted(w["name"] for w in workers if w["status"] == "ONLINE") == names
+
+        wait_until(both_online, 120, "both workers ONLINE")
+        prefect_server.run(sys.executable, "-c", SHARE_DEPLOY, pool, str(ROOT))
+        runs = [start(prefect_server, "warm-probe/warm-probe-share", out_dir=str(tmp_path)) for _ in range(10)]
+        for run_id in runs:
+            assert wait_final(prefect_server, run_id)["type"] == "COMPLETED"
+        texts = {name: log.read_text(errors="replace") for name, log in logs.items()}
+        ran_on = {run_id: [n for n in names if f"flow run {run_id}: started warm" in texts[n]] for run_id in runs}
+        owners = {run_id: pool_share.owner(uuid.UUID(run_id), names) for run_id in runs}
+        assert ran_on == {run_id: [owners[run_id]] for run_id in runs}
+        for name in names:  # neither tried a run of the other's share (a refused Pending proposal says so)
+            assert "Aborted submission" not in texts[name], texts[name][-3000:]
+    finally:
+        for proc in procs:
+            stop_group(proc)
