@@ -16,6 +16,11 @@ process worker) count as members and try every run, as before. Members are read 
 (``POST /work_pools/{name}/workers/filter``) at the first poll that finds runs, then at most once per
 heartbeat interval (a worker joins or leaves at that granularity anyway: one request per 30 s by
 default); a failed read shares nothing (every run is tried, Prefect's behaviour).
+
+The members must all poll the pool's every queue: the server does not say which queues a worker polls,
+so a run of a queue its owner does not poll would wait the grace. A worker started with
+``--work-queue`` does not share (it tries every run it sees); set ``ACRVPC_WORKER_SHARE=false`` on the
+other workers of such a pool too.
 """
 
 from __future__ import annotations

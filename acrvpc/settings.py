@@ -168,6 +168,12 @@ class Settings(BaseSettings):
         description="acrvpc-process worker: how long a run waits for its zygote before starting cold.",
         json_schema_extra={"fix": "write a number of seconds, e.g. 60"},
     )
+    worker_share: bool = Field(
+        True,
+        description="acrvpc-process worker: try only this worker's share of the pool's runs, and the others' once "
+        "overdue (acrvpc/pool_share.py); false on every worker of a pool whose workers poll different work queues.",
+        json_schema_extra={"fix": "write true or false"},
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -269,7 +275,7 @@ def _type_text(field: str) -> str:
         return "secret"
     if field == "retry_delays":
         return "comma-separated seconds"
-    names: dict[object, str] = {int: "whole number", float: "number", str: "text"}
+    names: dict[object, str] = {int: "whole number", float: "number", str: "text", bool: "true or false"}
     return names.get(base, str(base))
 
 
@@ -279,6 +285,8 @@ def _default_text(field: str) -> str:
         return "unset"
     if isinstance(default, list):
         return ",".join(f"{d:g}" for d in default)
+    if isinstance(default, bool):
+        return str(default).lower()
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 

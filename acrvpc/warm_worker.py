@@ -331,6 +331,8 @@ class WarmProcessWorker(ProcessWorker):
         self.quota_broker: QuotaBroker | None = None
         self._executor_context: FlowRunExecutorContext | None = None
         self._members = PoolMembers()
+        # A worker polling some queues only would leave the others' share of the rest waiting (pool_share docstring).
+        self._share = configured.worker_share and not self._work_queues
 
     async def setup(self) -> None:
         from acrvpc.prefect_api import share_client_ssl_contexts
@@ -390,7 +392,7 @@ class WarmProcessWorker(ProcessWorker):
     async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
         """The pool's scheduled runs this worker tries: its share, and the overdue (:mod:`acrvpc.pool_share`)."""
         responses = await super()._get_scheduled_flow_runs()
-        if not responses:
+        if not responses or not self._share:
             return responses
         worker = get_current_settings().worker
         members = await self._members.names(self.client, self._work_pool_name, worker.heartbeat_seconds)
