@@ -96,3 +96,13 @@ class TestMembers:
     def test_the_grace_is_two_polls_and_never_under_five_seconds(self):
         assert pool_share.grace_seconds(10) == 20
         assert pool_share.grace_seconds(1) == pool_share.MIN_GRACE_SECONDS == 5
+
+
+class TestWorkerShares:
+    def test_by_default_unless_told_or_polling_some_queues_only(self, monkeypatch):
+        from acrvpc.warm_worker import WarmProcessWorker
+
+        assert WarmProcessWorker(work_pool_name="p")._share is True
+        assert WarmProcessWorker(work_pool_name="p", work_queues=["nightly"])._share is False
+        monkeypatch.setenv("ACRVPC_WORKER_SHARE", "false")
+        assert WarmProcessWorker(work_pool_name="p")._share is False
