@@ -38,10 +38,10 @@ What stays as with the process worker:
   process. The zygote never runs a flow itself.
 * **cancellation**: the run's process (the stub) is the worker's child with its own pid and session,
   driven by Prefect's own :class:`FlowRunExecutorContext` (cancellation observer, control channel, then
-  SIGTERM, then SIGKILL), one for all the worker's runs as Prefect's Runner keeps (Prefect's process worker
-  enters one per run: a client and an events subscription per run in flight); the control channel connects to the forked run directly, the SIGTERM is
-  forwarded to it, so the UI's Cancel reaches ``flows.builds``' SIGTERM handler, which cancels the
-  run's builds.
+  SIGTERM, then SIGKILL), one for all the worker's runs, as Prefect's Runner keeps one (Prefect's process
+  worker enters one per run: a client and an events subscription per run in flight); the control channel
+  connects to the forked run directly, the SIGTERM is forwarded to it, so the UI's Cancel reaches
+  ``flows.builds``' SIGTERM handler, which cancels the run's builds.
 * **what a run sees**: exactly the environment variables and working directory of a cold start (the
   stub's, which Prefect computed). Modules the zygote imported read their environment at import time,
   hence one zygote per base environment: a run whose environment differs (a deployment's ``env`` job
@@ -92,6 +92,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,8 +291,6 @@ async def _server_wants_csrf(client: Any) -> bool:
     (``prefect.client.base``): a 404 (an older server) or a 422 saying the protection is disabled is
     False. Anything else, a failure included, is True: the runs then ask for themselves, as by default.
     """
-    import uuid
-
     from prefect.exceptions import PrefectHTTPStatusError
 
     try:
