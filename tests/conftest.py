@@ -16,11 +16,14 @@ unstaged-action contract tests) call actions the pipeline never calls and run wi
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 _HOME = tempfile.mkdtemp(prefix="acrvpc-test-prefect-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # registered first, so run last: after Prefect's own
 for _var in (
     "PREFECT_API_URL",
     "PREFECT_API_KEY",

@@ -8,8 +8,10 @@ Inputs that ever broke the loader are kept in ``tests/fuzz/corpus/specs/`` (test
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -84,6 +86,7 @@ def check_parse(data, source: str = "fuzz") -> None:
 
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="acrvpc-spec-fuzz-")) / "spec.yaml"  # one file, rewritten per example
+atexit.register(shutil.rmtree, SCRATCH.parent, ignore_errors=True)
 
 
 def check_load(content: bytes) -> None:
