@@ -393,10 +393,10 @@ class WarmProcessWorker(ProcessWorker):
         responses = await super()._get_scheduled_flow_runs()
         if not responses or not self._share:
             return responses
-        worker = get_current_settings().worker
-        members = await self._members.names(self.client, self._work_pool_name, worker.heartbeat_seconds)
+        members = await self._members.names(self.client, self._work_pool_name, self.heartbeat_interval_seconds)
         now = datetime.datetime.now(datetime.UTC)
-        return pool_share.mine(responses, self.name, members, now, pool_share.grace_seconds(worker.query_seconds))
+        grace = pool_share.grace_seconds(get_current_settings().worker.query_seconds)  # the base worker's poll
+        return pool_share.mine(responses, self.name, members, now, grace)
 
     async def run(
         self,
